@@ -1,0 +1,445 @@
+"""Read spectral cubes (RA, Dec, spectral) the way CASA, Miriad and GILDAS write them.
+
+A :class:`Cube` wraps one FITS image HDU without loading it: the pixels stay memory-mapped, and
+channels, spectra and moments are read on demand. What it understands:
+
+- 4-D CASA ``exportfits`` cubes (RA, Dec, FREQ, STOKES) with a degenerate (or first-plane) Stokes
+  axis, per-channel beams in a ``BEAMS`` binary table, BUNIT Jy/beam, NaN-blanked edges;
+- 3-D cubes with BMAJ/BMIN/BPA keywords and a FREQ or velocity (VRAD, VELO, VOPT, FELO) axis;
+- gzip-compressed files (``.fits.gz``), which cannot be memory-mapped: astropy decompresses them
+  into memory, so they are meant for cubes that fit in RAM.
+
+Everything wrong with a file surfaces as :class:`pipeline.errors.InputError` with a message that says
+what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+from pipeline.errors import InputError
+
+#: FITS spectral types (as astropy.wcs normalises them) and their velocity conventions
+_DOPPLER = {"VRAD": u.doppler_radio, "VOPT": u.doppler_optical, "ZOPT": None, "VELO": u.doppler_relativistic}
+
+#: Channels checked for data at open time before a (streamed) full scan is needed to call a cube empty.
+_PROBE_CHANNELS = 16
+
+
+@dataclass(frozen=True)
+class Beam:
+    """A restoring (or dirty) beam: FWHM axes in arcsec, position angle in degrees east of north."""
+
+    major_arcsec: float
+    minor_arcsec: float
+    pa_deg: float
+
+    def area_pixels(self, pixel_arcsec: float) -> float:
+        """Beam solid angle in pixels (Gaussian: pi / (4 ln 2) * major * minor)."""
+        return math.pi / (4 * math.log(2)) * self.major_arcsec * self.minor_arcsec / pixel_arcsec**2
+
+
+class Cube:
+    """A spectral cube on disk, read lazily.
+
+    Pixel data is exposed as ``data[channel, y, x]`` (a read-only memory map for uncompressed files).
+    ``wcs`` is the 3-D WCS in the order (x=longitude, y=latitude, spectral).
+    Use :func:`open_cube` to make one.
+    """
+
+    def __init__(self, path, hdul, hdu, data, wcs, notes, rest_frequency_hz=None):
+        self.path = Path(path)
+        self._hdul = hdul
+        self.header = hdu.header
+        self.data = data
+        self.wcs = wcs
+        self.notes = list(notes)
+        header_rest = wcs.wcs.restfrq or None
+        self.rest_frequency_hz = float(rest_frequency_hz or header_rest or 0) or None
+        self._header_rest_hz = header_rest
+        self._hdu = hdu
+
+    # ---- geometry -------------------------------------------------------------------------
+    @property
+    def nchan(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def ny(self) -> int:
+        return self.data.shape[1]
+
+    @property
+    def nx(self) -> int:
+        return self.data.shape[2]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(nx, ny, nchan), the order astronomers quote."""
+        return self.nx, self.ny, self.nchan
+
+    @property
+    def unit(self) -> str:
+        return str(self.header.get("BUNIT", "")).strip() or "unknown"
+
+    @property
+    def celestial_wcs(self) -> WCS:
+        return self.wcs.celestial
+
+    @cached_property
+    def pixel_scale_arcsec(self) -> tuple[float, float]:
+        """Pixel size along x and y in arcsec."""
+        scales = proj_plane_pixel_scales(self.celestial_wcs) * 3600.0
+        return float(scales[0]), float(scales[1])
+
+    @property
+    def lazy(self) -> bool:
+        """True when the pixels are memory-mapped rather than held in memory."""
+        base = self.data
+        while base is not None:
+            if isinstance(base, (np.memmap, mmap.mmap)):
+                return True
+            base = getattr(base, "base", None)
+        return False
+
+    # ---- spectral axis --------------------------------------------------------------------
+    @cached_property
+    def spectral_type(self) -> str:
+        """The spectral axis type from the header, e.g. FREQ, VRAD, VOPT."""
+        return self.wcs.wcs.ctype[2].split("-")[0].strip()
+
+    @cached_property
+    def _native_spectral(self) -> u.Quantity:
+        """Channel values on the header's own axis (Hz, or m/s for velocity axes)."""
+        values = self.wcs.spectral.pixel_to_world_values(np.arange(self.nchan))
+        return np.atleast_1d(values) * u.Unit(self.wcs.wcs.cunit[2] or "")
+
+    @cached_property
+    def frequency_hz(self) -> np.ndarray | None:
+        """Frequency of each channel in Hz; None for a velocity axis without a rest frequency."""
+        native = self._native_spectral
+        if native.unit.physical_type == "frequency":
+            return native.to_value(u.Hz)
+        doppler = _DOPPLER.get(self.spectral_type)
+        if doppler is None or not self._header_rest_hz:
+            return None
+        # the velocity axis was defined with the header's rest frequency, so convert with that one
+        return native.to_value(u.Hz, equivalencies=doppler(self._header_rest_hz * u.Hz))
+
+    def velocity_kms(self, rest_frequency_hz: float | None = None) -> np.ndarray | None:
+        """Radio velocity of each channel in km/s.
+
+        ``rest_frequency_hz`` overrides the header's (and the cube's) rest frequency. Returns None
+        when there is no rest frequency for a frequency axis. A velocity axis without a rest
+        frequency is returned as written (its own convention, see :attr:`spectral_type`).
+        """
+        rest = rest_frequency_hz or self.rest_frequency_hz
+        freq = self.frequency_hz
+        if freq is not None and rest:
+            return (freq * u.Hz).to_value(u.km / u.s, equivalencies=u.doppler_radio(rest * u.Hz))
+        native = self._native_spectral
+        if native.unit.physical_type == "speed":
+            return native.to_value(u.km / u.s)
+        return None
+
+    def channel_width(self) -> dict:
+        """Median absolute channel width: ``{"hz": ..., "kms": ...}`` (None where unknown)."""
+        freq, vel = self.frequency_hz, self.velocity_kms()
+        width = lambda a: float(np.median(np.abs(np.diff(a)))) if a is not None and len(a) > 1 else None  # noqa: E731
+        return {"hz": width(freq), "kms": width(vel)}
+
+    # ---- beams ----------------------------------------------------------------------------
+    @cached_property
+    def beams(self) -> list[Beam] | None:
+        """One beam per channel (CASA BEAMS table), the header beam repeated, or None."""
+        table = _beams_table(self._hdul)
+        if table is not None:
+            if len(table) != self.nchan:
+                self.notes.append(
+                    f"BEAMS table has {len(table)} rows for {self.nchan} channels; beams ignored")
+                return None
+            return table
+        h = self.header
+        if all(k in h for k in ("BMAJ", "BMIN")):
+            beam = Beam(float(h["BMAJ"]) * 3600, float(h["BMIN"]) * 3600, float(h.get("BPA", 0.0)))
+            return [beam] * self.nchan
+        return None
+
+    @property
+    def per_channel_beams(self) -> bool:
+        return _beams_table(self._hdul) is not None and self.beams is not None
+
+    @cached_property
+    def beam(self) -> Beam | None:
+        """The median beam over channels (the header beam when there is one)."""
+        if not self.beams:
+            return None
+        arr = np.array([(b.major_arcsec, b.minor_arcsec, b.pa_deg) for b in self.beams])
+        return Beam(*(float(v) for v in np.median(arr, axis=0)))
+
+    # ---- pixels ---------------------------------------------------------------------------
+    def channel(self, index: int) -> np.ndarray:
+        """The image of one channel as float32 (ny, nx), read from disk."""
+        if not 0 <= index < self.nchan:
+            raise InputError(f"channel {index} is outside 0..{self.nchan - 1}")
+        return np.asarray(self.data[index], dtype=np.float32)
+
+    def spectrum(self, x: int, y: int, radius_pixels: float = 0.0) -> np.ndarray:
+        """Spectrum (nchan,) at pixel (x, y): that pixel's, or the NaN-ignoring mean over a disc.
+
+        Units are the cube's (Jy/beam for interferometer cubes). ``radius_pixels`` of 0 gives the
+        single pixel; a beam-sized aperture uses :meth:`beam_radius_pixels`.
+        """
+        if not (0 <= x < self.nx and 0 <= y < self.ny):
+            raise InputError(f"pixel ({x}, {y}) is outside the {self.nx}x{self.ny} image")
+        r = int(math.ceil(radius_pixels))
+        if r == 0:
+            return np.asarray(self.data[:, y, x], dtype=np.float32)
+        y0, y1, x0, x1 = max(0, y - r), min(self.ny, y + r + 1), max(0, x - r), min(self.nx, x + r + 1)
+        block = np.asarray(self.data[:, y0:y1, x0:x1], dtype=np.float32)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        inside = (xx - x) ** 2 + (yy - y) ** 2 <= radius_pixels**2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels give NaN, on purpose
+            return np.nanmean(block[:, inside], axis=1)
+
+    def beam_radius_pixels(self) -> float:
+        """Radius of a circular aperture with the beam's half-power size (geometric mean FWHM / 2)."""
+        if self.beam is None:
+            return 0.0
+        fwhm = math.sqrt(self.beam.major_arcsec * self.beam.minor_arcsec)
+        return 0.5 * fwhm / self.pixel_scale_arcsec[1]
+
+    def moment0(self, first: int = 0, last: int | None = None) -> tuple[np.ndarray, str]:
+        """Integrated intensity over channels ``first..last`` (inclusive), read channel by channel.
+
+        Returns (image (ny, nx) float32, unit): the sum times the channel width in km/s when the
+        velocity axis is known (e.g. Jy/beam km/s), else in channels. NaN pixels count as empty;
+        a pixel NaN in every channel stays NaN.
+        """
+        last = self.nchan - 1 if last is None else last
+        first, last = sorted((int(first), int(last)))
+        if first < 0 or last >= self.nchan:
+            raise InputError(f"channel range {first}..{last} is outside 0..{self.nchan - 1}")
+        total = np.zeros((self.ny, self.nx), dtype=np.float64)
+        seen = np.zeros((self.ny, self.nx), dtype=bool)
+        for k in range(first, last + 1):
+            plane = self.channel(k)
+            good = np.isfinite(plane)
+            total[good] += plane[good]
+            seen |= good
+        width = self.channel_width()["kms"]
+        unit = f"{self.unit} km/s" if width else f"{self.unit} channel"
+        total *= width or 1.0
+        total[~seen] = np.nan
+        return total.astype(np.float32), unit
+
+    @cached_property
+    def nan_fraction(self) -> float:
+        """Fraction of NaN pixels over the whole cube, streamed channel by channel."""
+        nans = sum(int(np.isnan(self.data[k]).sum()) for k in range(self.nchan))
+        return nans / float(self.nchan * self.ny * self.nx)
+
+    # ---- world coordinates ----------------------------------------------------------------
+    def sky(self, x: float, y: float):
+        """SkyCoord of pixel (x, y) (0-based)."""
+        return self.celestial_wcs.pixel_to_world(x, y)
+
+    # ---- summary --------------------------------------------------------------------------
+    def info(self) -> dict:
+        """What ``cube-info`` prints: geometry, spectral range, beam, scale, units, NaN fraction."""
+        freq, vel, width = self.frequency_hz, self.velocity_kms(), self.channel_width()
+        beam = self.beam
+        centre = self.sky((self.nx - 1) / 2, (self.ny - 1) / 2)
+        h = self.header
+        return {
+            "path": str(self.path),
+            "object": str(h.get("OBJECT", "")).strip(),
+            "telescope": str(h.get("TELESCOP", "")).strip(),
+            "shape": {"nx": self.nx, "ny": self.ny, "nchan": self.nchan},
+            "spectral_axis": self.spectral_type,
+            "frequency_hz": None if freq is None else [float(freq.min()), float(freq.max())],
+            "channel_width_hz": width["hz"],
+            "velocity_kms": None if vel is None else [float(vel.min()), float(vel.max())],
+            "channel_width_kms": width["kms"],
+            "rest_frequency_hz": self.rest_frequency_hz,
+            "beam": None if beam is None else {
+                "major_arcsec": beam.major_arcsec, "minor_arcsec": beam.minor_arcsec,
+                "pa_deg": beam.pa_deg, "per_channel": self.per_channel_beams},
+            "pixel_scale_arcsec": list(self.pixel_scale_arcsec),
+            "centre": {"ra_deg": float(centre.icrs.ra.deg), "dec_deg": float(centre.icrs.dec.deg)},
+            "unit": self.unit,
+            "nan_fraction": self.nan_fraction,
+            "memory_mapped": self.lazy,
+            "notes": list(self.notes),
+        }
+
+    def close(self) -> None:
+        self._hdul.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Cube {self.path.name} {self.nx}x{self.ny}x{self.nchan} {self.spectral_type}>"
+
+
+def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = True) -> Cube:
+    """Open a FITS cube lazily, checking it is a usable (RA, Dec, spectral) cube.
+
+    ``rest_frequency_hz`` overrides the header's rest frequency for velocities.
+    ``check_data`` makes sure the cube is not entirely blank (NaN); it reads a few channels, and the
+    whole cube only when those are all blank.
+    Raises :class:`InputError` with a message for the user on anything unusable.
+    """
+    path = Path(path)
+    name = path.name
+    if not path.exists():
+        raise InputError(f"{path}: no such file. Check the path.")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a FITS file. Give the path of a .fits file.")
+    if path.stat().st_size == 0:
+        raise InputError(f"{name} is empty (0 bytes). Copy or download the file again.")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"SIMPLE" and not magic.startswith(b"\x1f\x8b"):  # FITS, or gzip-compressed FITS
+        raise InputError(f"{name} is not a FITS file: it does not start with a FITS header "
+                         "(SIMPLE = T). Open a FITS cube (.fits or .fits.gz).")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # header fix-ups (BLANK on float data, AIPS keywords) are expected
+        try:
+            hdul = fits.open(path, memmap=True, lazy_load_hdus=False, mode="readonly")
+        except (OSError, ValueError, TypeError, EOFError) as exc:
+            raise InputError(
+                f"{name} is not a readable FITS file ({_short(exc)}). "
+                "Open a FITS cube (.fits or .fits.gz) as written by CASA exportfits.") from None
+        try:
+            return _cube_from_hdul(path, hdul, rest_frequency_hz, check_data)
+        except InputError:
+            hdul.close()
+            raise
+        except Exception as exc:  # astropy raises many types on damaged files; name the problem
+            hdul.close()
+            raise InputError(f"{name} could not be read as a cube ({_short(exc)}).") from None
+
+
+def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
+    name = path.name
+    hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
+    if hdu is None:
+        raise InputError(f"{name} holds no image data (no HDU with NAXIS >= 2). Open a spectral cube.")
+    header = hdu.header
+    naxis = header["NAXIS"]
+    dims = [header.get(f"NAXIS{i}", 0) for i in range(1, naxis + 1)]
+    if sum(d > 1 for d in dims) < 3 and naxis < 3:
+        raise InputError(
+            f"{name} is a {naxis}-D image ({' x '.join(map(str, dims))}), not a cube: it has no spectral "
+            "axis. Open a cube with RA, Dec and a frequency or velocity axis.")
+    _check_size(path, hdul, hdu)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(header, fobj=hdul)
+    axes = _find_axes(wcs, name)
+    notes = []
+    if any(d == 0 for d in dims):
+        raise InputError(f"{name} has an empty axis ({' x '.join(map(str, dims))}). The file holds no pixels.")
+
+    try:
+        data = hdu.data
+    except (OSError, ValueError, EOFError, TypeError) as exc:
+        raise InputError(f"{name}: the pixel data cannot be read ({_short(exc)}). "
+                         "The file is probably truncated or damaged; copy it again.") from None
+    # numpy axis order is the reverse of FITS's; pick one plane of every extra axis (e.g. Stokes)
+    index = []
+    for fits_axis in range(naxis, 0, -1):
+        if fits_axis in axes.values():
+            index.append(slice(None))
+        else:
+            if dims[fits_axis - 1] > 1:
+                notes.append(f"axis {fits_axis} ({wcs.wcs.ctype[fits_axis - 1]}) has "
+                             f"{dims[fits_axis - 1]} planes; showing the first")
+            index.append(0)
+    cube_data = data[tuple(index)]
+    remaining = [a for a in range(naxis, 0, -1) if a in axes.values()]  # FITS axes, numpy order
+    order = [remaining.index(axes[k]) for k in ("spectral", "lat", "lon")]
+    cube_data = np.transpose(cube_data, order)
+    cube_wcs = wcs.sub([axes["lon"], axes["lat"], axes["spectral"]])
+
+    cube = Cube(path, hdul, hdu, cube_data, cube_wcs, notes, rest_frequency_hz)
+    if cube.nchan < 2:
+        notes.append("the cube has a single channel")
+    if check_data and _all_blank(cube):
+        raise InputError(f"{name} holds no data: every pixel is NaN (blank). Check the file was "
+                         "exported with its data (CASA exportfits of a non-empty image).")
+    return cube
+
+
+def _find_axes(wcs: WCS, name: str) -> dict:
+    """FITS axis numbers (1-based) of longitude, latitude and the spectral axis."""
+    w = wcs.wcs
+    if w.lng < 0 or w.lat < 0:
+        raise InputError(f"{name} has no celestial axes (RA/Dec) in its header (CTYPE: "
+                         f"{', '.join(w.ctype)}). Open a sky cube.")
+    spec = w.spec
+    if spec < 0:
+        raise InputError(
+            f"{name} has no spectral axis (CTYPE: {', '.join(w.ctype)}). A cube needs a FREQ or "
+            "velocity (VRAD, VOPT, VELO) axis.")
+    return {"lon": w.lng + 1, "lat": w.lat + 1, "spectral": spec + 1}
+
+
+def _check_size(path: Path, hdul, hdu) -> None:
+    """Refuse a file shorter than its header promises (truncated downloads)."""
+    if path.suffix.lower() in {".gz", ".bz2", ".zip"}:
+        return  # compressed: the decompressor finds a short stream when the data is read
+    info = hdul.fileinfo(hdul.index(hdu))
+    needed = info["datLoc"] + hdu.size  # size: bytes of the data section
+    have = path.stat().st_size
+    if have < needed:
+        raise InputError(
+            f"{path.name} is truncated: its header promises {needed:,} bytes but the file holds "
+            f"{have:,}. Copy or download it again.")
+
+
+def _beams_table(hdul) -> list[Beam] | None:
+    if "BEAMS" not in hdul:
+        return None
+    table = hdul["BEAMS"].data
+    cols = {c.name.upper(): c for c in hdul["BEAMS"].columns}
+    if not {"BMAJ", "BMIN", "BPA"} <= set(cols):
+        return None
+    to_arcsec = lambda c: (1 * u.Unit(cols[c].unit or "arcsec")).to_value(u.arcsec)  # noqa: E731
+    rows = np.asarray(table)
+    if "POL" in cols:
+        rows = rows[np.asarray(table["POL"]) == 0]
+    if "CHAN" in cols:
+        rows = rows[np.argsort(rows["CHAN"], kind="stable")]
+    fa, fb = to_arcsec("BMAJ"), to_arcsec("BMIN")
+    return [Beam(float(r["BMAJ"]) * fa, float(r["BMIN"]) * fb, float(r["BPA"])) for r in rows]
+
+
+def _all_blank(cube: Cube) -> bool:
+    probe = np.unique(np.linspace(0, cube.nchan - 1, min(cube.nchan, _PROBE_CHANNELS)).astype(int))
+    if any(np.isfinite(cube.data[k]).any() for k in probe):
+        return False
+    return cube.nan_fraction == 1.0
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]
+
