@@ -21,54 +21,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cube_info(args) -> int:
-    from pipeline.alma.cube import open_cube
+    from pipeline.alma.cube import format_info, open_cube
 
     with open_cube(args.cube, rest_frequency_hz=args.rest_frequency) as cube:
         info = cube.info()
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        print(format_cube_info(info))
+        print(format_info(info))
     return 0
-
-
-def format_cube_info(info: dict) -> str:
-    """The human-readable summary of :meth:`pipeline.alma.cube.Cube.info`."""
-    s = info["shape"]
-    lines = [f"{info['path']}"]
-    if info["object"] or info["telescope"]:
-        lines.append(f"  object        {info['object'] or '-'} ({info['telescope'] or 'telescope unknown'})")
-    lines.append(f"  shape         {s['nx']} x {s['ny']} pixels x {s['nchan']} channels (nx, ny, nchan)")
-    lines.append(f"  spectral axis {info['spectral_axis']}")
-    if info["frequency_hz"]:
-        f0, f1 = (v / 1e9 for v in info["frequency_hz"])
-        width = info["channel_width_hz"]
-        lines.append(f"  frequency     {f0:.6f} - {f1:.6f} GHz, channel {width / 1e6:.6g} MHz"
-                     if width else f"  frequency     {f0:.6f} GHz")
-    if info["velocity_kms"]:
-        v0, v1 = info["velocity_kms"]
-        width = info["channel_width_kms"]
-        lines.append(f"  velocity      {v0:.3f} - {v1:.3f} km/s (radio), channel {width:.4g} km/s"
-                     if width else f"  velocity      {v0:.3f} km/s (radio)")
-    rest = info["rest_frequency_hz"]
-    lines.append(f"  rest freq.    {rest / 1e9:.6f} GHz" if rest else "  rest freq.    not in header")
-    b = info["beam"]
-    if b:
-        kind = "median of per-channel beams" if b["per_channel"] else "header"
-        lines.append(f"  beam          {b['major_arcsec']:.4g}\" x {b['minor_arcsec']:.4g}\", "
-                     f"PA {b['pa_deg']:.4g} deg ({kind})")
-    else:
-        lines.append("  beam          none in header")
-    px, py = info["pixel_scale_arcsec"]
-    lines.append(f"  pixel scale   {px:.4g}\" x {py:.4g}\"")
-    c = info["centre"]
-    lines.append(f"  centre        RA {c['ra_deg']:.6f} deg, Dec {c['dec_deg']:.6f} deg")
-    lines.append(f"  unit          {info['unit']}")
-    lines.append(f"  NaN fraction  {info['nan_fraction']:.4f}")
-    lines.append(f"  memory-mapped {'yes' if info['memory_mapped'] else 'no (compressed: read into memory)'}")
-    for note in info["notes"]:
-        lines.append(f"  note          {note}")
-    return "\n".join(lines)
 
 
 def _simulate(args) -> int:

@@ -1,0 +1,353 @@
+"""The cube explorer: channel maps, moment 0, spectra on click, beam and header, like CARTA or ds9.
+
+``CubeViewer`` shows one open :class:`pipeline.alma.cube.Cube`; ``CubeExplorer`` is the tab around
+it, which opens bundled cubes, cubes by path (inside the allowed data folders) and uploads.
+Images are in pixel coordinates (so clicks map to pixels exactly) with RA/Dec tick labels from the
+WCS, and go through Datashader's ``rasterize`` so a 2048x2048 channel is sent at screen resolution.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+from astropy.visualization import (AsinhStretch, LinearStretch, LogStretch, PercentileInterval,
+                                   SqrtStretch)
+from bokeh.models import CustomJSTickFormatter
+from holoviews.operation.datashader import rasterize
+
+from explorer.files import BUNDLED_CUBES, list_cubes, resolve_user_path
+from pipeline.alma.cube import Cube, format_info, open_cube
+from pipeline.errors import InputError
+
+# astropy's stretches and their inverses in JavaScript, so the colour bar is labelled in data units
+STRETCHES = {
+    "linear": (LinearStretch(), "t"),
+    "sqrt": (SqrtStretch(), "t * t"),
+    "log": (LogStretch(a=1000), "(Math.pow(1001, t) - 1) / 1000"),
+    "asinh": (AsinhStretch(a=0.1), "0.1 * Math.sinh(t * Math.asinh(10))"),
+}
+UPLOAD_LIMIT = "200MB"
+
+
+def normalise(image: np.ndarray, stretch: str, clip_percent: float):
+    """Stretch an image into [0, 1] between the percentiles that keep ``clip_percent`` of its pixels.
+
+    Returns (stretched float32 image with NaN kept, (vmin, vmax) in data units).
+    """
+    finite = image[np.isfinite(image)]
+    if finite.size == 0:
+        return np.full(image.shape, np.nan, np.float32), (0.0, 1.0)
+    vmin, vmax = PercentileInterval(clip_percent).get_limits(finite)
+    if vmax <= vmin:
+        vmax = vmin + 1.0
+    scaled = np.clip((image - vmin) / (vmax - vmin), 0.0, 1.0)  # NaN stays NaN
+    out = np.asarray(STRETCHES[stretch][0](scaled, clip=False), dtype=np.float32)
+    return out, (float(vmin), float(vmax))
+
+
+def _sexagesimal_formatter(values_deg: np.ndarray, hours: bool) -> CustomJSTickFormatter:
+    """Tick labels in RA (h:m:s) or Dec (d:m:s) from pixel ticks, by interpolating along the axis."""
+    code = """
+    const v = values, n = v.length;
+    const i = Math.max(0, Math.min(n - 1.000001, tick));
+    const k = Math.floor(i), f = i - k;
+    let deg = v[k] + f * ((k + 1 < n ? v[k + 1] : v[k]) - v[k]);
+    if (hours) { deg = ((deg % 360) + 360) % 360 / 15; }
+    const sign = deg < 0 ? "-" : (hours ? "" : "+");
+    let a = Math.abs(deg);
+    const d = Math.floor(a); a = (a - d) * 60;
+    const m = Math.floor(a); const s = (a - m) * 60;
+    const pad = (x, w) => String(x).padStart(w, "0");
+    const sec = s.toFixed(digits);
+    return sign + pad(d, 2) + ":" + pad(m, 2) + ":" + pad(sec, digits ? 3 + digits : 2);
+    """
+    step_arcsec = float(np.median(np.abs(np.diff(values_deg)))) * 3600 if len(values_deg) > 1 else 1.0
+    digits = 2 if step_arcsec < 0.5 else 1 if step_arcsec < 5 else 0
+    digits += 1 if hours else 0
+    return CustomJSTickFormatter(args={"values": values_deg.tolist(), "hours": hours, "digits": digits},
+                                 code=code)
+
+
+class CubeViewer(pn.viewable.Viewer):
+    """One cube: image (channel or moment 0), spectrum at the clicked pixel, header summary."""
+
+    channel = param.Integer(default=0, bounds=(0, 0), doc="Channel shown (0-based)")
+    view = param.Selector(default="channel", objects=["channel", "moment 0"], doc="What the image shows")
+    moment_range = param.Range(default=(0, 0), bounds=(0, 0), doc="Channels (inclusive) integrated for moment 0")
+    stretch = param.Selector(default="linear", objects=list(STRETCHES), doc="Colour stretch")
+    clip_percent = param.Selector(default=99.5, objects=[90.0, 95.0, 99.0, 99.5, 99.9, 100.0],
+                                  doc="Percent of pixels between the colour limits")
+    cmap = param.Selector(default="inferno", objects=["inferno", "viridis", "magma", "cividis", "gray", "coolwarm"])
+    show_beam = param.Boolean(default=True, doc="Draw the beam ellipse")
+    spectral_axis = param.Selector(default="velocity", objects=["velocity", "frequency", "channel"])
+    aperture = param.Selector(default="pixel", objects=["pixel", "beam"], doc="Spectrum of one pixel or a beam-sized disc")
+    rest_frequency_ghz = param.Number(default=None, allow_None=True, bounds=(0, None),
+                                      doc="Rest frequency for velocities (GHz); empty: the header's")
+    pixel = param.NumericTuple(default=(0, 0), length=2, doc="Pixel (x, y) whose spectrum is shown")
+
+    def __init__(self, cube: Cube, **params):
+        self.cube = cube
+        last = cube.nchan - 1
+        self.param.channel.bounds = (0, last)
+        self.param.moment_range.bounds = (0, last)
+        params.setdefault("moment_range", (0, last))
+        params.setdefault("pixel", (cube.nx // 2, cube.ny // 2))
+        if cube.velocity_kms() is None:
+            params.setdefault("spectral_axis", "frequency" if cube.frequency_hz is not None else "channel")
+        super().__init__(**params)
+        self._moment_cache = {}
+        self._image_dmap = hv.DynamicMap(pn.bind(self._image, self.param.channel, self.param.view,
+                                                 self.param.moment_range, self.param.stretch,
+                                                 self.param.clip_percent))
+        self._raster = rasterize(self._image_dmap).apply.opts(cmap=self.param.cmap)
+        self.tap = hv.streams.Tap(source=self._raster, x=None, y=None)
+        self.tap.add_subscriber(self._on_tap)
+
+    # ---- science through the pipeline ------------------------------------------------------
+    def current_image(self, channel=None, view=None, moment_range=None):
+        """The data-unit image shown now: a channel or the moment-0 map; and its unit."""
+        view = view or self.view
+        if view == "moment 0":
+            key = tuple(moment_range or self.moment_range)
+            if key not in self._moment_cache:
+                self._moment_cache = {key: self.cube.moment0(*key)}
+            return self._moment_cache[key]
+        return self.cube.channel(self.channel if channel is None else channel), self.cube.unit
+
+    def spectrum(self):
+        """(x values, their label, spectrum values) at the selected pixel and aperture."""
+        x, y = (int(v) for v in self.pixel)
+        radius = self.cube.beam_radius_pixels() if self.aperture == "beam" else 0.0
+        values = self.cube.spectrum(x, y, radius)
+        return (*self._spectral_values(), values)
+
+    def _spectral_values(self):
+        if self.spectral_axis == "velocity":
+            rest = self.rest_frequency_ghz * 1e9 if self.rest_frequency_ghz else None
+            vel = self.cube.velocity_kms(rest)
+            if vel is not None:
+                return vel, "radio velocity (km/s)"
+        if self.spectral_axis in ("velocity", "frequency") and self.cube.frequency_hz is not None:
+            return self.cube.frequency_hz / 1e9, "frequency (GHz)"
+        return np.arange(self.cube.nchan), "channel"
+
+    def channel_label(self) -> str:
+        """'channel k / n: f GHz, v km/s' for the current channel."""
+        k = self.channel
+        parts = [f"channel {k} / {self.cube.nchan - 1}"]
+        if self.cube.frequency_hz is not None:
+            parts.append(f"{self.cube.frequency_hz[k] / 1e9:.6f} GHz")
+        rest = self.rest_frequency_ghz * 1e9 if self.rest_frequency_ghz else None
+        vel = self.cube.velocity_kms(rest)
+        if vel is not None:
+            parts.append(f"{vel[k]:.2f} km/s")
+        return " | ".join(parts)
+
+    # ---- plots ------------------------------------------------------------------------------
+    def _image(self, channel, view, moment_range, stretch, clip_percent):
+        data, unit = self.current_image(channel, view, moment_range)
+        shown, (vmin, vmax) = normalise(data, stretch, clip_percent)
+        ny, nx = shown.shape
+        formatter = CustomJSTickFormatter(
+            args={"vmin": vmin, "vmax": vmax},
+            code=f"const t = tick; const x = {STRETCHES[stretch][1]}; const v = vmin + x * (vmax - vmin);"
+                 "return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v != 0) ? v.toExponential(2) : v.toPrecision(3);")
+        return hv.Image(shown, bounds=(-0.5, -0.5, nx - 0.5, ny - 0.5), kdims=["x", "y"],
+                        vdims=[hv.Dimension("value", label=unit)]).opts(
+            colorbar_opts={"formatter": formatter, "title": unit}, clim=(0, 1))
+
+    def _beam_overlay(self, show_beam):
+        beam, cube = self.cube.beam, self.cube
+        if not show_beam or beam is None:
+            return hv.Ellipse(0, 0, 0).opts(alpha=0)
+        sx, sy = cube.pixel_scale_arcsec
+        major, minor = beam.major_arcsec / sy, beam.minor_arcsec / sy
+        # PA is east of north; east is -x when RA grows to the left (the usual CDELT1 < 0)
+        east_left = cube.celestial_wcs.pixel_scale_matrix[0, 0] < 0
+        angle = np.deg2rad(90 + beam.pa_deg if east_left else 90 - beam.pa_deg)
+        pad = 0.6 * major + 2
+        return hv.Ellipse(pad - 0.5, pad - 0.5, (major, minor), orientation=angle).opts(
+            color="white", line_width=2)
+
+    def _marker(self, pixel):
+        return hv.Points([pixel]).opts(marker="x", size=14, color="cyan", line_width=2)
+
+    def image_plot(self):
+        cw = self.cube.celestial_wcs
+        xs = np.arange(self.cube.nx)
+        ys = np.arange(self.cube.ny)
+        ra = cw.pixel_to_world_values(xs, np.full_like(xs, self.cube.ny // 2))[0]
+        dec = cw.pixel_to_world_values(np.full_like(ys, self.cube.nx // 2), ys)[1]
+        beam = hv.DynamicMap(pn.bind(self._beam_overlay, self.param.show_beam))
+        marker = hv.DynamicMap(pn.bind(self._marker, self.param.pixel))
+        return (self._raster.opts(
+            colorbar=True, tools=["tap"], default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
+            xformatter=_sexagesimal_formatter(ra, hours=True), yformatter=_sexagesimal_formatter(dec, hours=False),
+            xlabel="RA (ICRS)" if "RA" in cw.wcs.ctype[0] else cw.wcs.ctype[0],
+            ylabel="Dec (ICRS)" if "DEC" in cw.wcs.ctype[1] else cw.wcs.ctype[1],
+            aspect=self.cube.nx / self.cube.ny, frame_height=480, toolbar="above",
+        ) * beam * marker).opts(title="")
+
+    def spectrum_plot(self, pixel, aperture, spectral_axis, rest_frequency_ghz, channel):
+        x, xlabel, values = self.spectrum()
+        px, py = (int(v) for v in pixel)
+        sky = self.cube.sky(px, py)
+        title = (f"pixel ({px}, {py})  {sky.to_string('hmsdms', precision=2)}"
+                 + ("  beam-sized aperture" if aperture == "beam" else ""))
+        curve = hv.Curve((x, values), hv.Dimension("spectral", label=xlabel),
+                         hv.Dimension("flux", label=self.cube.unit)).opts(
+            interpolation="steps-mid", color="black", line_width=1.5, title=title,
+            responsive=True, height=300, tools=["hover"], framewise=True)
+        return curve * hv.VLine(float(x[channel])).opts(color="red", line_dash="dashed")
+
+    def _on_tap(self, x=None, y=None):
+        if x is None or y is None:
+            return
+        px, py = int(round(x)), int(round(y))
+        if 0 <= px < self.cube.nx and 0 <= py < self.cube.ny:
+            self.pixel = (px, py)
+
+    # ---- layout -----------------------------------------------------------------------------
+    def controls(self):
+        p = self.param
+        slider = pn.widgets.IntSlider.from_param(p.channel, name="Channel", sizing_mode="stretch_width")
+        player = pn.widgets.Player.from_param(p.channel, name="", show_value=False, interval=300,
+                                              loop_policy="loop", width=300, visible_buttons=[
+                                                  "slower", "previous", "reverse", "pause", "play", "next", "faster"])
+        return pn.Column(
+            pn.pane.Markdown(pn.bind(lambda c, r: f"**{self.channel_label()}**", p.channel, p.rest_frequency_ghz),
+                             css_classes=["channel-label"]),
+            slider, player,
+            pn.widgets.RadioButtonGroup.from_param(p.view, button_type="primary", button_style="outline"),
+            pn.widgets.IntRangeSlider.from_param(p.moment_range, name="Moment-0 channels"),
+            pn.widgets.Select.from_param(p.stretch, name="Stretch"),
+            pn.widgets.Select.from_param(p.clip_percent, name="Clip (percentile)"),
+            pn.widgets.Select.from_param(p.cmap, name="Colour map"),
+            pn.widgets.Checkbox.from_param(p.show_beam, name="Beam ellipse"),
+            pn.pane.Markdown("Spectrum", margin=(5, 10, 0, 10)),
+            pn.widgets.RadioButtonGroup.from_param(p.spectral_axis, button_type="primary", button_style="outline"),
+            pn.widgets.RadioButtonGroup.from_param(p.aperture, button_type="primary", button_style="outline"),
+            pn.widgets.FloatInput.from_param(p.rest_frequency_ghz, name="Rest frequency (GHz, empty: header)"),
+            sizing_mode="stretch_width",
+        )
+
+    def header_panel(self):
+        info = self.cube.info()
+        header_text = self.cube.header.tostring(sep="\n", padding=False)
+        return pn.Column(
+            pn.pane.Markdown(f"```\n{format_info(info)}\n```", css_classes=["cube-summary"]),
+            pn.Card(pn.pane.Markdown(f"```\n{header_text}\n```"), title="Full FITS header", collapsed=True),
+            sizing_mode="stretch_width",
+        )
+
+    def plots(self):
+        """The image above the spectrum."""
+        spectrum = pn.pane.HoloViews(
+            hv.DynamicMap(pn.bind(self.spectrum_plot, self.param.pixel, self.param.aperture,
+                                  self.param.spectral_axis, self.param.rest_frequency_ghz, self.param.channel)),
+            sizing_mode="stretch_width", css_classes=["spectrum"])
+        image = pn.pane.HoloViews(self.image_plot(), css_classes=["cube-image"])
+        return pn.Column(image, spectrum, sizing_mode="stretch_width")
+
+    def __panel__(self):
+        return pn.Row(pn.Column(self.controls(), width=300), self.plots(),
+                      pn.Column(self.header_panel(), width=420), sizing_mode="stretch_width")
+
+
+class CubeExplorer(pn.viewable.Viewer):
+    """The cube tab: choose a bundled cube, type a path inside the data folders, or upload one."""
+
+    source = param.Selector(doc="Cubes in the bundled and configured data folders")
+    path_text = param.String(default="", doc="Path of a FITS cube inside the data folders")
+    message = param.String(default="", doc="The last problem to tell the user about")
+
+    def __init__(self, **params):
+        cubes = list_cubes()
+        self._cubes = cubes
+        self.param.source.objects = list(cubes)
+        params.setdefault("source", _default_cube(cubes))
+        super().__init__(**params)
+        self._upload_dir = Path(tempfile.mkdtemp(prefix="cube-upload-"))
+        self._controls_area = pn.Column(sizing_mode="stretch_width")
+        self._plots_area = pn.Column(sizing_mode="stretch_width")
+        self._header_area = pn.Column(sizing_mode="stretch_width")
+        self.viewer: CubeViewer | None = None
+        self._alert = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["cube-error"])
+        self._upload = pn.widgets.FileDropper(
+                                              max_file_size=UPLOAD_LIMIT, multiple=False, name="Upload")
+        self._upload.param.watch(self._on_upload, "value")
+        self._open_button = pn.widgets.Button(name="Open path", button_type="primary")
+        self._open_button.on_click(lambda _: self.open_path(self.path_text))
+        self.param.watch(lambda e: self.open_file(self._cubes[e.new]), "source")
+        if self.source:
+            self.open_file(self._cubes[self.source])
+        pn.state.on_session_destroyed(lambda ctx: shutil.rmtree(self._upload_dir, ignore_errors=True))
+
+    def open_file(self, path: Path, label: str | None = None) -> bool:
+        """Open ``path`` into the viewer; on bad input keep the current cube and show why."""
+        try:
+            cube = open_cube(path)
+        except InputError as exc:
+            self.show_error(str(exc))
+            return False
+        old = self.viewer
+        self.viewer = CubeViewer(cube)
+        self._controls_area[:] = [self.viewer.controls()]
+        self._plots_area[:] = [self.viewer.plots()]
+        self._header_area[:] = [self.viewer.header_panel()]
+        self.show_error("")
+        if old is not None:
+            old.cube.close()
+        return True
+
+    def open_path(self, text: str) -> bool:
+        try:
+            path = resolve_user_path(text)
+        except InputError as exc:
+            self.show_error(str(exc))
+            return False
+        return self.open_file(path)
+
+    def _on_upload(self, event):
+        if not event.new:
+            return
+        name, content = next(iter(event.new.items()))
+        target = self._upload_dir / Path(name).name
+        target.write_bytes(content if isinstance(content, bytes) else content.encode())
+        self.open_file(target)
+
+    def show_error(self, text: str):
+        self.message = text
+        self._alert.object = text
+        self._alert.visible = bool(text)
+
+    def __panel__(self):
+        opener = pn.Column(
+            pn.widgets.Select.from_param(self.param.source, name="Cube"),
+            pn.Row(pn.widgets.TextInput.from_param(self.param.path_text, name="Path in a data folder",
+                                                   placeholder="e.g. mycube.fits"),
+                   pn.Column(pn.Spacer(height=18), self._open_button, width=110)),
+            pn.pane.Markdown(f"Upload a FITS cube (up to {UPLOAD_LIMIT}; larger: put it in a data folder)",
+                             margin=(0, 10)),
+            self._upload,
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(
+            self._alert,
+            pn.Row(pn.Column(opener, pn.layout.Divider(), self._controls_area, width=320),
+                   self._plots_area, pn.Column(self._header_area, width=420), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width")
+
+
+def _default_cube(cubes: dict) -> str | None:
+    """The simulated ALMA demo cube when bundled, else the first cube found."""
+    for label, path in cubes.items():
+        if path.parent == BUNDLED_CUBES and label.startswith("sim"):
+            return label
+    return next(iter(cubes), None)
