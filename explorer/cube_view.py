@@ -206,6 +206,15 @@ class CubeViewer(pn.viewable.Viewer):
             responsive=True, height=300, tools=["hover"], framewise=True)
         return curve * hv.VLine(float(x[channel])).opts(color="red", line_dash="dashed")
 
+    def pixel_text(self, pixel, channel) -> str:
+        """The selected pixel, its sky position and its value in the current channel."""
+        px, py = (int(v) for v in pixel)
+        sky = self.cube.sky(px, py).icrs
+        value = float(self.cube.data[channel, py, px])
+        return (f"Pixel ({px}, {py}) | RA {sky.ra.to_string('hourangle', sep=':', precision=3, pad=True)} "
+                f"Dec {sky.dec.to_string(sep=':', precision=2, alwayssign=True, pad=True)} | "
+                f"{value:.4g} {self.cube.unit} in channel {channel}")
+
     def _on_tap(self, x=None, y=None):
         if x is None or y is None:
             return
@@ -216,7 +225,8 @@ class CubeViewer(pn.viewable.Viewer):
     # ---- layout -----------------------------------------------------------------------------
     def controls(self):
         p = self.param
-        slider = pn.widgets.IntSlider.from_param(p.channel, name="Channel", sizing_mode="stretch_width")
+        slider = pn.widgets.IntSlider.from_param(p.channel, name="Channel", sizing_mode="stretch_width",
+                                                 css_classes=["channel-slider"])
         player = pn.widgets.Player.from_param(p.channel, name="", show_value=False, interval=300,
                                               loop_policy="loop", width=300, visible_buttons=[
                                                   "slower", "previous", "reverse", "pause", "play", "next", "faster"])
@@ -253,7 +263,9 @@ class CubeViewer(pn.viewable.Viewer):
                                   self.param.spectral_axis, self.param.rest_frequency_ghz, self.param.channel)),
             sizing_mode="stretch_width", css_classes=["spectrum"])
         image = pn.pane.HoloViews(self.image_plot(), css_classes=["cube-image"])
-        return pn.Column(image, spectrum, sizing_mode="stretch_width")
+        pixel = pn.pane.Str(pn.bind(self.pixel_text, self.param.pixel, self.param.channel),
+                            css_classes=["pixel-info"])
+        return pn.Column(image, pixel, spectrum, sizing_mode="stretch_width")
 
     def __panel__(self):
         return pn.Row(pn.Column(self.controls(), width=300), self.plots(),

@@ -355,13 +355,14 @@ def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = T
     with open(path, "rb") as f:
         magic = f.read(6)
     if magic != b"SIMPLE" and not magic.startswith(b"\x1f\x8b"):  # FITS, or gzip-compressed FITS
-        raise InputError(f"{name} is not a FITS file: it does not start with a FITS header "
-                         "(SIMPLE = T). Open a FITS cube (.fits or .fits.gz).")
+        raise InputError(_not_fits(name))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # header fix-ups (BLANK on float data, AIPS keywords) are expected
         try:
             hdul = fits.open(path, memmap=True, lazy_load_hdus=False, mode="readonly")
         except (OSError, ValueError, TypeError, EOFError) as exc:
+            if "SIMPLE" in str(exc):
+                raise InputError(_not_fits(name)) from None
             raise InputError(
                 f"{name} is not a readable FITS file ({_short(exc)}). "
                 "Open a FITS cube (.fits or .fits.gz) as written by CASA exportfits.") from None
@@ -476,6 +477,11 @@ def _all_blank(cube: Cube) -> bool:
     if any(np.isfinite(cube.data[k]).any() for k in probe):
         return False
     return cube.nan_fraction == 1.0
+
+
+def _not_fits(name: str) -> str:
+    return (f"{name} is not a FITS file: it does not start with a FITS header (SIMPLE = T). "
+            "Open a FITS cube (.fits or .fits.gz).")
 
 
 def _short(exc: Exception) -> str:

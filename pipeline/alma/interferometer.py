@@ -148,86 +148,37 @@ def uv_tracks(config, declination_deg, hour_angle_start_h, hour_angle_stop_h, in
 
 @dataclass
 class UVSampling:
-    """The gridded uv sampling of one channel, in the layout of ``scipy.fft.rfft2`` of an
-    ``npix_grid`` x ``npix_grid`` image.
+    """Weighted, gridded uv sampling of one or more channels, on the FFT grid of an
+    ``npix_grid`` x ``npix_grid`` image (cells of ``1 / (npix_grid * cell)`` wavelengths).
 
-    ``weight_grid``: sum of imaging weights per cell (conjugates included);
-    ``weight2_grid``: sum of squared weights per cell (sets the thermal-noise power);
-    ``weight_sum``: total weight of all samples, conjugates included (the PSF peak before
-    normalisation, so ``irfft2(weight_grid) * npix_grid**2 / weight_sum`` has peak 1).
+    Only the box of cells that can hold samples is stored, in the half plane that
+    ``scipy.fft.rfft2`` keeps: ``weight_grid[c, K + ky, kx]`` for ``ky`` in [-K, K] and ``kx`` in
+    [0, K], with ``kx`` along the image x axis (towards west, i.e. -u) and ``ky`` along +v.
+
+    ``weight_grid``: sum of imaging weights per cell, conjugate samples included;
+    ``weight2_grid``: sum of squared weights per cell (the thermal-noise power of the cell);
+    ``weight_sum``, ``weight2_sum``: (n_channels,) sums over the whole plane (conjugates included);
+    ``weight_sum`` is the PSF peak before normalisation.
     """
 
     weight_grid: np.ndarray
     weight2_grid: np.ndarray
-    weight_sum: float
+    weight_sum: np.ndarray
+    weight2_sum: np.ndarray
     npix_grid: int
+    frequency_hz: np.ndarray
 
+    @property
+    def half_width(self) -> int:
+        """K: the box spans ky in [-K, K] and kx in [0, K]."""
+        return self.weight_grid.shape[-1] - 1
 
-def imaging_weights(uv_wavelengths, npix, cell_arcsec, weighting="briggs", robust=0.5):
-    """Imaging weight of each visibility (unit natural weights in), as CASA's VisImagingWeight.
-
-    ``uv_wavelengths`` (n, 2): each row a visibility whose conjugate is implied (giving the
-    conjugates too, as ``uv_tracks`` does, changes nothing: every density doubles uniformly).
-    Briggs: visibilities are counted, with their conjugates, in cells of ``1 / (npix * cell)``
-    wavelengths on an ``npix`` x ``npix`` grid (CASA: the image size, ``Int(u * scale + npix/2)``
-    truncation, ``npixels=0``); with that density W_k,
-    ``f^2 = (5 * 10**-robust)^2 / (sum_k W_k^2 / sum_i w_i)`` and ``w_i = 1 / (1 + W_k f^2)``.
-    Natural: all ones. Returns float64 (n,).
-    """
-    uv = np.asarray(uv_wavelengths, dtype=np.float64)
-    if weighting == "natural":
-        return np.ones(len(uv))
-    if weighting != "briggs":
-        raise InputError(f"weighting must be 'natural' or 'briggs', not {weighting!r}.")
-    scale = npix * cell_arcsec * ARCSEC_RAD  # cells per wavelength
-    origin = npix // 2
-    iu = np.floor(uv[:, 0] * scale + origin).astype(np.int64)
-    iv = np.floor(uv[:, 1] * scale + origin).astype(np.int64)
-    # floor(-a + origin) = 2 * origin - 1 - floor(a + origin): the conjugates fill the grid
-    # reversed, so one bincount and a flip give CASA's density of samples and conjugates.
-    inside = (iu > 0) & (iu < npix - 1) & (iv > 0) & (iv < npix - 1)
-    cells = iv[inside] * npix + iu[inside]
-    density = np.bincount(cells, minlength=npix * npix).reshape(npix, npix).astype(np.float64)
-    if npix % 2 == 0:
-        density = density + density[::-1, ::-1]
-    else:  # odd grids: place the conjugates explicitly
-        ju = np.floor(-uv[inside, 0] * scale + origin).astype(np.int64)
-        jv = np.floor(-uv[inside, 1] * scale + origin).astype(np.int64)
-        density = density + np.bincount(jv * npix + ju, minlength=npix * npix).reshape(npix, npix)
-    sum_weights = 2.0 * np.count_nonzero(inside)
-    f2 = (5.0 * 10.0 ** (-robust)) ** 2 / (np.sum(density ** 2) / sum_weights)
-    weights = np.ones(len(uv))
-    weights[inside] = 1.0 / (1.0 + density.ravel()[cells] * f2)
-    return weights
-
-
-def grid_uv_sampling(uv_wavelengths, weights, npix_grid, cell_arcsec) -> UVSampling:
-    """Grid visibilities (and their implied conjugates) to the nearest cell of the FFT grid of an
-    ``npix_grid`` x ``npix_grid`` image with pixels of ``cell_arcsec``.
-
-    Cells are ``1 / (npix_grid * cell)`` wavelengths. Nearest-cell gridding is a convolution with
-    a one-cell box, so the PSF made from it is the true PSF times sinc(offset / npix_grid) in
-    each axis (plus a little aliasing): exact at the main lobe, and why the grid is padded.
-    Samples outside the grid are dropped (they are finer than the pixel can show).
-    """
-    uv = np.asarray(uv_wavelengths, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    n = npix_grid
-    scale = n * cell_arcsec * ARCSEC_RAD
-    # image x runs towards west (-RA), so the x frequency index is -u; y is north, +v.
-    kx = np.rint(-uv[:, 0] * scale).astype(np.int64)
-    ky = np.rint(uv[:, 1] * scale).astype(np.int64)
-    half = n // 2
-    inside = (np.abs(kx) < half) & (np.abs(ky) < half)
-    kx, ky, w = kx[inside], ky[inside], w[inside]
-    cells = (ky % n) * n + (kx % n)
-    grid = np.bincount(cells, weights=w, minlength=n * n).reshape(n, n)
-    grid2 = np.bincount(cells, weights=w * w, minlength=n * n).reshape(n, n)
-    # conjugates: (ky, kx) -> (-ky, -kx) on the periodic grid
-    grid = grid + np.roll(grid[::-1, ::-1], 1, axis=(0, 1))
-    grid2 = grid2 + np.roll(grid2[::-1, ::-1], 1, axis=(0, 1))
-    return UVSampling(weight_grid=grid[:, : half + 1], weight2_grid=grid2[:, : half + 1],
-                      weight_sum=2.0 * float(w.sum()), npix_grid=n)
+    def channels(self, index) -> "UVSampling":
+        """The sampling of a subset of channels (an index, slice or index array)."""
+        index = np.atleast_1d(np.arange(len(self.frequency_hz))[index])
+        return UVSampling(self.weight_grid[index], self.weight2_grid[index],
+                          self.weight_sum[index], self.weight2_sum[index], self.npix_grid,
+                          self.frequency_hz[index])
 
 
 def uv_wavelengths(uv_m, frequency_hz) -> np.ndarray:
@@ -237,41 +188,173 @@ def uv_wavelengths(uv_m, frequency_hz) -> np.ndarray:
 
 def uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting="briggs", robust=0.5,
                 padding=2) -> UVSampling:
-    """Weighted, gridded sampling of one channel for an ``npix`` image (``npix * padding`` grid).
+    """Imaging weights and gridding of the coverage ``uv_m`` (n, 2, metres) for an ``npix`` image
+    with pixels of ``cell_arcsec``, at each of ``frequency_hz`` (scalar or (n_channels,)).
 
-    Briggs densities are counted on the ``npix`` grid as CASA does (the image size), the
-    imaging grid is padded by ``padding`` so the PSF is sampled out to ``npix * padding / 2``.
+    Every row of ``uv_m`` is a visibility whose conjugate is implied; giving the conjugates too
+    (as ``uv_tracks`` does) leaves the result unchanged, since every density doubles alike.
+    Natural weighting gives every visibility weight 1. Briggs weighting follows CASA's tclean
+    (VisImagingWeight, ``npixels=0``, per-channel density): visibilities and their conjugates
+    are counted in cells of ``1 / (npix * cell)`` wavelengths on the ``npix`` x ``npix`` image
+    grid (``Int(u * npix * cell + npix / 2)``), giving densities W_k;
+    ``f^2 = (5 * 10**-robust)^2 / (sum_k W_k^2 / sum_i w_i)`` and ``w_i = 1 / (1 + W_k f^2)``.
+
+    The weighted samples are then gridded to the nearest cell of an ``npix * padding`` grid
+    (``padding`` an integer; 2 lets a PSF be convolved with a whole ``npix`` image without
+    wrapping). Nearest-cell gridding is a convolution with a one-cell box: the PSF made from it
+    is the exact one times sinc(offset / (npix * padding)) per axis plus a little aliasing, i.e.
+    exact at the main lobe and within 10 % at the edge of an ``npix`` image for padding 2.
+    Samples beyond the grid are dropped.
+
+    How: both grids are unions of "sub-cells" ``1 / (2 * padding)`` of a density cell wide, so
+    each channel needs a single count of its visibilities into sub-cells; densities, weights and
+    the imaging grid follow from block sums of that count.
     """
-    uv_wl = uv_wavelengths(uv_m, frequency_hz)
-    weights = imaging_weights(uv_wl, npix, cell_arcsec, weighting, robust)
-    return grid_uv_sampling(uv_wl, weights, int(round(npix * padding)), cell_arcsec)
+    if weighting not in ("natural", "briggs"):
+        raise InputError(f"weighting must be 'natural' or 'briggs', not {weighting!r}.")
+    padding = int(padding)
+    if padding < 1:
+        raise InputError(f"padding must be an integer >= 1, not {padding}.")
+    freqs = np.atleast_1d(np.asarray(frequency_hz, dtype=np.float64))
+    uv = np.asarray(uv_m, dtype=np.float64)
+    n_grid = npix * padding
+    sub_per_cell = 2 * padding
+    # sub-cells per metre of baseline at each frequency
+    sub_per_m = freqs / SPEED_OF_LIGHT_M_S * npix * cell_arcsec * ARCSEC_RAD * sub_per_cell
+
+    # half-width S of the sub-cell grid: a multiple of 2 * padding (whole density cells) that
+    # holds every sample, but no wider than the imaging grid (|fine index| < n_grid / 2)
+    extent = np.max(np.abs(uv)) * sub_per_m.max() + 1
+    cap = (n_grid // 2 - 1) * 2
+    half_sub = int(min(np.ceil(extent / sub_per_cell), cap // sub_per_cell) * sub_per_cell)
+    side = 2 * half_sub
+    clipped = extent >= half_sub
+    uv_t = np.ascontiguousarray(uv.T, dtype=np.float32)  # (2, n): u row, v row
+    k_fine = half_sub // 2  # fine cells k in [-K, K] hold sub-cells [-S, S)
+    n_cells = side // sub_per_cell
+
+    shape = (len(freqs), 2 * k_fine + 1, k_fine + 1)
+    weight_grid = np.zeros(shape, np.float32)
+    weight2_grid = np.zeros(shape, np.float32)
+    weight_sum = np.zeros(len(freqs))
+    weight2_sum = np.zeros(len(freqs))
+    position = np.empty_like(uv_t)
+    for c, scale in enumerate(sub_per_m):
+        np.multiply(uv_t, np.float32(scale), out=position)
+        position += half_sub  # >= 0 inside the grid, so truncation is floor
+        if clipped:
+            cells = position[:, np.all((position >= 0) & (position < side), axis=0)]
+            cells = cells.astype(np.int64)
+        else:
+            cells = position.astype(np.int64)
+        cells[1] *= side
+        counts = np.bincount(cells[1] + cells[0], minlength=side * side)
+        counts = counts.reshape(side, side).astype(np.float32)
+        # conjugates: sub-cell s -> -s - 1, i.e. the grid reversed
+        counts += counts[::-1, ::-1]
+        if weighting == "briggs":
+            density = _block_sum(counts, sub_per_cell)
+            sum_w2 = np.sum(density * density, dtype=np.float64)
+            f2 = (5.0 * 10.0 ** (-robust)) ** 2 / (sum_w2 / counts.sum(dtype=np.float64))
+            weight = (1.0 / (1.0 + f2 * density)).astype(np.float32)[:, None, :, None]
+            blocks = counts.reshape(n_cells, sub_per_cell, n_cells, sub_per_cell)
+            summed = (blocks * weight).reshape(side, side)
+            summed2 = (blocks * (weight * weight)).reshape(side, side)
+        else:
+            summed = summed2 = counts
+        weight_sum[c] = summed.sum(dtype=np.float64)
+        weight2_sum[c] = summed2.sum(dtype=np.float64)
+        weight_grid[c] = _sub_to_fine_half_plane(summed, k_fine)
+        weight2_grid[c] = _sub_to_fine_half_plane(summed2, k_fine)
+    return UVSampling(weight_grid, weight2_grid, weight_sum, weight2_sum, n_grid, freqs)
+
+
+def _block_sum(grid, size):
+    """Sum ``size`` x ``size`` blocks of a 2-D array (sides multiples of ``size``)."""
+    total = grid[0::size, 0::size].copy()
+    for i in range(size):
+        for j in range(size):
+            if i or j:
+                total += grid[i::size, j::size]
+    return total
+
+
+def _sub_to_fine_half_plane(sub_grid, k_fine):
+    """Sum sub-cells (s in [-S, S) per axis, rows v, cols u) into nearest-cell imaging cells
+    (k = rint(s / 2), i.e. s in {2k - 1, 2k}) and keep the rfft half plane kx = -k_u >= 0."""
+    side = sub_grid.shape[0]
+    shifted = np.zeros((side + 2, side + 2), sub_grid.dtype)
+    shifted[1:-1, 1:-1] = sub_grid
+    return _block_sum(shifted, 2)[:, k_fine::-1]
+
+
+def _wrapped(n, start, stop):
+    """Slices of a length-``n`` periodic axis covering indices start..stop-1 (start < 0 <= stop)."""
+    return [slice(n + start, n), slice(0, stop)]
+
+
+def image_from_half_plane(half_plane, npix_grid, npix) -> np.ndarray:
+    """Inverse FFT of a box of the half plane (..., 2K + 1, K + 1), laid out as in
+    ``UVSampling``, to the central ``npix`` x ``npix`` of an ``npix_grid`` image, with offset 0
+    at pixel ``(npix // 2, npix // 2)``. Equals ``irfft2`` of the whole grid, cropped; only the
+    columns and rows that matter are transformed. Real, normalised as ``irfft2``."""
+    k = half_plane.shape[-1] - 1
+    n = npix_grid
+    lead = half_plane.shape[:-2]
+    columns = np.zeros(lead + (n, k + 1), np.complex64)
+    columns[..., : k + 1, :] = half_plane[..., k:, :]  # ky = 0..K
+    columns[..., n - k:, :] = half_plane[..., :k, :]  # ky = -K..-1
+    columns = scipy.fft.ifft(columns, axis=-2, workers=FFT_WORKERS, overwrite_x=True)
+    lo, hi = -(npix // 2), npix - npix // 2
+    columns = np.concatenate([columns[..., s, :] for s in _wrapped(n, lo, hi)], axis=-2)
+    image = scipy.fft.irfft(columns, n=n, axis=-1, workers=FFT_WORKERS, overwrite_x=True)
+    return np.concatenate([image[..., s] for s in _wrapped(n, lo, hi)], axis=-1)
+
+
+def half_plane_from_image(images, npix_grid, half_width) -> np.ndarray:
+    """Fourier transform of images (..., npix, npix) zero-padded to ``npix_grid``, on the box of
+    the half plane laid out as in ``UVSampling`` (ky in [-K, K], kx in [0, K], K = ``half_width``),
+    with pixel ``(npix // 2, npix // 2)`` as the origin. The inverse of
+    ``image_from_half_plane`` on that box; complex64."""
+    images = np.asarray(images, dtype=np.float32)
+    npix = images.shape[-1]
+    n, k = npix_grid, half_width
+    spectrum = scipy.fft.rfft(images, n=n, axis=-1, workers=FFT_WORKERS)[..., : k + 1]
+    spectrum = scipy.fft.fft(spectrum, n=n, axis=-2, workers=FFT_WORKERS, overwrite_x=True)
+    spectrum = np.concatenate([spectrum[..., n - k:, :], spectrum[..., : k + 1, :]], axis=-2)
+    # move the origin from pixel 0 to pixel npix // 2: a phase ramp
+    ky = np.arange(-k, k + 1)[:, None]
+    kx = np.arange(k + 1)[None, :]
+    spectrum *= np.exp(2j * np.pi * (ky + kx) * (npix // 2) / n).astype(np.complex64)
+    return spectrum.astype(np.complex64, copy=False)
 
 
 def psf_from_sampling(sampling: UVSampling, npix) -> np.ndarray:
-    """The dirty beam of a gridded sampling, cropped to ``npix`` x ``npix``, peak 1 at
-    ``(npix // 2, npix // 2)``, float32."""
-    n = sampling.npix_grid
-    image = scipy.fft.irfft2(sampling.weight_grid, s=(n, n), workers=FFT_WORKERS)
-    image *= n * n / sampling.weight_sum
-    # the zero offset is pixel (0, 0) of the FFT grid; roll it to the middle of the crop
-    image = np.roll(image, (npix // 2, npix // 2), axis=(0, 1))[:npix, :npix]
+    """Dirty beams of a gridded sampling, (n_channels, npix, npix) float32, each with peak 1 at
+    ``(npix // 2, npix // 2)``."""
+    image = image_from_half_plane(sampling.weight_grid, sampling.npix_grid, npix)
+    # normalise by the centre itself (it is sum(weights) / npix_grid**2 up to rounding) so
+    # the peak is exactly 1
+    image /= image[:, npix // 2, npix // 2][:, None, None]
     return image.astype(np.float32)
 
 
 def psf(uv_m, frequency_hz, npix, cell_arcsec, weighting="briggs", robust=0.5,
         padding=2) -> np.ndarray:
-    """Dirty beam (PSF) of the uv coverage ``uv_m`` (n, 2, metres) at ``frequency_hz``.
+    """Dirty beam (PSF) of the uv coverage ``uv_m`` (n, 2, metres) at ``frequency_hz`` (scalar).
 
     Returns a real, point-symmetric float32 image (npix, npix) with pixels of ``cell_arcsec``,
     peak exactly 1 at ``(npix // 2, npix // 2)`` (row, col = y, x; x towards west as on the sky).
     ``weighting`` is ``"natural"`` (unit weights) or ``"briggs"`` with ``robust``, computed as in
-    CASA's tclean (densities on the ``npix`` image grid). The FFT grid is ``padding`` times the
-    image so that the far sidelobes are neither aliased nor tapered much.
+    CASA's tclean (densities on the ``npix`` image grid); see ``uv_sampling``. The FFT grid is
+    ``padding`` times the image.
     """
     if npix < 8:
         raise InputError(f"npix must be at least 8, not {npix}.")
-    return psf_from_sampling(
-        uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting, robust, padding), npix)
+    if np.ndim(frequency_hz) != 0:
+        raise InputError("psf takes one frequency; use uv_sampling + psf_from_sampling for many.")
+    sampling = uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting, robust, padding)
+    return psf_from_sampling(sampling, npix)[0]
 
 
 # --- beam fitting -----------------------------------------------------------------------------

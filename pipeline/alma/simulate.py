@@ -1,0 +1,491 @@
+"""ALMA-like simulated cubes, after the training set of Delli Veneri et al. (2022).
+
+A sky of 3-D Gaussian sources (an elliptical 2-D Gaussian on the sky times a Gaussian line in
+frequency, optionally on a power-law continuum) is observed with a real ALMA antenna
+configuration: Earth-rotation uv tracks, per-channel Briggs (or natural) weighting and gridding,
+dirty beam = PSF by FFT. The dirty cube is the sky convolved with each channel's PSF plus thermal
+noise entered in the visibilities, so the noise is correlated like the noise of a real dirty
+image. Cubes are written as CASA's ``exportfits`` writes them, with a truth catalogue in the
+columns of the CASA-made sample.
+
+Units and conventions:
+
+- sky model: Jy/pixel; dirty cube: Jy/beam (a point source of S Jy gives a peak of S Jy/beam,
+  since the PSF has peak 1);
+- arrays are ``[channel, y, x]``; x runs towards west (-RA, FITS CDELT1 < 0), y towards north;
+- source sizes are FWHM (not sigma), in pixels along the source's own axes; ``pa`` is the angle
+  of the source's x axis, degrees counter-clockwise from the +x pixel axis; ``z`` is the line
+  centre in channels (0-based) and ``fwhm_z`` the line FWHM in channels;
+- channel ``c`` is at ``centre_frequency_hz + (c - channels // 2) * channel_width_hz``.
+"""
+
+import csv
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from pipeline.alma import interferometer
+from pipeline.errors import InputError
+
+FWHM_PER_SIGMA = interferometer.FWHM_PER_SIGMA
+TRUTH_COLUMNS = ("cube", "source", "x", "y", "fwhm_x", "fwhm_y", "pa", "z", "fwhm_z",
+                 "peak_jy_per_pix", "snr_peak")
+# ALMA, for the FITS header (OBSGEO, metres, as CASA writes it)
+ALMA_GEOCENTRIC_M = (2225142.180269, -5440307.370349, -2481029.851874)
+PAPER_SIZE_PX = 256  # the paper's values below are for a 256 x 256 x 128 cube at 0.1"/px
+PAPER_CHANNELS = 128
+CHANNEL_CHUNK = 32  # channels transformed together: bounds memory, keeps FFTs batched
+
+
+@dataclass(frozen=True)
+class SkyParameters:
+    """Ranges of the source parameters, as in the paper for a 256 x 256 x 128 cube (pixels and
+    channels); ``draw_sources`` scales the spatial ones by size / 256 and the spectral ones by
+    channels / 128.
+
+    One central source within ``central_offset_px`` of the centre plus ``n_fainter`` (inclusive
+    range) fainter ones placed uniformly within ``fainter_box_px`` of the centre (the paper:
+    [100, 250) of 360, i.e. a 150-px box), at least ``min_separation_px`` from each other but not
+    from the central one, so blends happen. FWHM uniform in ``fwhm_px`` per axis, ``pa_deg``
+    uniform (0-90 deg covers every orientation since fwhm_x and fwhm_y are drawn separately),
+    line centre uniform in ``line_centre_channels``, line FWHM uniform in ``line_fwhm_channels``.
+    Brightness: the peak signal-to-noise expected in the dirty cube, log-uniform in
+    ``snr_central`` / ``snr_fainter`` (turned into a peak in Jy/pixel with the Gaussian fitted
+    to the beam; the catalogue records the measured value). With ``continuum``, the spectrum is
+    the paper's ``A (f / f0)^alpha (1 + line)``, alpha uniform in ``spectral_index``.
+    """
+
+    central_offset_px: float = 1.0
+    n_fainter: tuple = (2, 5)
+    fainter_box_px: float = 75.0
+    min_separation_px: float = 20.0
+    fwhm_px: tuple = (2.0, 8.0)
+    pa_deg: tuple = (0.0, 90.0)
+    line_centre_channels: tuple = (10.0, 110.0)
+    line_fwhm_channels: tuple = (3.0, 10.0)
+    snr_central: tuple = (10.0, 50.0)
+    snr_fainter: tuple = (2.0, 20.0)
+    continuum: bool = False
+    spectral_index: tuple = (-2.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """How the sky is observed (defaults: the paper's ALMA setup).
+
+    ``config``: antenna configuration name or .cfg path; ``observation_s`` on source centred on
+    transit, in ``integration_s`` integrations; ``noise_jy_per_beam``: rms of the thermal noise
+    in the dirty cube (per channel, at the central channel); ``weighting``/``robust`` as CASA's
+    tclean.
+    """
+
+    config: str = "alma.cycle9.3"
+    cell_arcsec: float = 0.1
+    centre_frequency_hz: float = 230e9
+    channel_width_hz: float = 10e6
+    declination_deg: float = -30.0
+    right_ascension_deg: float = 150.0
+    observation_s: float = 2400.0
+    integration_s: float = 10.0
+    noise_jy_per_beam: float = 1e-3
+    weighting: str = "briggs"
+    robust: float = 0.5
+
+    def frequency_hz(self, channels) -> np.ndarray:
+        """Channel frequencies (Hz); channel ``channels // 2`` is at the centre frequency."""
+        return (self.centre_frequency_hz
+                + (np.arange(channels) - channels // 2) * self.channel_width_hz)
+
+    def uv_m(self) -> np.ndarray:
+        """The uv tracks (metres) of this observation, conjugates included."""
+        half_h = self.observation_s / 2.0 / 3600.0
+        return interferometer.uv_tracks(self.config, self.declination_deg, -half_h, half_h,
+                                        self.integration_s)
+
+
+@dataclass
+class SimulatedCube:
+    """One simulated observation.
+
+    ``dirty_cube`` (channels, size, size) float32 Jy/beam; ``sky_model`` the same in Jy/pixel;
+    ``truth`` the catalogue (``TRUTH_COLUMNS``); ``beams`` per-channel Gaussian fitted to the
+    PSF (bmaj_arcsec, bmin_arcsec, bpa_deg); ``noise_jy_per_beam`` (channels,) the rms of the
+    noise in the dirty cube.
+    """
+
+    dirty_cube: np.ndarray
+    sky_model: np.ndarray
+    truth: Table
+    beams: Table
+    frequency_hz: np.ndarray
+    noise_jy_per_beam: np.ndarray
+    observation: Observation = field(default_factory=Observation)
+
+
+# --- the sky ----------------------------------------------------------------------------------
+
+def gaussian_images(sources, size) -> np.ndarray:
+    """Unit-peak elliptical Gaussians (n_sources, size, size) float32 sampled at pixel centres.
+
+    ``sources`` has columns x, y (pixels, 0-based), fwhm_x, fwhm_y (FWHM in pixels along the
+    source's own axes) and pa (degrees counter-clockwise from +x, the source's x axis).
+    Sampling at pixel centres keeps the sum equal to the analytic integral
+    ``pi / (4 ln 2) * fwhm_x * fwhm_y`` to better than 1e-6 for FWHM >= 1.5 px.
+    """
+    grid = np.arange(size, dtype=np.float64)
+    images = np.empty((len(sources), size, size), np.float32)
+    for i, s in enumerate(sources):
+        pa = np.radians(s["pa"])
+        dx = grid[None, :] - s["x"]
+        dy = grid[:, None] - s["y"]
+        along = dx * np.cos(pa) + dy * np.sin(pa)
+        across = -dx * np.sin(pa) + dy * np.cos(pa)
+        images[i] = np.exp(-4.0 * np.log(2.0) * ((along / s["fwhm_x"]) ** 2
+                                                  + (across / s["fwhm_y"]) ** 2))
+    return images
+
+
+def source_spectra(sources, frequency_hz) -> np.ndarray:
+    """Peak brightness of each source per channel, (n_sources, channels) Jy/pixel.
+
+    Line only: ``peak * exp(-4 ln2 (c - z)^2 / fwhm_z^2)`` at channel c. With continuum columns
+    (``continuum_jy_per_pix`` > 0, ``spectral_index``), the paper's
+    ``A (f / f_mid)^alpha (1 + line)`` where the line has unit peak, so ``peak`` ~ 2 A.
+    """
+    channel = np.arange(len(frequency_hz))[None, :]
+    line = np.exp(-4.0 * np.log(2.0) * ((channel - np.asarray(sources["z"])[:, None])
+                                        / np.asarray(sources["fwhm_z"])[:, None]) ** 2)
+    spectra = np.asarray(sources["line_jy_per_pix"])[:, None] * line
+    if "continuum_jy_per_pix" in sources.colnames:
+        f_ratio = frequency_hz[None, :] / frequency_hz[len(frequency_hz) // 2]
+        continuum = (np.asarray(sources["continuum_jy_per_pix"])[:, None]
+                     * f_ratio ** np.asarray(sources["spectral_index"])[:, None])
+        spectra = spectra + continuum * (1.0 + line)
+    return spectra
+
+
+def sky_model(images, spectra) -> np.ndarray:
+    """Sky cube (channels, size, size) float32 Jy/pixel = sum over sources of spectrum x image."""
+    n, size = images.shape[0], images.shape[-1]
+    cube = np.asarray(spectra, np.float32).T @ images.reshape(n, size * size)
+    return cube.reshape(-1, size, size)
+
+
+def _beam_gain(sources, beam, cell_arcsec) -> np.ndarray:
+    """Dirty-image peak (Jy/beam) per unit sky peak (Jy/pixel) of each Gaussian source under a
+    Gaussian beam: 2 pi / sqrt(det(S_source^-1 + S_beam^-1)), covariances in pixels."""
+    bmaj, bmin, bpa = beam
+    theta = np.radians(bpa + 90.0)  # beam major axis, counter-clockwise from +x (west)
+    beam_cov = _covariance(bmaj / cell_arcsec, bmin / cell_arcsec, theta)
+    gains = []
+    for s in sources:
+        src_cov = _covariance(s["fwhm_x"], s["fwhm_y"], np.radians(s["pa"]))
+        precision = np.linalg.inv(src_cov) + np.linalg.inv(beam_cov)
+        gains.append(2.0 * np.pi / np.sqrt(np.linalg.det(precision)))
+    return np.array(gains)
+
+
+def _covariance(fwhm_a, fwhm_b, theta):
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    return rot @ np.diag([(fwhm_a / FWHM_PER_SIGMA) ** 2, (fwhm_b / FWHM_PER_SIGMA) ** 2]) @ rot.T
+
+
+def draw_sources(rng, size, channels, beam, cell_arcsec, noise_jy_per_beam,
+                 parameters=SkyParameters()) -> Table:
+    """Draw one cube's sources (see ``SkyParameters``) with the numpy Generator ``rng``.
+
+    ``beam`` (bmaj_arcsec, bmin_arcsec, bpa_deg) and ``noise_jy_per_beam`` turn the drawn
+    signal-to-noise into a peak brightness. Returns a Table with source, x, y, fwhm_x, fwhm_y,
+    pa, z, fwhm_z, line_jy_per_pix, peak_jy_per_pix (and continuum_jy_per_pix, spectral_index
+    with continuum); row 0 is the central source.
+    """
+    p = parameters
+    s_xy = size / PAPER_SIZE_PX
+    s_z = channels / PAPER_CHANNELS
+    centre = size // 2
+    n_fainter = int(rng.integers(p.n_fainter[0], p.n_fainter[1] + 1))
+
+    positions = [centre + rng.uniform(-p.central_offset_px, p.central_offset_px, 2) * s_xy]
+    fainter, tries = [], 0
+    while len(fainter) < n_fainter and tries < 1000:
+        tries += 1
+        xy = centre + rng.uniform(-p.fainter_box_px, p.fainter_box_px, 2) * s_xy
+        if all(np.hypot(*(xy - q)) >= p.min_separation_px * s_xy for q in fainter):
+            fainter.append(xy)
+    positions = np.array(positions + fainter)
+    n = len(positions)
+
+    fwhm = rng.uniform(p.fwhm_px[0], p.fwhm_px[1], (n, 2)) * s_xy
+    table = Table()
+    table["source"] = np.arange(n)
+    table["x"], table["y"] = positions[:, 0], positions[:, 1]
+    table["fwhm_x"], table["fwhm_y"] = fwhm[:, 0], fwhm[:, 1]
+    table["pa"] = rng.uniform(p.pa_deg[0], p.pa_deg[1], n)
+    table["z"] = rng.uniform(*p.line_centre_channels, n) * s_z
+    table["fwhm_z"] = np.maximum(rng.uniform(*p.line_fwhm_channels, n) * s_z, 1.0)
+    log_snr = np.concatenate([rng.uniform(*np.log(p.snr_central), 1),
+                              rng.uniform(*np.log(p.snr_fainter), n - 1)])
+    peak = np.exp(log_snr) * noise_jy_per_beam / _beam_gain(table, beam, cell_arcsec)
+    table["peak_jy_per_pix"] = peak
+    if p.continuum:
+        table["line_jy_per_pix"] = np.zeros(n)
+        table["continuum_jy_per_pix"] = peak / 2.0  # A (1 + line) peaks at 2 A
+        table["spectral_index"] = rng.uniform(*p.spectral_index, n)
+    else:
+        table["line_jy_per_pix"] = peak
+    return table
+
+
+# --- observing it -----------------------------------------------------------------------------
+
+def dirty_cube(images, spectra, sampling, noise_jy_per_beam, rng):
+    """Observe a sky given as ``images`` (n, size, size) and ``spectra`` (n, channels) Jy/pixel
+    (sky = spectra.T @ images; a plain cube is ``images=cube, spectra=np.eye(channels)``) with
+    the gridded ``sampling`` of an ``interferometer.uv_sampling`` for ``size`` pixels.
+
+    Each channel: dirty = sky convolved with that channel's PSF (linear, not circular: the grid
+    is padded twice) + thermal noise. The noise is drawn per gridded uv cell, complex Gaussian
+    with variance proportional to the sum of squared weights of the cell, as thermal noise on
+    each visibility would give; its image is therefore correlated over the "noise beam" (the
+    PSF made with squared weights: the PSF itself for natural weighting). The visibility noise
+    is the same for every channel, set so the central channel has rms ``noise_jy_per_beam``.
+    Returns ``(dirty (channels, size, size) float32 Jy/beam, noise rms (channels,) Jy/beam)``.
+    """
+    size = images.shape[-1]
+    n, k = sampling.npix_grid, sampling.half_width
+    channels = len(sampling.frequency_hz)
+    # rms of the noise image: 2 sigma^2 sum(w^2) / sum(w)^2 per unit visibility variance
+    rms_per_sigma = np.sqrt(2.0 * sampling.weight2_sum) / sampling.weight_sum
+    sigma = noise_jy_per_beam / rms_per_sigma[channels // 2]
+    source_ft = interferometer.half_plane_from_image(images, n, k)
+    spectra = np.asarray(spectra, np.complex64)
+    # irfft2 keeps the Hermitian part of the kx = 0 column, halving its noise power: undo
+    column_gain = np.ones(k + 1, np.float32)
+    column_gain[0] = np.sqrt(2.0)
+
+    cube = np.empty((channels, size, size), np.float32)
+    for start in range(0, channels, CHANNEL_CHUNK):
+        chunk = slice(start, min(start + CHANNEL_CHUNK, channels))
+        sky_ft = np.tensordot(spectra[:, chunk], source_ft, axes=(0, 0))
+        half_plane = sky_ft * sampling.weight_grid[chunk]
+        if sigma > 0:
+            draws = rng.standard_normal((2,) + half_plane.shape, dtype=np.float32)
+            amplitude = np.float32(sigma) * np.sqrt(sampling.weight2_grid[chunk]) * column_gain
+            half_plane += amplitude * (draws[0] + 1j * draws[1])
+        image = interferometer.image_from_half_plane(half_plane, n, size)
+        image *= (n * n / sampling.weight_sum[chunk])[:, None, None]
+        cube[chunk] = image
+    return cube, sigma * rms_per_sigma
+
+
+def channel_beams(sampling, cell_arcsec, anchors=5) -> Table:
+    """Gaussian beam per channel: ``fit_beam`` on the PSF of ``anchors`` channels spread over the
+    band, linearly interpolated in frequency between them (the beam scales as 1/frequency, so
+    over a few per cent of bandwidth this matches a fit per channel to < 0.1 %)."""
+    freqs = sampling.frequency_hz
+    picks = np.unique(np.linspace(0, len(freqs) - 1, min(anchors, len(freqs))).round().astype(int))
+    psf_npix = min(2 * (sampling.npix_grid // 4), 128)
+    psfs = interferometer.psf_from_sampling(sampling.channels(picks), psf_npix)
+    fits_ = np.array([interferometer.fit_beam(p, cell_arcsec) for p in psfs])
+    # keep position angles continuous across the +-90 deg wrap before interpolating
+    fits_[:, 2] = fits_[0, 2] + (fits_[:, 2] - fits_[0, 2] + 90.0) % 180.0 - 90.0
+    beams = Table()
+    beams["bmaj_arcsec"] = np.interp(freqs, freqs[picks], fits_[:, 0])
+    beams["bmin_arcsec"] = np.interp(freqs, freqs[picks], fits_[:, 1])
+    bpa = np.interp(freqs, freqs[picks], fits_[:, 2])
+    beams["bpa_deg"] = (bpa + 90.0) % 180.0 - 90.0
+    return beams
+
+
+def simulate_cube(seed, size=256, channels=128, observation=Observation(),
+                  parameters=SkyParameters(), add_noise=True, name="") -> SimulatedCube:
+    """Simulate one dirty cube, its sky model and truth catalogue, deterministic in ``seed``
+    (anything ``numpy.random.default_rng`` takes). ``name`` fills the catalogue's cube column.
+    ``add_noise=False`` leaves the thermal noise out (sources keep the brightness they would
+    have for ``observation.noise_jy_per_beam``)."""
+    if size < 16 or channels < 1:
+        raise InputError(f"Need size >= 16 and channels >= 1, got size={size}, "
+                         f"channels={channels}.")
+    rng = np.random.default_rng(seed)
+    obs = observation
+    frequency_hz = obs.frequency_hz(channels)
+    sampling = interferometer.uv_sampling(obs.uv_m(), frequency_hz, size, obs.cell_arcsec,
+                                          obs.weighting, obs.robust)
+    beams = channel_beams(sampling, obs.cell_arcsec)
+    mid = channels // 2
+    beam_mid = tuple(beams[mid][c] for c in ("bmaj_arcsec", "bmin_arcsec", "bpa_deg"))
+
+    sources = draw_sources(rng, size, channels, beam_mid, obs.cell_arcsec, obs.noise_jy_per_beam,
+                           parameters)
+    images = gaussian_images(sources, size)
+    spectra = source_spectra(sources, frequency_hz)
+    noise = obs.noise_jy_per_beam if add_noise else 0.0
+    dirty, noise_rms = dirty_cube(images, spectra, sampling, noise, rng)
+    sky = sky_model(images, spectra)
+
+    reference_rms = noise_rms if add_noise else np.full(channels, obs.noise_jy_per_beam)
+    zi = np.clip(np.rint(sources["z"]).astype(int), 0, channels - 1)
+    yi = np.clip(np.rint(sources["y"]).astype(int), 0, size - 1)
+    xi = np.clip(np.rint(sources["x"]).astype(int), 0, size - 1)
+    truth = Table()
+    truth["cube"] = [name] * len(sources)
+    for column in TRUTH_COLUMNS[1:-2]:
+        truth[column] = sources[column]
+    truth["peak_jy_per_pix"] = spectra.max(axis=1)
+    truth["snr_peak"] = dirty[zi, yi, xi] / reference_rms[zi]
+    truth.meta["noise_jy_per_beam"] = float(np.median(reference_rms))
+    return SimulatedCube(dirty, sky, truth, beams, frequency_hz, noise_rms, obs)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def cube_header(shape, frequency_hz, observation=Observation(), bunit="Jy/beam", name="") -> fits.Header:
+    """Primary header in the layout of CASA's exportfits for a (channels, ny, nx) cube:
+    4-D RA---SIN, DEC--SIN, FREQ (Hz), STOKES; ``CASAMBM = T`` only for Jy/beam (beams in the
+    BEAMS table, never as BMAJ keywords)."""
+    obs = observation
+    channels, ny, nx = shape
+    cell_deg = obs.cell_arcsec / 3600.0
+    h = fits.Header()
+    h["BSCALE"] = (1.0, "PHYSICAL = PIXEL*BSCALE + BZERO")
+    h["BZERO"] = 0.0
+    h["BTYPE"] = "Intensity"
+    h["OBJECT"] = name or "sim"
+    h["BUNIT"] = (bunit, "Brightness (pixel) unit")
+    h["EQUINOX"] = 2000.0
+    h["RADESYS"] = "FK5"
+    h["LONPOLE"] = 180.0
+    h["LATPOLE"] = obs.declination_deg
+    for i in range(1, 5):
+        for j in range(1, 5):
+            h[f"PC{j}_{i}"] = 1.0 if i == j else 0.0
+    axes = [("RA---SIN", obs.right_ascension_deg, -cell_deg, nx // 2 + 1, "deg"),
+            ("DEC--SIN", obs.declination_deg, cell_deg, ny // 2 + 1, "deg"),
+            ("FREQ", float(frequency_hz[0]),
+             float(frequency_hz[1] - frequency_hz[0]) if channels > 1 else obs.channel_width_hz,
+             1.0, "Hz"),
+            ("STOKES", 1.0, 1.0, 1.0, "")]
+    for i, (ctype, crval, cdelt, crpix, cunit) in enumerate(axes, start=1):
+        h[f"CTYPE{i}"] = ctype
+        h[f"CRVAL{i}"] = crval
+        h[f"CDELT{i}"] = cdelt
+        h[f"CRPIX{i}"] = float(crpix)
+        h[f"CUNIT{i}"] = cunit
+    h["PV2_1"] = 0.0
+    h["PV2_2"] = 0.0
+    h["RESTFRQ"] = (obs.centre_frequency_hz, "Rest Frequency (Hz)")
+    h["SPECSYS"] = ("LSRK", "Spectral reference frame")
+    h["ALTRVAL"] = (interferometer.SPEED_OF_LIGHT_M_S
+                    * (1.0 - frequency_hz[0] / obs.centre_frequency_hz),
+                    "Alternate frequency reference value")
+    h["ALTRPIX"] = (1.0, "Alternate frequency reference pixel")
+    h["VELREF"] = (257, "1 LSR, 2 HEL, 3 OBS, +256 Radio")
+    h["TELESCOP"] = "ALMA"
+    h["OBSERVER"] = "pipeline.alma.simulate"
+    h["TIMESYS"] = "UTC"
+    h["OBSRA"] = obs.right_ascension_deg
+    h["OBSDEC"] = obs.declination_deg
+    for axis, value in zip("XYZ", ALMA_GEOCENTRIC_M):
+        h[f"OBSGEO-{axis}"] = value
+    h["INSTRUME"] = "ALMA"
+    h["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "Date FITS file was written")
+    h["ORIGIN"] = "pipeline.alma.simulate"
+    h["HISTORY"] = (f"simulated: config={obs.config} dec={obs.declination_deg} "
+                    f"t={obs.observation_s}s int={obs.integration_s}s "
+                    f"weighting={obs.weighting} robust={obs.robust}")
+    if bunit == "Jy/beam":
+        h["CASAMBM"] = (True, "CASA multiple BEAMS table present")
+    return h
+
+
+def beams_hdu(beams) -> fits.BinTableHDU:
+    """The BEAMS binary table of CASA's exportfits: BMAJ, BMIN (arcsec), BPA (deg), CHAN, POL."""
+    n = len(beams)
+    hdu = fits.BinTableHDU.from_columns([
+        fits.Column("BMAJ", "1E", unit="arcsec", array=np.asarray(beams["bmaj_arcsec"])),
+        fits.Column("BMIN", "1E", unit="arcsec", array=np.asarray(beams["bmin_arcsec"])),
+        fits.Column("BPA", "1E", unit="deg", array=np.asarray(beams["bpa_deg"])),
+        fits.Column("CHAN", "1J", array=np.arange(n, dtype=np.int32)),
+        fits.Column("POL", "1J", array=np.zeros(n, dtype=np.int32)),
+    ], name="BEAMS")
+    hdu.header["EXTVER"] = 1
+    hdu.header["NCHAN"] = n
+    hdu.header["NPOL"] = 1
+    return hdu
+
+
+def write_cube(path, cube, frequency_hz, observation=Observation(), beams=None, bunit="Jy/beam",
+               name="") -> Path:
+    """Write a (channels, ny, nx) cube as a CASA-style 4-D FITS file, atomically (a temporary
+    file in the same folder, then ``os.replace``). ``beams`` (a Table from ``channel_beams``) is
+    required for Jy/beam and becomes the BEAMS extension."""
+    path = Path(path)
+    header = cube_header(cube.shape, frequency_hz, observation, bunit, name or path.stem)
+    hdus = [fits.PrimaryHDU(np.asarray(cube, np.float32)[None], header=header)]
+    if bunit == "Jy/beam":
+        if beams is None:
+            raise InputError("A Jy/beam cube needs its beams (the BEAMS table).")
+        hdus.append(beams_hdu(beams))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".fits.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fits.HDUList(hdus).writeto(tmp, overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def write_truth(path, rows) -> Path:
+    """Write truth rows (a Table or list of Tables) as CSV with ``TRUTH_COLUMNS``, atomically."""
+    path = Path(path)
+    tables = rows if isinstance(rows, (list, tuple)) else [rows]
+    fd, tmp = tempfile.mkstemp(suffix=".csv.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(TRUTH_COLUMNS)
+            for table in tables:
+                for row in table:
+                    writer.writerow([row["cube"], int(row["source"])]
+                                    + [f"{float(row[c]):.6g}" for c in TRUTH_COLUMNS[2:]])
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3", progress=None,
+                 write_sky=True, observation=None, parameters=SkyParameters()) -> list[Path]:
+    """Write ``n`` simulated cubes ``sim_{seed}_{i:04d}.fits`` into ``out_dir`` (cube i seeded by
+    ``(seed, i)``, so any cube can be remade alone), their sky models ``*_sky.fits`` (Jy/pixel)
+    if ``write_sky``, and one ``truth.csv`` (``cube`` = file name). ``progress(done, total)`` is
+    called after each cube. Returns the cube paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    obs = observation or Observation(config=config)
+    if observation is None:
+        interferometer.load_configuration(config)  # fail early on an unknown name
+    paths, truths = [], []
+    for i in range(n):
+        name = f"sim_{seed}_{i:04d}.fits"
+        sim = simulate_cube((seed, i), size, channels, obs, parameters, name=name)
+        paths.append(write_cube(out_dir / name, sim.dirty_cube, sim.frequency_hz, obs,
+                                sim.beams, name=name))
+        if write_sky:
+            write_cube(out_dir / name.replace(".fits", "_sky.fits"), sim.sky_model,
+                       sim.frequency_hz, obs, bunit="Jy/pixel", name=name)
+        truths.append(sim.truth)
+        if progress is not None:
+            progress(i + 1, n)
+    write_truth(out_dir / "truth.csv", truths)
+    return paths

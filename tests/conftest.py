@@ -1,0 +1,87 @@
+"""Fixtures shared by every test: tiny cubes with a full WCS, written the way CASA and Miriad do."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+REST_HZ = 230.538e9  # CO(2-1)
+
+
+def cube_header(nx=24, ny=20, nchan=12, spectral="FREQ", stokes=True, beam_keywords=False):
+    """A CASA-like header: RA---SIN/DEC--SIN at 0.1"/px, a FREQ (Hz) or VRAD (m/s) axis, Stokes last."""
+    h = fits.Header()
+    naxis = 4 if stokes else 3
+    h["NAXIS"] = naxis
+    for i, n in enumerate((nx, ny, nchan, 1)[:naxis], start=1):
+        h[f"NAXIS{i}"] = n
+    h["BUNIT"] = "Jy/beam"
+    h["CTYPE1"], h["CRVAL1"], h["CDELT1"], h["CRPIX1"], h["CUNIT1"] = "RA---SIN", 150.0, -0.1 / 3600, nx / 2 + 1, "deg"
+    h["CTYPE2"], h["CRVAL2"], h["CDELT2"], h["CRPIX2"], h["CUNIT2"] = "DEC--SIN", -30.0, 0.1 / 3600, ny / 2 + 1, "deg"
+    if spectral == "FREQ":
+        h["CTYPE3"], h["CRVAL3"], h["CDELT3"], h["CRPIX3"], h["CUNIT3"] = "FREQ", 230.5e9, 10e6, 1.0, "Hz"
+    else:
+        h["CTYPE3"], h["CRVAL3"], h["CDELT3"], h["CRPIX3"], h["CUNIT3"] = spectral, 1.0e5, 1.3e4, 1.0, "m/s"
+    if stokes:
+        h["CTYPE4"], h["CRVAL4"], h["CDELT4"], h["CRPIX4"] = "STOKES", 1.0, 1.0, 1.0
+    h["RESTFRQ"] = REST_HZ
+    h["SPECSYS"] = "LSRK"
+    h["RADESYS"] = "ICRS"
+    h["OBJECT"] = "test source"
+    h["TELESCOP"] = "ALMA"
+    if beam_keywords:
+        h["BMAJ"], h["BMIN"], h["BPA"] = 0.5 / 3600, 0.4 / 3600, 30.0
+    return h
+
+
+def cube_data(nx=24, ny=20, nchan=12, seed=1):
+    """Noise plus one Gaussian line source at (x, y, z) = (10, 8, 6); shape (nchan, ny, nx)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[0:nchan, 0:ny, 0:nx]
+    source = np.exp(-((x - 10) ** 2 + (y - 8) ** 2) / (2 * 2.0**2) - (z - 6) ** 2 / (2 * 1.5**2))
+    return (0.01 * rng.standard_normal((nchan, ny, nx)) + source).astype(np.float32)
+
+
+@pytest.fixture
+def make_cube(tmp_path):
+    """Write a tiny cube and return its path.
+
+    Options: ``layout`` "casa" (4-D, BEAMS table, NaN edge) or "3d" (BMAJ keywords);
+    ``spectral`` FREQ, VRAD or VOPT; ``gz`` to gzip it; plus the sizes.
+    """
+
+    def make(name="cube.fits", layout="casa", spectral="FREQ", gz=False, nx=24, ny=20, nchan=12, data=None):
+        casa = layout == "casa"
+        header = cube_header(nx, ny, nchan, spectral, stokes=casa, beam_keywords=not casa)
+        values = cube_data(nx, ny, nchan) if data is None else np.asarray(data, np.float32)
+        if casa:
+            values = values.copy()
+            values[:, :, :2] = np.nan  # CASA blanks outside the primary-beam mask
+            values = values[np.newaxis]
+        hdus = [fits.PrimaryHDU(values, header)]
+        if casa:
+            header["CASAMBM"] = True
+            chans = np.arange(nchan)
+            cols = [fits.Column("BMAJ", "1E", "arcsec", array=0.5 + 0.01 * chans),
+                    fits.Column("BMIN", "1E", "arcsec", array=np.full(nchan, 0.4)),
+                    fits.Column("BPA", "1E", "deg", array=np.full(nchan, 30.0)),
+                    fits.Column("CHAN", "1J", array=chans),
+                    fits.Column("POL", "1J", array=np.zeros(nchan, int))]
+            table = fits.BinTableHDU.from_columns(cols, name="BEAMS")
+            table.header["NCHAN"], table.header["NPOL"] = nchan, 1
+            hdus.append(table)
+        path = tmp_path / name
+        fits.HDUList(hdus).writeto(path, overwrite=True)
+        if gz:
+            gz_path = path.with_name(path.name + ".gz")
+            with open(path, "rb") as src, gzip.open(gz_path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            path.unlink()
+            return gz_path
+        return path
+
+    return make

@@ -1,0 +1,112 @@
+"""Browser tests: Debian's Chromium driven by Playwright against the app served as users serve it.
+
+The browser is the system's (``/usr/bin/chromium``, or ``$CHROMIUM_PATH``): nothing is downloaded.
+Screenshots of every test land in ``test-artifacts/screenshots`` (kept by CI).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/ui" in str(item.fspath):
+            item.add_marker(pytest.mark.ui)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it (apt-get install -y chromium) "
+                    "or set CHROMIUM_PATH")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"],
+    }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1600, "height": 1100}}
+
+
+@pytest.fixture
+def page(page):
+    page.set_default_timeout(20_000)
+    return page
+
+
+@pytest.fixture
+def screenshot(page, request):
+    """screenshot(label): save the page as test-artifacts/screenshots/<test>-<label>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(label: str):
+        path = SCREENSHOTS / f"{request.node.name}-{label}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A data folder the served app may read: test cubes and a file that is not FITS."""
+    folder = tmp_path_factory.mktemp("data")
+    (folder / "not_a_cube.fits").write_text("SIMPLE? no, this is a text file\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def served_app(data_dir):
+    """`panel serve app.py` in a subprocess, exactly as a user starts it; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "EXPLORER_DATA_DIRS": str(data_dir)}
+    log = open(data_dir / "serve.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", "app.py", "--port", str(port), "--address", "127.0.0.1",
+         "--allow-websocket-origin", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/app"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"panel serve did not come up: {(data_dir / 'serve.log').read_text()[-2000:]}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    text = (data_dir / "serve.log").read_text()
+    assert "Traceback" not in text, f"the server logged an exception:\n{text[-3000:]}"

@@ -1,0 +1,84 @@
+"""The cube tab in real Chromium, against `panel serve app.py` started as a user starts it."""
+
+import re
+import time
+
+from playwright.sync_api import expect
+
+
+def _open(page, url):
+    page.goto(url)
+    expect(page.locator(".pixel-info")).to_contain_text("Pixel (")
+    page.locator(".cube-image canvas").first.wait_for()
+    page.wait_for_load_state("networkidle")
+
+
+def _image_bytes(page):
+    return page.locator(".cube-image").screenshot()
+
+
+def _wait_until(predicate, timeout=20.0, message="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def test_slider_changes_channel_and_image(page, served_app, screenshot):
+    _open(page, served_app)
+    label = page.locator(".channel-label")
+    expect(label).to_contain_text("channel 0 /")
+    screenshot("channel-0")
+    before = _image_bytes(page)
+    handle = page.locator(".channel-slider .noUi-handle")
+    handle.focus()
+    for _ in range(5):
+        handle.press("ArrowRight")
+    expect(label).to_contain_text("channel 5 /")
+    expect(label).to_contain_text("GHz")
+    _wait_until(lambda: _image_bytes(page) != before, message="the image to show channel 5")
+    expect(page.locator(".pixel-info")).to_contain_text("in channel 5")
+    screenshot("channel-5")
+
+
+def test_click_pixel_shows_its_spectrum(page, served_app, screenshot):
+    _open(page, served_app)
+    info = page.locator(".pixel-info pre")
+    start = info.inner_text()
+    spectrum_before = page.locator(".spectrum").screenshot()
+    box = page.locator(".cube-image").bounding_box()
+    page.mouse.click(box["x"] + 0.3 * box["width"], box["y"] + 0.35 * box["height"])
+    _wait_until(lambda: info.inner_text() != start, message="the clicked pixel to be selected")
+    assert re.search(r"Pixel \(\d+, \d+\) \| RA \d\d:\d\d:", info.inner_text())
+    _wait_until(lambda: page.locator(".spectrum").screenshot() != spectrum_before,
+                message="the spectrum to be redrawn for the clicked pixel")
+    screenshot("clicked")
+
+
+def test_opening_a_file_that_is_not_fits_says_so(page, served_app, screenshot):
+    _open(page, served_app)
+    page.get_by_placeholder("e.g. mycube.fits").fill("not_a_cube.fits")
+    page.get_by_role("button", name="Open path").click()
+    alert = page.locator(".cube-error")
+    expect(alert).to_contain_text("not_a_cube.fits is not a FITS file")
+    # the cube that was open stays open and usable
+    expect(page.locator(".pixel-info")).to_contain_text("Pixel (")
+    screenshot("not-fits-by-path")
+
+
+def test_uploading_a_file_that_is_not_fits_says_so(page, served_app, screenshot, tmp_path):
+    _open(page, served_app)
+    junk = tmp_path / "holiday_photo.fits"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
+    page.locator("input[type=file]").set_input_files(str(junk))
+    expect(page.locator(".cube-error")).to_contain_text("holiday_photo.fits is not a FITS file")
+    screenshot("not-fits-upload")
+
+
+def test_path_outside_data_folders_is_refused(page, served_app):
+    _open(page, served_app)
+    page.get_by_placeholder("e.g. mycube.fits").fill("/etc/passwd")
+    page.get_by_role("button", name="Open path").click()
+    expect(page.locator(".cube-error")).to_contain_text("outside the data folders")
