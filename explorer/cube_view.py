@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (registers the backend the options below are for)
 import numpy as np
 import panel as pn
 import param
@@ -33,6 +34,7 @@ STRETCHES = {
     "asinh": (AsinhStretch(a=0.1), "0.1 * Math.sinh(t * Math.asinh(10))"),
 }
 UPLOAD_LIMIT = "200MB"
+SCAN_LIMIT_BYTES = 512 * 2**20
 
 
 def normalise(image: np.ndarray, stretch: str, clip_percent: float):
@@ -40,15 +42,19 @@ def normalise(image: np.ndarray, stretch: str, clip_percent: float):
 
     Returns (stretched float32 image with NaN kept, (vmin, vmax) in data units).
     """
-    finite = image[np.isfinite(image)]
+    step = max(1, int(np.sqrt(image.size / 2**20)))  # limits from <= ~1M pixels: as good, much faster
+    sample = image[::step, ::step]
+    finite = sample[np.isfinite(sample)]
+    if finite.size == 0:
+        finite = image[np.isfinite(image)]
     if finite.size == 0:
         return np.full(image.shape, np.nan, np.float32), (0.0, 1.0)
-    vmin, vmax = PercentileInterval(clip_percent).get_limits(finite)
+    vmin, vmax = (float(v) for v in PercentileInterval(clip_percent).get_limits(finite))
     if vmax <= vmin:
         vmax = vmin + 1.0
     scaled = np.clip((image - vmin) / (vmax - vmin), 0.0, 1.0)  # NaN stays NaN
     out = np.asarray(STRETCHES[stretch][0](scaled, clip=False), dtype=np.float32)
-    return out, (float(vmin), float(vmax))
+    return out, (vmin, vmax)
 
 
 def _sexagesimal_formatter(values_deg: np.ndarray, hours: bool) -> CustomJSTickFormatter:
@@ -234,21 +240,22 @@ class CubeViewer(pn.viewable.Viewer):
             pn.pane.Markdown(pn.bind(lambda c, r: f"**{self.channel_label()}**", p.channel, p.rest_frequency_ghz),
                              css_classes=["channel-label"]),
             slider, player,
-            pn.widgets.RadioButtonGroup.from_param(p.view, button_type="primary", button_style="outline"),
+            pn.widgets.RadioButtonGroup.from_param(p.view),
             pn.widgets.IntRangeSlider.from_param(p.moment_range, name="Moment-0 channels"),
             pn.widgets.Select.from_param(p.stretch, name="Stretch"),
             pn.widgets.Select.from_param(p.clip_percent, name="Clip (percentile)"),
             pn.widgets.Select.from_param(p.cmap, name="Colour map"),
             pn.widgets.Checkbox.from_param(p.show_beam, name="Beam ellipse"),
             pn.pane.Markdown("Spectrum", margin=(5, 10, 0, 10)),
-            pn.widgets.RadioButtonGroup.from_param(p.spectral_axis, button_type="primary", button_style="outline"),
-            pn.widgets.RadioButtonGroup.from_param(p.aperture, button_type="primary", button_style="outline"),
+            pn.widgets.RadioButtonGroup.from_param(p.spectral_axis),
+            pn.widgets.RadioButtonGroup.from_param(p.aperture),
             pn.widgets.FloatInput.from_param(p.rest_frequency_ghz, name="Rest frequency (GHz, empty: header)"),
             sizing_mode="stretch_width",
         )
 
     def header_panel(self):
-        info = self.cube.info()
+        # the NaN fraction reads the whole cube: only for cubes that read in a moment
+        info = self.cube.info(scan=self.cube.data.nbytes <= SCAN_LIMIT_BYTES)
         header_text = self.cube.header.tostring(sep="\n", padding=False)
         return pn.Column(
             pn.pane.Markdown(f"```\n{format_info(info)}\n```", css_classes=["cube-summary"]),
@@ -291,10 +298,9 @@ class CubeExplorer(pn.viewable.Viewer):
         self._header_area = pn.Column(sizing_mode="stretch_width")
         self.viewer: CubeViewer | None = None
         self._alert = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["cube-error"])
-        self._upload = pn.widgets.FileDropper(
-                                              max_file_size=UPLOAD_LIMIT, multiple=False, name="Upload")
+        self._upload = pn.widgets.FileDropper(max_file_size=UPLOAD_LIMIT, multiple=False, label="Upload")
         self._upload.param.watch(self._on_upload, "value")
-        self._open_button = pn.widgets.Button(name="Open path", button_type="primary")
+        self._open_button = pn.widgets.Button(label="Open path", color="primary")
         self._open_button.on_click(lambda _: self.open_path(self.path_text))
         self.param.watch(lambda e: self.open_file(self._cubes[e.new]), "source")
         if self.source:

@@ -44,17 +44,14 @@ def resolve_user_path(text: str) -> Path:
         raise InputError("Type the path of a FITS cube first.")
     folders = data_folders()
     raw = Path(text).expanduser()
-    candidates = [raw] if raw.is_absolute() else [f / raw for f in folders]
-    for candidate in candidates:
-        path = candidate.resolve()
-        if any(path.is_relative_to(f) for f in folders):
-            if path.exists():
-                return path
-            if raw.is_absolute():
-                raise InputError(f"{path}: no such file. Check the path.")
-        elif raw.is_absolute():
-            allowed = ", ".join(str(f) for f in folders)
-            raise InputError(f"{path} is outside the data folders this server may read ({allowed}). "
-                             "Copy the cube into one of them, or start the app with "
-                             "EXPLORER_DATA_DIRS set to its folder.")
+    candidates = [raw.resolve()] if raw.is_absolute() else [(f / raw).resolve() for f in folders]
+    inside = [p for p in candidates if any(p.is_relative_to(f) for f in folders)]
+    if not inside:
+        allowed = ", ".join(str(f) for f in folders)
+        raise InputError(f"{text} is outside the data folders this server may read ({allowed}). "
+                         "Copy the cube into one of them, or start the app with "
+                         "EXPLORER_DATA_DIRS set to its folder.")
+    for path in inside:
+        if path.is_file():
+            return path
     raise InputError(f"{text}: no such file in the data folders ({', '.join(str(f) for f in folders)}).")

@@ -256,8 +256,11 @@ class Cube:
         return self.celestial_wcs.pixel_to_world(x, y)
 
     # ---- summary --------------------------------------------------------------------------
-    def info(self) -> dict:
-        """What ``cube-info`` prints: geometry, spectral range, beam, scale, units, NaN fraction."""
+    def info(self, scan: bool = True) -> dict:
+        """What ``cube-info`` prints: geometry, spectral range, beam, scale, units, NaN fraction.
+
+        ``scan=False`` skips the NaN fraction, which reads the whole cube (None then).
+        """
         freq, vel, width = self.frequency_hz, self.velocity_kms(), self.channel_width()
         beam = self.beam
         centre = self.sky((self.nx - 1) / 2, (self.ny - 1) / 2)
@@ -279,7 +282,7 @@ class Cube:
             "pixel_scale_arcsec": list(self.pixel_scale_arcsec),
             "centre": {"ra_deg": float(centre.icrs.ra.deg), "dec_deg": float(centre.icrs.dec.deg)},
             "unit": self.unit,
-            "nan_fraction": self.nan_fraction,
+            "nan_fraction": self.nan_fraction if scan else None,
             "memory_mapped": self.lazy,
             "notes": list(self.notes),
         }
@@ -329,7 +332,8 @@ def format_info(info: dict) -> str:
     c = info["centre"]
     lines.append(f"  centre        RA {c['ra_deg']:.6f} deg, Dec {c['dec_deg']:.6f} deg")
     lines.append(f"  unit          {info['unit']}")
-    lines.append(f"  NaN fraction  {info['nan_fraction']:.4f}")
+    nan = info["nan_fraction"]
+    lines.append(f"  NaN fraction  {nan:.4f}" if nan is not None else "  NaN fraction  not measured")
     lines.append(f"  memory-mapped {'yes' if info['memory_mapped'] else 'no (compressed: read into memory)'}")
     for note in info["notes"]:
         lines.append(f"  note          {note}")

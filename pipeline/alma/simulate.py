@@ -46,8 +46,9 @@ CHANNEL_CHUNK = 32  # channels transformed together: bounds memory, keeps FFTs b
 @dataclass(frozen=True)
 class SkyParameters:
     """Ranges of the source parameters, as in the paper for a 256 x 256 x 128 cube (pixels and
-    channels); ``draw_sources`` scales the spatial ones by size / 256 and the spectral ones by
-    channels / 128.
+    channels). ``draw_sources`` scales positions (offset, box, separation) by size / 256 and
+    line centres by channels / 128; sizes and line widths only shrink (for cubes smaller than
+    that), down to 2 px and 1 channel.
 
     One central source within ``central_offset_px`` of the centre plus ``n_fainter`` (inclusive
     range) fainter ones placed uniformly within ``fainter_box_px`` of the centre (the paper:
@@ -136,7 +137,8 @@ def gaussian_images(sources, size) -> np.ndarray:
     ``sources`` has columns x, y (pixels, 0-based), fwhm_x, fwhm_y (FWHM in pixels along the
     source's own axes) and pa (degrees counter-clockwise from +x, the source's x axis).
     Sampling at pixel centres keeps the sum equal to the analytic integral
-    ``pi / (4 ln 2) * fwhm_x * fwhm_y`` to better than 1e-6 for FWHM >= 1.5 px.
+    ``pi / (4 ln 2) * fwhm_x * fwhm_y`` to ~1e-6 for FWHM >= 2 px (3e-4 at 1.5 px).
+    A source is truncated where it crosses the image edge.
     """
     grid = np.arange(size, dtype=np.float64)
     images = np.empty((len(sources), size, size), np.float32)
@@ -221,24 +223,27 @@ def draw_sources(rng, size, channels, beam, cell_arcsec, noise_jy_per_beam,
     positions = np.array(positions + fainter)
     n = len(positions)
 
-    fwhm = rng.uniform(p.fwhm_px[0], p.fwhm_px[1], (n, 2)) * s_xy
+    # sizes shrink with small cubes only, and never below 2 px (pixel-centre sampling of a
+    # Gaussian keeps its flux from there up); line widths likewise, never below 1 channel
+    fwhm = np.maximum(rng.uniform(p.fwhm_px[0], p.fwhm_px[1], (n, 2)) * min(1.0, s_xy), 2.0)
     table = Table()
     table["source"] = np.arange(n)
     table["x"], table["y"] = positions[:, 0], positions[:, 1]
     table["fwhm_x"], table["fwhm_y"] = fwhm[:, 0], fwhm[:, 1]
     table["pa"] = rng.uniform(p.pa_deg[0], p.pa_deg[1], n)
     table["z"] = rng.uniform(*p.line_centre_channels, n) * s_z
-    table["fwhm_z"] = np.maximum(rng.uniform(*p.line_fwhm_channels, n) * s_z, 1.0)
+    table["fwhm_z"] = np.maximum(rng.uniform(*p.line_fwhm_channels, n) * min(1.0, s_z), 1.0)
     log_snr = np.concatenate([rng.uniform(*np.log(p.snr_central), 1),
                               rng.uniform(*np.log(p.snr_fainter), n - 1)])
     peak = np.exp(log_snr) * noise_jy_per_beam / _beam_gain(table, beam, cell_arcsec)
-    table["peak_jy_per_pix"] = peak
+    table["peak_jy_per_pix"] = peak  # the analytic peak of the source's 3-D Gaussian
+    table["line_jy_per_pix"] = peak
     if p.continuum:
+        # A (f / f_mid)^alpha (1 + line): A = peak / 2 puts the peak at the line centre where
+        # f ~ f_mid (to within the index times the fractional bandwidth)
         table["line_jy_per_pix"] = np.zeros(n)
-        table["continuum_jy_per_pix"] = peak / 2.0  # A (1 + line) peaks at 2 A
+        table["continuum_jy_per_pix"] = peak / 2.0
         table["spectral_index"] = rng.uniform(*p.spectral_index, n)
-    else:
-        table["line_jy_per_pix"] = peak
     return table
 
 
@@ -315,7 +320,9 @@ def simulate_cube(seed, size=256, channels=128, observation=Observation(),
     rng = np.random.default_rng(seed)
     obs = observation
     frequency_hz = obs.frequency_hz(channels)
-    sampling = interferometer.uv_sampling(obs.uv_m(), frequency_hz, size, obs.cell_arcsec,
+    uv_m = obs.uv_m()
+    uv_m = uv_m[: len(uv_m) // 2]  # the conjugates are implied; half the gridding work
+    sampling = interferometer.uv_sampling(uv_m, frequency_hz, size, obs.cell_arcsec,
                                           obs.weighting, obs.robust)
     beams = channel_beams(sampling, obs.cell_arcsec)
     mid = channels // 2
@@ -337,7 +344,11 @@ def simulate_cube(seed, size=256, channels=128, observation=Observation(),
     truth["cube"] = [name] * len(sources)
     for column in TRUTH_COLUMNS[1:-2]:
         truth[column] = sources[column]
-    truth["peak_jy_per_pix"] = spectra.max(axis=1)
+    truth["peak_jy_per_pix"] = sources["peak_jy_per_pix"]
+    if "continuum_jy_per_pix" in sources.colnames:  # 2 A (f(z) / f_mid)^alpha at the line centre
+        f_ratio = np.interp(sources["z"], np.arange(channels), frequency_hz) / frequency_hz[mid]
+        truth["peak_jy_per_pix"] = (2.0 * sources["continuum_jy_per_pix"]
+                                    * f_ratio ** sources["spectral_index"])
     truth["snr_peak"] = dirty[zi, yi, xi] / reference_rms[zi]
     truth.meta["noise_jy_per_beam"] = float(np.median(reference_rms))
     return SimulatedCube(dirty, sky, truth, beams, frequency_hz, noise_rms, obs)

@@ -1,0 +1,147 @@
+"""The cube viewer's state and views, without a server (see tests/ui for the browser)."""
+
+import numpy as np
+import pytest
+
+from explorer import files
+from explorer.cube_view import STRETCHES, CubeExplorer, CubeViewer, normalise
+from pipeline.alma.cube import open_cube
+from tests.conftest import REST_HZ, cube_data
+
+
+@pytest.mark.parametrize("stretch", list(STRETCHES))
+def test_normalise_maps_clip_range_to_unit_interval(stretch):
+    image = np.linspace(-1, 3, 10_000, dtype=np.float32).reshape(100, 100)
+    image[0, 0] = np.nan
+    shown, (vmin, vmax) = normalise(image, stretch, 100.0)
+    assert (vmin, vmax) == pytest.approx((-1 + 4 / 9999, 3.0), abs=1e-3)
+    assert np.isnan(shown[0, 0])
+    assert np.nanmin(shown) == pytest.approx(0.0, abs=1e-6)
+    assert np.nanmax(shown) == pytest.approx(1.0, abs=1e-6)
+    assert np.all(np.diff(shown.ravel()[1:]) >= -1e-7), "stretches are monotonic"
+
+
+def test_normalise_clips_outliers():
+    image = np.zeros((50, 50), np.float32)
+    image[0, 0] = 1e6
+    shown, (vmin, vmax) = normalise(image + np.arange(50, dtype=np.float32), "linear", 99.0)
+    assert vmax < 1e5
+    assert shown[0, 0] == 1.0
+
+
+def test_all_nan_channel_is_shown_blank():
+    shown, _ = normalise(np.full((4, 4), np.nan, np.float32), "sqrt", 99.5)
+    assert np.isnan(shown).all()
+
+
+@pytest.fixture
+def viewer(make_cube):
+    return CubeViewer(open_cube(make_cube(layout="3d")))
+
+
+def test_viewer_starts_in_the_middle_on_channel_0(viewer):
+    assert viewer.pixel == (12, 10)
+    assert viewer.channel == 0
+    assert viewer.param.channel.bounds == (0, 11)
+    assert viewer.moment_range == (0, 11)
+    assert viewer.channel_label().startswith("channel 0 / 11 | 230.500000 GHz | ")
+
+
+def test_channel_and_moment_images_come_from_the_cube(viewer):
+    viewer.channel = 6
+    image, unit = viewer.current_image()
+    np.testing.assert_array_equal(image, cube_data()[6])
+    viewer.param.update(view="moment 0", moment_range=(4, 8))
+    image, unit = viewer.current_image()
+    assert unit == "Jy/beam km/s"
+    np.testing.assert_allclose(image, viewer.cube.moment0(4, 8)[0])
+    element = viewer._image(6, "moment 0", (4, 8), "sqrt", 99.0)
+    assert element.data.shape == (20, 24) if hasattr(element.data, "shape") else True
+    assert element.vdims[0].label == "Jy/beam km/s"
+
+
+def test_tap_selects_the_pixel_and_its_spectrum(viewer):
+    viewer.tap.event(x=10.2, y=7.8)
+    assert viewer.pixel == (10, 8)
+    x, label, values = viewer.spectrum()
+    assert label == "radio velocity (km/s)"
+    np.testing.assert_array_equal(values, cube_data()[:, 8, 10])
+    viewer.tap.event(x=-5, y=3)  # outside the image: ignored
+    assert viewer.pixel == (10, 8)
+    assert "Pixel (10, 8) | RA 10:00:00" in viewer.pixel_text(viewer.pixel, 6)
+
+
+def test_spectral_axis_units_and_rest_frequency(viewer):
+    viewer.spectral_axis = "frequency"
+    x, label, _ = viewer.spectrum()
+    assert label == "frequency (GHz)" and x[0] == pytest.approx(230.5)
+    viewer.spectral_axis = "channel"
+    assert viewer.spectrum()[0].tolist() == list(range(12))
+    viewer.spectral_axis = "velocity"
+    v_header = viewer.spectrum()[0]
+    viewer.rest_frequency_ghz = 230.6
+    v_new = viewer.spectrum()[0]
+    assert v_new[0] - v_header[0] == pytest.approx(299792.458 * 230.5e9 * (1 / REST_HZ - 1 / 230.6e9), rel=1e-6)
+
+
+def test_beam_aperture_averages_neighbours(viewer):
+    viewer.pixel = (10, 8)
+    single = viewer.spectrum()[2]
+    viewer.aperture = "beam"
+    disc = viewer.spectrum()[2]
+    assert viewer.cube.beam_radius_pixels() > 1
+    assert disc[6] < single[6]  # the source peak is diluted by its wings
+
+
+def test_beam_ellipse_orientation(viewer):
+    ellipse = viewer._beam_overlay(True)
+    # PA 30 deg east of north, east to the left: the major axis points up and to the left
+    assert ellipse.orientation == pytest.approx(np.deg2rad(120))
+    assert ellipse.width == pytest.approx(5.0) and ellipse.height == pytest.approx(4.0)
+
+
+# ---- the tab around it ------------------------------------------------------------------------
+@pytest.fixture
+def explorer(tmp_path, make_cube, monkeypatch):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    make_cube("a.fits").rename(folder / "a.fits")
+    (folder / "broken.fits").write_text("not fits")
+    monkeypatch.setenv("EXPLORER_DATA_DIRS", str(folder))
+    return CubeExplorer()
+
+
+def test_explorer_lists_bundled_and_configured_cubes(explorer):
+    assert "NGC4324.co.fits" in explorer.param.source.objects
+    assert "data/a.fits" in explorer.param.source.objects
+    assert explorer.viewer is not None
+
+
+def test_explorer_opens_by_path_and_refuses_bad_files(explorer):
+    assert explorer.open_path("a.fits")
+    assert explorer.viewer.cube.path.name == "a.fits"
+    assert not explorer.open_path("broken.fits")
+    assert "not a FITS file" in explorer.message
+    assert explorer.viewer.cube.path.name == "a.fits", "a failed open keeps the cube that was open"
+    assert not explorer.open_path("/etc/hostname")
+    assert "outside the data folders" in explorer.message
+    assert not explorer.open_path("nothing_here.fits")
+    assert "no such file" in explorer.message
+    assert explorer.open_path("a.fits") and explorer.message == ""
+
+
+def test_explorer_upload(explorer, make_cube):
+    good = make_cube("up.fits").read_bytes()
+    explorer._upload.value = {"up.fits": good}
+    assert explorer.viewer.cube.path.name == "up.fits"
+    explorer._upload.value = {"bad.fits": b"GIF89a..."}
+    assert "bad.fits is not a FITS file" in explorer.message
+    assert explorer.viewer.cube.path.name == "up.fits"
+
+
+def test_resolve_user_path_stays_inside_data_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_DATA_DIRS", str(tmp_path))
+    (tmp_path / "x.fits").write_bytes(b"")
+    assert files.resolve_user_path("x.fits") == (tmp_path / "x.fits").resolve()
+    with pytest.raises(files.InputError, match="outside the data folders"):
+        files.resolve_user_path("../" * 10 + "etc/hostname")
