@@ -21,40 +21,51 @@ from astropy.visualization import (AsinhStretch, LinearStretch, LogStretch, Perc
                                    SqrtStretch)
 from bokeh.models import CustomJSTickFormatter
 from holoviews.operation.datashader import rasterize
+from holoviews.plotting.util import process_cmap
 
 from explorer.files import BUNDLED_CUBES, list_cubes, resolve_user_path
 from pipeline.alma.cube import Cube, format_info, open_cube
 from pipeline.errors import InputError
 
-# astropy's stretches and their inverses in JavaScript, so the colour bar is labelled in data units
+# astropy's stretches (ds9's and CARTA's); applied by warping the colour map, so the image keeps
+# its data units (colour bar, hover) while the colours follow the stretch
 STRETCHES = {
-    "linear": (LinearStretch(), "t"),
-    "sqrt": (SqrtStretch(), "t * t"),
-    "log": (LogStretch(a=1000), "(Math.pow(1001, t) - 1) / 1000"),
-    "asinh": (AsinhStretch(a=0.1), "0.1 * Math.sinh(t * Math.asinh(10))"),
+    "linear": LinearStretch(),
+    "sqrt": SqrtStretch(),
+    "log": LogStretch(a=1000),
+    "asinh": AsinhStretch(a=0.1),
 }
+PALETTE_SIZE = 1024  # fine enough that even the log stretch's steep start shows no banding
 UPLOAD_LIMIT = "200MB"
 SCAN_LIMIT_BYTES = 512 * 2**20
 
 
-def normalise(image: np.ndarray, stretch: str, clip_percent: float):
-    """Stretch an image into [0, 1] between the percentiles that keep ``clip_percent`` of its pixels.
+def clip_limits(image: np.ndarray, clip_percent: float) -> tuple[float, float]:
+    """Colour limits (data units) between the percentiles that keep ``clip_percent`` of the pixels.
 
-    Returns (stretched float32 image with NaN kept, (vmin, vmax) in data units).
+    Large images are sampled on a regular grid of about a million pixels: the same limits, faster.
     """
-    step = max(1, int(np.sqrt(image.size / 2**20)))  # limits from <= ~1M pixels: as good, much faster
+    step = max(1, int(np.sqrt(image.size / 2**20)))
     sample = image[::step, ::step]
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
         finite = image[np.isfinite(image)]
     if finite.size == 0:
-        return np.full(image.shape, np.nan, np.float32), (0.0, 1.0)
+        return 0.0, 1.0
     vmin, vmax = (float(v) for v in PercentileInterval(clip_percent).get_limits(finite))
-    if vmax <= vmin:
-        vmax = vmin + 1.0
-    scaled = np.clip((image - vmin) / (vmax - vmin), 0.0, 1.0)  # NaN stays NaN
-    out = np.asarray(STRETCHES[stretch][0](scaled, clip=False), dtype=np.float32)
-    return out, (vmin, vmax)
+    return (vmin, vmax) if vmax > vmin else (vmin, vmin + 1.0)
+
+
+def stretched_palette(cmap: str, stretch: str, n: int = PALETTE_SIZE) -> list[str]:
+    """The colour map resampled so that linear colour-mapping of data shows the stretch.
+
+    Entry i (data fraction t = i / (n - 1) between the colour limits) takes the base colour at
+    stretch(t): e.g. sqrt gives faint emission more of the colours, as in ds9.
+    """
+    base = process_cmap(cmap, ncolors=256)
+    t = np.linspace(0.0, 1.0, n)
+    index = np.clip(np.round(STRETCHES[stretch](t, clip=True) * (len(base) - 1)), 0, len(base) - 1)
+    return [base[int(i)] for i in index]
 
 
 def _sexagesimal_formatter(values_deg: np.ndarray, hours: bool) -> CustomJSTickFormatter:
@@ -108,10 +119,13 @@ class CubeViewer(pn.viewable.Viewer):
             params.setdefault("spectral_axis", "frequency" if cube.frequency_hz is not None else "channel")
         super().__init__(**params)
         self._moment_cache = {}
-        self._image_dmap = hv.DynamicMap(pn.bind(self._image, self.param.channel, self.param.view,
-                                                 self.param.moment_range, self.param.stretch,
-                                                 self.param.clip_percent))
-        self._raster = rasterize(self._image_dmap).apply.opts(cmap=self.param.cmap)
+        self._colour_cache = (None, None)
+        p = self.param
+        self._image_dmap = hv.DynamicMap(pn.bind(self._image, p.channel, p.view, p.moment_range))
+        colour = pn.bind(self._colour_opts, p.channel, p.view, p.moment_range, p.clip_percent, p.cmap, p.stretch)
+        self._raster = rasterize(self._image_dmap).apply.opts(
+            clim=pn.bind(lambda o: o["clim"], colour), cmap=pn.bind(lambda o: o["cmap"], colour),
+            title=pn.bind(lambda o: o["title"], colour))
         self.tap = hv.streams.Tap(source=self._raster, x=None, y=None)
         self.tap.add_subscriber(self._on_tap)
 
@@ -156,17 +170,22 @@ class CubeViewer(pn.viewable.Viewer):
         return " | ".join(parts)
 
     # ---- plots ------------------------------------------------------------------------------
-    def _image(self, channel, view, moment_range, stretch, clip_percent):
+    def _image(self, channel, view, moment_range):
         data, unit = self.current_image(channel, view, moment_range)
-        shown, (vmin, vmax) = normalise(data, stretch, clip_percent)
-        ny, nx = shown.shape
-        formatter = CustomJSTickFormatter(
-            args={"vmin": vmin, "vmax": vmax},
-            code=f"const t = tick; const x = {STRETCHES[stretch][1]}; const v = vmin + x * (vmax - vmin);"
-                 "return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v != 0) ? v.toExponential(2) : v.toPrecision(3);")
-        return hv.Image(shown, bounds=(-0.5, -0.5, nx - 0.5, ny - 0.5), kdims=["x", "y"],
-                        vdims=[hv.Dimension("value", label=unit)]).opts(
-            colorbar_opts={"formatter": formatter, "title": unit}, clim=(0, 1))
+        ny, nx = data.shape
+        return hv.Image(data, bounds=(-0.5, -0.5, nx - 0.5, ny - 0.5), kdims=["x", "y"],
+                        vdims=[hv.Dimension("value", label=unit)])
+
+    def _colour_opts(self, *key):
+        """Colour limits, stretched palette and the title naming the unit; computed once per state."""
+        if self._colour_cache[0] != key:
+            channel, view, moment_range, clip_percent, cmap, stretch = key
+            data, unit = self.current_image(channel, view, moment_range)
+            what = (f"moment 0 of channels {moment_range[0]}-{moment_range[1]}" if view == "moment 0"
+                    else f"channel {channel}")
+            self._colour_cache = (key, {"clim": clip_limits(data, clip_percent), "title": f"{what} ({unit})",
+                                        "cmap": stretched_palette(cmap, stretch)})
+        return self._colour_cache[1]
 
     def _beam_overlay(self, show_beam):
         beam, cube = self.cube.beam, self.cube
@@ -193,19 +212,17 @@ class CubeViewer(pn.viewable.Viewer):
         beam = hv.DynamicMap(pn.bind(self._beam_overlay, self.param.show_beam))
         marker = hv.DynamicMap(pn.bind(self._marker, self.param.pixel))
         return (self._raster.opts(
-            colorbar=True, tools=["tap"], default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
+            colorbar=True, colorbar_opts={"title": ""}, tools=["tap", "hover"], default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
             xformatter=_sexagesimal_formatter(ra, hours=True), yformatter=_sexagesimal_formatter(dec, hours=False),
             xlabel="RA (ICRS)" if "RA" in cw.wcs.ctype[0] else cw.wcs.ctype[0],
             ylabel="Dec (ICRS)" if "DEC" in cw.wcs.ctype[1] else cw.wcs.ctype[1],
-            aspect=self.cube.nx / self.cube.ny, frame_height=480, toolbar="above",
-        ) * beam * marker).opts(title="")
+            aspect=self.cube.nx / self.cube.ny, frame_height=480, toolbar="below",
+        ) * beam * marker)
 
     def spectrum_plot(self, pixel, aperture, spectral_axis, rest_frequency_ghz, channel):
         x, xlabel, values = self.spectrum()
         px, py = (int(v) for v in pixel)
-        sky = self.cube.sky(px, py)
-        title = (f"pixel ({px}, {py})  {sky.to_string('hmsdms', precision=2)}"
-                 + ("  beam-sized aperture" if aperture == "beam" else ""))
+        title = f"Spectrum at pixel ({px}, {py})" + (", mean over a beam-sized disc" if aperture == "beam" else "")
         curve = hv.Curve((x, values), hv.Dimension("spectral", label=xlabel),
                          hv.Dimension("flux", label=self.cube.unit)).opts(
             interpolation="steps-mid", color="black", line_width=1.5, title=title,
@@ -307,7 +324,7 @@ class CubeExplorer(pn.viewable.Viewer):
             self.open_file(self._cubes[self.source])
         pn.state.on_session_destroyed(lambda ctx: shutil.rmtree(self._upload_dir, ignore_errors=True))
 
-    def open_file(self, path: Path, label: str | None = None) -> bool:
+    def open_file(self, path: Path) -> bool:
         """Open ``path`` into the viewer; on bad input keep the current cube and show why."""
         try:
             cube = open_cube(path)

@@ -15,6 +15,8 @@ Conventions used throughout:
 - beam position angles are astronomers' (FITS BPA): degrees from north through east.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ ALMA_LATITUDE_DEG = -23.0229  # Chajnantor, the array centre used by casadata
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 ARCSEC_RAD = np.pi / (180.0 * 3600.0)
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-FFT_WORKERS = 2
+FFT_WORKERS = min(os.cpu_count() or 1, 8)  # threads for FFTs and per-channel gridding
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def load_configuration(name_or_path) -> AntennaConfiguration:
 
 
 def baselines_m(config: AntennaConfiguration) -> np.ndarray:
-    """All antenna pairs i < j as local (east, north, up) baseline vectors, (n_baselines, 3) in m."""
+    """All antenna pairs i < j as local (east, north, up) baseline vectors (n_baselines, 3), m."""
     i, j = np.triu_indices(config.n_antennas, k=1)
     return config.xyz_m[j] - config.xyz_m[i]
 
@@ -238,34 +240,37 @@ def uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting="briggs", robus
     weight2_grid = np.zeros(shape, np.float32)
     weight_sum = np.zeros(len(freqs))
     weight2_sum = np.zeros(len(freqs))
-    position = np.empty_like(uv_t)
-    for c, scale in enumerate(sub_per_m):
-        np.multiply(uv_t, np.float32(scale), out=position)
+
+    def grid_channel(c):
+        position = uv_t * np.float32(sub_per_m[c])
         position += half_sub  # >= 0 inside the grid, so truncation is floor
         if clipped:
-            cells = position[:, np.all((position >= 0) & (position < side), axis=0)]
-            cells = cells.astype(np.int64)
-        else:
-            cells = position.astype(np.int64)
+            position = position[:, np.all((position >= 0) & (position < side), axis=0)]
+        cells = position.astype(np.int32)
         cells[1] *= side
         counts = np.bincount(cells[1] + cells[0], minlength=side * side)
         counts = counts.reshape(side, side).astype(np.float32)
         # conjugates: sub-cell s -> -s - 1, i.e. the grid reversed
         counts += counts[::-1, ::-1]
+        density = _block_sum(counts, sub_per_cell)
         if weighting == "briggs":
-            density = _block_sum(counts, sub_per_cell)
             sum_w2 = np.sum(density * density, dtype=np.float64)
-            f2 = (5.0 * 10.0 ** (-robust)) ** 2 / (sum_w2 / counts.sum(dtype=np.float64))
-            weight = (1.0 / (1.0 + f2 * density)).astype(np.float32)[:, None, :, None]
+            f2 = (5.0 * 10.0 ** (-robust)) ** 2 / (sum_w2 / density.sum(dtype=np.float64))
+            weight = (1.0 / (1.0 + f2 * density)).astype(np.float32)
             blocks = counts.reshape(n_cells, sub_per_cell, n_cells, sub_per_cell)
-            summed = (blocks * weight).reshape(side, side)
-            summed2 = (blocks * (weight * weight)).reshape(side, side)
+            summed = (blocks * weight[:, None, :, None]).reshape(side, side)
+            summed2 = (blocks * (weight * weight)[:, None, :, None]).reshape(side, side)
         else:
+            weight = np.ones_like(density)
             summed = summed2 = counts
-        weight_sum[c] = summed.sum(dtype=np.float64)
-        weight2_sum[c] = summed2.sum(dtype=np.float64)
+        weight_sum[c] = np.sum(density * weight, dtype=np.float64)
+        weight2_sum[c] = np.sum(density * weight * weight, dtype=np.float64)
         weight_grid[c] = _sub_to_fine_half_plane(summed, k_fine)
         weight2_grid[c] = _sub_to_fine_half_plane(summed2, k_fine)
+
+    # channels are independent and numpy releases the GIL in the heavy loops: use both cores
+    with ThreadPoolExecutor(max_workers=FFT_WORKERS) as pool:
+        list(pool.map(grid_channel, range(len(freqs))))
     return UVSampling(weight_grid, weight2_grid, weight_sum, weight2_sum, n_grid, freqs)
 
 
@@ -282,10 +287,13 @@ def _block_sum(grid, size):
 def _sub_to_fine_half_plane(sub_grid, k_fine):
     """Sum sub-cells (s in [-S, S) per axis, rows v, cols u) into nearest-cell imaging cells
     (k = rint(s / 2), i.e. s in {2k - 1, 2k}) and keep the rfft half plane kx = -k_u >= 0."""
-    side = sub_grid.shape[0]
-    shifted = np.zeros((side + 2, side + 2), sub_grid.dtype)
-    shifted[1:-1, 1:-1] = sub_grid
-    return _block_sum(shifted, 2)[:, k_fine::-1]
+    half = sub_grid.shape[0] // 2  # = 2 K
+    fine = np.zeros((half + 1, half + 1), sub_grid.dtype)
+    # even sub-cell 2m -> fine index m, odd 2m + 1 -> m + 1 (array indices, offset by S)
+    for row in (0, 1):
+        for col in (0, 1):
+            fine[row: half + row, col: half + col] += sub_grid[row::2, col::2]
+    return fine[:, k_fine::-1]
 
 
 def _wrapped(n, start, stop):

@@ -13,15 +13,14 @@ Units and conventions:
 - sky model: Jy/pixel; dirty cube: Jy/beam (a point source of S Jy gives a peak of S Jy/beam,
   since the PSF has peak 1);
 - arrays are ``[channel, y, x]``; x runs towards west (-RA, FITS CDELT1 < 0), y towards north;
-- source sizes are FWHM (not sigma), in pixels along the source's own axes; ``pa`` is the angle
+- source sizes are FWHM (the paper's code used its 2-8 px size as sigma while its catalogue
+  called it FWHM; here it is FWHM), in pixels along the source's own axes; ``pa`` is the angle
   of the source's x axis, degrees counter-clockwise from the +x pixel axis; ``z`` is the line
   centre in channels (0-based) and ``fwhm_z`` the line FWHM in channels;
 - channel ``c`` is at ``centre_frequency_hz + (c - channels // 2) * channel_width_hz``.
 """
 
 import csv
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from pipeline.alma import interferometer
+from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
 
 FWHM_PER_SIGMA = interferometer.FWHM_PER_SIGMA
@@ -280,9 +280,11 @@ def dirty_cube(images, spectra, sampling, noise_jy_per_beam, rng):
         sky_ft = np.tensordot(spectra[:, chunk], source_ft, axes=(0, 0))
         half_plane = sky_ft * sampling.weight_grid[chunk]
         if sigma > 0:
-            draws = rng.standard_normal((2,) + half_plane.shape, dtype=np.float32)
-            amplitude = np.float32(sigma) * np.sqrt(sampling.weight2_grid[chunk]) * column_gain
-            half_plane += amplitude * (draws[0] + 1j * draws[1])
+            # independent real and imaginary parts, drawn as pairs and viewed as complex
+            noise = rng.standard_normal(half_plane.shape + (2,), dtype=np.float32)
+            noise = noise.view(np.complex64)[..., 0]
+            noise *= np.float32(sigma) * np.sqrt(sampling.weight2_grid[chunk]) * column_gain
+            half_plane += noise
         image = interferometer.image_from_half_plane(half_plane, n, size)
         image *= (n * n / sampling.weight_sum[chunk])[:, None, None]
         cube[chunk] = image
@@ -297,34 +299,67 @@ def channel_beams(sampling, cell_arcsec, anchors=5) -> Table:
     picks = np.unique(np.linspace(0, len(freqs) - 1, min(anchors, len(freqs))).round().astype(int))
     psf_npix = min(2 * (sampling.npix_grid // 4), 128)
     psfs = interferometer.psf_from_sampling(sampling.channels(picks), psf_npix)
-    fits_ = np.array([interferometer.fit_beam(p, cell_arcsec) for p in psfs])
+    fitted = np.array([interferometer.fit_beam(p, cell_arcsec) for p in psfs])
     # keep position angles continuous across the +-90 deg wrap before interpolating
-    fits_[:, 2] = fits_[0, 2] + (fits_[:, 2] - fits_[0, 2] + 90.0) % 180.0 - 90.0
+    fitted[:, 2] = fitted[0, 2] + (fitted[:, 2] - fitted[0, 2] + 90.0) % 180.0 - 90.0
     beams = Table()
-    beams["bmaj_arcsec"] = np.interp(freqs, freqs[picks], fits_[:, 0])
-    beams["bmin_arcsec"] = np.interp(freqs, freqs[picks], fits_[:, 1])
-    bpa = np.interp(freqs, freqs[picks], fits_[:, 2])
+    beams["bmaj_arcsec"] = np.interp(freqs, freqs[picks], fitted[:, 0])
+    beams["bmin_arcsec"] = np.interp(freqs, freqs[picks], fitted[:, 1])
+    bpa = np.interp(freqs, freqs[picks], fitted[:, 2])
     beams["bpa_deg"] = (bpa + 90.0) % 180.0 - 90.0
     return beams
 
 
-def simulate_cube(seed, size=256, channels=128, observation=Observation(),
-                  parameters=SkyParameters(), add_noise=True, name="") -> SimulatedCube:
-    """Simulate one dirty cube, its sky model and truth catalogue, deterministic in ``seed``
-    (anything ``numpy.random.default_rng`` takes). ``name`` fills the catalogue's cube column.
-    ``add_noise=False`` leaves the thermal noise out (sources keep the brightness they would
-    have for ``observation.noise_jy_per_beam``)."""
+@dataclass
+class InstrumentResponse:
+    """What an observation does to any sky of a given cube shape: channel frequencies (Hz), the
+    weighted uv sampling of every channel and the beam fitted per channel. The same for every
+    cube of a set, so ``simulate_set`` computes it once."""
+
+    observation: Observation
+    size: int
+    frequency_hz: np.ndarray
+    sampling: interferometer.UVSampling
+    beams: Table
+
+
+def instrument_response(observation=Observation(), size=256, channels=128) -> InstrumentResponse:
+    """uv tracks -> per-channel weighting and gridding -> beams, for ``size`` x ``size`` x
+    ``channels`` cubes observed as ``observation`` says."""
     if size < 16 or channels < 1:
         raise InputError(f"Need size >= 16 and channels >= 1, got size={size}, "
                          f"channels={channels}.")
-    rng = np.random.default_rng(seed)
     obs = observation
     frequency_hz = obs.frequency_hz(channels)
     uv_m = obs.uv_m()
     uv_m = uv_m[: len(uv_m) // 2]  # the conjugates are implied; half the gridding work
     sampling = interferometer.uv_sampling(uv_m, frequency_hz, size, obs.cell_arcsec,
                                           obs.weighting, obs.robust)
-    beams = channel_beams(sampling, obs.cell_arcsec)
+    return InstrumentResponse(obs, size, frequency_hz, sampling,
+                              channel_beams(sampling, obs.cell_arcsec))
+
+
+def simulate_cube(seed, size=256, channels=128, observation=Observation(),
+                  parameters=SkyParameters(), add_noise=True, name="",
+                  response=None) -> SimulatedCube:
+    """Simulate one dirty cube, its sky model and truth catalogue, deterministic in ``seed``
+    (anything ``numpy.random.default_rng`` takes). ``name`` fills the catalogue's cube column.
+    ``add_noise=False`` leaves the thermal noise out (sources keep the brightness they would
+    have for ``observation.noise_jy_per_beam``). ``response``: a precomputed
+    ``instrument_response`` for this observation, size and channels (saves most of the time
+    when making many cubes)."""
+    if not observation.noise_jy_per_beam > 0:
+        raise InputError("noise_jy_per_beam must be > 0: it sets the brightness of the sources "
+                         "(for a noiseless cube use add_noise=False).")
+    if response is None:
+        response = instrument_response(observation, size, channels)
+    elif (response.size, len(response.frequency_hz), response.observation) != (
+            size, channels, observation):
+        raise InputError("The instrument response was made for another size, channel count "
+                         "or observation.")
+    rng = np.random.default_rng(seed)
+    obs = observation
+    frequency_hz, sampling, beams = response.frequency_hz, response.sampling, response.beams
     mid = channels // 2
     beam_mid = tuple(beams[mid][c] for c in ("bmaj_arcsec", "bmin_arcsec", "bpa_deg"))
 
@@ -356,7 +391,8 @@ def simulate_cube(seed, size=256, channels=128, observation=Observation(),
 
 # --- writing ----------------------------------------------------------------------------------
 
-def cube_header(shape, frequency_hz, observation=Observation(), bunit="Jy/beam", name="") -> fits.Header:
+def cube_header(shape, frequency_hz, observation=Observation(), bunit="Jy/beam",
+                name="") -> fits.Header:
     """Primary header in the layout of CASA's exportfits for a (channels, ny, nx) cube:
     4-D RA---SIN, DEC--SIN, FREQ (Hz), STOKES; ``CASAMBM = T`` only for Jy/beam (beams in the
     BEAMS table, never as BMAJ keywords)."""
@@ -443,15 +479,8 @@ def write_cube(path, cube, frequency_hz, observation=Observation(), beams=None, 
         if beams is None:
             raise InputError("A Jy/beam cube needs its beams (the BEAMS table).")
         hdus.append(beams_hdu(beams))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".fits.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         fits.HDUList(hdus).writeto(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -459,19 +488,13 @@ def write_truth(path, rows) -> Path:
     """Write truth rows (a Table or list of Tables) as CSV with ``TRUTH_COLUMNS``, atomically."""
     path = Path(path)
     tables = rows if isinstance(rows, (list, tuple)) else [rows]
-    fd, tmp = tempfile.mkstemp(suffix=".csv.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(TRUTH_COLUMNS)
-            for table in tables:
-                for row in table:
-                    writer.writerow([row["cube"], int(row["source"])]
-                                    + [f"{float(row[c]):.6g}" for c in TRUTH_COLUMNS[2:]])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(TRUTH_COLUMNS)
+        for table in tables:
+            for row in table:
+                writer.writerow([row["cube"], int(row["source"])]
+                                + [f"{float(row[c]):.6g}" for c in TRUTH_COLUMNS[2:]])
     return path
 
 
@@ -484,12 +507,12 @@ def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     obs = observation or Observation(config=config)
-    if observation is None:
-        interferometer.load_configuration(config)  # fail early on an unknown name
+    response = instrument_response(obs, size, channels)
     paths, truths = [], []
     for i in range(n):
         name = f"sim_{seed}_{i:04d}.fits"
-        sim = simulate_cube((seed, i), size, channels, obs, parameters, name=name)
+        sim = simulate_cube((seed, i), size, channels, obs, parameters, name=name,
+                            response=response)
         paths.append(write_cube(out_dir / name, sim.dirty_cube, sim.frequency_hz, obs,
                                 sim.beams, name=name))
         if write_sky:

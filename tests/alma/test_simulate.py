@@ -121,6 +121,23 @@ def test_dirty_cube_shapes_units_and_truth(small_cube):
     assert np.all(np.diff(cube.beams["bmaj_arcsec"]) < 0)  # shrinks with frequency
 
 
+def test_channel_beams_match_a_fit_per_channel():
+    """Beams are fitted at a few channels and interpolated: over the paper's 1.28 GHz band that
+    matches a fit at every channel."""
+    uv = QUICK.uv_m()
+    sampling = itf.uv_sampling(uv[: len(uv) // 2], QUICK.frequency_hz(128), 64, 0.1)
+    beams = sim.channel_beams(sampling, 0.1)
+    psfs = itf.psf_from_sampling(sampling.channels([5, 50, 90, 127]), 64)
+    for channel, beam in zip([5, 50, 90, 127], psfs):
+        bmaj, bmin, bpa = itf.fit_beam(beam, 0.1)
+        assert beams["bmaj_arcsec"][channel] == pytest.approx(bmaj, rel=1e-3)
+        assert beams["bmin_arcsec"][channel] == pytest.approx(bmin, rel=1e-3)
+        assert beams["bpa_deg"][channel] == pytest.approx(bpa, abs=0.2)
+    # and the beam does change over the band (as 1 / frequency)
+    ratio = beams["bmaj_arcsec"][0] / beams["bmaj_arcsec"][127]
+    assert ratio == pytest.approx(sampling.frequency_hz[127] / sampling.frequency_hz[0], rel=2e-3)
+
+
 def test_source_parameters_follow_the_paper():
     rng = np.random.default_rng(3)
     beam = (0.7, 0.6, 85.0)
@@ -200,9 +217,9 @@ def test_simulate_set_writes_casa_layout(tmp_path):
     assert rows[0] == CASA_TRUTH_COLUMNS
     assert {r[0] for r in rows[1:]} == {"sim_5_0000.fits", "sim_5_0001.fits"}
 
-    # cube i depends on (seed, i) only
+    # cube i depends on (seed, i) only, whether the instrument response is shared or not
     again = sim.simulate_cube((5, 1), size=32, channels=4, observation=QUICK)
-    assert np.allclose(fits.getdata(paths[1])[0], again.dirty_cube)
+    assert np.array_equal(fits.getdata(paths[1])[0], again.dirty_cube)
 
 
 def test_unknown_configuration_fails_early(tmp_path):

@@ -4,34 +4,44 @@ import numpy as np
 import pytest
 
 from explorer import files
-from explorer.cube_view import STRETCHES, CubeExplorer, CubeViewer, normalise
+from holoviews.plotting.util import process_cmap
+
+from explorer.cube_view import (PALETTE_SIZE, STRETCHES, CubeExplorer, CubeViewer, clip_limits,
+                                stretched_palette)
 from pipeline.alma.cube import open_cube
 from tests.conftest import REST_HZ, cube_data
 
 
-@pytest.mark.parametrize("stretch", list(STRETCHES))
-def test_normalise_maps_clip_range_to_unit_interval(stretch):
+def test_clip_limits_keep_the_percentile_range():
     image = np.linspace(-1, 3, 10_000, dtype=np.float32).reshape(100, 100)
     image[0, 0] = np.nan
-    shown, (vmin, vmax) = normalise(image, stretch, 100.0)
-    assert (vmin, vmax) == pytest.approx((-1 + 4 / 9999, 3.0), abs=1e-3)
-    assert np.isnan(shown[0, 0])
-    assert np.nanmin(shown) == pytest.approx(0.0, abs=1e-6)
-    assert np.nanmax(shown) == pytest.approx(1.0, abs=1e-6)
-    assert np.all(np.diff(shown.ravel()[1:]) >= -1e-7), "stretches are monotonic"
+    assert clip_limits(image, 100.0) == pytest.approx((-1 + 4 / 9999, 3.0), abs=1e-6)
+    low, high = clip_limits(image, 90.0)
+    assert low == pytest.approx(-0.8, abs=1e-3) and high == pytest.approx(2.8, abs=1e-3)
 
 
-def test_normalise_clips_outliers():
-    image = np.zeros((50, 50), np.float32)
-    image[0, 0] = 1e6
-    shown, (vmin, vmax) = normalise(image + np.arange(50, dtype=np.float32), "linear", 99.0)
-    assert vmax < 1e5
-    assert shown[0, 0] == 1.0
+def test_clip_limits_ignore_outliers_and_survive_blank_images():
+    image = np.arange(2500, dtype=np.float32).reshape(50, 50)
+    image[0, 0] = 1e9
+    assert clip_limits(image, 99.0)[1] < 2500
+    assert clip_limits(np.full((4, 4), np.nan, np.float32), 99.5) == (0.0, 1.0)
+    assert clip_limits(np.ones((4, 4), np.float32), 99.5) == (1.0, 2.0)
 
 
-def test_all_nan_channel_is_shown_blank():
-    shown, _ = normalise(np.full((4, 4), np.nan, np.float32), "sqrt", 99.5)
-    assert np.isnan(shown).all()
+@pytest.mark.parametrize("stretch", list(STRETCHES))
+def test_stretched_palette_follows_the_stretch(stretch):
+    base = process_cmap("gray", ncolors=256)
+    palette = stretched_palette("gray", stretch)
+    assert len(palette) == PALETTE_SIZE
+    assert palette[0] == base[0] and palette[-1] == base[-1]
+    # the colour at the data fraction 1/4 is the base colour at stretch(1/4)
+    quarter = (PALETTE_SIZE - 1) // 4
+    t = quarter / (PALETTE_SIZE - 1)
+    assert palette[quarter] == base[int(round(float(STRETCHES[stretch](np.array([t]))[0]) * 255))]
+    levels = [int(c[1:3], 16) for c in palette]  # gray: red channel rises with the colour index
+    assert levels == sorted(levels)
+    if stretch != "linear":
+        assert levels[quarter] > int(base[64][1:3], 16), "faint data gets brighter colours"
 
 
 @pytest.fixture
@@ -55,9 +65,12 @@ def test_channel_and_moment_images_come_from_the_cube(viewer):
     image, unit = viewer.current_image()
     assert unit == "Jy/beam km/s"
     np.testing.assert_allclose(image, viewer.cube.moment0(4, 8)[0])
-    element = viewer._image(6, "moment 0", (4, 8), "sqrt", 99.0)
-    assert element.data.shape == (20, 24) if hasattr(element.data, "shape") else True
+    element = viewer._image(6, "moment 0", (4, 8))
+    np.testing.assert_allclose(element.dimension_values(2, flat=False)[::-1], image)  # rows flip in hv
     assert element.vdims[0].label == "Jy/beam km/s"
+    colour = viewer._colour_opts(6, "moment 0", (4, 8), 100.0, "gray", "linear")
+    assert colour["clim"] == pytest.approx((np.nanmin(image), np.nanmax(image)), rel=1e-5)
+    assert colour["title"] == "moment 0 of channels 4-8 (Jy/beam km/s)"
 
 
 def test_tap_selects_the_pixel_and_its_spectrum(viewer):
