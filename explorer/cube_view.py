@@ -38,6 +38,7 @@ STRETCHES = {
 PALETTE_SIZE = 1024  # fine enough that even the log stretch's steep start shows no banding
 UPLOAD_LIMIT = "200MB"
 SCAN_LIMIT_BYTES = 512 * 2**20
+_HIDE_PLAYER_SLIDER = "input[type='range'] {display: none;}"  # the channel slider above serves
 
 
 def clip_limits(image: np.ndarray, clip_percent: float) -> tuple[float, float]:
@@ -251,7 +252,8 @@ class CubeViewer(pn.viewable.Viewer):
         slider = pn.widgets.IntSlider.from_param(p.channel, name="Channel", sizing_mode="stretch_width",
                                                  css_classes=["channel-slider"])
         player = pn.widgets.Player.from_param(p.channel, name="", show_value=False, interval=300,
-                                              loop_policy="loop", width=300, visible_buttons=[
+                                              loop_policy="loop", width=300, stylesheets=[_HIDE_PLAYER_SLIDER],
+                                              visible_buttons=[
                                                   "slower", "previous", "reverse", "pause", "play", "next", "faster"])
         return pn.Column(
             pn.pane.Markdown(pn.bind(lambda c, r: f"**{self.channel_label()}**", p.channel, p.rest_frequency_ghz),

@@ -35,10 +35,14 @@ def _cube_info(args) -> int:
 def _simulate(args) -> int:
     from tqdm import tqdm
 
+    from pipeline.alma.interferometer import load_configuration
     from pipeline.alma.simulate import simulate_set
 
     if args.n < 1:
         raise InputError("--n must be at least 1")
+    if args.size < 16 or args.channels < 1:
+        raise InputError("--size must be at least 16 pixels and --channels at least 1")
+    load_configuration(args.config)  # a wrong name fails here, before any progress bar
     with tqdm(total=args.n, unit="cube", disable=args.quiet) as bar:
         def progress(done, total):
             bar.update(done - bar.n)

@@ -73,3 +73,23 @@ def test_usage_errors_are_one_line_exit_2():
     assert "required" in _one_line_error(run("cube-info"))
     assert "invalid choice" in _one_line_error(run("frobnicate"))
     assert "--n" in _one_line_error(run("simulate", "--out", "x"))
+
+
+def test_simulate_writes_cubes_the_reader_opens(tmp_path):
+    out = tmp_path / "sims"
+    result = run("simulate", "--n", 2, "--out", out, "--seed", 3, "--size", 64, "--channels", 16, "--quiet")
+    assert result.returncode == 0, result.stderr
+    cubes = sorted(p.name for p in out.glob("sim_*.fits") if not p.name.endswith("_sky.fits"))
+    assert cubes == ["sim_3_0000.fits", "sim_3_0001.fits"]
+    truth = (out / "truth.csv").read_text().splitlines()
+    assert truth[0] == "cube,source,x,y,fwhm_x,fwhm_y,pa,z,fwhm_z,peak_jy_per_pix,snr_peak"
+    assert {line.split(",")[0] for line in truth[1:]} == set(cubes)
+    info = json.loads(run("cube-info", out / cubes[0], "--json").stdout)
+    assert info["shape"] == {"nx": 64, "ny": 64, "nchan": 16}
+    assert info["beam"]["per_channel"] is True
+    assert info["unit"] == "Jy/beam"
+
+
+def test_simulate_bad_configuration_is_one_line(tmp_path):
+    line = _one_line_error(run("simulate", "--n", 1, "--out", tmp_path, "--config", "alma.cycle99"))
+    assert "alma.cycle9.3" in line  # the message lists what is available
