@@ -120,13 +120,10 @@ class CubeViewer(pn.viewable.Viewer):
             params.setdefault("spectral_axis", "frequency" if cube.frequency_hz is not None else "channel")
         super().__init__(**params)
         self._moment_cache = {}
-        self._colour_cache = (None, None)
         p = self.param
-        self._image_dmap = hv.DynamicMap(pn.bind(self._image, p.channel, p.view, p.moment_range))
-        colour = pn.bind(self._colour_opts, p.channel, p.view, p.moment_range, p.clip_percent, p.cmap, p.stretch)
-        self._raster = rasterize(self._image_dmap).apply.opts(
-            clim=pn.bind(lambda o: o["clim"], colour), cmap=pn.bind(lambda o: o["cmap"], colour),
-            title=pn.bind(lambda o: o["title"], colour))
+        self._image_dmap = hv.DynamicMap(pn.bind(self._image, p.channel, p.view, p.moment_range,
+                                                 p.clip_percent, p.cmap, p.stretch))
+        self._raster = rasterize(self._image_dmap)
         self.tap = hv.streams.Tap(source=self._raster, x=None, y=None)
         self.tap.add_subscriber(self._on_tap)
 
@@ -171,22 +168,15 @@ class CubeViewer(pn.viewable.Viewer):
         return " | ".join(parts)
 
     # ---- plots ------------------------------------------------------------------------------
-    def _image(self, channel, view, moment_range):
+    def _image(self, channel, view, moment_range, clip_percent="99.5", cmap="inferno", stretch="linear"):
+        """The image in data units, with its colour limits, stretched palette and a title with the unit."""
         data, unit = self.current_image(channel, view, moment_range)
         ny, nx = data.shape
+        what = f"moment 0 of channels {moment_range[0]}-{moment_range[1]}" if view == "moment 0" else f"channel {channel}"
         return hv.Image(data, bounds=(-0.5, -0.5, nx - 0.5, ny - 0.5), kdims=["x", "y"],
-                        vdims=[hv.Dimension("value", label=unit)])
-
-    def _colour_opts(self, *key):
-        """Colour limits, stretched palette and the title naming the unit; computed once per state."""
-        if self._colour_cache[0] != key:
-            channel, view, moment_range, clip_percent, cmap, stretch = key
-            data, unit = self.current_image(channel, view, moment_range)
-            what = (f"moment 0 of channels {moment_range[0]}-{moment_range[1]}" if view == "moment 0"
-                    else f"channel {channel}")
-            self._colour_cache = (key, {"clim": clip_limits(data, clip_percent), "title": f"{what} ({unit})",
-                                        "cmap": stretched_palette(cmap, stretch)})
-        return self._colour_cache[1]
+                        vdims=[hv.Dimension("value", label=unit)]).opts(
+            clim=clip_limits(data, float(clip_percent)), cmap=stretched_palette(cmap, stretch),
+            title=f"{what} ({unit})", clabel=" ")
 
     def _beam_overlay(self, show_beam):
         beam, cube = self.cube.beam, self.cube
@@ -213,7 +203,7 @@ class CubeViewer(pn.viewable.Viewer):
         beam = hv.DynamicMap(pn.bind(self._beam_overlay, self.param.show_beam))
         marker = hv.DynamicMap(pn.bind(self._marker, self.param.pixel))
         return (self._raster.opts(
-            colorbar=True, colorbar_opts={"title": ""}, tools=["tap", "hover"], default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
+            colorbar=True, tools=["tap", "hover"], default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
             xformatter=_sexagesimal_formatter(ra, hours=True), yformatter=_sexagesimal_formatter(dec, hours=False),
             xlabel="RA (ICRS)" if "RA" in cw.wcs.ctype[0] else cw.wcs.ctype[0],
             ylabel="Dec (ICRS)" if "DEC" in cw.wcs.ctype[1] else cw.wcs.ctype[1],

@@ -65,12 +65,13 @@ def test_channel_and_moment_images_come_from_the_cube(viewer):
     image, unit = viewer.current_image()
     assert unit == "Jy/beam km/s"
     np.testing.assert_allclose(image, viewer.cube.moment0(4, 8)[0])
-    element = viewer._image(6, "moment 0", (4, 8))
+    element = viewer._image(6, "moment 0", (4, 8), 100.0, "gray", "sqrt")
     np.testing.assert_allclose(element.dimension_values(2, flat=False)[::-1], image)  # rows flip in hv
     assert element.vdims[0].label == "Jy/beam km/s"
-    colour = viewer._colour_opts(6, "moment 0", (4, 8), 100.0, "gray", "linear")
-    assert colour["clim"] == pytest.approx((np.nanmin(image), np.nanmax(image)), rel=1e-5)
-    assert colour["title"] == "moment 0 of channels 4-8 (Jy/beam km/s)"
+    opts = element.opts.get().kwargs
+    assert opts["clim"] == pytest.approx((np.nanmin(image), np.nanmax(image)), rel=1e-5)
+    assert opts["title"] == "moment 0 of channels 4-8 (Jy/beam km/s)"
+    assert opts["cmap"] == stretched_palette("gray", "sqrt")
 
 
 def test_tap_selects_the_pixel_and_its_spectrum(viewer):
