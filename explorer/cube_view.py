@@ -145,10 +145,14 @@ class CubeViewer(pn.viewable.Viewer):
         values = self.cube.spectrum(x, y, radius)
         return (*self._spectral_values(), values)
 
+    @property
+    def _rest_hz(self) -> float | None:
+        """The user's rest frequency in Hz, or None for the header's."""
+        return self.rest_frequency_ghz * 1e9 if self.rest_frequency_ghz else None
+
     def _spectral_values(self):
         if self.spectral_axis == "velocity":
-            rest = self.rest_frequency_ghz * 1e9 if self.rest_frequency_ghz else None
-            vel = self.cube.velocity_kms(rest)
+            vel = self.cube.velocity_kms(self._rest_hz)
             if vel is not None:
                 return vel, "radio velocity (km/s)"
         if self.spectral_axis in ("velocity", "frequency") and self.cube.frequency_hz is not None:
@@ -161,14 +165,13 @@ class CubeViewer(pn.viewable.Viewer):
         parts = [f"channel {k} / {self.cube.nchan - 1}"]
         if self.cube.frequency_hz is not None:
             parts.append(f"{self.cube.frequency_hz[k] / 1e9:.6f} GHz")
-        rest = self.rest_frequency_ghz * 1e9 if self.rest_frequency_ghz else None
-        vel = self.cube.velocity_kms(rest)
+        vel = self.cube.velocity_kms(self._rest_hz)
         if vel is not None:
             parts.append(f"{vel[k]:.2f} km/s")
         return " | ".join(parts)
 
     # ---- plots ------------------------------------------------------------------------------
-    def _image(self, channel, view, moment_range, clip_percent="99.5", cmap="inferno", stretch="linear"):
+    def _image(self, channel, view, moment_range, clip_percent=99.5, cmap="inferno", stretch="linear"):
         """The image in data units, with its colour limits, stretched palette and a title with the unit."""
         data, unit = self.current_image(channel, view, moment_range)
         ny, nx = data.shape
