@@ -54,6 +54,43 @@ def _simulate(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    import shlex
+
+    import torch
+    from tqdm import tqdm
+
+    from pipeline.alma.train import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "python -m pipeline " + shlex.join(sys.argv[1:])
+    with tqdm(total=args.steps, unit="step", disable=args.quiet) as bar:
+        def progress(step, steps, loss):
+            bar.update(step - bar.n)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        try:
+            path = train(args.task, args.out, steps=args.steps, seed=args.seed, batch_size=args.batch,
+                         lr=args.lr, size=args.size, resume=not args.no_resume,
+                         checkpoint_every=args.checkpoint_every, progress=progress, command=command)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: checkpoint saved in {args.out}; run the same command to resume",
+                  file=sys.stderr)
+            return 130
+    print(f"model written to {path}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from pipeline.alma.evaluate import evaluate_files, format_report
+
+    result = evaluate_files(args.truth, args.catalog, rule=args.rule, image_size_px=args.image_size,
+                            channel_width_kms=args.channel_width_kms)
+    print(json.dumps(result, indent=2, default=float) if args.json else format_report(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m pipeline",
                      description="ALMA cube and one-shot galaxy search pipeline.")
@@ -84,6 +121,41 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default alma.cycle9.3)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_simulate)
+
+    from pipeline.alma.tasks import describe_tasks
+    p = sub.add_parser("train", help="train one network of the source finder from the simulator",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train one network on examples drawn on the fly from the simulator, "
+                       "with progress, checkpoints (resumed by running the same command), fixed seeds "
+                       "and a JSON log. Writes model.pt, MODEL_CARD.md and log.json into --out.\n\n"
+                       "tasks:\n" + describe_tasks())
+    p.add_argument("task", help="what to train (see the list above)")
+    p.add_argument("--out", required=True, help="folder for checkpoint, log, model and model card")
+    p.add_argument("--steps", type=int, required=True, help="optimiser steps in total")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch", type=int, help="batch size (default: the task's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the task's)")
+    p.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="score a catalogue against a truth catalogue",
+                       description="Match a detector's catalogue to the truth (the paper's lenient rule "
+                       "and a strict one-to-one rule, centres within 3 px) and print precision, recall, "
+                       "F1, mean IoU and parameter residuals, overall, in SNR bins and for blended vs "
+                       "isolated sources.")
+    p.add_argument("--truth", required=True, help="truth CSV (the simulator's truth.csv columns)")
+    p.add_argument("--catalog", required=True, help="catalogue CSV or VOTable from `detect`")
+    p.add_argument("--rule", choices=["strict", "lenient", "both"], default="both", help="matching rule")
+    p.add_argument("--image-size", type=int, default=256,
+                   help="image side in pixels, for the truth boxes (default 256)")
+    p.add_argument("--channel-width-kms", type=float,
+                   help="channel width, to compare fluxes when the truth has no flux column")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_evaluate)
     return parser
 
 

@@ -1,0 +1,281 @@
+"""The source catalogue every finder writes: one row per source, its files and its regions.
+
+Columns (:data:`CATALOG_COLUMNS`, in this order):
+
+- ``id``: 1, 2, ... in the order the finder gave the sources;
+- ``x, y``: centroid in pixels (0-based, the centre of the first pixel is 0); ``z``: channel of the
+  line peak (0-based; may be fractional);
+- ``x0, y0, x1, y1, z0, z1``: the box in pixels and channels, inclusive-exclusive
+  (``data[z0:z1, y0:y1, x0:x1]`` is the source);
+- ``ra, dec``: ICRS degrees at (x, y); ``freq``: Hz at channel z (NaN for a velocity cube without
+  a rest frequency);
+- ``fwhm_x, fwhm_y``: intrinsic FWHM in pixels along the source's own axes (deconvolved from the
+  beam; 0 along an unresolved axis); ``pa``: angle of the source's x axis in degrees,
+  counter-clockwise from the +x pixel axis, in [0, 90) (the ellipse (a, b, pa) is also
+  (b, a, pa + 90); the catalogue keeps the one with pa in [0, 90), as the simulator's truth does);
+- ``flux``: integrated line flux in Jy km/s; ``snr``: peak signal-to-noise; ``score``: the
+  finder's confidence, higher is surer (ranks detections for precision-recall curves);
+- ``blended``: the finder split this source from a neighbour it overlaps; ``detector``: the
+  finder's name.
+
+Files: CSV (values only; units are those of :data:`CATALOG_COLUMNS`) or VOTable (units and
+descriptions kept), chosen by suffix. Regions: DS9 or CASA CRTF through astropy ``regions``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.table import Table
+
+from pipeline.alma.cube import _short
+from pipeline.atomic import atomic_write
+from pipeline.errors import InputError
+
+#: (name, numpy dtype, unit, description) of every catalogue column, in file order
+CATALOG_COLUMNS = (
+    ("id", "int64", None, "source number, 1-based"),
+    ("x", "float64", "pix", "centroid x, 0-based pixel"),
+    ("y", "float64", "pix", "centroid y, 0-based pixel"),
+    ("z", "float64", "chan", "channel of the line peak, 0-based"),
+    ("x0", "int64", "pix", "box first x (inclusive)"),
+    ("y0", "int64", "pix", "box first y (inclusive)"),
+    ("x1", "int64", "pix", "box end x (exclusive)"),
+    ("y1", "int64", "pix", "box end y (exclusive)"),
+    ("z0", "int64", "chan", "first channel of the emission (inclusive)"),
+    ("z1", "int64", "chan", "end channel of the emission (exclusive)"),
+    ("ra", "float64", "deg", "right ascension (ICRS) at (x, y)"),
+    ("dec", "float64", "deg", "declination (ICRS) at (x, y)"),
+    ("freq", "float64", "Hz", "frequency at channel z"),
+    ("fwhm_x", "float64", "pix", "intrinsic FWHM along the source's x axis (beam deconvolved)"),
+    ("fwhm_y", "float64", "pix", "intrinsic FWHM along the source's y axis (beam deconvolved)"),
+    ("pa", "float64", "deg", "source x axis, counter-clockwise from +x pixel axis, [0, 90)"),
+    ("flux", "float64", "Jy km / s", "integrated line flux"),
+    ("snr", "float64", None, "peak signal-to-noise"),
+    ("score", "float64", None, "detector confidence, higher is surer"),
+    ("blended", "bool", None, "split from an overlapping neighbour"),
+    ("detector", "str", None, "name of the finder"),
+)
+COLUMN_NAMES = tuple(c[0] for c in CATALOG_COLUMNS)
+#: what a finder must give make_catalog; the rest is derived or has a default
+REQUIRED_INPUT = ("x", "y", "z", "x0", "y0", "x1", "y1", "z0", "z1", "fwhm_x", "fwhm_y", "pa",
+                  "flux", "snr")
+_DERIVED = ("id", "ra", "dec", "freq", "detector")
+_VOTABLE_SUFFIXES = {".vot", ".xml", ".votable"}
+_REGION_FORMATS = {".reg": "ds9", ".crtf": "crtf"}
+
+
+def empty_catalog() -> Table:
+    """A catalogue with every column (dtype, unit, description) and no rows."""
+    table = Table()
+    for name, dtype, unit, description in CATALOG_COLUMNS:
+        table[name] = np.zeros(0, dtype="U1" if dtype == "str" else dtype)
+        table[name].unit = unit
+        table[name].description = description
+    return table
+
+
+def make_catalog(rows_or_columns, cube, detector: str) -> Table:
+    """Build the catalogue of one finder's sources on ``cube`` (a :class:`~pipeline.alma.cube.Cube`).
+
+    ``rows_or_columns``: a list of dicts (one per source), a dict of columns, or a Table, holding
+    at least :data:`REQUIRED_INPUT`; ``score`` defaults to ``snr`` and ``blended`` to False.
+    Fills ``ra, dec`` (ICRS) from the cube's celestial WCS at (x, y) and ``freq`` from its
+    spectral axis at z (linear between channels), sets ``id`` 1..n in the given order and
+    ``detector``, puts (fwhm_x, fwhm_y, pa) in the [0, 90) form and applies the units.
+    """
+    columns = _as_columns(rows_or_columns)
+    missing = [c for c in REQUIRED_INPUT if c not in columns]
+    if missing:
+        raise InputError(f"Catalogue rows lack {', '.join(missing)}; a finder must give "
+                         f"{', '.join(REQUIRED_INPUT)}.")
+    n = len(np.atleast_1d(columns["x"]))
+    table = empty_catalog()
+    if n == 0:
+        return table
+    values = {name: np.broadcast_to(np.asarray(columns[name]), (n,)) for name in columns}
+    values.setdefault("score", values["snr"])
+    values.setdefault("blended", np.zeros(n, bool))
+    x, y, z = (np.asarray(values[c], float) for c in ("x", "y", "z"))
+    sky = SkyCoord.from_pixel(x, y, cube.celestial_wcs, origin=0).icrs
+    values["ra"], values["dec"] = sky.ra.deg, sky.dec.deg
+    values["freq"] = _frequency_at(cube, z)
+    values["fwhm_x"], values["fwhm_y"], values["pa"] = canonical_ellipse(
+        values["fwhm_x"], values["fwhm_y"], values["pa"])
+    values["id"] = np.arange(1, n + 1)
+    values["detector"] = np.full(n, str(detector))
+    out = Table()
+    for name, dtype, unit, description in CATALOG_COLUMNS:
+        data = np.asarray(values[name])
+        if dtype != "str":
+            data = np.round(data) if dtype == "int64" and data.dtype.kind == "f" else data
+            data = data.astype(dtype)
+        out[name] = data
+        out[name].unit = unit
+        out[name].description = description
+    return out
+
+
+def canonical_ellipse(fwhm_x, fwhm_y, pa):
+    """(fwhm_x, fwhm_y, pa) arrays in the form with pa in [0, 90) degrees, describing the same
+    ellipse: an axis at pa >= 90 is the other axis turned by 90 degrees."""
+    fwhm_x, fwhm_y = np.array(fwhm_x, float), np.array(fwhm_y, float)
+    pa = np.mod(np.asarray(pa, float), 180.0)
+    turn = pa >= 90.0
+    fwhm_x[turn], fwhm_y[turn] = fwhm_y[turn], fwhm_x[turn].copy()
+    return fwhm_x, fwhm_y, np.where(turn, pa - 90.0, pa)
+
+
+def write_catalog(table: Table, path) -> Path:
+    """Write the catalogue atomically: CSV for ``.csv``, VOTable for ``.vot``, ``.xml``, ``.votable``."""
+    path = Path(path)
+    fmt = _table_format(path)
+    _check_columns(table, path.name)
+    table = table[list(COLUMN_NAMES)]
+    with atomic_write(path) as tmp:
+        table.write(tmp, format=fmt, overwrite=True)
+    return path
+
+
+def read_catalog(path) -> Table:
+    """Read a catalogue written by :func:`write_catalog` (or by hand in its columns).
+
+    Returns the columns in :data:`CATALOG_COLUMNS` order with their dtypes and units. Raises
+    :class:`InputError` when the file is missing, unreadable or lacks columns.
+    """
+    path = Path(path)
+    fmt = _table_format(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such catalogue file. Check the path.")
+    try:
+        if fmt == "ascii.csv":
+            # read every column as text first so that an empty catalogue keeps its dtypes
+            table = Table.read(path, format=fmt, converters={
+                name: [_converter(dtype)] for name, dtype, _, _ in CATALOG_COLUMNS})
+        else:
+            table = Table.read(path, format=fmt)
+    except Exception as exc:  # noqa: BLE001 -- astropy raises many types on bad files
+        kind = "CSV" if fmt == "ascii.csv" else "VOTable"
+        raise InputError(f"{path.name} is not a readable {kind} catalogue ({_short(exc)}).") from None
+    _check_columns(table, path.name)
+    out = Table()
+    for name, dtype, unit, description in CATALOG_COLUMNS:
+        data = np.asarray(table[name].filled() if hasattr(table[name], "filled") else table[name])
+        if dtype == "bool" and data.dtype.kind in "US":
+            data = np.char.lower(np.char.strip(data.astype(str))) == "true"
+        out[name] = data.astype(str) if dtype == "str" else data.astype(dtype)
+        out[name].unit = unit
+        out[name].description = description
+    return out
+
+
+def catalog_regions(table: Table, cube, shape: str = "ellipse"):
+    """One sky region per source, as an astropy ``regions.Regions``.
+
+    ``shape="ellipse"``: an EllipseSkyRegion at (x, y) whose axes are the intrinsic FWHMs
+    (fwhm_x, fwhm_y) turned by pa; sources with a FWHM that is 0 (unresolved) or not finite
+    get their box instead. ``shape="box"``: the box (x0..x1, y0..y1) as a RectangleSkyRegion.
+    Shapes are made in pixels and mapped to the sky with the cube's celestial WCS, so the
+    region's angle follows the ``regions`` convention (DS9's: counter-clockwise from the
+    longitude axis); for an image with north up and east left the source's position angle
+    east of north is ``pa + 90`` (mod 180). Each region's ``meta["text"]`` (DS9) and
+    ``meta["label"]`` (CRTF) is ``"<id> <detector>"``.
+    """
+    from regions import EllipsePixelRegion, PixCoord, RectanglePixelRegion, Regions
+
+    if shape not in {"ellipse", "box"}:
+        raise InputError(f"Region shape must be 'ellipse' or 'box', not {shape!r}.")
+    _check_columns(table, "the catalogue")
+    wcs = cube.celestial_wcs
+    out = []
+    for row in table:
+        text = f"{int(row['id'])} {row['detector']}"
+        meta = {"text": text, "label": text}
+        fwhm = np.array([row["fwhm_x"], row["fwhm_y"]], float)
+        if shape == "ellipse" and np.all(np.isfinite(fwhm)) and np.all(fwhm > 0):
+            region = EllipsePixelRegion(PixCoord(float(row["x"]), float(row["y"])),
+                                        width=fwhm[0], height=fwhm[1],
+                                        angle=float(row["pa"]) * u.deg)
+        else:
+            # the box covers pixels x0..x1-1, i.e. the edges x0 - 0.5 .. x1 - 0.5
+            x0, x1, y0, y1 = (float(row[c]) for c in ("x0", "x1", "y0", "y1"))
+            region = RectanglePixelRegion(PixCoord((x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2),
+                                          width=max(x1 - x0, 1.0), height=max(y1 - y0, 1.0))
+        sky_region = region.to_sky(wcs)
+        sky_region.meta.update(meta)
+        out.append(sky_region)
+    return Regions(out)
+
+
+def write_regions(table: Table, cube, path, format: str | None = None, shape: str = "ellipse") -> Path:
+    """Write the catalogue's regions (see :func:`catalog_regions`) atomically as a DS9 (``.reg``)
+    or CASA CRTF (``.crtf``) file; ``format`` ("ds9" or "crtf") overrides the suffix."""
+    path = Path(path)
+    fmt = format or _REGION_FORMATS.get(path.suffix.lower())
+    if fmt not in {"ds9", "crtf"}:
+        raise InputError(f"Cannot tell the region format of {path.name}: name it .reg (DS9) or "
+                         ".crtf (CASA), or pass format='ds9' or 'crtf'.")
+    regions = catalog_regions(table, cube, shape)
+    with atomic_write(path) as tmp:
+        regions.write(str(tmp), format=fmt, overwrite=True)
+    return path
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _as_columns(rows_or_columns) -> dict:
+    if isinstance(rows_or_columns, Table):
+        return {name: np.asarray(rows_or_columns[name]) for name in rows_or_columns.colnames}
+    if isinstance(rows_or_columns, Mapping):
+        return dict(rows_or_columns)
+    rows = list(rows_or_columns)
+    if not rows:
+        return {name: np.zeros(0) for name in REQUIRED_INPUT}
+    defaults = {"blended": lambda row: False, "score": lambda row: row.get("snr", np.nan)}
+    names = set().union(*(row.keys() for row in rows)) - set(_DERIVED)
+    # a column some rows lack is missing altogether, unless it has a per-row default
+    names = {n for n in names if n in defaults or all(n in row for row in rows)}
+    return {n: np.array([row[n] if n in row else defaults[n](row) for row in rows]) for n in names}
+
+
+def _frequency_at(cube, z: np.ndarray) -> np.ndarray:
+    freq = cube.frequency_hz
+    if freq is None:
+        return np.full(len(z), np.nan)
+    if len(freq) == 1:
+        return np.full(len(z), float(freq[0]))
+    channels = np.arange(len(freq))
+    # linear in the channel index, extrapolated from the end channels for z outside the band
+    inside = np.interp(z, channels, freq)
+    below = freq[0] + (z - 0) * (freq[1] - freq[0])
+    above = freq[-1] + (z - channels[-1]) * (freq[-1] - freq[-2])
+    return np.where(z < 0, below, np.where(z > channels[-1], above, inside))
+
+
+def _table_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "ascii.csv"
+    if suffix in _VOTABLE_SUFFIXES:
+        return "votable"
+    raise InputError(f"Cannot tell the catalogue format of {path.name}: name it .csv or "
+                     ".vot / .xml / .votable (VOTable).")
+
+
+def _check_columns(table: Table, name: str) -> None:
+    missing = [c for c in COLUMN_NAMES if c not in table.colnames]
+    if missing:
+        raise InputError(f"{name} is not a source catalogue: it lacks the column(s) "
+                         f"{', '.join(missing)}. A catalogue has {', '.join(COLUMN_NAMES)}.")
+
+
+def _converter(dtype: str):
+    from astropy.io.ascii import convert_numpy
+
+    if dtype == "str" or dtype == "bool":
+        return convert_numpy(str)
+    return convert_numpy(np.dtype(dtype).type)

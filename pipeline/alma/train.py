@@ -1,0 +1,239 @@
+"""Training the source finder's networks from the project's simulator, reproducibly, on a CPU.
+
+``train(task, out_dir, steps=...)`` trains one network on examples drawn on the fly by
+:mod:`pipeline.alma.examples` (every batch new, so there is no fixed training set to over-fit),
+with fixed seeds, a checkpoint (model, optimiser, random states) every ``checkpoint_every``
+steps that a later call resumes from, a JSON log of the losses, and at the end ``model.pt`` and
+``MODEL_CARD.md`` in ``out_dir``. Validation uses fixed examples from seeds disjoint from
+training, drawn both from the training configurations and from a held-out one.
+
+Tasks: ``blobs_finder``, ``deep_gru``, ``resnet_fwhm_x``, ``resnet_fwhm_y``, ``resnet_pa``,
+``resnet_flux``, ``decoras_bce``, ``decoras_msle``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.alma import examples as ex
+from pipeline.alma import models
+from pipeline.alma.tasks import DECORAS_MASK_LEVEL, TASKS, Task, value_to_target
+from pipeline.atomic import atomic_write
+from pipeline.errors import InputError
+
+VALIDATION_SEED = 10**6  # validation examples come from seeds at and above this; training below
+INSTRUMENT_POOL = 24  # instruments kept and reused for blob batches (one replaced per batch)
+
+
+# --- batches ------------------------------------------------------------------------------------
+class BatchMaker:
+    """Draws batches for one task from a numpy Generator (its state is checkpointed)."""
+
+    def __init__(self, task: str, rng: np.random.Generator, size: int, configs=ex.TRAINING_CONFIGS):
+        self.task, self.rng, self.size, self.configs = task, rng, size, configs
+        self._pool = []
+
+    def _instrument(self):
+        if len(self._pool) < INSTRUMENT_POOL:
+            self._pool.append(ex.random_instrument(self.rng, self.size, self.configs))
+            return self._pool[-1]
+        return self._pool[int(self.rng.integers(len(self._pool)))]
+
+    def refresh(self):
+        """Replace one pooled instrument, so the pool keeps changing over training."""
+        if len(self._pool) == INSTRUMENT_POOL:
+            self._pool[int(self.rng.integers(INSTRUMENT_POOL))] = ex.random_instrument(
+                self.rng, self.size, self.configs)
+
+    def sky(self, channels=None):
+        return ex.draw_example(self.rng, self.size, self.configs, instrument=self._instrument(),
+                               channels=channels)
+
+    def batch(self, batch_size: int):
+        """(inputs, targets) tensors for the task."""
+        self.refresh()
+        if self.task in ("blobs_finder", "decoras_bce", "decoras_msle"):
+            pairs = [ex.blob_pair(self.rng, self.sky()) for _ in range(batch_size)]
+            x = np.stack([p[0] for p in pairs])[:, None]
+            y = np.stack([p[1] for p in pairs])[:, None]
+            k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))  # the paper's rotations and flips
+            x, y = np.rot90(x, k, axes=(2, 3)), np.rot90(y, k, axes=(2, 3))
+            if flip:
+                x, y = x[..., ::-1], y[..., ::-1]
+            return torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
+        if self.task == "deep_gru":
+            lo, hi = np.log(ex.Ranges().channels)
+            channels = int(round(np.exp(self.rng.uniform(lo, hi))))  # one length per batch
+            pairs = []
+            while len(pairs) < batch_size:
+                pairs.extend(ex.spectrum_pairs(self.rng, self.sky(channels))[0])
+            pairs = pairs[:batch_size]
+            x = np.stack([p[0] for p in pairs])
+            y = np.stack([p[1] for p in pairs])
+            return torch.from_numpy(x), torch.from_numpy(y)
+        parameter = self.task.removeprefix("resnet_")
+        items = []
+        while len(items) < batch_size:
+            items.extend(ex.focused_pairs(self.rng, self.sky()))
+        items = items[:batch_size]
+        x = np.stack([ex.minmax(i[0]) if parameter != "flux" else i[0] for i in items])[:, None]
+        y = value_to_target(parameter, [i[1][parameter] for i in items])[:, None]
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def loss_fn(task: Task, prediction, target):
+    if task.loss == "l1_ssim":
+        return models.l1_ssim_loss(prediction, target)
+    if task.loss == "bce":
+        return F.binary_cross_entropy(prediction, (target > DECORAS_MASK_LEVEL).float())
+    if task.loss == "msle":
+        return models.msle_loss(prediction, target)
+    return F.l1_loss(prediction, target)
+
+
+# --- the loop -----------------------------------------------------------------------------------
+def validation_batches(name, size, n_batches, batch_size, configs):
+    """Fixed validation batches: the same for every run, from seeds no training run uses."""
+    maker = BatchMaker(name, np.random.default_rng(VALIDATION_SEED + len(configs)), size, configs)
+    return [maker.batch(batch_size) for _ in range(n_batches)]
+
+
+def evaluate_loss(model, task, batches) -> float:
+    model.eval()
+    with torch.no_grad():
+        losses = [float(loss_fn(task, model(x), y)) for x, y in batches]
+    model.train()
+    return float(np.mean(losses))
+
+
+def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None = None,
+          lr: float | None = None, size: int = 256, checkpoint_every: int = 50,
+          validate_every: int = 100, validation_batches_n: int = 4, resume: bool = True,
+          progress=None, command: str = "") -> Path:
+    """Train task ``name`` for ``steps`` optimiser steps in total (a resumed run continues up to it).
+
+    Writes ``out_dir/checkpoint.pt`` (atomically, every ``checkpoint_every`` steps and when
+    interrupted), ``out_dir/log.json`` and, when done, ``out_dir/model.pt`` and ``MODEL_CARD.md``
+    (the checkpoint stays: a later call with more steps continues). ``progress(step, steps, loss)`` is called every step.
+    Returns the path of ``model.pt``.
+    """
+    if name not in TASKS:
+        raise InputError(f"Unknown training task {name!r}; choose one of {', '.join(TASKS)}.")
+    if steps < 1:
+        raise InputError("steps must be at least 1")
+    task = TASKS[name]
+    batch_size = batch_size or task.batch_size
+    lr = lr or task.lr
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.json"
+
+    torch.manual_seed(seed)
+    model = models.build_model(task.model_kind, **task.config)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=task.weight_decay)
+    rng = np.random.default_rng(seed)
+    maker = BatchMaker(name, rng, size)
+    log = {"task": name, "seed": seed, "batch_size": batch_size, "lr": lr, "size": size,
+           "model": {"kind": task.model_kind, "config": task.config,
+                     "parameters": models.count_parameters(model)},
+           "train": [], "validation": [], "seconds": 0.0}
+    step = 0
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if state["task"] != name:
+            raise InputError(f"{ckpt_path} belongs to task {state['task']!r}, not {name!r}; "
+                             "use another --out folder or --no-resume.")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        maker._pool = state["pool"]
+        log, step = state["log"], state["step"]
+
+    def checkpoint():
+        with atomic_write(ckpt_path) as tmp:
+            torch.save({"task": name, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                        "pool": maker._pool, "log": log, "step": step}, tmp)
+        write_json(log_path, log)
+
+    val = {"training_configs": validation_batches(name, size, validation_batches_n, batch_size, ex.TRAINING_CONFIGS),
+           "held_out_config": validation_batches(name, size, validation_batches_n, batch_size, ex.HELD_OUT_CONFIGS)}
+    model.train()
+    started = time.perf_counter() - log["seconds"]
+    try:
+        while step < steps:
+            x, y = maker.batch(batch_size)
+            loss = loss_fn(task, model(x), y)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            loss = float(loss.detach())
+            step += 1
+            log["seconds"] = time.perf_counter() - started
+            log["train"].append({"step": step, "loss": loss, "seconds": round(log["seconds"], 2)})
+            if step % validate_every == 0 or step == steps:
+                log["validation"].append({"step": step, **{k: evaluate_loss(model, task, v) for k, v in val.items()}})
+            if step % checkpoint_every == 0:
+                checkpoint()
+            if progress is not None:
+                progress(step, steps, loss)
+    except KeyboardInterrupt:
+        checkpoint()
+        raise
+    checkpoint()  # kept, so a later call with more steps continues from here
+    model.eval()
+    final = log["validation"][-1]
+    extra = {"task": name, **task.extra, "loss": task.loss, "steps": step, "seed": seed,
+             "validation": final, "notes": task.notes, "trained": time.strftime("%Y-%m-%d"),
+             "decoras_mask_level": DECORAS_MASK_LEVEL}
+    model_path = models.save_checkpoint(out_dir / "model.pt", model, task.model_kind, task.config, extra)
+    write_model_card(out_dir / "MODEL_CARD.md", name, task, log, command)
+    return model_path
+
+
+def write_json(path, doc):
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text(json.dumps(doc, indent=1))
+
+
+def write_model_card(path, name, task, log, command):
+    """The model card: what it is, how it was trained (command, data, time) and how it scores."""
+    val = log["validation"][-1] if log["validation"] else {}
+    r = ex.Ranges()
+    lines = [
+        f"# {name}",
+        "",
+        f"Model: `{task.model_kind}` {json.dumps(task.config)} ({log['model']['parameters']:,} parameters). {task.notes}.",
+        f"Loss: {task.loss}. Adam, lr {log['lr']}, weight decay {task.weight_decay}, batch {log['batch_size']}, seed {log['seed']}.",
+        "",
+        "## Training",
+        f"- Command: `{command or 'python -m pipeline train ' + name}`",
+        f"- Steps: {log['train'][-1]['step'] if log['train'] else 0}, examples seen: "
+        f"{(log['train'][-1]['step'] if log['train'] else 0) * log['batch_size']:,}, wall time {log['seconds'] / 60:.1f} min "
+        f"on {platform.machine()} with {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"date {time.strftime('%Y-%m-%d')}.",
+        "- Data: drawn on the fly by `pipeline.alma.examples` (never repeated): "
+        f"{', '.join(ex.TRAINING_CONFIGS)}; frequency {r.frequency_ghz[0]:g}-{r.frequency_ghz[1]:g} GHz; "
+        f"declination {r.declination_deg[0]:g} to {r.declination_deg[1]:g} deg; {r.observation_s[0]:g}-{r.observation_s[1]:g} s "
+        f"on source; beam minor axis {r.pixels_per_beam[0]:g}-{r.pixels_per_beam[1]:g} px; {r.channels[0]}-{r.channels[1]} "
+        f"channels; 1 + {r.n_fainter[0]}-{r.n_fainter[1]} sources of {r.size_per_beam[0]:g}-{r.size_per_beam[1]:g} beams, "
+        f"peak SNR per channel {r.snr_central[0]:g}-{r.snr_central[1]:g} (central) and {r.snr_fainter[0]:g}-{r.snr_fainter[1]:g}; "
+        f"line FWHM {r.line_fwhm_channels[0]:g}-{r.line_fwhm_channels[1]:g} channels; images {log['size']} px.",
+        "",
+        "## Validation (fixed examples, seeds disjoint from training)",
+        f"- Loss on the training configurations: {val.get('training_configs', float('nan')):.4f}",
+        f"- Loss on the held-out configuration ({', '.join(ex.HELD_OUT_CONFIGS)}): {val.get('held_out_config', float('nan')):.4f}",
+        f"- First logged training loss {log['train'][0]['loss']:.4f}, last {log['train'][-1]['loss']:.4f}." if log["train"] else "",
+        "",
+        "Detection scores on held-out cubes are in benchmarks/results (python benchmarks/detection.py).",
+    ]
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
