@@ -82,6 +82,32 @@ def _train(args) -> int:
     return 0
 
 
+def _detect(args) -> int:
+    from tqdm import tqdm
+
+    from pipeline.alma.catalog import write_catalog, write_regions
+    from pipeline.alma.cube import open_cube
+    from pipeline.alma.detect import SourceFinder, detect
+
+    options = {}
+    if args.detector == "pipeline":
+        options["finder"] = SourceFinder.load(args.models) if args.models else SourceFinder.load()
+    with open_cube(args.cube) as cube, tqdm(total=5, unit="stage", disable=args.quiet) as bar:
+        def progress(stage, done, total):
+            bar.total = total
+            bar.set_description(stage)
+            bar.update(done - bar.n)
+
+        catalog = detect(cube, args.detector, progress=progress, **options)
+        bar.update(bar.total - bar.n)
+        write_catalog(catalog, args.output)
+        if args.regions:
+            write_regions(catalog, cube, args.regions)
+    if not args.quiet:
+        print(f"{len(catalog)} sources -> {args.output}" + (f", regions -> {args.regions}" if args.regions else ""))
+    return 0
+
+
 def _evaluate(args) -> int:
     from pipeline.alma.evaluate import evaluate_files, format_report
 
@@ -141,6 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("detect", help="find line sources in a cube and write their catalogue",
+                       description="Find sources with the deep pipeline (Blobs Finder -> Deep GRU -> spectral "
+                       "focusing -> ResNets, weights from assets/models) or a classic finder, and write the "
+                       "catalogue (CSV or VOTable by suffix) and optionally DS9 (.reg) or CRTF (.crtf) regions.")
+    p.add_argument("cube", help="FITS cube")
+    p.add_argument("-o", "--output", required=True, help="catalogue file: .csv, or .vot/.xml for VOTable")
+    p.add_argument("--detector", default="pipeline", choices=["pipeline", "photutils", "pybdsf"],
+                   help="which finder (default: pipeline)")
+    p.add_argument("--regions", help="also write regions: .reg (DS9) or .crtf (CASA)")
+    p.add_argument("--models", help="folder of trained networks (default: assets/models)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_detect)
 
     p = sub.add_parser("evaluate", help="score a catalogue against a truth catalogue",
                        description="Match a detector's catalogue to the truth (the paper's lenient rule "

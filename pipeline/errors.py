@@ -6,3 +6,7 @@ class InputError(ValueError):
 
     The CLI prints it as one line and exits with code 2; the explorer shows it as an alert.
     """
+
+
+class Cancelled(Exception):
+    """Long work stopped because the user asked; nothing was written."""

@@ -13,6 +13,7 @@ Tasks: ``blobs_finder``, ``deep_gru``, ``resnet_fwhm_x``, ``resnet_fwhm_y``, ``r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -129,6 +130,8 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
     if steps < 1:
         raise InputError("steps must be at least 1")
     task = TASKS[name]
+    if "image_size" in task.config:  # the Blobs Finder's fully connected layers fix its input size
+        task = dataclasses.replace(task, config={**task.config, "image_size": size})
     batch_size = batch_size or task.batch_size
     lr = lr or task.lr
     out_dir = Path(out_dir)

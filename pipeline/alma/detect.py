@@ -1,0 +1,271 @@
+"""From a cube to a catalogue: the stages of Delli Veneri et al. (2022), one function each.
+
+    integrated image --Blobs Finder--> source map --threshold, dilate, label--> boxes
+    --box spectra--> Deep GRU --> denoised spectra --peaks--> emission ranges (blends)
+    --focus--> focused images (significance cut) --ResNets--> sizes, angle, flux --> catalogue
+
+:func:`detect` runs them (or a classic finder, same interface) and returns a catalogue in the
+schema of :mod:`pipeline.alma.catalog`. Images larger than the Blobs Finder's 256 px are tiled
+with overlap (the source maps merged by their maximum); smaller ones are padded. Long runs report
+progress and stop at the next stage when ``cancel`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.ndimage
+import scipy.optimize
+import scipy.signal
+import torch
+from astropy.stats import mad_std
+
+from pipeline.alma import classic
+from pipeline.alma import examples as ex
+from pipeline.alma import models
+from pipeline.alma.catalog import make_catalog
+from pipeline.alma.tasks import target_to_value
+from pipeline.errors import Cancelled, InputError
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
+PIPELINE_TASKS = ("blobs_finder", "deep_gru", "resnet_fwhm_x", "resnet_fwhm_y", "resnet_pa", "resnet_flux")
+BLOB_THRESHOLD = 0.15  # the paper's threshold on the Blobs Finder output
+TILE_OVERLAP = 0.25  # of the tile side (64 px at 256)
+PEAK_HEIGHT = 0.25  # emission peaks of the min-max GRU output: at least this high...
+PEAK_PROMINENCE = 0.2  # ...and this prominent, to count as a separate line (a blend)
+FOCUS_MIN_SNR = 4.0  # a candidate whose focused image peaks below this is dropped
+DETECTORS = ("pipeline", *classic.CLASSIC_DETECTORS)
+
+
+@dataclass
+class SourceFinder:
+    """The trained networks of the pipeline, loaded once (from ``assets/models`` by default)."""
+
+    blobs_finder: torch.nn.Module
+    deep_gru: torch.nn.Module
+    resnets: dict
+
+    @classmethod
+    def load(cls, folder=MODELS_DIR) -> "SourceFinder":
+        folder = Path(folder)
+        loaded = {}
+        for task in PIPELINE_TASKS:
+            path = folder / task / "model.pt"
+            if not path.is_file():
+                raise InputError(f"The {task} network is missing ({path}). Train it with "
+                                 f"`python -m pipeline train {task} --out {folder / task} --steps N`.")
+            loaded[task], _ = models.load_checkpoint(path)
+        return cls(loaded["blobs_finder"], loaded["deep_gru"],
+                   {t.removeprefix("resnet_"): loaded[t] for t in PIPELINE_TASKS if t.startswith("resnet_")})
+
+
+# --- stage 1: where ----------------------------------------------------------------------------
+def source_map(image: np.ndarray, blobs_finder) -> np.ndarray:
+    """Blobs Finder output (ny, nx) in [0, 1] for an integrated image of any size.
+
+    Each 256 x 256 tile (overlapping by ``TILE_OVERLAP`` of its side, the last ones flush with the edges;
+    padded with the image median when the image is smaller) is min-max scaled as in training;
+    overlapping outputs are merged by their maximum.
+    """
+    side = blobs_finder.image_size
+    image = np.nan_to_num(np.asarray(image, np.float32), nan=float(np.nanmedian(image)))
+    ny, nx = image.shape
+    pad_y, pad_x = max(0, side - ny), max(0, side - nx)
+    if pad_y or pad_x:
+        image = np.pad(image, ((0, pad_y), (0, pad_x)), constant_values=float(np.median(image)))
+    H, W = image.shape
+    stride = side - int(side * TILE_OVERLAP)
+    starts = lambda n: sorted({*range(0, n - side, stride), n - side})  # noqa: E731
+    tiles = [(y, x) for y in starts(H) for x in starts(W)]
+    batch = np.stack([ex.minmax(image[y:y + side, x:x + side]) for y, x in tiles])[:, None]
+    with torch.no_grad():
+        out = blobs_finder(torch.from_numpy(batch)).numpy()[:, 0]
+    merged = np.zeros((H, W), np.float32)
+    for (y, x), tile in zip(tiles, out):
+        np.maximum(merged[y:y + side, x:x + side], tile, out=merged[y:y + side, x:x + side])
+    return merged[:ny, :nx]
+
+
+def boxes_from_map(source_map: np.ndarray, threshold: float = BLOB_THRESHOLD) -> list[tuple[int, int, int, int, float]]:
+    """The paper's boxes: threshold, 3x3 binary dilation, connected regions. Returns
+    (x0, y0, x1, y1, score) per region (inclusive-exclusive), score = the map's maximum in it."""
+    mask = scipy.ndimage.binary_dilation(source_map > threshold, structure=np.ones((3, 3), bool))
+    labels, n = scipy.ndimage.label(mask)
+    boxes = []
+    for i, found in enumerate(scipy.ndimage.find_objects(labels), start=1):
+        ys, xs = found
+        score = float(source_map[ys, xs][labels[ys, xs] == i].max())
+        boxes.append((xs.start, ys.start, xs.stop, ys.stop, score))
+    return boxes
+
+
+# --- stage 2: when -----------------------------------------------------------------------------
+def box_spectra(cube, boxes) -> np.ndarray:
+    """Spectrum summed inside each box, (n_boxes, nchan), NaN pixels ignored."""
+    return np.stack([np.nansum(np.asarray(cube.data[:, y0:y1, x0:x1], np.float64), axis=(1, 2))
+                     for x0, y0, x1, y1, *_ in boxes]) if boxes else np.zeros((0, cube.nchan))
+
+
+def denoise_spectra(spectra: np.ndarray, deep_gru) -> np.ndarray:
+    """Deep GRU on the z-scored spectra: the clean spectra, min-max scaled, (n, nchan) in [0, 1]."""
+    if len(spectra) == 0:
+        return np.zeros_like(spectra, np.float32)
+    x = torch.from_numpy(np.stack([ex.standardise(s) for s in spectra]))
+    with torch.no_grad():
+        return deep_gru(x).numpy()
+
+
+def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
+    """(peak, first, last + 1) channels of each line in a denoised spectrum.
+
+    Peaks of the min-max scaled spectrum (scipy find_peaks with ``PEAK_HEIGHT`` and
+    ``PEAK_PROMINENCE``); a Gaussian fitted around each gives its FWHM and the range is
+    peak +- FWHM, as in the paper. At least the highest peak is returned.
+    """
+    s = ex.minmax(denoised)
+    n = len(s)
+    peaks, _ = scipy.signal.find_peaks(np.concatenate([[0.0], s, [0.0]]), height=PEAK_HEIGHT,
+                                       prominence=PEAK_PROMINENCE)
+    peaks = list(peaks - 1) or [int(np.argmax(s))]
+    ranges = []
+    channels = np.arange(n)
+    for p in peaks:
+        half = s[p] / 2
+        lo, hi = p, p
+        while lo > 0 and s[lo - 1] > half:
+            lo -= 1
+        while hi < n - 1 and s[hi + 1] > half:
+            hi += 1
+        fwhm0 = max(1.0, hi - lo + 1.0)
+        window = slice(max(0, p - int(2 * fwhm0)), min(n, p + int(2 * fwhm0) + 1))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)  # flat spectra: fallback below
+                (amp, mu, sigma), _ = scipy.optimize.curve_fit(
+                    lambda c, a, m, w: a * np.exp(-0.5 * ((c - m) / w) ** 2), channels[window], s[window],
+                    p0=(s[p], p, fwhm0 / 2.355), maxfev=2000)
+            fwhm = float(np.clip(abs(sigma) * 2.355, 1.0, n))
+            centre = float(mu) if abs(mu - p) < fwhm else float(p)
+        except (RuntimeError, ValueError):
+            fwhm, centre = fwhm0, float(p)
+        first = int(np.clip(math.floor(centre - fwhm), 0, n - 1))
+        last = int(np.clip(math.ceil(centre + fwhm) + 1, first + 1, n))
+        ranges.append((int(p), first, last))
+    return ranges
+
+
+# --- stage 3: focus and measure -----------------------------------------------------------------
+def focused_image(cube, box, first: int, last: int):
+    """The cube integrated over channels first..last-1 only, in a 64 x 64 cut centred on the box.
+
+    Returns (image in units of its noise rms, rms (cube unit x channels), (x, y) of the cut's
+    centre). The rms is the MAD standard deviation of the cut; NaN count as empty.
+    """
+    x0, y0, x1, y1 = box[:4]
+    cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
+    side = ex.FOCUS_SIZE
+    xs = slice(max(0, int(round(cx)) - side // 2), min(cube.nx, int(round(cx)) - side // 2 + side))
+    ys = slice(max(0, int(round(cy)) - side // 2), min(cube.ny, int(round(cy)) - side // 2 + side))
+    block = np.nansum(np.asarray(cube.data[first:last, ys, xs], np.float64), axis=0)
+    full = np.zeros((cube.ny, cube.nx), np.float32)
+    full[ys, xs] = block
+    cut = ex.crop(full, cx, cy, side)
+    rms = float(mad_std(block)) or float(np.std(block)) or 1.0
+    return cut / rms, rms, (cx, cy)
+
+
+def measure(focused: np.ndarray, resnets) -> dict:
+    """The ResNets on one focused image: fwhm_x, fwhm_y (px), pa (deg), flux (x rms, cube unit x channels x px)."""
+    shape_input = torch.from_numpy(ex.minmax(focused)[None, None])
+    flux_input = torch.from_numpy(np.asarray(focused, np.float32)[None, None])
+    out = {}
+    with torch.no_grad():
+        for parameter, model in resnets.items():
+            x = flux_input if parameter == "flux" else shape_input
+            out[parameter] = float(target_to_value(parameter, model(x).numpy()[0, 0]))
+    return out
+
+
+def centroid(focused: np.ndarray, centre, level: float = 3.0):
+    """Intensity-weighted centroid (x, y in the cube) of the focused pixels above ``level`` rms
+    connected to the brightest pixel near the cut's centre; the centre itself if none."""
+    side = focused.shape[0]
+    c = side // 2
+    near = focused[c - 4:c + 5, c - 4:c + 5]
+    py, px = np.unravel_index(np.argmax(near), near.shape)
+    py, px = py + c - 4, px + c - 4
+    labels, _ = scipy.ndimage.label(focused > level)
+    region = labels == labels[py, px] if labels[py, px] else None
+    if region is None:
+        return centre
+    w = focused * region
+    yy, xx = np.mgrid[0:side, 0:side]
+    return (centre[0] + float((w * xx).sum() / w.sum()) - c, centre[1] + float((w * yy).sum() / w.sum()) - c)
+
+
+# --- the whole pipeline ------------------------------------------------------------------------
+def detect_pipeline(cube, finder: SourceFinder | None = None, progress=None, cancel: threading.Event | None = None,
+                    min_snr: float = FOCUS_MIN_SNR):
+    """The deep pipeline on ``cube``; returns the catalogue (astropy Table)."""
+    finder = finder or SourceFinder.load()
+    step = _stepper(progress, cancel, total=5)
+    step("integrated image")
+    image = classic.integrated_image(cube).image
+    step("Blobs Finder")
+    boxes = boxes_from_map(source_map(image, finder.blobs_finder))
+    step("Deep GRU")
+    denoised = denoise_spectra(box_spectra(cube, boxes), finder.deep_gru)
+    kms = cube.channel_width()["kms"] or classic._kms_per_channel_fix(cube)
+    step("focusing and ResNets")
+    rows = []
+    for box, spectrum in zip(boxes, denoised):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("detection cancelled")
+        lines = emission_ranges(spectrum)
+        for peak, first, last in lines:
+            focused, rms, centre = focused_image(cube, box, first, last)
+            c = ex.FOCUS_SIZE // 2
+            snr = float(focused[c - 4:c + 5, c - 4:c + 5].max())
+            if snr < min_snr:
+                continue
+            params = measure(focused, finder.resnets)
+            x, y = centroid(focused, centre)
+            # the flux ResNet was trained on (sky flux in Jy x channels) / (focused-image rms in
+            # Jy/beam x channels): times the measured rms and the channel width, Jy km/s
+            flux = params["flux"] * rms * kms
+            rows.append({"x": x, "y": y, "z": peak, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3],
+                         "z0": first, "z1": last, "fwhm_x": params["fwhm_x"], "fwhm_y": params["fwhm_y"],
+                         "pa": params["pa"] % 180.0, "flux": flux, "snr": snr, "score": box[4],
+                         "blended": len(lines) > 1})
+    step("catalogue")
+    rows.sort(key=lambda r: -r["snr"])
+    return make_catalog(rows, cube, "pipeline")
+
+
+def detect(cube, detector: str = "pipeline", progress=None, cancel=None, **options):
+    """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table."""
+    if detector == "pipeline":
+        return detect_pipeline(cube, progress=progress, cancel=cancel, **options)
+    if detector in classic.CLASSIC_DETECTORS:
+        step = _stepper(progress, cancel, total=1)
+        step(detector)
+        return classic.CLASSIC_DETECTORS[detector](cube, **options)
+    raise InputError(f"Unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}.")
+
+
+def _stepper(progress, cancel, total):
+    done = [0]
+
+    def step(stage):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("detection cancelled")
+        if progress is not None:
+            progress(stage, done[0], total)
+        done[0] += 1
+
+    return step

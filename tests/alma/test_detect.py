@@ -1,0 +1,122 @@
+"""The detection stages on known inputs, and the whole pipeline end to end with tiny networks."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.alma import detect
+from pipeline.alma.catalog import COLUMN_NAMES, read_catalog
+from pipeline.alma.cube import open_cube
+from pipeline.alma.simulate import Observation, simulate_cube, write_cube
+from pipeline.alma.train import train
+from pipeline.errors import Cancelled, InputError
+
+
+class Identity(torch.nn.Module):
+    """A stand-in Blobs Finder for testing the tiling: returns its (min-max scaled) input."""
+
+    image_size = 32
+
+    def forward(self, x):
+        return x
+
+
+def test_source_map_tiles_and_pads():
+    rng = np.random.default_rng(0)
+    big = rng.random((70, 90)).astype(np.float32)
+    merged = detect.source_map(big, Identity())
+    assert merged.shape == (70, 90)
+    # every pixel is covered, and overlapping tiles keep the highest (tile-scaled) value
+    assert (merged > 0).mean() > 0.99 and merged.max() <= 1.0
+    small = detect.source_map(rng.random((20, 25)).astype(np.float32), Identity())
+    assert small.shape == (20, 25)
+
+
+def test_boxes_from_map():
+    m = np.zeros((50, 50), np.float32)
+    m[10:14, 20:25] = 0.9
+    m[40, 40] = 0.3
+    m[30, 5] = 0.1  # below the paper's 0.15
+    boxes = detect.boxes_from_map(m)
+    assert sorted(b[:4] for b in boxes) == [(19, 9, 26, 15), (39, 39, 42, 42)]  # dilated by one pixel
+    assert max(b[4] for b in boxes) == pytest.approx(0.9)
+
+
+def test_emission_ranges_find_lines_and_blends():
+    c = np.arange(100)
+    one = np.exp(-0.5 * ((c - 40) / 3.0) ** 2)
+    (peak, first, last), = detect.emission_ranges(one)
+    fwhm = 3.0 * 2.355
+    assert peak == 40 and first == int(np.floor(40 - fwhm)) and last == int(np.ceil(40 + fwhm)) + 1
+    two = one + 0.7 * np.exp(-0.5 * ((c - 75) / 2.0) ** 2)
+    assert [r[0] for r in detect.emission_ranges(two)] == [40, 75]
+    flat = np.zeros(100)
+    assert len(detect.emission_ranges(flat)) == 1
+
+
+def test_focused_image_integrates_only_the_range(make_cube):
+    cube = open_cube(make_cube(layout="3d"))  # source at x=10, y=8, channel 6
+    on, rms_on, centre = detect.focused_image(cube, (8, 6, 13, 11), 5, 8)
+    off, rms_off, _ = detect.focused_image(cube, (8, 6, 13, 11), 0, 3)
+    c = 32
+    assert on[c - 2:c + 3, c - 2:c + 3].max() > 10 * off[c - 2:c + 3, c - 2:c + 3].max()
+    assert centre == (10.0, 8.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """Each pipeline network trained for two steps on 64-px examples: right shapes, no skill."""
+    folder = tmp_path_factory.mktemp("models")
+    for task in detect.PIPELINE_TASKS:
+        train(task, folder / task, steps=2, size=64, batch_size=2, validate_every=2, validation_batches_n=1)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sim_cube_path(tmp_path_factory):
+    obs = Observation(cell_arcsec=0.15, observation_s=1200, integration_s=60)
+    sim = simulate_cube(4, size=96, channels=24, observation=obs, name="t.fits")
+    return write_cube(tmp_path_factory.mktemp("cube") / "t.fits", sim.dirty_cube, sim.frequency_hz, obs, sim.beams)
+
+
+def test_pipeline_end_to_end_gives_a_catalogue(tiny_models, sim_cube_path):
+    finder = detect.SourceFinder.load(tiny_models)
+    stages = []
+    with open_cube(sim_cube_path) as cube:
+        catalog = detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf,
+                                progress=lambda stage, done, total: stages.append(stage))
+    assert stages == ["integrated image", "Blobs Finder", "Deep GRU", "focusing and ResNets", "catalogue"]
+    assert list(catalog.colnames) == list(COLUMN_NAMES)
+    assert len(catalog) >= 1 and set(catalog["detector"]) == {"pipeline"}
+    assert np.all((catalog["x0"] < catalog["x1"]) & (catalog["z0"] < catalog["z1"]))
+
+
+def test_cancel_stops_detection(tiny_models, sim_cube_path):
+    import threading
+    cancel = threading.Event()
+    cancel.set()
+    with open_cube(sim_cube_path) as cube, pytest.raises(Cancelled):
+        detect.detect(cube, "pipeline", finder=detect.SourceFinder.load(tiny_models), cancel=cancel)
+
+
+def test_missing_models_and_unknown_detector(tmp_path, sim_cube_path):
+    with pytest.raises(InputError, match="python -m pipeline train blobs_finder"):
+        detect.SourceFinder.load(tmp_path)
+    with open_cube(sim_cube_path) as cube, pytest.raises(InputError, match="Unknown detector"):
+        detect.detect(cube, "sofia")
+
+
+def test_cli_detect_with_a_classic_finder(sim_cube_path, tmp_path):
+    from tests.test_cli import run
+    out, reg = tmp_path / "cat.vot", tmp_path / "cat.reg"
+    result = run("detect", sim_cube_path, "-o", out, "--detector", "photutils", "--regions", reg, "--quiet")
+    assert result.returncode == 0, result.stderr
+    catalog = read_catalog(out)
+    assert len(catalog) >= 1 and reg.read_text().count("ellipse") + reg.read_text().count("box") == len(catalog)
+
+
+def test_cli_detect_pipeline_with_models_folder(tiny_models, sim_cube_path, tmp_path):
+    from tests.test_cli import run
+    result = run("detect", sim_cube_path, "-o", tmp_path / "c.csv", "--models", tiny_models, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert read_catalog(tmp_path / "c.csv").colnames == list(COLUMN_NAMES)
