@@ -87,11 +87,14 @@ def _detect(args) -> int:
 
     from pipeline.alma.catalog import write_catalog, write_regions
     from pipeline.alma.cube import open_cube
-    from pipeline.alma.detect import SourceFinder, detect
+    from pipeline.alma.detect import DECORAS_TASKS, MODELS_DIR, SourceFinder, detect, load_networks
 
     options = {}
+    models_dir = args.models or MODELS_DIR
     if args.detector == "pipeline":
-        options["finder"] = SourceFinder.load(args.models) if args.models else SourceFinder.load()
+        options["finder"] = SourceFinder.load(models_dir)
+    elif args.detector == "decoras":
+        options["networks"] = load_networks(models_dir, DECORAS_TASKS)
     with open_cube(args.cube) as cube, tqdm(total=5, unit="stage", disable=args.quiet) as bar:
         def progress(stage, done, total):
             bar.total = total
@@ -174,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "catalogue (CSV or VOTable by suffix) and optionally DS9 (.reg) or CRTF (.crtf) regions.")
     p.add_argument("cube", help="FITS cube")
     p.add_argument("-o", "--output", required=True, help="catalogue file: .csv, or .vot/.xml for VOTable")
-    p.add_argument("--detector", default="pipeline", choices=["pipeline", "photutils", "pybdsf"],
+    p.add_argument("--detector", default="pipeline", choices=["pipeline", "decoras", "photutils", "pybdsf"],
                    help="which finder (default: pipeline)")
     p.add_argument("--regions", help="also write regions: .reg (DS9) or .crtf (CASA)")
     p.add_argument("--models", help="folder of trained networks (default: assets/models)")

@@ -328,6 +328,18 @@ class DecorasPair(nn.Module):
         self.bce = Decoras(in_channels, widths, loss="bce")
         self.msle = Decoras(in_channels, widths, loss="msle")
 
+    @classmethod
+    def from_models(cls, bce: Decoras, msle: Decoras) -> "DecorasPair":
+        """A pair made of two separately trained :class:`Decoras` (e.g. two loaded checkpoints);
+        their widths may differ."""
+        if (getattr(bce, "loss", None), getattr(msle, "loss", None)) != ("bce", "msle"):
+            raise InputError("DecorasPair.from_models takes a Decoras trained with loss='bce' "
+                             "then one trained with loss='msle'.")
+        pair = cls.__new__(cls)
+        nn.Module.__init__(pair)
+        pair.bce, pair.msle = bce, msle
+        return pair
+
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.bce(image), self.msle(image)
 

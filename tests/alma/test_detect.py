@@ -67,7 +67,7 @@ def test_focused_image_integrates_only_the_range(make_cube):
 def tiny_models(tmp_path_factory):
     """Each pipeline network trained for two steps on 64-px examples: right shapes, no skill."""
     folder = tmp_path_factory.mktemp("models")
-    for task in detect.PIPELINE_TASKS:
+    for task in detect.PIPELINE_TASKS + detect.DECORAS_TASKS:
         train(task, folder / task, steps=2, size=64, batch_size=2, validate_every=2, validation_batches_n=1)
     return folder
 
@@ -120,3 +120,11 @@ def test_cli_detect_pipeline_with_models_folder(tiny_models, sim_cube_path, tmp_
     result = run("detect", sim_cube_path, "-o", tmp_path / "c.csv", "--models", tiny_models, "--quiet")
     assert result.returncode == 0, result.stderr
     assert read_catalog(tmp_path / "c.csv").colnames == list(COLUMN_NAMES)
+
+
+def test_decoras_end_to_end(tiny_models, sim_cube_path):
+    networks = detect.load_networks(tiny_models, detect.DECORAS_TASKS)
+    with open_cube(sim_cube_path) as cube:
+        catalog = detect.detect(cube, "decoras", networks=networks, min_snr=-np.inf)
+    assert list(catalog.colnames) == list(COLUMN_NAMES)
+    assert set(catalog["detector"]) <= {"decoras"}

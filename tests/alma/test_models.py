@@ -93,6 +93,10 @@ def test_decoras_shapes_and_pair():
     bce_map, msle_map = pair(torch.rand(2, 1, 20, 12))
     assert bce_map.shape == msle_map.shape == (2, 1, 20, 12)
     assert (pair.bce.loss, pair.msle.loss) == ("bce", "msle")
+    joined = DecorasPair.from_models(pair.bce, Decoras(widths=(8,), loss="msle"))
+    assert [m.shape for m in joined(torch.rand(1, 1, 8, 8))] == [(1, 1, 8, 8)] * 2
+    with pytest.raises(InputError, match="bce"):
+        DecorasPair.from_models(pair.msle, pair.bce)
     with pytest.raises(InputError, match="multiples of 8"):
         model(torch.rand(1, 1, 60, 64))
     with pytest.raises(InputError, match="loss must be"):
