@@ -23,6 +23,7 @@ from bokeh.models import CustomJSTickFormatter
 from holoviews.operation.datashader import rasterize
 from holoviews.plotting.util import process_cmap
 
+from explorer.detection_view import DetectionViewer
 from explorer.files import BUNDLED_CUBES, list_cubes, resolve_user_path
 from pipeline.alma.cube import Cube, format_info, open_cube
 from pipeline.errors import InputError
@@ -120,6 +121,7 @@ class CubeViewer(pn.viewable.Viewer):
             params.setdefault("spectral_axis", "frequency" if cube.frequency_hz is not None else "channel")
         super().__init__(**params)
         self._moment_cache = {}
+        self.overlays = []  # more HoloViews layers on the image (e.g. detection boxes)
         p = self.param
         self._image_dmap = hv.DynamicMap(pn.bind(self._image, p.channel, p.view, p.moment_range,
                                                  p.clip_percent, p.cmap, p.stretch))
@@ -205,13 +207,16 @@ class CubeViewer(pn.viewable.Viewer):
         dec = cw.pixel_to_world_values(np.full_like(ys, self.cube.nx // 2), ys)[1]
         beam = hv.DynamicMap(pn.bind(self._beam_overlay, self.param.show_beam))
         marker = hv.DynamicMap(pn.bind(self._marker, self.param.pixel))
-        return (self._raster.opts(
+        plot = (self._raster.opts(
             colorbar=True, tools=["tap", "hover"], default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
             xformatter=_sexagesimal_formatter(ra, hours=True), yformatter=_sexagesimal_formatter(dec, hours=False),
             xlabel="RA (ICRS)" if "RA" in cw.wcs.ctype[0] else cw.wcs.ctype[0],
             ylabel="Dec (ICRS)" if "DEC" in cw.wcs.ctype[1] else cw.wcs.ctype[1],
             aspect=self.cube.nx / self.cube.ny, frame_height=480, toolbar="below",
         ) * beam * marker)
+        for overlay in self.overlays:
+            plot = plot * overlay
+        return plot
 
     def spectrum_plot(self, pixel, aperture, spectral_axis, rest_frequency_ghz, channel):
         x, xlabel, values = self.spectrum()
@@ -328,8 +333,11 @@ class CubeExplorer(pn.viewable.Viewer):
             return False
         old = self.viewer
         self.viewer = CubeViewer(cube)
+        self.detection = DetectionViewer(self.viewer)
+        self.viewer.overlays.append(self.detection.overlay())
         self._controls_area[:] = [self.viewer.controls()]
-        self._plots_area[:] = [self.viewer.plots()]
+        self._plots_area[:] = [self.viewer.plots(), pn.layout.Divider(),
+                               pn.pane.Markdown("### Source finding"), self.detection]
         self._header_area[:] = [self.viewer.header_panel()]
         self.show_error("")
         if old is not None:

@@ -295,6 +295,28 @@ def detect_decoras(cube, networks: dict | None = None, progress=None, cancel=Non
     return make_catalog(rows, cube, "decoras")
 
 
+@dataclass
+class SourceView:
+    """What a user inspects of one catalogued source: its box spectrum (cube unit, summed), the
+    Deep GRU's denoised spectrum (min-max, when the networks are at hand), the emission ranges
+    found in it, and the focused image over the source's own range (units of its rms)."""
+
+    raw_spectrum: np.ndarray
+    denoised_spectrum: np.ndarray | None
+    ranges: list
+    focused: np.ndarray
+
+
+def inspect_source(cube, row, finder: SourceFinder | None = None) -> SourceView:
+    """The :class:`SourceView` of catalogue ``row`` (anything indexable by column name)."""
+    box = (int(row["x0"]), int(row["y0"]), int(row["x1"]), int(row["y1"]))
+    raw = box_spectra(cube, [box])[0]
+    denoised = denoise_spectra(raw[None], finder.deep_gru)[0] if finder is not None else None
+    ranges = emission_ranges(denoised) if denoised is not None else [(int(row["z"]), int(row["z0"]), int(row["z1"]))]
+    focused, _, _ = focused_image(cube, box, int(row["z0"]), int(row["z1"]))
+    return SourceView(raw, denoised, ranges, focused)
+
+
 def detect(cube, detector: str = "pipeline", progress=None, cancel=None, **options):
     """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table."""
     if detector == "pipeline":

@@ -329,7 +329,7 @@ class DecorasPair(nn.Module):
         self.msle = Decoras(in_channels, widths, loss="msle")
 
     @classmethod
-    def from_models(cls, bce: Decoras, msle: Decoras) -> "DecorasPair":
+    def from_models(cls, bce: Decoras, msle: Decoras) -> DecorasPair:
         """A pair made of two separately trained :class:`Decoras` (e.g. two loaded checkpoints);
         their widths may differ."""
         if (getattr(bce, "loss", None), getattr(msle, "loss", None)) != ("bce", "msle"):

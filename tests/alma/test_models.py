@@ -3,9 +3,22 @@ from functools import partial
 import pytest
 import torch
 
-from pipeline.alma.models import (MODEL_REGISTRY, PARAMETERS, BlobsFinder, DeepGRU, Decoras,
-                                  DecorasPair, ResNetRegressor, build_model, count_parameters,
-                                  l1_ssim_loss, load_checkpoint, msle_loss, save_checkpoint, ssim)
+from pipeline.alma.models import (
+    MODEL_REGISTRY,
+    PARAMETERS,
+    BlobsFinder,
+    Decoras,
+    DecorasPair,
+    DeepGRU,
+    ResNetRegressor,
+    build_model,
+    count_parameters,
+    l1_ssim_loss,
+    load_checkpoint,
+    msle_loss,
+    save_checkpoint,
+    ssim,
+)
 from pipeline.errors import InputError
 
 torch.set_num_threads(2)

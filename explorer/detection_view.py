@@ -1,0 +1,296 @@
+"""Source finding in the cube explorer: run a detector off the UI thread, draw its boxes on the
+channels where each source emits, inspect a source, compare with the truth, export.
+
+Everything scientific goes through :mod:`pipeline.alma.detect`, ``catalog`` and ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import threading
+from pathlib import Path
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+from astropy.table import Table
+
+from pipeline.alma import detect as finder_module
+from pipeline.alma.catalog import write_catalog, write_regions
+from pipeline.alma.evaluate import match
+from pipeline.errors import Cancelled, InputError
+
+DETECTOR_COLOURS = {"pipeline": "#00e5ff", "decoras": "#ff9800", "photutils": "#76ff03", "pybdsf": "#e040fb"}
+TRUTH_COLOURS = {"true positive": "#00e676", "false positive": "#ff1744", "missed": "#ffea00"}
+TABLE_COLUMNS = ["id", "x", "y", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "snr", "blended"]
+GRID_LIMIT = 48  # spectra in the grid of every source
+
+
+def find_truth(cube_path: Path) -> Table | None:
+    """The truth catalogue of a simulated cube: ``<stem>_truth.csv`` beside it, or the rows of
+    ``truth.csv`` in its folder whose ``cube`` is its file name (what ``simulate`` writes)."""
+    for candidate in (cube_path.with_name(cube_path.stem + "_truth.csv"), cube_path.parent / "truth.csv"):
+        if candidate.is_file():
+            table = Table.read(candidate, format="ascii.csv")
+            if "cube" in table.colnames:
+                table = table[table["cube"] == cube_path.name]
+            if len(table):
+                return table
+    return None
+
+
+class DetectionViewer(pn.viewable.Viewer):
+    """Detection on the cube of a :class:`explorer.cube_view.CubeViewer`."""
+
+    detector = param.Selector(default="pipeline", objects=list(finder_module.DETECTORS), doc="Which finder")
+    all_channels = param.Boolean(default=False, doc="Draw every box on every channel (else only where it emits)")
+    selected = param.Integer(default=None, allow_None=True, doc="id of the selected source")
+    status = param.String(default="", doc="What the detector is doing")
+    running = param.Boolean(default=False)
+    version = param.Integer(default=0, doc="Bumped whenever the catalogue changes")
+
+    def __init__(self, cube_viewer, **params):
+        super().__init__(**params)
+        self.cube_viewer = cube_viewer
+        self.cube = cube_viewer.cube
+        self.catalog: Table | None = None
+        self.truth = find_truth(self.cube.path)
+        self.outcome = None  # per-row "true positive"/"false positive", and the missed truth rows
+        self._finder = None
+        self._cancel = threading.Event()
+        self._worker = None
+        self._result = {}
+        self._poll = None
+        self._error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["detection-error"])
+        self._progress = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width")
+        self._run = pn.widgets.Button(label="Find sources", color="primary", css_classes=["run-detection"])
+        self._stop = pn.widgets.Button(label="Cancel", color="warning", disabled=True)
+        self._run.on_click(lambda _: self.start())
+        self._stop.on_click(lambda _: self._cancel.set())
+        self._table = pn.widgets.Tabulator(pagination=None, height=260, disabled=True, show_index=False,
+                                           selectable=1, sizing_mode="stretch_width", css_classes=["source-table"])
+        self._table.param.watch(self._on_table_select, "selection")
+        cube_viewer.tap.add_subscriber(self._on_tap)
+
+    # ---- running --------------------------------------------------------------------------
+    def start(self):
+        """Run the chosen detector in a worker thread; a periodic callback follows its progress."""
+        if self.running:
+            return
+        self._cancel.clear()
+        self._result = {"stage": "starting", "fraction": 0.0}
+        self.running, self.status = True, f"running {self.detector}..."
+        self._run.disabled, self._stop.disabled = True, False
+        self._progress.visible, self._progress.value = True, 0
+        self.show_error("")
+        self._worker = threading.Thread(target=self._work, args=(self.detector,), daemon=True)
+        self._worker.start()
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            self._poll = pn.state.add_periodic_callback(self._follow, period=200)
+        else:  # no server (tests, notebooks): wait here
+            self._worker.join()
+            self._follow()
+
+    def _work(self, detector):
+        def progress(stage, done, total):
+            self._result.update(stage=stage, fraction=done / max(total, 1))
+
+        try:
+            options = {}
+            if detector == "pipeline":
+                self._finder = self._finder or finder_module.SourceFinder.load()
+                options["finder"] = self._finder
+            self._result["catalog"] = finder_module.detect(self.cube, detector, progress=progress,
+                                                           cancel=self._cancel, **options)
+        except Cancelled:
+            self._result["error"] = "Detection cancelled; nothing changed."
+        except InputError as exc:
+            self._result["error"] = str(exc)
+        except Exception as exc:  # a bug must not freeze the page: report it
+            self._result["error"] = f"The detector failed ({type(exc).__name__}: {exc})."
+
+    def _follow(self):
+        self._progress.value = int(100 * self._result.get("fraction", 0))
+        self.status = f"{self.detector}: {self._result.get('stage', '')}"
+        if self._worker is not None and self._worker.is_alive():
+            return
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+        self.running = False
+        self._run.disabled, self._stop.disabled = False, True
+        self._progress.visible = False
+        if "error" in self._result:
+            self.show_error(self._result["error"])
+            self.status = ""
+            return
+        self.set_catalog(self._result["catalog"])
+
+    def set_catalog(self, catalog: Table):
+        """Show a catalogue: table, boxes, truth comparison."""
+        self.catalog = catalog
+        self.outcome = self._compare_with_truth(catalog)
+        frame = catalog[TABLE_COLUMNS].to_pandas() if len(catalog) else None
+        if frame is not None:
+            frame["freq"] = frame["freq"] / 1e9
+            frame = frame.rename(columns={"freq": "freq_ghz", "flux": "flux_jy_kms"})
+            if self.outcome is not None:
+                frame["truth"] = self.outcome["rows"]
+        self._table.value = frame
+        tp = "" if self.outcome is None else (
+            f"; against the truth: {self.outcome['rows'].count('true positive')} true, "
+            f"{self.outcome['rows'].count('false positive')} false, {len(self.outcome['missed'])} missed")
+        self.status = f"{len(catalog)} sources ({catalog.meta.get('detector', self.detector)}){tp}"
+        self.selected = int(catalog["id"][0]) if len(catalog) else None
+        self.version += 1
+
+    def _compare_with_truth(self, catalog):
+        if self.truth is None or not len(catalog):
+            return None
+        truth = self.truth.copy()
+        cat = catalog.copy()
+        cat["cube"] = truth["cube"][0] if "cube" in truth.colnames else self.cube.path.name
+        pairs = match(truth, cat, rule="strict", image_size_px=max(self.cube.nx, self.cube.ny))
+        matched_cat = set(int(r) for r in pairs["catalog_row"])
+        matched_truth = set(int(r) for r in pairs["truth_row"])
+        rows = ["true positive" if i in matched_cat else "false positive" for i in range(len(cat))]
+        return {"rows": rows, "missed": [truth[i] for i in range(len(truth)) if i not in matched_truth]}
+
+    def show_error(self, text):
+        self._error.object, self._error.visible = text, bool(text)
+
+    # ---- selection ------------------------------------------------------------------------
+    def _on_table_select(self, event):
+        if event.new and self.catalog is not None:
+            self.selected = int(self.catalog["id"][event.new[0]])
+
+    def _on_tap(self, x=None, y=None):
+        if self.catalog is None or x is None:
+            return
+        channel = self.cube_viewer.channel
+        for row in self.catalog:
+            inside = row["x0"] - 0.5 <= x <= row["x1"] - 0.5 and row["y0"] - 0.5 <= y <= row["y1"] - 0.5
+            if inside and (self.all_channels or row["z0"] <= channel < row["z1"]):
+                self.selected = int(row["id"])
+                return
+
+    def selected_row(self):
+        if self.catalog is None or self.selected is None:
+            return None
+        rows = self.catalog[self.catalog["id"] == self.selected]
+        return rows[0] if len(rows) else None
+
+    # ---- plots ----------------------------------------------------------------------------
+    def boxes(self, channel, all_channels, version, selected, view):
+        """Boxes of the sources emitting in ``channel`` (all of them on moment 0 or when asked),
+        coloured by detector, or by outcome against the truth; missed true sources as circles."""
+        empty = hv.Rectangles([]).opts(alpha=0) * hv.Points([]).opts(alpha=0)
+        if self.catalog is None or not len(self.catalog):
+            return empty
+        every = all_channels or view == "moment 0"
+        data = []
+        for i, row in enumerate(self.catalog):
+            if every or row["z0"] <= channel < row["z1"]:
+                colour = (TRUTH_COLOURS[self.outcome["rows"][i]] if self.outcome is not None
+                          else DETECTOR_COLOURS.get(str(row["detector"]), "white"))
+                width = 3 if int(row["id"]) == selected else 1.5
+                data.append((row["x0"] - 0.5, row["y0"] - 0.5, row["x1"] - 0.5, row["y1"] - 0.5,
+                             colour, width, int(row["id"])))
+        rects = hv.Rectangles(data, vdims=["colour", "width", "id"]).opts(
+            fill_alpha=0, line_color="colour", line_width="width", tools=["hover"])
+        missed = []
+        if self.outcome is not None:
+            for t in self.outcome["missed"]:
+                if every or abs(channel - t["z"]) <= t["fwhm_z"]:
+                    missed.append((t["x"], t["y"]))
+        points = hv.Points(missed).opts(marker="circle", size=18, fill_alpha=0, line_color=TRUTH_COLOURS["missed"],
+                                        line_dash="dashed", line_width=2)
+        return rects * points
+
+    def overlay(self):
+        cv = self.cube_viewer
+        return hv.DynamicMap(pn.bind(self.boxes, cv.param.channel, self.param.all_channels, self.param.version,
+                                     self.param.selected, cv.param.view))
+
+    def source_panel(self, selected, version):
+        """The selected source: spectra with emission ranges, focused image, parameters."""
+        row = self.selected_row()
+        if row is None:
+            return pn.pane.Markdown("Run a detector, then pick a source in the table or click its box.")
+        try:
+            view = finder_module.inspect_source(self.cube, row, self._finder if row["detector"] == "pipeline" else None)
+        except InputError as exc:
+            return pn.pane.Alert(str(exc), alert_type="warning")
+        x, xlabel, _ = self.cube_viewer.spectrum()
+        raw = view.raw_spectrum
+        scale = np.nanmax(np.abs(raw)) or 1.0
+        curves = hv.Curve((x, raw / scale), xlabel, "normalised flux", label="box spectrum").opts(
+            interpolation="steps-mid", color="black")
+        if view.denoised_spectrum is not None:
+            curves *= hv.Curve((x, view.denoised_spectrum), xlabel, "normalised flux", label="Deep GRU").opts(color="#0072B5", line_width=2)
+        for _, first, last in view.ranges:
+            lo, hi = x[first], x[min(last, len(x)) - 1]
+            curves *= hv.VSpan(min(lo, hi), max(lo, hi)).opts(color="orange", alpha=0.2)
+        blended = " | blended: more than one line" if bool(row["blended"]) else ""
+        spectra = curves.opts(title=f"Source {row['id']} ({row['detector']}){blended}", height=260,
+                              responsive=True, legend_position="top_right", show_legend=True)
+        focused = hv.Image(view.focused[::-1], bounds=(0, 0, view.focused.shape[1], view.focused.shape[0])).opts(
+            cmap="inferno", title="focused image (rms units)", colorbar=True, width=300, height=260, xaxis=None, yaxis=None)
+        params = pn.pane.Str(
+            f"RA {row['ra']:.6f} deg  Dec {row['dec']:.6f} deg\nfrequency {row['freq'] / 1e9:.6f} GHz (channel {row['z']})\n"
+            f"FWHM {row['fwhm_x']:.2f} x {row['fwhm_y']:.2f} px, PA {row['pa']:.1f} deg\n"
+            f"flux {row['flux']:.4g} Jy km/s, SNR {row['snr']:.1f}, score {row['score']:.2f}", css_classes=["source-params"])
+        return pn.Column(pn.pane.HoloViews(spectra, sizing_mode="stretch_width"),
+                         pn.Row(pn.pane.HoloViews(focused), params), sizing_mode="stretch_width")
+
+    def spectra_grid(self, version):
+        if self.catalog is None or not len(self.catalog):
+            return pn.pane.Markdown("No sources yet.")
+        plots = []
+        for row in self.catalog[:GRID_LIMIT]:
+            box = (int(row["x0"]), int(row["y0"]), int(row["x1"]), int(row["y1"]))
+            spectrum = finder_module.box_spectra(self.cube, [box])[0]
+            curve = hv.Curve(spectrum).opts(interpolation="steps-mid", width=220, height=140, title=f"{row['id']}",
+                                            xaxis=None, yaxis=None, color="black")
+            plots.append(curve * hv.VSpan(row["z0"], row["z1"] - 1).opts(color="orange", alpha=0.2))
+        note = f" (first {GRID_LIMIT})" if len(self.catalog) > GRID_LIMIT else ""
+        return pn.Column(pn.pane.Markdown(f"Box spectra of every source{note}, emission ranges shaded"),
+                         pn.pane.HoloViews(hv.Layout(plots).cols(4)))
+
+    # ---- export ---------------------------------------------------------------------------
+    def export(self, suffix: str) -> io.BytesIO:
+        """The catalogue (.csv, .vot) or its regions (.reg, .crtf) as a file to download."""
+        if self.catalog is None:
+            raise InputError("Nothing to export yet: run a detector first.")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"catalog{suffix}"
+            if suffix in (".csv", ".vot"):
+                write_catalog(self.catalog, path)
+            else:
+                write_regions(self.catalog, self.cube, path)
+            return io.BytesIO(path.read_bytes())
+
+    def _download(self, suffix, label):
+        stem = self.cube.path.name.split(".")[0]
+        return pn.widgets.FileDownload(callback=lambda: self.export(suffix), filename=f"{stem}_{self.detector}{suffix}",
+                                       label=label, embed=False)
+
+    def __panel__(self):
+        controls = pn.Row(
+            pn.widgets.Select.from_param(self.param.detector, name="Detector", width=160),
+            pn.Column(pn.Spacer(height=18), pn.Row(self._run, self._stop)),
+            pn.Column(pn.Spacer(height=24), pn.widgets.Checkbox.from_param(self.param.all_channels, name="Boxes on all channels")),
+            sizing_mode="stretch_width")
+        exports = pn.Row(self._download(".csv", "CSV"), self._download(".vot", "VOTable"),
+                         self._download(".reg", "DS9 regions"), self._download(".crtf", "CRTF regions"))
+        legend = ("Boxes: " + ", ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in TRUTH_COLOURS.items())
+                  + " (against this cube's truth)" if self.truth is not None else
+                  "Boxes: " + ", ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in DETECTOR_COLOURS.items()))
+        return pn.Column(
+            controls, self._progress, pn.pane.Str(self.param.status, css_classes=["detection-status"]), self._error,
+            pn.pane.HTML(legend), self._table, exports,
+            pn.Tabs(("Selected source", pn.panel(pn.bind(self.source_panel, self.param.selected, self.param.version))),
+                    ("All spectra", pn.panel(pn.bind(self.spectra_grid, self.param.version))), dynamic=True),
+            sizing_mode="stretch_width")
