@@ -4,7 +4,7 @@ import panel as pn
 
 from explorer.cube_view import CubeExplorer
 
-pn.extension("filedropper", notifications=True, loading_indicator=True, sizing_mode="stretch_width")
+pn.extension("filedropper", "tabulator", notifications=True, loading_indicator=True, sizing_mode="stretch_width")
 
 template = pn.template.BootstrapTemplate(
     title="ALMA & ULISSE explorer",

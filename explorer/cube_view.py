@@ -178,7 +178,8 @@ class CubeViewer(pn.viewable.Viewer):
         data, unit = self.current_image(channel, view, moment_range)
         ny, nx = data.shape
         what = f"moment 0 of channels {moment_range[0]}-{moment_range[1]}" if view == "moment 0" else f"channel {channel}"
-        return hv.Image(data, bounds=(-0.5, -0.5, nx - 0.5, ny - 0.5), kdims=["x", "y"],
+        # hv.Image takes row 0 as the top; FITS row 0 (y = 0) is the bottom
+        return hv.Image(data[::-1], bounds=(-0.5, -0.5, nx - 0.5, ny - 0.5), kdims=["x", "y"],
                         vdims=[hv.Dimension("value", label=unit)]).opts(
             clim=clip_limits(data, float(clip_percent)), cmap=stretched_palette(cmap, stretch),
             title=f"{what} ({unit})", clabel=" ")

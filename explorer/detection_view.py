@@ -186,12 +186,9 @@ class DetectionViewer(pn.viewable.Viewer):
     def boxes(self, channel, all_channels, version, selected, view):
         """Boxes of the sources emitting in ``channel`` (all of them on moment 0 or when asked),
         coloured by detector, or by outcome against the truth; missed true sources as circles."""
-        empty = hv.Rectangles([]).opts(alpha=0) * hv.Points([]).opts(alpha=0)
-        if self.catalog is None or not len(self.catalog):
-            return empty
         every = all_channels or view == "moment 0"
         data = []
-        for i, row in enumerate(self.catalog):
+        for i, row in enumerate(self.catalog if self.catalog is not None else []):
             if every or row["z0"] <= channel < row["z1"]:
                 colour = (TRUTH_COLOURS[self.outcome["rows"][i]] if self.outcome is not None
                           else DETECTOR_COLOURS.get(str(row["detector"]), "white"))
@@ -201,7 +198,7 @@ class DetectionViewer(pn.viewable.Viewer):
         rects = hv.Rectangles(data, vdims=["colour", "width", "id"]).opts(
             fill_alpha=0, line_color="colour", line_width="width", tools=["hover"])
         missed = []
-        if self.outcome is not None:
+        if self.outcome is not None and self.catalog is not None:
             for t in self.outcome["missed"]:
                 if every or abs(channel - t["z"]) <= t["fwhm_z"]:
                     missed.append((t["x"], t["y"]))
