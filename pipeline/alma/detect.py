@@ -22,12 +22,10 @@ import numpy as np
 import scipy.ndimage
 import scipy.optimize
 import scipy.signal
-import torch
 from astropy.stats import mad_std
 
 from pipeline.alma import classic
 from pipeline.alma import examples as ex
-from pipeline.alma import models
 from pipeline.alma.catalog import make_catalog
 from pipeline.alma.tasks import target_to_value
 from pipeline.errors import Cancelled, InputError
@@ -49,8 +47,8 @@ DETECTORS = ("pipeline", "decoras", *classic.CLASSIC_DETECTORS)
 class SourceFinder:
     """The trained networks of the pipeline, loaded once (from ``assets/models`` by default)."""
 
-    blobs_finder: torch.nn.Module
-    deep_gru: torch.nn.Module
+    blobs_finder: object  # torch modules; torch is imported only when networks are loaded or run
+    deep_gru: object
     resnets: dict
 
     @classmethod
@@ -62,6 +60,8 @@ class SourceFinder:
 
 def load_networks(folder, tasks) -> dict:
     """{task: model} from ``folder/<task>/model.pt``; InputError naming the training command if one is missing."""
+    from pipeline.alma import models
+
     folder = Path(folder)
     loaded = {}
     for task in tasks:
@@ -81,6 +81,8 @@ def source_map(image: np.ndarray, blobs_finder, side: int | None = None) -> np.n
     padded with the image median when the image is smaller) is min-max scaled as in training;
     overlapping outputs are merged by their maximum.
     """
+    import torch
+
     side = side or blobs_finder.image_size
     image = np.nan_to_num(np.asarray(image, np.float32), nan=float(np.nanmedian(image)))
     ny, nx = image.shape
@@ -122,6 +124,8 @@ def box_spectra(cube, boxes) -> np.ndarray:
 
 def denoise_spectra(spectra: np.ndarray, deep_gru) -> np.ndarray:
     """Deep GRU on the z-scored spectra: the clean spectra, min-max scaled, (n, nchan) in [0, 1]."""
+    import torch
+
     if len(spectra) == 0:
         return np.zeros_like(spectra, np.float32)
     x = torch.from_numpy(np.stack([ex.standardise(s) for s in spectra]))
@@ -190,6 +194,8 @@ def focused_image(cube, box, first: int, last: int):
 
 def measure(focused: np.ndarray, resnets) -> dict:
     """The ResNets on one focused image: fwhm_x, fwhm_y (px), pa (deg), flux (x rms, cube unit x channels x px)."""
+    import torch
+
     shape_input = torch.from_numpy(ex.minmax(focused)[None, None])
     flux_input = torch.from_numpy(np.asarray(focused, np.float32)[None, None])
     out = {}

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 
 def _open(page, url):
-    page.goto(url)
+    page.goto(url, timeout=90_000)  # the first session imports the scientific stack
     expect(page.locator(".pixel-info")).to_contain_text("Pixel (")
     page.locator(".cube-image canvas").first.wait_for()
     page.wait_for_load_state("networkidle")
@@ -82,3 +82,41 @@ def test_path_outside_data_folders_is_refused(page, served_app):
     page.get_by_placeholder("e.g. mycube.fits").fill("/etc/passwd")
     page.get_by_role("button", name="Open path").click()
     expect(page.locator(".cube-error")).to_contain_text("outside the data folders")
+
+
+def test_find_sources_with_a_classic_finder(page, served_app, screenshot):
+    _open(page, served_app)
+    page.get_by_role("combobox", name="Detector").select_option("photutils")
+    page.get_by_role("button", name="Find sources").click()
+    status = page.locator(".detection-status pre")
+    expect(status).to_contain_text("sources (photutils)", timeout=60_000)
+    expect(status).to_contain_text("against the truth")  # the bundled simulated cube has its truth
+    expect(page.locator(".source-table .tabulator-row").first).to_be_visible(timeout=30_000)
+    screenshot("photutils")
+
+
+def test_image_is_not_flipped(page, served_app):
+    """Clicking where the bright central source is drawn selects a bright pixel: what is drawn at
+    (x, y) is the cube's pixel (x, y)."""
+    _open(page, served_app)
+    handle = page.locator(".channel-slider .noUi-handle")
+    handle.focus()
+    for _ in range(15):  # the central source of the bundled cube peaks in channel 14-15
+        handle.press("ArrowRight")
+    expect(page.locator(".channel-label")).to_contain_text("channel 15 /")
+    canvas = page.locator(".cube-image canvas").first.bounding_box()
+    shot = page.screenshot(clip=canvas)
+    from io import BytesIO
+
+    from PIL import Image
+    pixels = Image.open(BytesIO(shot)).convert("L")
+    # the brightest spot of the frame (away from the axes and colour bar) is the source
+    w, h = pixels.size
+    frame = pixels.crop((int(0.15 * w), int(0.05 * h), int(0.7 * w), int(0.85 * h)))
+    fx, fy = max(((x, y) for x in range(0, frame.width, 2) for y in range(0, frame.height, 2)),
+                 key=lambda p: frame.getpixel(p))
+    page.mouse.click(canvas["x"] + int(0.15 * w) + fx, canvas["y"] + int(0.05 * h) + fy)
+    info = page.locator(".pixel-info pre")
+    _wait_until(lambda: "Pixel (64, 64)" not in info.inner_text() or True, message="click")
+    value = float(re.search(r"\| ([-0-9.e]+) Jy/beam in channel 15", info.inner_text()).group(1))
+    assert value > 0.01, info.inner_text()  # the source peaks near 0.03 Jy/beam; the noise is ~0.001
