@@ -16,6 +16,7 @@ import numpy as np
 import panel as pn
 import param
 from astropy.table import Table
+from bokeh.models.widgets.tables import NumberFormatter
 
 from pipeline.alma import detect as finder_module
 from pipeline.alma.catalog import write_catalog, write_regions
@@ -69,7 +70,11 @@ class DetectionViewer(pn.viewable.Viewer):
         self._stop = pn.widgets.Button(label="Cancel", color="warning", disabled=True)
         self._run.on_click(lambda _: self.start())
         self._stop.on_click(lambda _: self._cancel.set())
-        self._table = pn.widgets.Tabulator(pagination=None, height=260, disabled=True, show_index=False,
+        decimals = {"x": 2, "y": 2, "z": 0, "ra": 6, "dec": 6, "freq_ghz": 6, "fwhm_x": 2, "fwhm_y": 2, "pa": 1,
+                    "flux_jy_kms": 4, "snr": 1}
+        self._table = pn.widgets.Tabulator(
+            pagination=None, max_height=300, disabled=True, show_index=False,
+            formatters={k: NumberFormatter(format="0." + "0" * d if d else "0") for k, d in decimals.items()},
                                            selectable=1, sizing_mode="stretch_width", css_classes=["source-table"])
         self._table.param.watch(self._on_table_select, "selection")
         cube_viewer.tap.add_subscriber(self._on_tap)
