@@ -109,12 +109,13 @@ def test_image_is_not_flipped(page, served_app):
     from io import BytesIO
 
     from PIL import Image
-    pixels = Image.open(BytesIO(shot)).convert("L")
-    # the brightest spot of the frame (away from the axes and colour bar) is the source
+    pixels = Image.open(BytesIO(shot)).convert("RGB")
+    # the most yellow spot of the frame (inferno's top; the white beam ellipse and cyan marker
+    # score low) away from the axes and colour bar is the source
     w, h = pixels.size
     frame = pixels.crop((int(0.15 * w), int(0.05 * h), int(0.7 * w), int(0.85 * h)))
     fx, fy = max(((x, y) for x in range(0, frame.width, 2) for y in range(0, frame.height, 2)),
-                 key=lambda p: frame.getpixel(p))
+                 key=lambda p: (lambda r, g, b: r + g - 2 * b)(*frame.getpixel(p)))
     page.mouse.click(canvas["x"] + int(0.15 * w) + fx, canvas["y"] + int(0.05 * h) + fy)
     info = page.locator(".pixel-info pre")
     _wait_until(lambda: "Pixel (64, 64)" not in info.inner_text() or True, message="click")
