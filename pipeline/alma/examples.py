@@ -171,23 +171,62 @@ class SkyExample:
 
 
 def draw_example(rng, size=256, configs=TRAINING_CONFIGS, ranges=Ranges(), instrument=None,
-                 channels=None) -> SkyExample:
+                 channels=None, shift=False) -> SkyExample:
     """A sky, its instrument (drawn unless given) and channel count (log-uniform in
-    ``ranges.channels`` unless given)."""
+    ``ranges.channels`` unless given). ``shift`` moves the whole sky so the central source lands
+    anywhere at least ``size / 8`` from the edges (the paper's skies always centre it, which
+    would teach an image network that something sits in the middle)."""
     instrument = instrument or random_instrument(rng, size, configs, ranges)
     if channels is None:
         lo, hi = np.log(ranges.channels)
         channels = int(round(np.exp(rng.uniform(lo, hi))))
     sources = draw_sky(rng, instrument, channels, ranges)
+    if shift:
+        margin = size / 8
+        offset = rng.uniform(margin, size - margin, 2) - (sources["x"][0], sources["y"][0])
+        sources["x"] += offset[0]
+        sources["y"] += offset[1]
     images = gaussian_images(sources, size)
     spectra = source_spectra(sources, np.arange(channels, dtype=float))
     return SkyExample(instrument, channels, sources, images, spectra)
 
 
-def blob_pair(rng, sky: SkyExample):
-    """Blobs Finder / DECORAS pair: (min-max integrated dirty image, min-max integrated sky model),
-    both (size, size) float32 in [0, 1]; the paper's target is the normalised integrated sky."""
+#: integrated signal-to-noise at which a source's footprint target starts (0) and is full (1)
+FOOTPRINT_SNR = (3.0, 6.0)
+BLOB_TARGETS = ("footprint", "sky")
+
+
+def integrated_snr(sky: SkyExample) -> np.ndarray:
+    """Peak signal-to-noise of each source in the frequency-integrated dirty image (its
+    PSF-convolved integrated image's peak over the integrated noise rms, sqrt(channels))."""
+    peaks = convolve_with_psf(sky.instrument, sky.images).reshape(len(sky.images), -1).max(axis=1)
+    return peaks * sky.line_sums / math.sqrt(sky.channels)
+
+
+def footprint_map(sky: SkyExample) -> np.ndarray:
+    """Where a detector should say "source": each source's own unit-peak image, weighted by
+    how detectable it is in the integrated image (0 below ``FOOTPRINT_SNR[0]``, 1 above
+    ``FOOTPRINT_SNR[1]``, linear between), merged by the maximum. (size, size) float32 in [0, 1].
+
+    Unlike the normalised integrated sky (the paper's target), a faint source counts as much as
+    a bright one once it is clearly detectable, and an undetectable one asks for nothing; its
+    extent at 0.15 of the peak is the 2-sigma ellipse the truth boxes use."""
+    lo, hi = FOOTPRINT_SNR
+    weight = np.clip((integrated_snr(sky) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    if not len(weight):
+        return np.zeros((sky.instrument.size,) * 2, np.float32)
+    return (sky.images * weight[:, None, None]).max(axis=0)
+
+
+def blob_pair(rng, sky: SkyExample, target: str = "sky"):
+    """Blobs Finder / DECORAS pair: (min-max integrated dirty image, target), both (size, size)
+    float32 in [0, 1]. ``target``: ``"sky"``, the min-max integrated sky model (the paper's and
+    its code's), or ``"footprint"`` (:func:`footprint_map`)."""
+    if target not in BLOB_TARGETS:
+        raise ValueError(f"target must be one of {BLOB_TARGETS}; got {target!r}")
     dirty = observe_image(sky.instrument, sky.images, sky.line_sums, math.sqrt(sky.channels), rng)
+    if target == "footprint":
+        return minmax(dirty), footprint_map(sky)
     clean = np.tensordot(sky.line_sums, sky.images, axes=1)
     return minmax(dirty), minmax(clean)
 

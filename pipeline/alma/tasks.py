@@ -50,21 +50,33 @@ def _resnet(parameter):
 
 TASKS = {
     # CPU-sized: the paper's layout (Table 3) with a 256-wide latent instead of 1024 (the two
-    # fully connected layers hold almost all the weights: 34 M parameters at 1024)
-    "blobs_finder": Task("blobs_finder", {"widths": [8, 16, 32, 64], "latent_dim": 256, "image_size": 256},
-                         "l1_ssim", 8, notes="input: min-max integrated dirty image; target: min-max integrated sky"),
+    # fully connected layers hold almost all the weights: 34 M parameters at 1024), skip
+    # connections, and the footprint target with BCE + Dice (see BlobsFinder and
+    # examples.footprint_map for why); {"skips": False} with target "sky" and loss "l1_ssim" is
+    # the paper's recipe
+    "blobs_finder": Task("blobs_finder", {"widths": [8, 16, 32, 64], "latent_dim": 256, "image_size": 256,
+                                          "skips": True},
+                         "bce_dice", 8, extra={"target": "footprint"},
+                         notes="input: min-max integrated dirty image (full band or any sub-band); "
+                               "target: footprint map (each source's unit-peak image weighted by its integrated SNR)"),
     "deep_gru": Task("deep_gru", {"hidden_size": 32, "num_layers": 2, "bidirectional": True}, "l1", 32,
                      notes="input: z-scored box spectrum; target: min-max box-summed sky spectrum"),
     "resnet_fwhm_x": _resnet("fwhm_x"),
     "resnet_fwhm_y": _resnet("fwhm_y"),
     "resnet_pa": _resnet("pa"),
     "resnet_flux": _resnet("flux"),
-    "decoras_bce": Task("decoras", {"widths": [16, 32, 64], "loss": "bce"}, "bce", 8,
-                        notes="input: min-max integrated dirty image; target: integrated sky > 5% of its peak"),
-    "decoras_msle": Task("decoras", {"widths": [16, 32, 64], "loss": "msle"}, "msle", 8,
-                         notes="input: min-max integrated dirty image; target: min-max integrated sky"),
+    # the same footprint target as the Blobs Finder, so the comparison is between networks
+    "decoras_bce": Task("decoras", {"widths": [16, 32, 64], "loss": "bce"}, "bce", 16, extra={"target": "footprint"},
+                        notes="input: min-max integrated dirty image; target: footprint map > 0.15 (a mask)"),
+    "decoras_msle": Task("decoras", {"widths": [16, 32, 64], "loss": "msle"}, "msle", 16, extra={"target": "footprint"},
+                         notes="input: min-max integrated dirty image; target: footprint map"),
 }
-DECORAS_MASK_LEVEL = 0.05
+DECORAS_MASK_LEVEL = 0.15
+#: channel counts integrated in Blobs Finder / DECORAS examples: from narrow sub-bands (the
+#: detector also searches windows of the band) to whole cubes; log-uniform
+BLOB_CHANNELS = (6, 320)
+#: fraction of Blobs Finder / DECORAS examples with no emission at all (most sub-bands are empty)
+EMPTY_FRACTION = 0.15
 
 
 def describe_tasks() -> str:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from pipeline.alma import examples as ex
 from pipeline.alma import models
-from pipeline.alma.tasks import DECORAS_MASK_LEVEL, TASKS, Task, value_to_target
+from pipeline.alma.tasks import BLOB_CHANNELS, DECORAS_MASK_LEVEL, EMPTY_FRACTION, TASKS, Task, value_to_target
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
 
@@ -57,11 +57,22 @@ class BatchMaker:
         return ex.draw_example(self.rng, self.size, self.configs, instrument=self._instrument(),
                                channels=channels)
 
+    def blob_sky(self):
+        """A sky for an image example: any channel count from a sub-band to a cube, shifted, and
+        now and then with no emission."""
+        lo, hi = np.log(BLOB_CHANNELS)
+        sky = ex.draw_example(self.rng, self.size, self.configs, instrument=self._instrument(),
+                              channels=int(round(np.exp(self.rng.uniform(lo, hi)))), shift=True)
+        if self.rng.random() < EMPTY_FRACTION:
+            sky.spectra = np.zeros_like(sky.spectra)
+        return sky
+
     def batch(self, batch_size: int):
         """(inputs, targets) tensors for the task."""
         self.refresh()
         if self.task in ("blobs_finder", "decoras_bce", "decoras_msle"):
-            pairs = [ex.blob_pair(self.rng, self.sky()) for _ in range(batch_size)]
+            pairs = [ex.blob_pair(self.rng, self.blob_sky(), TASKS[self.task].extra.get("target", "sky"))
+                     for _ in range(batch_size)]
             x = np.stack([p[0] for p in pairs])[:, None]
             y = np.stack([p[1] for p in pairs])[:, None]
             k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))  # the paper's rotations and flips
@@ -92,6 +103,8 @@ class BatchMaker:
 def loss_fn(task: Task, prediction, target):
     if task.loss == "l1_ssim":
         return models.l1_ssim_loss(prediction, target)
+    if task.loss == "bce_dice":
+        return models.bce_dice_loss(prediction, target)
     if task.loss == "bce":
         return F.binary_cross_entropy(prediction, (target > DECORAS_MASK_LEVEL).float())
     if task.loss == "msle":

@@ -32,6 +32,38 @@ def test_source_map_tiles_and_pads():
     assert small.shape == (20, 25)
 
 
+def test_search_windows_cover_the_band_at_each_width():
+    assert detect.search_windows(128, ()) == [(0, 127)]
+    ranges = detect.search_windows(128, (32, 8))
+    assert ranges[0] == (0, 127)
+    eights = [r for r in ranges if r[1] - r[0] == 7]
+    assert eights[0] == (0, 7) and eights[1] == (4, 11) and eights[-1] == (120, 127)
+    assert len([r for r in ranges if r[1] - r[0] == 31]) == 7
+    assert detect.search_windows(6, (32, 8)) == [(0, 5)]  # widths not narrower than the band are skipped
+
+
+def test_spectral_search_finds_a_narrow_line_the_whole_band_misses(make_cube):
+    """A 3-channel line at peak SNR 6 integrates to SNR ~2 over 128 channels, ~6 over 8."""
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((128, 40, 40)).astype(np.float32)
+    yy, xx = np.mgrid[0:40, 0:40]
+    blob = np.exp(-((xx - 20) ** 2 + (yy - 22) ** 2) / (2 * 2.0**2))
+    line = np.exp(-((np.arange(128) - 60) ** 2) / (2 * 1.3**2))
+    data += 6.0 * line[:, None, None] * blob[None]
+    cube = open_cube(make_cube(data=data, nx=40, ny=40, nchan=128))
+
+    class Snr(torch.nn.Module):  # a stand-in network: the tile's significance above 4.5 sigma
+        image_size = 32
+
+        def forward(self, x):
+            z = (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True)
+            return (z > 4.5).float()
+
+    whole = detect.spectral_source_map(cube, Snr(), windows=())
+    windowed = detect.spectral_source_map(cube, Snr(), windows=(8,))
+    assert whole[22, 20] == 0 and windowed[22, 20] == 1
+
+
 def test_boxes_from_map():
     m = np.zeros((50, 50), np.float32)
     m[10:14, 20:25] = 0.9
@@ -84,8 +116,12 @@ def test_pipeline_end_to_end_gives_a_catalogue(tiny_models, sim_cube_path):
     stages = []
     with open_cube(sim_cube_path) as cube:
         catalog = detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf,
-                                progress=lambda stage, done, total: stages.append(stage))
-    assert stages == ["integrated image", "Blobs Finder", "Deep GRU", "focusing and ResNets", "catalogue"]
+                                progress=lambda stage, done, total: stages.append((stage, done, total)))
+    # the whole band, then 8-channel windows by 4 of the 24 channels (32 is wider than the band)
+    windows = [f"Blobs Finder, whole band (1/6)"] + [f"Blobs Finder, channels {z}-{z + 7} ({i}/6)"
+                                                      for i, z in enumerate(range(0, 17, 4), start=2)]
+    assert [s for s, _, _ in stages] == ["integrated image", *windows, "Deep GRU, focusing and ResNets", "catalogue"]
+    assert [d for _, d, _ in stages] == list(range(9)) and {t for _, _, t in stages} == {9}
     assert list(catalog.colnames) == list(COLUMN_NAMES)
     assert len(catalog) >= 1 and set(catalog["detector"]) == {"pipeline"}
     assert np.all((catalog["x0"] < catalog["x1"]) & (catalog["z0"] < catalog["z1"]))

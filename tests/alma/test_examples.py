@@ -63,3 +63,29 @@ def test_examples_are_deterministic(instrument):
     a = ex.blob_pair(np.random.default_rng(5), ex.draw_example(np.random.default_rng(5), 64, instrument=instrument))
     b = ex.blob_pair(np.random.default_rng(5), ex.draw_example(np.random.default_rng(5), 64, instrument=instrument))
     np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_footprint_target_weights_sources_by_detectability(instrument):
+    rng = np.random.default_rng(4)
+    sky = ex.draw_example(rng, 64, instrument=instrument, channels=40, shift=True)
+    snr = ex.integrated_snr(sky)
+    assert snr.shape == (len(sky.sources),) and (snr > 0).all()
+    dirty, target = ex.blob_pair(rng, sky, target="footprint")
+    assert dirty.shape == target.shape == (64, 64) and 0 <= target.min() and target.max() <= 1
+    lo, hi = ex.FOOTPRINT_SNR
+    for i in range(len(sky.sources)):
+        if snr[i] >= hi:  # a clearly detectable source is fully marked, however faint
+            assert np.all(target >= sky.images[i] - 1e-6)
+        elif snr[i] <= lo:
+            assert not np.any(target[sky.images[i] > 0.5] == sky.images[i][sky.images[i] > 0.5])
+    # no emission, no footprint; the integrated SNR scales with brightness
+    sky.spectra *= 0
+    assert ex.footprint_map(sky).max() == 0
+    with pytest.raises(ValueError, match="target"):
+        ex.blob_pair(rng, sky, target="mask")
+
+
+def test_shifted_skies_put_the_central_source_anywhere(instrument):
+    rng = np.random.default_rng(5)
+    xs = [ex.draw_example(rng, 64, instrument=instrument, channels=20, shift=True).sources["x"][0] for _ in range(12)]
+    assert min(xs) >= 8 and max(xs) <= 56 and np.std(xs) > 5

@@ -11,6 +11,7 @@ from pipeline.alma.models import (
     DecorasPair,
     DeepGRU,
     ResNetRegressor,
+    bce_dice_loss,
     build_model,
     count_parameters,
     l1_ssim_loss,
@@ -60,6 +61,27 @@ def test_blobs_finder_shapes_are_the_papers_table_3():
     assert 0 <= out.min() and out.max() <= 1
     # each up block joins a bilinear upsample (64 ch) with a transposed convolution (32 ch)
     assert model.decoder[0].merge[0].in_channels == 64 + 32
+
+
+def test_blobs_finder_skips_keep_the_main_path_shapes():
+    plain, skipped = BlobsFinder(latent_dim=64), BlobsFinder(latent_dim=64, skips=True)
+    with torch.no_grad():
+        out = skipped.eval()(torch.rand(2, 1, 256, 256))
+    assert out.shape == (2, 1, 256, 256)
+    # each merge also takes the encoder's output at its resolution (the input at full size)
+    extra = [b.merge[0].in_channels - a.merge[0].in_channels for a, b in zip(plain.decoder, skipped.decoder)]
+    assert extra == [32, 16, 8, 1]
+    # the skips carry position: moving a bright pixel moves the output even with a zero latent
+    image = torch.zeros(1, 1, 256, 256)
+    image[..., 40, 200] = 1.0
+    skipped.eval()
+    with torch.no_grad():
+        latent, features = skipped._encode(image)
+        a = skipped.decode(torch.zeros_like(latent), features)
+        b = skipped.decode(torch.zeros_like(latent), skipped._encode(image.flip(-1))[1])
+    assert not torch.allclose(a, b)
+    with pytest.raises(InputError, match="encoder features"):
+        skipped.decode(latent)
 
 
 def test_blobs_finder_rejects_other_sizes_with_advice():
@@ -130,6 +152,14 @@ def test_ssim_and_losses():
     assert msle_loss(torch.tensor([0.0]), torch.tensor([torch.e - 1])).item() == pytest.approx(1.0)
     with pytest.raises(InputError, match="window"):
         ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
+    # BCE + Dice: near 0 for a confident right answer; an empty prediction of a sparse target
+    # costs the whole Dice term although its BCE is small
+    sparse = torch.zeros(1, 1, 32, 32)
+    sparse[..., 10:13, 10:13] = 1.0
+    assert bce_dice_loss(sparse.clamp(1e-4, 1 - 1e-4), sparse).item() < 0.01
+    empty = torch.full_like(sparse, 1e-4)
+    assert bce_dice_loss(empty, sparse).item() > 0.9
+    assert bce_dice_loss(torch.full_like(sparse, 1e-6), torch.zeros_like(sparse)).item() < 0.01
 
 
 @pytest.mark.parametrize("kind, config, shape", [
