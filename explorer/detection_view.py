@@ -45,8 +45,7 @@ def find_truth(cube_path: Path) -> Table | None:
 class DetectionViewer(pn.viewable.Viewer):
     """Detection on the cube of a :class:`explorer.cube_view.CubeViewer`."""
 
-    # photutils by default until the trained pipeline passes its benchmark (see README)
-    detector = param.Selector(default="photutils", objects=list(finder_module.DETECTORS), doc="Which finder")
+    detector = param.Selector(default="pipeline", objects=list(finder_module.DETECTORS), doc="Which finder")
     all_channels = param.Boolean(default=False, doc="Draw every box on every channel (else only where it emits)")
     selected = param.Integer(default=None, allow_None=True, doc="id of the selected source")
     status = param.String(default="", doc="What the detector is doing")

@@ -95,7 +95,7 @@ def _detect(args) -> int:
         options["finder"] = SourceFinder.load(models_dir)
     elif args.detector == "decoras":
         options["networks"] = load_networks(models_dir, DECORAS_TASKS)
-    with open_cube(args.cube) as cube, tqdm(total=5, unit="stage", disable=args.quiet) as bar:
+    with open_cube(args.cube) as cube, tqdm(total=None, unit="stage", disable=args.quiet) as bar:
         def progress(stage, done, total):
             bar.total = total
             bar.set_description(stage)

@@ -30,6 +30,11 @@ def test_source_map_tiles_and_pads():
     assert (merged > 0).mean() > 0.99 and merged.max() <= 1.0
     small = detect.source_map(rng.random((20, 25)).astype(np.float32), Identity())
     assert small.shape == (20, 25)
+    # a stack runs as one batch and gives each image's own map
+    stack = rng.random((3, 70, 90)).astype(np.float32)
+    together = detect.source_map(stack, Identity())
+    assert together.shape == (3, 70, 90)
+    assert np.array_equal(together[2], detect.source_map(stack[2], Identity()))
 
 
 def test_search_windows_cover_the_band_at_each_width():

@@ -70,3 +70,23 @@ def test_missing_models_give_a_message_not_a_crash(panel_on_sim, monkeypatch, tm
     viewer.start()
     assert viewer._error.visible and "python -m pipeline train" in viewer._error.object
     assert viewer.catalog is None
+
+
+def test_shipped_pipeline_finds_the_bright_sources_of_the_bundled_cube():
+    """The trained networks in assets/models on the bundled simulated cube: every source with
+    SNR >= 10 is found, and nothing that is not in the truth."""
+    from explorer.files import BUNDLED_CUBES
+
+    viewer = DetectionViewer(CubeViewer(open_cube(BUNDLED_CUBES / "sim_7_0000.fits")))
+    assert viewer.detector == "pipeline"  # the default
+    viewer.start()
+    assert viewer.catalog is not None and "sources (pipeline)" in viewer.status
+    outcome = viewer.outcome["rows"]
+    assert outcome.count("true positive") >= 3 and "false positive" not in outcome
+    bright = viewer.truth[viewer.truth["snr_peak"] >= 10]
+    found = {(int(t["x"]), int(t["y"])) for t in bright} - {(int(t["x"]), int(t["y"])) for t in viewer.outcome["missed"]}
+    assert len(found) == len(bright)
+    # the selected pipeline source shows the Deep GRU spectrum beside the box spectrum
+    viewer.selected = int(viewer.catalog[0]["id"])
+    panel = viewer.source_panel(viewer.selected, viewer.version)
+    assert "Deep GRU" in str(panel.objects[0].object)

@@ -95,6 +95,21 @@ def test_find_sources_with_a_classic_finder(page, served_app, screenshot):
     screenshot("photutils")
 
 
+def test_find_sources_with_the_trained_pipeline(page, served_app, screenshot):
+    """The default detector, with the shipped networks: progress, the table against the truth,
+    and a selected source's Deep GRU spectrum and parameters."""
+    _open(page, served_app)
+    expect(page.get_by_role("combobox", name="Detector")).to_have_value("pipeline")
+    page.get_by_role("button", name="Find sources").click()
+    status = page.locator(".detection-status pre")
+    expect(status).to_contain_text("sources (pipeline)", timeout=90_000)
+    expect(status).to_contain_text("0 false")
+    page.locator(".source-table .tabulator-row").first.click()
+    expect(page.locator(".source-params")).to_contain_text("GHz", timeout=30_000)
+    expect(page.get_by_text("Deep GRU").first).to_be_visible()
+    screenshot("pipeline-selected-source")
+
+
 def test_image_is_not_flipped(page, served_app):
     """Clicking where the bright central source is drawn selects a bright pixel: what is drawn at
     (x, y) is the cube's pixel (x, y)."""
