@@ -89,4 +89,4 @@ def test_shipped_pipeline_finds_the_bright_sources_of_the_bundled_cube():
     # the selected pipeline source shows the Deep GRU spectrum beside the box spectrum
     viewer.selected = int(viewer.catalog[0]["id"])
     panel = viewer.source_panel(viewer.selected, viewer.version)
-    assert "Deep GRU" in str(panel.objects[0].object)
+    assert "Deep GRU" in [curve.label for curve in panel.objects[0].object]
