@@ -72,7 +72,8 @@ def rows_for(dataset, detector, truth, catalog, seconds, image_size):
         r = evaluate(truth, catalog, rule=rule, image_size_px=image_size)
         o = r["overall"]
         bins = {f"F1 snr {b['label']}": b.get("f1") for b in r["snr_bins"]}
-        bright = evaluate(truth, catalog, rule=rule, snr_bins=(5.0, np.inf), image_size_px=image_size)["snr_bins"][0]
+        # bins are [low, high) and the first also takes everything below it: (0, 5, inf)[1] is SNR >= 5
+        bright = evaluate(truth, catalog, rule=rule, snr_bins=(0.0, 5.0, np.inf), image_size_px=image_size)["snr_bins"][1]
         bins = {"P snr>=5": bright.get("precision"), "R snr>=5": bright.get("recall"), **bins}
         res = r["residuals"]
         out.append({"dataset": dataset, "detector": detector, "rule": rule, "precision": o["precision"],

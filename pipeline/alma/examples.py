@@ -193,7 +193,7 @@ def draw_example(rng, size=256, configs=TRAINING_CONFIGS, ranges=Ranges(), instr
 
 #: integrated signal-to-noise at which a source's footprint target starts (0) and is full (1)
 FOOTPRINT_SNR = (3.0, 6.0)
-BLOB_TARGETS = ("footprint", "sky")
+BLOB_TARGETS = ("footprint", "sky", "snr")
 
 
 def integrated_snr(sky: SkyExample) -> np.ndarray:
@@ -218,15 +218,29 @@ def footprint_map(sky: SkyExample) -> np.ndarray:
     return (sky.images * weight[:, None, None]).max(axis=0)
 
 
+def snr_map(sky: SkyExample) -> np.ndarray:
+    """The noiseless integrated dirty image in units of its noise rms (so each source peaks at
+    its :func:`integrated_snr`), negative sidelobes clipped to 0: a brightness map for DECORAS's
+    MSLE network, whose logarithm spans faint and bright sources alike. (size, size) float32."""
+    if not len(sky.images):
+        return np.zeros((sky.instrument.size,) * 2, np.float32)
+    convolved = convolve_with_psf(sky.instrument, sky.images)
+    image = np.tensordot(np.asarray(sky.line_sums, np.float32), convolved, axes=1) / math.sqrt(sky.channels)
+    return np.clip(image, 0.0, None).astype(np.float32)
+
+
 def blob_pair(rng, sky: SkyExample, target: str = "sky"):
     """Blobs Finder / DECORAS pair: (min-max integrated dirty image, target), both (size, size)
-    float32 in [0, 1]. ``target``: ``"sky"``, the min-max integrated sky model (the paper's and
-    its code's), or ``"footprint"`` (:func:`footprint_map`)."""
+    float32, the image in [0, 1]. ``target``: ``"sky"``, the min-max integrated sky model (the
+    paper's and its code's), ``"footprint"`` (:func:`footprint_map`, in [0, 1]) or ``"snr"``
+    (:func:`snr_map`, unbounded)."""
     if target not in BLOB_TARGETS:
         raise ValueError(f"target must be one of {BLOB_TARGETS}; got {target!r}")
     dirty = observe_image(sky.instrument, sky.images, sky.line_sums, math.sqrt(sky.channels), rng)
     if target == "footprint":
         return minmax(dirty), footprint_map(sky)
+    if target == "snr":
+        return minmax(dirty), snr_map(sky)
     clean = np.tensordot(sky.line_sums, sky.images, axes=1)
     return minmax(dirty), minmax(clean)
 

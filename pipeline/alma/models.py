@@ -296,14 +296,16 @@ DECORAS_LOSSES = ("bce", "msle")
 
 class Decoras(nn.Module):
     """DECORAS-style encoder-decoder (Rezaei et al. 2022): a few convolutional layers on a
-    dirty image ``[b, in_channels, H, W]`` -> per-pixel map ``[b, 1, H, W]`` in [0, 1].
+    dirty image ``[b, in_channels, H, W]`` -> per-pixel map ``[b, 1, H, W]``.
 
     Encoder: per entry of ``widths``, 3x3 conv -> BatchNorm -> ReLU -> 2x2 max pool; a 3x3 conv
     block at the bottom; decoder: per level, bilinear x2 upsample -> 3x3 conv -> BatchNorm ->
-    ReLU (``widths`` reversed); 1x1 convolution + sigmoid. H and W must be multiples of
-    ``2 ** len(widths)``. ``loss`` records what the model is (to be) trained with: ``"bce"``
-    (binary cross-entropy, a detection map) or ``"msle"`` (mean squared logarithmic error, a
-    brightness map scaled to [0, 1]); :meth:`criterion` returns that function.
+    ReLU (``widths`` reversed); a 1x1 convolution. H and W must be multiples of
+    ``2 ** len(widths)``. ``loss`` says what the model is (to be) trained with and what it
+    predicts: ``"bce"``, binary cross-entropy on a detection map (sigmoid output, a probability)
+    or ``"msle"``, mean squared logarithmic error on a brightness map (softplus output,
+    non-negative and unbounded: the log in the loss is there for a wide dynamic range, so the
+    target is not squeezed into [0, 1]); :meth:`criterion` returns that function.
     """
 
     def __init__(self, in_channels: int = 1, widths: tuple = (16, 32, 64), loss: str = "bce"):
@@ -331,7 +333,7 @@ class Decoras(nn.Module):
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
                 conv(channels, width)))
             channels = width
-        self.head = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
+        self.head = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid() if loss == "bce" else nn.Softplus())
 
     def criterion(self):
         """The training loss of this model: ``(prediction, target) -> scalar``."""

@@ -65,11 +65,12 @@ TASKS = {
     "resnet_fwhm_y": _resnet("fwhm_y"),
     "resnet_pa": _resnet("pa"),
     "resnet_flux": _resnet("flux"),
-    # the same footprint target as the Blobs Finder, so the comparison is between networks
+    # BCE on the Blobs Finder's footprint (as a mask), so the detection maps compare as networks
     "decoras_bce": Task("decoras", {"widths": [16, 32, 64], "loss": "bce"}, "bce", 16, extra={"target": "footprint"},
                         notes="input: min-max integrated dirty image; target: footprint map > 0.15 (a mask)"),
-    "decoras_msle": Task("decoras", {"widths": [16, 32, 64], "loss": "msle"}, "msle", 16, extra={"target": "footprint"},
-                         notes="input: min-max integrated dirty image; target: footprint map"),
+    # DECORAS's MSLE network regresses brightness ("how bright"), the BCE one detection
+    "decoras_msle": Task("decoras", {"widths": [16, 32, 64], "loss": "msle"}, "msle", 16, extra={"target": "snr"},
+                         notes="input: min-max integrated dirty image; target: noiseless integrated image in units of its noise rms"),
 }
 DECORAS_MASK_LEVEL = 0.15
 #: channel counts integrated in Blobs Finder / DECORAS examples: from narrow sub-bands (the

@@ -85,6 +85,20 @@ def test_footprint_target_weights_sources_by_detectability(instrument):
         ex.blob_pair(rng, sky, target="mask")
 
 
+def test_snr_target_is_the_noiseless_image_in_noise_units(instrument):
+    rng = np.random.default_rng(6)
+    sky = ex.draw_example(rng, 64, instrument=instrument, channels=40, shift=True)
+    dirty, target = ex.blob_pair(rng, sky, target="snr")
+    assert dirty.shape == target.shape == (64, 64) and target.min() == 0
+    # the brightest source peaks at its integrated SNR (others add a little where they overlap)
+    assert target.max() == pytest.approx(ex.integrated_snr(sky).max(), rel=0.15)
+    np.testing.assert_array_equal(target, ex.snr_map(sky))
+    sky.spectra *= 2  # linear in the sky, unbounded
+    np.testing.assert_allclose(ex.snr_map(sky), 2 * target, rtol=1e-4, atol=1e-4)
+    sky.spectra *= 0
+    assert ex.snr_map(sky).max() == 0
+
+
 def test_shifted_skies_put_the_central_source_anywhere(instrument):
     rng = np.random.default_rng(5)
     xs = [ex.draw_example(rng, 64, instrument=instrument, channels=20, shift=True).sources["x"][0] for _ in range(12)]

@@ -122,8 +122,12 @@ def test_decoras_shapes_and_pair():
     x = torch.rand(2, 1, 64, 96)
     model = Decoras(loss="msle")
     assert model.loss == "msle" and model.criterion() is msle_loss
-    out = model(x)
-    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    out = model(x)  # a brightness: softplus, non-negative and unbounded
+    assert out.shape == x.shape and 0 <= out.min()
+    with torch.no_grad():
+        model.head[0].bias.fill_(10.0)
+    assert model(x).min() > 5
+    assert 0 <= Decoras(loss="bce")(x).min() and Decoras(loss="bce")(x).max() <= 1  # a probability
     pair = DecorasPair(widths=(4, 8))
     bce_map, msle_map = pair(torch.rand(2, 1, 20, 12))
     assert bce_map.shape == msle_map.shape == (2, 1, 20, 12)
