@@ -168,8 +168,12 @@ class DetectionViewer(pn.viewable.Viewer):
 
     # ---- selection ------------------------------------------------------------------------
     def _on_table_select(self, event):
+        """A row picked in the table: select it and show its peak channel (as a catalogue row
+        activated in TOPCAT or CARTA pans the image to it)."""
         if event.new and self.catalog is not None:
-            self.selected = int(self.catalog["id"][event.new[0]])
+            row = self.catalog[event.new[0]]
+            self.selected = int(row["id"])
+            self.cube_viewer.channel = int(row["z"])
 
     def _on_tap(self, x=None, y=None):
         if self.catalog is None or x is None:
@@ -238,7 +242,9 @@ class DetectionViewer(pn.viewable.Viewer):
         blended = " | blended: more than one line" if bool(row["blended"]) else ""
         spectra = curves.opts(title=f"Source {row['id']} ({row['detector']}){blended}", height=260,
                               responsive=True, legend_position="top_right", show_legend=True)
-        focused = hv.Image(view.focused[::-1], bounds=(0, 0, view.focused.shape[1], view.focused.shape[0])).opts(
+        # own dimension names: Panel links the axes of panes that share them (the cube image's x, y)
+        focused = hv.Image(view.focused[::-1], kdims=["focused x", "focused y"], vdims=["signal / rms"],
+                           bounds=(0, 0, view.focused.shape[1], view.focused.shape[0])).opts(
             cmap="inferno", title="focused image (rms units)", colorbar=True, width=300, height=260, xaxis=None, yaxis=None)
         params = pn.pane.Str(
             f"RA {row['ra']:.6f} deg  Dec {row['dec']:.6f} deg\nfrequency {row['freq'] / 1e9:.6f} GHz (channel {row['z']})\n"

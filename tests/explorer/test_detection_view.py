@@ -42,6 +42,11 @@ def test_run_photutils_boxes_truth_and_selection(panel_on_sim):
     every = viewer.boxes(0, True, viewer.version, None, "channel").get(0).data
     assert len(every) == len(viewer.catalog)
     assert len(outside.get(0).data) <= len(every)
+    # picking the last row of the table selects it and shows its peak channel
+    last = viewer.catalog[-1]
+    viewer.cube_viewer.channel = (int(last["z"]) + 1) % viewer.cube.nchan
+    viewer._table.selection = [len(viewer.catalog) - 1]
+    assert viewer.selected == int(last["id"]) and viewer.cube_viewer.channel == int(last["z"])
     # clicking inside the box of the best source selects it
     viewer.selected = None
     viewer.cube_viewer.channel = int(best["z"])

@@ -107,7 +107,12 @@ def test_find_sources_with_the_trained_pipeline(page, served_app, screenshot):
     page.locator(".source-table .tabulator-row").first.click()
     expect(page.locator(".source-params")).to_contain_text("GHz", timeout=30_000)
     expect(page.get_by_text("Deep GRU").first).to_be_visible()
+    # the image moved to the source's peak channel, where its box is drawn
+    z = page.locator(".source-table .tabulator-row").first.locator('[tabulator-field="z"]').inner_text()
+    expect(page.locator(".channel-label")).to_contain_text(f"channel {z} /")
     screenshot("pipeline-selected-source")
+    page.locator(".source-params").scroll_into_view_if_needed()
+    screenshot("pipeline-source-panel")
 
 
 def test_image_is_not_flipped(page, served_app):
