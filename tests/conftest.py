@@ -85,3 +85,18 @@ def make_cube(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Tests never read or write the user's cache (pipeline.cache): one fresh folder per run."""
+    import os
+
+    path = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("ALMA_ULISSE_CACHE")
+    os.environ["ALMA_ULISSE_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("ALMA_ULISSE_CACHE", None)
+    else:
+        os.environ["ALMA_ULISSE_CACHE"] = old

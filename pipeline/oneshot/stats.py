@@ -1,0 +1,80 @@
+"""How many of the found galaxies carry a label, against the catalogue's base rate.
+
+ULISSE's measure: the fraction of AGN among a prototype's neighbours against the fraction among
+all galaxies (the random baseline, about 12% for BPT AGN). Here for any label column and value:
+the fraction with its Wilson 95% interval, the base rate, the enrichment (their ratio) and the
+one-sided hypergeometric p-value of finding at least that many by drawing the same number of
+galaxies at random without replacement. Galaxies without a value in the column (empty or masked)
+count in neither.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from pipeline.errors import InputError
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (Wilson 1927); (0, 1) when n is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+EMPTY = {"", "nan", "none", "--"}  # text that means "no value"
+
+
+def labelled(column) -> np.ndarray:
+    """Boolean mask of the rows of ``column`` that hold a value (not masked, not empty or NaN)."""
+    values = np.ma.asarray(column)
+    empty = np.array([str(v).strip().lower() in EMPTY for v in values.data], bool)
+    return ~np.ma.getmaskarray(values) & ~empty
+
+
+def is_positive(column, positive) -> np.ndarray:
+    """Rows of ``column`` equal to ``positive`` (compared as text, so 1 matches "1")."""
+    return np.array([str(v) == str(positive) for v in np.ma.asarray(column).data], bool)
+
+
+def label_statistics(catalog, found_rows, column: str, positive, confidence: float = 0.95) -> dict:
+    """Statistics of ``column == positive`` among ``found_rows`` of ``catalog`` (astropy Table)
+    against the whole catalogue. Keys: ``column, positive, n, k, fraction, low, high`` (the
+    Wilson interval), ``base_rate, base_n, base_k, enrichment, p_value, unlabelled``
+    (found rows without a value). Fractions are None when nothing labelled was found."""
+    if column not in catalog.colnames:
+        raise InputError(f"The catalogue has no column {column!r}; label columns here: "
+                         f"{', '.join(c for c in catalog.colnames if c not in ('id', 'file')) or 'none'}.")
+    has = labelled(catalog[column])
+    hit = is_positive(catalog[column], positive) & has
+    if not hit.any():
+        values = sorted({str(v) for v in np.asarray(catalog[column])[has]})[:10]
+        raise InputError(f"No galaxy has {column} = {positive!r}; its values are {', '.join(values)}.")
+    rows = np.unique(np.asarray(found_rows, int))
+    n, k = int(has[rows].sum()), int(hit[rows].sum())
+    big_n, big_k = int(has.sum()), int(hit.sum())
+    base = big_k / big_n
+    fraction = k / n if n else None
+    low, high = wilson_interval(k, n, confidence)
+    return {"column": column, "positive": str(positive), "n": n, "k": k, "fraction": fraction,
+            "low": low, "high": high, "confidence": confidence, "base_rate": base, "base_n": big_n,
+            "base_k": big_k, "enrichment": fraction / base if fraction is not None else None,
+            "p_value": float(stats.hypergeom.sf(k - 1, big_n, big_k, n)) if n else None,
+            "unlabelled": int(len(rows) - n)}
+
+
+def format_statistics(s: dict) -> str:
+    """One line for the CLI and the UI."""
+    if s["fraction"] is None:
+        return f"{s['column']} = {s['positive']}: no labelled galaxy among the results"
+    return (f"{s['column']} = {s['positive']}: {s['k']}/{s['n']} = {100 * s['fraction']:.1f}% "
+            f"[{100 * s['low']:.1f}, {100 * s['high']:.1f}] ({100 * s['confidence']:.0f}% Wilson); "
+            f"base rate {100 * s['base_rate']:.1f}% ({s['base_k']}/{s['base_n']}); enrichment "
+            f"x{s['enrichment']:.2f}; p = {s['p_value']:.2g} (hypergeometric, at least {s['k']})")

@@ -1,0 +1,84 @@
+"""One-shot, recursive and feedback search on a small known feature space."""
+
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from pipeline.errors import Cancelled, InputError
+from pipeline.oneshot import search
+from pipeline.oneshot.index import FeatureIndex
+
+
+@pytest.fixture(scope="module")
+def store():
+    """Two clusters in 8-d: 40 'AGN' near +e0, 160 others near +e1."""
+    rng = np.random.default_rng(3)
+    agn = np.eye(8)[0] * 5 + rng.normal(size=(40, 8))
+    other = np.eye(8)[1] * 5 + rng.normal(size=(160, 8))
+    features = np.vstack([agn, other]).astype(np.float32)
+    catalog = Table({"id": [f"g{i:03d}" for i in range(200)], "file": [f"{i}.png" for i in range(200)],
+                     "bpt_class": ["AGN"] * 40 + ["star-forming"] * 160})
+    ids = {v: i for i, v in enumerate(catalog["id"])}
+    return SimpleNamespace(catalog=catalog, features=features, index=FeatureIndex.build(features, metric="l2"),
+                           row_of=lambda i: ids[str(i)])
+
+
+def test_one_shot_leaves_the_prototype_out_and_sorts(store):
+    found = search.one_shot(store, "g000", 10)
+    assert len(found) == 10 and "g000" not in list(found["id"])
+    assert list(found.colnames[:4]) == ["id", "distance", "iteration", "parent"]
+    assert (np.diff(found["distance"]) >= 0).all() and set(found["parent"]) == {"g000"}
+    assert set(found["bpt_class"]) == {"AGN"}  # its own cluster
+    d = np.linalg.norm(store.features - store.features[0], axis=1)
+    np.testing.assert_allclose(found["distance"], np.sort(d)[1:11], rtol=1e-4)
+
+
+def test_a_vector_prototype_is_not_excluded(store):
+    found = search.one_shot(store, store.features[5].copy(), 3)
+    assert found["id"][0] == "g005" and found["distance"][0] == pytest.approx(0, abs=1e-3)
+
+
+def test_recursive_search_provenance_and_no_duplicates(store):
+    calls = []
+    result = search.recursive(store, "g000", 3, 4, progress=lambda d, t: calls.append((d, t)))
+    ids = list(result["id"])
+    assert len(ids) == len(set(ids)) and "g000" not in ids
+    assert calls[-1][1] == 4 and result["iteration"].max() <= 4
+    first = result[result["iteration"] == 1]
+    assert len(first) == 3 and set(first["parent"]) == {"g000"}
+    for row in result[result["iteration"] > 1]:  # each was brought by one found the iteration before
+        parent = result[result["id"] == row["parent"]]
+        assert len(parent) == 1 and parent["iteration"][0] == row["iteration"] - 1
+    # per query at most n new ones
+    assert max(np.unique(result["parent"], return_counts=True)[1]) <= 3
+
+
+def test_iteration_statistics_against_the_direct_query(store):
+    result = search.recursive(store, "g000", 3, 3)
+    stats = search.iteration_statistics(store, result, "bpt_class", "AGN", prototype="g000")
+    assert [s["iteration"] for s in stats] == sorted(set(result["iteration"]))
+    assert stats[-1]["total"] == len(result) and stats[-1]["direct"]["n"] == len(result)
+    assert stats[0]["base_rate"] == pytest.approx(0.2) and stats[0]["fraction"] == 1.0
+
+
+def test_feedback_moves_the_query_and_drops_disliked(store):
+    plain = search.one_shot(store, "g000", 20)
+    disliked = list(plain["id"][:5])
+    refined = search.refine(store, "g000", 20, liked=["g100", "g101"], disliked=disliked)
+    assert not set(disliked) & set(refined["id"]) and len(refined) == 20
+    # liking galaxies of the other cluster pulls some of them in
+    assert (refined["bpt_class"] == "star-forming").sum() > (plain["bpt_class"] == "star-forming").sum()
+
+
+def test_bad_requests(store):
+    with pytest.raises(InputError, match="No galaxy|between 1"):
+        search.one_shot(store, "g000", 0)
+    with pytest.raises(InputError, match="iterations"):
+        search.recursive(store, "g000", 3, 0)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        search.recursive(store, "g000", 3, 2, cancel=stop)

@@ -1,0 +1,52 @@
+"""Label statistics against the base rate."""
+
+import numpy as np
+import pytest
+from astropy.table import MaskedColumn, Table
+from scipy import stats as sps
+
+from pipeline.errors import InputError
+from pipeline.oneshot.stats import format_statistics, label_statistics, wilson_interval
+
+
+def test_wilson_interval_known_values():
+    # Wilson's interval for 5/10 at 95%: 0.2366 - 0.7634 (textbook value)
+    low, high = wilson_interval(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
+    assert wilson_interval(0, 20)[0] == 0.0 and 0 < wilson_interval(0, 20)[1] < 0.2
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def catalogue():
+    labels = ["AGN"] * 12 + ["star-forming"] * 60 + ["unclassified"] * 28
+    return Table({"id": [f"g{i}" for i in range(100)], "bpt_class": labels,
+                  "xray": MaskedColumn(["AGN"] * 3 + ["non-AGN"] * 97, mask=[False] * 10 + [True] * 90)})
+
+
+def test_fraction_base_rate_enrichment_and_p_value():
+    cat = catalogue()
+    found = list(range(6)) + list(range(50, 54))  # 6 AGN of 10
+    s = label_statistics(cat, found, "bpt_class", "AGN")
+    assert (s["n"], s["k"], s["base_n"], s["base_k"]) == (10, 6, 100, 12)
+    assert s["fraction"] == 0.6 and s["base_rate"] == 0.12 and s["enrichment"] == pytest.approx(5.0)
+    assert s["low"] < 0.6 < s["high"]
+    # P(X >= 6) for 10 drawn without replacement from 100 with 12 AGN
+    assert s["p_value"] == pytest.approx(sum(sps.hypergeom.pmf(k, 100, 12, 10) for k in range(6, 11)))
+    assert "6/10 = 60.0%" in format_statistics(s) and "base rate 12.0%" in format_statistics(s)
+    # a random-looking draw is not significant
+    assert label_statistics(cat, [0] + list(range(20, 29)), "bpt_class", "AGN")["p_value"] > 0.3
+
+
+def test_unlabelled_rows_count_in_neither():
+    cat = catalogue()
+    s = label_statistics(cat, [0, 1, 5, 50, 60], "xray", "AGN")
+    assert (s["n"], s["k"], s["unlabelled"], s["base_n"], s["base_k"]) == (3, 2, 2, 10, 3)
+
+
+def test_clear_messages():
+    cat = catalogue()
+    with pytest.raises(InputError, match="no column 'morph'"):
+        label_statistics(cat, [0], "morph", "E")
+    with pytest.raises(InputError, match="values are AGN, star-forming, unclassified"):
+        label_statistics(cat, [0], "bpt_class", "Seyfert")
+    assert label_statistics(cat, np.array([], int), "bpt_class", "AGN")["fraction"] is None
