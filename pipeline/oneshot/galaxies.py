@@ -11,7 +11,7 @@ Every image becomes an RGB uint8 array before the network sees it (:func:`to_rgb
 - FITS, several bands: the three reddest go to R, G, B (e.g. i, r, g: the SDSS colour images'
   mapping) through astropy's Lupton asinh stretch (Lupton et al. 2004), the same stretch for all
   bands so colours are kept; each band's median (the sky) maps to black and ``STRETCH_PERCENTILE``
-  of the brightest band sets the scale, so faint and bright galaxies both fill the range.
+  of the brightest band to white, so faint and bright galaxies both fill the range.
 - FITS, one band: the same stretch, grey.
 
 Cutouts of a size different from the most common one are resized to it (bilinear) and the set
@@ -31,8 +31,8 @@ from astropy.table import Table
 from pipeline.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".fits", ".fit", ".fits.gz", ".fts")
-LUPTON_Q = 8.0  # asinh softening of astropy's make_lupton_rgb (its default)
-STRETCH_PERCENTILE = 99.5  # of the brightest band above the sky: the stretch's scale
+LUPTON_Q = 4.0  # asinh softening: 10% of the white level maps to 43% grey, 1% to 7%
+STRETCH_PERCENTILE = 99.5  # of the brightest band above the sky: mapped to white
 LABEL_EXCLUDED = {"id", "file", "ra", "dec", "x", "y"}
 PREPROCESSING_NOTE = (
     "FITS bands: the three reddest to R, G, B, sky (median) to black, Lupton asinh stretch "
@@ -193,13 +193,16 @@ def to_rgb(image: np.ndarray, size: int | None = None) -> np.ndarray:
 
 
 def lupton_rgb(red, green, blue) -> np.ndarray:
-    """astropy's Lupton asinh RGB with each band's median at black and one scale for all."""
+    """astropy's Lupton asinh RGB with each band's median at black and the ``STRETCH_PERCENTILE``
+    of the summed intensity at white (asinh(Q I / s) / Q = 1 at it: s = I Q / sinh Q)."""
     from astropy.visualization import LuptonAsinhStretch, ManualInterval, make_lupton_rgb
 
     planes = [np.asarray(p, np.float32) - np.median(p) for p in (red, green, blue)]
-    scale = max(float(np.percentile(np.max(planes, axis=0), STRETCH_PERCENTILE)), 1e-12)
-    return make_lupton_rgb(*planes, interval=ManualInterval(vmin=0.0),
-                           stretch_object=LuptonAsinhStretch(stretch=scale, Q=LUPTON_Q))
+    white = max(float(np.percentile(np.mean(planes, axis=0), STRETCH_PERCENTILE)), 1e-12)
+    scale = white * LUPTON_Q / np.sinh(LUPTON_Q)
+    with np.errstate(invalid="ignore", divide="ignore"):  # blank images: 0 / 0 inside astropy
+        return make_lupton_rgb(*planes, interval=ManualInterval(vmin=0.0),
+                               stretch_object=LuptonAsinhStretch(stretch=scale, Q=LUPTON_Q))
 
 
 def _is_fits(path: Path) -> bool:
