@@ -1,0 +1,91 @@
+"""Feature stores: built on Dask, resumable, reopened with their index and model."""
+
+import threading
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from PIL import Image
+
+from pipeline.errors import Cancelled, InputError
+from pipeline.oneshot import features as feat
+from pipeline.oneshot import search, store
+from pipeline.oneshot.galaxies import GalaxySet
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    """Nine 32-px cutouts: three families of looks (discs, rings, noise), three of each."""
+    folder = tmp_path_factory.mktemp("set")
+    (folder / "img").mkdir()
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    r = np.hypot(xx, yy)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(9):
+        kind = ["disc", "ring", "noise"][i % 3]
+        if kind == "disc":
+            grey = 255 * np.exp(-r**2 / (20 + 5 * i))
+        elif kind == "ring":
+            grey = 255 * np.exp(-(r - 9 - i / 9) ** 2 / 4)
+        else:
+            grey = rng.uniform(0, 255, r.shape)
+        Image.fromarray(np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)).save(folder / "img" / f"{i}.png")
+        rows.append((f"G{i}", f"img/{i}.png", kind))
+    Table(rows=rows, names=["id", "file", "kind"]).write(folder / "catalog.csv", format="ascii.csv")
+    return GalaxySet.open(folder / "catalog.csv")
+
+
+def test_build_open_and_search(tiny_set, tmp_path):
+    progress = []
+    built = store.build_store(tiny_set, tmp_path / "idx", size=64, scheduler="synchronous", chunk=4,
+                              progress=lambda d, t: progress.append((d, t)))
+    assert progress[-1] == (9, 9) and not (tmp_path / "idx" / "parts").exists()
+    again = store.FeatureStore.open(tmp_path / "idx")
+    assert again.features.shape == (9, feat.N_FEATURES) and list(again.catalog["id"]) == tiny_set.ids
+    assert again.meta["model_label"] == feat.load_backbone().label and again.meta["input_px"] == 64
+    assert "Lupton" in again.meta["preprocessing"] and "EfficientNet-Lite0" in again.describe()
+    # the stored features are those of the images
+    direct = feat.extract(feat.load_backbone(), tiny_set.rgb_batch([4]), size=64)
+    np.testing.assert_allclose(again.features[4], direct[0], atol=1e-4)
+    # a disc's nearest galaxies are discs
+    found = search.one_shot(again, "G0", 2)
+    assert list(found["kind"]) == ["disc", "disc"]
+    assert again.galaxies.rgb(0).shape == (32, 32, 3)
+
+
+def test_an_interrupted_build_resumes(tiny_set, tmp_path, monkeypatch):
+    calls = []
+    real = store.chunk_features
+
+    def counting(files, *args):
+        calls.append(len(files))
+        return real(files, *args)
+
+    monkeypatch.setattr(store, "chunk_features", counting)
+    stop = threading.Event()
+
+    def progress(done, total):
+        if done >= 3:
+            stop.set()
+
+    with pytest.raises(Cancelled):
+        store.build_store(tiny_set, tmp_path / "idx", size=64, scheduler="synchronous", chunk=3,
+                          progress=progress, cancel=stop)
+    assert calls == [3] and not (tmp_path / "idx" / "store.json").exists()
+    with pytest.raises(InputError, match="no complete feature store"):
+        store.FeatureStore.open(tmp_path / "idx")
+    store.build_store(tiny_set, tmp_path / "idx", size=64, scheduler="synchronous", chunk=3)
+    assert calls == [3, 3, 3]  # the first chunk was not computed again
+
+
+def test_local_dask_cluster_gives_the_same_features(tiny_set, tmp_path):
+    local = store.build_store(tiny_set, tmp_path / "dask", size=64, scheduler="local", chunk=5)
+    inproc = store.build_store(tiny_set, tmp_path / "sync", size=64, scheduler="synchronous", chunk=5)
+    np.testing.assert_allclose(local.features, inproc.features, atol=1e-5)
+
+
+def test_unreachable_scheduler_says_so(tiny_set, tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "SCHEDULER_TIMEOUT", "1s")
+    with pytest.raises(InputError, match="Cannot reach the Dask scheduler"):
+        store.build_store(tiny_set, tmp_path / "x", size=64, scheduler="tcp://127.0.0.1:9", chunk=5)
