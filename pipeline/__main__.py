@@ -120,6 +120,58 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _index(args) -> int:
+    from tqdm import tqdm
+
+    from pipeline.oneshot.galaxies import GalaxySet
+    from pipeline.oneshot.store import build_store
+
+    galaxies = GalaxySet.open(args.catalog, images_dir=args.images_dir)
+    for note in galaxies.notes:
+        print(f"note: {note}", file=sys.stderr)
+    with tqdm(total=len(galaxies), unit="image", disable=args.quiet) as bar:
+        def progress(done, total):
+            bar.update(done - bar.n)
+
+        store = build_store(galaxies, args.out, backbone=args.model, weights=args.weights, size=args.size,
+                            metric=args.metric, kind=args.kind, engine=args.engine, scheduler=args.scheduler,
+                            progress=progress)
+    if not args.quiet:
+        print(store.describe())
+        print(f"-> {args.out}")
+    return 0
+
+
+def _search(args) -> int:
+    from pipeline.tables import write_table
+    from pipeline.oneshot import search
+    from pipeline.oneshot.stats import format_statistics
+    from pipeline.oneshot.store import FeatureStore, image_features
+
+    store = FeatureStore.open(args.index)
+    if (args.prototype is None) == (args.prototype_image is None):
+        raise InputError("Give the prototype as --prototype ID or --prototype-image FILE (one of them).")
+    prototype = args.prototype if args.prototype is not None else image_features(store, args.prototype_image)
+    if (args.label is None) != (args.positive is None):
+        raise InputError("--label and --positive go together: the column to count and the value that counts.")
+    if args.iterations > 1:
+        result = search.recursive(store, prototype, args.n, args.iterations)
+    else:
+        result = search.one_shot(store, prototype, args.n)
+    write_table(result, args.output)
+    if not args.quiet:
+        print(f"{len(result)} galaxies -> {args.output} ({store.meta['model_label']}, {store.index.describe()})")
+    if args.label:
+        if args.iterations > 1:
+            for s in search.iteration_statistics(store, result, args.label, args.positive, prototype):
+                print(f"iteration {s['iteration']} ({s['total']} found): {format_statistics(s)}")
+                print(f"  direct query of {s['total']}: {format_statistics(s['direct'])}")
+        else:
+            rows = [store.row_of(i) for i in result["id"]]
+            print(format_statistics(search.label_statistics(store.catalog, rows, args.label, args.positive)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m pipeline",
                      description="ALMA cube and one-shot galaxy search pipeline.")
@@ -198,6 +250,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channel width, to compare fluxes when the truth has no flux column")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("index", help="extract image features of a galaxy set and build its faiss index",
+                       description="Describe every cutout of a galaxy set with a frozen ImageNet network "
+                       "(the penultimate layer, 1280 features) and index them with faiss. Extraction runs "
+                       "on Dask in chunks; an interrupted run resumes when started again.")
+    p.add_argument("images_dir", help="folder the catalogue's file paths start from")
+    p.add_argument("--catalog", required=True, help="CSV with columns id, file (+ ra, dec, labels)")
+    p.add_argument("--out", required=True, help="index folder to write")
+    from pipeline.oneshot.features import BACKBONES, DEFAULT_BACKBONE
+    p.add_argument("--model", default=DEFAULT_BACKBONE, choices=list(BACKBONES),
+                   help=f"feature network (default {DEFAULT_BACKBONE}; efficientnet_b0 needs --weights or a hub cache)")
+    p.add_argument("--weights", help="weights file for the model (default: the shipped/cached ones)")
+    p.add_argument("--size", type=int, default=224, help="network input size in pixels (default 224)")
+    p.add_argument("--metric", choices=["cosine", "l2"], default="cosine", help="distance (default cosine)")
+    p.add_argument("--kind", choices=["auto", "exact", "approximate"], default="auto",
+                   help="faiss index kind (default auto: exact up to 100,000 images)")
+    p.add_argument("--engine", choices=["onnx", "torch"], default="onnx", help="inference engine (default onnx)")
+    p.add_argument("--scheduler", default="local",
+                   help="Dask: 'local' (a local cluster, default), 'synchronous' (this process) or a "
+                   "scheduler address such as tcp://host:8786")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_index)
+
+    p = sub.add_parser("search", help="one-shot (and recursive) search from a prototype galaxy",
+                       description="Find the nearest galaxies to a prototype in an index's feature space; "
+                       "with --iterations K > 1, ULISSE's recursive search. Writes id, distance, iteration, "
+                       "parent and the catalogue's columns; with --label/--positive prints the fraction "
+                       "found against the catalogue's base rate.")
+    p.add_argument("index", help="index folder from `index`")
+    p.add_argument("--prototype", help="id of the prototype galaxy")
+    p.add_argument("--prototype-image", help="or an image file (PNG, JPEG, FITS) as prototype")
+    p.add_argument("--n", type=int, default=10, help="neighbours per query (default 10)")
+    p.add_argument("--iterations", type=int, default=1, help="recursive iterations (default 1: direct)")
+    p.add_argument("--label", help="label column to count, e.g. bpt_class")
+    p.add_argument("--positive", help="the value that counts, e.g. AGN")
+    p.add_argument("-o", "--output", required=True, help="result file: .csv, or .vot/.xml for VOTable")
+    p.add_argument("--quiet", action="store_true", help="print only the statistics")
+    p.set_defaults(func=_search)
     return parser
 
 

@@ -35,6 +35,7 @@ from astropy.table import Table
 from pipeline.alma.cube import _short
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
+from pipeline.tables import table_format, write_table
 
 #: (name, numpy dtype, unit, description) of every catalogue column, in file order
 CATALOG_COLUMNS = (
@@ -65,7 +66,6 @@ COLUMN_NAMES = tuple(c[0] for c in CATALOG_COLUMNS)
 REQUIRED_INPUT = ("x", "y", "z", "x0", "y0", "x1", "y1", "z0", "z1", "fwhm_x", "fwhm_y", "pa",
                   "flux", "snr")
 _DERIVED = ("id", "ra", "dec", "freq", "detector")
-_VOTABLE_SUFFIXES = {".vot", ".xml", ".votable"}
 _REGION_FORMATS = {".reg": "ds9", ".crtf": "crtf"}
 
 
@@ -133,12 +133,9 @@ def canonical_ellipse(fwhm_x, fwhm_y, pa):
 def write_catalog(table: Table, path) -> Path:
     """Write the catalogue atomically: CSV for ``.csv``, VOTable for ``.vot``, ``.xml``, ``.votable``."""
     path = Path(path)
-    fmt = _table_format(path)
+    table_format(path)  # a wrong suffix is reported before the columns
     _check_columns(table, path.name)
-    table = table[list(COLUMN_NAMES)]
-    with atomic_write(path) as tmp:
-        table.write(tmp, format=fmt, overwrite=True)
-    return path
+    return write_table(table[list(COLUMN_NAMES)], path)
 
 
 def read_catalog(path) -> Table:
@@ -148,7 +145,7 @@ def read_catalog(path) -> Table:
     :class:`InputError` when the file is missing, unreadable or lacks columns.
     """
     path = Path(path)
-    fmt = _table_format(path)
+    fmt = table_format(path)
     if not path.is_file():
         raise InputError(f"{path}: no such catalogue file. Check the path.")
     try:
@@ -254,16 +251,6 @@ def _frequency_at(cube, z: np.ndarray) -> np.ndarray:
     below = freq[0] + (z - 0) * (freq[1] - freq[0])
     above = freq[-1] + (z - channels[-1]) * (freq[-1] - freq[-2])
     return np.where(z < 0, below, np.where(z > channels[-1], above, inside))
-
-
-def _table_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "ascii.csv"
-    if suffix in _VOTABLE_SUFFIXES:
-        return "votable"
-    raise InputError(f"Cannot tell the catalogue format of {path.name}: name it .csv or "
-                     ".vot / .xml / .votable (VOTable).")
 
 
 def _check_columns(table: Table, name: str) -> None:

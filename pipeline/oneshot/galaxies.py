@@ -55,10 +55,11 @@ class GalaxySet:
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, catalog_csv, name: str | None = None, check_images: bool = True) -> "GalaxySet":
-        """Read ``catalog_csv`` and check it: required columns, unique ids, every file present.
-        With ``check_images`` each image's header is read (readable, its size) - cheap for PNG
-        and FITS, no pixels are decoded."""
+    def open(cls, catalog_csv, images_dir=None, name: str | None = None, check_images: bool = True) -> "GalaxySet":
+        """Read ``catalog_csv`` and check it: required columns, unique ids, every file present
+        (paths relative to ``images_dir``, default the catalogue's folder). With
+        ``check_images`` each image's header is read (readable, its size) - cheap for PNG and
+        FITS, no pixels are decoded."""
         path = Path(catalog_csv)
         if path.is_dir():
             path = path / "catalog.csv"
@@ -83,11 +84,14 @@ class GalaxySet:
         if duplicates:
             raise InputError(f"{path.name} repeats the id(s) {', '.join(duplicates[:5])}"
                              f"{' ...' if len(duplicates) > 5 else ''}: every galaxy needs its own id.")
-        folder = path.parent
+        folder = Path(images_dir) if images_dir is not None else path.parent
+        if not folder.is_dir():
+            raise InputError(f"The images folder {folder} does not exist.")
         absent = [f for f in catalog["file"] if not (folder / f).is_file()]
         if absent:
             raise InputError(f"{len(absent)} image(s) named in {path.name} are missing, e.g. "
-                             f"{folder / absent[0]}. Fix the file column or copy the images.")
+                             f"{folder / absent[0]}. Fix the file column (paths relative to {folder}) "
+                             "or copy the images.")
         sizes = [image_size(folder / f) for f in catalog["file"]] if check_images else []
         size = collections.Counter(sizes).most_common(1)[0][0] if sizes else 0
         notes = []

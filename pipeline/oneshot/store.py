@@ -130,13 +130,23 @@ def build_store(galaxies: GalaxySet, out, backbone: str = feat.DEFAULT_BACKBONE,
     index.save(out)
     meta = {"version": STORE_VERSION, "name": galaxies.name, "images": str(galaxies.folder.resolve()),
             "size_px": int(galaxies.size), "n": len(galaxies), "backbone": backbone,
-            "model_label": model.label, "weights": model.weights, "input_px": int(size),
+            "model_label": model.label, "weights": str(weights or ""), "weights_file": model.weights,
+            "weights_sha256": model.digest, "input_px": int(size),
             "preprocessing": f"{PREPROCESSING_NOTE} Then: {feat.PREPROCESSING}", "engine": engine,
             "notes": galaxies.notes, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
     with atomic_write(out / "store.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
     shutil.rmtree(parts, ignore_errors=True)
     return FeatureStore.open(out)
+
+
+def image_features(store: FeatureStore, image) -> np.ndarray:
+    """Features (dim,) of one image (a file path, or an RGB uint8 array) made as the store's were:
+    same model, input size and preprocessing; e.g. an uploaded prototype."""
+    rgb = image if isinstance(image, np.ndarray) else to_rgb(read_image(image))
+    rgb = to_rgb(rgb, store.meta["size_px"] or None)
+    model = feat.load_backbone(store.meta["backbone"], store.meta["weights"] or None)
+    return feat.extract(model, rgb[None], size=store.meta["input_px"], engine=store.meta["engine"])[0]
 
 
 def chunk_features(files, size_px, backbone, weights, input_px, engine) -> np.ndarray:

@@ -89,3 +89,31 @@ def test_unreachable_scheduler_says_so(tiny_set, tmp_path, monkeypatch):
     monkeypatch.setattr(store, "SCHEDULER_TIMEOUT", "1s")
     with pytest.raises(InputError, match="Cannot reach the Dask scheduler"):
         store.build_store(tiny_set, tmp_path / "x", size=64, scheduler="tcp://127.0.0.1:9", chunk=5)
+
+
+def test_cli_index_and_search(tiny_set, tmp_path):
+    from tests.test_cli import run
+
+    out = tmp_path / "idx"
+    result = run("index", tiny_set.folder, "--catalog", tiny_set.folder / "catalog.csv", "--out", out,
+                 "--size", "64", "--scheduler", "synchronous", "--quiet")
+    assert result.returncode == 0, result.stderr
+    result = run("search", out, "--prototype", "G0", "--n", "2", "--iterations", "2", "--label", "kind",
+                 "--positive", "disc", "-o", tmp_path / "r.csv")
+    assert result.returncode == 0, result.stderr
+    found = Table.read(tmp_path / "r.csv", format="ascii.csv")
+    assert found.colnames[:5] == ["id", "distance", "iteration", "parent", "file"]
+    assert "iteration 1 (2 found): kind = disc: 2/2" in result.stdout and "direct query of" in result.stdout
+    # an image as prototype: the cutout of G3 finds G3 itself first, at distance ~0
+    result = run("search", out, "--prototype-image", tiny_set.folder / "img" / "3.png", "--n", "1",
+                 "-o", tmp_path / "v.vot", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert str(Table.read(tmp_path / "v.vot")["id"][0]) == "G3"
+    for args, message in [(("--prototype", "nope"), "No galaxy with id 'nope'"),
+                          (("--prototype", "G0", "--label", "kind"), "--label and --positive go together"),
+                          (("--prototype", "G0", "--label", "kind", "--positive", "spiral"), "values are disc, noise, ring"),
+                          ((), "Give the prototype")]:
+        result = run("search", out, *args, "-o", tmp_path / "x.csv")
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    result = run("index", tiny_set.folder, "--catalog", tmp_path / "none.csv", "--out", out)
+    assert result.returncode == 2 and "No galaxy catalogue" in result.stderr
