@@ -3,11 +3,14 @@
 import panel as pn
 
 from explorer.cube_view import CubeExplorer
+from explorer.oneshot_view import OneShotViewer
 
 pn.extension("filedropper", "tabulator", notifications=True, loading_indicator=True, sizing_mode="stretch_width")
 
-template = pn.template.BootstrapTemplate(
-    title="ALMA & ULISSE explorer",
-    main=[pn.Tabs(("Cube explorer", CubeExplorer()), dynamic=True, sizing_mode="stretch_both")],
-)
+oneshot = OneShotViewer()
+tabs = pn.Tabs(("Cube explorer", CubeExplorer()), ("One-shot search", oneshot), dynamic=True,
+               sizing_mode="stretch_both")
+tabs.param.watch(lambda event: event.new == 1 and oneshot.activate(), "active")
+
+template = pn.template.BootstrapTemplate(title="ALMA & ULISSE explorer", main=[tabs])
 template.servable()

@@ -112,7 +112,7 @@ class GalaxySet:
         rows = np.flatnonzero(self.catalog["id"] == str(galaxy_id))
         if not len(rows):
             raise InputError(f"No galaxy with id {galaxy_id!r} in {self.name}; ids look like "
-                             f"{self.catalog['id'][0]!r}.")
+                             f"{str(self.catalog['id'][0])!r}.")
         return int(rows[0])
 
     def path(self, row: int) -> Path:

@@ -30,6 +30,7 @@ import numpy as np
 from astropy.table import Table
 
 from pipeline.atomic import atomic_write
+from pipeline.cache import cache_dir
 from pipeline.errors import Cancelled, InputError
 from pipeline.oneshot import features as feat
 from pipeline.oneshot.galaxies import PREPROCESSING_NOTE, GalaxySet, read_image, to_rgb
@@ -37,7 +38,8 @@ from pipeline.oneshot.index import DEFAULT_METRIC, FeatureIndex
 
 CHUNK = 128  # images per Dask task: big enough to amortise a task, small enough to resume often
 STORE_VERSION = 1
-SCHEDULER_TIMEOUT = "10s"  # to reach a remote Dask scheduler
+SCHEDULER_TIMEOUT = "10s"
+_CACHE_LOCK = threading.Lock()  # to reach a remote Dask scheduler
 
 
 @dataclass
@@ -74,7 +76,7 @@ class FeatureStore:
             return self._rows[str(galaxy_id)]
         except KeyError:
             raise InputError(f"No galaxy with id {galaxy_id!r} in this index; ids look like "
-                             f"{self.catalog['id'][0]!r}.") from None
+                             f"{str(self.catalog['id'][0])!r}.") from None
 
     @property
     def galaxies(self) -> GalaxySet:
@@ -138,6 +140,20 @@ def build_store(galaxies: GalaxySet, out, backbone: str = feat.DEFAULT_BACKBONE,
         tmp.write_text(json.dumps(meta, indent=2))
     shutil.rmtree(parts, ignore_errors=True)
     return FeatureStore.open(out)
+
+
+def cached_store(galaxies: GalaxySet, backbone: str = feat.DEFAULT_BACKBONE, size: int = 224,
+                 scheduler: str = "local", progress=None, cancel=None) -> FeatureStore:
+    """The store of ``galaxies`` for ``backbone`` at ``size`` px in the cache
+    (``pipeline.cache``), built on first use (resuming an interrupted build)."""
+    key = hashlib.sha1("\n".join([str(galaxies.folder.resolve()), *galaxies.ids, *galaxies.catalog["file"]]).encode())
+    slug = "".join(c if c.isalnum() else "-" for c in galaxies.name.lower()).strip("-")[:40]
+    folder = cache_dir("stores", f"{slug}-{key.hexdigest()[:12]}-{backbone}-{int(size)}px")
+    with _CACHE_LOCK:  # two sessions opening the same set wait for one build
+        if (folder / "store.json").is_file():
+            return FeatureStore.open(folder)
+        return build_store(galaxies, folder, backbone=backbone, size=size, scheduler=scheduler,
+                           progress=progress, cancel=cancel)
 
 
 def image_features(store: FeatureStore, image) -> np.ndarray:

@@ -11,7 +11,8 @@ renderer. Each galaxy is, in nanomaggies (flux of an AB magnitude 22.5 source, S
   bulges 0.7, ellipticals 0.5-0.8), seen at an inclination i with cos i uniform, so the axis
   ratio is sqrt(cos^2 i + q0^2 sin^2 i); position angle uniform. Profiles are truncated smoothly
   beyond 3 (n = 1) to 7 (n = 4) half-light radii, as SDSS's photometric pipeline truncates its
-  exponential and de Vaucouleurs models;
+  exponential and de Vaucouleurs models. An elliptical's "disk" is a faint round envelope
+  (1.6 times its bulge's radius) holding the 0-20% of light its bulge does not;
 - **star-forming knots** (blue Gaussian clumps, g - r ~ 0.2) taking 15-35% of a disk's light:
   30-90 along two logarithmic arms in spirals, 4-15 scattered in irregulars, whose smooth light
   is also lopsided (three offset pieces);
@@ -50,7 +51,8 @@ detection in 1.4" seeing (r: 0.05 nanomaggy per pixel), plus the source's own Po
 with the same effective gain.
 
 Rendering is exact and fast: every profile is drawn in Fourier space, where the PSF, the pixel
-(a sinc) and sub-pixel shifts are products. A Sersic profile's transform is that of a mixture
+(a sinc) and sub-pixel shifts are products (knots and neighbours sit on whole pixels, which
+their random positions do not mind). A Sersic profile's transform is that of a mixture
 of Gaussians fitted to it once (non-negative least squares, within 2% in enclosed light),
 tabulated against radius x spatial frequency; an inclined profile is the same table at a
 stretched frequency. Cutouts are rendered on a grid twice their size so light does not wrap
@@ -58,13 +60,19 @@ around, then cropped.
 
 Labels follow ULISSE's Table 1 exactly in count: BPT AGN 12.0%, composite 5.8%, star-forming
 44.0%, unclassified 38.2%; X-ray AGN 0.2% and X-ray non-AGN 5.6%, the other 94.2% left empty
-(ULISSE's "unknown": outside XMM-Newton's footprint), so label statistics count them in neither.
+(ULISSE's "unknown": no X-ray classification), so label statistics count them in neither.
 Which galaxy gets which label is drawn with host-dependent weights: AGN in luminous,
-bulge-dominated hosts (ellipticals and lenticulars 2-3 times as often as spirals, scaled by
-(0.2 + B/T) and L^0.5, as Kauffmann et al. 2003 find), star formation in spirals and
-irregulars, the unclassified (weak-lined) mostly early types; X-ray AGN are mostly BPT AGN with
-bright nuclei. Most BPT AGN have faint nuclei (median 3% of the light), and compact early-type
-bulges without an AGN look similar, so one prototype finds AGN better than chance but not all.
+bulge-dominated hosts, as Kauffmann et al. (2003) find (weights elliptical 2, lenticular 3,
+spiral 1.5, irregular 0.1, times (0.2 + B/T) and L^0.5: about 80% of BPT AGN are ellipticals or
+lenticulars, against 37% of the other galaxies), star formation in spirals and irregulars, the
+unclassified (weak-lined) mostly early types; X-ray AGN are mostly BPT AGN with bright nuclei.
+Most BPT AGN have faint nuclei (median 7% of the light; log-normal, 0.55 dex), and compact
+early-type bulges without an AGN look similar, so one prototype finds AGN better than chance but
+far from all. Measured on version 2 (3000 galaxies, seed 0) with the frozen EfficientNet-Lite0
+features at 128 px, cosine distance: the 50 nearest neighbours of a prototype whose nucleus has
+more than 30% of the light hold a median 28% BPT AGN (6-56% by prototype; 32% with composites),
+of a faint-nucleus (< 2%) prototype 14%, against 12% at random; ULISSE found 21-65% (with
+composites) on real SDSS images.
 
 Hubble Deep Field set (:func:`hubble_deep_field_set`)
 ----------------------------------------------------
@@ -80,6 +88,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +98,7 @@ from astropy.table import Table
 from pipeline.cache import cache_dir
 from pipeline.errors import Cancelled, InputError
 
-SURVEY_VERSION = 1  # bump when the renderer or the population changes: default_sets rebuilds
+SURVEY_VERSION = 2  # bump when the renderer or the population changes: default_sets rebuilds
 HDF_VERSION = 1  # likewise for the Hubble Deep Field detection and cutouts
 DEFAULT_N = 3000
 DEFAULT_SIZE = 64  # px: 25" at SDSS's pixel scale, several half-light radii of a typical galaxy
@@ -127,11 +136,11 @@ XRAY_FRACTIONS = {"AGN": 0.002, "non-AGN": 0.056}  # the other 94.2% "unknown": 
 # relative chance of each BPT class by host type; classes are dealt in this order among the
 # galaxies still unlabelled, and what is left is unclassified
 BPT_TYPE_WEIGHTS = {
-    "AGN": {"elliptical": 2.0, "lenticular": 3.0, "spiral": 2.5, "irregular": 0.1},
+    "AGN": {"elliptical": 2.0, "lenticular": 3.0, "spiral": 1.5, "irregular": 0.1},
     "composite": {"elliptical": 0.5, "lenticular": 1.5, "spiral": 2.0, "irregular": 0.5},
     "star-forming": {"elliptical": 0.05, "lenticular": 0.4, "spiral": 3.0, "irregular": 5.0},
 }
-AGN_LOG_STRENGTH = (-1.4, 0.6, -3.0, -0.1)  # log10 nuclear fraction: mean, sd, clipped to
+AGN_LOG_STRENGTH = (-1.15, 0.55, -3.0, -0.1)  # log10 nuclear fraction: mean, sd, clipped to
 COMPOSITE_NUCLEUS = (0.5, -2.0, 0.4)  # share of composites with a nucleus; its log10 mean, sd
 
 CATALOG_COLUMNS = ("id", "file", "ra", "dec", "bpt_class", "xray_class", "morphology",
@@ -161,6 +170,7 @@ galaxies, no labels. x, y: centroid in px of the 1000 x 872 image, 0-based from 
 area_px: detected area; flux: background-subtracted R + G + B over the source's segment.
 """
 
+STALE_BUILD_S = 86400.0
 _BUILD_LOCK = threading.Lock()  # one build of a default set at a time in this process
 
 
@@ -650,8 +660,11 @@ def _move_into_place(built: Path, folder: Path) -> None:
 
 def _building(folder: Path) -> Path:
     """A new hidden folder beside ``folder`` to build a set in, with the usual permissions
-    (mkdtemp's are private)."""
+    (mkdtemp's are private). Builds abandoned more than a day ago are removed."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.partial-*"):  # left by a killed process
+        if time.time() - stale.stat().st_mtime > STALE_BUILD_S:
+            shutil.rmtree(stale, ignore_errors=True)
     build = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     umask = os.umask(0)
     os.umask(umask)

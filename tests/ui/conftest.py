@@ -78,11 +78,25 @@ def data_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory):
+    """A folder of feature stores the served app lists first: a small simulated survey (160
+    galaxies, features at 64 px) so the one-shot tab opens in seconds."""
+    from pipeline.oneshot import survey
+    from pipeline.oneshot.galaxies import GalaxySet
+    from pipeline.oneshot.store import build_store
+
+    root = tmp_path_factory.mktemp("indexes")
+    catalog = survey.simulate_survey(root / "survey", n=160, seed=5, size=48)
+    build_store(GalaxySet.open(catalog, name="small survey"), root / "small", size=64, scheduler="synchronous")
+    return root
+
+
 @pytest.fixture(scope="module")
-def served_app(data_dir):
+def served_app(data_dir, index_dir):
     """`panel serve app.py` in a subprocess, exactly as a user starts it; yields its URL."""
     port = free_port()
-    env = {**os.environ, "EXPLORER_DATA_DIRS": str(data_dir)}
+    env = {**os.environ, "EXPLORER_DATA_DIRS": str(data_dir), "EXPLORER_INDEX_DIRS": str(index_dir)}
     log = open(data_dir / "serve.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "panel", "serve", "app.py", "--port", str(port), "--address", "127.0.0.1",

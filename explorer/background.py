@@ -1,0 +1,81 @@
+"""Long work off the UI thread: a worker thread, a progress bar, a Cancel button, and the result
+handed back on the UI thread, so the page stays responsive and never freezes on an exception.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import panel as pn
+
+from pipeline.errors import Cancelled, InputError
+
+
+class BackgroundJob:
+    """Runs ``work(progress, cancel)`` in a thread.
+
+    ``progress(text, fraction)`` may be called from the worker; a periodic callback (every
+    200 ms, in a served page) copies it to ``bar`` and ``on_status(text)``. When the work ends,
+    ``on_done(result)`` or ``on_error(message)`` runs on the UI thread; ``InputError`` and
+    ``Cancelled`` give their own message, any other exception a short one naming it. Without
+    a server (tests, notebooks) :meth:`start` waits for the work to end.
+    """
+
+    def __init__(self, on_done, on_error, on_status=None):
+        self.on_done, self.on_error, self.on_status = on_done, on_error, on_status or (lambda text: None)
+        self.cancel = threading.Event()
+        self.bar = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width")
+        self.cancel_button = pn.widgets.Button(label="Cancel", color="warning", disabled=True, width=90)
+        self.cancel_button.on_click(lambda _: self.cancel.set())
+        self._thread = None
+        self._state = {}
+        self._poll = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, work, what: str) -> bool:
+        """Start ``work`` unless a job is running (then False)."""
+        if self.running:
+            return False
+        self.cancel.clear()
+        self._state = {"text": what, "fraction": 0.0}
+        self.bar.visible, self.bar.value, self.cancel_button.disabled = True, 0, False
+        self.on_status(what)
+
+        def run():
+            try:
+                self._state["result"] = work(self._progress, self.cancel)
+            except Cancelled as exc:
+                self._state["error"] = f"{exc}" or "Cancelled."
+            except InputError as exc:
+                self._state["error"] = str(exc)
+            except Exception as exc:  # a bug must not freeze the page: say what failed
+                self._state["error"] = f"{what} failed ({type(exc).__name__}: {exc})."
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            self._poll = pn.state.add_periodic_callback(self._follow, period=200)
+        else:
+            self._thread.join()
+            self._follow()
+        return True
+
+    def _progress(self, text: str, fraction: float) -> None:
+        self._state.update(text=text, fraction=fraction)
+
+    def _follow(self) -> None:
+        self.bar.value = int(100 * min(max(self._state.get("fraction", 0.0), 0.0), 1.0))
+        if self.running:
+            self.on_status(self._state.get("text", ""))
+            return
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+        self.bar.visible, self.cancel_button.disabled = False, True
+        if "error" in self._state:
+            self.on_error(self._state["error"])
+        else:
+            self.on_done(self._state.get("result"))

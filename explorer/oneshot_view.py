@@ -1,0 +1,444 @@
+"""The "One-shot search" tab: pick one prototype galaxy, see its look-alikes in the feature space
+of a frozen ImageNet network, count how many carry a label (AGN) against the base rate, search
+recursively as ULISSE does, and steer the results with thumbs up/down.
+
+Everything scientific goes through :mod:`pipeline.oneshot` (survey, galaxies, store, search,
+stats); this module only lays it out.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (plot options need a backend, also outside a served page)
+import numpy as np
+import panel as pn
+import param
+from astropy.table import Table
+
+from explorer.background import BackgroundJob
+from pipeline.errors import InputError
+from pipeline.oneshot import search, survey
+from pipeline.oneshot.galaxies import GalaxySet, read_image, to_rgb
+from pipeline.oneshot.stats import format_statistics, label_statistics
+from pipeline.oneshot.store import FeatureStore, cached_store, image_features
+from pipeline.tables import write_table
+
+THUMB_PX = 96
+GALLERY_LIMIT = 24  # neighbour cards drawn; every galaxy found is in the tables and exports
+BROWSE_PAGE = 24
+UPLOAD_SUFFIXES = (".png", ".jpg", ".jpeg", ".fits", ".fit", ".fits.gz")
+PREFERRED_LABELS = (("bpt_class", "AGN"), ("xray_class", "AGN"))
+
+
+def available_sets() -> dict[str, Path | None]:
+    """{name: store folder} of the feature stores in ``EXPLORER_INDEX_DIRS`` (folders holding
+    ``store.json``, themselves or one level down; ``:``-separated), then the embedded sets
+    (None: built in the cache on first use)."""
+    found = {}
+    for root in [Path(p).expanduser() for p in os.environ.get("EXPLORER_INDEX_DIRS", "").split(os.pathsep) if p]:
+        for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir())] if root.is_dir() else []:
+            if (folder / "store.json").is_file():
+                found[f"{folder.name} (index)"] = folder
+    found.update({survey.SIMULATED_SET_NAME: None, survey.HDF_SET_NAME: None})
+    return found
+
+
+def png_bytes(rgb: np.ndarray, px: int = THUMB_PX) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).resize((px, px), Image.NEAREST if rgb.shape[0] <= px else Image.BILINEAR).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class OneShotViewer(pn.viewable.Viewer):
+    """One-shot and recursive search over a feature store."""
+
+    galaxy_set = param.Selector(doc="The galaxy set to search")
+    prototype = param.String(default="", doc="id of the prototype galaxy ('' for an uploaded image)")
+    n = param.Integer(default=12, bounds=(1, 100), doc="Neighbours per query")
+    iterations = param.Integer(default=5, bounds=(2, 10), doc="Iterations of the recursive search")
+    label = param.Selector(default=None, objects=[], allow_None=True, doc="Label column to count")
+    positive = param.Selector(default=None, objects=[], allow_None=True, doc="The value that counts")
+    only_positive = param.Boolean(default=False, doc="Browse only galaxies with the counted label")
+    page = param.Integer(default=0, bounds=(0, None))
+    status = param.String(default="")
+    version = param.Integer(default=0, doc="Bumped when the results change")
+
+    def __init__(self, **params):
+        sets = available_sets()
+        self.param.galaxy_set.objects = list(sets)
+        params.setdefault("galaxy_set", next(iter(sets)))
+        super().__init__(**params)
+        self._sets = sets
+        self.store: FeatureStore | None = None
+        self.result: Table | None = None  # the galaxies shown: a direct, refined or recursive search
+        self.mode = "direct"
+        self.iteration_stats: list[dict] = []
+        self.liked: set[str] = set()
+        self.disliked: set[str] = set()
+        self._upload_vector = None
+        self._upload_rgb = None
+        self._thumbs: dict[str, bytes] = {}
+        self.job = BackgroundJob(self._on_job_done, self._on_job_error, lambda text: setattr(self, "status", text))
+        self._job_kind = ""
+        self._error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["oneshot-error"])
+        self._notice = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["oneshot-notice"])
+        self._id_input = pn.widgets.AutocompleteInput(label="Prototype by id", placeholder="type an id",
+                                                      min_characters=1, case_sensitive=False,
+                                                      css_classes=["prototype-id"])
+        self._id_input.param.watch(lambda e: e.new and self._choose(e.new), "value")
+        self._upload = pn.widgets.FileInput(accept=",".join(UPLOAD_SUFFIXES), css_classes=["prototype-upload"])
+        self._upload.param.watch(self._on_upload, "value")
+        self._recursive_button = pn.widgets.Button(label="Recursive search", color="primary",
+                                                   css_classes=["run-recursive"])
+        self._recursive_button.on_click(lambda _: self.run_recursive())
+        self._refine_button = pn.widgets.Button(label="Re-rank with feedback", disabled=True, css_classes=["refine"])
+        self._refine_button.on_click(lambda _: self.refine())
+        self._direct_button = pn.widgets.Button(label="Direct search", css_classes=["run-direct"])
+        self._direct_button.on_click(lambda _: self.search())
+        self._downloads = [pn.widgets.FileDownload(callback=lambda s=suffix: self.export(s), filename=f"oneshot{suffix}",
+                                                   label=label, color="light")
+                           for suffix, label in ((".csv", "CSV"), (".vot", "VOTable"))]
+        self._loaded = False
+
+    # ---- the galaxy set -------------------------------------------------------------------
+    @param.depends("galaxy_set", watch=True)
+    def load(self):
+        """Open the chosen set's store, building it (images and features) the first time."""
+        name, folder = self.galaxy_set, self._sets[self.galaxy_set]
+        self.store, self.result, self.iteration_stats = None, None, []
+        self.show_error("")
+        self._loaded = True
+
+        def work(progress, cancel):
+            if folder is not None:
+                return FeatureStore.open(folder)
+            progress(f"preparing the {name} (first time only)", 0.0)
+            catalog = survey.default_sets(progress=lambda d, t: progress(f"rendering the {name}", d / max(t, 1)))[name]
+            galaxies = GalaxySet.open(catalog, name=name)
+            return cached_store(galaxies, progress=lambda d, t: progress(
+                f"describing {t:,} galaxies with the ImageNet network (first time only): {d:,}/{t:,}", d / max(t, 1)),
+                cancel=cancel)
+
+        self._job_kind = "load"
+        self.job.start(work, f"opening the {name}")
+
+    def _set_loaded(self, store: FeatureStore):
+        self.store = store
+        self._thumbs.clear()
+        labels = GalaxySet(store.catalog, Path(store.meta["images"]), store.meta["size_px"], store.meta["name"]).label_columns
+        self.param.label.objects = labels
+        preferred = next(((c, v) for c, v in PREFERRED_LABELS if c in labels), None)
+        self.label = preferred[0] if preferred else (labels[0] if labels else None)
+        self._update_positive_options(preferred[1] if preferred else None)
+        self._id_input.options = list(store.catalog["id"])
+        simulated = "simulated" in store.catalog.colnames and bool(np.any(store.catalog["simulated"]))
+        self._notice.object, self._notice.visible = (survey.SIMULATED_NOTE, simulated)
+        self.page = 0
+        # start from a galaxy with the counted label, so the first view already shows the idea
+        counted = self._browse_rows(positive_only=True)
+        self._choose(str(store.catalog["id"][counted[0] if counted else 0]))
+
+    @param.depends("label", watch=True)
+    def _update_positive_options(self, preferred=None):
+        if self.store is None or self.label is None:
+            self.param.positive.objects = []
+            return
+        values = sorted({str(v) for v in self.store.catalog[self.label].tolist() if str(v).strip() not in ("", "--")})
+        self.param.positive.objects = values
+        self.positive = preferred if preferred in values else values[0]
+
+    # ---- searching ------------------------------------------------------------------------
+    def _choose(self, galaxy_id: str):
+        if self.store is None:
+            return
+        try:
+            self.store.row_of(galaxy_id)
+        except InputError as exc:
+            self.show_error(str(exc))
+            return
+        self._upload_vector, self._upload_rgb = None, None
+        self.prototype = str(galaxy_id)
+        self.search()
+
+    def _query(self):
+        return self._upload_vector if self._upload_vector is not None else self.prototype
+
+    def search(self):
+        """Direct one-shot search from the prototype; feedback is forgotten."""
+        if self.store is None:
+            return
+        self.liked, self.disliked = set(), set()
+        self.show_error("")
+        self._set_result(search.one_shot(self.store, self._query(), self.n), "direct")
+
+    def refine(self):
+        """Re-rank with the thumbs up/down given so far (relevance feedback)."""
+        if self.store is None:
+            return
+        self._set_result(search.refine(self.store, self._query(), self.n, liked=sorted(self.liked),
+                                       disliked=sorted(self.disliked)), "refined")
+
+    def run_recursive(self):
+        if self.store is None:
+            return
+        store, query, n, iterations = self.store, self._query(), self.n, self.iterations
+        label, positive = self.label, self.positive
+
+        def work(progress, cancel):
+            result = search.recursive(store, query, n, iterations, cancel=cancel,
+                                      progress=lambda d, t: progress(f"recursive search: iteration {d} of {t}", d / t))
+            stats = (search.iteration_statistics(store, result, label, positive, prototype=query)
+                     if label is not None else [])
+            return result, stats
+
+        self._job_kind = "recursive"
+        self.show_error("")
+        self.job.start(work, "recursive search")
+
+    def _set_result(self, result: Table, mode: str, stats=None):
+        self.result, self.mode, self.iteration_stats = result, mode, stats or []
+        self.status = f"{len(result)} galaxies ({mode} search, n = {self.n}" + (
+            f", {self.iterations} iterations)" if mode == "recursive" else ")")
+        self._refine_button.disabled = True
+        self.version += 1
+
+    def _on_job_done(self, result):
+        if self._job_kind == "load":
+            self._set_loaded(result)
+        else:
+            self._set_result(result[0], "recursive", result[1])
+
+    def _on_job_error(self, message):
+        self.status = ""
+        self.show_error(message)
+
+    def _on_upload(self, event):
+        if not event.new or self.store is None:
+            return
+        name = self._upload.filename or "upload"
+        if not name.lower().endswith(UPLOAD_SUFFIXES):
+            self.show_error(f"{name} is not an image this search reads: upload PNG, JPEG or FITS.")
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            path.write_bytes(event.new)
+            try:
+                rgb = to_rgb(read_image(path), self.store.meta["size_px"] or None)
+                vector = image_features(self.store, rgb)
+            except InputError as exc:
+                self.show_error(f"{name}: {exc}")
+                return
+        self._upload_vector, self._upload_rgb = vector, rgb
+        self.prototype = ""
+        self.liked, self.disliked = set(), set()
+        self.show_error("")
+        self._set_result(search.one_shot(self.store, vector, self.n), "direct")
+
+    def show_error(self, text):
+        self._error.object, self._error.visible = text, bool(text)
+
+    # ---- export ---------------------------------------------------------------------------
+    def export(self, suffix: str) -> io.BytesIO:
+        if self.result is None:
+            raise InputError("Nothing to export yet: run a search first.")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_table(self.result, Path(tmp) / f"oneshot{suffix}")
+            return io.BytesIO(path.read_bytes())
+
+    # ---- views ----------------------------------------------------------------------------
+    def thumbnail(self, galaxy_id: str) -> bytes:
+        if galaxy_id not in self._thumbs:
+            galaxies = self.store.galaxies
+            self._thumbs[galaxy_id] = png_bytes(galaxies.rgb(self.store.row_of(galaxy_id)))
+        return self._thumbs[galaxy_id]
+
+    def _label_of(self, galaxy_id) -> str:
+        if self.label is None:
+            return ""
+        return str(self.store.catalog[self.label][self.store.row_of(galaxy_id)])
+
+    def _browse_rows(self, positive_only=None):
+        only = self.only_positive if positive_only is None else positive_only
+        if only and self.label is not None and self.positive is not None:
+            return [int(i) for i in np.flatnonzero([str(v) == self.positive for v in self.store.catalog[self.label]])]
+        return list(range(len(self.store.catalog)))
+
+    @param.depends("version", "label", "positive")
+    def prototype_panel(self):
+        if self.store is None or (not self.prototype and self._upload_vector is None):
+            return pn.pane.Markdown("")
+        if self._upload_vector is not None:
+            image, caption = png_bytes(self._upload_rgb, 2 * THUMB_PX), f"uploaded: {self._upload.filename}"
+        else:
+            image = png_bytes(self.store.galaxies.rgb(self.store.row_of(self.prototype)), 2 * THUMB_PX)
+            caption = f"{self.prototype}" + (f" | {self.label} = {self._label_of(self.prototype)}" if self.label else "")
+        return pn.Column(pn.pane.Markdown("**Prototype**"), pn.pane.PNG(image, width=2 * THUMB_PX),
+                         pn.pane.Str(caption, css_classes=["prototype-caption"]), width=2 * THUMB_PX + 20)
+
+    @param.depends("version", "label", "positive")
+    def neighbours_panel(self):
+        if self.result is None:
+            return pn.pane.Markdown("Pick a prototype to see its neighbours.")
+        cards = [self._card(row) for row in self.result[:GALLERY_LIMIT]]
+        more = (f" (the first {GALLERY_LIMIT} of {len(self.result)}; all are in the provenance table and the export)"
+                if len(self.result) > GALLERY_LIMIT else "")
+        return pn.Column(pn.pane.Markdown(f"**Neighbours**{more}: distance in feature space ({self.store.index.info.metric}); "
+                                          "mark some good or bad, then *Re-rank with feedback*."),
+                         pn.FlexBox(*cards, css_classes=["neighbours"]))
+
+    def _card(self, row):
+        gid = str(row["id"])
+        up = pn.widgets.Toggle(label="good", value=gid in self.liked, width=54, color="success", css_classes=["like"])
+        down = pn.widgets.Toggle(label="bad", value=gid in self.disliked, width=54, color="danger", css_classes=["dislike"])
+
+        def mark(event, liked):
+            mine, other = (self.liked, self.disliked) if liked else (self.disliked, self.liked)
+            if event.new:
+                mine.add(gid)
+                other.discard(gid)
+                (down if liked else up).value = False
+            else:
+                mine.discard(gid)
+            self._refine_button.disabled = not (self.liked or self.disliked)
+            self._refine_button.label = f"Re-rank with feedback ({len(self.liked)} up, {len(self.disliked)} down)"
+
+        up.param.watch(lambda e: mark(e, True), "value")
+        down.param.watch(lambda e: mark(e, False), "value")
+        use = pn.widgets.Button(label="prototype", width=90, color="light")
+        use.on_click(lambda _: self._choose(gid))
+        label = self._label_of(gid)
+        text = f"{gid}\nd = {row['distance']:.3f}" + (f"\n{label}" if label else "") + (
+            f"\niteration {row['iteration']}" if self.mode == "recursive" else "")
+        hit = self.positive is not None and label == self.positive
+        return pn.Column(pn.pane.PNG(self.thumbnail(gid), width=THUMB_PX), pn.pane.Str(text),
+                         pn.Row(up, down), use, width=THUMB_PX + 50,
+                         styles={"border": f"2px solid {'#d62728' if hit else '#ddd'}", "padding": "4px",
+                                 "border-radius": "4px"}, css_classes=["neighbour-card"])
+
+    @param.depends("version", "label", "positive")
+    def statistics_panel(self):
+        if self.store is None or self.result is None or self.label is None or self.positive is None:
+            return pn.pane.Markdown("No label column to count in this set." if self.store is not None else "")
+        rows = [self.store.row_of(i) for i in self.result["id"]]
+        s = label_statistics(self.store.catalog, rows, self.label, self.positive)
+        return pn.pane.Str(f"{self.mode} search, {len(self.result)} galaxies\n" + format_statistics(s).replace("; ", "\n"),
+                           css_classes=["oneshot-stats"])
+
+    @param.depends("version")
+    def recursive_panel(self):
+        if self.mode != "recursive" or self.result is None:
+            return pn.pane.Markdown("Run *Recursive search*: each iteration queries with every galaxy found in "
+                                    "the one before (n each), duplicates dropped, as ULISSE does.")
+        plots = [self._iteration_chart()] if self.iteration_stats else []
+        plots.append(self._provenance_plot())
+        table = self.result[["id", "iteration", "parent", "distance"] + ([self.label] if self.label else [])].to_pandas()
+        return pn.Column(pn.Row(*plots), pn.widgets.Tabulator(table, disabled=True, show_index=False, max_height=260,
+                                                               pagination=None, css_classes=["provenance-table"]))
+
+    def _iteration_chart(self):
+        it = [s["iteration"] for s in self.iteration_stats]
+        frac = [100 * (s["fraction"] or 0) for s in self.iteration_stats]
+        lo = [100 * s["low"] for s in self.iteration_stats]
+        hi = [100 * s["high"] for s in self.iteration_stats]
+        direct = [100 * (s["direct"]["fraction"] or 0) for s in self.iteration_stats]
+        base = 100 * self.iteration_stats[0]["base_rate"]
+        title = f"{self.label} = {self.positive} (%) after each iteration"
+        recursive = hv.Curve((it, frac), "iteration", "fraction (%)", label="recursive").opts(color="#d62728")
+        errors = hv.ErrorBars([(i, f, f - a, b - f) for i, f, a, b in zip(it, frac, lo, hi)], "iteration",
+                              ["fraction (%)", "lo", "hi"]).opts(color="#d62728")
+        same = hv.Curve((it, direct), "iteration", "fraction (%)", label="direct query, same size").opts(color="#1f77b4", line_dash="dashed")
+        return (recursive * hv.Scatter((it, frac), "iteration", "fraction (%)").opts(color="#d62728", size=6) * errors
+                * same * hv.Curve(([0, it[-1]], [base, base]), "iteration", "fraction (%)",
+                                  label=f"base rate {base:.1f}%").opts(color="grey", line_dash="dotted")
+                ).opts(title=title, width=420, height=300, legend_position="top_left", ylim=(0, 100), show_legend=True)
+
+    def _provenance_plot(self):
+        """Who brought whom: one column per iteration, a line from each galaxy to its parent."""
+        position = {"" if self._upload_vector is not None else self.prototype: (0, 0.0)}
+        points = []
+        for it in sorted(set(int(i) for i in self.result["iteration"])):
+            level = self.result[self.result["iteration"] == it]
+            for k, row in enumerate(level):
+                y = k - (len(level) - 1) / 2
+                position[str(row["id"])] = (it, y)
+                label = self._label_of(row["id"])
+                points.append((it, y, str(row["id"]), label, str(row["parent"])))
+        segments = [(position[p][0], position[p][1], x, y) for x, y, _, _, p in points if p in position]
+        nodes = hv.Points([(x, y, i, lab, "yes" if lab == self.positive else "no") for x, y, i, lab, _ in points],
+                          ["iteration", "position"], ["id", "label", "counted"])
+        return (hv.Segments(segments, ["iteration", "position", "x1", "y1"]).opts(color="#bbb", line_width=1)
+                * nodes.opts(color="counted", cmap={"yes": "#d62728", "no": "#1f77b4"}, size=7, tools=["hover"],
+                             show_legend=False)
+                * hv.Points([(0, 0.0)], ["iteration", "position"]).opts(color="black", marker="star", size=14)
+                ).opts(title="provenance (red: counted label)", width=420, height=300, yaxis=None)
+
+    @param.depends("version", "page", "only_positive", "positive")
+    def browse_panel(self):
+        if self.store is None:
+            return pn.pane.Markdown("")
+        rows = self._browse_rows()
+        pages = max(1, -(-len(rows) // BROWSE_PAGE))
+        page = min(self.page, pages - 1)
+        cards = []
+        for r in rows[page * BROWSE_PAGE:(page + 1) * BROWSE_PAGE]:
+            gid = str(self.store.catalog["id"][r])
+            use = pn.widgets.Button(label=gid, width=THUMB_PX - 10, color="light", css_classes=["browse-pick"])
+            use.on_click(lambda _, g=gid: self._choose(g))
+            cards.append(pn.Column(pn.pane.PNG(self.thumbnail(gid), width=THUMB_PX - 24), use, width=THUMB_PX))
+        prev_button = pn.widgets.Button(label="◀", width=40, disabled=page == 0)
+        next_button = pn.widgets.Button(label="▶", width=40, disabled=page >= pages - 1)
+        prev_button.on_click(lambda _: setattr(self, "page", max(0, page - 1)))
+        next_button.on_click(lambda _: setattr(self, "page", page + 1))
+        return pn.Column(pn.Row(prev_button, pn.pane.Str(f"page {page + 1} of {pages} ({len(rows):,} galaxies)"), next_button),
+                         pn.FlexBox(*cards))
+
+    @param.depends("version")
+    def info_panel(self):
+        if self.store is None:
+            return pn.pane.Markdown("")
+        m = self.store.meta
+        return pn.pane.Markdown(
+            f"**{m['name']}**: {len(self.store.catalog):,} galaxies. Features: {m['model_label']}, "
+            f"{m['input_px']} px input, penultimate layer after global pooling ({self.store.features.shape[1]}-d). "
+            f"Index: {self.store.index.describe()}.\n\n*Preprocessing*: {m['preprocessing']}",
+            css_classes=["oneshot-info"])
+
+    def activate(self):
+        """Open the chosen set the first time the tab is shown (its first build takes a while)."""
+        if not self._loaded:
+            self.load()
+
+    def __panel__(self):
+        controls = pn.Column(
+            pn.widgets.Select.from_param(self.param.galaxy_set, name="Galaxy set"),
+            self._id_input,
+            pn.pane.Markdown("or upload a cutout (PNG, JPEG, FITS):"), self._upload,
+            pn.widgets.IntSlider.from_param(self.param.n, name="Neighbours (n)"),
+            self._direct_button,
+            pn.widgets.IntSlider.from_param(self.param.iterations, name="Iterations"),
+            pn.Row(self._recursive_button, self.job.cancel_button),
+            self._refine_button,
+            pn.widgets.Select.from_param(self.param.label, name="Count label"),
+            pn.widgets.Select.from_param(self.param.positive, name="Value"),
+            self.statistics_panel,
+            pn.Row(*self._downloads),
+            width=300, sizing_mode="fixed")
+        results = pn.Column(
+            self._notice, self._error, self.job.bar,
+            pn.pane.Str(self.param.status, css_classes=["oneshot-status"]),
+            self.info_panel,
+            pn.Row(self.prototype_panel, self.neighbours_panel),
+            pn.Tabs(("Recursive search", self.recursive_panel),
+                    ("Browse prototypes", pn.Column(pn.widgets.Checkbox.from_param(
+                        self.param.only_positive, name="only galaxies with the counted label"), self.browse_panel)),
+                    dynamic=True),
+            sizing_mode="stretch_width")
+        return pn.Row(controls, results, sizing_mode="stretch_width")
+

@@ -1,0 +1,99 @@
+"""The one-shot search tab without a browser: a small simulated survey indexed at 64 px."""
+
+import io
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from PIL import Image
+
+from explorer.oneshot_view import OneShotViewer, available_sets
+from pipeline.oneshot import survey
+from pipeline.oneshot.galaxies import GalaxySet
+from pipeline.oneshot.store import build_store
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("indexes")
+    catalog = survey.simulate_survey(root / "survey", n=160, seed=5, size=48)
+    build_store(GalaxySet.open(catalog, name="small survey"), root / "small", size=64, scheduler="synchronous")
+    return root
+
+
+@pytest.fixture
+def viewer(index_dir, monkeypatch):
+    monkeypatch.setenv("EXPLORER_INDEX_DIRS", str(index_dir))
+    v = OneShotViewer()
+    assert v.galaxy_set == "small (index)"  # the operator's indexes come first
+    v.activate()
+    assert v.store is not None, v._error.object
+    return v
+
+
+def test_sets_listed_with_the_embedded_ones(index_dir, monkeypatch):
+    monkeypatch.setenv("EXPLORER_INDEX_DIRS", str(index_dir))
+    names = list(available_sets())
+    assert names == ["small (index)", survey.SIMULATED_SET_NAME, survey.HDF_SET_NAME]
+
+
+def test_opening_a_set_starts_from_a_counted_galaxy(viewer):
+    assert viewer.label == "bpt_class" and viewer.positive == "AGN"
+    assert viewer._label_of(viewer.prototype) == "AGN"
+    assert len(viewer.result) == viewer.n and viewer.prototype not in list(viewer.result["id"])
+    assert viewer._notice.visible and "Simulated" in viewer._notice.object
+    stats = viewer.statistics_panel().object
+    assert "bpt_class = AGN" in stats and "base rate" in stats
+    assert "EfficientNet-Lite0" in viewer.info_panel().object and "Lupton" in viewer.info_panel().object
+
+
+def test_recursive_search_gives_iterations_and_provenance(viewer):
+    viewer.n, viewer.iterations = 3, 3
+    viewer.run_recursive()
+    assert viewer.mode == "recursive" and viewer.result["iteration"].max() <= 3
+    assert [s["iteration"] for s in viewer.iteration_stats] == sorted(set(viewer.result["iteration"]))
+    panel = viewer.recursive_panel()
+    assert len(panel.objects[0].objects) == 2  # the per-iteration chart and the provenance plot
+    assert list(panel.objects[1].value.columns[:3]) == ["id", "iteration", "parent"]
+
+
+def test_feedback_reranks(viewer):
+    first = list(viewer.result["id"])
+    cards = viewer.neighbours_panel().objects[1].objects
+    up, down = cards[1].objects[2].objects
+    down.value = True
+    assert viewer.disliked == {first[1]} and not viewer._refine_button.disabled
+    up.value = True  # changing one's mind: up clears down
+    assert viewer.liked == {first[1]} and viewer.disliked == set() and down.value is False
+    cards[0].objects[2].objects[1].value = True
+    viewer.refine()
+    assert viewer.mode == "refined" and first[0] not in list(viewer.result["id"])
+
+
+def test_upload_as_prototype_and_bad_upload(viewer):
+    galaxies = viewer.store.galaxies
+    buffer = io.BytesIO()
+    Image.fromarray(galaxies.rgb(7)).save(buffer, "PNG")
+    viewer._upload.filename = "mine.png"
+    viewer._upload.value = buffer.getvalue()
+    assert viewer.prototype == "" and viewer.result["id"][0] == galaxies.ids[7]
+    assert viewer.result["distance"][0] < 0.01
+    viewer._upload.filename = "notes.txt"
+    viewer._upload.value = b"hello"
+    assert viewer._error.visible and "upload PNG, JPEG or FITS" in viewer._error.object
+    viewer._upload.filename = "broken.png"
+    viewer._upload.value = b"not a png at all"
+    assert viewer._error.visible and "Cannot read the image" in viewer._error.object
+
+
+def test_export_and_browse(viewer):
+    table = Table.read(io.BytesIO(viewer.export(".csv").getvalue()), format="ascii.csv")
+    assert table.colnames[:4] == ["id", "distance", "iteration", "parent"] and len(table) == viewer.n
+    assert b"VOTABLE" in viewer.export(".vot").getvalue()
+    viewer.only_positive = True
+    browse = viewer.browse_panel()
+    ids = [c.objects[1].name for c in browse.objects[1].objects]
+    assert ids and all(viewer._label_of(i) == "AGN" for i in ids)
+    ids_before = viewer.prototype
+    browse.objects[1].objects[-1].objects[1].clicks += 1
+    assert viewer.prototype == ids[-1] != ids_before or len(ids) == 1
