@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import tempfile
-import threading
 from pathlib import Path
 
 import holoviews as hv
@@ -18,10 +17,11 @@ import param
 from astropy.table import Table
 from bokeh.models.widgets.tables import NumberFormatter
 
+from explorer.background import BackgroundJob
 from pipeline.alma import detect as finder_module
 from pipeline.alma.catalog import write_catalog, write_regions
 from pipeline.alma.evaluate import match
-from pipeline.errors import Cancelled, InputError
+from pipeline.errors import InputError
 
 DETECTOR_COLOURS = {"pipeline": "#00e5ff", "decoras": "#ff9800", "photutils": "#76ff03", "pybdsf": "#e040fb"}
 TRUTH_COLOURS = {"true positive": "#00e676", "false positive": "#ff1744", "missed": "#ffea00"}
@@ -60,16 +60,10 @@ class DetectionViewer(pn.viewable.Viewer):
         self.truth = find_truth(self.cube.path)
         self.outcome = None  # per-row "true positive"/"false positive", and the missed truth rows
         self._finder = None
-        self._cancel = threading.Event()
-        self._worker = None
-        self._result = {}
-        self._poll = None
+        self.job = BackgroundJob(self._on_done, self._on_error, lambda text: setattr(self, "status", text))
         self._error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["detection-error"])
-        self._progress = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width")
         self._run = pn.widgets.Button(label="Find sources", color="primary", css_classes=["run-detection"])
-        self._stop = pn.widgets.Button(label="Cancel", color="warning", disabled=True)
         self._run.on_click(lambda _: self.start())
-        self._stop.on_click(lambda _: self._cancel.set())
         decimals = {"x": 2, "y": 2, "z": 0, "ra": 6, "dec": 6, "freq_ghz": 6, "fwhm_x": 2, "fwhm_y": 2, "pa": 1,
                     "flux_jy_kms": 4, "snr": 1}
         self._table = pn.widgets.Tabulator(
@@ -81,57 +75,32 @@ class DetectionViewer(pn.viewable.Viewer):
 
     # ---- running --------------------------------------------------------------------------
     def start(self):
-        """Run the chosen detector in a worker thread; a periodic callback follows its progress."""
-        if self.running:
+        """Run the chosen detector in the background (progress, Cancel, the page stays live)."""
+        if self.job.running:
             return
-        self._cancel.clear()
-        self._result = {"stage": "starting", "fraction": 0.0}
-        self.running, self.status = True, f"running {self.detector}..."
-        self._run.disabled, self._stop.disabled = True, False
-        self._progress.visible, self._progress.value = True, 0
-        self.show_error("")
-        self._worker = threading.Thread(target=self._work, args=(self.detector,), daemon=True)
-        self._worker.start()
-        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            self._poll = pn.state.add_periodic_callback(self._follow, period=200)
-        else:  # no server (tests, notebooks): wait here
-            self._worker.join()
-            self._follow()
+        detector, cube = self.detector, self.cube
 
-    def _work(self, detector):
-        def progress(stage, done, total):
-            self._result.update(stage=stage, fraction=done / max(total, 1))
-
-        try:
+        def work(progress, cancel):
             options = {}
             if detector == "pipeline":
                 self._finder = self._finder or finder_module.SourceFinder.load()
                 options["finder"] = self._finder
-            self._result["catalog"] = finder_module.detect(self.cube, detector, progress=progress,
-                                                           cancel=self._cancel, **options)
-        except Cancelled:
-            self._result["error"] = "Detection cancelled; nothing changed."
-        except InputError as exc:
-            self._result["error"] = str(exc)
-        except Exception as exc:  # a bug must not freeze the page: report it
-            self._result["error"] = f"The detector failed ({type(exc).__name__}: {exc})."
+            return finder_module.detect(cube, detector, cancel=cancel, **options, progress=lambda stage, done, total:
+                                        progress(f"{detector}: {stage}", done / max(total, 1)))
 
-    def _follow(self):
-        self._progress.value = int(100 * self._result.get("fraction", 0))
-        self.status = f"{self.detector}: {self._result.get('stage', '')}"
-        if self._worker is not None and self._worker.is_alive():
-            return
-        if self._poll is not None:
-            self._poll.stop()
-            self._poll = None
-        self.running = False
-        self._run.disabled, self._stop.disabled = False, True
-        self._progress.visible = False
-        if "error" in self._result:
-            self.show_error(self._result["error"])
-            self.status = ""
-            return
-        self.set_catalog(self._result["catalog"])
+        self.running = True
+        self._run.disabled = True
+        self.show_error("")
+        self.job.start(work, f"running {detector}...")
+
+    def _on_done(self, catalog):
+        self.running, self._run.disabled = False, False
+        self.set_catalog(catalog)
+
+    def _on_error(self, message):
+        self.running, self._run.disabled = False, False
+        self.status = ""
+        self.show_error(message)
 
     def set_catalog(self, catalog: Table):
         """Show a catalogue: table, boxes, truth comparison."""
@@ -288,7 +257,7 @@ class DetectionViewer(pn.viewable.Viewer):
     def __panel__(self):
         controls = pn.Row(
             pn.widgets.Select.from_param(self.param.detector, name="Detector", width=160),
-            pn.Column(pn.Spacer(height=18), pn.Row(self._run, self._stop)),
+            pn.Column(pn.Spacer(height=18), pn.Row(self._run, self.job.cancel_button)),
             pn.Column(pn.Spacer(height=24), pn.widgets.Checkbox.from_param(self.param.all_channels, name="Boxes on all channels")),
             sizing_mode="stretch_width")
         exports = pn.Row(self._download(".csv", "CSV"), self._download(".vot", "VOTable"),
@@ -297,7 +266,7 @@ class DetectionViewer(pn.viewable.Viewer):
                   + " (against this cube's truth)" if self.truth is not None else
                   "Boxes: " + ", ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in DETECTOR_COLOURS.items()))
         return pn.Column(
-            controls, self._progress, pn.pane.Str(self.param.status, css_classes=["detection-status"]), self._error,
+            controls, self.job.bar, pn.pane.Str(self.param.status, css_classes=["detection-status"]), self._error,
             pn.pane.HTML(legend), self._table, exports,
             pn.Tabs(("Selected source", pn.panel(pn.bind(self.source_panel, self.param.selected, self.param.version))),
                     ("All spectra", pn.panel(pn.bind(self.spectra_grid, self.param.version))), dynamic=True),

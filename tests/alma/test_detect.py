@@ -126,7 +126,7 @@ def test_pipeline_end_to_end_gives_a_catalogue(tiny_models, sim_cube_path):
         catalog = detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf,
                                 progress=lambda stage, done, total: stages.append((stage, done, total)))
     # the whole band, then 8-channel windows by 4 of the 24 channels (32 is wider than the band)
-    windows = [f"Blobs Finder, whole band (1/6)"] + [f"Blobs Finder, channels {z}-{z + 7} ({i}/6)"
+    windows = ["Blobs Finder, whole band (1/6)"] + [f"Blobs Finder, channels {z}-{z + 7} ({i}/6)"
                                                       for i, z in enumerate(range(0, 17, 4), start=2)]
     assert [s for s, _, _ in stages] == ["integrated image", *windows, "Deep GRU, focusing and ResNets", "catalogue"]
     assert [d for _, d, _ in stages] == list(range(9)) and {t for _, _, t in stages} == {9}

@@ -1,8 +1,6 @@
 """The detection panel without a server: run a classic finder, boxes per channel, truth colours, export."""
 
-import numpy as np
 import pytest
-from astropy.table import Table
 
 from explorer.cube_view import CubeViewer
 from explorer.detection_view import TRUTH_COLOURS, DetectionViewer, find_truth

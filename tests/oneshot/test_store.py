@@ -42,6 +42,7 @@ def test_build_open_and_search(tiny_set, tmp_path):
                               progress=lambda d, t: progress.append((d, t)))
     assert progress[-1] == (9, 9) and not (tmp_path / "idx" / "parts").exists()
     again = store.FeatureStore.open(tmp_path / "idx")
+    np.testing.assert_array_equal(again.features, built.features)
     assert again.features.shape == (9, feat.N_FEATURES) and list(again.catalog["id"]) == tiny_set.ids
     assert again.meta["model_label"] == feat.load_backbone().label and again.meta["input_px"] == 64
     assert "Lupton" in again.meta["preprocessing"] and "EfficientNet-Lite0" in again.describe()
