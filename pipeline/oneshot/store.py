@@ -5,6 +5,7 @@
     INDEX_DIR/catalog.csv    the set's catalogue (rows in feature order)
     INDEX_DIR/features.npy   (n, 1280) float32
     INDEX_DIR/index.faiss    the faiss index (+ index.json: metric, kind, measured recall)
+    INDEX_DIR/top_*.npy      per feature, the images that activate it most (the feature atlas)
     INDEX_DIR/store.json     the model, input size and preprocessing, the images' folder, counts
     INDEX_DIR/parts/         features of each chunk of images, while a build is under way
 
@@ -83,6 +84,16 @@ class FeatureStore:
         """The images behind the features (for thumbnails)."""
         return GalaxySet(self.catalog, Path(self.meta["images"]), self.meta["size_px"], self.meta["name"])
 
+    def top_activations(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per feature, the rows of the images activating it most and their values (see
+        :func:`pipeline.oneshot.atlas.top_activations`); stored at build time, made now for a
+        store built before they were."""
+        from pipeline.oneshot.atlas import top_activations
+
+        if not (self.folder / "top_rows.npy").is_file():
+            _save_top_activations(self.folder, *top_activations(self.features))
+        return np.load(self.folder / "top_rows.npy"), np.load(self.folder / "top_values.npy")
+
     def describe(self) -> str:
         return (f"{self.meta['name']}: {len(self.catalog):,} galaxies; features of "
                 f"{self.meta['model_label']} at {self.meta['input_px']} px; {self.index.describe()}")
@@ -130,6 +141,9 @@ def build_store(galaxies: GalaxySet, out, backbone: str = feat.DEFAULT_BACKBONE,
     with atomic_write(out / "catalog.csv") as tmp:
         catalog.write(tmp, format="ascii.csv", overwrite=True)
     index.save(out)
+    from pipeline.oneshot.atlas import top_activations
+
+    _save_top_activations(out, *top_activations(features))
     meta = {"version": STORE_VERSION, "name": galaxies.name, "images": str(galaxies.folder.resolve()),
             "size_px": int(galaxies.size), "n": len(galaxies), "backbone": backbone,
             "model_label": model.label, "weights": str(weights or ""), "weights_file": model.weights,
@@ -204,6 +218,13 @@ def _run(jobs: dict, scheduler: str, cancel):
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _save_top_activations(folder: Path, rows: np.ndarray, values: np.ndarray) -> None:
+    for name, array in (("top_rows.npy", rows), ("top_values.npy", values)):
+        with atomic_write(folder / name) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, array)
 
 
 def _check(cancel):

@@ -1,0 +1,205 @@
+"""The feature atlas: what each of the 1280 features responds to, which features separate a
+label, and searching on the features that matter (ULISSE's interpretation step, taken further).
+
+- Top activations: for every feature, the ``TOP_K`` images of a store with the largest value,
+  computed once when the store is built (:func:`top_activations`), so browsing is a lookup.
+- Feature maps: that channel of the network's last convolutional layer (before pooling) for the
+  few images shown, upsampled and drawn over the cutout (:func:`overlay_png`); computed on demand
+  and cached on disk. The pooled feature is the map's mean.
+- Ranking: AUROC of each feature for a label (positive vs the rest), with the Hanley & McNeil
+  (1982) 95% interval (:func:`rank_features`).
+- Contributions: each feature's share of the cosine similarity between a prototype and its
+  neighbours, u_k v_k on unit vectors, so the shares sum to the similarity (:func:`contributions`).
+- Sub-space search: the one-shot search on a subset (or a weighting) of the features
+  (:func:`subspace_search`), to compare with the search on all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+from scipy import stats
+
+from pipeline.atomic import atomic_write
+from pipeline.cache import cache_dir
+from pipeline.errors import InputError
+from pipeline.oneshot import features as feat
+from pipeline.oneshot.index import FeatureIndex
+from pipeline.oneshot.stats import is_positive, labelled
+
+TOP_K = 100
+
+
+def top_activations(features: np.ndarray, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, the rows of its ``k`` largest values, largest first: (rows (dim, k) int32,
+    values (dim, k) float32). Fewer than k images: k = their number."""
+    x = np.asarray(features, np.float32)
+    k = min(int(k), len(x))
+    part = np.argpartition(-x, k - 1, axis=0)[:k].T  # (dim, k), unordered
+    values = np.take_along_axis(x.T, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    return np.take_along_axis(part, order, 1).astype(np.int32), np.take_along_axis(values, order, 1)
+
+
+def check_feature(store, feature) -> int:
+    k = int(feature)
+    if not 0 <= k < store.features.shape[1]:
+        raise InputError(f"Feature {feature} does not exist: this store's features are numbered 0 to "
+                         f"{store.features.shape[1] - 1}.")
+    return k
+
+
+def feature_maps(store, feature: int, rows) -> np.ndarray:
+    """Channel ``feature`` of the last convolutional layer for the images at ``rows``: (n, h, w),
+    made as the store's features were (model, input size); cached on disk per store."""
+    feature = check_feature(store, feature)
+    rows = [int(r) for r in rows]
+    key = hashlib.sha1(f"{store.folder.resolve()}|{store.meta.get('built', '')}".encode()).hexdigest()[:16]
+    folder = cache_dir("feature-maps", key)
+    maps, missing = {}, []
+    for r in rows:
+        path = folder / f"{r}.npy"
+        if path.is_file():
+            maps[r] = np.load(path, mmap_mode="r")[feature]
+        else:
+            missing.append(r)
+    if missing:
+        model = feat.load_backbone(store.meta["backbone"], store.meta.get("weights") or None)
+        computed = feat.feature_maps(model, store.galaxies.rgb_batch(missing), size=store.meta["input_px"])
+        for r, m in zip(missing, computed):
+            with atomic_write(folder / f"{r}.npy") as tmp:  # every channel: the next feature is free
+                with open(tmp, "wb") as f:
+                    np.save(f, m.astype(np.float16))
+            maps[r] = m[feature]
+    return np.stack([np.asarray(maps[r], np.float32) for r in rows])
+
+
+def overlay_png(rgb: np.ndarray, feature_map: np.ndarray, vmax: float | None = None, px: int = 192,
+                alpha: float = 0.55) -> bytes:
+    """The cutout with a feature map upsampled (bilinear) over it in the inferno colour map, and
+    a colour bar from 0 to ``vmax`` (default the map's maximum) on the right; PNG bytes."""
+    from bokeh.palettes import Inferno256
+    from PIL import Image, ImageDraw
+
+    lut = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in Inferno256], np.uint8)
+    top = float(vmax if vmax is not None else max(float(np.max(feature_map)), 1e-12))
+    scaled = np.clip(np.asarray(feature_map, np.float32) / top, 0, 1)
+    heat = Image.fromarray((scaled * 255).astype(np.uint8)).resize((px, px), Image.BILINEAR)
+    colour = lut[np.asarray(heat)]
+    base = np.asarray(Image.fromarray(rgb).resize((px, px), Image.BILINEAR), np.float32)
+    blended = ((1 - alpha) * base + alpha * colour).astype(np.uint8)
+    bar_w, pad = 14, 44
+    canvas = Image.new("RGB", (px + bar_w + pad, px), "white")
+    canvas.paste(Image.fromarray(blended), (0, 0))
+    bar = np.repeat(lut[::-1][np.linspace(0, 255, px).astype(int)][:, None], bar_w, axis=1)
+    canvas.paste(Image.fromarray(bar), (px + 4, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((px + bar_w + 6, 0), f"{top:.3g}", fill="black")
+    draw.text((px + bar_w + 6, px - 12), "0", fill="black")
+    buffer = io.BytesIO()
+    canvas.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def rank_features(store, column: str, positive) -> Table:
+    """Every feature's AUROC for ``column == positive`` (galaxies without a value left out), with
+    the Hanley & McNeil 95% interval; sorted by how far from 0.5 (either direction separates).
+    Columns: ``feature, auroc, low, high, separation`` (= |auroc - 0.5|), ``direction``
+    ("higher" when the positive galaxies have larger values)."""
+    if column not in store.catalog.colnames:
+        raise InputError(f"The catalogue has no column {column!r}.")
+    has = labelled(store.catalog[column])
+    hit = is_positive(store.catalog[column], positive)[has]
+    n1, n0 = int(hit.sum()), int((~hit).sum())
+    if not n1 or not n0:
+        raise InputError(f"{column} = {positive!r} needs both positive and other labelled galaxies "
+                         f"(found {n1} and {n0}).")
+    x = np.asarray(store.features, np.float32)[has]
+    ranks = stats.rankdata(x, axis=0)
+    auc = (ranks[hit].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)  # Hanley & McNeil's standard error
+    se = np.sqrt(np.clip(auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2), 0, None) / (n1 * n0))
+    table = Table({"feature": np.arange(x.shape[1]), "auroc": auc, "low": np.clip(auc - 1.96 * se, 0, 1),
+                   "high": np.clip(auc + 1.96 * se, 0, 1), "separation": np.abs(auc - 0.5),
+                   "direction": np.where(auc >= 0.5, "higher", "lower")})
+    table.meta.update(column=column, positive=str(positive), n_positive=n1, n_other=n0)
+    table.sort("separation", reverse=True)
+    return table
+
+
+def contributions(store, prototype, neighbours) -> np.ndarray:
+    """Per feature, its mean share of the cosine similarity between ``prototype`` (an id or a
+    vector) and each of ``neighbours`` (ids): u_k v_k on unit vectors; (dim,), summing to the
+    mean similarity."""
+    from pipeline.oneshot.search import query_vector
+
+    unit = lambda v: v / max(float(np.linalg.norm(v)), 1e-12)  # noqa: E731
+    u = unit(query_vector(store, prototype))
+    if not len(neighbours):
+        return np.zeros_like(u)
+    v = np.stack([unit(query_vector(store, i)) for i in neighbours])
+    return (u[None] * v).mean(axis=0)
+
+
+def subspace_search(store, prototype, n: int, features=None, weights=None) -> Table:
+    """One-shot search in the space of the chosen ``features`` (indices) or with per-feature
+    ``weights`` (dim,), cosine; the same columns as :func:`pipeline.oneshot.search.one_shot`."""
+    from pipeline.oneshot import search
+
+    dim = store.features.shape[1]
+    w = np.zeros(dim, np.float32)
+    if features is not None:
+        chosen = [check_feature(store, k) for k in features]
+        if not chosen:
+            raise InputError("Choose at least one feature to search on.")
+        w[chosen] = 1.0
+    elif weights is not None:
+        w = np.asarray(weights, np.float32)
+        if w.shape != (dim,) or not np.any(w):
+            raise InputError(f"weights must be {dim} numbers, not all zero.")
+    else:
+        w[:] = 1.0
+    weighted = np.asarray(store.features, np.float32) * w
+    sub = _Subspace(store, weighted, FeatureIndex.build(weighted, metric="cosine", kind="exact"))
+    proto = prototype * w if isinstance(prototype, np.ndarray) else prototype
+    return search.one_shot(sub, proto, n)
+
+
+class _Subspace:
+    """A store seen through weighted features (what :mod:`search` needs of a store)."""
+
+    def __init__(self, store, features, index):
+        self.catalog, self.features, self.index, self.row_of = store.catalog, features, index, store.row_of
+
+
+def write_top_activations(store, feature: int, n: int, out) -> Path:
+    """PNG overlays of the ``n`` images that activate ``feature`` most, and ``top.csv`` (rank, id,
+    activation); ``out`` is created. Returns the CSV's path."""
+    feature = check_feature(store, feature)
+    rows, values = store.top_activations()
+    n = min(int(n), rows.shape[1])
+    if n < 1:
+        raise InputError("n must be at least 1.")
+    chosen = rows[feature, :n]
+    maps = feature_maps(store, feature, chosen)
+    vmax = float(maps.max()) if maps.size else 1.0
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = [str(store.catalog["id"][r]) for r in chosen]
+    for rank, (r, gid, m) in enumerate(zip(chosen, ids, maps), start=1):
+        with atomic_write(out / f"feature{feature:04d}_{rank:03d}_{_safe(gid)}.png") as tmp:
+            tmp.write_bytes(overlay_png(store.galaxies.rgb(int(r)), m, vmax))
+    table = Table({"rank": np.arange(1, n + 1), "id": ids, "activation": values[feature, :n]})
+    table.meta["feature"] = feature
+    with atomic_write(out / "top.csv") as tmp:
+        table.write(tmp, format="ascii.csv", overwrite=True)
+    return out / "top.csv"
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:60]
+

@@ -1,0 +1,83 @@
+"""The feature atlas on a small simulated survey: top activations, maps, ranking, sub-spaces."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from PIL import Image
+
+from pipeline.errors import InputError
+from pipeline.oneshot import atlas, search, survey
+from pipeline.oneshot.galaxies import GalaxySet
+from pipeline.oneshot.store import build_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("atlas")
+    catalog = survey.simulate_survey(root / "survey", n=120, seed=3, size=48)
+    return build_store(GalaxySet.open(catalog), root / "index", size=64, scheduler="synchronous")
+
+
+def test_top_images_are_those_with_the_largest_stored_activation(store):
+    rows, values = store.top_activations()
+    assert rows.shape == values.shape == (1280, min(atlas.TOP_K, 120))
+    for k in (0, 11, 41, 541, 835, 1279):
+        expected = np.sort(np.asarray(store.features)[:, k])[::-1][:rows.shape[1]]
+        np.testing.assert_allclose(values[k], expected)
+        np.testing.assert_allclose(np.asarray(store.features)[rows[k], k], values[k])
+    assert (store.folder / "top_rows.npy").is_file()  # made when the store was built
+
+
+def test_a_channel_map_pools_to_the_stored_feature(store):
+    rows, _ = store.top_activations()
+    chosen = rows[541, :3]
+    maps = atlas.feature_maps(store, 541, chosen)
+    assert maps.shape == (3, 2, 2)  # 64 px input / 32
+    np.testing.assert_allclose(maps.mean(axis=(1, 2)), np.asarray(store.features)[chosen, 541], rtol=2e-3, atol=2e-3)
+    again = atlas.feature_maps(store, 11, chosen)  # from the disk cache: every channel was kept
+    np.testing.assert_allclose(again.mean(axis=(1, 2)), np.asarray(store.features)[chosen, 11], rtol=2e-3, atol=2e-3)
+    png = atlas.overlay_png(store.galaxies.rgb(int(chosen[0])), maps[0])
+    image = Image.open(__import__("io").BytesIO(png))
+    assert image.size[0] > image.size[1] == 192  # the cutout plus its colour bar
+    with pytest.raises(InputError, match="numbered 0 to 1279"):
+        atlas.feature_maps(store, 1280, chosen)
+
+
+def test_rank_features_by_auroc(store):
+    ranking = atlas.rank_features(store, "bpt_class", "AGN")
+    assert len(ranking) == 1280 and ranking["separation"][0] >= ranking["separation"][-1]
+    best = ranking[0]
+    assert best["low"] <= best["auroc"] <= best["high"]
+    # AUROC by brute force for the best feature: P(positive > other)
+    x = np.asarray(store.features)[:, best["feature"]]
+    pos = np.asarray(store.catalog["bpt_class"]) == "AGN"
+    brute = np.mean(x[pos][:, None] > x[~pos][None]) + 0.5 * np.mean(x[pos][:, None] == x[~pos][None])
+    assert best["auroc"] == pytest.approx(brute)
+    with pytest.raises(InputError, match="both positive and other"):
+        atlas.rank_features(store, "bpt_class", "quasar")
+
+
+def test_contributions_sum_to_the_similarity(store):
+    found = search.one_shot(store, store.catalog["id"][0], 5)
+    shares = atlas.contributions(store, store.catalog["id"][0], list(found["id"]))
+    assert shares.shape == (1280,)
+    assert shares.sum() == pytest.approx(1 - float(np.mean(found["distance"])), abs=1e-4)
+
+
+def test_subspace_search(store):
+    proto = store.catalog["id"][0]
+    full = search.one_shot(store, proto, 10)
+    same = atlas.subspace_search(store, proto, 10)  # all features, weight 1: the same search
+    assert list(same["id"]) == list(full["id"])
+    top20 = list(atlas.rank_features(store, "bpt_class", "AGN")["feature"][:20])
+    sub = atlas.subspace_search(store, proto, 10, features=top20)
+    assert len(sub) == 10 and proto not in list(sub["id"])
+    with pytest.raises(InputError, match="at least one feature"):
+        atlas.subspace_search(store, proto, 10, features=[])
+
+
+def test_write_top_activations(store, tmp_path):
+    csv = atlas.write_top_activations(store, 41, 4, tmp_path / "f41")
+    table = Table.read(csv, format="ascii.csv")
+    assert list(table["rank"]) == [1, 2, 3, 4] and len(list((tmp_path / "f41").glob("*.png"))) == 4
+    assert (np.diff(table["activation"]) <= 0).all()
