@@ -172,6 +172,33 @@ def _search(args) -> int:
     return 0
 
 
+def _top_activations(args) -> int:
+    from pipeline.oneshot.atlas import write_top_activations
+    from pipeline.oneshot.store import FeatureStore
+
+    csv = write_top_activations(FeatureStore.open(args.index), args.feature, args.n, args.out)
+    if not args.quiet:
+        print(f"feature {args.feature}: {args.n} overlays and {csv.name} -> {args.out}")
+    return 0
+
+
+def _rank_features(args) -> int:
+    from pipeline.oneshot.atlas import rank_features
+    from pipeline.oneshot.store import FeatureStore
+    from pipeline.tables import write_table
+
+    ranking = rank_features(FeatureStore.open(args.index), args.label, args.positive)
+    write_table(ranking, args.output)
+    if not args.quiet:
+        m = ranking.meta
+        print(f"{m['column']} = {m['positive']} ({m['n_positive']} vs {m['n_other']} galaxies); best features:")
+        for row in ranking[:10]:
+            print(f"  feature {row['feature']:4d}  AUROC {row['auroc']:.3f} [{row['low']:.3f}, {row['high']:.3f}] "
+                  f"({row['direction']} in {args.positive})")
+        print(f"-> {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m pipeline",
                      description="ALMA cube and one-shot galaxy search pipeline.")
@@ -288,6 +315,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="result file: .csv, or .vot/.xml for VOTable")
     p.add_argument("--quiet", action="store_true", help="print only the statistics")
     p.set_defaults(func=_search)
+
+    p = sub.add_parser("top-activations", help="the images that activate one feature most, with its maps",
+                       description="Write PNG overlays of the N images of an index that activate feature K most "
+                       "(that channel of the network's last convolutional layer, upsampled over the cutout, "
+                       "with a colour bar) and top.csv (rank, id, activation).")
+    p.add_argument("index", help="index folder from `index`")
+    p.add_argument("--feature", type=int, required=True, help="feature number, 0-1279")
+    p.add_argument("--n", type=int, default=16, help="how many images (default 16)")
+    p.add_argument("--out", required=True, help="folder for the PNGs and top.csv")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_top_activations)
+
+    p = sub.add_parser("rank-features", help="rank the features by how well they separate a label (AUROC)",
+                       description="AUROC of every feature for LABEL == VALUE against the other labelled "
+                       "galaxies, with a 95% interval (Hanley & McNeil), most separating first.")
+    p.add_argument("index", help="index folder from `index`")
+    p.add_argument("--label", required=True, help="label column, e.g. bpt_class")
+    p.add_argument("--positive", required=True, help="the value, e.g. AGN")
+    p.add_argument("-o", "--output", required=True, help="ranking file: .csv or .vot")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_rank_features)
     return parser
 
 

@@ -81,3 +81,17 @@ def test_write_top_activations(store, tmp_path):
     table = Table.read(csv, format="ascii.csv")
     assert list(table["rank"]) == [1, 2, 3, 4] and len(list((tmp_path / "f41").glob("*.png"))) == 4
     assert (np.diff(table["activation"]) <= 0).all()
+
+
+def test_cli_top_activations_and_rank_features(store, tmp_path):
+    from tests.test_cli import run
+
+    result = run("top-activations", store.folder, "--feature", "835", "--n", "3", "--out", tmp_path / "f")
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "f").glob("*.png"))) == 3 and (tmp_path / "f" / "top.csv").is_file()
+    result = run("rank-features", store.folder, "--label", "bpt_class", "--positive", "AGN", "-o", tmp_path / "r.csv")
+    assert result.returncode == 0, result.stderr
+    assert "AUROC" in result.stdout
+    assert Table.read(tmp_path / "r.csv", format="ascii.csv").colnames[:4] == ["feature", "auroc", "low", "high"]
+    result = run("top-activations", store.folder, "--feature", "5000", "--out", tmp_path / "g")
+    assert result.returncode == 2 and "numbered 0 to 1279" in result.stderr
