@@ -25,7 +25,7 @@ from pipeline.errors import InputError
 from pipeline.oneshot import features as feat
 from pipeline.oneshot import search, survey
 from pipeline.oneshot.galaxies import GalaxySet, read_image, to_rgb
-from pipeline.oneshot.stats import format_statistics, label_statistics
+from pipeline.oneshot.stats import label_statistics
 from pipeline.oneshot.store import FeatureStore, cached_store, image_features
 from pipeline.tables import write_table
 
@@ -332,7 +332,14 @@ class OneShotViewer(pn.viewable.Viewer):
             return pn.pane.Markdown("No label column to count in this set." if self.store is not None else "")
         rows = [self.store.row_of(i) for i in self.result["id"]]
         s = label_statistics(self.store.catalog, rows, self.label, self.positive)
-        return pn.pane.Str(f"{self.mode} search, {len(self.result)} galaxies\n" + format_statistics(s).replace("; ", "\n"),
+        if s["fraction"] is None:
+            text = f"no galaxy found has a {self.label} value"
+        else:
+            text = (f"{s['k']} of {s['n']} = {100 * s['fraction']:.1f}%\n"
+                    f"95% Wilson: {100 * s['low']:.1f} to {100 * s['high']:.1f}%\n"
+                    f"base rate {100 * s['base_rate']:.1f}% ({s['base_k']}/{s['base_n']})\n"
+                    f"enrichment x{s['enrichment']:.2f}\np = {s['p_value']:.2g} (hypergeometric)")
+        return pn.pane.Str(f"{self.mode} search, {len(self.result)} galaxies\n{self.label} = {self.positive}:\n{text}",
                            css_classes=["oneshot-stats"])
 
     @param.depends("version")

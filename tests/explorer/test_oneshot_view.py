@@ -42,7 +42,7 @@ def test_opening_a_set_starts_from_a_counted_galaxy(viewer):
     assert len(viewer.result) == viewer.n and viewer.prototype not in list(viewer.result["id"])
     assert viewer._notice.visible and "Simulated" in viewer._notice.object
     stats = viewer.statistics_panel().object
-    assert "bpt_class = AGN" in stats and "base rate" in stats
+    assert "bpt_class = AGN" in stats and "base rate" in stats and "95% Wilson" in stats
     assert "EfficientNet-Lite0" in viewer.info_panel().object and "Lupton" in viewer.info_panel().object
 
 
