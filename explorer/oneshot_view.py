@@ -117,6 +117,8 @@ class OneShotViewer(pn.viewable.Viewer):
         """Open the chosen set's store, building it (images and features) the first time."""
         name, folder, model = self.galaxy_set, self._sets[self.galaxy_set], self.model
         self.store, self.result, self.iteration_stats = None, None, []
+        self._upload_vector, self._upload_rgb = None, None
+        self.prototype = ""  # ids belong to a set
         self.show_error("")
         self._loaded = True
 

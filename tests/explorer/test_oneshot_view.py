@@ -96,3 +96,20 @@ def test_export_and_browse(viewer):
     ids_before = viewer.prototype
     browse.objects[1].objects[-1].objects[1].clicks += 1
     assert viewer.prototype == ids[-1] != ids_before or len(ids) == 1
+
+
+def test_switching_sets_forgets_the_prototype(viewer, index_dir, tmp_path, monkeypatch):
+    """A second set with other ids: the old prototype must not be looked up in it."""
+    import os
+
+    catalog = survey.simulate_survey(tmp_path / "s2", n=60, seed=9, size=48)
+    table = Table.read(catalog, format="ascii.csv")
+    table["id"] = [f"X{i}" for i in range(len(table))]
+    table.write(catalog, format="ascii.csv", overwrite=True)
+    build_store(GalaxySet.open(catalog, name="other"), tmp_path / "more" / "other", size=64, scheduler="synchronous")
+    monkeypatch.setenv("EXPLORER_INDEX_DIRS", f"{index_dir}{os.pathsep}{tmp_path / 'more'}")
+    viewer._sets = available_sets()
+    viewer.param.galaxy_set.objects = list(viewer._sets)
+    viewer.galaxy_set = "other (index)"
+    assert viewer.store is not None and not viewer._error.visible, viewer._error.object
+    assert viewer.prototype.startswith("X") and viewer.prototype_panel() is not None
