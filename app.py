@@ -2,6 +2,7 @@
 
 import panel as pn
 
+from explorer.atlas_view import AtlasViewer
 from explorer.cube_view import CubeExplorer
 from explorer.oneshot_view import OneShotViewer
 
@@ -10,7 +11,9 @@ pn.extension("filedropper", "tabulator", notifications=True, loading_indicator=T
 oneshot = OneShotViewer()
 tabs = pn.Tabs(("Cube explorer", CubeExplorer()), ("One-shot search", oneshot), dynamic=True,
                sizing_mode="stretch_both")
-tabs.param.watch(lambda event: event.new == 1 and oneshot.activate(), "active")
+tabs.append(("Feature atlas", AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", 1))))
+# the galaxy sets are opened (built, the first time) when a tab that needs them is shown
+tabs.param.watch(lambda event: event.new in (1, 2) and oneshot.activate(), "active")
 
 template = pn.template.BootstrapTemplate(title="ALMA & ULISSE explorer", main=[tabs])
 template.servable()

@@ -1,0 +1,164 @@
+"""The "Feature atlas" tab: what one of the 1280 features responds to (the images that activate
+it most, with that channel's map over each), which features separate a label, which features
+make the current prototype close to its neighbours, and a search on the separating features only.
+
+It works on the galaxy set and prototype of the one-shot tab; the science is in
+:mod:`pipeline.oneshot.atlas`.
+"""
+
+from __future__ import annotations
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (plot options need a backend, also outside a served page)
+import numpy as np
+import panel as pn
+import param
+
+from pipeline.errors import InputError
+from pipeline.oneshot import atlas, search
+from pipeline.oneshot.stats import label_statistics
+
+GALLERY_N = 12
+
+
+class AtlasViewer(pn.viewable.Viewer):
+    """The atlas over the store and prototype of a :class:`explorer.oneshot_view.OneShotViewer`."""
+
+    feature = param.Integer(default=835, bounds=(0, 1279), doc="Feature (channel) number")
+    n = param.Integer(default=GALLERY_N, bounds=(1, atlas.TOP_K), doc="Images shown")
+    subset = param.Integer(default=20, bounds=(1, 1280), doc="How many of the best-separating features to search on")
+    version = param.Integer(default=0)
+
+    def __init__(self, oneshot, on_prototype=None, **params):
+        super().__init__(**params)
+        self.oneshot = oneshot
+        self.on_prototype = on_prototype or (lambda: None)
+        self.ranking = None
+        self._error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["atlas-error"])
+        self._rank_button = pn.widgets.Button(label="Rank features by the counted label", css_classes=["rank-features"])
+        self._rank_button.on_click(lambda _: self.rank())
+        self._subspace_button = pn.widgets.Button(label="Compare: best features vs all", css_classes=["subspace-search"])
+        self._subspace_button.on_click(lambda _: self.compare_subspace())
+        self._comparison = pn.pane.Str("", css_classes=["subspace-result"])
+        self._ranking_table = pn.widgets.Tabulator(disabled=True, show_index=False, max_height=300, pagination=None,
+                                                   selectable=1, css_classes=["ranking-table"])
+        self._ranking_table.param.watch(self._on_rank_select, "selection")
+        self._store_shown = None
+        oneshot.param.watch(self._on_oneshot, "version")
+
+    @property
+    def store(self):
+        return self.oneshot.store
+
+    def _on_oneshot(self, _):
+        """A new store in the one-shot tab (another set, or the first one opened): start over."""
+        if self.store is not self._store_shown:
+            self._store_shown = self.store
+            self.ranking, self._comparison.object = None, ""
+            self._ranking_table.value = None
+            self.version += 1
+
+    def show_error(self, text):
+        self._error.object, self._error.visible = text, bool(text)
+
+    # ---- actions --------------------------------------------------------------------------
+    def rank(self):
+        """AUROC of every feature for the one-shot tab's label and value."""
+        if self.store is None or self.oneshot.label is None:
+            self.show_error("This set has no label column to rank the features by.")
+            return
+        try:
+            self.ranking = atlas.rank_features(self.store, self.oneshot.label, self.oneshot.positive)
+        except InputError as exc:
+            self.show_error(str(exc))
+            return
+        self.show_error("")
+        frame = self.ranking[["feature", "auroc", "low", "high", "direction"]].to_pandas()
+        self._ranking_table.value = frame.round({"auroc": 3, "low": 3, "high": 3})
+        self.feature = int(self.ranking["feature"][0])
+        self.version += 1
+
+    def _on_rank_select(self, event):
+        if event.new and self.ranking is not None:
+            self.feature = int(self._ranking_table.value["feature"].iloc[event.new[0]])
+
+    def compare_subspace(self):
+        """The one-shot tab's search again on the ``subset`` best-ranked features only."""
+        if self.ranking is None:
+            self.rank()
+        if self.ranking is None or self.oneshot.result is None:
+            return
+        o = self.oneshot
+        query, n = o._query(), len(o.result) if o.mode != "recursive" else o.n
+        chosen = list(self.ranking["feature"][:self.subset])
+        full = search.one_shot(self.store, query, n)
+        sub = atlas.subspace_search(self.store, query, n, features=chosen)
+        lines = [f"{o.label} = {o.positive} among the {n} nearest:"]
+        for name, found in ((f"all {self.store.features.shape[1]} features", full), (f"best {len(chosen)} features", sub)):
+            s = label_statistics(self.store.catalog, [self.store.row_of(i) for i in found["id"]], o.label, o.positive)
+            lines.append(f"  {name}: {s['k']}/{s['n']} = {100 * (s['fraction'] or 0):.1f}% "
+                         f"[{100 * s['low']:.1f}, {100 * s['high']:.1f}]")
+        lines.append(f"  base rate {100 * s['base_rate']:.1f}%")
+        self._comparison.object = "\n".join(lines)
+
+    def use_as_prototype(self, galaxy_id: str):
+        self.oneshot._choose(galaxy_id)
+        self.on_prototype()
+
+    # ---- views ----------------------------------------------------------------------------
+    @param.depends("feature", "n", "version")
+    def gallery(self):
+        if self.store is None:
+            return pn.pane.Markdown("Open a galaxy set in the one-shot tab first.")
+        rows, values = self.store.top_activations()
+        chosen = rows[self.feature, :self.n]
+        try:
+            maps = atlas.feature_maps(self.store, self.feature, chosen)
+        except InputError as exc:
+            return pn.pane.Alert(str(exc), alert_type="danger")
+        vmax = float(maps.max()) if maps.size else 1.0
+        cards = []
+        for r, value, fmap in zip(chosen, values[self.feature, :self.n], maps):
+            gid = str(self.store.catalog["id"][r])
+            label = f" | {self.store.catalog[self.oneshot.label][r]}" if self.oneshot.label else ""
+            use = pn.widgets.Button(label="search from it", color="light", width=130)
+            use.on_click(lambda _, g=gid: self.use_as_prototype(g))
+            cards.append(pn.Column(pn.pane.PNG(atlas.overlay_png(self.store.galaxies.rgb(int(r)), fmap, vmax), width=250),
+                                   pn.pane.Str(f"{gid}{label}\nactivation {value:.3f}"), use,
+                                   width=260, css_classes=["atlas-card"]))
+        rank = ""
+        if self.ranking is not None:
+            row = self.ranking[self.ranking["feature"] == self.feature][0]
+            rank = (f" AUROC for {self.ranking.meta['column']} = {self.ranking.meta['positive']}: {row['auroc']:.3f} "
+                    f"[{row['low']:.3f}, {row['high']:.3f}].")
+        return pn.Column(pn.pane.Markdown(
+            f"**Feature {self.feature}**: the {len(chosen)} images of {len(self.store.catalog):,} that activate it "
+            f"most, with its map (the last convolutional layer's channel {self.feature}, upsampled; colour bar from 0 "
+            f"to the largest value shown).{rank}", css_classes=["atlas-title"]), pn.FlexBox(*cards))
+
+    @param.depends("version")
+    def contributions_plot(self):
+        o = self.oneshot
+        if self.store is None or o.result is None or not len(o.result):
+            return pn.pane.Markdown("")
+        shares = atlas.contributions(self.store, o._query(), list(o.result["id"][:o.n]))
+        top = np.argsort(-shares)[:20]
+        bars = hv.Bars([(str(k), float(shares[k])) for k in top], "feature", "share of cosine similarity").opts(
+            width=700, height=260, xrotation=90, tools=["hover"],
+            title=f"Why {o.prototype or 'the upload'} is close to its {min(o.n, len(o.result))} neighbours: top 20 "
+            f"features (sum over all = {shares.sum():.3f})")
+        return pn.Column(bars, pn.pane.Str("Pick one by its number above to see what it responds to.",
+                                           css_classes=["contributions-note"]))
+
+    def __panel__(self):
+        controls = pn.Column(
+            pn.widgets.IntInput.from_param(self.param.feature, name="Feature (0-1279)"),
+            pn.widgets.IntSlider.from_param(self.param.n, name="Images"),
+            self._rank_button, self._ranking_table,
+            pn.widgets.IntSlider.from_param(self.param.subset, name="Best features to search on"),
+            self._subspace_button, self._comparison,
+            width=330, sizing_mode="fixed")
+        return pn.Row(controls, pn.Column(self._error, self.gallery,
+                                          pn.bind(lambda *_: self.contributions_plot(), self.oneshot.param.version,
+                                                  self.param.version),
+                                          sizing_mode="stretch_width"), sizing_mode="stretch_width")

@@ -1,0 +1,49 @@
+"""The feature atlas tab without a browser, over the one-shot tab's small survey."""
+
+import pytest
+
+from explorer.atlas_view import AtlasViewer
+from explorer.oneshot_view import OneShotViewer
+from tests.explorer.test_oneshot_view import index_dir  # noqa: F401  (the module's fixture)
+
+
+@pytest.fixture
+def views(index_dir, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("EXPLORER_INDEX_DIRS", str(index_dir))
+    oneshot = OneShotViewer()
+    oneshot.activate()
+    switched = []
+    return oneshot, AtlasViewer(oneshot, on_prototype=lambda: switched.append(True)), switched
+
+
+def test_gallery_shows_the_top_images_of_a_feature(views):
+    oneshot, view, _ = views
+    view.feature, view.n = 41, 4
+    gallery = view.gallery()
+    cards = gallery.objects[1].objects
+    rows, values = oneshot.store.top_activations()
+    assert len(cards) == 4
+    assert cards[0].objects[1].object.startswith(str(oneshot.store.catalog["id"][rows[41, 0]]))
+    assert "Feature 41" in gallery.objects[0].object
+
+
+def test_ranking_picks_the_best_feature_and_the_subspace_comparison(views):
+    oneshot, view, _ = views
+    view.rank()
+    assert view.ranking is not None and view.feature == int(view.ranking["feature"][0])
+    assert "AUROC for bpt_class = AGN" in view.gallery().objects[0].object
+    view._ranking_table.selection = [2]
+    assert view.feature == int(view.ranking["feature"][2])
+    view.subset = 20
+    view.compare_subspace()
+    text = view._comparison.object
+    assert "all 1280 features" in text and "best 20 features" in text and "base rate" in text
+
+
+def test_contributions_and_search_from_an_image(views):
+    oneshot, view, switched = views
+    assert "sum over all" in view.contributions_plot().objects[0].object.opts.get().kwargs["title"]
+    card = view.gallery().objects[1].objects[1]
+    card.objects[2].clicks += 1
+    gid = card.objects[1].object.split(" |")[0].split("\n")[0]
+    assert oneshot.prototype == gid and switched == [True]
