@@ -37,12 +37,17 @@ TOP_K = 100
 def top_activations(features: np.ndarray, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
     """Per feature, the rows of its ``k`` largest values, largest first: (rows (dim, k) int32,
     values (dim, k) float32). Fewer than k images: k = their number."""
-    x = np.asarray(features, np.float32)
-    k = min(int(k), len(x))
-    part = np.argpartition(-x, k - 1, axis=0)[:k].T  # (dim, k), unordered
-    values = np.take_along_axis(x.T, part, axis=1)
-    order = np.argsort(-values, axis=1, kind="stable")
-    return np.take_along_axis(part, order, 1).astype(np.int32), np.take_along_axis(values, order, 1)
+    n, dim = features.shape
+    k = min(int(k), n)
+    rows, values = np.empty((dim, k), np.int32), np.empty((dim, k), np.float32)
+    for start in range(0, dim, 64):  # 64 features at a time: a million images stay a few 100 MB
+        block = -np.asarray(features[:, start:start + 64], np.float32).T  # (features, images)
+        part = np.argpartition(block, k - 1, axis=1)[:, :k]
+        top = -np.take_along_axis(block, part, axis=1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        rows[start:start + 64] = np.take_along_axis(part, order, 1)
+        values[start:start + 64] = np.take_along_axis(top, order, 1)
+    return rows, values
 
 
 def check_feature(store, feature) -> int:
