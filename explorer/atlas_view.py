@@ -89,7 +89,7 @@ class AtlasViewer(pn.viewable.Viewer):
         if self.ranking is None or self.oneshot.result is None:
             return
         o = self.oneshot
-        query, n = o._query(), len(o.result) if o.mode != "recursive" else o.n
+        query, n = o.query(), len(o.result) if o.mode != "recursive" else o.n
         chosen = list(self.ranking["feature"][:self.subset])
         full = search.one_shot(self.store, query, n)
         sub = atlas.subspace_search(self.store, query, n, features=chosen)
@@ -141,7 +141,7 @@ class AtlasViewer(pn.viewable.Viewer):
         o = self.oneshot
         if self.store is None or o.result is None or not len(o.result):
             return pn.pane.Markdown("")
-        shares = atlas.contributions(self.store, o._query(), list(o.result["id"][:o.n]))
+        shares = atlas.contributions(self.store, o.query(), list(o.result["id"][:o.n]))
         top = np.argsort(-shares)[:20]
         bars = hv.Bars([(str(k), float(shares[k])) for k in top], "feature", "share of cosine similarity").opts(
             width=700, height=260, xrotation=90, tools=["hover"],

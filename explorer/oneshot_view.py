@@ -138,7 +138,7 @@ class OneShotViewer(pn.viewable.Viewer):
     def _set_loaded(self, store: FeatureStore):
         self.store = store
         self._thumbs.clear()
-        labels = GalaxySet(store.catalog, Path(store.meta["images"]), store.meta["size_px"], store.meta["name"]).label_columns
+        labels = store.galaxies.label_columns
         self.param.label.objects = labels
         preferred = next(((c, v) for c, v in PREFERRED_LABELS if c in labels), None)
         self.label = preferred[0] if preferred else (labels[0] if labels else None)
@@ -173,7 +173,8 @@ class OneShotViewer(pn.viewable.Viewer):
         self.prototype = str(galaxy_id)
         self.search()
 
-    def _query(self):
+    def query(self):
+        """What the searches start from: the uploaded image's features, or the prototype's id."""
         return self._upload_vector if self._upload_vector is not None else self.prototype
 
     def search(self):
@@ -182,19 +183,19 @@ class OneShotViewer(pn.viewable.Viewer):
             return
         self.liked, self.disliked = set(), set()
         self.show_error("")
-        self._set_result(search.one_shot(self.store, self._query(), self.n), "direct")
+        self._set_result(search.one_shot(self.store, self.query(), self.n), "direct")
 
     def refine(self):
         """Re-rank with the thumbs up/down given so far (relevance feedback)."""
         if self.store is None:
             return
-        self._set_result(search.refine(self.store, self._query(), self.n, liked=sorted(self.liked),
+        self._set_result(search.refine(self.store, self.query(), self.n, liked=sorted(self.liked),
                                        disliked=sorted(self.disliked)), "refined")
 
     def run_recursive(self):
         if self.store is None:
             return
-        store, query, n, iterations = self.store, self._query(), self.n, self.iterations
+        store, query, n, iterations = self.store, self.query(), self.n, self.iterations
         label, positive = self.label, self.positive
 
         def work(progress, cancel):
