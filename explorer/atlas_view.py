@@ -14,6 +14,7 @@ import numpy as np
 import panel as pn
 import param
 
+from explorer.text import Alert, Text
 from pipeline.errors import InputError
 from pipeline.oneshot import atlas, search
 from pipeline.oneshot.stats import label_statistics
@@ -34,12 +35,12 @@ class AtlasViewer(pn.viewable.Viewer):
         self.oneshot = oneshot
         self.on_prototype = on_prototype or (lambda: None)
         self.ranking = None
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["atlas-error"])
+        self._error = Alert("", alert_type="danger", visible=False, css_classes=["atlas-error"])
         self._rank_button = pn.widgets.Button(label="Rank features by the counted label", css_classes=["rank-features"])
         self._rank_button.on_click(lambda _: self.rank())
         self._subspace_button = pn.widgets.Button(label="Compare: best features vs all", css_classes=["subspace-search"])
         self._subspace_button.on_click(lambda _: self.compare_subspace())
-        self._comparison = pn.pane.Str("", css_classes=["subspace-result"])
+        self._comparison = Text("", css_classes=["subspace-result"])
         self._ranking_table = pn.widgets.Tabulator(disabled=True, show_index=False, max_height=300, pagination=None,
                                                    selectable=1, css_classes=["ranking-table"])
         self._ranking_table.param.watch(self._on_rank_select, "selection")
@@ -115,7 +116,7 @@ class AtlasViewer(pn.viewable.Viewer):
         try:
             maps = atlas.feature_maps(self.store, self.feature, chosen)
         except InputError as exc:
-            return pn.pane.Alert(str(exc), alert_type="danger")
+            return Alert(str(exc), alert_type="danger")
         vmax = float(maps.max()) if maps.size else 1.0
         cards = []
         for r, value, fmap in zip(chosen, values[self.feature, :self.n], maps):
@@ -124,15 +125,15 @@ class AtlasViewer(pn.viewable.Viewer):
             use = pn.widgets.Button(label="search from it", color="light", width=130)
             use.on_click(lambda _, g=gid: self.use_as_prototype(g))
             cards.append(pn.Column(pn.pane.PNG(atlas.overlay_png(self.store.galaxies.rgb(int(r)), fmap, vmax), width=250),
-                                   pn.pane.Str(f"{gid}{label}\nactivation {value:.3f}"), use,
+                                   Text(f"{gid}{label}\nactivation {value:.3f}"), use,
                                    width=260, css_classes=["atlas-card"]))
         rank = ""
         if self.ranking is not None:
             row = self.ranking[self.ranking["feature"] == self.feature][0]
             rank = (f" AUROC for {self.ranking.meta['column']} = {self.ranking.meta['positive']}: {row['auroc']:.3f} "
                     f"[{row['low']:.3f}, {row['high']:.3f}].")
-        return pn.Column(pn.pane.Markdown(
-            f"**Feature {self.feature}**: the {len(chosen)} images of {len(self.store.catalog):,} that activate it "
+        return pn.Column(Text(
+            f"Feature {self.feature}: the {len(chosen)} images of {len(self.store.catalog):,} that activate it "
             f"most, with its map (the last convolutional layer's channel {self.feature}, upsampled; colour bar from 0 "
             f"to the largest value shown).{rank}", css_classes=["atlas-title"]), pn.FlexBox(*cards))
 
@@ -147,7 +148,7 @@ class AtlasViewer(pn.viewable.Viewer):
             width=700, height=260, xrotation=90, tools=["hover"],
             title=f"Why {o.prototype or 'the upload'} is close to its {min(o.n, len(o.result))} neighbours: top 20 "
             f"features (sum over all = {shares.sum():.3f})")
-        return pn.Column(bars, pn.pane.Str("Pick one by its number above to see what it responds to.",
+        return pn.Column(bars, Text("Pick one by its number above to see what it responds to.",
                                            css_classes=["contributions-note"]))
 
     def __panel__(self):

@@ -4,6 +4,7 @@ handed back on the UI thread, so the page stays responsive and never freezes on 
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import panel as pn
@@ -17,8 +18,9 @@ class BackgroundJob:
     ``progress(text, fraction)`` may be called from the worker; a periodic callback (every
     200 ms, in a served page) copies it to ``bar`` and ``on_status(text)``. When the work ends,
     ``on_done(result)`` or ``on_error(message)`` runs on the UI thread; ``InputError`` and
-    ``Cancelled`` give their own message, any other exception a short one naming it. Without
-    a server (tests, notebooks) :meth:`start` waits for the work to end.
+    ``Cancelled`` give their own message; any other exception is a bug, whose traceback goes to
+    the server log while the visitor reads that ``what`` failed. Without a server (tests,
+    notebooks) :meth:`start` waits for the work to end.
     """
 
     def __init__(self, on_done, on_error, on_status=None):
@@ -51,8 +53,10 @@ class BackgroundJob:
                 self._state["error"] = f"{exc}" or "Cancelled."
             except InputError as exc:
                 self._state["error"] = str(exc)
-            except Exception as exc:  # a bug must not freeze the page: say what failed
-                self._state["error"] = f"{what} failed ({type(exc).__name__}: {exc})."
+            except Exception:  # a bug must not freeze the page: say what failed, details in the log
+                logging.getLogger("explorer").exception("%s failed", what)
+                self._state["error"] = (f"{what.rstrip('. ')} failed because of an error in the explorer; the details are "
+                                        "in the server log. Try again, or tell the operator.")
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()

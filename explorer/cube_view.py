@@ -8,8 +8,7 @@ WCS, and go through Datashader's ``rasterize`` so a 2048x2048 channel is sent at
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import logging
 from pathlib import Path
 
 import holoviews as hv
@@ -23,8 +22,10 @@ from bokeh.models import CustomJSTickFormatter
 from holoviews.operation.datashader import rasterize
 from holoviews.plotting.util import process_cmap
 
+from explorer import uploads
 from explorer.detection_view import DetectionViewer
-from explorer.files import BUNDLED_CUBES, list_cubes, resolve_user_path
+from explorer.files import BUNDLED_CUBES, list_cubes, resolve_user_path, shown_path
+from explorer.text import Alert, Text
 from pipeline.alma.cube import Cube, format_info, open_cube
 from pipeline.errors import InputError
 
@@ -37,7 +38,6 @@ STRETCHES = {
     "asinh": AsinhStretch(a=0.1),
 }
 PALETTE_SIZE = 1024  # fine enough that even the log stretch's steep start shows no banding
-UPLOAD_LIMIT = "200MB"
 SCAN_LIMIT_BYTES = 512 * 2**20
 _HIDE_PLAYER_SLIDER = "input[type='range'] {display: none;}"  # the channel slider above serves
 
@@ -110,8 +110,9 @@ class CubeViewer(pn.viewable.Viewer):
                                       doc="Rest frequency for velocities (GHz); empty: the header's")
     pixel = param.NumericTuple(default=(0, 0), length=2, doc="Pixel (x, y) whose spectrum is shown")
 
-    def __init__(self, cube: Cube, **params):
+    def __init__(self, cube: Cube, label: str | None = None, **params):
         self.cube = cube
+        self.label = label or cube.path.name  # the name visitors know the cube by (never a server path)
         last = cube.nchan - 1
         self.param.channel.bounds = (0, last)
         self.param.moment_range.bounds = (0, last)
@@ -273,11 +274,11 @@ class CubeViewer(pn.viewable.Viewer):
 
     def header_panel(self):
         # the NaN fraction reads the whole cube: only for cubes that read in a moment
-        info = self.cube.info(scan=self.cube.data.nbytes <= SCAN_LIMIT_BYTES)
+        info = {**self.cube.info(scan=self.cube.data.nbytes <= SCAN_LIMIT_BYTES), "path": self.label}
         header_text = self.cube.header.tostring(sep="\n", padding=False)
         return pn.Column(
-            pn.pane.Markdown(f"```\n{format_info(info)}\n```", css_classes=["cube-summary"]),
-            pn.Card(pn.pane.Markdown(f"```\n{header_text}\n```"), title="Full FITS header", collapsed=True),
+            Text(format_info(info), css_classes=["cube-summary"]),
+            pn.Card(Text(header_text, css_classes=["fits-header"]), title="Full FITS header", collapsed=True),
             sizing_mode="stretch_width",
         )
 
@@ -288,7 +289,7 @@ class CubeViewer(pn.viewable.Viewer):
                                   self.param.spectral_axis, self.param.rest_frequency_ghz, self.param.channel)),
             sizing_mode="stretch_width", css_classes=["spectrum"])
         image = pn.pane.HoloViews(self.image_plot(), css_classes=["cube-image"])
-        pixel = pn.pane.Str(pn.bind(self.pixel_text, self.param.pixel, self.param.channel),
+        pixel = Text(pn.bind(self.pixel_text, self.param.pixel, self.param.channel),
                             css_classes=["pixel-info"])
         return pn.Column(image, pixel, spectrum, sizing_mode="stretch_width")
 
@@ -310,30 +311,42 @@ class CubeExplorer(pn.viewable.Viewer):
         self.param.source.objects = list(cubes)
         params.setdefault("source", _default_cube(cubes))
         super().__init__(**params)
-        self._upload_dir = Path(tempfile.mkdtemp(prefix="cube-upload-"))
+        self._upload_dir = uploads.session_folder()
         self._controls_area = pn.Column(sizing_mode="stretch_width")
         self._plots_area = pn.Column(sizing_mode="stretch_width")
         self._header_area = pn.Column(sizing_mode="stretch_width")
         self.viewer: CubeViewer | None = None
-        self._alert = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["cube-error"])
-        self._upload = pn.widgets.FileDropper(max_file_size=UPLOAD_LIMIT, multiple=False, label="Upload")
-        self._upload.param.watch(self._on_upload, "value")
+        self._alert = Alert("", alert_type="danger", visible=False, css_classes=["cube-error"])
+        self._upload_area = pn.Column(sizing_mode="stretch_width")
+        self._new_upload_widget()
         self._open_button = pn.widgets.Button(label="Open path", color="primary")
         self._open_button.on_click(lambda _: self.open_path(self.path_text))
         self.param.watch(lambda e: self.open_file(self._cubes[e.new]), "source")
         if self.source:
             self.open_file(self._cubes[self.source])
-        pn.state.on_session_destroyed(lambda ctx: shutil.rmtree(self._upload_dir, ignore_errors=True))
 
-    def open_file(self, path: Path) -> bool:
-        """Open ``path`` into the viewer; on bad input keep the current cube and show why."""
+    def _new_upload_widget(self):
+        """A fresh upload widget (after a refused upload, so it does not say "Upload complete")."""
+        self._upload = uploads.FileDropper(limit_bytes=uploads.CUBE_LIMIT_BYTES, multiple=False, label="Upload")
+        self._upload.param.watch(self._on_upload, "value")
+        self._upload.param.watch(lambda e: e.new and self._refuse_upload(e.new), "refused")
+        self._upload_area[:] = [self._upload]
+
+    def open_file(self, path: Path, label: str | None = None) -> bool:
+        """Open ``path`` into the viewer; on bad input keep the current cube and show why.
+        ``label``: the name visitors know it by (default: its place in the data folders)."""
         try:
             cube = open_cube(path)
         except InputError as exc:
             self.show_error(str(exc))
             return False
+        except Exception:  # a file no reader expected: the visitor gets a message, the log the details
+            logging.getLogger("explorer").exception("opening %s failed", path)
+            self.show_error(f"{label or shown_path(path)} could not be opened as a FITS cube: check that it is a "
+                            "complete FITS file (decompress a damaged .gz first).")
+            return False
         old = self.viewer
-        self.viewer = CubeViewer(cube)
+        self.viewer = CubeViewer(cube, label=label or shown_path(path))
         self.detection = DetectionViewer(self.viewer)
         self.viewer.overlays.append(self.detection.overlay())
         self._controls_area[:] = [self.viewer.controls()]
@@ -357,9 +370,22 @@ class CubeExplorer(pn.viewable.Viewer):
         if not event.new:
             return
         name, content = next(iter(event.new.items()))
-        target = self._upload_dir / Path(name).name
-        target.write_bytes(content if isinstance(content, bytes) else content.encode())
-        self.open_file(target)
+        shown = uploads.safe_name(name, default="upload.fits")
+        self.show_error("")
+        try:
+            data = uploads.checked_bytes(content, self._upload.limit_bytes, shown)
+        except InputError as exc:
+            self._refuse_upload(str(exc))
+            return
+        target = self._upload_dir / shown
+        target.write_bytes(data)
+        if not self.open_file(target, label=f"{shown} (uploaded)"):
+            target.unlink(missing_ok=True)
+            self._new_upload_widget()
+
+    def _refuse_upload(self, text: str):
+        self.show_error(text)
+        self._new_upload_widget()
 
     def show_error(self, text: str):
         self.message = text
@@ -372,9 +398,9 @@ class CubeExplorer(pn.viewable.Viewer):
             pn.Row(pn.widgets.TextInput.from_param(self.param.path_text, name="Path in a data folder",
                                                    placeholder="e.g. mycube.fits"),
                    pn.Column(pn.Spacer(height=18), self._open_button, width=110)),
-            pn.pane.Markdown(f"Upload a FITS cube (up to {UPLOAD_LIMIT}; larger: put it in a data folder)",
-                             margin=(0, 10)),
-            self._upload,
+            pn.pane.Markdown(f"Upload a FITS cube (up to {uploads.megabytes(uploads.CUBE_LIMIT_BYTES)}; larger: "
+                             "put it in a data folder)", margin=(0, 10)),
+            self._upload_area,
             sizing_mode="stretch_width",
         )
         return pn.Column(

@@ -18,6 +18,7 @@ from astropy.table import Table
 from bokeh.models.widgets.tables import NumberFormatter
 
 from explorer.background import BackgroundJob
+from explorer.text import Alert, Text
 from pipeline.alma import detect as finder_module
 from pipeline.alma.catalog import write_catalog, write_regions
 from pipeline.alma.evaluate import match
@@ -61,7 +62,7 @@ class DetectionViewer(pn.viewable.Viewer):
         self.outcome = None  # per-row "true positive"/"false positive", and the missed truth rows
         self._finder = None
         self.job = BackgroundJob(self._on_done, self._on_error, lambda text: setattr(self, "status", text))
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["detection-error"])
+        self._error = Alert("", alert_type="danger", visible=False, css_classes=["detection-error"])
         self._run = pn.widgets.Button(label="Find sources", color="primary", css_classes=["run-detection"])
         self._run.on_click(lambda _: self.start())
         decimals = {"x": 2, "y": 2, "z": 0, "ra": 6, "dec": 6, "freq_ghz": 6, "fwhm_x": 2, "fwhm_y": 2, "pa": 1,
@@ -197,7 +198,7 @@ class DetectionViewer(pn.viewable.Viewer):
         try:
             view = finder_module.inspect_source(self.cube, row, self._finder if row["detector"] == "pipeline" else None)
         except InputError as exc:
-            return pn.pane.Alert(str(exc), alert_type="warning")
+            return Alert(str(exc), alert_type="warning")
         x, xlabel, _ = self.cube_viewer.spectrum()
         raw = view.raw_spectrum
         scale = np.nanmax(np.abs(raw)) or 1.0
@@ -215,7 +216,7 @@ class DetectionViewer(pn.viewable.Viewer):
         focused = hv.Image(view.focused[::-1], kdims=["focused x", "focused y"], vdims=["signal / rms"],
                            bounds=(0, 0, view.focused.shape[1], view.focused.shape[0])).opts(
             cmap="inferno", title="focused image (rms units)", colorbar=True, width=300, height=260, xaxis=None, yaxis=None)
-        params = pn.pane.Str(
+        params = Text(
             f"RA {row['ra']:.6f} deg  Dec {row['dec']:.6f} deg\nfrequency {row['freq'] / 1e9:.6f} GHz (channel {row['z']})\n"
             f"FWHM {row['fwhm_x']:.2f} x {row['fwhm_y']:.2f} px, PA {row['pa']:.1f} deg\n"
             f"flux {row['flux']:.4g} Jy km/s, SNR {row['snr']:.1f}, score {row['score']:.2f}", css_classes=["source-params"])
@@ -266,7 +267,7 @@ class DetectionViewer(pn.viewable.Viewer):
                   + " (against this cube's truth)" if self.truth is not None else
                   "Boxes: " + ", ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in DETECTOR_COLOURS.items()))
         return pn.Column(
-            controls, self.job.bar, pn.pane.Str(self.param.status, css_classes=["detection-status"]), self._error,
+            controls, self.job.bar, Text(self.param.status, css_classes=["detection-status"]), self._error,
             pn.pane.HTML(legend), self._table, exports,
             pn.Tabs(("Selected source", pn.panel(pn.bind(self.source_panel, self.param.selected, self.param.version))),
                     ("All spectra", pn.panel(pn.bind(self.spectra_grid, self.param.version))), dynamic=True),

@@ -9,7 +9,6 @@ stats); this module only lays it out.
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 from pathlib import Path
 
@@ -20,7 +19,10 @@ import panel as pn
 import param
 from astropy.table import Table
 
+from explorer import uploads
 from explorer.background import BackgroundJob
+from explorer.files import check_store_images, index_folders, inside
+from explorer.text import Alert, Prose, Text
 from pipeline.errors import InputError
 from pipeline.oneshot import features as feat
 from pipeline.oneshot import search, survey
@@ -41,8 +43,10 @@ def available_sets() -> dict[str, Path | None]:
     ``store.json``, themselves or one level down; ``:``-separated), then the embedded sets
     (None: built in the cache on first use)."""
     found = {}
-    for root in [Path(p).expanduser() for p in os.environ.get("EXPLORER_INDEX_DIRS", "").split(os.pathsep) if p]:
-        for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir())] if root.is_dir() else []:
+    for root in index_folders():
+        # hidden folders are builds under way or old stores being removed
+        subfolders = [p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".") and inside(p, [root])]
+        for folder in [root, *sorted(subfolders)]:
             if (folder / "store.json").is_file():
                 found[f"{folder.name} (index)"] = folder
     found.update({survey.SIMULATED_SET_NAME: None, survey.HDF_SET_NAME: None})
@@ -88,11 +92,13 @@ class OneShotViewer(pn.viewable.Viewer):
         self.disliked: set[str] = set()
         self._upload_vector = None
         self._upload_rgb = None
+        self._upload_name = ""
+        self._upload_dir = uploads.session_folder()
         self._thumbs: dict[str, bytes] = {}
         self.job = BackgroundJob(self._on_job_done, self._on_job_error, lambda text: setattr(self, "status", text))
         self._job_kind = ""
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["oneshot-error"])
-        self._notice = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["oneshot-notice"])
+        self._error = Alert("", alert_type="danger", visible=False, css_classes=["oneshot-error"])
+        self._notice = Alert("", alert_type="info", visible=False, css_classes=["oneshot-notice"])
         self._id_input = pn.widgets.AutocompleteInput(label="Prototype by id", placeholder="type an id",
                                                       min_characters=1, case_sensitive=False,
                                                       css_classes=["prototype-id"])
@@ -124,7 +130,9 @@ class OneShotViewer(pn.viewable.Viewer):
 
         def work(progress, cancel):
             if folder is not None:
-                return FeatureStore.open(folder)
+                store = FeatureStore.open(folder)
+                check_store_images(Path(store.meta["images"]), folder)
+                return store
             progress(f"preparing the {name} (first time only)", 0.0)
             catalog = survey.default_sets(progress=lambda d, t: progress(f"rendering the {name}", d / max(t, 1)))[name]
             galaxies = GalaxySet.open(catalog, name=name)
@@ -229,19 +237,21 @@ class OneShotViewer(pn.viewable.Viewer):
     def _on_upload(self, event):
         if not event.new or self.store is None:
             return
-        name = self._upload.filename or "upload"
+        name = uploads.safe_name(self._upload.filename, default="upload.png")
         if not name.lower().endswith(UPLOAD_SUFFIXES):
             self.show_error(f"{name} is not an image this search reads: upload PNG, JPEG or FITS.")
             return
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(name).name
-            path.write_bytes(event.new)
-            try:
-                rgb = to_rgb(read_image(path), self.store.meta["size_px"] or None)
-                vector = image_features(self.store, rgb)
-            except InputError as exc:
-                self.show_error(f"{name}: {exc}")
-                return
+        path = self._upload_dir / name
+        try:
+            path.write_bytes(uploads.checked_bytes(event.new, uploads.IMAGE_LIMIT_BYTES, name))
+            rgb = to_rgb(read_image(path), self.store.meta["size_px"] or None)
+            vector = image_features(self.store, rgb)
+        except InputError as exc:
+            self.show_error(str(exc))
+            return
+        finally:
+            path.unlink(missing_ok=True)
+        self._upload_name = name
         self._upload_vector, self._upload_rgb = vector, rgb
         self.prototype = ""
         self.liked, self.disliked = set(), set()
@@ -282,12 +292,12 @@ class OneShotViewer(pn.viewable.Viewer):
         if self.store is None or (not self.prototype and self._upload_vector is None):
             return pn.pane.Markdown("")
         if self._upload_vector is not None:
-            image, caption = png_bytes(self._upload_rgb, 2 * THUMB_PX), f"uploaded: {self._upload.filename}"
+            image, caption = png_bytes(self._upload_rgb, 2 * THUMB_PX), f"uploaded: {self._upload_name}"
         else:
             image = png_bytes(self.store.galaxies.rgb(self.store.row_of(self.prototype)), 2 * THUMB_PX)
             caption = f"{self.prototype}" + (f" | {self.label} = {self._label_of(self.prototype)}" if self.label else "")
         return pn.Column(pn.pane.Markdown("**Prototype**"), pn.pane.PNG(image, width=2 * THUMB_PX),
-                         pn.pane.Str(caption, css_classes=["prototype-caption"]), width=2 * THUMB_PX + 20)
+                         Text(caption, css_classes=["prototype-caption"]), width=2 * THUMB_PX + 20)
 
     @param.depends("version", "label", "positive")
     def neighbours_panel(self):
@@ -324,7 +334,7 @@ class OneShotViewer(pn.viewable.Viewer):
         text = f"{gid}\nd = {row['distance']:.3f}" + (f"\n{label}" if label else "") + (
             f"\niteration {row['iteration']}" if self.mode == "recursive" else "")
         hit = self.positive is not None and label == self.positive
-        return pn.Column(pn.pane.PNG(self.thumbnail(gid), width=THUMB_PX), pn.pane.Str(text),
+        return pn.Column(pn.pane.PNG(self.thumbnail(gid), width=THUMB_PX), Text(text),
                          pn.Row(up, down), use, width=THUMB_PX + 50,
                          styles={"border": f"2px solid {'#d62728' if hit else '#ddd'}", "padding": "4px",
                                  "border-radius": "4px"}, css_classes=["neighbour-card"])
@@ -342,7 +352,7 @@ class OneShotViewer(pn.viewable.Viewer):
                     f"95% Wilson: {100 * s['low']:.1f} to {100 * s['high']:.1f}%\n"
                     f"base rate {100 * s['base_rate']:.1f}% ({s['base_k']}/{s['base_n']})\n"
                     f"enrichment x{s['enrichment']:.2f}\np = {s['p_value']:.2g} (hypergeometric)")
-        return pn.pane.Str(f"{self.mode} search, {len(self.result)} galaxies\n{self.label} = {self.positive}:\n{text}",
+        return Text(f"{self.mode} search, {len(self.result)} galaxies\n{self.label} = {self.positive}:\n{text}",
                            css_classes=["oneshot-stats"])
 
     @param.depends("version")
@@ -410,7 +420,7 @@ class OneShotViewer(pn.viewable.Viewer):
         next_button = pn.widgets.Button(label="▶", width=40, disabled=page >= pages - 1)
         prev_button.on_click(lambda _: setattr(self, "page", max(0, page - 1)))
         next_button.on_click(lambda _: setattr(self, "page", page + 1))
-        return pn.Column(pn.Row(prev_button, pn.pane.Str(f"page {page + 1} of {pages} ({len(rows):,} galaxies)"), next_button),
+        return pn.Column(pn.Row(prev_button, Text(f"page {page + 1} of {pages} ({len(rows):,} galaxies)"), next_button),
                          pn.FlexBox(*cards))
 
     @param.depends("version")
@@ -418,11 +428,11 @@ class OneShotViewer(pn.viewable.Viewer):
         if self.store is None:
             return pn.pane.Markdown("")
         m = self.store.meta
-        return pn.pane.Markdown(
-            f"**{m['name']}**: {len(self.store.catalog):,} galaxies. Features: {m['model_label']}, "
+        return Prose(
+            f"{m['name']}: {len(self.store.catalog):,} galaxies. Features: {m['model_label']}, "
             f"{m['input_px']} px input, penultimate layer after global pooling ({self.store.features.shape[1]}-d). "
-            f"Index: {self.store.index.describe()}." + "".join(f" *Note*: {n}" for n in m.get("notes", []))
-            + f"\n\n*Preprocessing*: {m['preprocessing']}",
+            f"Index: {self.store.index.describe()}." + "".join(f" Note: {n}" for n in m.get("notes", []))
+            + f"\nPreprocessing: {m['preprocessing']}",
             css_classes=["oneshot-info"])
 
     def activate(self):
@@ -448,7 +458,7 @@ class OneShotViewer(pn.viewable.Viewer):
             width=300, sizing_mode="fixed")
         results = pn.Column(
             self._notice, self._error, self.job.bar,
-            pn.pane.Str(self.param.status, css_classes=["oneshot-status"]),
+            Text(self.param.status, css_classes=["oneshot-status"]),
             self.info_panel,
             pn.Row(self.prototype_panel, self.neighbours_panel),
             pn.Tabs(("Recursive search", self.recursive_panel),

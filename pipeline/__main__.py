@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+from pathlib import Path
 
 from pipeline.errors import InputError
 
@@ -20,9 +23,49 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _at_least(value, least: int, option: str) -> None:
+    if value is not None and value < least:
+        raise InputError(f"{option} must be at least {least}; got {value}.")
+
+
+def _positive_number(value, option: str, what: str) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InputError(f"{option} must be a positive {what}; got {value}.")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, or the same file under other names
+    except OSError:
+        return False
+
+
+def _never_over_inputs(option: str, output, inputs=(), folders=()) -> None:
+    """Refuse an output that is one of the command's input files, or that lies in an input folder
+    (``folders``: (folder, what it is) pairs): a command never writes over what it reads."""
+    out = Path(output)
+    for source in inputs:
+        if source is not None and _same_file(out, Path(source)):
+            raise InputError(f"{option} {out} is the input {source}: give the output another name "
+                             "(an input is never overwritten).")
+    for folder, what in folders:
+        inside = Path(folder).resolve()
+        if out.resolve() == inside or inside in out.resolve().parents:
+            raise InputError(f"{option} {out} is inside the {what} {folder}: write it elsewhere (the "
+                             f"{what} is an input and is never written to).")
+
+
+def _output_folder(option: str, out) -> None:
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"{option} {out} is a file, not a folder: give a folder to write into.")
+
+
 def _cube_info(args) -> int:
     from pipeline.alma.cube import format_info, open_cube
 
+    _positive_number(args.rest_frequency, "--rest-frequency", "frequency in Hz")
     with open_cube(args.cube, rest_frequency_hz=args.rest_frequency) as cube:
         info = cube.info()
     if args.json:
@@ -36,12 +79,14 @@ def _simulate(args) -> int:
     from tqdm import tqdm
 
     from pipeline.alma.interferometer import load_configuration
-    from pipeline.alma.simulate import simulate_set
+    from pipeline.alma.simulate import check_output_folder, simulate_set
 
     if args.n < 1:
         raise InputError("--n must be at least 1")
     if args.size < 16 or args.channels < 1:
         raise InputError("--size must be at least 16 pixels and --channels at least 1")
+    _at_least(args.seed, 0, "--seed")
+    check_output_folder(args.out)  # a folder holding a set is refused: its truth.csv stays
     load_configuration(args.config)  # a wrong name fails here, before any progress bar
     with tqdm(total=args.n, unit="cube", disable=args.quiet) as bar:
         def progress(done, total):
@@ -62,22 +107,31 @@ def _train(args) -> int:
 
     from pipeline.alma.train import train
 
+    _at_least(args.threads, 1, "--threads")
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python -m pipeline " + shlex.join(sys.argv[1:])
-    with tqdm(total=args.steps, unit="step", disable=args.quiet) as bar:
-        def progress(step, steps, loss):
-            bar.update(step - bar.n)
+    bar = None  # made once the options and any checkpoint are accepted: a refused run prints no bar
+
+    def progress(step, steps, loss):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=steps, initial=step, unit="step", disable=args.quiet)
+        bar.update(step - bar.n)
+        if loss is not None:
             bar.set_postfix(loss=f"{loss:.4f}")
 
-        try:
-            path = train(args.task, args.out, steps=args.steps, seed=args.seed, batch_size=args.batch,
-                         lr=args.lr, size=args.size, resume=not args.no_resume,
-                         checkpoint_every=args.checkpoint_every, progress=progress, command=command)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: checkpoint saved in {args.out}; run the same command to resume",
-                  file=sys.stderr)
-            return 130
+    try:
+        path = train(args.task, args.out, steps=args.steps, seed=args.seed, batch_size=args.batch,
+                     lr=args.lr, size=args.size, resume=not args.no_resume,
+                     checkpoint_every=args.checkpoint_every, progress=progress, command=command)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: checkpoint saved in {args.out}; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
     print(f"model written to {path}")
     return 0
 
@@ -85,25 +139,34 @@ def _train(args) -> int:
 def _detect(args) -> int:
     from tqdm import tqdm
 
-    from pipeline.alma.catalog import write_catalog, write_regions
+    from pipeline.alma.catalog import region_format, write_catalog, write_regions
     from pipeline.alma.cube import open_cube
     from pipeline.alma.detect import DECORAS_TASKS, MODELS_DIR, SourceFinder, detect, load_networks
+    from pipeline.tables import check_output
 
-    options = {}
-    models_dir = args.models or MODELS_DIR
-    if args.detector == "pipeline":
-        options["finder"] = SourceFinder.load(models_dir)
-    elif args.detector == "decoras":
-        options["networks"] = load_networks(models_dir, DECORAS_TASKS)
-    with open_cube(args.cube) as cube, tqdm(total=None, unit="stage", disable=args.quiet) as bar:
-        def progress(stage, done, total):
-            bar.total = total
-            bar.set_description(stage)
-            bar.update(done - bar.n)
+    # outputs first, then the cube, then the networks: nothing is loaded or found for a bad name
+    check_output(args.output)
+    _never_over_inputs("-o", args.output, inputs=[args.cube])
+    if args.regions:
+        region_format(args.regions)
+        _never_over_inputs("--regions", args.regions, inputs=[args.cube])
+    with open_cube(args.cube) as cube:
+        cube.require_beam()
+        options = {}
+        models_dir = args.models or MODELS_DIR
+        if args.detector == "pipeline":
+            options["finder"] = SourceFinder.load(models_dir)
+        elif args.detector == "decoras":
+            options["networks"] = load_networks(models_dir, DECORAS_TASKS)
+        with tqdm(total=None, unit="stage", disable=args.quiet) as bar:
+            def progress(stage, done, total):
+                bar.total = total
+                bar.set_description(stage)
+                bar.update(done - bar.n)
 
-        catalog = detect(cube, args.detector, progress=progress, **options)
-        bar.update(bar.total - bar.n)
-        write_catalog(catalog, args.output)
+            catalog = detect(cube, args.detector, progress=progress, **options)
+            bar.update(bar.total - bar.n)
+        write_catalog(catalog, args.output)  # atomic, as are the regions
         if args.regions:
             write_regions(catalog, cube, args.regions)
     if not args.quiet:
@@ -114,6 +177,11 @@ def _detect(args) -> int:
 def _evaluate(args) -> int:
     from pipeline.alma.evaluate import evaluate_files, format_report
 
+    for option, path in (("--truth", args.truth), ("--catalog", args.catalog)):
+        if Path(path).is_dir():
+            raise InputError(f"{option} {path} is a folder, not a file: give the CSV (or VOTable) file.")
+    _at_least(args.image_size, 1, "--image-size")
+    _positive_number(args.channel_width_kms, "--channel-width-kms", "channel width in km/s")
     result = evaluate_files(args.truth, args.catalog, rule=args.rule, image_size_px=args.image_size,
                             channel_width_kms=args.channel_width_kms)
     print(json.dumps(result, indent=2, default=float) if args.json else format_report(result))
@@ -126,6 +194,7 @@ def _index(args) -> int:
     from pipeline.oneshot.galaxies import GalaxySet
     from pipeline.oneshot.store import build_store
 
+    _at_least(args.size, 32, "--size")  # the network's last feature maps are size / 32 pixels
     galaxies = GalaxySet.open(args.catalog, images_dir=args.images_dir)
     for note in galaxies.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -143,17 +212,32 @@ def _index(args) -> int:
 
 
 def _search(args) -> int:
-    from pipeline.tables import write_table
     from pipeline.oneshot import search
-    from pipeline.oneshot.stats import format_statistics
+    from pipeline.oneshot.stats import check_label, format_statistics
     from pipeline.oneshot.store import FeatureStore, image_features
+    from pipeline.tables import check_output, write_table
 
-    store = FeatureStore.open(args.index)
     if (args.prototype is None) == (args.prototype_image is None):
         raise InputError("Give the prototype as --prototype ID or --prototype-image FILE (one of them).")
-    prototype = args.prototype if args.prototype is not None else image_features(store, args.prototype_image)
     if (args.label is None) != (args.positive is None):
         raise InputError("--label and --positive go together: the column to count and the value that counts.")
+    if not 1 <= args.n <= search.MAX_N:
+        raise InputError(f"--n (neighbours per query) must be between 1 and {search.MAX_N}; got {args.n}.")
+    if not 1 <= args.iterations <= search.MAX_ITERATIONS:
+        raise InputError(f"--iterations must be between 1 (a direct search) and {search.MAX_ITERATIONS}; "
+                         f"got {args.iterations}.")
+    check_output(args.output)
+    _never_over_inputs("-o", args.output, inputs=[args.prototype_image], folders=[(args.index, "index folder")])
+    store = FeatureStore.open(args.index)
+    if args.label:
+        check_label(store.catalog, args.label, args.positive)
+    # an id must be in the store, and is no neighbour of itself; an image is no galaxy of the store
+    available = len(store.catalog) if args.prototype is None else search.available_neighbours(store, args.prototype)
+    if args.n > available:
+        others = "other galaxies" if args.prototype is not None else "galaxies"
+        raise InputError(f"--n {args.n} asks for more neighbours than there are: the index holds {available} "
+                         f"{others}. Use --n {available} or less.")
+    prototype = args.prototype if args.prototype is not None else image_features(store, args.prototype_image)
     if args.iterations > 1:
         result = search.recursive(store, prototype, args.n, args.iterations)
     else:
@@ -173,10 +257,19 @@ def _search(args) -> int:
 
 
 def _top_activations(args) -> int:
-    from pipeline.oneshot.atlas import write_top_activations
+    from pipeline.oneshot.atlas import TOP_K, check_feature, write_top_activations
     from pipeline.oneshot.store import FeatureStore
 
-    csv = write_top_activations(FeatureStore.open(args.index), args.feature, args.n, args.out)
+    _at_least(args.n, 1, "--n")
+    _output_folder("--out", args.out)
+    _never_over_inputs("--out", args.out, folders=[(args.index, "index folder")])
+    store = FeatureStore.open(args.index)
+    check_feature(store, args.feature)
+    if args.n > min(TOP_K, len(store.catalog)):
+        raise InputError(f"--n {args.n} is more than the {min(TOP_K, len(store.catalog))} images kept per "
+                         f"feature (the index holds {len(store.catalog)} images): use --n "
+                         f"{min(TOP_K, len(store.catalog))} or less.")
+    csv = write_top_activations(store, args.feature, args.n, args.out)
     if not args.quiet:
         print(f"feature {args.feature}: {args.n} overlays and {csv.name} -> {args.out}")
     return 0
@@ -184,10 +277,15 @@ def _top_activations(args) -> int:
 
 def _rank_features(args) -> int:
     from pipeline.oneshot.atlas import rank_features
+    from pipeline.oneshot.stats import check_label
     from pipeline.oneshot.store import FeatureStore
-    from pipeline.tables import write_table
+    from pipeline.tables import check_output, write_table
 
-    ranking = rank_features(FeatureStore.open(args.index), args.label, args.positive)
+    check_output(args.output)
+    _never_over_inputs("-o", args.output, folders=[(args.index, "index folder")])
+    store = FeatureStore.open(args.index)
+    check_label(store.catalog, args.label, args.positive)
+    ranking = rank_features(store, args.label, args.positive)
     write_table(ranking, args.output)
     if not args.quiet:
         m = ranking.meta

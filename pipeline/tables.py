@@ -23,10 +23,19 @@ def table_format(path) -> str:
                      ".vot / .xml / .votable (VOTable).")
 
 
+def check_output(path) -> str:
+    """Check ``path`` can take a table before any work: a known suffix (see :func:`table_format`)
+    and not a folder. Returns the format."""
+    fmt = table_format(path)
+    if Path(path).is_dir():
+        raise InputError(f"{path} is a folder: give a file name for the table (.csv or .vot).")
+    return fmt
+
+
 def write_table(table: Table, path) -> Path:
     """Write ``table`` to ``path`` in the format its suffix names; readers never see half a file."""
     path = Path(path)
-    fmt = table_format(path)
+    fmt = check_output(path)
     with atomic_write(path) as tmp:
         table.write(tmp, format=fmt, overwrite=True)
     return path

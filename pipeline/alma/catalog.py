@@ -212,14 +212,24 @@ def write_regions(table: Table, cube, path, format: str | None = None, shape: st
     """Write the catalogue's regions (see :func:`catalog_regions`) atomically as a DS9 (``.reg``)
     or CASA CRTF (``.crtf``) file; ``format`` ("ds9" or "crtf") overrides the suffix."""
     path = Path(path)
-    fmt = format or _REGION_FORMATS.get(path.suffix.lower())
-    if fmt not in {"ds9", "crtf"}:
-        raise InputError(f"Cannot tell the region format of {path.name}: name it .reg (DS9) or "
-                         ".crtf (CASA), or pass format='ds9' or 'crtf'.")
+    fmt = region_format(path, format)
     regions = catalog_regions(table, cube, shape)
     with atomic_write(path) as tmp:
         regions.write(str(tmp), format=fmt, overwrite=True)
     return path
+
+
+def region_format(path, format: str | None = None) -> str:
+    """The regions format of ``path``: "ds9" for ``.reg``, "crtf" for ``.crtf`` (``format``
+    overrides the suffix). Refuses another name or a folder, so it can be checked before any work."""
+    path = Path(path)
+    fmt = format or _REGION_FORMATS.get(path.suffix.lower())
+    if fmt not in {"ds9", "crtf"}:
+        raise InputError(f"Cannot tell the region format of {path.name}: name it .reg (DS9) or "
+                         ".crtf (CASA), or pass format='ds9' or 'crtf'.")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder: give a file name for the regions (.reg or .crtf).")
+    return fmt
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -93,11 +93,7 @@ def integrated_image(cube, first_channel: int = 0, last_channel: int | None = No
         raise InputError(
             f"{name} has a single channel: the classic finders integrate a line over frequency and "
             "take each source's channel from its spectrum. Give a cube with at least 2 channels.")
-    beam = cube.beam
-    if beam is None:
-        raise InputError(
-            f"{name} has no beam (BMAJ/BMIN keywords or a BEAMS table): the classic finders need it "
-            "for the detection area, the deconvolved sizes and the flux. Add the beam to the header.")
+    beam = cube.require_beam()  # says why: no beam at all, or BMAJ = 0 / negative / not a number
     scale_x, scale_y = cube.pixel_scale_arcsec
     major_px = beam.major_arcsec / math.sqrt(scale_x * scale_y)
     minor_px = beam.minor_arcsec / math.sqrt(scale_x * scale_y)

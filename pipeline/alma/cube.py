@@ -7,7 +7,12 @@ channels, spectra and moments are read on demand. What it understands:
   axis, per-channel beams in a ``BEAMS`` binary table, BUNIT Jy/beam, NaN-blanked edges;
 - 3-D cubes with BMAJ/BMIN/BPA keywords and a FREQ or velocity (VRAD, VELO, VOPT, FELO) axis;
 - gzip-compressed files (``.fits.gz``), which cannot be memory-mapped: astropy decompresses them
-  into memory, so they are meant for cubes that fit in RAM.
+  into memory, so they are meant for cubes that fit in RAM (the whole stream is checked first, so a
+  damaged file is refused at open).
+
+A beam that is not one (BMAJ = 0, negative, not a number; in the header or any row of the BEAMS
+table) leaves the cube viewable with ``beam`` None and a note; :meth:`Cube.require_beam` refuses
+the work that needs a beam with the reason.
 
 Everything wrong with a file surfaces as :class:`pipeline.errors.InputError` with a message that says
 what is wrong and what to do.
@@ -15,9 +20,11 @@ what is wrong and what to do.
 
 from __future__ import annotations
 
+import gzip
 import math
 import mmap
 import warnings
+import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -69,6 +76,9 @@ class Cube:
         self.rest_frequency_hz = float(rest_frequency_hz or header_rest or 0) or None
         self._header_rest_hz = header_rest
         self._hdu = hdu
+        #: why the cube has no usable beam although its file gives one (e.g. "BMAJ = 0 in the header")
+        self.beam_problem: str | None = None
+        self._per_channel = False  # set by beams when they come from a BEAMS table
 
     # ---- geometry -------------------------------------------------------------------------
     @property
@@ -161,23 +171,59 @@ class Cube:
     # ---- beams ----------------------------------------------------------------------------
     @cached_property
     def beams(self) -> list[Beam] | None:
-        """One beam per channel (CASA BEAMS table), the header beam repeated, or None."""
-        table = _beams_table(self._hdul)
+        """One beam per channel (CASA BEAMS table), the header beam repeated, or None.
+
+        A beam that is not one (an axis 0, negative or not a finite number) gives None too, with
+        :attr:`beam_problem` and a note saying which: the cube can still be viewed, and
+        :meth:`require_beam` refuses the work that needs a beam.
+        """
+        try:
+            table = _beams_table(self._hdul)
+        except (ValueError, TypeError, KeyError) as exc:  # e.g. a unit astropy does not know
+            return self._no_valid_beam(f"the BEAMS table cannot be read ({_short(exc)})")
         if table is not None:
             if len(table) != self.nchan:
                 self.notes.append(
                     f"BEAMS table has {len(table)} rows for {self.nchan} channels; beams ignored")
                 return None
+            for channel, beam in enumerate(table):
+                bad = _invalid_beam(beam.major_arcsec, beam.minor_arcsec, beam.pa_deg)
+                if bad:
+                    return self._no_valid_beam(f"the BEAMS table gives channel {channel} {bad}")
+            self._per_channel = True
             return table
         h = self.header
         if all(k in h for k in ("BMAJ", "BMIN")):
+            bad = _invalid_beam(h["BMAJ"], h["BMIN"], h.get("BPA", 0.0))
+            if bad:
+                return self._no_valid_beam(f"{bad} in the header")
             beam = Beam(float(h["BMAJ"]) * 3600, float(h["BMIN"]) * 3600, float(h.get("BPA", 0.0)))
             return [beam] * self.nchan
         return None
 
+    def _no_valid_beam(self, problem: str) -> None:
+        self.beam_problem = problem
+        self.notes.append(f"no valid beam: {problem}; the cube can be viewed, but finding sources "
+                          "needs a beam")
+
+    def require_beam(self) -> Beam:
+        """The median beam, or an :class:`InputError` saying why there is none and how to add it
+        (for the work that needs a beam: source finding, fluxes in Jy)."""
+        if self.beam is not None:
+            return self.beam
+        if self.beam_problem:
+            raise InputError(
+                f"{self.path.name} has no valid beam ({self.beam_problem}): a beam's axes must be "
+                "positive numbers (BMAJ, BMIN in degrees; per-channel beams in the BEAMS table). Fix "
+                "the header, e.g. astropy.io.fits.setval(path, 'BMAJ', value=...), or re-export the cube.")
+        raise InputError(
+            f"{self.path.name} has no beam (BMAJ/BMIN keywords or a BEAMS table): finding sources "
+            "needs it for the detection area, the sizes and the flux. Add BMAJ and BMIN (degrees) "
+            "and BPA to the header.")
+
     @property
     def per_channel_beams(self) -> bool:
-        return _beams_table(self._hdul) is not None and self.beams is not None
+        return self.beams is not None and self._per_channel
 
     @cached_property
     def beam(self) -> Beam | None:
@@ -325,6 +371,8 @@ def format_info(info: dict) -> str:
         kind = "median of per-channel beams" if b["per_channel"] else "header"
         lines.append(f"  beam          {b['major_arcsec']:.4g}\" x {b['minor_arcsec']:.4g}\", "
                      f"PA {b['pa_deg']:.4g} deg ({kind})")
+    elif any(note.startswith("no valid beam") for note in info["notes"]):
+        lines.append("  beam          no valid beam (see the note below)")
     else:
         lines.append("  beam          none in header")
     px, py = info["pixel_scale_arcsec"]
@@ -358,13 +406,20 @@ def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = T
         raise InputError(f"{name} is empty (0 bytes). Copy or download the file again.")
     with open(path, "rb") as f:
         magic = f.read(6)
-    if magic != b"SIMPLE" and not magic.startswith(b"\x1f\x8b"):  # FITS, or gzip-compressed FITS
+    compressed = magic.startswith(b"\x1f\x8b")
+    if magic != b"SIMPLE" and not compressed:  # FITS, or gzip-compressed FITS
         raise InputError(_not_fits(name))
+    if compressed:
+        _check_gzip(path)
+    else:
+        _check_promised_size(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # header fix-ups (BLANK on float data, AIPS keywords) are expected
         try:
             hdul = fits.open(path, memmap=True, lazy_load_hdus=False, mode="readonly")
-        except (OSError, ValueError, TypeError, EOFError) as exc:
+        except (OSError, ValueError, TypeError, *_GZIP_ERRORS) as exc:
+            if compressed and isinstance(exc, _GZIP_ERRORS):
+                raise InputError(_damaged_gzip(name, exc)) from None
             if "SIMPLE" in str(exc):
                 raise InputError(_not_fits(name)) from None
             raise InputError(
@@ -377,6 +432,8 @@ def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = T
             raise
         except Exception as exc:  # astropy raises many types on damaged files; name the problem
             hdul.close()
+            if compressed and isinstance(exc, _GZIP_ERRORS):
+                raise InputError(_damaged_gzip(name, exc)) from None
             raise InputError(f"{name} could not be read as a cube ({_short(exc)}).") from None
 
 
@@ -404,7 +461,9 @@ def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
 
     try:
         data = hdu.data
-    except (OSError, ValueError, EOFError, TypeError) as exc:
+    except _GZIP_ERRORS:
+        raise  # open_cube names the damaged compression
+    except (OSError, ValueError, TypeError) as exc:
         raise InputError(f"{name}: the pixel data cannot be read ({_short(exc)}). "
                          "The file is probably truncated or damaged; copy it again.") from None
     # numpy axis order is the reverse of FITS's; pick one plane of every extra axis (e.g. Stokes)
@@ -424,8 +483,9 @@ def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
     cube_wcs = wcs.sub([axes["lon"], axes["lat"], axes["spectral"]])
 
     cube = Cube(path, hdul, hdu, cube_data, cube_wcs, notes, rest_frequency_hz)
+    _ = cube.beams  # read now, so notes about the beam are there from the start
     if cube.nchan < 2:
-        notes.append("the cube has a single channel")
+        cube.notes.append("the cube has a single channel")
     if check_data and _all_blank(cube):
         raise InputError(f"{name} holds no data: every pixel is NaN (blank). Check the file was "
                          "exported with its data (CASA exportfits of a non-empty image).")
@@ -454,9 +514,64 @@ def _check_size(path: Path, hdul, hdu) -> None:
     needed = info["datLoc"] + hdu.size  # size: bytes of the data section
     have = path.stat().st_size
     if have < needed:
-        raise InputError(
-            f"{path.name} is truncated: its header promises {needed:,} bytes but the file holds "
-            f"{have:,}. Copy or download it again.")
+        raise InputError(_promises_more(path.name, needed, have))
+
+
+def _check_promised_size(path: Path) -> None:
+    """Refuse, from the primary header alone, a file shorter than the data its header promises:
+    before astropy maps it (a header claiming 100000^3 pixels fails there with Errno 22)."""
+    try:
+        with open(path, "rb") as f:
+            header = fits.Header.fromfile(f)
+            data_start = f.tell()
+        bitpix, naxis = int(header["BITPIX"]), int(header["NAXIS"])
+        dims = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
+    except Exception:  # noqa: BLE001 -- an unreadable header is fits.open's to report
+        return
+    if not dims or min(dims) < 0 or dims[0] == 0:  # empty, or random groups (NAXIS1 = 0)
+        return
+    needed = data_start + abs(bitpix) // 8 * math.prod(dims)
+    have = path.stat().st_size
+    if have < needed:
+        raise InputError(_promises_more(path.name, needed, have))
+
+
+def _promises_more(name: str, needed: int, have: int) -> str:
+    return (f"{name} is truncated or its header is wrong: the header promises {needed:,} bytes "
+            f"(NAXISn x BITPIX) but the file holds {have:,}. Copy or download it again.")
+
+
+#: what a damaged gzip stream raises while astropy decompresses it
+_GZIP_ERRORS = (zlib.error, gzip.BadGzipFile, EOFError)
+
+
+def _check_gzip(path: Path) -> None:
+    """Decompress the whole file once, streaming, to find damage anywhere in it (astropy reads
+    only as far as the data goes, so a bad checksum at the end would pass unseen)."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    except (*_GZIP_ERRORS, OSError) as exc:
+        raise InputError(_damaged_gzip(path.name, exc)) from None
+
+
+def _damaged_gzip(name: str, exc: Exception) -> str:
+    return (f"{name} is a damaged gzip file ({_short(exc)}): its data cannot be decompressed. "
+            f"Copy or download it again (`gzip -t {name}` checks a copy).")
+
+
+def _invalid_beam(major, minor, pa) -> str | None:
+    """What is wrong with a beam given as (BMAJ, BMIN, BPA) values, e.g. "BMAJ = 0"; None if fine.
+    Axes must be positive finite numbers (any unit), the angle a finite number."""
+    for key, value, positive in (("BMAJ", major, True), ("BMIN", minor, True), ("BPA", pa, False)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return f"{key} = {value!r}"
+        if not math.isfinite(number) or (positive and number <= 0):
+            return f"{key} = {number:g}"
+    return None
 
 
 def _beams_table(hdul) -> list[Beam] | None:

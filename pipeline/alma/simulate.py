@@ -498,16 +498,38 @@ def write_truth(path, rows) -> Path:
     return path
 
 
+def check_output_folder(out_dir) -> Path:
+    """Refuse an ``out_dir`` that is a file or already holds a simulated set (its ``truth.csv``):
+    a new set there would replace that truth and leave the old cubes without one."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is a file, not a folder: give --out a folder for the cubes "
+                         "and truth.csv.")
+    if (out_dir / "truth.csv").exists():
+        raise InputError(f"{out_dir} already holds a simulated set (truth.csv): choose an empty or "
+                         "new folder; to add cubes, simulate them into another folder (another "
+                         "--seed gives other cubes) and keep each set with its own truth.csv.")
+    return out_dir
+
+
 def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3", progress=None,
                  write_sky=True, observation=None, parameters=SkyParameters()) -> list[Path]:
     """Write ``n`` simulated cubes ``sim_{seed}_{i:04d}.fits`` into ``out_dir`` (cube i seeded by
     ``(seed, i)``, so any cube can be remade alone), their sky models ``*_sky.fits`` (Jy/pixel)
-    if ``write_sky``, and one ``truth.csv`` (``cube`` = file name). ``progress(done, total)`` is
-    called after each cube. Returns the cube paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if ``write_sky``, and one ``truth.csv`` (``cube`` = file name), written last and atomically.
+    ``progress(done, total)`` is called after each cube. Returns the cube paths.
+
+    A folder that already holds a set (a ``truth.csv``) is refused before anything is simulated
+    (:func:`check_output_folder`): nothing there is overwritten.
+    """
+    out_dir = check_output_folder(out_dir)
+    if int(n) < 1:
+        raise InputError(f"n must be at least 1 cube; got {n}.")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0; got {seed!r}.")
     obs = observation or Observation(config=config)
     response = instrument_response(obs, size, channels)
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths, truths = [], []
     for i in range(n):
         name = f"sim_{seed}_{i:04d}.fits"

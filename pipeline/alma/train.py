@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import pickle
 import platform
 import time
 from pathlib import Path
@@ -25,12 +27,15 @@ import torch.nn.functional as F
 
 from pipeline.alma import examples as ex
 from pipeline.alma import models
+from pipeline.alma.simulate import Observation
 from pipeline.alma.tasks import BLOB_CHANNELS, DECORAS_MASK_LEVEL, EMPTY_FRACTION, TASKS, Task, value_to_target
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
 
 VALIDATION_SEED = 10**6  # validation examples come from seeds at and above this; training below
 INSTRUMENT_POOL = 24  # instruments kept and reused for blob batches (one replaced per batch)
+MIN_SIZE = 32  # smallest image side (pixels) the simulator and the networks take
+CHECKPOINT_FORMAT = 2  # 2: plain values and tensors only (loaded with weights_only=True)
 
 
 # --- batches ------------------------------------------------------------------------------------
@@ -135,20 +140,25 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
 
     Writes ``out_dir/checkpoint.pt`` (atomically, every ``checkpoint_every`` steps and when
     interrupted), ``out_dir/log.json`` and, when done, ``out_dir/model.pt`` and ``MODEL_CARD.md``
-    (the checkpoint stays: a later call with more steps continues). ``progress(step, steps, loss)`` is called every step.
-    Returns the path of ``model.pt``.
+    (the checkpoint stays: a later call with more steps continues). ``progress(step, steps, loss)`` is called every step,
+    and once with ``loss=None`` when the options and any checkpoint are accepted, before the work.
+    Returns the path of ``model.pt``. Options are checked (:func:`check_options`) and a checkpoint
+    to resume is loaded as plain weights and checked before anything is written.
     """
     if name not in TASKS:
         raise InputError(f"Unknown training task {name!r}; choose one of {', '.join(TASKS)}.")
-    if steps < 1:
-        raise InputError("steps must be at least 1")
+    check_options(steps=steps, seed=seed, batch_size=batch_size, lr=lr, size=size,
+                  checkpoint_every=checkpoint_every, validate_every=validate_every,
+                  validation_batches_n=validation_batches_n)
     task = TASKS[name]
     if "image_size" in task.config:  # the Blobs Finder's fully connected layers fix its input size
         task = dataclasses.replace(task, config={**task.config, "image_size": size})
     batch_size = batch_size or task.batch_size
     lr = lr or task.lr
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file, not a folder: give the folder for the "
+                         "checkpoint, log and model.")
     ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.json"
 
     torch.manual_seed(seed)
@@ -162,22 +172,31 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
            "train": [], "validation": [], "seconds": 0.0}
     step = 0
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state["task"] != name:
-            raise InputError(f"{ckpt_path} belongs to task {state['task']!r}, not {name!r}; "
-                             "use another --out folder or --no-resume.")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        maker._pool = state["pool"]
+        state = load_training_state(ckpt_path, name, log)
+        try:
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            pool = [ex.make_instrument(Observation(**i["observation"]), int(i["size"])) for i in state["pool"]]
+        except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InputError(f"{ckpt_path} does not fit this training run ({_first_line(exc)}): "
+                             "delete it, or use --no-resume to start afresh.") from None
+        maker._pool = pool
         log, step = state["log"], state["step"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if progress is not None:
+        progress(step, steps, None)  # accepted: starting (or resuming) at ``step``
 
     def checkpoint():
+        # plain values and tensors only, so that resuming loads it with weights_only=True: the
+        # pooled instruments are kept as the observations that rebuild them exactly
+        pool = [{"observation": _plain(dataclasses.asdict(i.observation)), "size": int(i.size)}
+                for i in maker._pool]
         with atomic_write(ckpt_path) as tmp:
-            torch.save({"task": name, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                        "pool": maker._pool, "log": log, "step": step}, tmp)
+            torch.save({"format": CHECKPOINT_FORMAT, "task": name, "model": model.state_dict(),
+                        "optimiser": optimiser.state_dict(), "rng": _plain(rng.bit_generator.state),
+                        "torch_rng": torch.get_rng_state(), "pool": pool, "log": log, "step": step}, tmp)
         write_json(log_path, log)
 
     val = {"training_configs": validation_batches(name, size, validation_batches_n, batch_size, ex.TRAINING_CONFIGS),
@@ -213,6 +232,68 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
     model_path = models.save_checkpoint(out_dir / "model.pt", model, task.model_kind, task.config, extra)
     write_model_card(out_dir / "MODEL_CARD.md", name, task, log, command)
     return model_path
+
+
+def check_options(steps, seed=0, batch_size=None, lr=None, size=256, checkpoint_every=50,
+                  validate_every=100, validation_batches_n=4) -> None:
+    """Refuse training options that cannot work, before anything is built or written (the names of
+    the command line's options in brackets)."""
+    def whole(value, least, what):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise InputError(f"{what} must be a whole number of at least {least}; got {value!r}.")
+
+    whole(steps, 1, "steps (--steps)")
+    whole(seed, 0, "seed (--seed)")
+    whole(size, MIN_SIZE, "size (--size, image side in pixels)")
+    whole(checkpoint_every, 1, "checkpoint_every (--checkpoint-every)")
+    whole(validate_every, 1, "validate_every")
+    whole(validation_batches_n, 1, "validation_batches_n")
+    if batch_size is not None:
+        whole(batch_size, 1, "batch_size (--batch)")
+    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise InputError(f"lr (--lr) must be a positive learning rate; got {lr!r}.")
+
+
+def load_training_state(path: Path, name: str, log: dict) -> dict:
+    """The training state in ``path`` (a checkpoint of :func:`train`), loaded with
+    ``weights_only=True`` so that a planted file cannot run code, and checked against this run
+    (task ``name``; seed, batch, lr and size in ``log``). InputError on anything else."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(f"{path} is not a plain weights file (it holds Python objects other than "
+                         "tensors and plain values, so it is not loaded: loading it could run code). "
+                         "Delete it, or use --no-resume to start afresh.") from None
+    except Exception as exc:  # noqa: BLE001 -- torch raises many types on damaged files
+        raise InputError(f"{path} cannot be read as a checkpoint ({_first_line(exc)}). "
+                         "Delete it, or use --no-resume to start afresh.") from None
+    keys = {"task", "model", "optimiser", "rng", "torch_rng", "pool", "log", "step"}
+    if not isinstance(state, dict) or not keys <= set(state) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path} is not a checkpoint of this version of `train`: delete it, or use "
+                         "--no-resume to start afresh.")
+    if state["task"] != name:
+        raise InputError(f"{path} belongs to task {state['task']!r}, not {name!r}; "
+                         "use another --out folder or --no-resume.")
+    made = state["log"]
+    for key, option in (("seed", "--seed"), ("batch_size", "--batch"), ("lr", "--lr"), ("size", "--size")):
+        if made.get(key) != log[key]:
+            raise InputError(f"{path} was made with {option} {made.get(key)} (not {log[key]}): run the "
+                             "same command to resume it, or use --no-resume or another --out to start afresh.")
+    return state
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def _plain(value):
+    """``value`` with numpy scalars turned into Python ones (dicts, lists and tuples walked)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def write_json(path, doc):

@@ -63,7 +63,7 @@ def feature_maps(store, feature: int, rows) -> np.ndarray:
     made as the store's features were (model, input size); cached on disk per store."""
     feature = check_feature(store, feature)
     rows = [int(r) for r in rows]
-    key = hashlib.sha1(f"{store.folder.resolve()}|{store.meta.get('built', '')}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{store.folder.resolve()}|{store.meta.get('build', '')}".encode()).hexdigest()[:16]
     folder = cache_dir("feature-maps", key)
     maps, missing = {}, []
     for r in rows:

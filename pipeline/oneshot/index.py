@@ -36,12 +36,15 @@ EXACT_LIMIT = 100_000
 RECALL_TARGET = 0.95
 RECALL_K = 100
 RECALL_QUERIES = 200
+#: How a user rebuilds an index or a whole feature store (``{folder}``: where it goes).
+BUILD_COMMAND = "python -m pipeline index IMAGES_DIR --catalog CATALOG.csv --out {folder}"
 
 
 @dataclass
 class IndexInfo:
     """What an index is: ``metric``, ``kind``, vectors ``n`` of ``dim``, IVF ``nlist`` and
-    ``nprobe``, and the ``recall`` at ``recall_k`` measured against the exact search (1.0 when exact)."""
+    ``nprobe``, the ``recall`` at ``recall_k`` measured against the exact search (1.0 when exact),
+    and the ``build`` of the feature store it belongs to ("" outside a store)."""
 
     metric: str
     kind: str
@@ -51,6 +54,7 @@ class IndexInfo:
     nprobe: int = 0
     recall: float = 1.0
     recall_k: int = RECALL_K
+    build: str = ""
 
 
 class FeatureIndex:
@@ -151,13 +155,28 @@ class FeatureIndex:
 
     @classmethod
     def load(cls, folder) -> "FeatureIndex":
+        """The index saved in ``folder``; InputError naming the file when one is missing or damaged."""
         import faiss
 
         folder = Path(folder)
+        rebuild = f"build it again with `{BUILD_COMMAND.format(folder=folder)}`."
         if not (folder / "index.faiss").is_file():
-            raise InputError(f"No index in {folder}: build one with `python -m pipeline index`.")
-        info = IndexInfo(**json.loads((folder / "index.json").read_text()))
-        index = faiss.read_index(str(folder / "index.faiss"))
+            raise InputError(f"No index in {folder} (index.faiss is missing): {rebuild}")
+        try:
+            info = IndexInfo(**json.loads((folder / "index.json").read_text()))
+            if info.metric not in METRICS or info.kind not in KINDS[1:] or min(info.n, info.dim) < 1:
+                raise ValueError("unknown metric or kind, or no vectors")
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+            raise InputError(f"{folder / 'index.json'} is missing or damaged ({type(exc).__name__}: {exc}): "
+                             f"{rebuild}") from None
+        try:
+            index = faiss.read_index(str(folder / "index.faiss"))
+        except RuntimeError as exc:  # faiss reports a short or garbled file this way
+            raise InputError(f"{folder / 'index.faiss'} is damaged ({str(exc).splitlines()[0][-120:]}): "
+                             f"{rebuild}") from None
+        if (index.ntotal, index.d) != (info.n, info.dim):
+            raise InputError(f"{folder / 'index.faiss'} holds {index.ntotal} vectors of {index.d} features but "
+                             f"index.json says {info.n} of {info.dim}: the two are from different builds; {rebuild}")
         if info.kind == "approximate":
             index.nprobe = info.nprobe
         return cls(index, info)

@@ -18,6 +18,7 @@ from pipeline.errors import Cancelled, InputError
 from pipeline.oneshot.stats import label_statistics
 
 MAX_N = 10_000  # neighbours per query: beyond this a search is a catalogue dump, not a query
+MAX_ITERATIONS = 20  # recursive iterations: the found set stops growing long before
 
 
 def query_vector(store, prototype) -> np.ndarray:
@@ -26,6 +27,12 @@ def query_vector(store, prototype) -> np.ndarray:
     if isinstance(prototype, np.ndarray) and prototype.ndim == 1:
         return prototype.astype(np.float32)
     return np.asarray(store.features[store.row_of(prototype)], np.float32)
+
+
+def available_neighbours(store, prototype) -> int:
+    """How many galaxies a search from ``prototype`` can find: all of the store's but the
+    prototype itself (an id; a vector is no galaxy of the store). Refuses an unknown id."""
+    return len(store.catalog) - (0 if _own_row(store, prototype) is None else 1)
 
 
 def one_shot(store, prototype, n: int) -> Table:
@@ -47,8 +54,8 @@ def recursive(store, prototype, n: int, iterations: int, progress=None,
     ``parent`` is the galaxy whose query found it first (provenance). ``progress(done, total)``
     after each iteration; ``cancel`` stops between iterations."""
     n = _check_n(n, len(store.catalog))
-    if not 1 <= int(iterations) <= 20:
-        raise InputError(f"iterations must be between 1 and 20; got {iterations}.")
+    if not 1 <= int(iterations) <= MAX_ITERATIONS:
+        raise InputError(f"iterations must be between 1 and {MAX_ITERATIONS}; got {iterations}.")
     own = _own_row(store, prototype)
     seen = set() if own is None else {own}
     frontier_vectors = query_vector(store, prototype)[None]

@@ -44,11 +44,9 @@ def is_positive(column, positive) -> np.ndarray:
     return np.array([str(v) == str(positive) for v in np.ma.asarray(column).data], bool)
 
 
-def label_statistics(catalog, found_rows, column: str, positive, confidence: float = 0.95) -> dict:
-    """Statistics of ``column == positive`` among ``found_rows`` of ``catalog`` (astropy Table)
-    against the whole catalogue. Keys: ``column, positive, n, k, fraction, low, high`` (the
-    Wilson interval), ``base_rate, base_n, base_k, enrichment, p_value, unlabelled``
-    (found rows without a value). Fractions are None when nothing labelled was found."""
+def check_label(catalog, column: str, positive) -> tuple[np.ndarray, np.ndarray]:
+    """Refuse a label ``column`` the catalogue lacks or a ``positive`` value no galaxy has (before
+    any search). Returns the masks (labelled rows, rows with ``column == positive``)."""
     if column not in catalog.colnames:
         raise InputError(f"The catalogue has no column {column!r}; label columns here: "
                          f"{', '.join(c for c in catalog.colnames if c not in ('id', 'file')) or 'none'}.")
@@ -56,7 +54,16 @@ def label_statistics(catalog, found_rows, column: str, positive, confidence: flo
     hit = is_positive(catalog[column], positive) & has
     if not hit.any():
         values = sorted({str(v) for v in np.asarray(catalog[column])[has]})[:10]
-        raise InputError(f"No galaxy has {column} = {positive!r}; its values are {', '.join(values)}.")
+        raise InputError(f"No galaxy has {column} = {positive!r}; its values are {', '.join(values) or 'none'}.")
+    return has, hit
+
+
+def label_statistics(catalog, found_rows, column: str, positive, confidence: float = 0.95) -> dict:
+    """Statistics of ``column == positive`` among ``found_rows`` of ``catalog`` (astropy Table)
+    against the whole catalogue. Keys: ``column, positive, n, k, fraction, low, high`` (the
+    Wilson interval), ``base_rate, base_n, base_k, enrichment, p_value, unlabelled``
+    (found rows without a value). Fractions are None when nothing labelled was found."""
+    has, hit = check_label(catalog, column, positive)
     rows = np.unique(np.asarray(found_rows, int))
     n, k = int(has[rows].sum()), int(hit[rows].sum())
     big_n, big_k = int(has.sum()), int(hit.sum())

@@ -2,44 +2,73 @@
 
 ``python -m pipeline index`` and the explorer build one per galaxy set and model::
 
-    INDEX_DIR/catalog.csv    the set's catalogue (rows in feature order)
+    INDEX_DIR/catalog.csv    the set's catalogue (rows in feature order, ids as text)
     INDEX_DIR/features.npy   (n, 1280) float32
-    INDEX_DIR/index.faiss    the faiss index (+ index.json: metric, kind, measured recall)
+    INDEX_DIR/index.faiss    the faiss index (+ index.json: metric, kind, measured recall, build id)
     INDEX_DIR/top_*.npy      per feature, the images that activate it most (the feature atlas)
-    INDEX_DIR/store.json     the model, input size and preprocessing, the images' folder, counts
-    INDEX_DIR/parts/         features of each chunk of images, while a build is under way
+    INDEX_DIR/store.json     the model, input size and preprocessing, the images' folder, counts,
+                             the build id, the ids' digest and a fingerprint of each .npy/.faiss file
 
 Extraction is split into chunks of images run on Dask: a local cluster by default (one worker
-process per core, one thread each), any running scheduler by its address to scale out (its
-workers need this package installed and the images at the same path), or ``"synchronous"`` (in
-this process, no cluster). Each finished chunk is written at once, so an interrupted build
-resumes where it stopped when run again with the same set and model; ``store.json`` is written
-last, so a folder with it is complete.
+process per core, one thread each, no dashboard), any running scheduler by its address to scale
+out (its workers need this package installed and the images at the same path), or
+``"synchronous"`` (in this process, no cluster). Each finished chunk is written at once into
+``.INDEX_DIR.parts/`` beside the store, named by its images' ids, paths, sizes and modification
+and change times: an interrupted build resumes where it stopped when run again with the same
+model and settings, and a chunk whose images changed is extracted again.
+
+A build writes the whole store into a new hidden folder beside it (``.INDEX_DIR.build-<id>``)
+and swaps it in at the end (old store renamed away, new one in, old one deleted): readers see
+the old store or the new one, never a mix, and a killed build leaves the old store whole. The
+next build removes what a killed one left; opening removes stray temporary files. A lock on the
+parts folder keeps two builds out of one store. Opening checks every file against store.json
+(counts, ids, build id, fingerprints) and refuses a damaged or mixed store, naming the file and
+the command that rebuilds it. A build never writes over its inputs: ``INDEX_DIR`` may not be or
+hold the images folder, an image or the catalogue, nor be a folder of other files.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import os
 import shutil
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
 
-from pipeline.atomic import atomic_write
+from pipeline.atomic import atomic_write, replace_folder
 from pipeline.cache import cache_dir
 from pipeline.errors import Cancelled, InputError
 from pipeline.oneshot import features as feat
-from pipeline.oneshot.galaxies import PREPROCESSING_NOTE, GalaxySet, read_image, to_rgb
-from pipeline.oneshot.index import DEFAULT_METRIC, FeatureIndex
+from pipeline.oneshot.galaxies import (
+    PREPROCESSING_NOTE,
+    GalaxySet,
+    read_catalog,
+    read_image,
+    to_rgb,
+)
+from pipeline.oneshot.index import BUILD_COMMAND, DEFAULT_METRIC, FeatureIndex
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: builds are then not locked against each other
+    fcntl = None
 
 CHUNK = 128  # images per Dask task: big enough to amortise a task, small enough to resume often
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: build id, ids digest and file fingerprints in store.json; parts beside the store
 SCHEDULER_TIMEOUT = "10s"
+STORE_FILES = ("catalog.csv", "features.npy", "index.faiss", "index.json", "top_rows.npy", "top_values.npy",
+               "store.json")
+FINGERPRINTED = ("features.npy", "index.faiss", "top_rows.npy", "top_values.npy")
+FINGERPRINT_BYTES = 1 << 20  # hashed at each end of a file: cheap even for a 5 GB features.npy
 _CACHE_LOCK = threading.Lock()  # to reach a remote Dask scheduler
 
 
@@ -56,18 +85,33 @@ class FeatureStore:
 
     @classmethod
     def open(cls, folder) -> "FeatureStore":
+        """The store in ``folder``, every file checked against store.json; InputError naming the
+        file that is missing, damaged or from another build."""
         folder = Path(folder)
         if not (folder / "store.json").is_file():
             raise InputError(f"{folder} holds no complete feature store: build it with "
-                             "`python -m pipeline index IMAGES_DIR --catalog CATALOG.csv --out DIR`.")
-        meta = json.loads((folder / "store.json").read_text())
-        catalog = Table.read(folder / "catalog.csv", format="ascii.csv")
-        catalog["id"] = [str(v) for v in catalog["id"]]
-        features = np.load(folder / "features.npy", mmap_mode="r")
-        if len(features) != len(catalog):
-            raise InputError(f"{folder} is inconsistent ({len(features)} feature rows, {len(catalog)} "
-                             "catalogue rows): build it again.")
-        return cls(folder, catalog, features, FeatureIndex.load(folder), meta)
+                             f"`{BUILD_COMMAND.format(folder=folder)}`.")
+        meta = _read_meta(folder)
+        for name in FINGERPRINTED:
+            if not (folder / name).is_file():
+                raise _damaged(folder, name, "is missing")
+            if _fingerprint(folder / name) != meta["files"].get(name):
+                raise _damaged(folder, name, "does not match store.json (changed, cut short or from another build)")
+        try:
+            catalog = read_catalog(folder / "catalog.csv")
+        except InputError as exc:
+            raise _damaged(folder, "catalog.csv", f"is unreadable ({exc})") from None
+        if len(catalog) != meta["n"] or _ids_digest(catalog["id"]) != meta["ids_sha1"]:
+            raise _damaged(folder, "catalog.csv", f"holds {len(catalog)} galaxies, not the {meta['n']} whose ids "
+                           "store.json records")
+        features = _array(folder, "features.npy", (meta["n"], meta["dim"]), np.float32)
+        for name, dtype in (("top_rows.npy", np.int32), ("top_values.npy", np.float32)):
+            _array(folder, name, (meta["dim"], meta["top_k"]), dtype)
+        index = FeatureIndex.load(folder)
+        if index.info.build != meta["build"] or (index.info.n, index.info.dim) != features.shape:
+            raise _damaged(folder, "index.json", "belongs to another build than store.json")
+        _clean_leftovers(folder)
+        return cls(folder, catalog, features, index, meta)
 
     def __post_init__(self):
         self._rows = {str(v): i for i, v in enumerate(self.catalog["id"])}
@@ -86,12 +130,7 @@ class FeatureStore:
 
     def top_activations(self) -> tuple[np.ndarray, np.ndarray]:
         """Per feature, the rows of the images activating it most and their values (see
-        :func:`pipeline.oneshot.atlas.top_activations`); stored at build time, made now for a
-        store built before they were."""
-        from pipeline.oneshot.atlas import top_activations
-
-        if not (self.folder / "top_rows.npy").is_file():
-            _save_top_activations(self.folder, *top_activations(self.features))
+        :func:`pipeline.oneshot.atlas.top_activations`), made when the store was built."""
         return np.load(self.folder / "top_rows.npy"), np.load(self.folder / "top_values.npy")
 
     def describe(self) -> str:
@@ -104,55 +143,48 @@ def build_store(galaxies: GalaxySet, out, backbone: str = feat.DEFAULT_BACKBONE,
                 scheduler: str = "local", chunk: int = CHUNK, progress=None,
                 cancel: threading.Event | None = None) -> FeatureStore:
     """Extract the features of every image of ``galaxies`` with ``backbone`` at ``size`` px,
-    index them and write the store to ``out`` (see the module docstring). ``progress(done,
-    total)`` counts images; ``cancel`` stops between chunks (finished chunks are kept)."""
-    out = Path(out)
+    index them and write the store to ``out``, replacing a store there as a whole (see the module
+    docstring). ``progress(done, total)`` counts images; ``cancel`` stops between chunks
+    (finished chunks are kept for the next run; a store already in ``out`` is left as it was)."""
+    out = Path(out).expanduser().resolve()  # the swap moves the real folder, never a link to it
+    _check_out(galaxies, out)
     model = feat.load_backbone(backbone, weights)  # a wrong name or missing weights fail here
-    parts = out / "parts"
-    plan = {"version": STORE_VERSION, "backbone": backbone, "weights": str(weights or ""), "input_px": int(size),
-            "chunk": int(chunk), "ids": hashlib.sha1("\n".join(galaxies.ids).encode()).hexdigest(),
-            "files": hashlib.sha1("\n".join(galaxies.catalog["file"]).encode()).hexdigest()}
-    if (parts / "plan.json").is_file() and json.loads((parts / "plan.json").read_text()) != plan:
-        shutil.rmtree(parts)  # another set or model: start over
-    parts.mkdir(parents=True, exist_ok=True)
-    with atomic_write(parts / "plan.json") as tmp:
-        tmp.write_text(json.dumps(plan))
-    starts = range(0, len(galaxies), chunk)
-    todo = [s for s in starts if not (parts / f"{s:09d}.npy").is_file()]
-    done_images = len(galaxies) - sum(min(chunk, len(galaxies) - s) for s in todo)
-    if progress is not None:
-        progress(done_images, len(galaxies))
-    files = [str(galaxies.folder / f) for f in galaxies.catalog["file"]]
-    jobs = {s: (files[s:s + chunk], galaxies.size, backbone, str(weights) if weights else None, int(size), engine)
-            for s in todo}
-    for start, vectors in _run(jobs, scheduler, cancel):
-        with atomic_write(parts / f"{start:09d}.npy") as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, vectors)
-        done_images += len(vectors)
+    n = len(galaxies)
+    files = [str(galaxies.path(row)) for row in range(n)]
+    with _build_lock(out) as parts:
+        plan = {"version": STORE_VERSION, "backbone": backbone, "weights_sha256": model.digest,
+                "input_px": int(size), "size_px": int(galaxies.size), "engine": engine, "chunk": int(chunk)}
+        if _read_json(parts / "plan.json") != plan:  # another model or settings: start over
+            for old in parts.iterdir():
+                if old.is_dir():
+                    shutil.rmtree(old)
+                else:
+                    old.unlink()
+            with atomic_write(parts / "plan.json") as tmp:
+                tmp.write_text(json.dumps(plan))
+        starts = range(0, n, chunk)
+        names = {s: f"{s:09d}-{_chunk_key(galaxies.ids, files, s, chunk)}.npy" for s in starts}
+        todo = [s for s in starts if not _part_done(parts / names[s], min(chunk, n - s))]
+        done_images = n - sum(min(chunk, n - s) for s in todo)
         if progress is not None:
-            progress(done_images, len(galaxies))
-    features = np.concatenate([np.load(parts / f"{s:09d}.npy") for s in starts]).astype(np.float32)
-    index = FeatureIndex.build(features, metric=metric, kind=kind)
-    with atomic_write(out / "features.npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, features)
-    catalog = galaxies.catalog.copy()
-    with atomic_write(out / "catalog.csv") as tmp:
-        catalog.write(tmp, format="ascii.csv", overwrite=True)
-    index.save(out)
-    from pipeline.oneshot.atlas import top_activations
-
-    _save_top_activations(out, *top_activations(features))
-    meta = {"version": STORE_VERSION, "name": galaxies.name, "images": str(galaxies.folder.resolve()),
-            "size_px": int(galaxies.size), "n": len(galaxies), "backbone": backbone,
-            "model_label": model.label, "weights": str(weights or ""), "weights_file": model.weights,
-            "weights_sha256": model.digest, "input_px": int(size),
-            "preprocessing": f"{PREPROCESSING_NOTE} Then: {feat.PREPROCESSING}", "engine": engine,
-            "notes": galaxies.notes, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
-    with atomic_write(out / "store.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(parts, ignore_errors=True)
+            progress(done_images, n)
+        jobs = {s: (files[s:s + chunk], galaxies.size, backbone, str(weights) if weights else None, int(size), engine)
+                for s in todo}
+        for start, vectors in _run(jobs, scheduler, cancel):
+            with atomic_write(parts / names[start]) as tmp, open(tmp, "wb") as f:
+                np.save(f, vectors)
+            done_images += len(vectors)
+            if progress is not None:
+                progress(done_images, n)
+        features = np.concatenate([np.load(parts / names[s]) for s in starts]).astype(np.float32)
+        meta = {"version": STORE_VERSION, "name": galaxies.name, "images": str(galaxies.folder.resolve()),
+                "size_px": int(galaxies.size), "n": n, "backbone": backbone,
+                "model_label": model.label, "weights": str(weights or ""), "weights_file": model.weights,
+                "weights_sha256": model.digest, "input_px": int(size),
+                "preprocessing": f"{PREPROCESSING_NOTE} Then: {feat.PREPROCESSING}", "engine": engine,
+                "notes": galaxies.notes, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
+        _write_store(out, galaxies.catalog, features, FeatureIndex.build(features, metric=metric, kind=kind), meta)
+        shutil.rmtree(parts, ignore_errors=True)
     return FeatureStore.open(out)
 
 
@@ -165,7 +197,10 @@ def cached_store(galaxies: GalaxySet, backbone: str = feat.DEFAULT_BACKBONE, siz
     folder = cache_dir("stores", f"{slug}-{key.hexdigest()[:12]}-{backbone}-{int(size)}px")
     with _CACHE_LOCK:  # two sessions opening the same set wait for one build
         if (folder / "store.json").is_file():
-            return FeatureStore.open(folder)
+            try:
+                return FeatureStore.open(folder)
+            except InputError:
+                pass  # damaged, or made by another version: built again below
         return build_store(galaxies, folder, backbone=backbone, size=size, scheduler=scheduler,
                            progress=progress, cancel=cancel)
 
@@ -198,10 +233,15 @@ def _run(jobs: dict, scheduler: str, cancel):
     from dask.distributed import Client, LocalCluster, as_completed
 
     if scheduler == "local":
-        import os
+        import dask
 
-        cluster = LocalCluster(n_workers=max(1, min(len(jobs), os.cpu_count() or 1)), threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+        # No dashboard. In distributed 2026.8 the scheduler always starts an HTTP server (status
+        # pages, metrics, a proxy to the workers) and dashboard_address=None puts it on :8787;
+        # so: no bokeh dashboard, no pages on any server, and the scheduler's on a free local port.
+        with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+            cluster = LocalCluster(n_workers=max(1, min(len(jobs), os.cpu_count() or 1)), threads_per_worker=1,
+                                   processes=True, dashboard_address=None,
+                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         client = Client(cluster)
     else:
         try:
@@ -220,11 +260,192 @@ def _run(jobs: dict, scheduler: str, cancel):
             cluster.close()
 
 
-def _save_top_activations(folder: Path, rows: np.ndarray, values: np.ndarray) -> None:
-    for name, array in (("top_rows.npy", rows), ("top_values.npy", values)):
-        with atomic_write(folder / name) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, array)
+def _write_store(out: Path, catalog: Table, features: np.ndarray, index: FeatureIndex, meta: dict) -> None:
+    """Write every file of a store into a new build folder beside ``out``, then swap it in."""
+    from pipeline.oneshot.atlas import top_activations
+
+    build = uuid.uuid4().hex[:16]
+    staging = out.parent / f".{out.name}.build-{build}"
+    staging.mkdir()
+    try:
+        np.save(staging / "features.npy", features)
+        catalog.write(staging / "catalog.csv", format="ascii.csv")
+        index.info.build = build
+        index.save(staging)
+        rows, values = top_activations(features)
+        np.save(staging / "top_rows.npy", rows)
+        np.save(staging / "top_values.npy", values)
+        meta = {**meta, "build": build, "dim": int(features.shape[1]), "top_k": int(rows.shape[1]),
+                "ids_sha1": _ids_digest(catalog["id"]),
+                "files": {name: _fingerprint(staging / name) for name in FINGERPRINTED}}
+        (staging / "store.json").write_text(json.dumps(meta, indent=2))  # last: the build is complete
+        try:
+            replace_folder(staging, out)
+        except OSError as exc:
+            raise InputError(f"Cannot move the new store into {out} ({exc.strerror}); the old one, if any, is "
+                             "unchanged. Give --out a folder you may replace (not a mount point).") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_out(galaxies: GalaxySet, out: Path) -> None:
+    """Refuse an ``out`` whose replacement would destroy an input or a folder that is not a store."""
+    images = galaxies.folder.resolve()
+    advice = (f"A build replaces its --out folder as a whole: give a new folder outside the inputs, e.g. "
+              f"{images.parent / (images.name + '-index')}.")
+    inputs = {"the images folder": images}
+    if galaxies.source is not None:
+        inputs["the catalogue"] = Path(galaxies.source).resolve()
+    for what, path in inputs.items():
+        if path == out or out in path.parents:
+            raise InputError(f"--out {out} {'is' if path == out else 'holds'} {what} ({path}). {advice}")
+    if images in out.parents:
+        inside = next((f for f in galaxies.catalog["file"]
+                       if os.path.commonpath([out, os.path.realpath(images / f)]) == str(out)), None)
+        if inside is not None:
+            raise InputError(f"--out {out} holds images of the set (e.g. {inside}). {advice}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder. {advice}")
+    if out.is_dir() and any(out.iterdir()):
+        others = [p.name for p in out.iterdir() if not _store_entry(p.name)]
+        if others or not ((out / "store.json").is_file() or (out / "parts" / "plan.json").is_file()):
+            raise InputError(f"--out {out} is not a feature store (it holds {', '.join(others[:3]) or 'no store.json'})"
+                             " and a build would delete what it holds. Give a new or empty folder, or move those "
+                             "files out.")
+
+
+def _store_entry(name: str) -> bool:
+    """A file a store (of this version or the first) may hold."""
+    return name in STORE_FILES or name == "parts" or (name.startswith(".") and name.endswith(".tmp"))
+
+
+@contextmanager
+def _build_lock(out: Path):
+    """Yield the parts folder beside ``out`` (``.NAME.parts``), locked for this build, after
+    removing what killed builds left; refuse when another build holds it."""
+    parts = out.parent / f".{out.name}.parts"
+    for _ in range(3):  # the folder may vanish under us when a build finishes just then
+        try:
+            parts.mkdir(parents=True, exist_ok=True)
+            fd = os.open(parts, os.O_RDONLY)
+        except OSError as exc:
+            raise InputError(f"Cannot write beside {out} ({exc.strerror}): give --out in a folder you may "
+                             "write to.") from None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise InputError(f"Another build into {out} is under way: wait for it to end (or stop it) "
+                                     "and run again.") from None
+            if parts.is_dir() and os.path.samestat(os.fstat(fd), os.stat(parts)):
+                _clean_leftovers(out, builds=True)
+                yield parts
+                return
+        finally:
+            os.close(fd)
+    raise InputError(f"Another build into {out} keeps finishing under this one: run again.")
+
+
+def _clean_leftovers(folder: Path, builds: bool = False) -> None:
+    """Remove what killed builds left: temporary files of cut-short writes in the store, an old
+    store renamed away and, with ``builds`` (only under the build lock), unfinished build folders.
+    Read-only folders are left as they are."""
+    name = glob.escape(folder.name)
+    patterns = [f".{name}.old-*"] + ([f".{name}.build-*"] if builds else [])
+    leftovers = [p for pattern in patterns for p in folder.parent.glob(pattern)]
+    if folder.is_dir():
+        leftovers += [p for file in STORE_FILES for p in folder.glob(f".{file}.*.tmp")]
+    parts = folder.parent / f".{folder.name}.parts"
+    if builds and parts.is_dir():
+        leftovers += list(parts.glob(".*.tmp"))
+    for path in leftovers:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def _chunk_key(ids: list[str], files: list[str], start: int, chunk: int) -> str:
+    """What a chunk's features depend on besides the plan: its images' ids, paths, sizes and
+    modification and change times (a replaced file, even with its old time kept, changes it)."""
+    digest = hashlib.sha1()
+    for row in range(start, min(start + chunk, len(files))):
+        try:
+            st = os.stat(files[row])
+        except OSError as exc:
+            raise InputError(f"Cannot read the image {files[row]} ({exc.strerror}): was it moved since the "
+                             "catalogue was read? Run again.") from None
+        digest.update(f"{ids[row]}\0{files[row]}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def _part_done(path: Path, rows: int) -> bool:
+    """Whether a chunk's features were saved whole."""
+    try:
+        return path.is_file() and np.load(path, mmap_mode="r").shape[0] == rows
+    except (OSError, ValueError, EOFError):
+        return False
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _read_meta(folder: Path) -> dict:
+    meta = _read_json(folder / "store.json")
+    if not isinstance(meta, dict):
+        raise _damaged(folder, "store.json", "is not readable JSON")
+    if meta.get("version") != STORE_VERSION:
+        raise InputError(f"{folder / 'store.json'}: this store was made by another version of the pipeline (store "
+                         f"version {meta.get('version')!r}, this one reads {STORE_VERSION}). Build it again with "
+                         f"`{BUILD_COMMAND.format(folder=folder)}`.")
+    needed = {"build": str, "n": int, "dim": int, "top_k": int, "ids_sha1": str, "files": dict, "images": str,
+              "size_px": int, "name": str, "backbone": str, "weights": str, "input_px": int, "engine": str,
+              "model_label": str}
+    wrong = [key for key, kind in needed.items() if not isinstance(meta.get(key), kind)]
+    if wrong:
+        raise _damaged(folder, "store.json", f"lacks or garbles {', '.join(wrong)}")
+    return meta
+
+
+def _array(folder: Path, name: str, shape: tuple, dtype) -> np.ndarray:
+    """``folder/name`` memory-mapped, checked to be ``shape`` of ``dtype``."""
+    try:
+        array = np.load(folder / name, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        raise _damaged(folder, name, f"is unreadable ({exc})") from None
+    if array.shape != tuple(shape) or array.dtype != dtype:
+        raise _damaged(folder, name, f"holds {array.dtype} {array.shape}, not the {np.dtype(dtype)} {tuple(shape)} "
+                       "store.json describes")
+    return array
+
+
+def _damaged(folder: Path, name: str, what: str) -> InputError:
+    return InputError(f"{folder / name} {what}: this feature store is damaged or mixed from different builds. "
+                      f"Build it again with `{BUILD_COMMAND.format(folder=folder)}`.")
+
+
+def _fingerprint(path: Path) -> str:
+    """Size and a SHA-1 of the first and last ``FINGERPRINT_BYTES`` of a file."""
+    size = path.stat().st_size
+    digest = hashlib.sha1(str(size).encode())
+    with open(path, "rb") as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        if size > FINGERPRINT_BYTES:
+            f.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+            digest.update(f.read())
+    return f"{size}:{digest.hexdigest()}"
+
+
+def _ids_digest(ids) -> str:
+    return hashlib.sha1("\0".join(str(i) for i in ids).encode()).hexdigest()
 
 
 def _check(cancel):

@@ -95,6 +95,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from pipeline.atomic import replace_folder
 from pipeline.cache import cache_dir
 from pipeline.errors import Cancelled, InputError
 
@@ -643,21 +644,6 @@ def _check_target(folder: Path) -> None:
                          "empty folder for the set, or an older set to replace.")
 
 
-def _move_into_place(built: Path, folder: Path) -> None:
-    """Rename the finished ``built`` folder to ``folder``, replacing an empty folder or an older
-    set (moved aside first, then deleted), so readers never see half a set."""
-    try:
-        os.rename(built, folder)  # also replaces an empty directory
-        return
-    except OSError:
-        if not folder.is_dir():
-            raise
-    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-    os.rename(folder, old / "set")
-    os.rename(built, folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _building(folder: Path) -> Path:
     """A new hidden folder beside ``folder`` to build a set in, with the usual permissions
     (mkdtemp's are private). Builds abandoned more than a day ago are removed."""
@@ -724,7 +710,7 @@ def simulate_survey(folder, n: int = DEFAULT_N, seed: int = 0, size: int = DEFAU
         catalog.write(build / "catalog.csv", format="ascii.csv")
         (build / "README.txt").write_text(SIMULATED_NOTE + "\n\n" + SURVEY_README.format(
             n=n, seed=seed, size=size, version=SURVEY_VERSION))
-        _move_into_place(build, folder)
+        replace_folder(build, folder)
     finally:
         if build.exists():
             shutil.rmtree(build, ignore_errors=True)
@@ -787,7 +773,7 @@ def hubble_deep_field_set(folder, size: int = DEFAULT_SIZE, progress=None) -> Pa
                 progress(k + 1, len(order))
         catalog.write(build / "catalog.csv", format="ascii.csv")
         (build / "README.txt").write_text(HDF_README.format(n=len(order), size=size, version=HDF_VERSION))
-        _move_into_place(build, folder)
+        replace_folder(build, folder)
     finally:
         if build.exists():
             shutil.rmtree(build, ignore_errors=True)

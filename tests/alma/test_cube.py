@@ -1,3 +1,5 @@
+import gzip
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -200,3 +202,74 @@ def test_out_of_range_requests(make_cube):
             cube.spectrum(24, 0)
         with pytest.raises(InputError):
             cube.moment0(0, 99)
+
+
+def _gzip_damaged(tmp_path, how):
+    fits.PrimaryHDU(cube_data(), cube_header(stokes=False, beam_keywords=True)).writeto(tmp_path / "ok.fits")
+    packed = bytearray(gzip.compress((tmp_path / "ok.fits").read_bytes()))
+    if how == "deflate":  # compressed data overwritten: zlib.error
+        packed[30:230] = bytes(200)
+    elif how == "crc":  # the trailer's CRC no longer matches: gzip.BadGzipFile
+        packed[-8] ^= 0xFF
+    elif how == "garbage":  # a gzip header followed by anything
+        packed = packed[:10] + b"garbage " * 500
+    path = tmp_path / f"{how}.fits.gz"
+    path.write_bytes(bytes(packed))
+    return path
+
+
+@pytest.mark.parametrize("how", ["deflate", "crc", "garbage"])
+def test_corrupt_gzip(tmp_path, how):
+    path = _gzip_damaged(tmp_path, how)
+    message = _error(path)
+    assert path.name in message and "gzip" in message and "again" in message
+
+
+def test_header_promising_far_more_than_the_file_holds(tmp_path):
+    """NAXISn of 100000 each: refused from the header, before astropy tries to map 4 PB."""
+    header = cube_header(stokes=False, beam_keywords=True)
+    path = tmp_path / "huge.fits"
+    fits.PrimaryHDU(cube_data(), header).writeto(path)
+    raw = path.read_bytes()
+    for axis in (1, 2, 3):
+        raw = raw.replace(f"NAXIS{axis}  = {header[f'NAXIS{axis}']:>20d}".encode(),
+                          f"NAXIS{axis}  = {100000:>20d}".encode())
+    path.write_bytes(raw)
+    message = _error(path)
+    assert "promises 4,000,000,000,002,880 bytes" in message and "Errno" not in message
+
+
+@pytest.mark.parametrize("value, shown", [(0.0, "BMAJ = 0"), (-0.5 / 3600, "BMAJ = -"), ("nan", "BMAJ = nan"),
+                                          ("inf", "BMAJ = inf"), ("wide", "BMAJ = 'wide'")])
+def test_header_beam_that_is_not_a_beam_opens_without_beam(make_cube, value, shown):
+    path = make_cube(layout="3d")
+    fits.setval(path, "BMAJ", value=value)
+    with open_cube(path) as cube:
+        assert cube.beam is None and cube.beams is None
+        assert any(shown in note and "header" in note for note in cube.notes), cube.notes
+        text = format_info(cube.info())  # viewing still works
+        assert "no valid beam" in text
+        with pytest.raises(InputError) as info:
+            cube.require_beam()
+    message = str(info.value)
+    assert "no valid beam" in message and shown in message and "BMAJ" in message
+
+
+@pytest.mark.parametrize("column, value", [("BMAJ", 0.0), ("BMIN", -0.1), ("BMAJ", np.nan), ("BPA", np.inf)])
+def test_beams_table_with_a_bad_row_opens_without_beam(make_cube, column, value):
+    path = make_cube()
+    with fits.open(path, mode="update") as hdul:
+        hdul["BEAMS"].data[column][3] = value
+    with open_cube(path) as cube:
+        assert cube.beam is None and not cube.per_channel_beams
+        assert any("BEAMS" in note and "channel 3" in note for note in cube.notes), cube.notes
+        with pytest.raises(InputError, match=f"no valid beam.*channel 3.*{column}"):
+            cube.require_beam()
+
+
+def test_require_beam_without_any_beam(tmp_path):
+    fits.PrimaryHDU(cube_data(), cube_header(stokes=False)).writeto(tmp_path / "nobeam.fits")
+    with open_cube(tmp_path / "nobeam.fits") as cube:
+        assert cube.beam is None
+        with pytest.raises(InputError, match="no beam"):
+            cube.require_beam()

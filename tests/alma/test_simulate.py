@@ -226,3 +226,22 @@ def test_unknown_configuration_fails_early(tmp_path):
     from pipeline.errors import InputError
     with pytest.raises(InputError):
         sim.simulate_set(tmp_path, 1, seed=0, config="alma.nowhere")
+
+
+def test_a_folder_holding_a_set_is_refused_before_simulating(tmp_path, monkeypatch):
+    sim.simulate_set(tmp_path, 1, seed=5, size=32, channels=4, observation=QUICK, write_sky=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("simulated before checking the output folder")
+
+    monkeypatch.setattr(sim, "instrument_response", forbidden)
+    from pipeline.errors import InputError
+    for seed in (5, 6):  # the same cubes again or new ones: truth.csv would lose the old cubes
+        with pytest.raises(InputError, match="already holds a simulated set.*truth.csv"):
+            sim.simulate_set(tmp_path, 2, seed=seed, size=32, channels=4, observation=QUICK)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    (tmp_path / "file").write_text("keep")
+    with pytest.raises(InputError, match="not a folder"):
+        sim.simulate_set(tmp_path / "file", 1, seed=0, size=32, channels=4, observation=QUICK)
+    assert (tmp_path / "file").read_text() == "keep"

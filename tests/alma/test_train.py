@@ -2,10 +2,12 @@
 
 import json
 
+import pytest
 import torch
 
 from pipeline.alma import models
 from pipeline.alma.train import train
+from pipeline.errors import InputError
 
 
 def test_train_writes_model_log_card_and_resumes_exactly(tmp_path):
@@ -23,6 +25,13 @@ def test_train_writes_model_log_card_and_resumes_exactly(tmp_path):
     assert card["extra"]["steps"] == 4 and card["extra"]["task"] == "deep_gru"
     text = (tmp_path / "b" / "MODEL_CARD.md").read_text()
     assert "Steps: 4" in text and "held-out configuration" in text
+    # the checkpoint holds plain values only, and resuming it with other options is refused
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4
+    for option, message in (({"size": 32}, "--size 64"), ({"seed": 4}, "--seed 3"),
+                            ({"batch_size": 2}, "--batch 4"), ({"lr": 0.5}, "--lr")):
+        with pytest.raises(InputError, match=message):
+            train("deep_gru", tmp_path / "b", steps=6, **{**common, "seed": 3, **option})
 
 
 def test_train_resnet_and_blob_tasks_run(tmp_path):
@@ -31,3 +40,47 @@ def test_train_resnet_and_blob_tasks_run(tmp_path):
                      validation_batches_n=1)
         model, checkpoint = models.load_checkpoint(path)
         assert checkpoint["extra"]["task"] == task
+
+
+class _Planted:
+    """Unpickling this runs code: it writes ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+def test_a_planted_checkpoint_is_refused_and_never_runs(tmp_path):
+    out, marker = tmp_path / "run", tmp_path / "marker"
+    out.mkdir()
+    torch.save({"task": "deep_gru", "step": 1, "log": _Planted(marker)}, out / "checkpoint.pt")
+    with pytest.raises(InputError) as info:
+        train("deep_gru", out, steps=2, size=64, batch_size=2)
+    message = str(info.value).lower()
+    assert "not a plain weights file" in message and "--no-resume" in message and "delete" in message
+    assert not marker.exists()
+    # what the refusal protects from: loading it the old way runs the planted code
+    torch.load(out / "checkpoint.pt", weights_only=False)
+    assert marker.read_text() == "ran"
+
+
+def test_a_damaged_checkpoint_is_refused(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(InputError, match="--no-resume"):
+        train("deep_gru", out, steps=2, size=64, batch_size=2)
+    torch.save({"task": "deep_gru"}, out / "checkpoint.pt")  # plain, but not a checkpoint of train
+    with pytest.raises(InputError, match="--no-resume"):
+        train("deep_gru", out, steps=2, size=64, batch_size=2)
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch"), ({"lr": -1.0}, "lr"), ({"size": 8}, "size"),
+    ({"checkpoint_every": 0}, "checkpoint"), ({"seed": -1}, "seed"), ({"validate_every": 0}, "validate")])
+def test_bad_options_are_refused_before_anything_is_made(tmp_path, option, message):
+    with pytest.raises(InputError, match=message):
+        train("deep_gru", tmp_path / "run", **{"steps": 2, "size": 64, **option})
+    assert not (tmp_path / "run").exists()

@@ -106,8 +106,8 @@ def test_switching_sets_forgets_the_prototype(viewer, index_dir, tmp_path, monke
     table = Table.read(catalog, format="ascii.csv")
     table["id"] = [f"X{i}" for i in range(len(table))]
     table.write(catalog, format="ascii.csv", overwrite=True)
-    build_store(GalaxySet.open(catalog, name="other"), tmp_path / "more" / "other", size=64, scheduler="synchronous")
-    monkeypatch.setenv("EXPLORER_INDEX_DIRS", f"{index_dir}{os.pathsep}{tmp_path / 'more'}")
+    build_store(GalaxySet.open(catalog, name="other"), tmp_path / "other", size=64, scheduler="synchronous")
+    monkeypatch.setenv("EXPLORER_INDEX_DIRS", f"{index_dir}{os.pathsep}{tmp_path}")  # images inside it
     viewer._sets = available_sets()
     viewer.param.galaxy_set.objects = list(viewer._sets)
     viewer.galaxy_set = "other (index)"

@@ -92,38 +92,50 @@ def index_dir(tmp_path_factory):
     return root
 
 
+class Server:
+    """`panel serve app.py` in a subprocess, exactly as a user starts it (plus ``extra`` options)."""
+
+    def __init__(self, data_dir: Path, index_dir: Path, extra=(), env=None):
+        self.port = free_port()
+        self.log_path = data_dir / f"serve-{self.port}.log"
+        env = {**os.environ, "EXPLORER_DATA_DIRS": str(data_dir), "EXPLORER_INDEX_DIRS": str(index_dir), **(env or {})}
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "panel", "serve", "app.py", "--port", str(self.port), "--address", "127.0.0.1",
+             "--allow-websocket-origin", f"127.0.0.1:{self.port}", "--liveness", *extra],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}/app"
+        deadline = time.time() + 120
+        while True:
+            try:  # the liveness endpoint answers once the server is up, without rendering a session
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/liveness", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.proc.kill()
+                pytest.fail(f"panel serve did not come up: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.3)
+
+    def stop(self):
+        """Stop the server; fail if it logged an exception."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+        text = self.log_path.read_text()
+        # tornado logs a closed websocket when the browser leaves mid-message: not the app's error
+        errors = [block for block in text.split("Traceback")[1:]
+                  if "WebSocketClosedError" not in block and "StreamClosedError" not in block]
+        assert not errors, f"the server logged an exception:\n{text[-3000:]}"
+
+
 @pytest.fixture(scope="module")
 def served_app(data_dir, index_dir):
-    """`panel serve app.py` in a subprocess, exactly as a user starts it; yields its URL."""
-    port = free_port()
-    env = {**os.environ, "EXPLORER_DATA_DIRS": str(data_dir), "EXPLORER_INDEX_DIRS": str(index_dir)}
-    log = open(data_dir / "serve.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "panel", "serve", "app.py", "--port", str(port), "--address", "127.0.0.1",
-         "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/app"
-    deadline = time.time() + 120
-    while True:
-        try:  # the liveness endpoint answers once the server is up, without rendering a session
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=5) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"panel serve did not come up: {(data_dir / 'serve.log').read_text()[-2000:]}")
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-    text = (data_dir / "serve.log").read_text()
-    # tornado logs a closed websocket when the browser leaves mid-message: not the app's error
-    errors = [block for block in text.split("Traceback")[1:]
-              if "WebSocketClosedError" not in block and "StreamClosedError" not in block]
-    assert not errors, f"the server logged an exception:\n{text[-3000:]}"
+    """The app served as users serve it; yields its URL."""
+    server = Server(data_dir, index_dir)
+    yield server.url
+    server.stop()

@@ -1,0 +1,61 @@
+"""Text from files and visitors, shown as text: never as HTML or Markdown, never with a server path.
+
+A FITS header, a file name, a catalogue string, a galaxy id or label, an error message: all of it
+is data. Panel's ``Str`` pane puts its text inside ``<pre>`` unescaped and its ``Markdown`` and
+``Alert`` panes pass raw HTML, so text from a file there would run in the visitor's browser.
+Every such text goes through :class:`Text` or :class:`Alert` here, which escape it, and every
+message for a visitor through :func:`for_visitor`, which keeps server paths out of it (the full
+message, with its paths, goes to the server log).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+
+import panel as pn
+
+from explorer.files import shown_path
+
+log = logging.getLogger("explorer")
+
+# an absolute path: "/" then at least one more "/" part (so "km/s" or "Jy/beam" are not paths)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/])(/[^\s/'\"()\[\],;:]+)+/?")
+
+
+def escaped(text) -> str:
+    """``text`` with the characters HTML gives meaning to replaced by entities."""
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+class Text(pn.pane.Str):
+    """Preformatted text (a FITS header, a file name, a caption) shown exactly as it is."""
+
+    def _transform_object(self, obj):
+        if obj is None or (isinstance(obj, str) and obj == ""):
+            return super()._transform_object(obj)
+        return super()._transform_object(escaped(obj))
+
+
+class Prose(Text):
+    """Running text from a file (a set's notes, a store's description): wrapped, in the page's font."""
+
+    def __init__(self, object=None, **params):
+        params["stylesheets"] = [*params.get("stylesheets", []),
+                                 "pre {white-space: pre-wrap; font-family: inherit; margin: 0;}"]
+        super().__init__(object, **params)
+
+
+class Alert(pn.pane.Alert):
+    """A Bootstrap alert whose message is plain text with its paths made relative
+    (:func:`for_visitor`); Panel's own Alert renders Markdown and raw HTML."""
+
+    def _transform_object(self, obj):
+        body = f'<p style="white-space: pre-wrap; margin: 0">{escaped(for_visitor(obj))}</p>' if obj else ""
+        return {"object": html.escape(body)}  # escaped once more for the trip, as Panel's panes do
+
+
+def for_visitor(message) -> str:
+    """A message fit to show a visitor: every absolute path in it replaced by :func:`shown_path`."""
+    return _ABSOLUTE_PATH.sub(lambda m: shown_path(m.group(0)), "" if message is None else str(message))

@@ -1,0 +1,78 @@
+"""Ten visitors at once on one server (issue 9, checks): each session keeps its own state, sessions
+end when their pages close (their upload folders go with them) and the server's memory returns to
+where it started."""
+
+import re
+import time
+
+import psutil
+import pytest
+from playwright.sync_api import expect
+
+from tests.ui.conftest import Server
+
+SESSIONS = 10
+MEMORY_MARGIN_MB = 300  # what one session's plots and caches may leave behind in the allocator
+
+
+@pytest.fixture(scope="module")
+def server(data_dir, index_dir, tmp_path_factory):
+    """A server that ends a session one second after its page closes, with its own temporary folder."""
+    tmp = tmp_path_factory.mktemp("server-tmp")
+    server = Server(data_dir, index_dir, extra=["--check-unused-sessions", "500", "--unused-session-lifetime", "1000"],
+                    env={"TMPDIR": str(tmp)})
+    server.tmp = tmp
+    yield server
+    server.stop()
+
+
+def _sessions_alive(server) -> int:
+    return len(list(server.tmp.glob("alma-ulisse-uploads/*/session-*")))
+
+
+def _wait_until(predicate, timeout, message):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(0.2)
+
+
+def _rss_mb(server) -> float:
+    return psutil.Process(server.proc.pid).memory_info().rss / 2**20
+
+
+def _open(page, url):
+    page.goto(url, timeout=90_000)
+    expect(page.locator(".pixel-info")).to_contain_text("Pixel (", timeout=60_000)
+
+
+def test_ten_sessions_without_cross_talk_and_memory_back(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(30_000)
+    first = context.new_page()
+    _open(first, server.url)
+    first.close()
+    _wait_until(lambda: _sessions_alive(server) == 0, 30, "the first session to end")
+    baseline = _rss_mb(server)
+
+    start = time.time()
+    pages = [context.new_page() for _ in range(SESSIONS)]
+    for page in pages:
+        page.goto(server.url, timeout=90_000, wait_until="commit")
+    for page in pages:
+        expect(page.locator(".pixel-info")).to_contain_text("Pixel (", timeout=90_000)
+    print(f"{SESSIONS} pages open after {time.time() - start:.1f} s")
+    assert _sessions_alive(server) == SESSIONS
+    for k, page in enumerate(pages):  # each session asks for its own (missing) file
+        page.get_by_placeholder("e.g. mycube.fits").fill(f"missing-{k}.fits")
+        page.get_by_role("button", name="Open path").click()
+    for k, page in enumerate(pages):
+        expect(page.locator(".cube-error")).to_have_text(re.compile(rf"^missing-{k}\.fits: no such file"))
+    print(f"messages checked after {time.time() - start:.1f} s")
+    peak = _rss_mb(server)
+    context.close()
+    _wait_until(lambda: _sessions_alive(server) == 0, 30, "every session to end when its page closed")
+    after = _rss_mb(server)
+    print(f"server RSS: baseline {baseline:.0f} MB, {SESSIONS} sessions {peak:.0f} MB, after {after:.0f} MB")
+    assert after - baseline < MEMORY_MARGIN_MB, (baseline, peak, after)

@@ -1,0 +1,64 @@
+"""Files whose names and headers carry script, opened in real Chromium: shown as text, nothing runs,
+no server path shown (issue 9, items 1 and 4)."""
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from playwright.sync_api import expect
+
+from tests.conftest import cube_data, cube_header
+
+EVIL_NAME = "<img src=x onerror=window.__xss=1>"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A data folder with a cube whose file name and header cards carry script, and a file that
+    is not FITS with such a name."""
+    folder = tmp_path_factory.mktemp("evil")
+    header = cube_header(32, 32, 8, stokes=False, beam_keywords=True)
+    header["OBJECT"] = "<img src=x onerror=window.__xss=2>"
+    header["COMMENT"] = "<script>window.__xss=3</script>"
+    header["HISTORY"] = "```"
+    header["OBSERVER"] = "**bold** <b>not bold</b>"
+    fits.PrimaryHDU(cube_data(32, 32, 8).astype(np.float32), header).writeto(folder / f"{EVIL_NAME}.fits")
+    (folder / f"{EVIL_NAME}2.fits").write_text("not a cube")
+    return folder
+
+
+def _no_script_ran(page):
+    assert page.evaluate("window.__xss") is None
+
+
+def test_a_cube_carrying_script_shows_it_as_text(page, served_app, data_dir, screenshot):
+    page.goto(served_app, timeout=90_000)
+    expect(page.locator(".pixel-info")).to_contain_text("Pixel (")
+    page.get_by_role("combobox", name="Cube").select_option(f"{data_dir.name}/{EVIL_NAME}.fits")
+    summary = page.locator(".cube-summary pre")
+    expect(summary).to_contain_text(f"{data_dir.name}/{EVIL_NAME}.fits")
+    expect(summary).to_contain_text("<img src=x onerror=window.__xss=2>")
+    assert str(data_dir.parent) not in summary.inner_text()
+    page.get_by_text("Full FITS header").click()
+    header = page.locator(".fits-header pre")
+    expect(header).to_contain_text("<script>window.__xss=3</script>")
+    expect(header).to_contain_text("**bold** <b>not bold</b>")
+    assert page.locator(".fits-header b, .cube-summary img, .fits-header img").count() == 0
+    screenshot("evil-header")
+    page.get_by_role("combobox", name="Cube").select_option(f"{data_dir.name}/{EVIL_NAME}2.fits")
+    alert = page.locator(".cube-error")
+    expect(alert).to_contain_text(f"{EVIL_NAME}2.fits is not a FITS file")
+    assert str(data_dir) not in alert.inner_text()
+    _no_script_ran(page)
+    screenshot("evil-name-error")
+
+
+def test_an_upload_named_with_script_shows_it_as_text(page, served_app, tmp_path):
+    page.goto(served_app, timeout=90_000)
+    expect(page.locator(".pixel-info")).to_contain_text("Pixel (")
+    junk = tmp_path / "<img src=x onerror=window.__xss=4>.fits"
+    junk.write_bytes(b"not a cube at all")
+    page.locator("input[type=file]").set_input_files(str(junk))
+    alert = page.locator(".cube-error")
+    expect(alert).to_contain_text("img src=x onerror=window.__xss=4_.fits is not a FITS file")  # < > dropped
+    assert "alma-ulisse-uploads" not in alert.inner_text() and "/tmp" not in alert.inner_text()
+    _no_script_ran(page)
