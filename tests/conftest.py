@@ -46,6 +46,19 @@ def cube_data(nx=24, ny=20, nchan=12, seed=1):
     return (0.01 * rng.standard_normal((nchan, ny, nx)) + source).astype(np.float32)
 
 
+def write_overpromising_cube(path):
+    """A small cube whose header claims 100000 x 100000 x 100000 pixels (4 PB): for the reader's
+    refusal of headers that promise more data than the file holds."""
+    header = cube_header(stokes=False, beam_keywords=True)
+    fits.PrimaryHDU(cube_data(), header).writeto(path)
+    raw = path.read_bytes()
+    for axis in (1, 2, 3):
+        raw = raw.replace(f"NAXIS{axis}  = {header[f'NAXIS{axis}']:>20d}".encode(),
+                          f"NAXIS{axis}  = {100000:>20d}".encode())
+    path.write_bytes(raw)
+    return path
+
+
 @pytest.fixture
 def make_cube(tmp_path):
     """Write a tiny cube and return its path.

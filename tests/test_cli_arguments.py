@@ -14,7 +14,7 @@ import torch
 from astropy.io import fits
 
 from pipeline.__main__ import main
-from tests.conftest import cube_data, cube_header
+from tests.conftest import cube_data, cube_header, write_overpromising_cube
 from tests.oneshot.test_store import tiny_set  # noqa: F401 -- the nine-cutout galaxy set fixture
 
 
@@ -88,14 +88,7 @@ def test_corrupt_gzip_cube(tmp_path, capsys, no_work):
 
 
 def test_header_promising_more_data_than_the_file_holds(tmp_path, capsys):
-    header = cube_header(stokes=False, beam_keywords=True)
-    path = tmp_path / "huge.fits"
-    fits.PrimaryHDU(cube_data(), header).writeto(path)
-    raw = path.read_bytes()
-    for axis in (1, 2, 3):
-        raw = raw.replace(f"NAXIS{axis}  = {header[f'NAXIS{axis}']:>20d}".encode(),
-                          f"NAXIS{axis}  = {100000:>20d}".encode())
-    path.write_bytes(raw)
+    path = write_overpromising_cube(tmp_path / "huge.fits")
     line = refused(capsys, "cube-info", path)
     assert "promises" in line and "Errno" not in line
 

@@ -7,7 +7,7 @@ from astropy.io import fits
 
 from pipeline.alma.cube import format_info, open_cube
 from pipeline.errors import InputError
-from tests.conftest import REST_HZ, cube_data, cube_header
+from tests.conftest import REST_HZ, cube_data, cube_header, write_overpromising_cube
 
 
 def test_casa_layout_4d_with_beams_table(make_cube):
@@ -227,14 +227,7 @@ def test_corrupt_gzip(tmp_path, how):
 
 def test_header_promising_far_more_than_the_file_holds(tmp_path):
     """NAXISn of 100000 each: refused from the header, before astropy tries to map 4 PB."""
-    header = cube_header(stokes=False, beam_keywords=True)
-    path = tmp_path / "huge.fits"
-    fits.PrimaryHDU(cube_data(), header).writeto(path)
-    raw = path.read_bytes()
-    for axis in (1, 2, 3):
-        raw = raw.replace(f"NAXIS{axis}  = {header[f'NAXIS{axis}']:>20d}".encode(),
-                          f"NAXIS{axis}  = {100000:>20d}".encode())
-    path.write_bytes(raw)
+    path = write_overpromising_cube(tmp_path / "huge.fits")
     message = _error(path)
     assert "promises 4,000,000,000,002,880 bytes" in message and "Errno" not in message
 
