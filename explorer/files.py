@@ -53,11 +53,12 @@ def inside(path: Path, folders) -> bool:
 
 def list_cubes() -> dict[str, Path]:
     """FITS files directly inside the data folders, as {label: path}, bundled ones first.
-    A link that leads outside its data folder is left out, as it would be refused when typed."""
+    A link that leads outside the data folders is left out, as it would be refused when typed."""
     found = {}
-    for folder in data_folders():
+    folders = data_folders()
+    for folder in folders:
         for path in sorted(folder.iterdir()):
-            if path.is_file() and path.name.lower().endswith(FITS_SUFFIXES) and inside(path, [folder]):
+            if path.is_file() and path.name.lower().endswith(FITS_SUFFIXES) and inside(path, folders):
                 label = path.name if folder == BUNDLED_CUBES else f"{folder.name}/{path.name}"
                 found.setdefault(label, path.resolve())
     return found

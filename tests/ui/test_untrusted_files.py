@@ -45,7 +45,7 @@ def test_a_cube_carrying_script_shows_it_as_text(page, served_app, data_dir, scr
     assert page.locator(".fits-header b, .cube-summary img, .fits-header img").count() == 0
     screenshot("evil-header")
     page.get_by_role("combobox", name="Cube").select_option(f"{data_dir.name}/{EVIL_NAME}2.fits")
-    alert = page.locator(".cube-error")
+    alert = page.locator(".cube-error p")
     expect(alert).to_contain_text(f"{EVIL_NAME}2.fits is not a FITS file")
     assert str(data_dir) not in alert.inner_text()
     _no_script_ran(page)
@@ -58,7 +58,7 @@ def test_an_upload_named_with_script_shows_it_as_text(page, served_app, tmp_path
     junk = tmp_path / "<img src=x onerror=window.__xss=4>.fits"
     junk.write_bytes(b"not a cube at all")
     page.locator("input[type=file]").set_input_files(str(junk))
-    alert = page.locator(".cube-error")
+    alert = page.locator(".cube-error p")
     expect(alert).to_contain_text("img src=x onerror=window.__xss=4_.fits is not a FITS file")  # < > dropped
     assert "alma-ulisse-uploads" not in alert.inner_text() and "/tmp" not in alert.inner_text()
     _no_script_ran(page)
