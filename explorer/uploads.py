@@ -103,8 +103,9 @@ def checked_bytes(content, limit: int, name: str) -> bytes:
 class FileDropper(pn.widgets.FileDropper):
     """Panel's chunked FileDropper with its size limit enforced on the server.
 
-    A file whose chunks pass ``limit_bytes`` is dropped as they arrive (never held whole), and
-    ``refused`` names it; the browser-side limit is set from the same number.
+    A file announced as larger than ``limit_bytes`` is refused at its first chunk; one whose
+    chunks pass the limit anyway is dropped as they arrive (never held whole). ``refused`` says
+    why; the browser-side limit is set from the same number.
     """
 
     limit_bytes = param.Integer(default=CUBE_LIMIT_BYTES, bounds=(1, None), doc="Largest file accepted (bytes)")
@@ -122,13 +123,16 @@ class FileDropper(pn.widgets.FileDropper):
         if event.event_name != "upload_event":
             return super()._process_event(event)
         name = str(data.get("name", ""))
+        size = len(data.get("data") or b"")
         if data.get("chunk") == 1:
             self._received[name] = 0
             self.refused = ""
         if name not in self._received:  # a refused file's later chunks, or chunks out of order
             return
-        self._received[name] += len(data.get("data") or b"")
-        if self._received[name] > self.limit_bytes:
+        self._received[name] += size
+        # all chunks but the last are as long as the first: a file announced as too large is refused at once
+        announced = (int(data.get("total_chunks") or 1) - 1) * size if data.get("chunk") == 1 else 0
+        if max(self._received[name], announced) > self.limit_bytes:
             del self._received[name]
             self._file_buffer.pop(name, None)
             self.refused = (f"{safe_name(name)} is larger than {megabytes(self.limit_bytes)}, the largest upload this "

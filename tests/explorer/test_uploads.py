@@ -29,6 +29,8 @@ def test_dropper_limit_holds_on_the_server():
         dropper._process_event(upload_event("big.fits", k, 3, b"x" * 600))
     assert dropper.value == {} and not dropper._file_buffer
     assert "big.fits is larger than" in dropper.refused
+    dropper._process_event(upload_event("announced.fits", 1, 3, b"x" * 600))  # 2 more chunks to come
+    assert "announced.fits is larger than" in dropper.refused and not dropper._file_buffer
     dropper._process_event(upload_event("small.fits", 1, 1, b"y" * 500))
     assert dropper.value == {"small.fits": b"y" * 500} and dropper.refused == ""
 
