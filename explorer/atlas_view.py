@@ -14,7 +14,7 @@ import numpy as np
 import panel as pn
 import param
 
-from explorer.text import Alert, Text
+from explorer.text import Alert, Text, TextTable
 from pipeline.errors import InputError
 from pipeline.oneshot import atlas, search
 from pipeline.oneshot.stats import label_statistics
@@ -41,7 +41,7 @@ class AtlasViewer(pn.viewable.Viewer):
         self._subspace_button = pn.widgets.Button(label="Compare: best features vs all", css_classes=["subspace-search"])
         self._subspace_button.on_click(lambda _: self.compare_subspace())
         self._comparison = Text("", css_classes=["subspace-result"])
-        self._ranking_table = pn.widgets.Tabulator(disabled=True, show_index=False, max_height=300, pagination=None,
+        self._ranking_table = TextTable(disabled=True, show_index=False, max_height=300, pagination=None,
                                                    selectable=1, css_classes=["ranking-table"])
         self._ranking_table.param.watch(self._on_rank_select, "selection")
         self._store_shown = None

@@ -18,7 +18,7 @@ from astropy.table import Table
 from bokeh.models.widgets.tables import NumberFormatter
 
 from explorer.background import BackgroundJob
-from explorer.text import Alert, Text
+from explorer.text import Alert, Text, TextTable
 from pipeline.alma import detect as finder_module
 from pipeline.alma.catalog import write_catalog, write_regions
 from pipeline.alma.evaluate import match
@@ -67,7 +67,7 @@ class DetectionViewer(pn.viewable.Viewer):
         self._run.on_click(lambda _: self.start())
         decimals = {"x": 2, "y": 2, "z": 0, "ra": 6, "dec": 6, "freq_ghz": 6, "fwhm_x": 2, "fwhm_y": 2, "pa": 1,
                     "flux_jy_kms": 4, "snr": 1}
-        self._table = pn.widgets.Tabulator(
+        self._table = TextTable(
             pagination=None, max_height=300, disabled=True, show_index=False,
             formatters={k: NumberFormatter(format="0." + "0" * d if d else "0") for k, d in decimals.items()},
                                            selectable=1, sizing_mode="stretch_width", css_classes=["source-table"])

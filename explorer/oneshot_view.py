@@ -22,7 +22,7 @@ from astropy.table import Table
 from explorer import uploads
 from explorer.background import BackgroundJob
 from explorer.files import check_store_images, index_folders, inside
-from explorer.text import Alert, Prose, Text
+from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.errors import InputError
 from pipeline.oneshot import features as feat
 from pipeline.oneshot import search, survey
@@ -363,7 +363,7 @@ class OneShotViewer(pn.viewable.Viewer):
         plots = [self._iteration_chart()] if self.iteration_stats else []
         plots.append(self._provenance_plot())
         table = self.result[["id", "iteration", "parent", "distance"] + ([self.label] if self.label else [])].to_pandas()
-        return pn.Column(pn.Row(*plots), pn.widgets.Tabulator(table, disabled=True, show_index=False, max_height=260,
+        return pn.Column(pn.Row(*plots), TextTable(table, disabled=True, show_index=False, max_height=260,
                                                                pagination=None, css_classes=["provenance-table"]))
 
     def _iteration_chart(self):

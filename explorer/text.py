@@ -15,6 +15,7 @@ import logging
 import re
 
 import panel as pn
+import param
 
 from explorer.files import shown_path
 
@@ -59,3 +60,15 @@ class Alert(pn.pane.Alert):
 def for_visitor(message) -> str:
     """A message fit to show a visitor: every absolute path in it replaced by :func:`shown_path`."""
     return _ABSOLUTE_PATH.sub(lambda m: shown_path(m.group(0)), "" if message is None else str(message))
+
+
+class TextTable(pn.widgets.Tabulator):
+    """Panel's Tabulator with its column titles shown as text (Tabulator renders titles as HTML;
+    a catalogue's column names come from a file). Cells are text already."""
+
+    @param.depends("value", watch=True, on_init=True)
+    def _titles_as_text(self):
+        columns = [] if self.value is None else [str(c) for c in self.value.columns]
+        titles = {c: escaped(c) for c in columns if escaped(c) != c}
+        if titles != self.titles:
+            self.titles = titles

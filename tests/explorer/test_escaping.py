@@ -12,7 +12,7 @@ from panel.pane.markup import HTMLBasePane
 
 from explorer.cube_view import CubeExplorer, CubeViewer
 from explorer.detection_view import DetectionViewer
-from explorer.text import Alert, Prose, Text, for_visitor
+from explorer.text import Alert, Prose, Text, TextTable, for_visitor
 from pipeline.alma.cube import open_cube
 
 SCRIPT = '<img src=x onerror="window.hacked=1">'
@@ -126,3 +126,23 @@ def test_galaxy_ids_labels_and_set_names_are_text(oneshot_viewer):
                                  v.browse_panel()))
     assert "<img" not in shown and "&lt;img src=x" in shown
     assert np.all([str(i).startswith("<img") for i in v.result["id"]])
+
+
+def test_table_titles_are_text():
+    """Tabulator renders column titles as HTML (cells it escapes); a catalogue names its columns."""
+    import pandas as pd
+
+    table = TextTable(pd.DataFrame({SCRIPT: ["x"], "n": [1]}))
+    assert table.titles == {SCRIPT: html.escape(SCRIPT)}
+    table.value = pd.DataFrame({"plain": [1]})
+    assert table.titles == {}
+
+
+def test_provenance_table_of_a_label_named_with_markup(oneshot_viewer):
+    v = oneshot_viewer
+    v.store.catalog.rename_column("bpt_class", SCRIPT)
+    v.param.label.objects = [SCRIPT]
+    v.label = SCRIPT
+    v.run_recursive()
+    tables = v.recursive_panel().select(TextTable)
+    assert tables and tables[0].titles.get(SCRIPT) == html.escape(SCRIPT)
