@@ -136,6 +136,36 @@ def gaussian_covariance(fwhm_a: float, fwhm_b: float, theta_deg: float) -> np.nd
     return rot @ np.diag([(fwhm_a / FWHM_PER_SIGMA) ** 2, (fwhm_b / FWHM_PER_SIGMA) ** 2]) @ rot.T
 
 
+def fit_covariance(image, x: float, y: float, guess, half_size: int) -> np.ndarray:
+    """Observed 2x2 covariance (pixels^2) of the source near (``x``, ``y``) in ``image``
+    (background subtracted): an elliptical Gaussian fitted by least squares to the
+    ``(2 half_size + 1)^2`` cutout around it, as CASA's imfit measures a source. ``guess`` (a
+    covariance, e.g. the beam's) starts the fit and is returned when the fit fails or leaves the
+    cutout. Unlike second moments of a thresholded segment, a fit is not shrunk by the threshold."""
+    from astropy.modeling import fitting, models
+
+    ny, nx = image.shape
+    cx, cy = int(round(x)), int(round(y))
+    x0, x1, y0, y1 = max(0, cx - half_size), min(nx, cx + half_size + 1), max(0, cy - half_size), min(ny, cy + half_size + 1)
+    cutout = np.nan_to_num(np.asarray(image[y0:y1, x0:x1], float))
+    if cutout.size < 9 or not np.any(cutout > 0):
+        return np.asarray(guess, float)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    values, vectors = np.linalg.eigh(np.asarray(guess, float))
+    theta = math.atan2(vectors[1, 1], vectors[0, 1])
+    start = models.Gaussian2D(float(cutout.max()), x, y, math.sqrt(max(values[1], 0.25)),
+                              math.sqrt(max(values[0], 0.25)), theta)
+    start.x_stddev.bounds = start.y_stddev.bounds = (0.3, float(half_size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fitter's convergence notes; a bad fit is checked below
+        fit = fitting.LevMarLSQFitter()(start, xx, yy, cutout)
+    sx, sy = abs(float(fit.x_stddev.value)), abs(float(fit.y_stddev.value))
+    inside = abs(fit.x_mean.value - x) <= half_size and abs(fit.y_mean.value - y) <= half_size
+    if not (inside and fit.amplitude.value > 0 and np.isfinite([sx, sy]).all() and max(sx, sy) < half_size):
+        return np.asarray(guess, float)
+    return gaussian_covariance(FWHM_PER_SIGMA * sx, FWHM_PER_SIGMA * sy, math.degrees(float(fit.theta.value)))
+
+
 def deconvolve(observed_covariance, beam_covariance) -> tuple[float, float, float]:
     """Intrinsic (fwhm_major, fwhm_minor, theta_deg) in pixels of a Gaussian observed with
     ``observed_covariance`` through a beam of ``beam_covariance`` (both 2x2, pixels^2): the

@@ -358,7 +358,10 @@ def detect_decoras(cube, networks: dict | None = None, progress=None, cancel=Non
         w = np.clip(np.nan_to_num(line.image - line.background), 0, None) * blob
         if w.sum() <= 0:
             continue
-        cov = np.cov(np.stack([xx[blob], yy[blob]]), aweights=w[blob]) if blob.sum() > 2 else np.eye(2)
+        # the blob is the network's footprint, cut where it fades: its moments shrink the source
+        # (sizes deconvolved to zero); fit the line image around it instead
+        half = int(math.ceil(2 * max(line.beam_fwhm_px[0], 0.5 * max(xs.stop - xs.start, ys.stop - ys.start))))
+        cov = classic.fit_covariance(line.image - line.background, x, y, line.beam_covariance, half)
         row = classic._row(cube, line, x, y, (xs.start, xs.stop, ys.start, ys.stop),
                            classic.deconvolve(cov, line.beam_covariance), float(w.sum()) * line.flux_per_sum,
                            0.0, False, 2.0)

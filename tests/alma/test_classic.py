@@ -148,3 +148,24 @@ def test_pybdsf_missing_says_how_to_install(make_cube, monkeypatch):
     monkeypatch.setitem(sys.modules, "bdsf", None)  # import bdsf now raises ImportError
     with open_cube(make_cube(layout="3d")) as cube, pytest.raises(InputError, match="pip install bdsf"):
         classic.detect_pybdsf(cube)
+
+
+def test_fit_covariance_recovers_a_source_that_moments_of_a_cut_segment_shrink():
+    """An elliptical source seen through a beam: the fit gives the observed covariance, and its
+    deconvolution the intrinsic size and angle; a segment cut at a threshold would shrink it."""
+    import numpy as np
+
+    from pipeline.alma.classic import deconvolve, fit_covariance, gaussian_covariance
+
+    beam = gaussian_covariance(5.0, 4.0, 30.0)
+    intrinsic = gaussian_covariance(6.0, 3.0, 120.0)
+    observed = beam + intrinsic
+    yy, xx = np.mgrid[0:64, 0:64]
+    d = np.stack([xx - 31.3, yy - 30.6])
+    inv = np.linalg.inv(observed)
+    image = np.exp(-0.5 * np.einsum("iyx,ij,jyx->yx", d, inv, d))
+    image += 0.01 * np.random.default_rng(1).standard_normal(image.shape)
+    fitted = fit_covariance(image, 31.0, 31.0, beam, half_size=12)
+    major, minor, theta = deconvolve(fitted, beam)
+    assert abs(major - 6.0) < 0.3 and abs(minor - 3.0) < 0.3 and abs(theta - 120.0) < 3.0
+    assert np.allclose(fit_covariance(np.zeros((64, 64)), 31, 31, beam, 12), beam)  # nothing to fit
