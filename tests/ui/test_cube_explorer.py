@@ -121,9 +121,18 @@ def test_image_is_not_flipped(page, served_app):
     _open(page, served_app)
     handle = page.locator(".channel-slider .noUi-handle")
     handle.focus()
+    first = _image_bytes(page)
     for _ in range(15):  # the central source of the bundled cube peaks in channel 14-15
         handle.press("ArrowRight")
     expect(page.locator(".channel-label")).to_contain_text("channel 15 /")
+    # the label moves before the image is redrawn: wait for a new image that stays the same
+    shots = [first]
+
+    def redrawn():
+        shots.append(_image_bytes(page))
+        return shots[-1] != first and shots[-1] == shots[-2]
+
+    _wait_until(redrawn, message="channel 15 to be drawn")
     canvas = page.locator(".cube-image canvas").first.bounding_box()
     shot = page.screenshot(clip=canvas)
     from io import BytesIO
