@@ -65,6 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.alma import simulate  # noqa: E402
+from pipeline.atomic import replace_folder  # noqa: E402
 
 CONFIG_DIR = ROOT / "assets" / "alma_configs"
 CASA_CONFIG = Path.home() / ".casa" / "config.py"
@@ -387,7 +388,7 @@ def main(argv=None) -> int:
                   f"noise {1e3 * t['noise_jy_per_beam'][0]:.3g} mJy/beam  {len(t)} sources  "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
         write_truth(built / "truth.csv", truths)
-        os.rename(built, out)  # atomic; an empty existing folder is replaced
+        replace_folder(built, out)  # the project's one folder swap; out is empty or absent here
     except BaseException:
         shutil.rmtree(built, ignore_errors=True)
         print(f"failed; CASA's log and console output kept in {work}", file=sys.stderr)

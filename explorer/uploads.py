@@ -12,6 +12,7 @@ folders of servers that are no longer running are removed at start-up.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import re
 import shutil
@@ -66,14 +67,14 @@ def remove_stale_uploads() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@functools.cache
 def _server_folder() -> Path:
     """This process's folder of uploads (made on first use; removed at exit)."""
-    if not hasattr(_server_folder, "path"):
-        remove_stale_uploads()
-        _UPLOADS.mkdir(parents=True, exist_ok=True)
-        _server_folder.path = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=_UPLOADS))
-        atexit.register(shutil.rmtree, _server_folder.path, True)
-    return _server_folder.path
+    remove_stale_uploads()
+    _UPLOADS.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=_UPLOADS))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def session_folder() -> Path:
