@@ -137,22 +137,29 @@ def _train(args) -> int:
 
 
 def _detect(args) -> int:
+    from contextlib import ExitStack
+
     from tqdm import tqdm
 
     from pipeline.alma.catalog import region_format, write_catalog, write_regions
+    from pipeline.alma.companions import open_companion
     from pipeline.alma.cube import open_cube
     from pipeline.alma.detect import DECORAS_TASKS, MODELS_DIR, SourceFinder, detect, load_networks
     from pipeline.tables import check_output
 
-    # outputs first, then the cube, then the networks: nothing is loaded or found for a bad name
+    # outputs first, then the cube and its companions, then the networks: nothing is loaded or
+    # found for a bad name
+    inputs = [args.cube, args.pb, args.psf]
     check_output(args.output)
-    _never_over_inputs("-o", args.output, inputs=[args.cube])
+    _never_over_inputs("-o", args.output, inputs=inputs)
     if args.regions:
         region_format(args.regions)
-        _never_over_inputs("--regions", args.regions, inputs=[args.cube])
-    with open_cube(args.cube) as cube:
+        _never_over_inputs("--regions", args.regions, inputs=inputs)
+    with ExitStack() as files:
+        cube = files.enter_context(open_cube(args.cube))
         cube.require_beam()
-        options = {}
+        options = {kind: files.enter_context(open_companion(path, cube, kind))
+                   for kind, path in (("pb", args.pb), ("psf", args.psf)) if path}
         models_dir = args.models or MODELS_DIR
         if args.detector == "pipeline":
             options["finder"] = SourceFinder.load(models_dir)
@@ -170,7 +177,9 @@ def _detect(args) -> int:
         if args.regions:
             write_regions(catalog, cube, args.regions)
     if not args.quiet:
-        print(f"{len(catalog)} sources -> {args.output}" + (f", regions -> {args.regions}" if args.regions else ""))
+        print(f"{len(catalog)} sources -> {args.output}" + (f", regions -> {args.regions}" if args.regions else "")
+              + (" (fluxes primary-beam corrected)" if catalog.meta.get("pb_corrected")
+                 else " (fluxes uncorrected for the primary beam)"))
     return 0
 
 
@@ -358,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which finder (default: pipeline)")
     p.add_argument("--regions", help="also write regions: .reg (DS9) or .crtf (CASA)")
     p.add_argument("--models", help="folder of trained networks (default: assets/models)")
+    p.add_argument("--pb", metavar="FILE",
+                   help="the cube's primary-beam cube (tclean's .pb, as FITS): fluxes divided by the primary-beam "
+                   "response at each source, given in the pb column (NaN flux where it is below 0.2). Without "
+                   "it fluxes are uncorrected, and the catalogue says so")
+    p.add_argument("--psf", metavar="FILE",
+                   help="the cube's PSF cube (tclean's .psf, as FITS): the real dirty beam for the sidelobe check")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_detect)
 

@@ -100,6 +100,45 @@ def make_cube(tmp_path):
     return make
 
 
+def primary_beam(frequency_hz, size, cell_arcsec, dish_m=12.0, fwhm_scale=1.0):
+    """An ALMA antenna's primary beam on the simulator's grid, (channels, size, size) float32: a
+    Gaussian of FWHM 1.13 lambda / D (25" at 230 GHz for the 12 m dishes; ``fwhm_scale`` narrows
+    it) centred where the simulator puts the pointing, pixel (size // 2, size // 2)."""
+    from pipeline.alma.interferometer import ARCSEC_RAD, SPEED_OF_LIGHT_M_S
+
+    fwhm_px = fwhm_scale * 1.13 * SPEED_OF_LIGHT_M_S / np.asarray(frequency_hz, float) / dish_m / ARCSEC_RAD / cell_arcsec
+    yy, xx = np.mgrid[0:size, 0:size] - size // 2
+    r2 = (xx**2 + yy**2)[None]
+    return np.exp(-4 * np.log(2) * r2 / fwhm_px[:, None, None] ** 2).astype(np.float32)
+
+
+def write_simulated_with_companions(folder, name="sim.image.fits", size=96, channels=32, seed=11, pb_fwhm_scale=1.0):
+    """A small simulated ALMA cube in ``folder`` as tclean's products exported to FITS: the dirty
+    cube ``name``, its primary beam (``.pb.fits``, :func:`primary_beam`) and its PSF (``.psf.fits``,
+    the simulator's own dirty beams), and ``truth.csv``. Returns {"cube", "pb", "psf": path, "sim": SimulatedCube}."""
+    from pipeline.alma import interferometer
+    from pipeline.alma.simulate import Observation, instrument_response, simulate_cube, write_cube, write_truth
+
+    obs = Observation(cell_arcsec=0.15, observation_s=1200, integration_s=60)
+    response = instrument_response(obs, size, channels)
+    sim = simulate_cube(seed, size=size, channels=channels, observation=obs, name=name, response=response)
+    base = name.removesuffix(".fits").removesuffix(".image")
+    paths = {"cube": write_cube(folder / name, sim.dirty_cube, sim.frequency_hz, obs, sim.beams),
+             "pb": write_cube(folder / f"{base}.pb.fits", primary_beam(sim.frequency_hz, size, obs.cell_arcsec,
+                                                                        fwhm_scale=pb_fwhm_scale),
+                              sim.frequency_hz, obs, bunit=""),
+             "psf": write_cube(folder / f"{base}.psf.fits", interferometer.psf_from_sampling(response.sampling, size),
+                               sim.frequency_hz, obs, bunit="")}
+    write_truth(folder / "truth.csv", sim.truth)
+    return {**paths, "sim": sim}
+
+
+@pytest.fixture
+def sim_with_companions(tmp_path):
+    """:func:`write_simulated_with_companions` in the test's own folder."""
+    return write_simulated_with_companions(tmp_path)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Tests never read or write the user's cache (pipeline.cache): one fresh folder per run."""

@@ -93,3 +93,18 @@ def test_simulate_writes_cubes_the_reader_opens(tmp_path):
 def test_simulate_bad_configuration_is_one_line(tmp_path):
     line = _one_line_error(run("simulate", "--n", 1, "--out", tmp_path, "--config", "alma.cycle99"))
     assert "alma.cycle9.3" in line  # the message lists what is available
+
+
+def test_detect_with_primary_beam_and_psf(sim_with_companions, tmp_path):
+    paths = sim_with_companions
+    out = tmp_path / "cat.vot"
+    result = run("detect", paths["cube"], "--pb", paths["pb"], "--psf", paths["psf"], "-o", out,
+                 "--detector", "photutils", "--quiet")
+    assert result.returncode == 0, result.stderr
+    from pipeline.alma.catalog import read_catalog
+
+    catalog = read_catalog(out)
+    assert len(catalog) >= 1 and catalog.meta["pb_corrected"]
+    assert ((catalog["pb"] > 0.5) & (catalog["pb"] <= 1)).all()  # ALMA's 25" beam over a 14" image
+    result = run("detect", paths["cube"], "-o", tmp_path / "plain.csv", "--detector", "photutils")
+    assert result.returncode == 0 and "fluxes uncorrected for the primary beam" in result.stdout

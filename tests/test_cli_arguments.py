@@ -142,6 +142,26 @@ def test_detect_output_that_is_a_folder(make_cube, tmp_path, capsys, no_work):
     assert "folder" in refused(capsys, "detect", make_cube(), "-o", tmp_path / "out.csv")
 
 
+@pytest.mark.parametrize("option", ["--pb", "--psf"])
+def test_detect_checks_the_primary_beam_and_psf_before_any_work(make_cube, tmp_path, capsys, no_work, option):
+    cube, other = make_cube(), make_cube("other.fits", nchan=6)
+    line = refused(capsys, "detect", cube, "-o", tmp_path / "cat.csv", option, other)
+    assert "has 6 channels but the cube has 12" in line and f".{option[2:]} cube tclean made" in line
+    assert "no such file" in refused(capsys, "detect", cube, "-o", tmp_path / "cat.csv", option, tmp_path / "x.fits")
+    assert not (tmp_path / "cat.csv").exists()
+
+
+@pytest.mark.parametrize("companion, option", [("--pb", "-o"), ("--psf", "-o"), ("--pb", "--regions")])
+def test_detect_never_overwrites_its_primary_beam_or_psf(make_cube, tmp_path, capsys, no_work, companion, option):
+    beam = make_cube("beam.reg" if option == "--regions" else "beam.csv")  # a FITS file under an output's name
+    before = beam.read_bytes()
+    argv = ["detect", make_cube(), "-o", beam if option == "-o" else tmp_path / "cat.csv", companion, beam]
+    if option == "--regions":
+        argv += ["--regions", beam]
+    assert "is the input" in refused(capsys, *argv)
+    assert beam.read_bytes() == before and not (tmp_path / "cat.csv").exists()
+
+
 # ---- simulate -------------------------------------------------------------------------------------
 def test_simulate_refuses_a_folder_holding_a_set(tmp_path, capsys, no_work):
     out = tmp_path / "set"

@@ -13,17 +13,27 @@ Columns (:data:`CATALOG_COLUMNS`, in this order):
   beam; 0 along an unresolved axis); ``pa``: angle of the source's x axis in degrees,
   counter-clockwise from the +x pixel axis, in [0, 90) (the ellipse (a, b, pa) is also
   (b, a, pa + 90); the catalogue keeps the one with pa in [0, 90), as the simulator's truth does);
-- ``flux``: integrated line flux in Jy km/s; ``snr``: peak signal-to-noise; ``score``: the
-  finder's confidence, higher is surer (ranks detections for precision-recall curves);
+- ``flux``: integrated line flux in Jy km/s, primary-beam corrected when the table says so (see
+  below); ``pb``: the primary-beam response at the source, which the flux was divided by (0 outside
+  the mapped area; NaN when no primary beam was given); ``snr``: peak signal-to-noise (the same
+  either way: signal and noise scale alike); ``score``: the finder's confidence, higher is surer
+  (ranks detections for precision-recall curves);
 - ``blended``: the finder split this source from a neighbour it overlaps; ``detector``: the
   finder's name.
 
+Whether fluxes are primary-beam corrected is in the table's meta (``pb_corrected``; ``description``,
+which a VOTable keeps as its own description) and in the flux column's description; a file without
+meta tells by its ``pb`` column (finite: corrected). See :func:`set_flux_scale` and
+:func:`pipeline.alma.companions.correct_fluxes`.
+
 Files: CSV (values only; units are those of :data:`CATALOG_COLUMNS`) or VOTable (units and
-descriptions kept), chosen by suffix. Regions: DS9 or CASA CRTF through astropy ``regions``.
+descriptions kept), chosen by suffix. Files written before the ``pb`` column existed are read with
+``pb`` NaN (uncorrected). Regions: DS9 or CASA CRTF through astropy ``regions``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -56,6 +66,7 @@ CATALOG_COLUMNS = (
     ("fwhm_y", "float64", "pix", "intrinsic FWHM along the source's y axis (beam deconvolved)"),
     ("pa", "float64", "deg", "source x axis, counter-clockwise from +x pixel axis, [0, 90)"),
     ("flux", "float64", "Jy km / s", "integrated line flux"),
+    ("pb", "float64", None, "primary-beam response at the source; 0 outside the mapped area; NaN: none given"),
     ("snr", "float64", None, "peak signal-to-noise"),
     ("score", "float64", None, "detector confidence, higher is surer"),
     ("blended", "bool", None, "split from an overlapping neighbour"),
@@ -66,6 +77,11 @@ COLUMN_NAMES = tuple(c[0] for c in CATALOG_COLUMNS)
 REQUIRED_INPUT = ("x", "y", "z", "x0", "y0", "x1", "y1", "z0", "z1", "fwhm_x", "fwhm_y", "pa",
                   "flux", "snr")
 _DERIVED = ("id", "ra", "dec", "freq", "detector")
+#: columns a table may lack (older files, hand-made tables), with the value they are filled with
+_OPTIONAL = {"pb": np.nan}
+#: how the flux column is described, by whether it is corrected for the primary beam
+FLUX_UNCORRECTED = "flux: uncorrected for the primary beam (no primary-beam cube given; pb is NaN)"
+FLUX_CORRECTED = "flux: primary-beam corrected (divided by pb, the primary-beam response at the source)"
 _REGION_FORMATS = {".reg": "ds9", ".crtf": "crtf"}
 
 
@@ -76,7 +92,7 @@ def empty_catalog() -> Table:
         table[name] = np.zeros(0, dtype="U1" if dtype == "str" else dtype)
         table[name].unit = unit
         table[name].description = description
-    return table
+    return set_flux_scale(table, corrected=False)
 
 
 def make_catalog(rows_or_columns, cube, detector: str) -> Table:
@@ -100,6 +116,7 @@ def make_catalog(rows_or_columns, cube, detector: str) -> Table:
     values = {name: np.broadcast_to(np.asarray(columns[name]), (n,)) for name in columns}
     values.setdefault("score", values["snr"])
     values.setdefault("blended", np.zeros(n, bool))
+    values.setdefault("pb", np.full(n, np.nan))  # a finder measures on the image as it is
     x, y, z = (np.asarray(values[c], float) for c in ("x", "y", "z"))
     sky = SkyCoord.from_pixel(x, y, cube.celestial_wcs, origin=0).icrs
     values["ra"], values["dec"] = sky.ra.deg, sky.dec.deg
@@ -117,7 +134,26 @@ def make_catalog(rows_or_columns, cube, detector: str) -> Table:
         out[name] = data
         out[name].unit = unit
         out[name].description = description
-    return out
+    return set_flux_scale(out, corrected=bool(np.isfinite(out["pb"]).any()))
+
+
+def set_flux_scale(table: Table, corrected: bool, pb_limit: float | None = None) -> Table:
+    """Record on ``table`` (in place; returned) whether its fluxes are primary-beam corrected:
+    meta ``pb_corrected`` (and ``pb_limit``, the response below which a corrected flux is NaN),
+    meta ``description`` (what a VOTable shows as its description) and the flux column's
+    description, :data:`FLUX_CORRECTED` or :data:`FLUX_UNCORRECTED`."""
+    note = FLUX_UNCORRECTED
+    table.meta.pop("pb_limit", None)
+    if corrected:
+        note = FLUX_CORRECTED
+        if pb_limit is not None:
+            note += f"; NaN where pb < {pb_limit:g}, too weak a response to correct"
+            table.meta["pb_limit"] = float(pb_limit)
+    table.meta["pb_corrected"] = bool(corrected)
+    table.meta["description"] = note
+    if "flux" in table.colnames:
+        table["flux"].description = "integrated line " + note
+    return table
 
 
 def canonical_ellipse(fwhm_x, fwhm_y, pa):
@@ -135,7 +171,7 @@ def write_catalog(table: Table, path) -> Path:
     path = Path(path)
     table_format(path)  # a wrong suffix is reported before the columns
     _check_columns(table, path.name)
-    return write_table(table[list(COLUMN_NAMES)], path)
+    return write_table(with_optional_columns(table)[list(COLUMN_NAMES)], path)
 
 
 def read_catalog(path) -> Table:
@@ -159,15 +195,23 @@ def read_catalog(path) -> Table:
         kind = "CSV" if fmt == "ascii.csv" else "VOTable"
         raise InputError(f"{path.name} is not a readable {kind} catalogue ({_short(exc)}).") from None
     _check_columns(table, path.name)
+    table = with_optional_columns(table)
     out = Table()
     for name, dtype, unit, description in CATALOG_COLUMNS:
-        data = np.asarray(table[name].filled() if hasattr(table[name], "filled") else table[name])
+        column = table[name]
+        if hasattr(column, "filled"):  # a VOTable masks its NaNs: they are NaN again, not the fill value 1e20
+            column = column.filled(np.nan) if dtype.startswith("float") else column.filled()
+        data = np.asarray(column)
         if dtype == "bool" and data.dtype.kind in "US":
             data = np.char.lower(np.char.strip(data.astype(str))) == "true"
         out[name] = data.astype(str) if dtype == "str" else data.astype(dtype)
         out[name].unit = unit
         out[name].description = description
-    return out
+    # a CSV keeps no meta: its pb column tells; a VOTable's description also holds the cutoff
+    noted = " ".join(str(table.meta.get("description", "")).split())  # a VOTable wraps its lines
+    limit = re.search(r"NaN where pb < ([0-9.eE+-]+)", noted)
+    return set_flux_scale(out, corrected=bool(np.isfinite(out["pb"]).any()) or noted.startswith(FLUX_CORRECTED),
+                          pb_limit=float(limit.group(1)) if limit else None)
 
 
 def catalog_regions(table: Table, cube, shape: str = "ellipse"):
@@ -232,6 +276,18 @@ def region_format(path, format: str | None = None) -> str:
     return fmt
 
 
+def with_optional_columns(table: Table) -> Table:
+    """``table``, or a copy with the optional columns it lacks (a table made by hand, or read from
+    a file written before they existed) filled in with their defaults."""
+    lacking = [c for c in _OPTIONAL if c not in table.colnames]
+    if not lacking:
+        return table
+    table = table.copy(copy_data=False)
+    for name in lacking:
+        table[name] = np.full(len(table), _OPTIONAL[name])
+    return table
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 def _as_columns(rows_or_columns) -> dict:
@@ -264,7 +320,7 @@ def _frequency_at(cube, z: np.ndarray) -> np.ndarray:
 
 
 def _check_columns(table: Table, name: str) -> None:
-    missing = [c for c in COLUMN_NAMES if c not in table.colnames]
+    missing = [c for c in COLUMN_NAMES if c not in table.colnames and c not in _OPTIONAL]
     if missing:
         raise InputError(f"{name} is not a source catalogue: it lacks the column(s) "
                          f"{', '.join(missing)}. A catalogue has {', '.join(COLUMN_NAMES)}.")

@@ -399,17 +399,30 @@ def inspect_source(cube, row, finder: SourceFinder | None = None) -> SourceView:
     return SourceView(raw, denoised, ranges, focused)
 
 
-def detect(cube, detector: str = "pipeline", progress=None, cancel=None, **options):
-    """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table."""
+def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None, psf=None, **options):
+    """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table.
+
+    ``pb``, ``psf``: the cube's primary-beam and PSF cubes, opened and checked by
+    :func:`pipeline.alma.companions.open_companion`, or None. With ``pb`` the fluxes are divided
+    by the primary-beam response at each source (:func:`~pipeline.alma.companions.correct_fluxes`);
+    without it the catalogue says they are uncorrected. ``psf`` is the real dirty beam, for the
+    sidelobe check.
+    """
     if detector == "pipeline":
-        return detect_pipeline(cube, progress=progress, cancel=cancel, **options)
-    if detector == "decoras":
-        return detect_decoras(cube, progress=progress, cancel=cancel, **options)
-    if detector in classic.CLASSIC_DETECTORS:
+        catalog = detect_pipeline(cube, progress=progress, cancel=cancel, **options)
+    elif detector == "decoras":
+        catalog = detect_decoras(cube, progress=progress, cancel=cancel, **options)
+    elif detector in classic.CLASSIC_DETECTORS:
         step = _stepper(progress, cancel, total=1)
         step(detector)
-        return classic.CLASSIC_DETECTORS[detector](cube, **options)
-    raise InputError(f"Unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}.")
+        catalog = classic.CLASSIC_DETECTORS[detector](cube, **options)
+    else:
+        raise InputError(f"Unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}.")
+    if pb is not None:
+        from pipeline.alma.companions import correct_fluxes
+
+        catalog = correct_fluxes(catalog, pb)
+    return catalog
 
 
 def _stepper(progress, cancel, total):
