@@ -345,7 +345,7 @@ class CubeExplorer(pn.viewable.Viewer):
             self.show_error(f"{label or shown_path(path)} could not be opened as a FITS cube: check that it is a "
                             "complete FITS file (decompress a damaged .gz first).")
             return False
-        old = self.viewer
+        old, old_detection = self.viewer, getattr(self, "detection", None)
         self.viewer = CubeViewer(cube, label=label or shown_path(path))
         self.detection = DetectionViewer(self.viewer)
         self.viewer.overlays.append(self.detection.overlay())
@@ -356,6 +356,8 @@ class CubeExplorer(pn.viewable.Viewer):
         self.show_error("")
         if old is not None:
             old.cube.close()
+        if old_detection is not None:
+            old_detection.close()  # its primary-beam and PSF cubes
         return True
 
     def open_path(self, text: str) -> bool:

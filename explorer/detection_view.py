@@ -1,12 +1,18 @@
 """Source finding in the cube explorer: run a detector off the UI thread, draw its boxes on the
 channels where each source emits, inspect a source, compare with the truth, export.
 
+The cube's primary-beam and PSF cubes (tclean's ``.pb`` and ``.psf``) are attached when they lie
+beside it in its data folder under tclean's names, or picked from the data folders; they are
+checked against the cube when attached and handed to the detector (fluxes corrected with the
+primary beam).
+
 Everything scientific goes through :mod:`pipeline.alma.detect`, ``catalog`` and ``evaluate``.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import tempfile
 from pathlib import Path
 
@@ -18,16 +24,19 @@ from astropy.table import Table
 from bokeh.models.widgets.tables import NumberFormatter
 
 from explorer.background import BackgroundJob
-from explorer.text import Alert, Text, TextTable
+from explorer.files import find_companions, list_cubes, shown_path
+from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.alma import detect as finder_module
-from pipeline.alma.catalog import write_catalog, write_regions
+from pipeline.alma.catalog import with_optional_columns, write_catalog, write_regions
+from pipeline.alma.companions import KINDS, open_companion
 from pipeline.alma.evaluate import match
 from pipeline.errors import InputError
 
 DETECTOR_COLOURS = {"pipeline": "#00e5ff", "decoras": "#ff9800", "photutils": "#76ff03", "pybdsf": "#e040fb"}
 TRUTH_COLOURS = {"true positive": "#00e676", "false positive": "#ff1744", "missed": "#ffea00"}
-TABLE_COLUMNS = ["id", "x", "y", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "snr", "blended"]
+TABLE_COLUMNS = ["id", "x", "y", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "pb", "snr", "blended"]
 GRID_LIMIT = 48  # spectra in the grid of every source
+NO_COMPANION = "none"
 
 
 def find_truth(cube_path: Path) -> Table | None:
@@ -52,11 +61,30 @@ class DetectionViewer(pn.viewable.Viewer):
     status = param.String(default="", doc="What the detector is doing")
     running = param.Boolean(default=False)
     version = param.Integer(default=0, doc="Bumped whenever the catalogue changes")
+    pb_file = param.Selector(default=NO_COMPANION, objects=[NO_COMPANION],
+                             doc="The cube's primary-beam cube: fluxes are divided by its response at each source")
+    psf_file = param.Selector(default=NO_COMPANION, objects=[NO_COMPANION],
+                              doc="The cube's PSF cube (its real dirty beam)")
+    attached = param.String(default="", doc="Which primary-beam and PSF cubes are attached")
 
     def __init__(self, cube_viewer, **params):
+        chosen = {kind: params.pop(f"{kind}_file", None) for kind in KINDS}
         super().__init__(**params)
         self.cube_viewer = cube_viewer
         self.cube = cube_viewer.cube
+        # the companions found beside the cube come first and are attached at once; any FITS file of
+        # the data folders can be picked instead
+        self._found = find_companions(self.cube.path)
+        self._choices = {}
+        for path in [*self._found.values(), *list_cubes().values()]:
+            if path != self.cube.path.resolve():
+                self._choices.setdefault(shown_path(path), path)
+        for kind in KINDS:  # set on this viewer's own parameters (after __init__: not the class's)
+            self.param[f"{kind}_file"].objects = [NO_COMPANION, *self._choices]
+            found = self._found.get(kind)
+            chosen[kind] = chosen[kind] or (shown_path(found) if found else NO_COMPANION)
+        self._companions = {}  # kind -> the attached companion cube
+        self._opened = {}  # (kind, path) -> every companion cube opened, closed with the viewer
         self.catalog: Table | None = None
         self.truth = find_truth(self.cube.path)
         self.outcome = None  # per-row "true positive"/"false positive", and the missed truth rows
@@ -66,13 +94,60 @@ class DetectionViewer(pn.viewable.Viewer):
         self._run = pn.widgets.Button(label="Find sources", color="primary", css_classes=["run-detection"])
         self._run.on_click(lambda _: self.start())
         decimals = {"x": 2, "y": 2, "z": 0, "ra": 6, "dec": 6, "freq_ghz": 6, "fwhm_x": 2, "fwhm_y": 2, "pa": 1,
-                    "flux_jy_kms": 4, "snr": 1}
+                    "flux_jy_kms": 4, "pb": 3, "snr": 1}
         self._table = TextTable(
             pagination=None, max_height=300, disabled=True, show_index=False,
             formatters={k: NumberFormatter(format="0." + "0" * d if d else "0") for k, d in decimals.items()},
                                            selectable=1, sizing_mode="stretch_width", css_classes=["source-table"])
         self._table.param.watch(self._on_table_select, "selection")
         cube_viewer.tap.add_subscriber(self._on_tap)
+        self.param.update({f"{kind}_file": chosen[kind] for kind in KINDS})
+        for kind in KINDS:
+            self._attach(kind, getattr(self, f"{kind}_file"))
+        self.param.watch(lambda event: self._attach(event.name.removesuffix("_file"), event.new),
+                         ["pb_file", "psf_file"])
+
+    # ---- primary beam and PSF -------------------------------------------------------------
+    def _attach(self, kind: str, label: str):
+        """Attach the companion cube chosen as ``label`` (``NO_COMPANION``: none), checked against the
+        cube; a file that does not fit is refused with the reason and the choice goes back to none."""
+        self._companions.pop(kind, None)
+        path = self._choices.get(label)
+        if path is not None:
+            try:
+                if (kind, path) not in self._opened:
+                    self._opened[(kind, path)] = open_companion(path, self.cube, kind)
+                self._companions[kind] = self._opened[(kind, path)]
+            except Exception as exc:  # noqa: BLE001 -- any file: the visitor gets a message, the log the rest
+                if not isinstance(exc, InputError):
+                    logging.getLogger("explorer").exception("opening %s as a %s failed", path, KINDS[kind])
+                    exc = f"{label} could not be read as a {KINDS[kind]}: check that it is a complete FITS file."
+                self.show_error(str(exc))
+                setattr(self, f"{kind}_file", NO_COMPANION)
+        self.attached = "\n".join(self._describe(kind) for kind in KINDS)
+
+    def _describe(self, kind: str) -> str:
+        """One line on the attached ``kind`` cube, by the name visitors know it by."""
+        title = {"pb": "Primary beam", "psf": "PSF"}[kind]
+        companion = self._companions.get(kind)
+        if companion is None:
+            return f"{title}: none" + (" (fluxes will be uncorrected for the primary beam)" if kind == "pb" else "")
+        beside = " (found beside the cube)" if self._found.get(kind) == companion.path.resolve() else ""
+        planes = "1 plane for every channel" if companion.nchan == 1 else f"{companion.nchan} channels"
+        effect = "; fluxes will be divided by its response" if kind == "pb" else ""
+        return f"{title}: {shown_path(companion.path)}{beside}, {planes}{effect}"
+
+    @property
+    def companions(self) -> dict:
+        """The attached companion cubes, {"pb": Cube, "psf": Cube} (those attached)."""
+        return dict(self._companions)
+
+    def close(self):
+        """Close the companion cubes this viewer opened (the cube is its cube viewer's)."""
+        for companion in self._opened.values():
+            companion.close()
+        self._opened.clear()
+        self._companions.clear()
 
     # ---- running --------------------------------------------------------------------------
     def start(self):
@@ -80,9 +155,10 @@ class DetectionViewer(pn.viewable.Viewer):
         if self.job.running:
             return
         detector, cube = self.detector, self.cube
+        companions = self.companions  # as attached now, whatever is picked while it runs
 
         def work(progress, cancel):
-            options = {}
+            options = dict(companions)
             if detector == "pipeline":
                 self._finder = self._finder or finder_module.SourceFinder.load()
                 options["finder"] = self._finder
@@ -105,6 +181,7 @@ class DetectionViewer(pn.viewable.Viewer):
 
     def set_catalog(self, catalog: Table):
         """Show a catalogue: table, boxes, truth comparison."""
+        catalog = with_optional_columns(catalog)
         self.catalog = catalog
         self.outcome = self._compare_with_truth(catalog)
         frame = catalog[TABLE_COLUMNS].to_pandas() if len(catalog) else None
@@ -117,7 +194,9 @@ class DetectionViewer(pn.viewable.Viewer):
         tp = "" if self.outcome is None else (
             f"; against the truth: {self.outcome['rows'].count('true positive')} true, "
             f"{self.outcome['rows'].count('false positive')} false, {len(self.outcome['missed'])} missed")
-        self.status = f"{len(catalog)} sources ({catalog.meta.get('detector', self.detector)}){tp}"
+        scale = ("fluxes primary-beam corrected" if catalog.meta.get("pb_corrected")
+                 else "fluxes uncorrected for the primary beam")
+        self.status = f"{len(catalog)} sources ({catalog.meta.get('detector', self.detector)}){tp}; {scale}"
         self.selected = int(catalog["id"][0]) if len(catalog) else None
         self.version += 1
 
@@ -219,7 +298,9 @@ class DetectionViewer(pn.viewable.Viewer):
         params = Text(
             f"RA {row['ra']:.6f} deg  Dec {row['dec']:.6f} deg\nfrequency {row['freq'] / 1e9:.6f} GHz (channel {row['z']})\n"
             f"FWHM {row['fwhm_x']:.2f} x {row['fwhm_y']:.2f} px, PA {row['pa']:.1f} deg\n"
-            f"flux {row['flux']:.4g} Jy km/s, SNR {row['snr']:.1f}, score {row['score']:.2f}", css_classes=["source-params"])
+            f"flux {row['flux']:.4g} Jy km/s, SNR {row['snr']:.1f}, score {row['score']:.2f}\n"
+            + (f"primary beam {row['pb']:.3f} (flux corrected)" if np.isfinite(row["pb"])
+               else "flux uncorrected for the primary beam"), css_classes=["source-params"])
         return pn.Column(pn.pane.HoloViews(spectra, sizing_mode="stretch_width"),
                          pn.Row(pn.pane.HoloViews(focused), params), sizing_mode="stretch_width")
 
@@ -261,13 +342,17 @@ class DetectionViewer(pn.viewable.Viewer):
             pn.Column(pn.Spacer(height=18), pn.Row(self._run, self.job.cancel_button)),
             pn.Column(pn.Spacer(height=24), pn.widgets.Checkbox.from_param(self.param.all_channels, name="Boxes on all channels")),
             sizing_mode="stretch_width")
+        companions = pn.Column(
+            pn.Row(pn.widgets.Select.from_param(self.param.pb_file, name="Primary beam (.pb)", width=240),
+                   pn.widgets.Select.from_param(self.param.psf_file, name="PSF (.psf)", width=240)),
+            Prose(self.param.attached, css_classes=["companions"]), sizing_mode="stretch_width")
         exports = pn.Row(self._download(".csv", "CSV"), self._download(".vot", "VOTable"),
                          self._download(".reg", "DS9 regions"), self._download(".crtf", "CRTF regions"))
         legend = ("Boxes: " + ", ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in TRUTH_COLOURS.items())
                   + " (against this cube's truth)" if self.truth is not None else
                   "Boxes: " + ", ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in DETECTOR_COLOURS.items()))
         return pn.Column(
-            controls, self.job.bar, Text(self.param.status, css_classes=["detection-status"]), self._error,
+            controls, companions, self.job.bar, Text(self.param.status, css_classes=["detection-status"]), self._error,
             pn.pane.HTML(legend), self._table, exports,
             pn.Tabs(("Selected source", pn.panel(pn.bind(self.source_panel, self.param.selected, self.param.version))),
                     ("All spectra", pn.panel(pn.bind(self.spectra_grid, self.param.version))), dynamic=True),

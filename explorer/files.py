@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.alma.companions import KINDS, companion_candidates
 from pipeline.errors import InputError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -61,6 +62,20 @@ def list_cubes() -> dict[str, Path]:
             if path.is_file() and path.name.lower().endswith(FITS_SUFFIXES) and inside(path, folders):
                 label = path.name if folder == BUNDLED_CUBES else f"{folder.name}/{path.name}"
                 found.setdefault(label, path.resolve())
+    return found
+
+
+def find_companions(cube_path) -> dict[str, Path]:
+    """The primary-beam ("pb") and PSF ("psf") cubes beside ``cube_path`` under tclean's names
+    (:func:`pipeline.alma.companions.companion_candidates`), for those that exist inside the data
+    folders (a link leading out of them is not followed, as everywhere else)."""
+    folders = data_folders()
+    found = {}
+    for kind in KINDS:
+        for path in companion_candidates(cube_path, kind):
+            if path.is_file() and inside(path, folders):
+                found[kind] = path.resolve()
+                break
     return found
 
 

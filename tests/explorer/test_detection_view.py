@@ -1,5 +1,7 @@
 """The detection panel without a server: run a classic finder, boxes per channel, truth colours, export."""
 
+import re
+
 import pytest
 
 from explorer.cube_view import CubeViewer
@@ -7,6 +9,7 @@ from explorer.detection_view import TRUTH_COLOURS, DetectionViewer, find_truth
 from pipeline.alma.catalog import read_catalog
 from pipeline.alma.cube import open_cube
 from pipeline.alma.simulate import Observation, simulate_cube, write_cube, write_truth
+from tests.conftest import write_simulated_with_companions
 
 
 @pytest.fixture
@@ -62,6 +65,52 @@ def test_export_files_read_back(panel_on_sim, tmp_path):
     assert len(read_catalog(tmp_path / "c.vot")) == len(viewer.catalog)
     assert "# Region file format: DS9" in viewer.export(".reg").getvalue().decode()
     assert viewer.export(".crtf").getvalue().decode().startswith("#CRTF")
+
+
+@pytest.fixture
+def panel_with_companions(tmp_path, monkeypatch):
+    """A data folder "alma" holding a simulated cube as tclean names it (sim.image.fits), its
+    sim.pb.fits and sim.psf.fits, and an unrelated cube; the panel on the simulated cube."""
+    folder = tmp_path / "alma"
+    folder.mkdir()
+    monkeypatch.setenv("EXPLORER_DATA_DIRS", str(folder))
+    paths = write_simulated_with_companions(folder)
+    write_simulated_with_companions(tmp_path, name="elsewhere.fits", size=64, channels=16)
+    (tmp_path / "elsewhere.fits").rename(folder / "other.fits")
+    return DetectionViewer(CubeViewer(open_cube(paths["cube"]))), paths
+
+
+def test_primary_beam_and_psf_beside_the_cube_are_attached_and_used(panel_with_companions):
+    viewer, paths = panel_with_companions
+    assert (viewer.pb_file, viewer.psf_file) == ("alma/sim.pb.fits", "alma/sim.psf.fits")
+    assert "Primary beam: alma/sim.pb.fits (found beside the cube), 32 channels" in viewer.attached
+    assert "PSF: alma/sim.psf.fits (found beside the cube)" in viewer.attached
+    assert str(paths["pb"].parent) not in viewer.attached  # the data folder by name, never its place
+    assert set(viewer.param.pb_file.objects) >= {"none", "alma/other.fits"}
+    assert "alma/sim.image.fits" not in viewer.param.pb_file.objects  # not the cube itself
+    viewer.detector = "photutils"
+    viewer.start()
+    assert viewer.catalog.meta["pb_corrected"] and "fluxes primary-beam corrected" in viewer.status
+    assert "pb" in viewer._table.value.columns and (viewer._table.value["pb"] > 0.5).all()
+    params = viewer.source_panel(viewer.selected, viewer.version).objects[1].objects[1].object
+    assert re.search(r"primary beam (0\.9|1\.0)\d\d \(flux corrected\)", params)
+
+
+def test_a_companion_that_does_not_fit_is_refused_and_detection_goes_uncorrected(panel_with_companions):
+    viewer, _ = panel_with_companions
+    viewer.pb_file = "alma/other.fits"  # 64 x 64 pixels, 16 channels
+    assert viewer._error.visible and "is 64 x 64 pixels but the cube is 96 x 96" in viewer._error.object
+    assert viewer.pb_file == "none" and "Primary beam: none (fluxes will be uncorrected" in viewer.attached
+    assert "pb" not in viewer.companions and "psf" in viewer.companions
+    viewer.pb_file = "alma/sim.pb.fits"  # picked by hand this time: opened once, reused
+    assert viewer.companions["pb"].path.name == "sim.pb.fits"
+    viewer.pb_file = "none"
+    viewer.detector = "photutils"
+    viewer.start()
+    assert not viewer.catalog.meta["pb_corrected"] and "fluxes uncorrected for the primary beam" in viewer.status
+    assert viewer._table.value["pb"].isna().all()
+    viewer.close()
+    assert viewer.companions == {}
 
 
 def test_missing_models_give_a_message_not_a_crash(panel_on_sim, monkeypatch, tmp_path):

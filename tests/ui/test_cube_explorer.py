@@ -150,3 +150,31 @@ def test_image_is_not_flipped(page, served_app):
     _wait_until(lambda: "Pixel (64, 64)" not in info.inner_text() or True, message="click")
     value = float(re.search(r"\| ([-0-9.e]+) Jy/beam in channel 15", info.inner_text()).group(1))
     assert value > 0.01, info.inner_text()  # the source peaks near 0.03 Jy/beam; the noise is ~0.001
+
+
+def test_primary_beam_and_psf_beside_a_cube_are_attached(page, served_app, data_dir, screenshot):
+    """A cube named as tclean names it, with its .pb and .psf beside it: both attached on opening,
+    and the catalogue's fluxes corrected (the pb column, the status line)."""
+    from tests.conftest import write_simulated_with_companions
+
+    if not (data_dir / "sim.image.fits").exists():
+        write_simulated_with_companions(data_dir)
+    _open(page, served_app)
+    page.get_by_placeholder("e.g. mycube.fits").fill("sim.image.fits")
+    page.get_by_role("button", name="Open path").click()
+    attached = page.locator(".companions pre")
+    expect(attached).to_contain_text("sim.pb.fits (found beside the cube), 32 channels", timeout=30_000)  # opening takes a while
+    expect(attached).to_contain_text("sim.psf.fits (found beside the cube)")
+    expect(page.get_by_role("combobox", name="Primary beam (.pb)")).to_have_value(re.compile(r".*sim\.pb\.fits$"))
+    page.get_by_role("combobox", name="Detector").select_option("photutils")
+    page.get_by_role("button", name="Find sources").click()
+    status = page.locator(".detection-status pre")
+    expect(status).to_contain_text("fluxes primary-beam corrected", timeout=60_000)
+    expect(page.locator('.source-table .tabulator-col[tabulator-field="pb"]')).to_be_visible()
+    # the brightest source is near the pointing: ALMA's 25" primary beam is above 0.9 there
+    expect(page.locator('.source-table .tabulator-row [tabulator-field="pb"]').first).to_have_text(
+        re.compile(r"^\s*(0\.9\d\d|1\.000)\s*$"))
+    page.locator(".companions").scroll_into_view_if_needed()
+    screenshot("primary-beam-attached")
+    page.locator('.source-table .tabulator-row [tabulator-field="pb"]').first.scroll_into_view_if_needed()
+    screenshot("primary-beam-column")
