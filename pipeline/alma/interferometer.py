@@ -30,9 +30,11 @@ from pipeline.errors import InputError
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "assets" / "alma_configs"
 ALMA_LATITUDE_DEG = -23.0229  # Chajnantor, the array centre used by casadata
 SPEED_OF_LIGHT_M_S = 299_792_458.0
+ELEVATION_LIMIT_DEG = 10.0  # CASA's simobserve flags integrations below it (sm.setlimits)
 ARCSEC_RAD = np.pi / (180.0 * 3600.0)
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 FFT_WORKERS = min(os.cpu_count() or 1, 8)  # threads for FFTs and per-channel gridding
+SUBCELLS = 2  # sub-cells per grid cell (per axis) where uv_sampling locates the samples
 
 
 @dataclass(frozen=True)
@@ -121,15 +123,26 @@ def hour_angles_h(hour_angle_start_h, hour_angle_stop_h, integration_s) -> np.nd
 
 
 def uv_tracks(config, declination_deg, hour_angle_start_h, hour_angle_stop_h, integration_s,
-              latitude_deg=ALMA_LATITUDE_DEG) -> np.ndarray:
+              latitude_deg=ALMA_LATITUDE_DEG, elevation_limit_deg=ELEVATION_LIMIT_DEG,
+              shadowing=True) -> np.ndarray:
     """Earth-rotation synthesis: the (u, v) coverage in metres, shape (2 * n_vis, 2).
 
     Local (east, north, up) baselines are rotated to equatorial (X towards the meridian on the
     equator, Y towards east, Z towards the north pole) for the site ``latitude_deg``, then to
-    (u, v) for each hour angle and the source ``declination_deg`` (standard interferometry
+    (u, v, w) for each hour angle and the source ``declination_deg`` (standard interferometry
     geometry, e.g. Thompson, Moran & Swenson eq. 4.1). The first half of the rows are the
     visibilities (baseline-major, hour angle fastest), the second half their conjugates
     (-u, -v), so the coverage is symmetric as every imager makes it.
+
+    As CASA's simobserve does, integrations with the source below ``elevation_limit_deg`` are
+    left out and, with ``shadowing``, so is every baseline of a shadowed antenna: one that
+    another antenna, nearer the source, partly hides (closer in projection than the sum of
+    their dish radii; CASA, measured with 12 m dishes: 11.8 m apart flagged, 12.0 m not).
+    Compact configurations at low elevation lose many visibilities so: alma.cycle9.3 at
+    declination +20 deg 5-6 %, alma.cycle11.1 at -70 deg a third, as in CASA. CASA's simobserve
+    drops the antenna in front instead (its uvw run from antenna 2 to antenna 1 while its shadow
+    test reads them the other way round); here the hidden one goes. An observation that keeps
+    nothing raises ``InputError``.
     """
     config = load_configuration(config)
     east, north, up = baselines_m(config).T
@@ -142,8 +155,33 @@ def uv_tracks(config, declination_deg, hour_angle_start_h, hour_angle_stop_h, in
     u = sin_h * x_eq[:, None] + cos_h * y_eq[:, None]
     v = (-np.sin(dec) * cos_h * x_eq[:, None] + np.sin(dec) * sin_h * y_eq[:, None]
          + np.cos(dec) * z_eq[:, None])
-    uv = np.stack([u.ravel(), v.ravel()], axis=1)
+    w = (np.cos(dec) * cos_h * x_eq[:, None] - np.cos(dec) * sin_h * y_eq[:, None]
+         + np.sin(dec) * z_eq[:, None])
+    sin_elevation = np.sin(lat) * np.sin(dec) + np.cos(lat) * np.cos(dec) * np.cos(ha)
+    above = sin_elevation >= np.sin(np.radians(elevation_limit_deg))
+    keep = np.broadcast_to(above[None, :], u.shape)
+    if shadowing:
+        keep = keep & ~_shadowed_baselines(config, u, v, w)
+    if not keep.any():
+        raise InputError(f"The source (declination {declination_deg} deg) is never above "
+                         f"{elevation_limit_deg} deg elevation unshadowed during this track.")
+    uv = np.stack([u[keep], v[keep]], axis=1)
     return np.concatenate([uv, -uv])
+
+
+def _shadowed_baselines(config, u, v, w):
+    """(n_baselines, n_times) True where either antenna of the baseline is shadowed: another
+    antenna nearer the source (larger w) is closer to it, in the plane facing the source, than
+    the sum of their dish radii."""
+    i, j = np.triu_indices(config.n_antennas, k=1)
+    radius = config.diameter_m / 2.0
+    touching = np.hypot(u, v) < (radius[i] + radius[j])[:, None]
+    rows, times = np.nonzero(touching)
+    # the antenna behind: i when j is nearer the source (w = (x_j - x_i) . s > 0)
+    behind = np.where(w[rows, times] > 0, i[rows], j[rows])
+    shadowed_antenna = np.zeros((config.n_antennas, u.shape[1]), bool)
+    shadowed_antenna[behind, times] = True
+    return shadowed_antenna[i] | shadowed_antenna[j]
 
 
 # --- gridding and weighting -------------------------------------------------------------------
@@ -197,20 +235,27 @@ def uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting="briggs", robus
     (as ``uv_tracks`` does) leaves the result unchanged, since every density doubles alike.
     Natural weighting gives every visibility weight 1. Briggs weighting follows CASA's tclean
     (VisImagingWeight, ``npixels=0``, per-channel density): visibilities and their conjugates
-    are counted in cells of ``1 / (npix * cell)`` wavelengths on the ``npix`` x ``npix`` image
-    grid (``Int(u * npix * cell + npix / 2)``), giving densities W_k;
-    ``f^2 = (5 * 10**-robust)^2 / (sum_k W_k^2 / sum_i w_i)`` and ``w_i = 1 / (1 + W_k f^2)``.
+    are counted in cells of ``1 / (npix * cell)`` wavelengths centred on the points of the
+    ``npix`` x ``npix`` image's uv grid (u falls in cell ``rint(u * npix * cell)``), giving
+    densities W_k; ``f^2 = (5 * 10**-robust)^2 / (sum_k W_k^2 / sum_i w_i)`` and
+    ``w_i = 1 / (1 + W_k f^2)``. From tclean's own uvw this gives tclean's PSF to 1e-4.
 
-    The weighted samples are then gridded to the nearest cell of an ``npix * padding`` grid
-    (``padding`` an integer; 2 lets a PSF be convolved with a whole ``npix`` image without
-    wrapping). Nearest-cell gridding is a convolution with a one-cell box: the PSF made from it
-    is the exact one times sinc(offset / (npix * padding)) per axis plus a little aliasing, i.e.
-    exact at the main lobe and within 10 % at the edge of an ``npix`` image for padding 2.
-    Samples beyond the grid are dropped.
+    The weighted samples are gridded on an ``npix * padding`` grid (``padding`` an integer; 2
+    lets a PSF be convolved with a whole ``npix`` image without wrapping) by linear
+    interpolation between the four cells around each (from its sub-cell's centre: positions
+    are kept to half a cell), then convolved along each axis with three taps that undo, in the
+    image, the taper of that interpolation (``_taper_taps``). Against the exact Fourier sum,
+    the PSF's far sidelobes then have the right level (their rms to 1-2 %) and errors of ~0.003
+    rms at the edge of an ``npix`` image. Gridding to the nearest cell, as before, moved each
+    sample by up to half a cell, i.e. its phase by up to pi * offset / grid size: at the image
+    edge the sidelobes were 6 % low on average, with errors of 0.007-0.009 rms (a third of
+    their own rms). ``weight2_grid`` (the noise power per cell) is the sum of squared weights
+    of the nearest cell: the noise needs its total power and its correlation near zero lag,
+    where the cell size does not matter. Samples beyond the grid are dropped.
 
-    How: both grids are unions of "sub-cells" ``1 / (2 * padding)`` of a density cell wide, so
-    each channel needs a single count of its visibilities into sub-cells; densities, weights and
-    the imaging grid follow from block sums of that count.
+    How: each channel's samples are counted once, in sub-cells of 1 / ``SUBCELLS`` of a cell
+    whose edges fall on the edges of both the density cells and the nearest cells; densities,
+    weights and both grids follow from block sums of that count.
     """
     if weighting not in ("natural", "briggs"):
         raise InputError(f"weighting must be 'natural' or 'briggs', not {weighting!r}.")
@@ -220,53 +265,62 @@ def uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting="briggs", robus
     freqs = np.atleast_1d(np.asarray(frequency_hz, dtype=np.float64))
     uv = np.asarray(uv_m, dtype=np.float64)
     n_grid = npix * padding
-    sub_per_cell = 2 * padding
-    # sub-cells per metre of baseline at each frequency
-    sub_per_m = freqs / SPEED_OF_LIGHT_M_S * npix * cell_arcsec * ARCSEC_RAD * sub_per_cell
-
-    # half-width S of the sub-cell grid: a multiple of 2 * padding (whole density cells) that
-    # holds every sample, but no wider than the imaging grid (|fine index| < n_grid / 2)
-    extent = np.max(np.abs(uv)) * sub_per_m.max() + 1
-    cap = (n_grid // 2 - 1) * 2
-    half_sub = int(min(np.ceil(extent / sub_per_cell), cap // sub_per_cell) * sub_per_cell)
+    s = SUBCELLS
+    # imaging-grid cells per metre of baseline at each frequency
+    cells_per_m = freqs / SPEED_OF_LIGHT_M_S * n_grid * cell_arcsec * ARCSEC_RAD
+    # box [-K, K] per axis: every sample, its interpolation neighbours and the taps' reach,
+    # within the grid (samples beyond the grid's Nyquist cell are dropped)
+    reach = float(np.max(np.abs(uv)) * cells_per_m.max()) if len(uv) else 0.0
+    k_box = int(min(np.floor(reach) + 2, n_grid // 2 - 1))
+    clipped = np.floor(reach) + 2 > k_box
+    # sub-cells q in [-S, S) hold whole density cells m in [-M, M) and imaging cells beyond K
+    m_half = int(np.ceil((k_box + 1) / padding))
+    per_density = s * padding
+    half_sub = per_density * m_half
+    k_half = half_sub // s  # imaging cells k in [-k_half, k_half] come out of the sub-cells
     side = 2 * half_sub
-    clipped = extent >= half_sub
-    uv_t = np.ascontiguousarray(uv.T, dtype=np.float32)  # (2, n): u row, v row
-    k_fine = half_sub // 2  # fine cells k in [-K, K] hold sub-cells [-S, S)
-    n_cells = side // sub_per_cell
+    # image x runs towards west: column index is -u; rows are +v
+    uv_t = np.ascontiguousarray(uv.T * np.array([[-1.0], [1.0]]), dtype=np.float32)
+    taps = _taper_taps(padding, s)
 
-    shape = (len(freqs), 2 * k_fine + 1, k_fine + 1)
+    shape = (len(freqs), 2 * k_box + 1, k_box + 1)
     weight_grid = np.zeros(shape, np.float32)
     weight2_grid = np.zeros(shape, np.float32)
     weight_sum = np.zeros(len(freqs))
     weight2_sum = np.zeros(len(freqs))
+    crop = (slice(k_half - k_box, k_half + k_box + 1), slice(k_half, k_half + k_box + 1))
+
+    # nearest cell k holds sub-cells [s k - s / 2, s k + s / 2): the sub-cells of the box
+    near_rows = slice(half_sub - s * k_box - s // 2, half_sub + s * k_box + s // 2)
+    near_cols = slice(half_sub - s // 2, half_sub + s * k_box + s // 2)
 
     def grid_channel(c):
-        position = uv_t * np.float32(sub_per_m[c])
-        position += half_sub  # >= 0 inside the grid, so truncation is floor
+        position = uv_t * np.float32(cells_per_m[c])
         if clipped:
-            position = position[:, np.all((position >= 0) & (position < side), axis=0)]
-        cells = position.astype(np.int32)
-        cells[1] *= side
-        counts = np.bincount(cells[1] + cells[0], minlength=side * side)
+            position = position[:, np.all(np.abs(position) <= k_box - 2, axis=0)]
+        sub = (position * np.float32(s) + np.float32(half_sub)).astype(np.int32)  # >= 0: floor
+        counts = np.bincount(sub[1] * side + sub[0], minlength=side * side)
         counts = counts.reshape(side, side).astype(np.float32)
-        # conjugates: sub-cell s -> -s - 1, i.e. the grid reversed
-        counts += counts[::-1, ::-1]
-        density = _block_sum(counts, sub_per_cell)
+        counts += counts[::-1, ::-1]  # conjugates: sub-cell q -> -q - 1, the grid reversed
         if weighting == "briggs":
-            sum_w2 = np.sum(density * density, dtype=np.float64)
-            f2 = (5.0 * 10.0 ** (-robust)) ** 2 / (sum_w2 / density.sum(dtype=np.float64))
-            weight = (1.0 / (1.0 + f2 * density)).astype(np.float32)
-            blocks = counts.reshape(n_cells, sub_per_cell, n_cells, sub_per_cell)
-            summed = (blocks * weight[:, None, :, None]).reshape(side, side)
-            summed2 = (blocks * (weight * weight)[:, None, :, None]).reshape(side, side)
+            # density cells are centred on grid points: shift by half a cell, then block sums
+            half = per_density // 2
+            padded = np.pad(counts, half)
+            density = _block_sum(padded, per_density).astype(np.float64)
+            f2 = (5.0 * 10.0 ** (-robust)) ** 2 / (np.sum(density ** 2) / density.sum())
+            weight = 1.0 / (1.0 + f2 * density)
+            weight_sum[c] = np.sum(density * weight)
+            weight2_sum[c] = np.sum(density * weight * weight)
+            blocks = padded.reshape(2 * m_half + 1, per_density, 2 * m_half + 1, per_density)
+            weight = weight.astype(np.float32)[:, None, :, None]
+            inner = (slice(half, half + side),) * 2
+            summed = (blocks * weight).reshape(side + 2 * half, -1)[inner]
+            summed2 = (blocks * (weight * weight)).reshape(side + 2 * half, -1)[inner]
         else:
-            weight = np.ones_like(density)
             summed = summed2 = counts
-        weight_sum[c] = np.sum(density * weight, dtype=np.float64)
-        weight2_sum[c] = np.sum(density * weight * weight, dtype=np.float64)
-        weight_grid[c] = _sub_to_fine_half_plane(summed, k_fine)
-        weight2_grid[c] = _sub_to_fine_half_plane(summed2, k_fine)
+            weight_sum[c] = weight2_sum[c] = counts.sum(dtype=np.float64)
+        weight_grid[c] = _taper_corrected(_interpolated(summed, s), taps)[crop]
+        weight2_grid[c] = _block_sum(summed2[near_rows, near_cols], s)
 
     # channels are independent and numpy releases the GIL in the heavy loops: use both cores
     with ThreadPoolExecutor(max_workers=FFT_WORKERS) as pool:
@@ -275,7 +329,7 @@ def uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting="briggs", robus
 
 
 def _block_sum(grid, size):
-    """Sum ``size`` x ``size`` blocks of a 2-D array (sides multiples of ``size``)."""
+    """Sums of ``size`` x ``size`` blocks of a 2-D array (sides multiples of ``size``)."""
     total = grid[0::size, 0::size].copy()
     for i in range(size):
         for j in range(size):
@@ -284,16 +338,53 @@ def _block_sum(grid, size):
     return total
 
 
-def _sub_to_fine_half_plane(sub_grid, k_fine):
-    """Sum sub-cells (s in [-S, S) per axis, rows v, cols u) into nearest-cell imaging cells
-    (k = rint(s / 2), i.e. s in {2k - 1, 2k}) and keep the rfft half plane kx = -k_u >= 0."""
-    half = sub_grid.shape[0] // 2  # = 2 K
-    fine = np.zeros((half + 1, half + 1), sub_grid.dtype)
-    # even sub-cell 2m -> fine index m, odd 2m + 1 -> m + 1 (array indices, offset by S)
-    for row in (0, 1):
-        for col in (0, 1):
-            fine[row: half + row, col: half + col] += sub_grid[row::2, col::2]
-    return fine[:, k_fine::-1]
+def _interpolated(sub_grid, s):
+    """Linear interpolation of sub-cell sums (2S, 2S), ``s`` sub-cells per cell, to cells
+    (2S / s + 1 per axis): each sub-cell's sum, placed at its centre, is shared between the
+    cell below and the cell above that centre."""
+    above = ((np.arange(s) + 0.5) / s).astype(np.float32)
+    n = sub_grid.shape[0] // s
+
+    def along_last(grid):  # (rows, n * s) -> (rows, n + 1)
+        parts = grid.reshape(grid.shape[0], n, s)
+        low = parts[..., 0] * (1.0 - above[0])
+        high = parts[..., 0] * above[0]
+        for j in range(1, s):
+            low += parts[..., j] * (1.0 - above[j])
+            high += parts[..., j] * above[j]
+        out = np.zeros((grid.shape[0], n + 1), np.float32)
+        out[:, :n] += low
+        out[:, 1:] += high
+        return out
+
+    return along_last(np.ascontiguousarray(along_last(sub_grid).T)).T
+
+
+def _taper_taps(padding, subcells):
+    """Three taps ``[a, 1 - 2a, a]`` whose transfer ``1 - 4 a sin^2(pi t)`` best matches (least
+    squares) the inverse of the gridding's taper at image offsets ``t`` (in grid sizes) out to
+    the edge of the ``npix`` image, 1 / (2 padding). The taper: sinc^2(t) from linear
+    interpolation, times sinc(t / subcells) from placing each sample at its sub-cell's centre
+    (an error uniform over a sub-cell)."""
+    t = np.linspace(0.0, 0.5 / padding, 64)
+    sin2 = np.sin(np.pi * t) ** 2
+    inverse = 1.0 / (np.sinc(t) ** 2 * np.sinc(t / subcells))
+    a = -np.sum(sin2 * (inverse - 1.0)) / (4.0 * np.sum(sin2 * sin2))
+    return np.array([a, 1.0 - 2.0 * a, a])
+
+
+def _taper_corrected(grid, taps):
+    """``grid`` (2-D) convolved with the three symmetric ``taps`` along both axes; zero beyond
+    its edges (which hold no samples)."""
+    for axis in (0, 1):
+        out = grid * taps[1]
+        lower = [slice(None)] * 2
+        upper = [slice(None)] * 2
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        out[tuple(upper)] += taps[0] * grid[tuple(lower)]
+        out[tuple(lower)] += taps[2] * grid[tuple(upper)]
+        grid = out
+    return grid
 
 
 def _wrapped(n, start, stop):
