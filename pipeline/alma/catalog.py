@@ -13,13 +13,17 @@ Columns (:data:`CATALOG_COLUMNS`, in this order):
   beam; 0 along an unresolved axis); ``pa``: angle of the source's x axis in degrees,
   counter-clockwise from the +x pixel axis, in [0, 90) (the ellipse (a, b, pa) is also
   (b, a, pa + 90); the catalogue keeps the one with pa in [0, 90), as the simulator's truth does);
+  NaN for a round source (axis ratio >= ``ROUND_AXIS_RATIO``), whose angle means nothing (then
+  fwhm_x is the major axis);
 - ``flux``: integrated line flux in Jy km/s, primary-beam corrected when the table says so (see
   below); ``pb``: the primary-beam response at the source, which the flux was divided by (0 outside
   the mapped area; NaN when no primary beam was given); ``snr``: peak signal-to-noise (the same
   either way: signal and noise scale alike); ``score``: the finder's confidence, higher is surer
   (ranks detections for precision-recall curves);
-- ``blended``: the finder split this source from a neighbour it overlaps; ``detector``: the
-  finder's name.
+- ``blended``: the finder split this source from a neighbour it overlaps; ``sidelobe``,
+  ``sidelobe_p``, ``sidelobe_of``: the sidelobe check (:mod:`pipeline.alma.sidelobes`): probably a
+  sidelobe of detection ``sidelobe_of``, with that probability (such rows are dropped unless asked
+  for; NaN: not checked); ``detector``: the finder's name.
 
 Whether fluxes are primary-beam corrected is in the table's meta (``pb_corrected``; ``description``,
 which a VOTable keeps as its own description) and in the flux column's description; a file without
@@ -64,12 +68,15 @@ CATALOG_COLUMNS = (
     ("freq", "float64", "Hz", "frequency at channel z"),
     ("fwhm_x", "float64", "pix", "intrinsic FWHM along the source's x axis (beam deconvolved)"),
     ("fwhm_y", "float64", "pix", "intrinsic FWHM along the source's y axis (beam deconvolved)"),
-    ("pa", "float64", "deg", "source x axis, counter-clockwise from +x pixel axis, [0, 90)"),
+    ("pa", "float64", "deg", "source x axis, counter-clockwise from +x pixel axis, [0, 90); NaN: round, angle undefined"),
     ("flux", "float64", "Jy km / s", "integrated line flux"),
     ("pb", "float64", None, "primary-beam response at the source; 0 outside the mapped area; NaN: none given"),
     ("snr", "float64", None, "peak signal-to-noise"),
     ("score", "float64", None, "detector confidence, higher is surer"),
     ("blended", "bool", None, "split from an overlapping neighbour"),
+    ("sidelobe", "bool", None, "probably a sidelobe of a brighter detection (kept only on request)"),
+    ("sidelobe_p", "float64", None, "probability that it is a sidelobe; NaN: not checked"),
+    ("sidelobe_of", "int64", None, "id of the brighter detection it would be a sidelobe of; 0: none"),
     ("detector", "str", None, "name of the finder"),
 )
 COLUMN_NAMES = tuple(c[0] for c in CATALOG_COLUMNS)
@@ -78,11 +85,15 @@ REQUIRED_INPUT = ("x", "y", "z", "x0", "y0", "x1", "y1", "z0", "z1", "fwhm_x", "
                   "flux", "snr")
 _DERIVED = ("id", "ra", "dec", "freq", "detector")
 #: columns a table may lack (older files, hand-made tables), with the value they are filled with
-_OPTIONAL = {"pb": np.nan}
+_OPTIONAL = {"pb": np.nan, "sidelobe": False, "sidelobe_p": np.nan, "sidelobe_of": 0}
 #: how the flux column is described, by whether it is corrected for the primary beam
 FLUX_UNCORRECTED = "flux: uncorrected for the primary beam (no primary-beam cube given; pb is NaN)"
 FLUX_CORRECTED = "flux: primary-beam corrected (divided by pb, the primary-beam response at the source)"
 _REGION_FORMATS = {".reg": "ds9", ".crtf": "crtf"}
+#: a source whose minor / major axis ratio is at least this is round: its angle is undefined
+#: (pa NaN); 0.9 is an ellipticity (major - minor) / (major + minor) of 0.05, which no finder
+#: measures reliably at the signal-to-noise ratios of a detection
+ROUND_AXIS_RATIO = 0.9
 
 
 def empty_catalog() -> Table:
@@ -117,6 +128,8 @@ def make_catalog(rows_or_columns, cube, detector: str) -> Table:
     values.setdefault("score", values["snr"])
     values.setdefault("blended", np.zeros(n, bool))
     values.setdefault("pb", np.full(n, np.nan))  # a finder measures on the image as it is
+    for name in ("sidelobe", "sidelobe_p", "sidelobe_of"):  # until the sidelobe check
+        values.setdefault(name, np.full(n, _OPTIONAL[name]))
     x, y, z = (np.asarray(values[c], float) for c in ("x", "y", "z"))
     sky = SkyCoord.from_pixel(x, y, cube.celestial_wcs, origin=0).icrs
     values["ra"], values["dec"] = sky.ra.deg, sky.dec.deg
@@ -158,12 +171,17 @@ def set_flux_scale(table: Table, corrected: bool, pb_limit: float | None = None)
 
 def canonical_ellipse(fwhm_x, fwhm_y, pa):
     """(fwhm_x, fwhm_y, pa) arrays in the form with pa in [0, 90) degrees, describing the same
-    ellipse: an axis at pa >= 90 is the other axis turned by 90 degrees."""
+    ellipse: an axis at pa >= 90 is the other axis turned by 90 degrees. A round source (minor
+    / major axis at least ``ROUND_AXIS_RATIO``, or no size at all) has no angle: pa NaN, the
+    major axis first."""
     fwhm_x, fwhm_y = np.array(fwhm_x, float), np.array(fwhm_y, float)
     pa = np.mod(np.asarray(pa, float), 180.0)
     turn = pa >= 90.0
     fwhm_x[turn], fwhm_y[turn] = fwhm_y[turn], fwhm_x[turn].copy()
-    return fwhm_x, fwhm_y, np.where(turn, pa - 90.0, pa)
+    pa = np.where(turn, pa - 90.0, pa)
+    major, minor = np.fmax(fwhm_x, fwhm_y), np.fmin(fwhm_x, fwhm_y)
+    round_ = minor >= ROUND_AXIS_RATIO * major
+    return np.where(round_, major, fwhm_x), np.where(round_, minor, fwhm_y), np.where(round_, np.nan, pa)
 
 
 def write_catalog(table: Table, path) -> Path:
@@ -240,7 +258,7 @@ def catalog_regions(table: Table, cube, shape: str = "ellipse"):
         if shape == "ellipse" and np.all(np.isfinite(fwhm)) and np.all(fwhm > 0):
             region = EllipsePixelRegion(PixCoord(float(row["x"]), float(row["y"])),
                                         width=fwhm[0], height=fwhm[1],
-                                        angle=float(row["pa"]) * u.deg)
+                                        angle=float(np.nan_to_num(row["pa"])) * u.deg)  # NaN: round
         else:
             # the box covers pixels x0..x1-1, i.e. the edges x0 - 0.5 .. x1 - 0.5
             x0, x1, y0, y1 = (float(row[c]) for c in ("x0", "x1", "y0", "y1"))

@@ -93,10 +93,7 @@ def integrated_image(cube, first_channel: int = 0, last_channel: int | None = No
         raise InputError(
             f"{name} has a single channel: the classic finders integrate a line over frequency and "
             "take each source's channel from its spectrum. Give a cube with at least 2 channels.")
-    beam = cube.require_beam()  # says why: no beam at all, or BMAJ = 0 / negative / not a number
-    scale_x, scale_y = cube.pixel_scale_arcsec
-    major_px = beam.major_arcsec / math.sqrt(scale_x * scale_y)
-    minor_px = beam.minor_arcsec / math.sqrt(scale_x * scale_y)
+    major_px, minor_px, theta = beam_on_grid(cube)
     if min(cube.nx, cube.ny) < MIN_BEAMS_ACROSS * major_px:
         raise InputError(
             f"{name} is {cube.nx} x {cube.ny} pixels, less than {MIN_BEAMS_ACROSS} beams across "
@@ -124,8 +121,16 @@ def integrated_image(cube, first_channel: int = 0, last_channel: int | None = No
     if not rms > 0:
         raise InputError(f"The integrated image of {name} over channels {first}..{last} is constant: "
                          "there is no signal or noise to search.")
-    return IntegratedImage(image, background, rms, first, last, (major_px, minor_px),
-                           _beam_theta_deg(cube, beam.pa_deg), _flux_per_sum(cube, major_px * minor_px))
+    return IntegratedImage(image, background, rms, first, last, (major_px, minor_px), theta,
+                           _flux_per_sum(cube, major_px * minor_px))
+
+
+def beam_on_grid(cube) -> tuple[float, float, float]:
+    """The cube's (median) beam on its pixel grid: major and minor FWHM in pixels and the major
+    axis's angle, degrees counter-clockwise from +x. InputError when the cube has no usable beam."""
+    beam = cube.require_beam()  # says why: no beam at all, or BMAJ = 0 / negative / not a number
+    scale = math.sqrt(math.prod(cube.pixel_scale_arcsec))
+    return beam.major_arcsec / scale, beam.minor_arcsec / scale, _beam_theta_deg(cube, beam.pa_deg)
 
 
 def gaussian_covariance(fwhm_a: float, fwhm_b: float, theta_deg: float) -> np.ndarray:

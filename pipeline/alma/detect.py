@@ -27,11 +27,13 @@ from astropy.stats import mad_std
 from pipeline.alma import classic
 from pipeline.alma import examples as ex
 from pipeline.alma.catalog import make_catalog
-from pipeline.alma.tasks import target_to_value
+from pipeline.alma.noise import IntegratedNoise
+from pipeline.alma.sidelobes import mark_sidelobes
+from pipeline.alma.tasks import target_to_shape, target_to_value
 from pipeline.errors import Cancelled, InputError
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
-PIPELINE_TASKS = ("blobs_finder", "deep_gru", "resnet_fwhm_x", "resnet_fwhm_y", "resnet_pa", "resnet_flux")
+PIPELINE_TASKS = ("blobs_finder", "deep_gru", "resnet_shape", "resnet_flux")
 BLOB_THRESHOLD = 0.15  # the paper's threshold on the Blobs Finder output
 TILE_OVERLAP = 0.25  # of the tile side (64 px at 256)
 PEAK_HEIGHT = 0.25  # emission peaks of the min-max GRU output: at least this high...
@@ -226,11 +228,14 @@ def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 # --- stage 3: focus and measure -----------------------------------------------------------------
-def focused_image(cube, box, first: int, last: int):
+def focused_image(cube, box, first: int, last: int, noise=None):
     """The cube integrated over channels first..last-1 only, in a 64 x 64 cut centred on the box.
 
     Returns (image in units of its noise rms, rms (cube unit x channels), (x, y) of the cut's
-    centre). The rms is the MAD standard deviation of the cut; NaN count as empty.
+    centre). The rms is measured on the whole image integrated over the same channels
+    (:func:`noise.integrated_rms`; ``noise``, a :class:`noise.IntegratedNoise` of the cube, saves
+    measuring a range twice), so that the focused SNR is in the same units on any cube. NaN
+    count as empty.
     """
     x0, y0, x1, y1 = box[:4]
     cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
@@ -241,22 +246,25 @@ def focused_image(cube, box, first: int, last: int):
     full = np.zeros((cube.ny, cube.nx), np.float32)
     full[ys, xs] = block
     cut = ex.crop(full, cx, cy, side)
-    rms = float(mad_std(block)) or float(np.std(block)) or 1.0
+    rms = (noise or IntegratedNoise(cube))(first, last)
+    if not rms > 0:
+        rms = float(mad_std(block)) or float(np.std(block)) or 1.0
     return cut / rms, rms, (cx, cy)
 
 
-def measure(focused: np.ndarray, resnets) -> dict:
-    """The ResNets on one focused image: fwhm_x, fwhm_y (px), pa (deg), flux (x rms, cube unit x channels x px)."""
+def measure(focused: np.ndarray, resnets, beam: np.ndarray) -> dict:
+    """The ResNets on one focused image and the beam image (:func:`examples.beam_image_px`):
+    fwhm_major, fwhm_minor (intrinsic, px), pa (the major axis, deg counter-clockwise from +x,
+    in [0, 180); the catalogue calls a round source's angle undefined), flux (x rms, cube unit x
+    channels x px)."""
     import torch
 
-    shape_input = torch.from_numpy(ex.minmax(focused)[None, None])
+    shape_input = torch.from_numpy(np.stack([ex.minmax(focused), np.asarray(beam, np.float32)])[None])
     flux_input = torch.from_numpy(np.asarray(focused, np.float32)[None, None])
-    out = {}
     with torch.no_grad():
-        for parameter, model in resnets.items():
-            x = flux_input if parameter == "flux" else shape_input
-            out[parameter] = float(target_to_value(parameter, model(x).numpy()[0, 0]))
-    return out
+        major, minor, pa, _ = target_to_shape(resnets["shape"](shape_input).numpy())
+        flux = float(target_to_value("flux", resnets["flux"](flux_input).numpy()[0, 0]))
+    return {"fwhm_major": float(major[0]), "fwhm_minor": float(minor[0]), "pa": float(pa[0]), "flux": flux}
 
 
 def centroid(focused: np.ndarray, centre, level: float = 3.0):
@@ -297,25 +305,27 @@ def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_S
     emission range whose focused image reaches ``min_snr``."""
     denoised = denoise_spectra(box_spectra(cube, boxes), finder.deep_gru)
     kms = cube.channel_width()["kms"] or classic._kms_per_channel_fix(cube)
+    beam = ex.beam_image_px(*classic.beam_on_grid(cube))
+    noise = IntegratedNoise(cube)
     rows = []
     for box, spectrum in zip(boxes, denoised):
         if cancel is not None and cancel.is_set():
             raise Cancelled("detection cancelled")
         lines = emission_ranges(spectrum)
         for peak, first, last in lines:
-            focused, rms, centre = focused_image(cube, box, first, last)
+            focused, rms, centre = focused_image(cube, box, first, last, noise)
             c = ex.FOCUS_SIZE // 2
             snr = float(focused[c - 4:c + 5, c - 4:c + 5].max())
             if snr < min_snr:
                 continue
-            params = measure(focused, finder.resnets)
+            params = measure(focused, finder.resnets, beam)
             x, y = centroid(focused, centre)
             # the flux ResNet was trained on (sky flux in Jy x channels) / (focused-image rms in
             # Jy/beam x channels): times the measured rms and the channel width, Jy km/s
             flux = params["flux"] * rms * kms
             rows.append({"x": x, "y": y, "z": peak, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3],
-                         "z0": first, "z1": last, "fwhm_x": params["fwhm_x"], "fwhm_y": params["fwhm_y"],
-                         "pa": params["pa"] % 180.0, "flux": flux, "snr": snr, "score": box[4],
+                         "z0": first, "z1": last, "fwhm_x": params["fwhm_major"], "fwhm_y": params["fwhm_minor"],
+                         "pa": params["pa"], "flux": flux, "snr": snr, "score": box[4],
                          "blended": len(lines) > 1})
     rows.sort(key=lambda r: -r["snr"])
     return rows
@@ -344,6 +354,7 @@ def detect_decoras(cube, networks: dict | None = None, progress=None, cancel=Non
     msle_labels, m = scipy.ndimage.label(msle)
     msle_centres = np.array(scipy.ndimage.center_of_mass(msle, msle_labels, range(1, m + 1))).reshape(-1, 2)
     step("measuring")
+    noise = IntegratedNoise(cube)
     rows = []
     yy, xx = np.mgrid[0:cube.ny, 0:cube.nx]
     for i, (ys, xs) in enumerate(scipy.ndimage.find_objects(labels), start=1):
@@ -366,7 +377,8 @@ def detect_decoras(cube, networks: dict | None = None, progress=None, cancel=Non
                            classic.deconvolve(cov, line.beam_covariance), float(w.sum()) * line.flux_per_sum,
                            0.0, False, 2.0)
         # significance and position from the focused image over the line, as the pipeline's focusing
-        focused, _, centre = focused_image(cube, (row["x0"], row["y0"], row["x1"], row["y1"]), row["z0"], row["z1"])
+        focused, _, centre = focused_image(cube, (row["x0"], row["y0"], row["x1"], row["y1"]), row["z0"], row["z1"],
+                                           noise)
         c = ex.FOCUS_SIZE // 2
         row["snr"] = row["score"] = float(focused[c - 4:c + 5, c - 4:c + 5].max())
         if row["snr"] < min_snr:
@@ -399,14 +411,16 @@ def inspect_source(cube, row, finder: SourceFinder | None = None) -> SourceView:
     return SourceView(raw, denoised, ranges, focused)
 
 
-def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None, psf=None, **options):
+def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None, psf=None,
+           keep_sidelobes: bool = False, **options):
     """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table.
 
     ``pb``, ``psf``: the cube's primary-beam and PSF cubes, opened and checked by
     :func:`pipeline.alma.companions.open_companion`, or None. With ``pb`` the fluxes are divided
     by the primary-beam response at each source (:func:`~pipeline.alma.companions.correct_fluxes`);
-    without it the catalogue says they are uncorrected. ``psf`` is the real dirty beam, for the
-    sidelobe check.
+    without it the catalogue says they are uncorrected. Every finder's catalogue then goes through
+    the sidelobe check (:func:`~pipeline.alma.sidelobes.mark_sidelobes`), which uses ``psf``, the
+    real dirty beam, when given; probable sidelobes are dropped unless ``keep_sidelobes``.
     """
     if detector == "pipeline":
         catalog = detect_pipeline(cube, progress=progress, cancel=cancel, **options)
@@ -418,6 +432,9 @@ def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None
         catalog = classic.CLASSIC_DETECTORS[detector](cube, **options)
     else:
         raise InputError(f"Unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}.")
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("detection cancelled")
+    catalog = mark_sidelobes(catalog, cube, psf, keep=keep_sidelobes)
     if pb is not None:
         from pipeline.alma.companions import correct_fluxes
 

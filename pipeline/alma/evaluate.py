@@ -59,6 +59,10 @@ CATALOG_COLUMNS = ("x", "y", "x0", "y0", "x1", "y1")
 # what each residual is, with its unit, in the order reports list them
 RESIDUALS = {"x": "px", "y": "px", "z": "channels", "fwhm_major": "px", "fwhm_minor": "px",
              "pa": "deg", "flux": "Jy km/s"}
+#: characterisation is scored on matched sources at least this bright (the truth's SNR)...
+CHARACTERISATION_SNR = 10.0
+#: ...and the angle on those more elongated than this minor / major axis ratio
+ELONGATED_AXIS_RATIO = 0.8
 PAPER_THRESHOLD_STD = 3.0  # the paper's truth box: integrated image above 3 std of itself
 
 
@@ -248,7 +252,9 @@ def evaluate(truth, catalog, rule: str = "strict", snr_bins=DEFAULT_SNR_BINS,
     ``n_true, n_pred, tp, fp, fn, precision, recall, f1, mean_iou, mean_iou_3d``; ``snr_bins``,
     a list of the same per bin plus ``label, low, high, tp_pred`` (None without the truth's
     ``snr_column``); ``blending`` with ``blended`` and ``isolated``; ``residuals`` per
-    parameter (``n, mean, std``; see ``RESIDUALS``); ``notes``. Undefined values are None.
+    parameter (``n, mean, std``; see ``RESIDUALS``); ``characterisation``, the size and angle
+    residuals at truth SNR >= ``CHARACTERISATION_SNR`` (angle: axis ratio < ``ELONGATED_AXIS_RATIO``
+    only), None without ``snr_column``; ``notes``. Undefined values are None.
 
     SNR bins ``[low, high)``; the first bin also takes values below its low edge (a faint
     source's measured peak can be negative). Recall per bin counts true sources by the truth's
@@ -330,6 +336,12 @@ def evaluate(truth, catalog, rule: str = "strict", snr_bins=DEFAULT_SNR_BINS,
                 for name, mask in (("blended", blended), ("isolated", ~blended))}
 
     residuals = _residuals(truth, catalog, pairs)
+    characterisation = None
+    if snr_column in truth.colnames:
+        bright = pairs[np.asarray(truth[snr_column][pairs["truth_row"]], float) >= CHARACTERISATION_SNR]
+        characterisation = {"snr_min": CHARACTERISATION_SNR, "elongated_axis_ratio": ELONGATED_AXIS_RATIO,
+                            **{k: v for k, v in _residuals(truth, catalog, bright, elongated_pa=True).items()
+                               if k in ("fwhm_major", "fwhm_minor", "pa")}}
     if residuals["flux"]["n"] == 0 and not ("flux" in truth.colnames and "flux" in catalog.colnames):
         notes.append("flux not compared: it needs 'flux' (Jy km/s) in the catalogue and in the "
                      "truth (or the truth's peak_jy_per_pix and channel_width_kms).")
@@ -337,7 +349,8 @@ def evaluate(truth, catalog, rule: str = "strict", snr_bins=DEFAULT_SNR_BINS,
     return {"rule": rule, "max_distance_px": float(max_distance_px),
             "image_size_px": int(image_size_px), "n_cubes": len(np.unique(truth["cube"])),
             "snr_column": snr_column, "overall": overall, "snr_bins": by_snr,
-            "blending": blending, "residuals": residuals, "notes": notes}
+            "blending": blending, "residuals": residuals, "characterisation": characterisation,
+            "notes": notes}
 
 
 def _summary(found, iou, correct=None, fp=None) -> dict:
@@ -367,7 +380,10 @@ def _best_iou(truth, catalog, axes) -> np.ndarray:
     return best
 
 
-def _residuals(truth, catalog, pairs) -> dict:
+def _residuals(truth, catalog, pairs, elongated_pa: bool = False) -> dict:
+    """prediction - truth of each parameter over ``pairs``: n, mean (the bias) and std. With
+    ``elongated_pa`` the angle only of true sources of axis ratio below ``ELONGATED_AXIS_RATIO``
+    (a round source has no angle), with ``n_undefined`` of them the finder called round."""
     t, c = truth[pairs["truth_row"]], catalog[pairs["catalog_row"]]
     diffs = {}
     for name in ("x", "y", "z", "flux"):
@@ -379,12 +395,16 @@ def _residuals(truth, catalog, pairs) -> dict:
         diffs["fwhm_major"] = c_major - t_major
         diffs["fwhm_minor"] = c_minor - t_minor
         diffs["pa"] = wrap_pa(c_pa - t_pa)
+        if elongated_pa:
+            diffs["pa"] = diffs["pa"][t_minor < ELONGATED_AXIS_RATIO * t_major]
     out = {}
     for name, unit in RESIDUALS.items():
         values = np.asarray(diffs.get(name, []), float)
         values = values[np.isfinite(values)]
         out[name] = {"unit": unit, "n": len(values), "mean": _mean(values),
                      "std": _num(np.std(values, ddof=1)) if len(values) > 1 else None}
+    if "pa" in diffs:
+        out["pa"]["n_undefined"] = int(np.isnan(np.asarray(diffs["pa"], float)).sum())
     return out
 
 
@@ -455,6 +475,13 @@ def format_report(result: dict) -> str:
         for name, v in res.items():
             lines.append(f"  {name:<14}{v['unit']:<16}{v['n']:>5}{_fmt(v['mean']):>10}"
                          f"{_fmt(v['std']):>10}")
+        ch = r.get("characterisation")
+        if ch:
+            lines += [f"  characterisation at SNR >= {ch['snr_min']:g} (angle: axis ratio < "
+                      f"{ch['elongated_axis_ratio']:g}; {ch['pa'].get('n_undefined', 0)} called round):"]
+            for name in ("fwhm_major", "fwhm_minor", "pa"):
+                v = ch[name]
+                lines.append(f"  {name:<14}{v['unit']:<16}{v['n']:>5}{_fmt(v['mean']):>10}{_fmt(v['std']):>10}")
         lines += [f"  note: {n}" for n in r["notes"]]
     lines.append("SNR bins: recall by the truth's SNR, precision by each prediction's own snr; "
                  "blended/isolated: true sources only.")

@@ -312,16 +312,34 @@ def crop(image: np.ndarray, x: float, y: float, side: int = FOCUS_SIZE) -> np.nd
     return out
 
 
+def beam_image(beam, cell_arcsec: float, side: int = FOCUS_SIZE) -> np.ndarray:
+    """The Gaussian beam ``(bmaj, bmin arcsec, bpa deg east of north)`` on a ``side`` x ``side``
+    grid of ``cell_arcsec`` pixels (x towards west, as the simulator's images), unit peak at
+    ``(side // 2, side // 2)``: what the shape ResNet is told about the beam."""
+    bmaj, bmin, bpa = beam
+    return beam_image_px(bmaj / cell_arcsec, bmin / cell_arcsec, bpa + 90.0, side)
+
+
+def beam_image_px(major_px: float, minor_px: float, theta_deg: float, side: int = FOCUS_SIZE) -> np.ndarray:
+    """A unit-peak Gaussian of FWHM ``major_px`` x ``minor_px`` with its major axis at
+    ``theta_deg`` counter-clockwise from +x, centred at ``(side // 2, side // 2)``."""
+    row = {"x": side // 2, "y": side // 2, "fwhm_x": major_px, "fwhm_y": minor_px, "pa": theta_deg}
+    return gaussian_images([row], side)[0]
+
+
 def focused_pairs(rng, sky: SkyExample):
-    """ResNet pairs, one per source: (focused 64 x 64 image in units of its noise rms, targets).
+    """ResNet examples, one per source: (focused 64 x 64 image in units of its noise rms, beam
+    image (:func:`beam_image`), targets).
 
     The focused image integrates the dirty cube over the source's emission range only (so a
-    source overlapping another on the sky but not in frequency stands alone). Targets: fwhm_x,
-    fwhm_y (pixels), pa (deg, 0-90 as drawn), flux_snr = the source's line flux in the range
+    source overlapping another on the sky but not in frequency stands alone). Targets:
+    ``fwhm_major``, ``fwhm_minor`` (intrinsic, pixels), ``pa_major`` (the major axis's angle, deg
+    counter-clockwise from +x, in [0, 180)) and ``flux`` = the source's line flux in the range
     (Jy/pixel x channels summed over its image) divided by the focused image's noise rms
-    (Jy/beam), so flux = flux_snr x rms in any units.
+    (Jy/beam), so flux = flux x rms in any units.
     """
     inst = sky.instrument
+    beam = beam_image(inst.beam, inst.cell_arcsec)
     out = []
     for i, source in enumerate(sky.sources):
         z0, z1 = emission_range(source, sky.channels)
@@ -329,7 +347,10 @@ def focused_pairs(rng, sky: SkyExample):
         rms = math.sqrt(z1 - z0)
         image = observe_image(inst, sky.images, weights, rms, rng)
         flux = float(weights[i] * sky.images[i].sum())
-        targets = {"fwhm_x": float(source["fwhm_x"]), "fwhm_y": float(source["fwhm_y"]),
-                   "pa": float(source["pa"]), "flux": flux / rms}
-        out.append((crop(image / rms, source["x"], source["y"]), targets))
+        swap = source["fwhm_y"] > source["fwhm_x"]
+        targets = {"fwhm_major": float(max(source["fwhm_x"], source["fwhm_y"])),
+                   "fwhm_minor": float(min(source["fwhm_x"], source["fwhm_y"])),
+                   "pa_major": float((source["pa"] + (90.0 if swap else 0.0)) % 180.0),
+                   "flux": flux / rms}
+        out.append((crop(image / rms, source["x"], source["y"]), beam, targets))
     return out

@@ -7,8 +7,8 @@ any model from the first two (:func:`save_checkpoint`, :func:`load_checkpoint`).
 - :class:`BlobsFinder`: 2-D convolutional autoencoder; frequency-integrated dirty image in,
   map of where the sources are out (the paper's Table 3 at the default sizes).
 - :class:`DeepGRU`: recurrent network; a source's dirty spectrum in, its clean spectrum out.
-- :class:`ResNetRegressor`: one per source parameter (:data:`PARAMETERS`); a spectrally focused
-  64 x 64 image in, one number out (the paper's Figure 8 at the default width).
+- :class:`ResNetRegressor`: one per source parameter group (:data:`PARAMETERS`); a spectrally
+  focused 64 x 64 image in, numbers out (the paper's Figure 8 at the default width).
 - :class:`Decoras` / :class:`DecorasPair`: the DECORAS baseline (Rezaei et al. 2022) as the ALMA
   paper re-implemented it: two small encoder-decoders, one trained with binary cross-entropy,
   one with the mean squared logarithmic error.
@@ -28,9 +28,10 @@ from torch import nn
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
 
-#: The source parameters the ResNets estimate, one network each: FWHM along the source's own
-#: axes (pixels), position angle (degrees) and flux.
-PARAMETERS = ("fwhm_x", "fwhm_y", "pa", "flux")
+#: What the ResNets estimate, one network each: the shape (major and minor FWHM and the major
+#: axis's angle, together, so that the size and angle estimates agree on which axis is the
+#: major one) and the flux.
+PARAMETERS = ("shape", "flux")
 
 CHECKPOINT_FORMAT = 1
 
@@ -248,18 +249,19 @@ class DeepGRU(nn.Module):
 # --- ResNet regressor -------------------------------------------------------------------------
 
 class ResNetRegressor(nn.Module):
-    """ResNet-18-like regressor of one source parameter from a spectrally focused image
-    ``[b, in_channels, 64, 64]`` (any size works: the pooling is adaptive) -> ``[b, 1]``.
+    """ResNet-18-like regressor of source parameters from a spectrally focused image
+    ``[b, in_channels, 64, 64]`` (any size works: the pooling is adaptive) -> ``[b, out_features]``.
 
     The paper's Figure 8: 3x3 conv -> 3x3/2 max pool -> BatchNorm -> ReLU -> 4 stages of 2
     :class:`BasicBlock` (``base_width`` x 1, 2, 4, 8 channels; stages 2-4 halve the image) ->
     adaptive max pool -> latent ``[b, 8 * base_width]`` (512 by default) -> fully connected
-    to ``hidden_features`` -> ReLU -> fully connected to one number. No output activation:
-    the scale of the target is the training's choice. Train one per entry of
-    :data:`PARAMETERS`.
+    to ``hidden_features`` -> ReLU -> fully connected to ``out_features`` numbers. No output
+    activation: the scale of the target is the training's choice. Train one per entry of
+    :data:`PARAMETERS` (see :mod:`pipeline.alma.tasks` for their inputs and targets).
     """
 
-    def __init__(self, in_channels: int = 1, base_width: int = 64, hidden_features: int = 128):
+    def __init__(self, in_channels: int = 1, base_width: int = 64, hidden_features: int = 128,
+                 out_features: int = 1):
         super().__init__()
         self.in_channels = in_channels
         self.stem = nn.Sequential(
@@ -278,7 +280,7 @@ class ResNetRegressor(nn.Module):
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.latent_dim = channels
         self.head = nn.Sequential(nn.Linear(channels, hidden_features), nn.ReLU(),
-                                  nn.Linear(hidden_features, 1))
+                                  nn.Linear(hidden_features, out_features))
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """The latent vector ``[b, 8 * base_width]``."""

@@ -7,24 +7,49 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # --- targets ------------------------------------------------------------------------------------
-# ResNet targets are scaled to order one; ``target_to_value`` undoes it at inference
-TARGET_SCALES = {"fwhm_x": 10.0, "fwhm_y": 10.0, "pa": 90.0}
+SHAPE_SCALE_PX = 10.0  # the shape ResNet regresses FWHM / 10 px: targets of order one
+#: what the shape ResNet outputs, in order (see :func:`shape_to_target`)
+SHAPE_OUTPUTS = ("fwhm_major", "fwhm_minor", "e1", "e2")
+
+
+def shape_to_target(major, minor, pa_deg) -> np.ndarray:
+    """Intrinsic major and minor FWHM (px) and the major axis's angle (deg, counter-clockwise
+    from +x) -> the shape ResNet's targets ``(n, 4)``: major / 10, minor / 10 and the
+    ellipticity vector ``e (cos 2 pa, sin 2 pa)`` with ``e = (major - minor) / (major + minor)``.
+
+    An ellipse's angle is periodic in 180 deg (pa and pa + 180 are the same ellipse; 1 and 179
+    deg are nearly the same), so the angle enters as 2 pa on the unit circle, where the loss
+    sees 1 and 179 deg as close. Scaled by e, the vector shrinks to 0 for a round source, whose
+    angle means nothing, so a round source asks for no angle at all."""
+    major, minor, pa = (np.atleast_1d(np.asarray(v, np.float64)) for v in (major, minor, pa_deg))
+    major, minor = np.maximum(major, minor), np.minimum(major, minor)
+    e = (major - minor) / np.maximum(major + minor, 1e-9)
+    twice = np.radians(2.0 * pa)
+    return np.stack([major / SHAPE_SCALE_PX, minor / SHAPE_SCALE_PX, e * np.cos(twice),
+                     e * np.sin(twice)], axis=-1).astype(np.float32)
+
+
+def target_to_shape(targets) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse of :func:`shape_to_target` for network outputs ``(n, 4)``: (major, minor FWHM px,
+    pa deg in [0, 180), ellipticity e). Negative sizes are clipped to 0 and the axes sorted."""
+    t = np.atleast_2d(np.asarray(targets, np.float64))
+    a, b = np.clip(t[:, 0], 0, None) * SHAPE_SCALE_PX, np.clip(t[:, 1], 0, None) * SHAPE_SCALE_PX
+    pa = np.degrees(0.5 * np.arctan2(t[:, 3], t[:, 2])) % 180.0
+    return np.maximum(a, b), np.minimum(a, b), pa, np.hypot(t[:, 2], t[:, 3])
 
 
 def value_to_target(parameter: str, values) -> np.ndarray:
-    """Physical value -> what the ResNet regresses: FWHM / 10 px, PA / 90 deg, log10(flux / rms)."""
-    v = np.asarray(values, np.float32)
-    if parameter == "flux":
-        return np.log10(np.maximum(v, 1e-3)).astype(np.float32)
-    return v / TARGET_SCALES[parameter]
+    """Flux / noise rms -> what the flux ResNet regresses, log10 of it."""
+    if parameter != "flux":
+        raise ValueError(f"value_to_target is for the flux; the shape uses shape_to_target, not {parameter!r}")
+    return np.log10(np.maximum(np.asarray(values, np.float32), 1e-3)).astype(np.float32)
 
 
 def target_to_value(parameter: str, targets) -> np.ndarray:
     """Inverse of :func:`value_to_target`."""
-    t = np.asarray(targets, np.float32)
-    if parameter == "flux":
-        return (10.0 ** t).astype(np.float32)
-    return t * TARGET_SCALES[parameter]
+    if parameter != "flux":
+        raise ValueError(f"target_to_value is for the flux; the shape uses target_to_shape, not {parameter!r}")
+    return (10.0 ** np.asarray(targets, np.float32)).astype(np.float32)
 
 
 # --- tasks --------------------------------------------------------------------------------------
@@ -36,16 +61,26 @@ class Task:
     batch_size: int
     lr: float = 1e-3
     weight_decay: float = 1e-5
+    #: "constant", or "cosine": the learning rate falls from lr to 0 over the run's --steps
+    #: (a function of the step alone, so a resumed run follows the same schedule)
+    schedule: str = "constant"
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
 
 def _resnet(parameter):
+    if parameter == "shape":
+        return Task("resnet", {"base_width": 16, "hidden_features": 64, "in_channels": 2,
+                               "out_features": len(SHAPE_OUTPUTS)}, "l1", 32, schedule="cosine",
+                    extra={"parameter": "shape", "outputs": list(SHAPE_OUTPUTS)},
+                    notes="input: focused 64x64 image, min-max scaled, and the beam (the Gaussian "
+                          "restoring beam, unit peak, centred) as a second channel; target: intrinsic "
+                          "major and minor FWHM / 10 px and the ellipticity vector e (cos 2PA, sin 2PA), "
+                          "e = (major - minor) / (major + minor)")
     return Task("resnet", {"base_width": 16, "hidden_features": 64}, "l1", 32,
                 extra={"parameter": parameter},
-                notes=("input: focused 64x64 image, min-max scaled" if parameter != "flux" else
-                       "input: focused 64x64 image in units of its noise rms (not rescaled)")
-                + f"; target: {'log10(flux / noise rms)' if parameter == 'flux' else f'{parameter} / {TARGET_SCALES[parameter]:g}'}")
+                notes="input: focused 64x64 image in units of its noise rms (not rescaled); "
+                      "target: log10(flux / noise rms)")
 
 
 TASKS = {
@@ -61,9 +96,9 @@ TASKS = {
                                "target: footprint map (each source's unit-peak image weighted by its integrated SNR)"),
     "deep_gru": Task("deep_gru", {"hidden_size": 32, "num_layers": 2, "bidirectional": True}, "l1", 32,
                      notes="input: z-scored box spectrum; target: min-max box-summed sky spectrum"),
-    "resnet_fwhm_x": _resnet("fwhm_x"),
-    "resnet_fwhm_y": _resnet("fwhm_y"),
-    "resnet_pa": _resnet("pa"),
+    # one network for major, minor and angle (the paper trains one per parameter; together they
+    # agree on which axis is the major one), told the beam so it can take the beam out
+    "resnet_shape": _resnet("shape"),
     "resnet_flux": _resnet("flux"),
     # BCE on the Blobs Finder's footprint (as a mask), so the detection maps compare as networks
     "decoras_bce": Task("decoras", {"widths": [16, 32, 64], "loss": "bce"}, "bce", 16, extra={"target": "footprint"},

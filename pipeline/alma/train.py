@@ -7,8 +7,8 @@ steps that a later call resumes from, a JSON log of the losses, and at the end `
 ``MODEL_CARD.md`` in ``out_dir``. Validation uses fixed examples from seeds disjoint from
 training, drawn both from the training configurations and from a held-out one.
 
-Tasks: ``blobs_finder``, ``deep_gru``, ``resnet_fwhm_x``, ``resnet_fwhm_y``, ``resnet_pa``,
-``resnet_flux``, ``decoras_bce``, ``decoras_msle``.
+Tasks: ``blobs_finder``, ``deep_gru``, ``resnet_shape``, ``resnet_flux``, ``decoras_bce``,
+``decoras_msle``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from pipeline.alma import examples as ex
 from pipeline.alma import models
 from pipeline.alma.simulate import Observation
-from pipeline.alma.tasks import BLOB_CHANNELS, DECORAS_MASK_LEVEL, EMPTY_FRACTION, TASKS, Task, value_to_target
+from pipeline.alma.tasks import (BLOB_CHANNELS, DECORAS_MASK_LEVEL, EMPTY_FRACTION, TASKS, Task, shape_to_target,
+                                 value_to_target)
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
 
@@ -95,14 +96,18 @@ class BatchMaker:
             x = np.stack([p[0] for p in pairs])
             y = np.stack([p[1] for p in pairs])
             return torch.from_numpy(x), torch.from_numpy(y)
-        parameter = self.task.removeprefix("resnet_")
         items = []
         while len(items) < batch_size:
             items.extend(ex.focused_pairs(self.rng, self.sky()))
         items = items[:batch_size]
-        x = np.stack([ex.minmax(i[0]) if parameter != "flux" else i[0] for i in items])[:, None]
-        y = value_to_target(parameter, [i[1][parameter] for i in items])[:, None]
-        return torch.from_numpy(x), torch.from_numpy(y)
+        if TASKS[self.task].extra["parameter"] == "flux":
+            x = np.stack([image for image, _, _ in items])[:, None]
+            y = value_to_target("flux", [t["flux"] for _, _, t in items])[:, None]
+        else:
+            x = np.stack([np.stack([ex.minmax(image), beam]) for image, beam, _ in items])
+            y = shape_to_target(*(np.array([t[k] for _, _, t in items])
+                                  for k in ("fwhm_major", "fwhm_minor", "pa_major")))
+        return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
 
 
 def loss_fn(task: Task, prediction, target):
@@ -206,6 +211,8 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
     try:
         while step < steps:
             x, y = maker.batch(batch_size)
+            for group in optimiser.param_groups:
+                group["lr"] = learning_rate(task, lr, step, steps)
             loss = loss_fn(task, model(x), y)
             optimiser.zero_grad()
             loss.backward()
@@ -232,6 +239,14 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
     model_path = models.save_checkpoint(out_dir / "model.pt", model, task.model_kind, task.config, extra)
     write_model_card(out_dir / "MODEL_CARD.md", name, task, log, command)
     return model_path
+
+
+def learning_rate(task: Task, lr: float, step: int, steps: int) -> float:
+    """The learning rate of step ``step`` (0-based) of ``steps``: ``lr``, or under the task's
+    cosine schedule ``lr (1 + cos(pi step / steps)) / 2``."""
+    if task.schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+    return lr
 
 
 def check_options(steps, seed=0, batch_size=None, lr=None, size=256, checkpoint_every=50,
@@ -301,6 +316,22 @@ def write_json(path, doc):
         Path(tmp).write_text(json.dumps(doc, indent=1))
 
 
+def code_version() -> str:
+    """The project's git commit (and whether files differed from it), for the model card: the
+    same command on the same code draws the same examples and gives the same weights."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "pipeline"],
+                               cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout (version unknown)"
+    return f"git commit {commit}" + (" with uncommitted changes under pipeline/" if dirty else "")
+
+
 def write_model_card(path, name, task, log, command):
     """The model card: what it is, how it was trained (command, data, time) and how it scores."""
     val = log["validation"][-1] if log["validation"] else {}
@@ -311,10 +342,11 @@ def write_model_card(path, name, task, log, command):
         f"# {name}",
         "",
         f"Model: `{task.model_kind}` {json.dumps(task.config)} ({log['model']['parameters']:,} parameters). {task.notes}.",
-        f"Loss: {task.loss}. Adam, lr {log['lr']}, weight decay {task.weight_decay}, batch {log['batch_size']}, seed {log['seed']}.",
+        f"Loss: {task.loss}. Adam, lr {log['lr']} ({task.schedule}), weight decay {task.weight_decay}, batch {log['batch_size']}, seed {log['seed']}.",
         "",
         "## Training",
         f"- Command: `{command or 'python -m pipeline train ' + name}`",
+        f"- Code: {code_version()}",
         f"- Steps: {log['train'][-1]['step'] if log['train'] else 0}, examples seen: "
         f"{(log['train'][-1]['step'] if log['train'] else 0) * log['batch_size']:,}, wall time {log['seconds'] / 60:.1f} min "
         f"on {platform.machine()} with {torch.get_num_threads()} threads, torch {torch.__version__}, "

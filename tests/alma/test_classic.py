@@ -45,8 +45,10 @@ def check_finds_central_source(table, cube, truth, detector):
     assert best["snr"] > 10 and best["score"] == best["snr"]
     assert best["freq"] == pytest.approx(np.interp(best["z"], np.arange(cube.nchan), cube.frequency_hz))
     assert best["flux"] == pytest.approx(central_flux_jy_kms(centre, cube), rel=0.35)
-    # intrinsic sizes: the source is smaller than the beam (about 6 px) and resolved
-    assert 0 < best["fwhm_x"] < 8 and 0 < best["fwhm_y"] < 8 and 0 <= best["pa"] < 90
+    # intrinsic sizes: the source (2 x 3.3 px) is smaller than the beam (about 6 px): resolved
+    # along its long axis at most, 0 (unresolved) along the other is a right answer
+    assert 0 <= best["fwhm_x"] < 8 and 0 <= best["fwhm_y"] < 8 and 0 < max(best["fwhm_x"], best["fwhm_y"])
+    assert 0 <= best["pa"] < 90 or (np.isnan(best["pa"]) and best["fwhm_y"] >= 0.9 * best["fwhm_x"])
 
 
 def test_photutils_finds_the_central_source(simulated):

@@ -44,10 +44,12 @@ def test_example_kinds_shapes_and_scaling(instrument):
     assert abs(spectrum.mean()) < 1e-5 and spectrum.std() == pytest.approx(1, rel=1e-4)
     assert int(np.argmax(target)) == int(round(sky.sources["z"][0]))
     focused = ex.focused_pairs(rng, sky)
-    image, targets = focused[0]
-    assert image.shape == (64, 64)
-    assert set(targets) == {"fwhm_x", "fwhm_y", "pa", "flux"}
-    assert targets["fwhm_x"] == sky.sources["fwhm_x"][0] and targets["flux"] > 0
+    image, beam, targets = focused[0]
+    assert image.shape == beam.shape == (64, 64) and beam[32, 32] == pytest.approx(1.0)
+    assert set(targets) == {"fwhm_major", "fwhm_minor", "pa_major", "flux"}
+    source = sky.sources[0]
+    assert targets["fwhm_major"] == max(source["fwhm_x"], source["fwhm_y"]) and targets["flux"] > 0
+    assert 0 <= targets["pa_major"] < 180
 
 
 def test_random_instruments_vary_and_respect_the_pixel_scale():
@@ -103,3 +105,13 @@ def test_shifted_skies_put_the_central_source_anywhere(instrument):
     rng = np.random.default_rng(5)
     xs = [ex.draw_example(rng, 64, instrument=instrument, channels=20, shift=True).sources["x"][0] for _ in range(12)]
     assert min(xs) >= 8 and max(xs) <= 56 and np.std(xs) > 5
+
+
+def test_beam_image_has_the_beam_fwhm_along_its_major_axis():
+    beam = ex.beam_image_px(6.0, 3.0, 90.0)  # major axis along y
+    c = 32
+    assert beam[c, c] == pytest.approx(1.0)
+    assert beam[c + 3, c] == pytest.approx(0.5, rel=1e-3)  # half power 3 px up the major axis
+    assert beam[c, c + 3] < 0.1  # 3 px across the minor axis is two half widths
+    # the instrument form: bpa east of north, x towards west, so bpa 0 is the y axis too
+    assert np.allclose(ex.beam_image((0.6, 0.3, 0.0), 0.1), beam, atol=1e-6)

@@ -115,7 +115,9 @@ def test_resnet_latent_and_output():
     assert model.latent_dim == 512
     small = ResNetRegressor(base_width=8)
     assert small.latent_dim == 64 and small(x).shape == (2, 1)
-    assert PARAMETERS == ("fwhm_x", "fwhm_y", "pa", "flux")
+    assert PARAMETERS == ("shape", "flux")
+    shape = ResNetRegressor(in_channels=2, base_width=8, out_features=4)
+    assert shape(torch.rand(3, 2, 64, 64)).shape == (3, 4)
 
 
 def test_decoras_shapes_and_pair():

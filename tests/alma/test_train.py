@@ -35,7 +35,7 @@ def test_train_writes_model_log_card_and_resumes_exactly(tmp_path):
 
 
 def test_train_resnet_and_blob_tasks_run(tmp_path):
-    for task in ("resnet_pa", "decoras_bce"):
+    for task in ("resnet_shape", "resnet_flux", "decoras_bce"):
         path = train(task, tmp_path / task, steps=1, size=64, batch_size=2, validate_every=1,
                      validation_batches_n=1)
         model, checkpoint = models.load_checkpoint(path)
@@ -84,3 +84,15 @@ def test_bad_options_are_refused_before_anything_is_made(tmp_path, option, messa
     with pytest.raises(InputError, match=message):
         train("deep_gru", tmp_path / "run", **{"steps": 2, "size": 64, **option})
     assert not (tmp_path / "run").exists()
+
+
+def test_cosine_schedule_falls_to_zero_and_constant_stays():
+    from pipeline.alma.tasks import TASKS
+    from pipeline.alma.train import learning_rate
+
+    shape, gru = TASKS["resnet_shape"], TASKS["deep_gru"]
+    assert shape.schedule == "cosine" and gru.schedule == "constant"
+    assert learning_rate(shape, 1e-3, 0, 100) == pytest.approx(1e-3)
+    assert learning_rate(shape, 1e-3, 50, 100) == pytest.approx(5e-4)
+    assert learning_rate(shape, 1e-3, 99, 100) < 1e-6
+    assert learning_rate(gru, 1e-3, 99, 100) == 1e-3

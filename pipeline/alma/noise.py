@@ -1,0 +1,132 @@
+"""Noise measured on the cube itself, so that a signal-to-noise ratio means the same on any cube.
+
+A dirty cube's noise is not what a formula says: it changes from channel to channel (the
+atmosphere, the edges of the band), it is correlated between neighbouring pixels (over the
+beam) and often between neighbouring channels (Hanning smoothing, online averaging), so the
+noise of an image integrated over n channels is generally not sqrt(n) times the noise of one
+channel. Every threshold of the finders is therefore set against a noise measured where it
+applies:
+
+- :func:`channel_rms`: a robust rms per channel;
+- :class:`IntegratedNoise`: the rms of the image integrated over a range of channels, from the
+  channels' rms and a correlation factor measured on sums of as many channels (so correlated
+  channels count as they should), without the bright lines (whose sidelobes raise the rms of
+  their channels over the whole plane).
+
+Both are robust standard deviations (1.4826 x the median absolute deviation) of the pixels left
+after clipping everything beyond ``CLIP_SIGMA`` of it (sources and their strongest sidelobes),
+so sources do not inflate them. Large planes are sampled on a regular grid of at most
+``MAX_PIXELS`` pixels (the noise is stationary over a plane; a sample of a quarter-million
+pixels holds thousands of beams).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.ndimage
+from astropy.stats import mad_std
+
+MAX_PIXELS = 2**18  # pixels of a plane measured (a regular sample beyond that)
+CLIP_SIGMA = 4.0  # pixels beyond this many rms from the median are left out as signal
+CHANNEL_CHUNK = 32  # channels read at once by channel_rms
+QUIET_WINDOW = 17  # channels of the running median that takes bright lines out of the channel rms
+KAPPA_WINDOWS = 8  # windows over which the noise of a sum of channels is measured
+
+
+def robust_rms(values) -> float:
+    """Robust rms of ``values`` (NaN ignored): the MAD standard deviation of the values within
+    ``CLIP_SIGMA`` of the median, iterated until no more are clipped (at most 5 times). NaN
+    when nothing is finite; falls back to the plain standard deviation when the MAD is 0."""
+    v = np.asarray(values, np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return float("nan")
+    for _ in range(5):
+        centre, rms = float(np.median(v)), float(mad_std(v))
+        if not rms > 0:
+            return float(np.std(v))
+        kept = np.abs(v - centre) <= CLIP_SIGMA * rms
+        if kept.all():
+            break
+        v = v[kept]
+    return float(mad_std(v)) or float(np.std(v))
+
+
+def _stride(ny: int, nx: int) -> int:
+    """Step of the regular sample that keeps at most ``MAX_PIXELS`` pixels of a plane."""
+    return max(1, math.ceil(math.sqrt(ny * nx / MAX_PIXELS)))
+
+
+def channel_rms(cube) -> np.ndarray:
+    """Robust rms of every channel (cube units), (nchan,); NaN for a blank channel."""
+    step = _stride(cube.ny, cube.nx)
+    out = np.full(cube.nchan, np.nan)
+    for start in range(0, cube.nchan, CHANNEL_CHUNK):
+        block = np.asarray(cube.data[start:start + CHANNEL_CHUNK, ::step, ::step], np.float64)
+        for i, plane in enumerate(block):
+            out[start + i] = robust_rms(plane)
+    return out
+
+
+def quiet_channel_rms(rms: np.ndarray) -> np.ndarray:
+    """The channel rms without the bright lines: a running median over ``QUIET_WINDOW`` channels.
+    In the channels of a bright source its sidelobes cover the whole plane and raise the
+    measured rms; that is the source's doing (the sidelobe check deals with it), not noise. The
+    smooth changes of the noise along the band (its edges, atmospheric lines) stay."""
+    rms = np.asarray(rms, np.float64)
+    good = np.isfinite(rms)
+    if not good.any():
+        return rms
+    filled = np.where(good, rms, np.nanmedian(rms))
+    size = min(QUIET_WINDOW, len(filled) | 1)
+    return np.where(good, scipy.ndimage.median_filter(filled, size=size, mode="nearest"), np.nan)
+
+
+def sum_rms(cube, first: int, last: int) -> float:
+    """Robust rms of the cube summed over channels ``first..last - 1``, measured on that sum."""
+    step = _stride(cube.ny, cube.nx)
+    block = np.asarray(cube.data[first:last, ::step, ::step], np.float64)
+    image = np.nansum(block, axis=0)
+    image[np.all(np.isnan(block), axis=0)] = np.nan
+    return robust_rms(image)
+
+
+class IntegratedNoise:
+    """The noise of the cube summed over any range of channels (cube units x channels).
+
+    ``sqrt(sum of the quiet channel variances)`` (:func:`quiet_channel_rms`) times ``kappa(n)``,
+    the correlation factor of a sum of n channels, measured on the cube: the median, over up to
+    ``KAPPA_WINDOWS`` windows of n channels spread over the band, of the measured rms of the
+    window's sum (:func:`sum_rms`) over the quadrature sum of its channels' rms. Independent
+    channels give kappa = 1; channels that share noise (Hanning smoothing) more; the median
+    keeps the windows of bright lines out. Factors are remembered per n."""
+
+    def __init__(self, cube):
+        self.cube = cube
+        self.channel = channel_rms(cube)
+        self.quiet = quiet_channel_rms(self.channel)
+        self._kappa: dict[int, float] = {}
+
+    def kappa(self, n: int) -> float:
+        n = int(min(max(n, 1), self.cube.nchan))
+        if n not in self._kappa:
+            starts = np.unique(np.linspace(0, self.cube.nchan - n, min(KAPPA_WINDOWS, self.cube.nchan - n + 1))
+                               .round().astype(int))
+            ratios = []
+            for z in starts:
+                quadrature = math.sqrt(np.nansum(self.channel[z:z + n] ** 2))
+                if quadrature > 0:
+                    ratios.append(sum_rms(self.cube, z, z + n) / quadrature)
+            self._kappa[n] = float(np.nanmedian(ratios)) if ratios else 1.0
+        return self._kappa[n]
+
+    def __call__(self, first: int, last: int) -> float:
+        first, last = int(first), int(last)
+        return self.kappa(last - first) * math.sqrt(np.nansum(self.quiet[first:last] ** 2))
+
+
+def integrated_rms(cube, first: int, last: int) -> float:
+    """The noise of the cube summed over channels ``first..last - 1`` (:class:`IntegratedNoise`)."""
+    return IntegratedNoise(cube)(first, last)

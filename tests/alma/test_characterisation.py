@@ -1,0 +1,49 @@
+"""How sizes and angles are reported and scored: round sources have no angle; the scores of
+the characterisation (SNR >= 10; angle only for elongated sources) respect the angle's wrap."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from pipeline.alma import evaluate as ev
+from pipeline.alma.catalog import ROUND_AXIS_RATIO, canonical_ellipse
+
+
+def test_round_sources_have_no_angle_and_keep_the_major_axis_first():
+    fx, fy, pa = canonical_ellipse([4.0, 3.0, 5.0, 0.0, 6.0], [3.9, 5.0, 0.0, 0.0, 3.0], [30.0, 120.0, 10.0, 0.0, 100.0])
+    assert fx.tolist() == [4.0, 5.0, 5.0, 0.0, 3.0] and fy.tolist() == [3.9, 3.0, 0.0, 0.0, 6.0]
+    assert np.isnan(pa[0]) and np.isnan(pa[3])  # 3.9 / 4 > 0.9; a point source
+    assert pa[1] == pytest.approx(30.0) and pa[2] == 10.0 and pa[4] == pytest.approx(10.0)
+    assert ROUND_AXIS_RATIO == 0.9
+
+
+def _pair_tables(true_pa, found_pa, snr, true_minor=3.0, found_major=6.0):
+    n = len(true_pa)
+    truth = Table({"x": np.arange(n) * 20.0 + 10, "y": np.full(n, 30.0), "fwhm_x": np.full(n, 6.0),
+                   "fwhm_y": np.full(n, true_minor), "pa": true_pa, "z": np.full(n, 20.0),
+                   "fwhm_z": np.full(n, 4.0), "snr_peak": snr})
+    catalog = ev.truth_boxes(truth)
+    catalog.remove_column("snr_peak")
+    catalog["snr"] = snr
+    catalog["fwhm_x"], catalog["pa"] = np.full(n, found_major), found_pa
+    return truth, catalog
+
+
+def test_characterisation_takes_bright_sources_and_the_angle_of_elongated_ones_across_the_wrap():
+    # 179 vs 1 deg is a 2-deg error, not 178; the faint source (SNR 6) is left out
+    truth, catalog = _pair_tables([1.0, 89.0, 45.0], [179.0, 85.0, 0.0], [20.0, 30.0, 6.0])
+    result = ev.evaluate(truth, catalog)
+    ch = result["characterisation"]
+    assert ch["snr_min"] == 10.0 and ch["pa"]["n"] == 2
+    assert ch["pa"]["mean"] == pytest.approx(-3.0) and ch["pa"]["std"] == pytest.approx(np.std([-2, -4], ddof=1))
+    assert ch["fwhm_major"]["n"] == 2 and ch["fwhm_major"]["mean"] == pytest.approx(0.0)
+    assert "characterisation at SNR >= 10" in ev.format_report(result)
+
+
+def test_nearly_round_true_sources_and_round_calls_are_not_angle_errors():
+    truth, catalog = _pair_tables([10.0, 10.0], [80.0, np.nan], [20.0, 20.0], true_minor=5.5)
+    ch = ev.evaluate(truth, catalog)["characterisation"]
+    assert ch["pa"]["n"] == 0  # 5.5 / 6 > 0.8: the true angle is not scored
+    truth, catalog = _pair_tables([10.0, 10.0], [12.0, np.nan], [20.0, 20.0])
+    ch = ev.evaluate(truth, catalog)["characterisation"]
+    assert ch["pa"]["n"] == 1 and ch["pa"]["n_undefined"] == 1 and ch["pa"]["mean"] == pytest.approx(2.0)
