@@ -222,7 +222,10 @@ def observe(casa, work, name, sky, obs, size, seed) -> Path:
     cwd = os.getcwd()
     os.chdir(work)  # simobserve writes its project folder into the working directory
     try:
-        simobserve(project=name, skymodel=sky_fits.name, setpointings=True, obsmode="int",
+        # one pointing at the model's centre, however large the field (mapsize "" would cover the
+        # model with a mosaic once it is wider than the primary beam, and tclean images one field)
+        simobserve(project=name, skymodel=sky_fits.name, setpointings=True, mapsize=["1arcsec", "1arcsec"],
+                   obsmode="int",
                    integration=f"{INTEGRATION_S}s", totaltime=f"{obs['track_min'] * 60:.0f}s",
                    hourangle="transit", antennalist=str(obs["cfg"]), thermalnoise="tsys-atm",
                    seed=int(seed), graphics="none", verbose=False, overwrite=True)
