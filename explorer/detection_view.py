@@ -34,7 +34,8 @@ from pipeline.errors import InputError
 
 DETECTOR_COLOURS = {"pipeline": "#00e5ff", "decoras": "#ff9800", "photutils": "#76ff03", "pybdsf": "#e040fb"}
 TRUTH_COLOURS = {"true positive": "#00e676", "false positive": "#ff1744", "missed": "#ffea00"}
-TABLE_COLUMNS = ["id", "x", "y", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "pb", "snr", "blended"]
+TABLE_COLUMNS = ["id", "x", "y", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "pb", "snr", "blended",
+                 "sidelobe_p"]
 GRID_LIMIT = 48  # spectra in the grid of every source
 NO_COMPANION = "none"
 
@@ -57,6 +58,7 @@ class DetectionViewer(pn.viewable.Viewer):
 
     detector = param.Selector(default="pipeline", objects=list(finder_module.DETECTORS), doc="Which finder")
     all_channels = param.Boolean(default=False, doc="Draw every box on every channel (else only where it emits)")
+    show_sidelobes = param.Boolean(default=False, doc="Show the probable sidelobes of brighter detections (dashed)")
     selected = param.Integer(default=None, allow_None=True, doc="id of the selected source")
     status = param.String(default="", doc="What the detector is doing")
     running = param.Boolean(default=False)
@@ -85,7 +87,8 @@ class DetectionViewer(pn.viewable.Viewer):
             chosen[kind] = chosen[kind] or (shown_path(found) if found else NO_COMPANION)
         self._companions = {}  # kind -> the attached companion cube
         self._opened = {}  # (kind, path) -> every companion cube opened, closed with the viewer
-        self.catalog: Table | None = None
+        self.catalog: Table | None = None  # what is shown (and exported)
+        self._found_all: Table | None = None  # everything the finder gave, probable sidelobes flagged
         self.truth = find_truth(self.cube.path)
         self.outcome = None  # per-row "true positive"/"false positive", and the missed truth rows
         self._finder = None
@@ -93,8 +96,9 @@ class DetectionViewer(pn.viewable.Viewer):
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["detection-error"])
         self._run = pn.widgets.Button(label="Find sources", color="primary", css_classes=["run-detection"])
         self._run.on_click(lambda _: self.start())
+        self.param.watch(lambda _: self._found_all is not None and self.set_catalog(self._found_all), "show_sidelobes")
         decimals = {"x": 2, "y": 2, "z": 0, "ra": 6, "dec": 6, "freq_ghz": 6, "fwhm_x": 2, "fwhm_y": 2, "pa": 1,
-                    "flux_jy_kms": 4, "pb": 3, "snr": 1}
+                    "flux_jy_kms": 4, "pb": 3, "snr": 1, "sidelobe_p": 2}
         self._table = TextTable(
             pagination=None, max_height=300, disabled=True, show_index=False,
             formatters={k: NumberFormatter(format="0." + "0" * d if d else "0") for k, d in decimals.items()},
@@ -158,7 +162,8 @@ class DetectionViewer(pn.viewable.Viewer):
         companions = self.companions  # as attached now, whatever is picked while it runs
 
         def work(progress, cancel):
-            options = dict(companions)
+            # probable sidelobes are kept, flagged, and shown on request without a second run
+            options = dict(companions, keep_sidelobes=True)
             if detector == "pipeline":
                 self._finder = self._finder or finder_module.SourceFinder.load()
                 options["finder"] = self._finder
@@ -172,6 +177,7 @@ class DetectionViewer(pn.viewable.Viewer):
 
     def _on_done(self, catalog):
         self.running, self._run.disabled = False, False
+        self._found_all = catalog
         self.set_catalog(catalog)
 
     def _on_error(self, message):
@@ -180,8 +186,12 @@ class DetectionViewer(pn.viewable.Viewer):
         self.show_error(message)
 
     def set_catalog(self, catalog: Table):
-        """Show a catalogue: table, boxes, truth comparison."""
+        """Show a catalogue: table, boxes, truth comparison; its probable sidelobes only when
+        ``show_sidelobes`` (ids stay the finder's, so a hidden sidelobe leaves a gap)."""
         catalog = with_optional_columns(catalog)
+        sidelobes = np.asarray(catalog["sidelobe"], bool)
+        if not self.show_sidelobes:
+            catalog = catalog[~sidelobes]
         self.catalog = catalog
         self.outcome = self._compare_with_truth(catalog)
         frame = catalog[TABLE_COLUMNS].to_pandas() if len(catalog) else None
@@ -196,7 +206,9 @@ class DetectionViewer(pn.viewable.Viewer):
             f"{self.outcome['rows'].count('false positive')} false, {len(self.outcome['missed'])} missed")
         scale = ("fluxes primary-beam corrected" if catalog.meta.get("pb_corrected")
                  else "fluxes uncorrected for the primary beam")
-        self.status = f"{len(catalog)} sources ({catalog.meta.get('detector', self.detector)}){tp}; {scale}"
+        hidden = (f"; {int(sidelobes.sum())} probable sidelobe(s) " + ("shown dashed" if self.show_sidelobes else "hidden")
+                  if sidelobes.any() else "")
+        self.status = f"{len(catalog)} sources ({catalog.meta.get('detector', self.detector)}){tp}{hidden}; {scale}"
         self.selected = int(catalog["id"][0]) if len(catalog) else None
         self.version += 1
 
@@ -252,9 +264,11 @@ class DetectionViewer(pn.viewable.Viewer):
                           else DETECTOR_COLOURS.get(str(row["detector"]), "white"))
                 width = 3 if int(row["id"]) == selected else 1.5
                 data.append((row["x0"] - 0.5, row["y0"] - 0.5, row["x1"] - 0.5, row["y1"] - 0.5,
-                             colour, width, int(row["id"])))
-        rects = hv.Rectangles(data, vdims=["colour", "width", "id"]).opts(
-            fill_alpha=0, line_color="colour", line_width="width", tools=["hover"])
+                             colour, width, int(row["id"]), bool(row["sidelobe"])))
+        rects = hv.Overlay([
+            hv.Rectangles([d[:7] for d in data if d[7] == dashed], vdims=["colour", "width", "id"]).opts(
+                fill_alpha=0, line_color="colour", line_width="width", line_dash="dashed" if dashed else "solid",
+                tools=["hover"]) for dashed in (False, True)])
         missed = []
         if self.outcome is not None and self.catalog is not None:
             for t in self.outcome["missed"]:
@@ -297,8 +311,10 @@ class DetectionViewer(pn.viewable.Viewer):
             cmap="inferno", title="focused image (rms units)", colorbar=True, width=300, height=260, xaxis=None, yaxis=None)
         params = Text(
             f"RA {row['ra']:.6f} deg  Dec {row['dec']:.6f} deg\nfrequency {row['freq'] / 1e9:.6f} GHz (channel {row['z']})\n"
-            f"FWHM {row['fwhm_x']:.2f} x {row['fwhm_y']:.2f} px, PA {row['pa']:.1f} deg\n"
-            f"flux {row['flux']:.4g} Jy km/s, SNR {row['snr']:.1f}, score {row['score']:.2f}\n"
+            f"FWHM {row['fwhm_x']:.2f} x {row['fwhm_y']:.2f} px, "
+            + (f"PA {row['pa']:.1f} deg\n" if np.isfinite(row["pa"]) else "PA undefined (round source)\n")
+            + (f"probable sidelobe of source {row['sidelobe_of']} (p = {row['sidelobe_p']:.2f})\n" if row["sidelobe"] else "")
+            + f"flux {row['flux']:.4g} Jy km/s, SNR {row['snr']:.1f}, score {row['score']:.2f}\n"
             + (f"primary beam {row['pb']:.3f} (flux corrected)" if np.isfinite(row["pb"])
                else "flux uncorrected for the primary beam"), css_classes=["source-params"])
         return pn.Column(pn.pane.HoloViews(spectra, sizing_mode="stretch_width"),
@@ -341,6 +357,8 @@ class DetectionViewer(pn.viewable.Viewer):
             pn.widgets.Select.from_param(self.param.detector, name="Detector", width=160),
             pn.Column(pn.Spacer(height=18), pn.Row(self._run, self.job.cancel_button)),
             pn.Column(pn.Spacer(height=24), pn.widgets.Checkbox.from_param(self.param.all_channels, name="Boxes on all channels")),
+            pn.Column(pn.Spacer(height=24), pn.widgets.Checkbox.from_param(self.param.show_sidelobes,
+                                                                          name="Show probable sidelobes")),
             sizing_mode="stretch_width")
         companions = pn.Column(
             pn.Row(pn.widgets.Select.from_param(self.param.pb_file, name="Primary beam (.pb)", width=240),

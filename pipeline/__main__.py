@@ -171,12 +171,13 @@ def _detect(args) -> int:
                 bar.set_description(stage)
                 bar.update(done - bar.n)
 
-            catalog = detect(cube, args.detector, progress=progress, **options)
+            catalog = detect(cube, args.detector, progress=progress, keep_sidelobes=args.keep_sidelobes, **options)
             bar.update(bar.total - bar.n)
         write_catalog(catalog, args.output)  # atomic, as are the regions
         if args.regions:
             write_regions(catalog, cube, args.regions)
     if not args.quiet:
+        print(catalog.meta.get("sidelobe_check", ""))
         print(f"{len(catalog)} sources -> {args.output}" + (f", regions -> {args.regions}" if args.regions else "")
               + (" (fluxes primary-beam corrected)" if catalog.meta.get("pb_corrected")
                  else " (fluxes uncorrected for the primary beam)"))
@@ -373,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "it fluxes are uncorrected, and the catalogue says so")
     p.add_argument("--psf", metavar="FILE",
                    help="the cube's PSF cube (tclean's .psf, as FITS): the real dirty beam for the sidelobe check")
+    p.add_argument("--keep-sidelobes", action="store_true",
+                   help="keep the probable sidelobes of brighter detections in the catalogue, flagged in the "
+                   "sidelobe column (default: dropped)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_detect)
 

@@ -108,3 +108,8 @@ def test_detect_with_primary_beam_and_psf(sim_with_companions, tmp_path):
     assert ((catalog["pb"] > 0.5) & (catalog["pb"] <= 1)).all()  # ALMA's 25" beam over a 14" image
     result = run("detect", paths["cube"], "-o", tmp_path / "plain.csv", "--detector", "photutils")
     assert result.returncode == 0 and "fluxes uncorrected for the primary beam" in result.stdout
+    assert "a fitted ratio up to 0.2 (no PSF cube)" in result.stdout and "dropped" in result.stdout
+    result = run("detect", paths["cube"], "-o", tmp_path / "kept.csv", "--detector", "photutils",
+                 "--psf", paths["psf"], "--keep-sidelobes")
+    assert result.returncode == 0 and "tested with the PSF cube; probable sidelobes kept" in result.stdout
+    assert "sidelobe_p" in (tmp_path / "kept.csv").read_text().splitlines()[0]

@@ -142,3 +142,29 @@ def test_shipped_pipeline_finds_the_bright_sources_of_the_bundled_cube():
     viewer.selected = int(viewer.catalog[0]["id"])
     panel = viewer.source_panel(viewer.selected, viewer.version)
     assert "Deep GRU" in [curve.label for curve in panel.objects[0].object]
+
+
+def test_probable_sidelobes_are_hidden_and_shown_dashed_on_request(panel_on_sim):
+    viewer, _ = panel_on_sim
+    viewer.detector = "photutils"
+    viewer.start()
+    from astropy.table import vstack
+
+    found = vstack([viewer._found_all[:1], viewer._found_all[:1]])  # the source and a copy of it
+    found["id"] = [1, 2]
+    # as if the check had called the faintest detection a sidelobe of the brightest
+    found["sidelobe"][-1], found["sidelobe_p"][-1], found["sidelobe_of"][-1] = True, 0.4, 1
+    found["pa"][-1] = float("nan")
+    viewer._on_done(found)
+    assert len(viewer.catalog) == len(found) - 1 and "1 probable sidelobe(s) hidden" in viewer.status
+    viewer.show_sidelobes = True
+    assert len(viewer.catalog) == len(found) and "shown dashed" in viewer.status
+    row = viewer.catalog[-1]
+    viewer.selected = int(row["id"])
+    text = viewer.source_panel(viewer.selected, viewer.version).objects[1].objects[1].object
+    assert "probable sidelobe of source 1 (p = 0.40)" in text and "PA undefined (round source)" in text
+    z = int(row["z"])
+    boxes = viewer.boxes(z, True, viewer.version, viewer.selected, "channel")
+    solid, dashed = boxes.Rectangles.I, boxes.Rectangles.II
+    assert dashed.dimension_values("id").tolist() == [int(row["id"])] and 1 in solid.dimension_values("id")
+    assert dashed.opts.get().kwargs["line_dash"] == "dashed"
