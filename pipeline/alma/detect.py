@@ -27,7 +27,7 @@ from astropy.stats import mad_std
 from pipeline.alma import classic
 from pipeline.alma import examples as ex
 from pipeline.alma.catalog import make_catalog
-from pipeline.alma.noise import IntegratedNoise
+from pipeline.alma.noise import noise_of
 from pipeline.alma.sidelobes import mark_sidelobes
 from pipeline.alma.tasks import target_to_shape, target_to_value
 from pipeline.errors import Cancelled, InputError
@@ -233,9 +233,8 @@ def focused_image(cube, box, first: int, last: int, noise=None):
 
     Returns (image in units of its noise rms, rms (cube unit x channels), (x, y) of the cut's
     centre). The rms is measured on the whole image integrated over the same channels
-    (:func:`noise.integrated_rms`; ``noise``, a :class:`noise.IntegratedNoise` of the cube, saves
-    measuring a range twice), so that the focused SNR is in the same units on any cube. NaN
-    count as empty.
+    (``noise``: the cube's :func:`noise.noise_of`), so that the focused SNR is in the same units
+    on any cube. NaN count as empty.
     """
     x0, y0, x1, y1 = box[:4]
     cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
@@ -246,7 +245,7 @@ def focused_image(cube, box, first: int, last: int, noise=None):
     full = np.zeros((cube.ny, cube.nx), np.float32)
     full[ys, xs] = block
     cut = ex.crop(full, cx, cy, side)
-    rms = (noise or IntegratedNoise(cube))(first, last)
+    rms = (noise or noise_of(cube))(first, last)
     if not rms > 0:
         rms = float(mad_std(block)) or float(np.std(block)) or 1.0
     return cut / rms, rms, (cx, cy)
@@ -306,7 +305,7 @@ def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_S
     denoised = denoise_spectra(box_spectra(cube, boxes), finder.deep_gru)
     kms = cube.channel_width()["kms"] or classic._kms_per_channel_fix(cube)
     beam = ex.beam_image_px(*classic.beam_on_grid(cube))
-    noise = IntegratedNoise(cube)
+    noise = noise_of(cube)
     rows = []
     for box, spectrum in zip(boxes, denoised):
         if cancel is not None and cancel.is_set():
@@ -354,7 +353,7 @@ def detect_decoras(cube, networks: dict | None = None, progress=None, cancel=Non
     msle_labels, m = scipy.ndimage.label(msle)
     msle_centres = np.array(scipy.ndimage.center_of_mass(msle, msle_labels, range(1, m + 1))).reshape(-1, 2)
     step("measuring")
-    noise = IntegratedNoise(cube)
+    noise = noise_of(cube)
     rows = []
     yy, xx = np.mgrid[0:cube.ny, 0:cube.nx]
     for i, (ys, xs) in enumerate(scipy.ndimage.find_objects(labels), start=1):

@@ -23,6 +23,8 @@ pixels holds thousands of beams).
 from __future__ import annotations
 
 import math
+import weakref
+from functools import cached_property
 
 import numpy as np
 import scipy.ndimage
@@ -104,10 +106,18 @@ class IntegratedNoise:
     keeps the windows of bright lines out. Factors are remembered per n."""
 
     def __init__(self, cube):
-        self.cube = cube
-        self.channel = channel_rms(cube)
-        self.quiet = quiet_channel_rms(self.channel)
+        self.cube = weakref.proxy(cube)  # held by the cube's entry in _MEASURED: no cycle
         self._kappa: dict[int, float] = {}
+
+    @cached_property
+    def channel(self) -> np.ndarray:
+        """:func:`channel_rms` of the cube."""
+        return channel_rms(self.cube)
+
+    @cached_property
+    def quiet(self) -> np.ndarray:
+        """:func:`quiet_channel_rms` of the cube."""
+        return quiet_channel_rms(self.channel)
 
     def kappa(self, n: int) -> float:
         n = int(min(max(n, 1), self.cube.nchan))
@@ -127,6 +137,17 @@ class IntegratedNoise:
         return self.kappa(last - first) * math.sqrt(np.nansum(self.quiet[first:last] ** 2))
 
 
+_MEASURED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def noise_of(cube) -> IntegratedNoise:
+    """The :class:`IntegratedNoise` of an opened cube, measured once however many steps ask
+    (the finder's focusing, the sidelobe check) and forgotten with the cube."""
+    if cube not in _MEASURED:
+        _MEASURED[cube] = IntegratedNoise(cube)
+    return _MEASURED[cube]
+
+
 def integrated_rms(cube, first: int, last: int) -> float:
     """The noise of the cube summed over channels ``first..last - 1`` (:class:`IntegratedNoise`)."""
-    return IntegratedNoise(cube)(first, last)
+    return noise_of(cube)(first, last)

@@ -38,7 +38,7 @@ import numpy as np
 from scipy.stats import chi2
 
 from pipeline.alma.classic import beam_on_grid
-from pipeline.alma.noise import channel_rms, quiet_channel_rms
+from pipeline.alma.noise import noise_of
 
 MAX_SIDELOBE = 0.2
 PSF_SLACK = 0.5  # with the PSF: the sidelobe level may be off by this fraction of the beam's
@@ -70,7 +70,7 @@ def check_sidelobes(catalog, cube, psf=None, max_sidelobe: float = MAX_SIDELOBE)
     probability, parent, ratio = np.zeros(n), np.zeros(n, np.int64), np.full(n, np.nan)
     if n < 2:
         return SidelobeCheck(probability, parent, ratio)
-    sigma = quiet_channel_rms(channel_rms(cube))
+    sigma = noise_of(cube).quiet
     sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.nanmedian(sigma))
     xs = np.clip(np.rint(np.asarray(catalog["x"], float)).astype(int), 0, cube.nx - 1)
     ys = np.clip(np.rint(np.asarray(catalog["y"], float)).astype(int), 0, cube.ny - 1)

@@ -174,7 +174,7 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
     log = {"task": name, "seed": seed, "batch_size": batch_size, "lr": lr, "size": size,
            "model": {"kind": task.model_kind, "config": task.config,
                      "parameters": models.count_parameters(model)},
-           "train": [], "validation": [], "seconds": 0.0}
+           "train": [], "validation": [], "seconds": 0.0, "code": code_version()}
     step = 0
     if resume and ckpt_path.exists():
         state = load_training_state(ckpt_path, name, log)
@@ -346,7 +346,7 @@ def write_model_card(path, name, task, log, command):
         "",
         "## Training",
         f"- Command: `{command or 'python -m pipeline train ' + name}`",
-        f"- Code: {code_version()}",
+        f"- Code: {log.get('code') or code_version()} (when the run started)",
         f"- Steps: {log['train'][-1]['step'] if log['train'] else 0}, examples seen: "
         f"{(log['train'][-1]['step'] if log['train'] else 0) * log['batch_size']:,}, wall time {log['seconds'] / 60:.1f} min "
         f"on {platform.machine()} with {torch.get_num_threads()} threads, torch {torch.__version__}, "

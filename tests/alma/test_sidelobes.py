@@ -6,7 +6,7 @@ from astropy.table import Table
 
 from pipeline.alma import interferometer
 from pipeline.alma.cube import open_cube
-from pipeline.alma.noise import channel_rms, integrated_rms, robust_rms
+from pipeline.alma.noise import channel_rms, integrated_rms, noise_of, robust_rms
 from pipeline.alma.sidelobes import check_sidelobes
 from pipeline.alma.simulate import Observation, dirty_cube, gaussian_images, instrument_response, write_cube
 
@@ -86,6 +86,9 @@ def test_noise_is_measured_on_the_cube_and_not_assumed_to_add_in_quadrature(tmp_
     with open_cube(path) as cube:
         per_channel = channel_rms(cube)
         summed = integrated_rms(cube, 0, 8)
+        assert noise_of(cube) is noise_of(cube)  # measured once per opened cube
+        with open_cube(path) as again:
+            assert noise_of(again) is not noise_of(cube)
     assert per_channel == pytest.approx(np.sqrt(2.0), rel=0.05)
     # 8 channels of pairwise-shared noise: var = 8 * 2 + 2 * 7 = 30 (white would give 16)
     assert summed == pytest.approx(np.sqrt(30.0), rel=0.08)
