@@ -18,6 +18,7 @@ from pathlib import Path
 
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 from astropy.table import Table
@@ -38,6 +39,16 @@ TABLE_COLUMNS = ["id", "x", "y", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "
                  "sidelobe_p"]
 GRID_LIMIT = 48  # spectra in the grid of every source
 NO_COMPANION = "none"
+
+
+def _rectangles(rows) -> hv.Rectangles:
+    """Boxes (x0, y0, x1, y1, colour, width, id) as typed columns, so that an empty set of boxes
+    has the same column types as a full one (a redraw from one to the other must not mix them)."""
+    columns = list(zip(*rows)) if rows else [[]] * 7
+    names = ("x0", "y0", "x1", "y1", "colour", "width", "id")
+    types = (float, float, float, float, str, float, int)
+    data = pd.DataFrame({name: np.asarray(values, dtype) for name, values, dtype in zip(names, columns, types)})
+    return hv.Rectangles(data, kdims=list(names[:4]), vdims=list(names[4:]))
 
 
 def find_truth(cube_path: Path) -> Table | None:
@@ -265,10 +276,9 @@ class DetectionViewer(pn.viewable.Viewer):
                 width = 3 if int(row["id"]) == selected else 1.5
                 data.append((row["x0"] - 0.5, row["y0"] - 0.5, row["x1"] - 0.5, row["y1"] - 0.5,
                              colour, width, int(row["id"]), bool(row["sidelobe"])))
-        rects = hv.Overlay([
-            hv.Rectangles([d[:7] for d in data if d[7] == dashed], vdims=["colour", "width", "id"]).opts(
-                fill_alpha=0, line_color="colour", line_width="width", line_dash="dashed" if dashed else "solid",
-                tools=["hover"]) for dashed in (False, True)])
+        rects = hv.Overlay([_rectangles([d[:7] for d in data if d[7] == dashed]).opts(
+            fill_alpha=0, line_color="colour", line_width="width", line_dash="dashed" if dashed else "solid",
+            tools=["hover"]) for dashed in (False, True)])
         missed = []
         if self.outcome is not None and self.catalog is not None:
             for t in self.outcome["missed"]:

@@ -16,8 +16,8 @@ applies:
 Both are robust standard deviations (1.4826 x the median absolute deviation) of the pixels left
 after clipping everything beyond ``CLIP_SIGMA`` of it (sources and their strongest sidelobes),
 so sources do not inflate them. Large planes are sampled on a regular grid of at most
-``MAX_PIXELS`` pixels (the noise is stationary over a plane; a sample of a quarter-million
-pixels holds thousands of beams).
+``MAX_PIXELS`` pixels (the noise is stationary over a plane; a sample of 32,768 pixels holds
+hundreds of beams, which pins the rms to about 2 %).
 """
 
 from __future__ import annotations
@@ -30,22 +30,23 @@ import numpy as np
 import scipy.ndimage
 from astropy.stats import mad_std
 
-MAX_PIXELS = 2**18  # pixels of a plane measured (a regular sample beyond that)
+MAX_PIXELS = 2**15  # pixels of a plane measured (a regular sample beyond that: hundreds of beams)
 CLIP_SIGMA = 4.0  # pixels beyond this many rms from the median are left out as signal
 CHANNEL_CHUNK = 32  # channels read at once by channel_rms
 QUIET_WINDOW = 17  # channels of the running median that takes bright lines out of the channel rms
 KAPPA_WINDOWS = 8  # windows over which the noise of a sum of channels is measured
+KAPPA_LENGTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)  # sums of channels measured
 
 
 def robust_rms(values) -> float:
     """Robust rms of ``values`` (NaN ignored): the MAD standard deviation of the values within
-    ``CLIP_SIGMA`` of the median, iterated until no more are clipped (at most 5 times). NaN
+    ``CLIP_SIGMA`` of the median, iterated until no more are clipped (at most 3 times). NaN
     when nothing is finite; falls back to the plain standard deviation when the MAD is 0."""
     v = np.asarray(values, np.float64).ravel()
     v = v[np.isfinite(v)]
     if not len(v):
         return float("nan")
-    for _ in range(5):
+    for _ in range(3):
         centre, rms = float(np.median(v)), float(mad_std(v))
         if not rms > 0:
             return float(np.std(v))
@@ -120,7 +121,10 @@ class IntegratedNoise:
         return quiet_channel_rms(self.channel)
 
     def kappa(self, n: int) -> float:
+        """The correlation factor of a sum of ``n`` channels, measured at the nearest of
+        ``KAPPA_LENGTHS`` (it changes slowly with n)."""
         n = int(min(max(n, 1), self.cube.nchan))
+        n = min((k for k in KAPPA_LENGTHS if k <= self.cube.nchan), key=lambda k: abs(math.log(k / n)))
         if n not in self._kappa:
             starts = np.unique(np.linspace(0, self.cube.nchan - n, min(KAPPA_WINDOWS, self.cube.nchan - n + 1))
                                .round().astype(int))
