@@ -366,10 +366,10 @@ class DetectionViewer(pn.viewable.Viewer):
         controls = pn.Row(
             pn.widgets.Select.from_param(self.param.detector, name="Detector", width=160),
             pn.Column(pn.Spacer(height=18), pn.Row(self._run, self.job.cancel_button)),
-            pn.Column(pn.Spacer(height=24), pn.widgets.Checkbox.from_param(self.param.all_channels, name="Boxes on all channels")),
-            pn.Column(pn.Spacer(height=24), pn.widgets.Checkbox.from_param(self.param.show_sidelobes,
-                                                                          name="Show probable sidelobes")),
             sizing_mode="stretch_width")
+        # the view options on a row of their own: beside the buttons they squeezed them together
+        options = pn.Row(pn.widgets.Checkbox.from_param(self.param.all_channels, name="Boxes on all channels"),
+                         pn.widgets.Checkbox.from_param(self.param.show_sidelobes, name="Show probable sidelobes"))
         companions = pn.Column(
             pn.Row(pn.widgets.Select.from_param(self.param.pb_file, name="Primary beam (.pb)", width=240),
                    pn.widgets.Select.from_param(self.param.psf_file, name="PSF (.psf)", width=240)),
@@ -380,7 +380,7 @@ class DetectionViewer(pn.viewable.Viewer):
                   + " (against this cube's truth)" if self.truth is not None else
                   "Boxes: " + ", ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in DETECTOR_COLOURS.items()))
         return pn.Column(
-            controls, companions, self.job.bar, Text(self.param.status, css_classes=["detection-status"]), self._error,
+            controls, options, companions, self.job.bar, Text(self.param.status, css_classes=["detection-status"]), self._error,
             pn.pane.HTML(legend), self._table, exports,
             pn.Tabs(("Selected source", pn.panel(pn.bind(self.source_panel, self.param.selected, self.param.version))),
                     ("All spectra", pn.panel(pn.bind(self.spectra_grid, self.param.version))), dynamic=True),
