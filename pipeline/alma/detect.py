@@ -228,12 +228,12 @@ def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 # --- stage 3: focus and measure -----------------------------------------------------------------
-def focused_image(cube, box, first: int, last: int, noise=None):
+def focused_image(cube, box, first: int, last: int):
     """The cube integrated over channels first..last-1 only, in a 64 x 64 cut centred on the box.
 
     Returns (image in units of its noise rms, rms (cube unit x channels), (x, y) of the cut's
     centre). The rms is measured on the whole image integrated over the same channels
-    (``noise``: the cube's :func:`noise.noise_of`), so that the focused SNR is in the same units
+    (:func:`noise.noise_of`, measured once per opened cube), so that the focused SNR is in the same units
     on any cube. NaN count as empty.
     """
     x0, y0, x1, y1 = box[:4]
@@ -245,7 +245,7 @@ def focused_image(cube, box, first: int, last: int, noise=None):
     full = np.zeros((cube.ny, cube.nx), np.float32)
     full[ys, xs] = block
     cut = ex.crop(full, cx, cy, side)
-    rms = (noise or noise_of(cube))(first, last)
+    rms = noise_of(cube)(first, last)
     if not rms > 0:
         rms = float(mad_std(block)) or float(np.std(block)) or 1.0
     return cut / rms, rms, (cx, cy)
@@ -305,14 +305,13 @@ def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_S
     denoised = denoise_spectra(box_spectra(cube, boxes), finder.deep_gru)
     kms = cube.channel_width()["kms"] or classic._kms_per_channel_fix(cube)
     beam = ex.beam_image_px(*classic.beam_on_grid(cube))
-    noise = noise_of(cube)
     rows = []
     for box, spectrum in zip(boxes, denoised):
         if cancel is not None and cancel.is_set():
             raise Cancelled("detection cancelled")
         lines = emission_ranges(spectrum)
         for peak, first, last in lines:
-            focused, rms, centre = focused_image(cube, box, first, last, noise)
+            focused, rms, centre = focused_image(cube, box, first, last)
             c = ex.FOCUS_SIZE // 2
             snr = float(focused[c - 4:c + 5, c - 4:c + 5].max())
             if snr < min_snr:
@@ -353,7 +352,6 @@ def detect_decoras(cube, networks: dict | None = None, progress=None, cancel=Non
     msle_labels, m = scipy.ndimage.label(msle)
     msle_centres = np.array(scipy.ndimage.center_of_mass(msle, msle_labels, range(1, m + 1))).reshape(-1, 2)
     step("measuring")
-    noise = noise_of(cube)
     rows = []
     yy, xx = np.mgrid[0:cube.ny, 0:cube.nx]
     for i, (ys, xs) in enumerate(scipy.ndimage.find_objects(labels), start=1):
@@ -376,8 +374,7 @@ def detect_decoras(cube, networks: dict | None = None, progress=None, cancel=Non
                            classic.deconvolve(cov, line.beam_covariance), float(w.sum()) * line.flux_per_sum,
                            0.0, False, 2.0)
         # significance and position from the focused image over the line, as the pipeline's focusing
-        focused, _, centre = focused_image(cube, (row["x0"], row["y0"], row["x1"], row["y1"]), row["z0"], row["z1"],
-                                           noise)
+        focused, _, centre = focused_image(cube, (row["x0"], row["y0"], row["x1"], row["y1"]), row["z0"], row["z1"])
         c = ex.FOCUS_SIZE // 2
         row["snr"] = row["score"] = float(focused[c - 4:c + 5, c - 4:c + 5].max())
         if row["snr"] < min_snr:
