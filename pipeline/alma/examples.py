@@ -31,9 +31,11 @@ from pipeline.alma import interferometer
 from pipeline.alma.simulate import (Observation, SkyParameters, dirty_cube, draw_sources,
                                     gaussian_images, source_spectra)
 
-#: configurations examples are drawn from; alma.cycle11.5 is held out to check generalisation
+#: configurations examples are drawn from (every one in assets/, compact to most extended);
+#: alma.cycle11.5 is held out to check generalisation
 TRAINING_CONFIGS = ("alma.cycle9.3", "alma.cycle11.1", "alma.cycle11.2", "alma.cycle11.3",
-                    "alma.cycle11.4", "alma.cycle11.6", "alma.cycle11.7", "alma.cycle11.8")
+                    "alma.cycle11.4", "alma.cycle11.6", "alma.cycle11.7", "alma.cycle11.8",
+                    "alma.cycle11.9", "alma.cycle11.10")
 HELD_OUT_CONFIGS = ("alma.cycle11.5",)
 FOCUS_SIZE = 64  # side of the focused images the ResNets take (the paper's 64 x 64 crops)
 
@@ -48,7 +50,11 @@ class Ranges:
     pixels_per_beam: tuple = (2.5, 7.0)  # beam minor axis FWHM in pixels
     channels: tuple = (32, 320)  # log-uniform
     n_fainter: tuple = (0, 7)  # source density: fainter sources besides the central one
-    size_per_beam: tuple = (0.3, 1.5)  # source FWHM in units of the beam's minor-axis FWHM
+    #: source FWHM in units of the beam's minor-axis FWHM (never below 2 px): from nearly point-like
+    #: to twice the beam. At 0.3-1.5 the shape ResNet, asked about a source it cannot resolve,
+    #: answered with the middle of that range: +0.7 px on sources of 0.3-0.6 beams, -0.3 px on
+    #: those above 1.5 (CASA-made and held-out cubes at SNR >= 10)
+    size_per_beam: tuple = (0.1, 2.0)
     line_fwhm_channels: tuple = (2.0, 16.0)
     snr_central: tuple = (3.0, 60.0)  # peak signal-to-noise per channel, log-uniform
     snr_fainter: tuple = (1.5, 25.0)
