@@ -46,6 +46,8 @@ class Ranges:
 
     frequency_ghz: tuple = (85.0, 370.0)  # ALMA bands 3-7
     declination_deg: tuple = (-70.0, 20.0)
+    #: on source, log-uniform: short tracks (few hour angles, strong far sidelobes) as often as
+    #: long ones; these are where bright sources' sidelobes pass for fainter ones
     observation_s: tuple = (600.0, 3600.0)
     pixels_per_beam: tuple = (2.5, 7.0)  # beam minor axis FWHM in pixels
     channels: tuple = (32, 320)  # log-uniform
@@ -58,6 +60,9 @@ class Ranges:
     line_fwhm_channels: tuple = (2.0, 16.0)
     snr_central: tuple = (3.0, 60.0)  # peak signal-to-noise per channel, log-uniform
     snr_fainter: tuple = (1.5, 25.0)
+    #: fraction of the fainter sources whose line falls within the central source's line (+- its
+    #: FWHM): bright and faint emission in the same channels, each with the other's sidelobes
+    shared_channels: float = 0.4
 
 
 @dataclass
@@ -102,7 +107,8 @@ def random_instrument(rng, size=256, configs=TRAINING_CONFIGS, ranges=Ranges()) 
     freq = rng.uniform(*ranges.frequency_ghz) * 1e9
     base = Observation(config=config, centre_frequency_hz=freq,
                        declination_deg=rng.uniform(*ranges.declination_deg),
-                       observation_s=rng.uniform(*ranges.observation_s), integration_s=30.0)
+                       observation_s=float(np.exp(rng.uniform(*np.log(ranges.observation_s)))),
+                       integration_s=30.0)
     # the beam is known only after gridding: size it with a provisional cell, then set the cell
     # so the beam spans the drawn number of pixels
     lam = interferometer.SPEED_OF_LIGHT_M_S / freq
@@ -127,6 +133,9 @@ def draw_sky(rng, instrument: Instrument, channels: int, ranges=Ranges()) -> Tab
     sources = draw_sources(rng, size, channels, instrument.beam, instrument.cell_arcsec, 1.0, params)
     # draw_sources shrinks sizes and line widths for cubes smaller than the paper's; undo for lines
     sources["fwhm_z"] = rng.uniform(*ranges.line_fwhm_channels, len(sources))
+    shared = np.flatnonzero(rng.random(len(sources) - 1) < ranges.shared_channels) + 1
+    central = sources[0]
+    sources["z"][shared] = np.clip(central["z"] + rng.uniform(-1, 1, len(shared)) * central["fwhm_z"], 0, channels - 1)
     return sources
 
 

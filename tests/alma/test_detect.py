@@ -100,7 +100,55 @@ def test_focused_image_integrates_only_the_range(make_cube):
     off, rms_off, _ = detect.focused_image(cube, (8, 6, 13, 11), 0, 3)
     c = 32
     assert on[c - 2:c + 3, c - 2:c + 3].max() > 10 * off[c - 2:c + 3, c - 2:c + 3].max()
-    assert centre == (10.0, 8.0)
+    assert centre == (10, 8)
+
+
+def _line_cube(make_cube, x, y, z, line_sigma, peak, n=128, side=48, seed=3):
+    """White noise (rms 1) with one 2-px-sigma source at (x, y) and a Gaussian line at channel z."""
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal((n, side, side)).astype(np.float32)
+    yy, xx = np.mgrid[0:side, 0:side]
+    blob = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0**2))
+    line = np.exp(-((np.arange(n) - z) ** 2) / (2 * line_sigma**2))
+    data += peak * line[:, None, None] * blob[None]
+    return open_cube(make_cube(data=data, nx=side, ny=side, nchan=n))
+
+
+def test_focused_image_moves_to_the_source(make_cube):
+    """A box whose centre is 3 px off the source: the cut is centred on the source, as the
+    ResNets were trained; without recentring it stays on the box."""
+    cube = _line_cube(make_cube, 24, 22, 60, 3.0, 8.0)
+    box = (24, 22, 30, 29)  # centre (26.5 -> 26, 25)
+    focused, _, centre = detect.focused_image(cube, box, 52, 69)
+    assert centre == (24, 22)
+    c = detect.ex.FOCUS_SIZE // 2
+    assert np.unravel_index(np.argmax(focused), focused.shape) == (c, c)
+    assert detect.focused_image(cube, box, 52, 69, recentre=False)[2] == (26, 25)
+
+
+def test_line_windows_narrow_about_the_peak():
+    assert detect.line_windows(40, 30, 51) == [(30, 51), (39, 42), (38, 43), (36, 45), (32, 49)]
+    assert detect.line_windows(5, 0, 11) == [(0, 11), (4, 7), (3, 8), (1, 10)]
+    assert detect.line_windows(2, 1, 4) == [(1, 4)]  # a 3-channel range is its own narrowest window
+    assert detect.line_windows(0, 0, 9)[1] == (0, 2)  # clipped to the range
+
+
+def test_narrow_windows_pay_for_their_extra_looks():
+    assert detect.significant([5.0], 5.0) and not detect.significant([4.9], 5.0)
+    assert detect.significant([5.1, 4.0, 4.0, 4.0, 4.0], 5.0)  # the emission range as before
+    assert not detect.significant([4.0, 5.2, 4.0, 4.0, 4.0], 5.0)  # 4 more looks: 5.25 sigma
+    assert detect.significant([4.0, 5.3, 4.0, 4.0, 4.0], 5.0)
+    assert detect.significant([4.0, 5.05], 5.0)  # one more look: 5 sigma / 1
+
+
+def test_a_narrow_line_is_significant_over_its_own_channels(make_cube):
+    """A 2-channel line at peak SNR 6: the Deep GRU's range (+-5 channels) dilutes it below 5
+    sigma; its own channels do not."""
+    cube = _line_cube(make_cube, 24, 24, 60, 2.0 / 2.355, 6.0)
+    box = (21, 21, 28, 28)
+    wide = detect.focused_snr(detect.focused_image(cube, box, 55, 66)[0])
+    snrs = [detect.focused_snr(detect.focused_image(cube, box, a, b)[0]) for a, b in detect.line_windows(60, 55, 66)]
+    assert snrs[0] == wide < 5.0 and detect.significant(snrs, 5.0)
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +238,16 @@ def test_shipped_decoras_finds_the_bright_sources_of_the_bundled_cube():
     # a source smaller than the beam may still deconvolve to 0 (unresolved)
     assert (catalog["fwhm_x"] > 0).sum() >= len(catalog) - 1
     assert abs(scores["residuals"]["fwhm_major"]["mean"]) < 1.5
+
+
+def test_centroid_stays_on_its_source_beside_a_brighter_one():
+    yy, xx = np.mgrid[0:64, 0:64]
+
+    def blob(x, y, peak, sigma=3.0):
+        return peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+
+    faint, bright = blob(33, 31, 6.0), blob(33 - 7, 31 + 9, 50.0)
+    x, y = detect.centroid((faint + bright).astype(np.float32), (100, 200))
+    assert abs(x - 101) < 1.0 and abs(y - 199) < 1.0  # (33, 31) in the cut is (101, 199) in the cube
+    blend = (blob(32, 32, 30.0) + blob(36, 32, 12.0)).astype(np.float32)
+    assert abs(detect.centroid(blend, (0, 0))[0]) < 1.0  # the brighter core, not the pair's middle

@@ -115,3 +115,24 @@ def test_beam_image_has_the_beam_fwhm_along_its_major_axis():
     assert beam[c, c + 3] < 0.1  # 3 px across the minor axis is two half widths
     # the instrument form: bpa east of north, x towards west, so bpa 0 is the y axis too
     assert np.allclose(ex.beam_image((0.6, 0.3, 0.0), 0.1), beam, atol=1e-6)
+
+
+def test_skies_put_faint_lines_in_the_central_sources_channels(instrument):
+    """Sidelobe-rich skies: about ``shared_channels`` of the fainter lines within the central
+    line's FWHM (a random line centre lands there far less often)."""
+    rng = np.random.default_rng(5)
+    near = []
+    for _ in range(60):
+        s = ex.draw_sky(rng, instrument, 128)
+        near += list(np.abs(s["z"][1:] - s["z"][0]) <= s["fwhm_z"][0])
+    assert 0.35 < np.mean(near) < 0.6 and len(near) > 150
+
+
+def test_short_tracks_as_often_as_long_ones():
+    """Observation time log-uniform: as many draws below the range's geometric mean as above."""
+    rng = np.random.default_rng(6)
+    r = ex.Ranges()
+    times = [ex.random_instrument(rng, 32, ("alma.cycle11.1",)).observation.observation_s for _ in range(40)]
+    mid = np.sqrt(r.observation_s[0] * r.observation_s[1])
+    assert min(times) >= r.observation_s[0] and max(times) <= r.observation_s[1]
+    assert 12 <= sum(t < mid for t in times) <= 28
