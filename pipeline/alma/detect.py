@@ -233,31 +233,42 @@ def focused_image(cube, box, first: int, last: int, recentre: bool = True):
     """The cube integrated over channels first..last-1 only, in a 64 x 64 cut centred on the
     source: on the box's centre, then (``recentre``) on the source's centroid (:func:`centroid`)
     within ``RECENTRE_PX`` of it, as the ResNets were trained (cuts centred on the true position
-    to within half a pixel; a Blobs Finder box is off by a pixel or two, which on CASA-made cubes
-    added 0.3 px to the scatter of the sizes).
+    to within half a pixel; a Blobs Finder box is off by a pixel or two).
 
     Returns (image in units of its noise rms, rms (cube unit x channels), (x, y) of the cut's
-    centre pixel, integers). The rms is measured on the whole image integrated over the same channels
-    (:func:`noise.noise_of`, measured once per opened cube), so that the focused SNR is in the
-    same units on any cube. NaN count as empty.
+    centre pixel, integers). The rms is measured on the whole image integrated over the same
+    channels (:func:`noise.noise_of`, measured once per opened cube), so that the focused SNR is
+    in the same units on any cube. NaN count as empty.
     """
+    return focused_images(cube, box, [(first, last)], recentre)[0]
+
+
+def focused_images(cube, box, windows, recentre: bool = True) -> list:
+    """:func:`focused_image` over each (first, last) of ``windows``, the cube read once."""
     x0, y0, x1, y1 = box[:4]
-    cx, cy = int(round((x0 + x1 - 1) / 2)), int(round((y0 + y1 - 1) / 2))
+    cx0, cy0 = int(round((x0 + x1 - 1) / 2)), int(round((y0 + y1 - 1) / 2))
     side = ex.FOCUS_SIZE
     reach = side // 2 + (RECENTRE_PX + 1 if recentre else 0)
-    xs = slice(max(0, cx - reach), min(cube.nx, cx + reach))
-    ys = slice(max(0, cy - reach), min(cube.ny, cy + reach))
-    block = np.nansum(np.asarray(cube.data[first:last, ys, xs], np.float64), axis=0).astype(np.float32)
-    rms = noise_of(cube)(first, last)
-    if not rms > 0:
-        rms = float(mad_std(block)) or float(np.std(block)) or 1.0
-    cut = ex.crop(block, cx - xs.start, cy - ys.start, side) / rms
-    if recentre:
-        x, y = (int(round(v)) for v in centroid(cut, (cx, cy)))
-        if (x, y) != (cx, cy) and max(abs(x - cx), abs(y - cy)) <= RECENTRE_PX:
-            cx, cy = x, y
-            cut = ex.crop(block, cx - xs.start, cy - ys.start, side) / rms
-    return cut, rms, (cx, cy)
+    xs = slice(max(0, cx0 - reach), min(cube.nx, cx0 + reach))
+    ys = slice(max(0, cy0 - reach), min(cube.ny, cy0 + reach))
+    start, stop = min(a for a, _ in windows), max(b for _, b in windows)
+    block = np.nan_to_num(np.asarray(cube.data[start:stop, ys, xs], np.float64))
+    sums = np.concatenate([np.zeros((1, *block.shape[1:])), np.cumsum(block, axis=0)])
+    out = []
+    for first, last in windows:
+        image = (sums[last - start] - sums[first - start]).astype(np.float32)
+        rms = noise_of(cube)(first, last)
+        if not rms > 0:
+            rms = float(mad_std(image)) or float(np.std(image)) or 1.0
+        cx, cy = cx0, cy0
+        cut = ex.crop(image, cx - xs.start, cy - ys.start, side) / rms
+        if recentre:
+            x, y = (int(round(v)) for v in centroid(cut, (cx, cy)))
+            if (x, y) != (cx, cy) and max(abs(x - cx), abs(y - cy)) <= RECENTRE_PX:
+                cx, cy = x, y
+                cut = ex.crop(image, cx - xs.start, cy - ys.start, side) / rms
+        out.append((cut, rms, (cx, cy)))
+    return out
 
 
 def line_windows(peak: int, first: int, last: int) -> list[tuple[int, int]]:
@@ -361,9 +372,9 @@ def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_S
             raise Cancelled("detection cancelled")
         lines = emission_ranges(spectrum)
         for peak, first, last in lines:
-            focused, rms, centre = focused_image(cube, box, first, last)
-            looks = [(focused_snr(image), centroid(image, at)) for image, _, at in
-                     (focused_image(cube, box, a, b) for a, b in line_windows(peak, first, last))]
+            images = focused_images(cube, box, line_windows(peak, first, last))
+            focused, rms, _ = images[0]  # the emission range
+            looks = [(focused_snr(image), centroid(image, at)) for image, _, at in images]
             if not significant([snr for snr, _ in looks], min_snr):
                 continue
             snr, (x, y) = max(looks)
