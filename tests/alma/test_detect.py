@@ -251,3 +251,20 @@ def test_centroid_stays_on_its_source_beside_a_brighter_one():
     assert abs(x - 101) < 1.0 and abs(y - 199) < 1.0  # (33, 31) in the cut is (101, 199) in the cube
     blend = (blob(32, 32, 30.0) + blob(36, 32, 12.0)).astype(np.float32)
     assert abs(detect.centroid(blend, (0, 0))[0]) < 1.0  # the brighter core, not the pair's middle
+
+
+def test_blend_peaks_find_a_fainter_source_in_the_same_box():
+    """Two sources 8 px apart in one box: the fainter one's peak, not the brighter one's wing;
+    a bump below the box's corrected level, or closer than a beam, is not taken."""
+    yy, xx = np.mgrid[0:64, 0:64]
+
+    def blob(x, y, peak, sigma=6.7 / 2.355):
+        return peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+
+    image = (blob(32, 32, 14.0) + blob(40, 34, 8.0)).astype(np.float32)
+    box = (26, 28, 44, 38)  # cube = cut coordinates (centre (32, 32))
+    (x, y), = detect.blend_peaks(image, (32, 32), box, (32, 32), 6.7, 6.1)
+    assert abs(x - 40) < 0.5 and abs(y - 34) < 0.5
+    faint = (blob(32, 32, 14.0) + blob(40, 34, 4.9)).astype(np.float32)  # 5.1 with the wing: under 5.26 for ~4 beams
+    assert detect.blend_peaks(faint, (32, 32), box, (32, 32), 6.7, 6.1) == []
+    assert detect.blend_peaks(image, (32, 32), box, (32, 32), 9.0, 8.0) == []  # within a (wider) beam
