@@ -286,17 +286,22 @@ def line_windows(peak: int, first: int, last: int) -> list[tuple[int, int]]:
     return windows
 
 
+def corrected_level(min_snr: float, looks: float) -> float:
+    """The SNR whose (Gaussian) false-alarm probability is 1/``looks`` of ``min_snr``'s: the cut
+    for each of that many looks at the noise (Bonferroni; 5.26 sigma for 4 looks at 5)."""
+    from scipy.stats import norm
+
+    return float(norm.isf(norm.sf(min_snr) / max(1.0, looks)))
+
+
 def significant(snrs, min_snr: float) -> bool:
     """Whether a line passes, from the focused SNR over its emission range (``snrs[0]``, held to
     ``min_snr`` as in the paper) and over the narrower :func:`line_windows` (``snrs[1:]``): k more
-    looks at the noise, so each is held to the level whose false-alarm probability is 1/k of
-    ``min_snr``'s (5.25 sigma for 4 windows at 5), and the extra windows add no false detections.
-    (On held-out simulations, untouched windows let three noise peaks of 5.0-5.2 sigma in.)"""
-    from scipy.stats import norm
-
+    looks at the noise, so each is held to :func:`corrected_level` (5.26 sigma for 4 windows at
+    5), and the extra windows add no false detections. (On held-out simulations, untouched
+    windows let three noise peaks of 5.0-5.2 sigma in.)"""
     narrow = snrs[1:]
-    level = float(norm.isf(norm.sf(min_snr) / len(narrow))) if narrow else math.inf
-    return snrs[0] >= min_snr or max(narrow, default=-math.inf) >= level
+    return snrs[0] >= min_snr or (bool(narrow) and max(narrow) >= corrected_level(min_snr, len(narrow)))
 
 
 def focused_snr(focused: np.ndarray) -> float:
@@ -323,13 +328,15 @@ def measure(focused: np.ndarray, resnets, beam: np.ndarray) -> dict:
 def centroid(focused: np.ndarray, centre, level: float = 3.0):
     """Intensity-weighted centroid (x, y in the cube) of the focused pixels above ``level`` rms
     and above half the peak, connected to the highest local maximum within 4 px of the cut's
-    centre (not a brighter neighbour's wing) and within ``RECENTRE_PX`` of it; the centre itself if none. Half the peak and the distance keep the
-    centroid on the source's own core when a neighbour blends with it (on held-out cubes a
-    blend's 3-sigma region put it 4 px off, or on a brighter neighbour 11 px away)."""
+    centre (not a brighter neighbour's wing) and within ``RECENTRE_PX`` of it; the centre itself
+    if none. Half the peak and the distance keep the centroid on the source's own core when a
+    neighbour blends with it (on held-out cubes a blend's 3-sigma region put it 4 px off, or on
+    a brighter neighbour 11 px away)."""
     side = focused.shape[0]
     c = side // 2
     near = focused[c - 4:c + 5, c - 4:c + 5]
-    peaks = np.where(near == scipy.ndimage.maximum_filter(focused, size=3)[c - 4:c + 5, c - 4:c + 5], near, -np.inf)
+    around = focused[c - 5:c + 6, c - 5:c + 6]  # the 3 x 3 neighbourhoods of ``near``'s pixels
+    peaks = np.where(near == scipy.ndimage.maximum_filter(around, size=3)[1:-1, 1:-1], near, -np.inf)
     py, px = np.unravel_index(np.argmax(peaks if np.isfinite(peaks).any() else near), near.shape)
     py, px = py + c - 4, px + c - 4
     labels, _ = scipy.ndimage.label(focused > max(level, focused[py, px] / 2))
@@ -365,8 +372,8 @@ def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_S
     emission range whose focused image reaches ``min_snr``."""
     denoised = denoise_spectra(box_spectra(cube, boxes), finder.deep_gru)
     kms = cube.channel_width()["kms"] or classic._kms_per_channel_fix(cube)
-    beam_major, beam_minor, _ = classic.beam_on_grid(cube)
-    beam = ex.beam_image_px(*classic.beam_on_grid(cube))
+    beam_major, beam_minor, beam_theta = classic.beam_on_grid(cube)
+    beam = ex.beam_image_px(beam_major, beam_minor, beam_theta)
     rows = []
     for box, spectrum in zip(boxes, denoised):
         if cancel is not None and cancel.is_set():
@@ -417,15 +424,13 @@ def blend_peaks(focused: np.ndarray, centre, box, source, beam_major_px: float, 
     """Other sources in one box and line: local maxima of the focused image inside the box, at
     least a beam (``beam_major_px``) from ``source`` (x, y), that reach ``MAX_SIDELOBE`` of the
     source's peak (fainter, they could be its sidelobe) and ``min_snr`` corrected for the box's
-    beams (each is a look at the noise: 5.2 sigma for 4 beams at 5). Cube (x, y) to a
-    fraction of a pixel, brightest first. The Blobs Finder gives sources closer than its dilated footprints one box,
-    and the Deep GRU one line when their lines overlap: on CASA-made cubes a source of SNR 5.5
-    eight pixels from one of 14 was lost so."""
-    from scipy.stats import norm
-
+    beams (:func:`corrected_level`, each beam a look at the noise: 5.26 sigma for 4 at 5). Cube
+    (x, y) to a fraction of a pixel, brightest first. The Blobs Finder gives sources closer than
+    its dilated footprints one box, and the Deep GRU one line when their lines overlap: on
+    CASA-made cubes a source of SNR 5.5 eight pixels from one of 14 was lost so."""
     side = focused.shape[0]
     beams = (box[2] - box[0]) * (box[3] - box[1]) / (1.1331 * beam_minor_px * beam_major_px)
-    level = max(float(norm.isf(norm.sf(min_snr) / max(1.0, beams))), MAX_SIDELOBE * focused_snr(focused))
+    level = max(corrected_level(min_snr, beams), MAX_SIDELOBE * focused_snr(focused))
     peaks = (focused >= level) & (focused == scipy.ndimage.maximum_filter(focused, size=3))
     out = []
     for iy, ix in zip(*np.nonzero(peaks)):
