@@ -41,8 +41,8 @@ class AtlasViewer(pn.viewable.Viewer):
         self._subspace_button = pn.widgets.Button(label="Compare: best features vs all", css_classes=["subspace-search"])
         self._subspace_button.on_click(lambda _: self.compare_subspace())
         self._comparison = Text("", css_classes=["subspace-result"])
-        self._ranking_table = TextTable(disabled=True, show_index=False, max_height=300, pagination=None,
-                                                   selectable=1, css_classes=["ranking-table"])
+        self._ranking_table = TextTable(disabled=True, show_index=False, pagination="local", page_size=10,
+                                        selectable=1, css_classes=["ranking-table"])
         self._ranking_table.param.watch(self._on_rank_select, "selection")
         self._store_shown = None
         oneshot.param.watch(self._on_oneshot, "version")
