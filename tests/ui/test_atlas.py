@@ -10,7 +10,7 @@ def test_atlas_gallery_ranking_and_link_to_search(page, served_app, screenshot):
     expect(page.locator(".atlas-card")).to_have_count(12, timeout=60_000)
     page.locator(".rank-features button").click()
     expect(page.locator(".atlas-title")).to_contain_text("AUROC for bpt_class = AGN", timeout=60_000)
-    expect(page.locator(".ranking-table")).to_contain_text("higher")
+    expect(page.locator(".ranking-table")).to_contain_text("higher", timeout=30_000)
     screenshot("ranked")
     first = page.locator(".atlas-card").first
     galaxy = first.locator("pre").inner_text().split(" |")[0]
