@@ -7,7 +7,9 @@ on CASA-made sets (``--casa DIR ...``: folders written by benchmarks/casa_cubes.
 CASA-made cubes of ../shared/data/casa_sample: both matching rules (strict one-to-one and the
 paper's lenient one), precision, recall, F1 and mean IoU overall and in SNR bins, the
 characterisation at truth SNR >= 10 (bias and scatter of the major and minor FWHM; scatter of the
-angle of sources with axis ratio < 0.8), and seconds per cube. Detectors without trained weights
+angle of sources with axis ratio < 0.8; beside the FWHM scatter its noise floor, the rms of the
+catalogue's own errors from the noise and the beam, which an unbiased measurement cannot beat on
+average), and seconds per cube. Detectors without trained weights
 are skipped and say so.
 
 Usage: python benchmarks/detection.py [--n 200] [--detectors pipeline,decoras,photutils,pybdsf]
@@ -105,6 +107,7 @@ def rows_for(dataset, detector, truth, catalog, seconds, image_size):
         for key, short in (("fwhm_major", "maj"), ("fwhm_minor", "min")):
             shape[f"bias {short} snr>=10"] = ch.get(key, {}).get("mean")
             shape[f"std {short} snr>=10"] = ch.get(key, {}).get("std")
+            shape[f"floor {short}"] = ch.get(key, {}).get("noise_floor")
         shape["std pa q<0.8"] = ch.get("pa", {}).get("std")
         shape["n pa (round)"] = f"{ch.get('pa', {}).get('n', 0)} ({ch.get('pa', {}).get('n_undefined', 0)})"
         out.append({"dataset": dataset, "detector": detector, "rule": rule, "precision": o["precision"],

@@ -51,6 +51,21 @@ def _rectangles(rows) -> hv.Rectangles:
     return hv.Rectangles(data, kdims=list(names[:4]), vdims=list(names[4:]))
 
 
+def shape_text(row) -> str:
+    """A catalogue row's size and angle for the inspector, with their errors when the row has
+    them, and what an unresolved source's sizes mean (upper limits)."""
+    def value(name, unit, digits):
+        err = row[f"{name}_err"]
+        return f"{row[name]:.{digits}f}" + (f" ± {err:.{digits}f}" if np.isfinite(err) else "") + unit
+
+    text = f"FWHM {value('fwhm_x', '', 2)} x {value('fwhm_y', ' px', 2)}, "
+    text += f"PA {value('pa', ' deg', 1)}\n" if np.isfinite(row["pa"]) else "PA undefined (round source)\n"
+    if not row["resolved"]:
+        text += (f"unresolved: not wider than the beam beyond its errors; FWHM below "
+                 f"{row['fwhm_x'] + 2 * row['fwhm_x_err']:.2f} x {row['fwhm_y'] + 2 * row['fwhm_y_err']:.2f} px\n")
+    return text
+
+
 def find_truth(cube_path: Path) -> Table | None:
     """The truth catalogue of a simulated cube: ``<stem>_truth.csv`` beside it, or the rows of
     ``truth.csv`` in its folder whose ``cube`` is its file name (what ``simulate`` writes)."""
@@ -109,6 +124,7 @@ class DetectionViewer(pn.viewable.Viewer):
         self._run.on_click(lambda _: self.start())
         self.param.watch(lambda _: self._found_all is not None and self.set_catalog(self._found_all), "show_sidelobes")
         decimals = {"x": 2, "y": 2, "z": 0, "ra": 6, "dec": 6, "freq_ghz": 6, "fwhm_x": 2, "fwhm_y": 2, "pa": 1,
+                    "fwhm_x_err": 2, "fwhm_y_err": 2, "pa_err": 1,
                     "flux_jy_kms": 4, "pb": 3, "snr": 1, "sidelobe_p": 2}
         self._table = TextTable(
             pagination=None, max_height=300, disabled=True, show_index=False,
@@ -321,8 +337,7 @@ class DetectionViewer(pn.viewable.Viewer):
             cmap="inferno", title="focused image (rms units)", colorbar=True, width=300, height=260, xaxis=None, yaxis=None)
         params = Text(
             f"RA {row['ra']:.6f} deg  Dec {row['dec']:.6f} deg\nfrequency {row['freq'] / 1e9:.6f} GHz (channel {row['z']})\n"
-            f"FWHM {row['fwhm_x']:.2f} x {row['fwhm_y']:.2f} px, "
-            + (f"PA {row['pa']:.1f} deg\n" if np.isfinite(row["pa"]) else "PA undefined (round source)\n")
+            + shape_text(row)
             + (f"probable sidelobe of source {row['sidelobe_of']} (p = {row['sidelobe_p']:.2f})\n" if row["sidelobe"] else "")
             + f"flux {row['flux']:.4g} Jy km/s, SNR {row['snr']:.1f}, score {row['score']:.2f}\n"
             + (f"primary beam {row['pb']:.3f} (flux corrected)" if np.isfinite(row["pb"])

@@ -14,7 +14,9 @@ Columns (:data:`CATALOG_COLUMNS`, in this order):
   counter-clockwise from the +x pixel axis, in [0, 90) (the ellipse (a, b, pa) is also
   (b, a, pa + 90); the catalogue keeps the one with pa in [0, 90), as the simulator's truth does);
   NaN for a round source (axis ratio >= ``ROUND_AXIS_RATIO``), whose angle means nothing (then
-  fwhm_x is the major axis);
+  fwhm_x is the major axis); ``fwhm_x_err, fwhm_y_err, pa_err``: their 1-sigma errors from the
+  noise, and ``resolved``: whether the source is wider than the beam by more than those errors (if
+  not, its sizes are upper limits, fwhm + 2 err), both from :mod:`pipeline.alma.uncertainties`;
 - ``flux``: integrated line flux in Jy km/s, primary-beam corrected when the table says so (see
   below); ``pb``: the primary-beam response at the source, which the flux was divided by (0 outside
   the mapped area; NaN when no primary beam was given); ``snr``: peak signal-to-noise (the same
@@ -69,6 +71,11 @@ CATALOG_COLUMNS = (
     ("fwhm_x", "float64", "pix", "intrinsic FWHM along the source's x axis (beam deconvolved)"),
     ("fwhm_y", "float64", "pix", "intrinsic FWHM along the source's y axis (beam deconvolved)"),
     ("pa", "float64", "deg", "source x axis, counter-clockwise from +x pixel axis, [0, 90); NaN: round, angle undefined"),
+    ("fwhm_x_err", "float64", "pix", "1-sigma error of fwhm_x from the noise (Condon 1997); NaN: not estimated"),
+    ("fwhm_y_err", "float64", "pix", "1-sigma error of fwhm_y from the noise (Condon 1997); NaN: not estimated"),
+    ("pa_err", "float64", "deg", "1-sigma error of pa from the noise (Condon 1997); NaN: not estimated"),
+    ("resolved", "bool", None, "observed major axis wider than the beam's by 2 errors; if not, sizes are "
+                               "upper limits (fwhm + 2 err)"),
     ("flux", "float64", "Jy km / s", "integrated line flux"),
     ("pb", "float64", None, "primary-beam response at the source; 0 outside the mapped area; NaN: none given"),
     ("snr", "float64", None, "peak signal-to-noise"),
@@ -85,7 +92,8 @@ REQUIRED_INPUT = ("x", "y", "z", "x0", "y0", "x1", "y1", "z0", "z1", "fwhm_x", "
                   "flux", "snr")
 _DERIVED = ("id", "ra", "dec", "freq", "detector")
 #: columns a table may lack (older files, hand-made tables), with the value they are filled with
-_OPTIONAL = {"pb": np.nan, "sidelobe": False, "sidelobe_p": np.nan, "sidelobe_of": 0}
+_OPTIONAL = {"pb": np.nan, "sidelobe": False, "sidelobe_p": np.nan, "sidelobe_of": 0, "fwhm_x_err": np.nan,
+             "fwhm_y_err": np.nan, "pa_err": np.nan, "resolved": True}
 #: how the flux column is described, by whether it is corrected for the primary beam
 FLUX_UNCORRECTED = "flux: uncorrected for the primary beam (no primary-beam cube given; pb is NaN)"
 FLUX_CORRECTED = "flux: primary-beam corrected (divided by pb, the primary-beam response at the source)"
@@ -128,7 +136,8 @@ def make_catalog(rows_or_columns, cube, detector: str) -> Table:
     values.setdefault("score", values["snr"])
     values.setdefault("blended", np.zeros(n, bool))
     values.setdefault("pb", np.full(n, np.nan))  # a finder measures on the image as it is
-    for name in ("sidelobe", "sidelobe_p", "sidelobe_of"):  # until the sidelobe check
+    for name in ("sidelobe", "sidelobe_p", "sidelobe_of",  # until the sidelobe check
+                 "fwhm_x_err", "fwhm_y_err", "pa_err", "resolved"):  # until the errors (uncertainties.py)
         values.setdefault(name, np.full(n, _OPTIONAL[name]))
     x, y, z = (np.asarray(values[c], float) for c in ("x", "y", "z"))
     sky = SkyCoord.from_pixel(x, y, cube.celestial_wcs, origin=0).icrs

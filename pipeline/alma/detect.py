@@ -30,6 +30,7 @@ from pipeline.alma.catalog import make_catalog
 from pipeline.alma.noise import noise_of
 from pipeline.alma.sidelobes import MAX_SIDELOBE, mark_sidelobes
 from pipeline.alma.tasks import target_to_shape, target_to_value
+from pipeline.alma.uncertainties import add_shape_errors
 from pipeline.errors import Cancelled, InputError
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
@@ -532,7 +533,9 @@ def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None
     by the primary-beam response at each source (:func:`~pipeline.alma.companions.correct_fluxes`);
     without it the catalogue says they are uncorrected. Every finder's catalogue then goes through
     the sidelobe check (:func:`~pipeline.alma.sidelobes.mark_sidelobes`), which uses ``psf``, the
-    real dirty beam, when given; probable sidelobes are dropped unless ``keep_sidelobes``.
+    real dirty beam, when given; probable sidelobes are dropped unless ``keep_sidelobes``. Sizes
+    and angles get their errors from the noise and the beam, and a ``resolved`` flag
+    (:func:`~pipeline.alma.uncertainties.add_shape_errors`).
     """
     if detector == "pipeline":
         catalog = detect_pipeline(cube, progress=progress, cancel=cancel, **options)
@@ -546,7 +549,7 @@ def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None
         raise InputError(f"Unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}.")
     if cancel is not None and cancel.is_set():
         raise Cancelled("detection cancelled")
-    catalog = mark_sidelobes(catalog, cube, psf, keep=keep_sidelobes)
+    catalog = mark_sidelobes(add_shape_errors(catalog, cube), cube, psf, keep=keep_sidelobes)
     if pb is not None:
         from pipeline.alma.companions import correct_fluxes
 

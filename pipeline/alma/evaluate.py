@@ -397,12 +397,22 @@ def _residuals(truth, catalog, pairs, elongated_pa: bool = False) -> dict:
         diffs["pa"] = wrap_pa(c_pa - t_pa)
         if elongated_pa:
             diffs["pa"] = diffs["pa"][t_minor < ELONGATED_AXIS_RATIO * t_major]
+    floors = {}
+    if all(k in c.colnames for k in ("fwhm_x", "fwhm_y", "fwhm_x_err", "fwhm_y_err")):
+        # the noise's share of the scatter: the rms of the catalogue's own errors (uncertainties.py)
+        swap = np.asarray(c["fwhm_y"], float) > np.asarray(c["fwhm_x"], float)
+        x_err, y_err = np.asarray(c["fwhm_x_err"], float), np.asarray(c["fwhm_y_err"], float)
+        for name, err in (("fwhm_major", np.where(swap, y_err, x_err)), ("fwhm_minor", np.where(swap, x_err, y_err))):
+            err = err[np.isfinite(err)]
+            floors[name] = _num(np.sqrt(np.mean(err ** 2))) if len(err) else None
     out = {}
     for name, unit in RESIDUALS.items():
         values = np.asarray(diffs.get(name, []), float)
         values = values[np.isfinite(values)]
         out[name] = {"unit": unit, "n": len(values), "mean": _mean(values),
                      "std": _num(np.std(values, ddof=1)) if len(values) > 1 else None}
+        if name in floors:
+            out[name]["noise_floor"] = floors[name]
     if "pa" in diffs:
         out["pa"]["n_undefined"] = int(np.isnan(np.asarray(diffs["pa"], float)).sum())
     return out
@@ -481,7 +491,8 @@ def format_report(result: dict) -> str:
                       f"{ch['elongated_axis_ratio']:g}; {ch['pa'].get('n_undefined', 0)} called round):"]
             for name in ("fwhm_major", "fwhm_minor", "pa"):
                 v = ch[name]
-                lines.append(f"  {name:<14}{v['unit']:<16}{v['n']:>5}{_fmt(v['mean']):>10}{_fmt(v['std']):>10}")
+                floor = f"  (noise floor {_fmt(v['noise_floor'])})" if v.get("noise_floor") is not None else ""
+                lines.append(f"  {name:<14}{v['unit']:<16}{v['n']:>5}{_fmt(v['mean']):>10}{_fmt(v['std']):>10}{floor}")
         lines += [f"  note: {n}" for n in r["notes"]]
     lines.append("SNR bins: recall by the truth's SNR, precision by each prediction's own snr; "
                  "blended/isolated: true sources only.")

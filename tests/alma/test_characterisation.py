@@ -6,6 +6,7 @@ import pytest
 from astropy.table import Table
 
 from pipeline.alma import evaluate as ev
+from pipeline.alma import uncertainties as un
 from pipeline.alma.catalog import ROUND_AXIS_RATIO, canonical_ellipse
 
 
@@ -47,3 +48,43 @@ def test_nearly_round_true_sources_and_round_calls_are_not_angle_errors():
     truth, catalog = _pair_tables([10.0, 10.0], [12.0, np.nan], [20.0, 20.0])
     ch = ev.evaluate(truth, catalog)["characterisation"]
     assert ch["pa"]["n"] == 1 and ch["pa"]["n_undefined"] == 1 and ch["pa"]["mean"] == pytest.approx(2.0)
+
+
+# --- errors from the noise and the beam (pipeline.alma.uncertainties) ---------------------------
+def test_a_point_source_size_error_is_condons():
+    # a source as wide as the beam (and its noise correlation): rho^2 = 2 snr^2, so the observed
+    # axis is known to theta / snr; its intrinsic size (0) to sqrt(theta x that)
+    errors = un.shape_errors([0.0], [0.0], [0.0], (6.0, 6.0, 0.0), [10.0])
+    assert errors["err_major"][0] == pytest.approx(6.0 / np.sqrt(10.0))
+    assert errors["err_minor"][0] == pytest.approx(6.0 / np.sqrt(10.0))
+    assert not errors["resolved"][0] and errors["err_pa"][0] == pytest.approx(un.MAX_PA_ERROR_DEG)
+
+
+def test_size_errors_fall_with_snr_and_a_large_bright_source_is_resolved():
+    faint, bright = (un.shape_errors([8.0], [4.0], [30.0], (5.0, 4.0, 10.0), [snr]) for snr in (10.0, 40.0))
+    for key in ("err_major", "err_minor", "err_pa"):
+        assert bright[key][0] < faint[key][0]
+    # well resolved (three beams), the error goes as 1 / snr
+    faint_large, bright_large = (un.shape_errors([15.0], [12.0], [30.0], (5.0, 4.0, 10.0), [snr]) for snr in (10.0, 40.0))
+    assert bright_large["err_major"][0] == pytest.approx(faint_large["err_major"][0] / 4.0, rel=0.05)
+    assert bright["resolved"][0] and bright["err_pa"][0] < 10.0
+    # a source of a fifth of the beam at SNR 10 is not told from a point source
+    assert not un.shape_errors([1.0], [1.0], [0.0], (5.0, 4.0, 10.0), [10.0])["resolved"][0]
+
+
+def test_catalogue_errors_follow_the_source_axes_and_the_noise_floor_is_scored(monkeypatch):
+    truth, catalog = _pair_tables([10.0, 60.0], [12.0, 58.0], [20.0, 20.0])
+    catalog["fwhm_y"] = [3.0, 8.0]  # the second source's major axis is its y axis, at 148 deg
+    monkeypatch.setattr(un, "beam_on_grid", lambda cube: (5.0, 4.0, 0.0))  # all it asks of a cube
+    un.add_shape_errors(catalog, cube=None)
+    first = un.shape_errors([6.0], [3.0], [12.0], (5.0, 4.0, 0.0), [20.0])
+    second = un.shape_errors([8.0], [6.0], [148.0], (5.0, 4.0, 0.0), [20.0])
+    assert catalog["fwhm_x_err"][0] == pytest.approx(first["err_major"][0])
+    assert catalog["fwhm_y_err"][0] == pytest.approx(first["err_minor"][0])
+    assert catalog["fwhm_y_err"][1] == pytest.approx(second["err_major"][0])
+    assert catalog["fwhm_x_err"][1] == pytest.approx(second["err_minor"][0])
+    assert catalog["pa_err"][1] == pytest.approx(second["err_pa"][0])
+    result = ev.evaluate(truth, catalog)
+    floor = np.sqrt(np.mean(np.array([first["err_major"][0], second["err_major"][0]]) ** 2))
+    assert result["characterisation"]["fwhm_major"]["noise_floor"] == pytest.approx(floor)
+    assert "noise floor" in ev.format_report(result)
