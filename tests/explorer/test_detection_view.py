@@ -168,3 +168,23 @@ def test_probable_sidelobes_are_hidden_and_shown_dashed_on_request(panel_on_sim)
     solid, dashed = boxes.Rectangles.I, boxes.Rectangles.II
     assert dashed.dimension_values("id").tolist() == [int(row["id"])] and 1 in solid.dimension_values("id")
     assert dashed.opts.get().kwargs["line_dash"] == "dashed"
+
+
+def test_the_inspector_gives_size_errors_and_calls_unresolved_sizes_upper_limits(panel_on_sim):
+    viewer, _ = panel_on_sim
+    viewer.detector = "photutils"
+    viewer.start()
+    row = viewer.catalog[0]
+    assert all(c in viewer.catalog.colnames for c in ("fwhm_x_err", "fwhm_y_err", "pa_err", "resolved"))
+    assert row["fwhm_x_err"] > 0
+    viewer.selected = int(row["id"])
+    text = viewer.source_panel(viewer.selected, viewer.version).objects[1].objects[1].object
+    assert f"FWHM {row['fwhm_x']:.2f} ± {row['fwhm_x_err']:.2f}" in text
+    found = viewer._found_all.copy()
+    found["resolved"][0] = False
+    viewer._on_done(found)
+    first = viewer.catalog[0]
+    viewer.selected = int(first["id"])
+    text = viewer.source_panel(viewer.selected, viewer.version).objects[1].objects[1].object
+    limit = first["fwhm_x"] + 2 * first["fwhm_x_err"]
+    assert f"unresolved: not wider than the beam beyond its errors; FWHM below {limit:.2f}" in text
