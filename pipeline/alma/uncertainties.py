@@ -53,8 +53,9 @@ def shape_errors(fwhm_major, fwhm_minor, pa_deg, beam, snr) -> dict:
     (1 + theta_N^2/theta_m^2)^a_m snr^2 with theta_N the beam (Condon 1997, eq. 41 and 21). An
     intrinsic axis a = sqrt(theta^2 - b^2) (b: the beam along that axis) moves by theta/a times
     as much; at a = 0 it is known to sqrt(theta sigma_theta) at best, which bounds the error. The
-    angle's error 2/rho theta_M theta_m / (theta_M^2 - theta_m^2) is the intrinsic one too (a
-    beam adds the same to both axes' variances), capped at ``MAX_PA_ERROR_DEG``."""
+    angle's error 2/rho theta_M theta_m / (theta_M^2 - theta_m^2) is taken as the intrinsic one
+    (a round beam adds the same to both axes' variances, so the difference is the source's; an
+    elongated beam's share is in the observed axes), capped at ``MAX_PA_ERROR_DEG``."""
     snr = np.atleast_1d(np.asarray(snr, float))
     major, minor, b_major, b_minor = observed_axes(fwhm_major, fwhm_minor, pa_deg, beam)
     noise_fwhm2 = beam[0] * beam[1]
