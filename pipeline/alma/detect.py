@@ -382,15 +382,20 @@ def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_S
         lines = emission_ranges(spectrum)
         for peak, first, last in lines:
             windows = line_windows(peak, first, last)
-            images = focused_images(cube, box, windows)
+            # the line's two wings, for blends: a neighbour whose line is offset from this one's
+            # stands out on its side of the peak (below, it may be only a shoulder of the source)
+            wings = [w for w in ((first, peak), (peak + 1, last)) if w[1] - w[0] >= 2]
+            images = focused_images(cube, box, windows + wings)
+            images, wing_images = images[:len(windows)], images[len(windows):]
             row = _line_row(images, finder, beam, min_snr, kms)
             if row is None:
                 continue
             line = {"z": peak, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3], "z0": first, "z1": last,
                     "score": box[4], "blended": len(lines) > 1}
             found = [{**row, **line}]
-            for x, y in blend_peaks(images[0][0], images[0][2], box, (row["x"], row["y"]), beam_major, beam_minor,
-                                    min_snr):
+            searched = [images[0], *wing_images]
+            for x, y in [p for image, _, at in searched for p in blend_peaks(
+                    image, at, box, (row["x"], row["y"]), beam_major, beam_minor, min_snr, looks=len(searched))]:
                 if any(math.hypot(x - r["x"], y - r["y"]) < beam_major for r in found):
                     continue
                 ix, iy = int(round(x)), int(round(y))
@@ -421,17 +426,19 @@ def _line_row(images, finder, beam, min_snr, kms) -> dict | None:
 
 
 def blend_peaks(focused: np.ndarray, centre, box, source, beam_major_px: float, beam_minor_px: float,
-                min_snr: float = FOCUS_MIN_SNR):
+                min_snr: float = FOCUS_MIN_SNR, looks: int = 1):
     """Other sources in one box and line: local maxima of the focused image inside the box, at
     least a beam (``beam_major_px``) from ``source`` (x, y), that reach ``MAX_SIDELOBE`` of the
-    source's peak (fainter, they could be its sidelobe) and ``min_snr`` corrected for the box's
-    beams (:func:`corrected_level`, each beam a look at the noise: 5.26 sigma for 4 at 5). Cube
-    (x, y) to a fraction of a pixel, brightest first. The Blobs Finder gives sources closer than
-    its dilated footprints one box, and the Deep GRU one line when their lines overlap: on
-    CASA-made cubes a source of SNR 5.5 eight pixels from one of 14 was lost so."""
+    image's peak (fainter, they could be the source's sidelobe) and ``min_snr`` corrected for the
+    box's beams times ``looks``, the images searched (:func:`corrected_level`, each a look at the
+    noise: 5.26 sigma for 4 at 5). Cube (x, y) to a fraction of a pixel, brightest first. The
+    Blobs Finder gives sources closer than its dilated footprints one box, and the Deep GRU one
+    line when their lines overlap: on CASA-made cubes a source of SNR 5.5 eight pixels from one of
+    14 was lost so (over the whole line it is a shoulder of its neighbour; over the line's upper
+    wing, where its own line peaks, a peak of its own)."""
     side = focused.shape[0]
     beams = (box[2] - box[0]) * (box[3] - box[1]) / (1.1331 * beam_minor_px * beam_major_px)
-    level = max(corrected_level(min_snr, beams), MAX_SIDELOBE * focused_snr(focused))
+    level = max(corrected_level(min_snr, beams * looks), MAX_SIDELOBE * focused_snr(focused))
     peaks = (focused >= level) & (focused == scipy.ndimage.maximum_filter(focused, size=3))
     out = []
     for iy, ix in zip(*np.nonzero(peaks)):

@@ -268,3 +268,8 @@ def test_blend_peaks_find_a_fainter_source_in_the_same_box():
     faint = (blob(32, 32, 14.0) + blob(40, 34, 4.9)).astype(np.float32)  # 5.1 with the wing: under 5.26 for ~4 beams
     assert detect.blend_peaks(faint, (32, 32), box, (32, 32), 6.7, 6.1) == []
     assert detect.blend_peaks(image, (32, 32), box, (32, 32), 9.0, 8.0) == []  # within a (wider) beam
+    # each image searched is another look at the noise: a peak of 5.35 with the wing passes for
+    # one image, not for three (5.26 sigma for ~4 beams, 5.45 for ~12)
+    marginal = (blob(32, 32, 14.0) + blob(40, 34, 5.15)).astype(np.float32)
+    assert len(detect.blend_peaks(marginal, (32, 32), box, (32, 32), 6.7, 6.1)) == 1
+    assert detect.blend_peaks(marginal, (32, 32), box, (32, 32), 6.7, 6.1, looks=3) == []
