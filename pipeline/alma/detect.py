@@ -429,7 +429,7 @@ def blend_peaks(focused: np.ndarray, centre, box, source, beam_major_px: float, 
                 min_snr: float = FOCUS_MIN_SNR, looks: int = 1):
     """Other sources in one box and line: local maxima of the focused image inside the box, at
     least a beam (``beam_major_px``) from ``source`` (x, y), that reach ``MAX_SIDELOBE`` of the
-    image's peak (fainter, they could be the source's sidelobe) and ``min_snr`` corrected for the
+    source's peak in this image (fainter, they could be its sidelobe) and ``min_snr`` corrected for the
     box's beams times ``looks``, the images searched (:func:`corrected_level`, each a look at the
     noise: 5.26 sigma for 4 at 5). Cube (x, y) to a fraction of a pixel, brightest first. The
     Blobs Finder gives sources closer than its dilated footprints one box, and the Deep GRU one
@@ -438,7 +438,11 @@ def blend_peaks(focused: np.ndarray, centre, box, source, beam_major_px: float, 
     wing, where its own line peaks, a peak of its own)."""
     side = focused.shape[0]
     beams = (box[2] - box[0]) * (box[3] - box[1]) / (1.1331 * beam_minor_px * beam_major_px)
-    level = max(corrected_level(min_snr, beams * looks), MAX_SIDELOBE * focused_snr(focused))
+    # the source's own peak here: a wing's cut may be centred on the neighbour instead
+    sx, sy = (int(round(v - c + side // 2)) for v, c in zip(source, centre))
+    own = focused[max(sy - 1, 0):max(sy + 2, 0), max(sx - 1, 0):max(sx + 2, 0)]
+    peak = max(focused_snr(focused), float(own.max()) if own.size else 0.0)
+    level = max(corrected_level(min_snr, beams * looks), MAX_SIDELOBE * peak)
     peaks = (focused >= level) & (focused == scipy.ndimage.maximum_filter(focused, size=3))
     out = []
     for iy, ix in zip(*np.nonzero(peaks)):

@@ -273,3 +273,8 @@ def test_blend_peaks_find_a_fainter_source_in_the_same_box():
     marginal = (blob(32, 32, 14.0) + blob(40, 34, 5.15)).astype(np.float32)
     assert len(detect.blend_peaks(marginal, (32, 32), box, (32, 32), 6.7, 6.1)) == 1
     assert detect.blend_peaks(marginal, (32, 32), box, (32, 32), 6.7, 6.1, looks=3) == []
+    # a wing's cut may be centred on the neighbour: the sidelobe guard still takes the source's
+    # own peak there (7.5 is under a fifth of 40, over a fifth of 20)
+    for source_peak, found in ((40.0, 0), (20.0, 1)):
+        wing = (blob(21, 32, source_peak) + blob(32, 32, 7.5)).astype(np.float32)
+        assert len(detect.blend_peaks(wing, (32, 32), (16, 26, 38, 38), (21, 32), 6.7, 6.1)) == found
