@@ -9,7 +9,8 @@ paper's lenient one), precision, recall, F1 and mean IoU overall and in SNR bins
 characterisation at truth SNR >= 10 (bias and scatter of the major and minor FWHM; scatter of the
 angle of sources with axis ratio < 0.8; beside the FWHM scatter its noise floor, the rms of the
 catalogue's own errors from the noise and the beam, which an unbiased measurement cannot beat on
-average), and seconds per cube. Detectors without trained weights
+average; the same for the sources the catalogue calls resolved, and how often the others' true
+size is below the catalogue's upper limit), and seconds per cube. Detectors without trained weights
 are skipped and say so.
 
 Usage: python benchmarks/detection.py [--n 200] [--detectors pipeline,decoras,photutils,pybdsf]
@@ -110,6 +111,14 @@ def rows_for(dataset, detector, truth, catalog, seconds, image_size):
             shape[f"floor {short}"] = ch.get(key, {}).get("noise_floor")
         shape["std pa q<0.8"] = ch.get("pa", {}).get("std")
         shape["n pa (round)"] = f"{ch.get('pa', {}).get('n', 0)} ({ch.get('pa', {}).get('n_undefined', 0)})"
+        # what the catalogue calls resolved: sizes measured; the rest only bounded
+        resolved, unresolved = ch.get("resolved", {}), ch.get("unresolved", {})
+        shape["n resolved"] = resolved.get("n")
+        for key, short in (("fwhm_major", "maj"), ("fwhm_minor", "min")):
+            shape[f"bias {short} resolved"] = resolved.get(key, {}).get("mean")
+            shape[f"std {short} resolved"] = resolved.get(key, {}).get("std")
+        shape["std pa resolved"] = resolved.get("pa", {}).get("std")
+        shape["unresolved below limit"] = unresolved.get("limit_holds")
         out.append({"dataset": dataset, "detector": detector, "rule": rule, "precision": o["precision"],
                     "recall": o["recall"], "f1": o["f1"], "mean_iou": o["mean_iou"], **bins,
                     "std_x": res["x"]["std"], **shape, "s_per_cube": seconds})

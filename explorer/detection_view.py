@@ -31,6 +31,7 @@ from pipeline.alma import detect as finder_module
 from pipeline.alma.catalog import with_optional_columns, write_catalog, write_regions
 from pipeline.alma.companions import KINDS, open_companion
 from pipeline.alma.evaluate import match
+from pipeline.alma.uncertainties import size_upper_limit
 from pipeline.errors import InputError
 
 DETECTOR_COLOURS = {"pipeline": "#00e5ff", "decoras": "#ff9800", "photutils": "#76ff03", "pybdsf": "#e040fb"}
@@ -62,7 +63,8 @@ def shape_text(row) -> str:
     text += f"PA {value('pa', ' deg', 1)}\n" if np.isfinite(row["pa"]) else "PA undefined (round source)\n"
     if not row["resolved"]:
         text += (f"unresolved: not wider than the beam beyond its errors; FWHM below "
-                 f"{row['fwhm_x'] + 2 * row['fwhm_x_err']:.2f} x {row['fwhm_y'] + 2 * row['fwhm_y_err']:.2f} px\n")
+                 f"{size_upper_limit(row['fwhm_x'], row['fwhm_x_err']):.2f} x "
+                 f"{size_upper_limit(row['fwhm_y'], row['fwhm_y_err']):.2f} px\n")
     return text
 
 

@@ -49,6 +49,7 @@ import scipy.optimize
 from astropy.table import Table
 
 from pipeline.alma.interferometer import FWHM_PER_SIGMA
+from pipeline.alma.uncertainties import size_upper_limit
 from pipeline.errors import InputError
 
 RULES = ("strict", "lenient")
@@ -342,6 +343,8 @@ def evaluate(truth, catalog, rule: str = "strict", snr_bins=DEFAULT_SNR_BINS,
         characterisation = {"snr_min": CHARACTERISATION_SNR, "elongated_axis_ratio": ELONGATED_AXIS_RATIO,
                             **{k: v for k, v in _residuals(truth, catalog, bright, elongated_pa=True).items()
                                if k in ("fwhm_major", "fwhm_minor", "pa")}}
+        if all(k in catalog.colnames for k in ("resolved", "fwhm_x_err", "fwhm_y_err")):
+            characterisation.update(_by_resolution(truth, catalog, bright))
     if residuals["flux"]["n"] == 0 and not ("flux" in truth.colnames and "flux" in catalog.colnames):
         notes.append("flux not compared: it needs 'flux' (Jy km/s) in the catalogue and in the "
                      "truth (or the truth's peak_jy_per_pix and channel_width_kms).")
@@ -416,6 +419,20 @@ def _residuals(truth, catalog, pairs, elongated_pa: bool = False) -> dict:
     if "pa" in diffs:
         out["pa"]["n_undefined"] = int(np.isnan(np.asarray(diffs["pa"], float)).sum())
     return out
+
+
+def _by_resolution(truth, catalog, pairs) -> dict:
+    """The sizes split by what the catalogue says of each source: the residuals of those it calls
+    ``resolved``; for the others (sizes only bounded: a source much smaller than the beam widens
+    the image by less than the noise moves it), how often the true major axis is below the
+    catalogue's upper limit."""
+    called = np.asarray(catalog["resolved"], bool)[pairs["catalog_row"]]
+    resolved = _residuals(truth, catalog, pairs[called], elongated_pa=True)
+    t, c = truth[pairs["truth_row"][~called]], catalog[pairs["catalog_row"][~called]]
+    limit = np.fmax(size_upper_limit(c["fwhm_x"], c["fwhm_x_err"]), size_upper_limit(c["fwhm_y"], c["fwhm_y_err"]))
+    below = np.fmax(np.asarray(t["fwhm_x"], float), np.asarray(t["fwhm_y"], float)) <= limit
+    return {"resolved": {"n": int(called.sum()), **{k: resolved[k] for k in ("fwhm_major", "fwhm_minor", "pa")}},
+            "unresolved": {"n": int((~called).sum()), "limit_holds": _ratio(int(below.sum()), len(below))}}
 
 
 def major_minor(fwhm_x, fwhm_y, pa_deg):
@@ -493,6 +510,13 @@ def format_report(result: dict) -> str:
                 v = ch[name]
                 floor = f"  (noise floor {_fmt(v['noise_floor'])})" if v.get("noise_floor") is not None else ""
                 lines.append(f"  {name:<14}{v['unit']:<16}{v['n']:>5}{_fmt(v['mean']):>10}{_fmt(v['std']):>10}{floor}")
+            if "resolved" in ch:
+                res_, unres = ch["resolved"], ch["unresolved"]
+                lines.append(f"  of which the catalogue calls {res_['n']} resolved, {unres['n']} unresolved "
+                             f"(true major FWHM below its upper limit for {_fmt(unres['limit_holds'])})")
+                for name in ("fwhm_major", "fwhm_minor", "pa"):
+                    v = res_[name]
+                    lines.append(f"  {'  ' + name:<14}{'resolved':<16}{v['n']:>5}{_fmt(v['mean']):>10}{_fmt(v['std']):>10}")
         lines += [f"  note: {n}" for n in r["notes"]]
     lines.append("SNR bins: recall by the truth's SNR, precision by each prediction's own snr; "
                  "blended/isolated: true sources only.")
@@ -532,6 +556,8 @@ def _prepare(truth, catalog, image_size_px):
         if name not in ("cube", "blended") and (name in CATALOG_COLUMNS + BOX_COLUMNS
                                                 or catalog[name].dtype.kind in "iuf"):
             c[name] = _floats(catalog, name, "catalogue")
+    if "resolved" in catalog.colnames:
+        c["resolved"] = _bools(catalog["resolved"])
     return t, c
 
 

@@ -7,8 +7,8 @@ beam at peak SNR 10 widens the image by less than the noise moves its width, so 
 size is not measurable there and its angle still less. The catalogue gives each measurement these
 1-sigma errors and calls a source ``resolved`` when its observed major axis exceeds the beam's by
 ``RESOLVED_SIGMA`` of them (as CASA's imfit tells a source it could deconvolve from a point
-source); an unresolved source's sizes are estimates whose upper limit is ``fwhm + 2 err``, and
-its angle, as a round source's, is undefined.
+source); an unresolved source's sizes are estimates whose upper limit is
+:func:`size_upper_limit`, and its angle, as a round source's, is undefined.
 
 All sizes are FWHM in pixels, angles in degrees counter-clockwise from +x.
 """
@@ -21,6 +21,8 @@ from pipeline.alma.classic import FWHM_PER_SIGMA, beam_on_grid, gaussian_covaria
 
 #: an observed axis this many of its errors wider than the beam's is resolved
 RESOLVED_SIGMA = 2.0
+#: an unresolved source's size is below its estimate plus this many errors
+UPPER_LIMIT_SIGMA = 2.0
 #: largest angle error given: the standard deviation of an angle drawn at random in 180 deg
 MAX_PA_ERROR_DEG = 180.0 / np.sqrt(12.0)
 
@@ -76,6 +78,11 @@ def shape_errors(fwhm_major, fwhm_minor, pa_deg, beam, snr) -> dict:
     pa_error = np.degrees(2.0 / rho("pa") * major * minor / spread)
     out["err_pa"] = np.minimum(pa_error, MAX_PA_ERROR_DEG)
     return out
+
+
+def size_upper_limit(fwhm, err):
+    """The FWHM an unresolved source is smaller than (about 98 % of the time, errors Gaussian)."""
+    return np.asarray(fwhm, float) + UPPER_LIMIT_SIGMA * np.asarray(err, float)
 
 
 def add_shape_errors(catalog, cube):

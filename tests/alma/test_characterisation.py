@@ -88,3 +88,17 @@ def test_catalogue_errors_follow_the_source_axes_and_the_noise_floor_is_scored(m
     floor = np.sqrt(np.mean(np.array([first["err_major"][0], second["err_major"][0]]) ** 2))
     assert result["characterisation"]["fwhm_major"]["noise_floor"] == pytest.approx(floor)
     assert "noise floor" in ev.format_report(result)
+
+
+def test_sizes_are_scored_where_the_catalogue_calls_them_resolved_and_limits_checked_elsewhere():
+    truth, catalog = _pair_tables([10.0, 60.0, 100.0], [12.0, 58.0, 100.0], [20.0, 20.0, 20.0])
+    catalog["fwhm_x"] = [7.0, 4.0, 4.0]  # true major axes are all 6 px
+    catalog["fwhm_x_err"] = [0.5, 0.5, 1.1]
+    catalog["fwhm_y_err"] = [0.5, 0.5, 0.5]
+    catalog["resolved"] = [True, False, False]
+    ch = ev.evaluate(truth, catalog)["characterisation"]
+    assert ch["fwhm_major"]["n"] == 3  # every source still in the headline scores
+    assert ch["resolved"]["n"] == 1 and ch["resolved"]["fwhm_major"]["mean"] == pytest.approx(1.0)
+    # 6 px is above 4 + 2 x 0.5 but below 4 + 2 x 1.1: one of the two limits holds
+    assert ch["unresolved"]["n"] == 2 and ch["unresolved"]["limit_holds"] == pytest.approx(0.5)
+    assert un.size_upper_limit(4.0, 1.1) == pytest.approx(6.2)
