@@ -52,12 +52,11 @@ class Ranges:
     pixels_per_beam: tuple = (2.5, 7.0)  # beam minor axis FWHM in pixels
     channels: tuple = (32, 320)  # log-uniform
     n_fainter: tuple = (0, 7)  # source density: fainter sources besides the central one
-    #: source FWHM in units of the beam's minor-axis FWHM, log-uniform (a scale's uninformative
-    #: prior: as many sources of 0.2-0.6 beams as of 0.6-2), never below 2 px. A network asked
-    #: about a source it cannot resolve answers with the middle of what it was shown: drawn
-    #: uniformly, most sources were larger than a beam, and sources of 0.3-0.6 beams came out
-    #: +0.5 to +0.7 px too large (held-out simulations and CASA-made cubes at SNR >= 10)
-    size_per_beam: tuple = (0.2, 2.0)
+    #: source FWHM in units of the beam's minor-axis FWHM (never below 2 px): from nearly point-like
+    #: to twice the beam. At 0.3-1.5 the shape ResNet, asked about a source it cannot resolve,
+    #: answered with the middle of that range: +0.7 px on sources of 0.3-0.6 beams, -0.3 px on
+    #: those above 1.5 (CASA-made and held-out cubes at SNR >= 10)
+    size_per_beam: tuple = (0.1, 2.0)
     line_fwhm_channels: tuple = (2.0, 16.0)
     snr_central: tuple = (3.0, 60.0)  # peak signal-to-noise per channel, log-uniform
     snr_fainter: tuple = (1.5, 25.0)
@@ -127,7 +126,7 @@ def draw_sky(rng, instrument: Instrument, channels: int, ranges=Ranges()) -> Tab
     size = instrument.size
     params = SkyParameters(
         n_fainter=ranges.n_fainter,
-        fwhm_px=tuple(f * beam_px for f in ranges.size_per_beam), fwhm_log=True,
+        fwhm_px=tuple(max(2.0, f * beam_px) for f in ranges.size_per_beam),
         line_centre_channels=(0.08 * 128, 0.92 * 128),  # scaled by channels / 128 in draw_sources
         line_fwhm_channels=ranges.line_fwhm_channels,
         snr_central=ranges.snr_central, snr_fainter=ranges.snr_fainter)

@@ -53,8 +53,7 @@ class SkyParameters:
     One central source within ``central_offset_px`` of the centre plus ``n_fainter`` (inclusive
     range) fainter ones placed uniformly within ``fainter_box_px`` of the centre (the paper:
     [100, 250) of 360, i.e. a 150-px box), at least ``min_separation_px`` from each other but not
-    from the central one, so blends happen. FWHM uniform (log-uniform with ``fwhm_log``) in
-    ``fwhm_px`` per axis, ``pa_deg``
+    from the central one, so blends happen. FWHM uniform in ``fwhm_px`` per axis, ``pa_deg``
     uniform (0-90 deg covers every orientation since fwhm_x and fwhm_y are drawn separately),
     line centre uniform in ``line_centre_channels``, line FWHM uniform in ``line_fwhm_channels``.
     Brightness: the peak signal-to-noise expected in the dirty cube, log-uniform in
@@ -68,7 +67,6 @@ class SkyParameters:
     fainter_box_px: float = 75.0
     min_separation_px: float = 20.0
     fwhm_px: tuple = (2.0, 8.0)
-    fwhm_log: bool = False
     pa_deg: tuple = (0.0, 90.0)
     line_centre_channels: tuple = (10.0, 110.0)
     line_fwhm_channels: tuple = (3.0, 10.0)
@@ -227,9 +225,7 @@ def draw_sources(rng, size, channels, beam, cell_arcsec, noise_jy_per_beam,
 
     # sizes shrink with small cubes only, and never below 2 px (pixel-centre sampling of a
     # Gaussian keeps its flux from there up); line widths likewise, never below 1 channel
-    low, high = np.log(p.fwhm_px) if p.fwhm_log else p.fwhm_px
-    fwhm = rng.uniform(low, high, (n, 2))
-    fwhm = np.maximum((np.exp(fwhm) if p.fwhm_log else fwhm) * min(1.0, s_xy), 2.0)
+    fwhm = np.maximum(rng.uniform(p.fwhm_px[0], p.fwhm_px[1], (n, 2)) * min(1.0, s_xy), 2.0)
     table = Table()
     table["source"] = np.arange(n)
     table["x"], table["y"] = positions[:, 0], positions[:, 1]

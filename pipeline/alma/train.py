@@ -355,7 +355,7 @@ def write_model_card(path, name, task, log, command):
         f"{', '.join(ex.TRAINING_CONFIGS)}; frequency {r.frequency_ghz[0]:g}-{r.frequency_ghz[1]:g} GHz; "
         f"declination {r.declination_deg[0]:g} to {r.declination_deg[1]:g} deg; {r.observation_s[0]:g}-{r.observation_s[1]:g} s "
         f"on source (log-uniform); beam minor axis {r.pixels_per_beam[0]:g}-{r.pixels_per_beam[1]:g} px; {channels} "
-        f"channels; 1 + {r.n_fainter[0]}-{r.n_fainter[1]} sources of {r.size_per_beam[0]:g}-{r.size_per_beam[1]:g} beams (log-uniform, at least 2 px), "
+        f"channels; 1 + {r.n_fainter[0]}-{r.n_fainter[1]} sources of {r.size_per_beam[0]:g}-{r.size_per_beam[1]:g} beams, "
         f"peak SNR per channel {r.snr_central[0]:g}-{r.snr_central[1]:g} (central) and {r.snr_fainter[0]:g}-{r.snr_fainter[1]:g}, "
         f"{r.shared_channels:.0%} of the fainter ones in the central one's channels; "
         f"line FWHM {r.line_fwhm_channels[0]:g}-{r.line_fwhm_channels[1]:g} channels; images {log['size']} px"
