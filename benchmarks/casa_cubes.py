@@ -273,13 +273,16 @@ def robust_rms(cube) -> float:
     return float(np.median(1.4826 * np.nanmedian(centred, axis=(1, 2))))
 
 
-def make_cube(casa, work, out, name, obs, size, rng, seed):
-    """Make one cube, its PSF and primary beam in ``out``; return its truth rows (a Table)."""
+def make_cube(casa, work, out, name, obs, size, rng, seed, fwhm_px=None):
+    """Make one cube, its PSF and primary beam in ``out``; return its truth rows (a Table).
+    ``fwhm_px`` (min, max): source FWHM per axis in pixels; default the simulator's, which
+    shrinks them for images smaller than the paper's 256 px."""
     noise, beam = noise_and_beam(casa, work, name, obs, size, seed + 1)
     channels = obs["channels"]
     observation = observation_of(obs)
     frequency_hz = observation.frequency_hz(channels)
-    sources = simulate.draw_sources(rng, size, channels, beam, obs["cell_arcsec"], noise)
+    sky = simulate.SkyParameters() if fwhm_px is None else simulate.SkyParameters(fwhm_px=tuple(fwhm_px), scale_sizes=False)
+    sources = simulate.draw_sources(rng, size, channels, beam, obs["cell_arcsec"], noise, sky)
     images = simulate.gaussian_images(sources, size)
     sky = simulate.sky_model(images, simulate.source_spectra(sources, frequency_hz))
     image = observe(casa, work, name, sky, obs, size, seed)
@@ -348,9 +351,14 @@ def parse_args(argv=None):
                                                  "(default 4 7)")
     p.add_argument("--frequency-ghz", type=float, nargs=2, default=(230.0, 230.0),
                    metavar=("MIN", "MAX"), help="centre frequency range, GHz (default 230 230)")
+    p.add_argument("--fwhm-px", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="source FWHM per axis in pixels, uniform (default: the simulator's 2-8 px "
+                        "times size / 256, so 1-4 px, at least 2, in 128 px images)")
     args = p.parse_args(argv)
     if args.n < 1 or args.size < 16 or args.channels[0] < 3 or args.channels[0] > args.channels[1]:
         p.error("need --n >= 1, --size >= 16 and 3 <= channels MIN <= MAX")
+    if args.fwhm_px and not 0 < args.fwhm_px[0] <= args.fwhm_px[1]:
+        p.error("need 0 < --fwhm-px MIN <= MAX")
     for name in args.configs:
         config_path(name)
     return args
@@ -383,7 +391,7 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             with console_to(work / "casa_console.log"):
                 truths.append(make_cube(casa, work, built, name, obs, args.size, rng,
-                                        seed=int(rng.integers(1, 2**31 - 2))))
+                                        seed=int(rng.integers(1, 2**31 - 2)), fwhm_px=args.fwhm_px))
             t = truths[-1]
             print(f"[{i + 1}/{args.n}] {name}.fits  {obs['config']}  {obs['track_min']} min  "
                   f"dec {obs['declination_deg']:+.0f}  {args.size}x{args.size}x{obs['channels']}  "

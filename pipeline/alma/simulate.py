@@ -56,6 +56,7 @@ class SkyParameters:
     from the central one, so blends happen. FWHM uniform in ``fwhm_px`` per axis, ``pa_deg``
     uniform (0-90 deg covers every orientation since fwhm_x and fwhm_y are drawn separately),
     line centre uniform in ``line_centre_channels``, line FWHM uniform in ``line_fwhm_channels``.
+    With ``scale_sizes`` False, sizes are ``fwhm_px`` whatever the image size.
     Brightness: the peak signal-to-noise expected in the dirty cube, log-uniform in
     ``snr_central`` / ``snr_fainter`` (turned into a peak in Jy/pixel with the Gaussian fitted
     to the beam; the catalogue records the measured value). With ``continuum``, the spectrum is
@@ -73,6 +74,7 @@ class SkyParameters:
     snr_central: tuple = (10.0, 50.0)
     snr_fainter: tuple = (2.0, 20.0)
     continuum: bool = False
+    scale_sizes: bool = True
     spectral_index: tuple = (-2.0, 2.0)
 
 
@@ -225,7 +227,7 @@ def draw_sources(rng, size, channels, beam, cell_arcsec, noise_jy_per_beam,
 
     # sizes shrink with small cubes only, and never below 2 px (pixel-centre sampling of a
     # Gaussian keeps its flux from there up); line widths likewise, never below 1 channel
-    fwhm = np.maximum(rng.uniform(p.fwhm_px[0], p.fwhm_px[1], (n, 2)) * min(1.0, s_xy), 2.0)
+    fwhm = np.maximum(rng.uniform(p.fwhm_px[0], p.fwhm_px[1], (n, 2)) * (min(1.0, s_xy) if p.scale_sizes else 1.0), 2.0)
     table = Table()
     table["source"] = np.arange(n)
     table["x"], table["y"] = positions[:, 0], positions[:, 1]

@@ -156,6 +156,15 @@ def test_source_parameters_follow_the_paper():
         assert np.all(s["peak_jy_per_pix"][1:] > 0)
 
 
+def test_sizes_shrink_in_small_images_unless_told_not_to():
+    rng = np.random.default_rng(4)
+    beam = (0.7, 0.6, 85.0)
+    shrunk = sim.draw_sources(rng, 128, 64, beam, 0.1, 1e-3, sim.SkyParameters(fwhm_px=(6.0, 8.0)))
+    kept = sim.draw_sources(rng, 128, 64, beam, 0.1, 1e-3, sim.SkyParameters(fwhm_px=(6.0, 8.0), scale_sizes=False))
+    assert np.all((shrunk["fwhm_x"] >= 3) & (shrunk["fwhm_x"] <= 4))
+    assert np.all((kept["fwhm_x"] >= 6) & (kept["fwhm_x"] <= 8) & (kept["fwhm_y"] >= 6))
+
+
 def test_continuum_option():
     params = sim.SkyParameters(continuum=True)
     cube = sim.simulate_cube(2, size=64, channels=16, observation=QUICK, parameters=params,
