@@ -281,8 +281,9 @@ def make_cube(casa, work, out, name, obs, size, rng, seed, fwhm_px=None):
     channels = obs["channels"]
     observation = observation_of(obs)
     frequency_hz = observation.frequency_hz(channels)
-    sky = simulate.SkyParameters() if fwhm_px is None else simulate.SkyParameters(fwhm_px=tuple(fwhm_px), scale_sizes=False)
-    sources = simulate.draw_sources(rng, size, channels, beam, obs["cell_arcsec"], noise, sky)
+    params = (simulate.SkyParameters() if fwhm_px is None
+              else simulate.SkyParameters(fwhm_px=tuple(fwhm_px), scale_sizes=False))
+    sources = simulate.draw_sources(rng, size, channels, beam, obs["cell_arcsec"], noise, params)
     images = simulate.gaussian_images(sources, size)
     sky = simulate.sky_model(images, simulate.source_spectra(sources, frequency_hz))
     image = observe(casa, work, name, sky, obs, size, seed)
