@@ -394,8 +394,10 @@ def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_S
                     "score": box[4], "blended": len(lines) > 1}
             found = [{**row, **line}]
             searched = [images[0], *wing_images]
-            for x, y in [p for image, _, at in searched for p in blend_peaks(
-                    image, at, box, (row["x"], row["y"]), beam_major, beam_minor, min_snr, looks=len(searched))]:
+            candidates = [peak_xy for image, _, at in searched
+                          for peak_xy in blend_peaks(image, at, box, (row["x"], row["y"]), beam_major,
+                                                     beam_minor, min_snr, looks=len(searched))]
+            for x, y in candidates:
                 if any(math.hypot(x - r["x"], y - r["y"]) < beam_major for r in found):
                     continue
                 ix, iy = int(round(x)), int(round(y))
