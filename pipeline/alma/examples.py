@@ -68,13 +68,15 @@ class Ranges:
 @dataclass
 class Instrument:
     """One observing setup at its centre frequency: gridded uv sampling (one channel), fitted beam
-    (bmaj, bmin arcsec, bpa deg), pixel scale, and the noise autocorrelation (peak 1)."""
+    (bmaj, bmin arcsec, bpa deg), pixel scale, the noise autocorrelation (peak 1) and the dirty
+    beam's central ``FOCUS_SIZE`` x ``FOCUS_SIZE`` (peak 1 at ``(FOCUS_SIZE // 2,) * 2``)."""
 
     observation: Observation
     size: int
     sampling: interferometer.UVSampling
     beam: tuple
     noise_correlation: np.ndarray
+    dirty_beam: np.ndarray
 
     @property
     def cell_arcsec(self) -> float:
@@ -93,12 +95,13 @@ def make_instrument(observation: Observation, size: int) -> Instrument:
                                           observation.cell_arcsec, observation.weighting,
                                           observation.robust)
     psf_npix = min(128, size)
-    beam = interferometer.fit_beam(interferometer.psf_from_sampling(sampling, psf_npix)[0],
-                                   observation.cell_arcsec)
+    psf = interferometer.psf_from_sampling(sampling, psf_npix)[0]
+    beam = interferometer.fit_beam(psf, observation.cell_arcsec)
     corr_npix = min(2 * size, sampling.npix_grid)
     corr = interferometer.image_from_half_plane(sampling.weight2_grid, sampling.npix_grid, corr_npix)[0]
     corr /= corr[corr_npix // 2, corr_npix // 2]
-    return Instrument(observation, size, sampling, tuple(float(b) for b in beam), corr.astype(np.float32))
+    return Instrument(observation, size, sampling, tuple(float(b) for b in beam), corr.astype(np.float32),
+                      crop(psf, psf_npix // 2, psf_npix // 2))
 
 
 def random_instrument(rng, size=256, configs=TRAINING_CONFIGS, ranges=Ranges()) -> Instrument:
@@ -342,9 +345,10 @@ def beam_image_px(major_px: float, minor_px: float, theta_deg: float, side: int 
     return gaussian_images([row], side)[0]
 
 
-def focused_pairs(rng, sky: SkyExample):
+def focused_pairs(rng, sky: SkyExample, dirty_beam: bool = False):
     """ResNet examples, one per source: (focused 64 x 64 image in units of its noise rms, beam
-    image (:func:`beam_image`), targets).
+    image, targets). The beam image is the fitted Gaussian beam (:func:`beam_image`), or with
+    ``dirty_beam`` the instrument's dirty beam (what a cube's PSF cube gives).
 
     The focused image integrates the dirty cube over the source's emission range only (so a
     source overlapping another on the sky but not in frequency stands alone). Targets:
@@ -354,7 +358,7 @@ def focused_pairs(rng, sky: SkyExample):
     (Jy/beam), so flux = flux x rms in any units.
     """
     inst = sky.instrument
-    beam = beam_image(inst.beam, inst.cell_arcsec)
+    beam = inst.dirty_beam if dirty_beam else beam_image(inst.beam, inst.cell_arcsec)
     out = []
     for i, source in enumerate(sky.sources):
         z0, z1 = emission_range(source, sky.channels)

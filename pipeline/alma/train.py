@@ -35,6 +35,9 @@ from pipeline.errors import InputError
 
 VALIDATION_SEED = 10**6  # validation examples come from seeds at and above this; training below
 INSTRUMENT_POOL = 24  # instruments kept and reused for blob batches (one replaced per batch)
+#: the shape ResNet is told the dirty beam (a cube's PSF cube) for all skies but one in this many,
+#: which get the fitted Gaussian beam (all a cube without its PSF cube has)
+GAUSSIAN_BEAM_EVERY = 4
 MIN_SIZE = 32  # smallest image side (pixels) the simulator and the networks take
 CHECKPOINT_FORMAT = 2  # 2: plain values and tensors only (loaded with weights_only=True)
 
@@ -46,6 +49,7 @@ class BatchMaker:
     def __init__(self, task: str, rng: np.random.Generator, size: int, configs=ex.TRAINING_CONFIGS):
         self.task, self.rng, self.size, self.configs = task, rng, size, configs
         self._pool = []
+        self._focused_skies = 0
 
     def _instrument(self):
         if len(self._pool) < INSTRUMENT_POOL:
@@ -97,8 +101,11 @@ class BatchMaker:
             y = np.stack([p[1] for p in pairs])
             return torch.from_numpy(x), torch.from_numpy(y)
         items = []
+        shape = TASKS[self.task].extra["parameter"] == "shape"
         while len(items) < batch_size:
-            items.extend(ex.focused_pairs(self.rng, self.sky()))
+            self._focused_skies += 1
+            dirty = shape and self._focused_skies % GAUSSIAN_BEAM_EVERY != 0
+            items.extend(ex.focused_pairs(self.rng, self.sky(), dirty_beam=dirty))
         items = items[:batch_size]
         if TASKS[self.task].extra["parameter"] == "flux":
             x = np.stack([image for image, _, _ in items])[:, None]
@@ -188,6 +195,7 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
             raise InputError(f"{ckpt_path} does not fit this training run ({_first_line(exc)}): "
                              "delete it, or use --no-resume to start afresh.") from None
         maker._pool = pool
+        maker._focused_skies = int(state.get("focused_skies", 0))
         log, step = state["log"], state["step"]
     out_dir.mkdir(parents=True, exist_ok=True)
     if progress is not None:
@@ -201,7 +209,7 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
         with atomic_write(ckpt_path) as tmp:
             torch.save({"format": CHECKPOINT_FORMAT, "task": name, "model": model.state_dict(),
                         "optimiser": optimiser.state_dict(), "rng": _plain(rng.bit_generator.state),
-                        "torch_rng": torch.get_rng_state(), "pool": pool, "log": log, "step": step}, tmp)
+                        "torch_rng": torch.get_rng_state(), "pool": pool, "focused_skies": maker._focused_skies, "log": log, "step": step}, tmp)
         write_json(log_path, log)
 
     val = {"training_configs": validation_batches(name, size, validation_batches_n, batch_size, ex.TRAINING_CONFIGS),
