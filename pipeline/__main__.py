@@ -373,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "response at each source, given in the pb column (NaN flux where it is below 0.2). Without "
                    "it fluxes are uncorrected, and the catalogue says so")
     p.add_argument("--psf", metavar="FILE",
-                   help="the cube's PSF cube (tclean's .psf, as FITS): the real dirty beam for the sidelobe check")
+                   help="the cube's PSF cube (tclean's .psf, as FITS): the real dirty beam, for the sidelobe "
+                        "check and the pipeline's sizes and angles")
     p.add_argument("--keep-sidelobes", action="store_true",
                    help="keep the probable sidelobes of brighter detections in the catalogue, flagged in the "
                    "sidelobe column (default: dropped)")

@@ -9,7 +9,9 @@ and channels. Here:
   ``NAME.pb.fits``; ``NAME.image.fits`` -> ``NAME.pb.fits``; also gzip-compressed);
 - :func:`open_companion`: open one for a science cube and check it belongs to it (same pixel grid
   and sky, same channels or a single plane for all, values a primary beam or a PSF can take);
-- :func:`correct_fluxes`: a catalogue's fluxes divided by the primary-beam response at each source.
+- :func:`correct_fluxes`: a catalogue's fluxes divided by the primary-beam response at each source;
+- :func:`psf_peak` and :func:`dirty_beam_image`: where the dirty beam peaks, and its central part
+  over a line's channels (what the shape ResNet is told of the beam).
 
 Every refusal is an :class:`~pipeline.errors.InputError` that says what does not fit and what to
 give instead. Companion cubes stay memory-mapped, as the science cube does: the checks read a few
@@ -140,6 +142,29 @@ def correct_fluxes(catalog, pb, pb_limit: float = PB_LIMIT):
 
 
 # --- checks -----------------------------------------------------------------------------------
+
+def psf_peak(psf) -> tuple[int, int]:
+    """(x, y) of the dirty beam's peak: the brightest pixel of the PSF cube's middle plane."""
+    plane = np.nan_to_num(np.asarray(psf.data[psf.nchan // 2], np.float64), nan=-np.inf)
+    py, px = np.unravel_index(int(np.argmax(plane)), plane.shape)
+    return int(px), int(py)
+
+
+def dirty_beam_image(psf, first: int, last: int, side: int) -> np.ndarray:
+    """The dirty beam of channels ``first..last - 1`` (their PSF planes summed; a single-plane
+    PSF serves every channel), ``side`` x ``side`` about its peak (at ``(side // 2,) * 2``, zero
+    beyond the grid), scaled to peak 1. float32."""
+    px, py = psf_peak(psf)
+    x0, y0 = px - side // 2, py - side // 2
+    ys = slice(max(0, y0), min(psf.ny, y0 + side))
+    xs = slice(max(0, x0), min(psf.nx, x0 + side))
+    planes = slice(first, last) if psf.nchan > 1 else slice(0, 1)
+    image = np.zeros((side, side), np.float64)
+    image[ys.start - y0: ys.stop - y0, xs.start - x0: xs.stop - x0] = np.nan_to_num(
+        np.asarray(psf.data[planes, ys, xs], np.float64)).sum(axis=0)
+    centre = image[side // 2, side // 2]
+    return (image / centre if centre > 0 else image).astype(np.float32)
+
 
 def _check_kind(kind: str) -> str:
     if kind not in KINDS:

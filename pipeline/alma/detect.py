@@ -27,6 +27,7 @@ from astropy.stats import mad_std
 from pipeline.alma import classic
 from pipeline.alma import examples as ex
 from pipeline.alma.catalog import make_catalog
+from pipeline.alma.companions import dirty_beam_image
 from pipeline.alma.noise import noise_of
 from pipeline.alma.sidelobes import MAX_SIDELOBE, mark_sidelobes
 from pipeline.alma.tasks import target_to_shape, target_to_value
@@ -312,7 +313,8 @@ def focused_snr(focused: np.ndarray) -> float:
 
 
 def measure(focused: np.ndarray, resnets, beam: np.ndarray) -> dict:
-    """The ResNets on one focused image and the beam image (:func:`examples.beam_image_px`):
+    """The ResNets on one focused image and the beam image (the fitted beam,
+    :func:`examples.beam_image_px`, or the dirty beam, :func:`companions.dirty_beam_image`):
     fwhm_major, fwhm_minor (intrinsic, px), pa (the major axis, deg counter-clockwise from +x,
     in [0, 180); the catalogue calls a round source's angle undefined), flux (x rms, cube unit x
     channels x px)."""
@@ -354,8 +356,10 @@ def centroid(focused: np.ndarray, centre, level: float = 3.0):
 
 # --- the whole pipeline ------------------------------------------------------------------------
 def detect_pipeline(cube, finder: SourceFinder | None = None, progress=None, cancel: threading.Event | None = None,
-                    min_snr: float = FOCUS_MIN_SNR, windows=SEARCH_WINDOWS, threshold: float = BLOB_THRESHOLD):
-    """The deep pipeline on ``cube``; returns the catalogue (astropy Table)."""
+                    min_snr: float = FOCUS_MIN_SNR, windows=SEARCH_WINDOWS, threshold: float = BLOB_THRESHOLD,
+                    psf=None):
+    """The deep pipeline on ``cube`` (``psf``: its PSF cube, opened, or None); returns the
+    catalogue (astropy Table)."""
     finder = finder or SourceFinder.load()
     step = _stepper(progress, cancel, total=3 + len(search_windows(cube.nchan, windows)))
     step("integrated image")
@@ -363,24 +367,29 @@ def detect_pipeline(cube, finder: SourceFinder | None = None, progress=None, can
     found = spectral_source_map(cube, finder.blobs_finder, windows, step=lambda w: step(f"Blobs Finder, {w}"))
     boxes = boxes_from_map(found, threshold)
     step("Deep GRU, focusing and ResNets")
-    rows = characterise(cube, boxes, finder, min_snr, cancel)
+    rows = characterise(cube, boxes, finder, min_snr, cancel, psf)
     step("catalogue")
     return make_catalog(rows, cube, "pipeline")
 
 
-def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_SNR, cancel=None) -> list[dict]:
+def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_SNR, cancel=None,
+                 psf=None) -> list[dict]:
     """Stages 2 and 3 on the Blobs Finder's boxes: catalogue rows (brightest first), one per
-    emission range whose focused image reaches ``min_snr``."""
+    emission range whose focused image reaches ``min_snr``. The shape ResNet is told the beam:
+    with ``psf`` (the PSF cube) the dirty beam over each line's channels, without it the fitted
+    Gaussian beam. The dirty beam's near sidelobes make a source about a beam across look
+    narrower than the Gaussian beam would (CASA-made cubes, 10-40 minute tracks)."""
     denoised = denoise_spectra(box_spectra(cube, boxes), finder.deep_gru)
     kms = cube.channel_width()["kms"] or classic._kms_per_channel_fix(cube)
     beam_major, beam_minor, beam_theta = classic.beam_on_grid(cube)
-    beam = ex.beam_image_px(beam_major, beam_minor, beam_theta)
+    gaussian_beam = ex.beam_image_px(beam_major, beam_minor, beam_theta)
     rows = []
     for box, spectrum in zip(boxes, denoised):
         if cancel is not None and cancel.is_set():
             raise Cancelled("detection cancelled")
         lines = emission_ranges(spectrum)
         for peak, first, last in lines:
+            beam = gaussian_beam if psf is None else dirty_beam_image(psf, first, last, ex.FOCUS_SIZE)
             windows = line_windows(peak, first, last)
             # the line's two wings, for blends: a neighbour whose line is offset from this one's
             # stands out on its side of the peak (below, it may be only a shoulder of the source)
@@ -546,12 +555,13 @@ def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None
     by the primary-beam response at each source (:func:`~pipeline.alma.companions.correct_fluxes`);
     without it the catalogue says they are uncorrected. Every finder's catalogue then goes through
     the sidelobe check (:func:`~pipeline.alma.sidelobes.mark_sidelobes`), which uses ``psf``, the
-    real dirty beam, when given; probable sidelobes are dropped unless ``keep_sidelobes``. Sizes
+    real dirty beam, when given (as does the pipeline's shape ResNet); probable sidelobes are
+    dropped unless ``keep_sidelobes``. Sizes
     and angles get their errors from the noise and the beam, and a ``resolved`` flag
     (:func:`~pipeline.alma.uncertainties.add_shape_errors`).
     """
     if detector == "pipeline":
-        catalog = detect_pipeline(cube, progress=progress, cancel=cancel, **options)
+        catalog = detect_pipeline(cube, progress=progress, cancel=cancel, psf=psf, **options)
     elif detector == "decoras":
         catalog = detect_decoras(cube, progress=progress, cancel=cancel, **options)
     elif detector in classic.CLASSIC_DETECTORS:

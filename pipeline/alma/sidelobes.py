@@ -38,6 +38,7 @@ import numpy as np
 from scipy.stats import chi2
 
 from pipeline.alma.classic import beam_on_grid
+from pipeline.alma.companions import psf_peak
 from pipeline.alma.noise import noise_of
 
 MAX_SIDELOBE = 0.2
@@ -75,7 +76,7 @@ def check_sidelobes(catalog, cube, psf=None, max_sidelobe: float = MAX_SIDELOBE)
     xs = np.clip(np.rint(np.asarray(catalog["x"], float)).astype(int), 0, cube.nx - 1)
     ys = np.clip(np.rint(np.asarray(catalog["y"], float)).astype(int), 0, cube.ny - 1)
     z0s, z1s = np.asarray(catalog["z0"], int), np.asarray(catalog["z1"], int)
-    beam_centre = _psf_peak(psf) if psf is not None else None
+    beam_centre = psf_peak(psf) if psf is not None else None
     # an extended parent puts more into its sidelobes than its peak shows: its flux over the
     # beam's area, i.e. its peak times the ratio of the convolved to the beam's area
     bmaj, bmin, _ = beam_on_grid(cube)
@@ -113,13 +114,6 @@ def check_sidelobes(catalog, cube, psf=None, max_sidelobe: float = MAX_SIDELOBE)
         if probability[i] < SIDELOBE_PROBABILITY:
             parents.append(i)
     return SidelobeCheck(probability, parent, ratio)
-
-
-def _psf_peak(psf) -> tuple[int, int]:
-    """(x, y) of the dirty beam's peak: the brightest pixel of its middle plane."""
-    plane = np.nan_to_num(np.asarray(psf.data[psf.nchan // 2], np.float64), nan=-np.inf)
-    py, px = np.unravel_index(int(np.argmax(plane)), plane.shape)
-    return int(px), int(py)
 
 
 def _beam_at(psf, centre, dx: int, dy: int, lo: int, hi: int):

@@ -1,5 +1,6 @@
 """Primary-beam and PSF cubes beside an image (pipeline.alma.companions): names, checks, correction."""
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import pytest
 from astropy.io import fits
 
 from pipeline.alma.catalog import FLUX_CORRECTED, FLUX_UNCORRECTED, make_catalog, read_catalog, write_catalog
-from pipeline.alma.companions import PB_LIMIT, companion_candidates, correct_fluxes, open_companion
+from pipeline.alma import examples as ex
+from pipeline.alma.companions import PB_LIMIT, companion_candidates, correct_fluxes, dirty_beam_image, open_companion
 from pipeline.alma.cube import open_cube
 from pipeline.alma.detect import detect
 from pipeline.errors import InputError
@@ -46,6 +48,24 @@ def test_the_simulated_primary_beam_and_psf_fit_their_cube(sim_with_companions):
         for kind in ("pb", "psf"):
             with open_companion(paths[kind], cube, kind) as companion:
                 assert companion.shape == cube.shape and companion.lazy
+
+
+def test_the_dirty_beam_read_from_a_psf_cube_is_the_one_the_shape_resnet_learnt(sim_with_companions):
+    paths, sim = sim_with_companions, sim_with_companions["sim"]
+    with open_cube(paths["cube"]) as cube, open_companion(paths["psf"], cube, "psf") as psf:
+        middle = psf.nchan // 2
+        one = dirty_beam_image(psf, middle, middle + 1, ex.FOCUS_SIZE)
+        line = dirty_beam_image(psf, 4, 12, ex.FOCUS_SIZE)
+        planes = np.asarray(psf.data[4:12], np.float64).sum(axis=0)
+        wide = dirty_beam_image(psf, 4, 12, 128)  # wider than the 96 px grid
+    # the training's dirty beam of the same observation at that channel's frequency
+    observation = dataclasses.replace(sim.observation, centre_frequency_hz=float(sim.frequency_hz[middle]))
+    np.testing.assert_allclose(one, ex.make_instrument(observation, 96).dirty_beam, atol=2e-3)
+    # a line's: its channels' planes summed, about the peak (48, 48), peak 1
+    np.testing.assert_allclose(line, planes[16:80, 16:80] / planes[48, 48], atol=1e-5)
+    assert line[32, 32] == 1 and line.min() < 0
+    np.testing.assert_allclose(wide[16:112, 16:112], planes / planes[48, 48], atol=1e-5)
+    assert not wide[:16].any() and not wide[:, 112:].any()
 
 
 def _rewrite(source: Path, target: Path, data=None, **header):

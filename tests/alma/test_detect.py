@@ -9,10 +9,12 @@ from astropy.table import Table
 
 from pipeline.alma import detect
 from pipeline.alma.catalog import COLUMN_NAMES, read_catalog
+from pipeline.alma.companions import dirty_beam_image, open_companion
 from pipeline.alma.cube import open_cube
 from pipeline.alma.simulate import Observation, simulate_cube, write_cube
 from pipeline.alma.train import train
 from pipeline.errors import Cancelled, InputError
+from tests.conftest import write_simulated_with_companions
 
 
 class Identity(torch.nn.Module):
@@ -181,6 +183,22 @@ def test_pipeline_end_to_end_gives_a_catalogue(tiny_models, sim_cube_path):
     assert list(catalog.colnames) == list(COLUMN_NAMES)
     assert len(catalog) >= 1 and set(catalog["detector"]) == {"pipeline"}
     assert np.all((catalog["x0"] < catalog["x1"]) & (catalog["z0"] < catalog["z1"]))
+
+
+def test_the_shape_resnet_is_told_the_psf_cubes_dirty_beam_when_given(tiny_models, tmp_path, monkeypatch):
+    paths = write_simulated_with_companions(tmp_path, seed=3)
+    told, measure = [], detect.measure
+    monkeypatch.setattr(detect, "measure", lambda focused, resnets, beam: told.append(beam) or measure(focused, resnets, beam))
+    finder = detect.SourceFinder.load(tiny_models)
+    with open_cube(paths["cube"]) as cube, open_companion(paths["psf"], cube, "psf") as psf:
+        detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf)
+        without = len(told)
+        catalog = detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf, psf=psf)
+        expected = [dirty_beam_image(psf, int(r["z0"]), int(r["z1"]), 64) for r in catalog]
+    assert without > 0 and len(told) > without
+    assert all(beam.min() >= 0 for beam in told[:without])  # the fitted Gaussian beam
+    assert all(beam.min() < 0 and beam[32, 32] == 1 for beam in told[without:])  # the dirty beam
+    assert any(np.array_equal(beam, e) for beam in told[without:] for e in expected)
 
 
 def test_cancel_stops_detection(tiny_models, sim_cube_path):

@@ -50,6 +50,11 @@ def test_example_kinds_shapes_and_scaling(instrument):
     source = sky.sources[0]
     assert targets["fwhm_major"] == max(source["fwhm_x"], source["fwhm_y"]) and targets["flux"] > 0
     assert 0 <= targets["pa_major"] < 180
+    # told the dirty beam instead (what a cube's PSF cube gives): the instrument's, sidelobes and all
+    _, dirty, _ = ex.focused_pairs(rng, sky, dirty_beam=True)[0]
+    assert np.array_equal(dirty, instrument.dirty_beam) and dirty.shape == (64, 64)
+    assert dirty[32, 32] == pytest.approx(1.0) and dirty.max() == pytest.approx(1.0) and dirty.min() < -0.01
+    assert np.allclose(dirty[1:, 1:], dirty[1:, 1:][::-1, ::-1], atol=1e-5)  # point-symmetric, as a PSF
 
 
 def test_random_instruments_vary_and_respect_the_pixel_scale():

@@ -96,3 +96,16 @@ def test_cosine_schedule_falls_to_zero_and_constant_stays():
     assert learning_rate(shape, 1e-3, 50, 100) == pytest.approx(5e-4)
     assert learning_rate(shape, 1e-3, 99, 100) < 1e-6
     assert learning_rate(gru, 1e-3, 99, 100) == 1e-3
+
+
+def test_shape_batches_tell_the_dirty_beam_for_most_skies_and_the_gaussian_beam_for_the_rest():
+    import numpy as np
+
+    from pipeline.alma.train import GAUSSIAN_BEAM_EVERY, BatchMaker
+
+    maker = BatchMaker("resnet_shape", np.random.default_rng(0), 64)
+    x, _ = maker.batch(32)
+    beams = x[:, 1].numpy().reshape(len(x), -1)
+    dirty = beams.min(axis=1) < 0  # a dirty beam's sidelobes go negative; a Gaussian stays >= 0
+    assert np.allclose(beams.max(axis=1), 1.0)
+    assert maker._focused_skies >= GAUSSIAN_BEAM_EVERY and dirty.any() and (~dirty).any()
