@@ -3,7 +3,8 @@
 On ``--n`` held-out simulated cubes (seeds far from anything training draws; the paper's setup,
 256 x 256 x 128 at 0.1"/px with alma.cycle9.3, and the same number with the held-out alma.cycle11.5),
 on CASA-made sets (``--casa DIR ...``: folders written by benchmarks/casa_cubes.py, whose
-``.psf.fits`` and ``.pb.fits`` companions are handed to the detectors) and, when present, on the
+``.psf.fits`` and ``.pb.fits`` companions are handed to the detectors, as the simulated cubes'
+PSF cubes are; ``--no-psf`` measures without them) and, when present, on the
 CASA-made cubes of ../shared/data/casa_sample: both matching rules (strict one-to-one and the
 paper's lenient one), precision, recall, F1 and mean IoU overall and in SNR bins, the
 characterisation at truth SNR >= 10 (bias and scatter of the major and minor FWHM; scatter of the
@@ -20,6 +21,7 @@ Usage: python benchmarks/detection.py [--n 200] [--detectors pipeline,decoras,ph
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -36,6 +38,7 @@ from _report import report  # noqa: E402
 from astropy.io import fits  # noqa: E402
 
 from pipeline.alma import detect as det  # noqa: E402
+from pipeline.alma import interferometer  # noqa: E402
 from pipeline.alma.companions import open_companion  # noqa: E402
 from pipeline.alma.cube import open_cube  # noqa: E402
 from pipeline.alma.evaluate import evaluate  # noqa: E402
@@ -47,15 +50,22 @@ CASA_SAMPLE = ROOT.parent / "shared" / "data" / "casa_sample"
 
 
 def simulated_set(folder: Path, n: int, config: str, size=256, channels=128, seed=HELD_OUT_SEED):
-    """Write n held-out cubes (seeds (seed, i)) and return (paths, truth)."""
+    """Write n held-out cubes (seeds (seed, i)), each with its PSF cube beside it as tclean
+    writes one (the simulator's dirty beams; the same observation, so one file linked n times),
+    and return (paths, truth)."""
     # about 5-7 px per beam minor axis in both (cycle 9.3: 0.57"; cycle 11.5: 0.23")
     obs = Observation(config=config, cell_arcsec=0.1 if config == "alma.cycle9.3" else 0.05)
     response = instrument_response(obs, size, channels)
+    psf = interferometer.psf_from_sampling(response.sampling, size)
     paths, truths = [], []
     for i in range(n):
         name = f"{config}_{i:04d}.fits"
         sim = simulate_cube((seed, i), size, channels, obs, name=name, response=response)
         paths.append(write_cube(folder / name, sim.dirty_cube, sim.frequency_hz, obs, sim.beams, name=name))
+        if i == 0:
+            first_psf = write_cube(folder / f"{config}_{i:04d}.psf.fits", psf, sim.frequency_hz, obs, bunit="")
+        else:
+            os.link(first_psf, folder / f"{config}_{i:04d}.psf.fits")
         truths.append(sim.truth)
     return paths, vstack(truths)
 
