@@ -141,7 +141,7 @@ def correct_fluxes(catalog, pb, pb_limit: float = PB_LIMIT):
     return set_flux_scale(out, corrected=True, pb_limit=pb_limit)
 
 
-# --- checks -----------------------------------------------------------------------------------
+# --- the dirty beam ---------------------------------------------------------------------------
 
 def psf_peak(psf) -> tuple[int, int]:
     """(x, y) of the dirty beam's peak: the brightest pixel of the PSF cube's middle plane."""
@@ -165,6 +165,8 @@ def dirty_beam_image(psf, first: int, last: int, side: int) -> np.ndarray:
     centre = image[side // 2, side // 2]
     return (image / centre if centre > 0 else image).astype(np.float32)
 
+
+# --- checks -----------------------------------------------------------------------------------
 
 def _check_kind(kind: str) -> str:
     if kind not in KINDS:

@@ -556,9 +556,8 @@ def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None
     without it the catalogue says they are uncorrected. Every finder's catalogue then goes through
     the sidelobe check (:func:`~pipeline.alma.sidelobes.mark_sidelobes`), which uses ``psf``, the
     real dirty beam, when given (as does the pipeline's shape ResNet); probable sidelobes are
-    dropped unless ``keep_sidelobes``. Sizes
-    and angles get their errors from the noise and the beam, and a ``resolved`` flag
-    (:func:`~pipeline.alma.uncertainties.add_shape_errors`).
+    dropped unless ``keep_sidelobes``. Sizes and angles get their errors from the noise and the
+    beam, and a ``resolved`` flag (:func:`~pipeline.alma.uncertainties.add_shape_errors`).
     """
     if detector == "pipeline":
         catalog = detect_pipeline(cube, progress=progress, cancel=cancel, psf=psf, **options)
