@@ -73,8 +73,9 @@ def _resnet(parameter):
         return Task("resnet", {"base_width": 16, "hidden_features": 64, "in_channels": 2,
                                "out_features": len(SHAPE_OUTPUTS)}, "l1", 32, schedule="cosine",
                     extra={"parameter": "shape", "outputs": list(SHAPE_OUTPUTS)},
-                    notes="input: focused 64x64 image, min-max scaled, and the beam (the Gaussian "
-                          "restoring beam, unit peak, centred) as a second channel; target: intrinsic "
+                    notes="input: focused 64x64 image, min-max scaled, and the beam as a second channel "
+                          "(unit peak, centred): the dirty beam (the cube's PSF) for three skies in four, "
+                          "the fitted Gaussian beam for the fourth; target: intrinsic "
                           "major and minor FWHM / 10 px and the ellipticity vector e (cos 2PA, sin 2PA), "
                           "e = (major - minor) / (major + minor)")
     return Task("resnet", {"base_width": 16, "hidden_features": 64}, "l1", 32,
