@@ -150,11 +150,12 @@ def psf_peak(psf) -> tuple[int, int]:
     return int(px), int(py)
 
 
-def dirty_beam_image(psf, first: int, last: int, side: int) -> np.ndarray:
+def dirty_beam_image(psf, first: int, last: int, side: int, peak=None) -> np.ndarray:
     """The dirty beam of channels ``first..last - 1`` (their PSF planes summed; a single-plane
     PSF serves every channel), ``side`` x ``side`` about its peak (at ``(side // 2,) * 2``, zero
-    beyond the grid), scaled to peak 1. float32."""
-    px, py = psf_peak(psf)
+    beyond the grid), scaled to peak 1. float32. ``peak``: :func:`psf_peak` of ``psf``, when
+    the caller has it (it reads a whole plane)."""
+    px, py = peak or psf_peak(psf)
     x0, y0 = px - side // 2, py - side // 2
     ys = slice(max(0, y0), min(psf.ny, y0 + side))
     xs = slice(max(0, x0), min(psf.nx, x0 + side))

@@ -27,7 +27,7 @@ from astropy.stats import mad_std
 from pipeline.alma import classic
 from pipeline.alma import examples as ex
 from pipeline.alma.catalog import make_catalog
-from pipeline.alma.companions import dirty_beam_image
+from pipeline.alma.companions import dirty_beam_image, psf_peak
 from pipeline.alma.noise import noise_of
 from pipeline.alma.sidelobes import MAX_SIDELOBE, mark_sidelobes
 from pipeline.alma.tasks import target_to_shape, target_to_value
@@ -383,13 +383,14 @@ def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_S
     kms = cube.channel_width()["kms"] or classic._kms_per_channel_fix(cube)
     beam_major, beam_minor, beam_theta = classic.beam_on_grid(cube)
     gaussian_beam = ex.beam_image_px(beam_major, beam_minor, beam_theta)
+    psf_centre = psf_peak(psf) if psf is not None else None  # read once, not for every line
     rows = []
     for box, spectrum in zip(boxes, denoised):
         if cancel is not None and cancel.is_set():
             raise Cancelled("detection cancelled")
         lines = emission_ranges(spectrum)
         for peak, first, last in lines:
-            beam = gaussian_beam if psf is None else dirty_beam_image(psf, first, last, ex.FOCUS_SIZE)
+            beam = gaussian_beam if psf is None else dirty_beam_image(psf, first, last, ex.FOCUS_SIZE, psf_centre)
             windows = line_windows(peak, first, last)
             # the line's two wings, for blends: a neighbour whose line is offset from this one's
             # stands out on its side of the peak (below, it may be only a shoulder of the source)

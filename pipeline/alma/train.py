@@ -209,7 +209,8 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
         with atomic_write(ckpt_path) as tmp:
             torch.save({"format": CHECKPOINT_FORMAT, "task": name, "model": model.state_dict(),
                         "optimiser": optimiser.state_dict(), "rng": _plain(rng.bit_generator.state),
-                        "torch_rng": torch.get_rng_state(), "pool": pool, "focused_skies": maker._focused_skies, "log": log, "step": step}, tmp)
+                        "torch_rng": torch.get_rng_state(), "pool": pool, "focused_skies": maker._focused_skies,
+                        "log": log, "step": step}, tmp)
         write_json(log_path, log)
 
     val = {"training_configs": validation_batches(name, size, validation_batches_n, batch_size, ex.TRAINING_CONFIGS),
