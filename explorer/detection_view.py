@@ -30,7 +30,7 @@ from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.alma import detect as finder_module
 from pipeline.alma.catalog import with_optional_columns, write_catalog, write_regions
 from pipeline.alma.companions import KINDS, open_companion
-from pipeline.alma.evaluate import match
+from pipeline.alma.evaluate import classify, truth_for_cube
 from pipeline.alma.uncertainties import size_upper_limit
 from pipeline.errors import InputError
 
@@ -66,19 +66,6 @@ def shape_text(row) -> str:
                  f"{size_upper_limit(row['fwhm_x'], row['fwhm_x_err']):.2f} x "
                  f"{size_upper_limit(row['fwhm_y'], row['fwhm_y_err']):.2f} px\n")
     return text
-
-
-def find_truth(cube_path: Path) -> Table | None:
-    """The truth catalogue of a simulated cube: ``<stem>_truth.csv`` beside it, or the rows of
-    ``truth.csv`` in its folder whose ``cube`` is its file name (what ``simulate`` writes)."""
-    for candidate in (cube_path.with_name(cube_path.stem + "_truth.csv"), cube_path.parent / "truth.csv"):
-        if candidate.is_file():
-            table = Table.read(candidate, format="ascii.csv")
-            if "cube" in table.colnames:
-                table = table[table["cube"] == cube_path.name]
-            if len(table):
-                return table
-    return None
 
 
 class DetectionViewer(pn.viewable.Viewer):
@@ -117,7 +104,11 @@ class DetectionViewer(pn.viewable.Viewer):
         self._opened = {}  # (kind, path) -> every companion cube opened, closed with the viewer
         self.catalog: Table | None = None  # what is shown (and exported)
         self._found_all: Table | None = None  # everything the finder gave, probable sidelobes flagged
-        self.truth = find_truth(self.cube.path)
+        try:
+            self.truth = truth_for_cube(self.cube.path)
+        except InputError as exc:  # a damaged truth file: the cube is still shown, without the comparison
+            logging.getLogger("explorer").warning("truth of %s not used: %s", self.cube.path.name, exc)
+            self.truth = None
         self.outcome = None  # per-row "true positive"/"false positive", and the missed truth rows
         self._finder = None
         self.job = BackgroundJob(self._on_done, self._on_error, lambda text: setattr(self, "status", text))
@@ -244,14 +235,7 @@ class DetectionViewer(pn.viewable.Viewer):
     def _compare_with_truth(self, catalog):
         if self.truth is None or not len(catalog):
             return None
-        truth = self.truth.copy()
-        cat = catalog.copy()
-        cat["cube"] = truth["cube"][0] if "cube" in truth.colnames else self.cube.path.name
-        pairs = match(truth, cat, rule="strict", image_size_px=max(self.cube.nx, self.cube.ny))
-        matched_cat = set(int(r) for r in pairs["catalog_row"])
-        matched_truth = set(int(r) for r in pairs["truth_row"])
-        rows = ["true positive" if i in matched_cat else "false positive" for i in range(len(cat))]
-        return {"rows": rows, "missed": [truth[i] for i in range(len(truth)) if i not in matched_truth]}
+        return classify(self.truth, catalog, self.cube.path.name, image_size_px=max(self.cube.nx, self.cube.ny))
 
     def show_error(self, text):
         self._error.object, self._error.visible = text, bool(text)

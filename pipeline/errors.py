@@ -10,3 +10,10 @@ class InputError(ValueError):
 
 class Cancelled(Exception):
     """Long work stopped because the user asked; nothing was written."""
+
+
+def short_reason(exc: Exception) -> str:
+    """The first line of a library's exception (or its type), cut to 160 characters: enough to
+    say why a file could not be read, inside a message that says what to do."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]

@@ -48,10 +48,10 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from pipeline.alma.cube import _short
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
-from pipeline.tables import table_format, write_table
+from pipeline.provenance import PROVENANCE
+from pipeline.tables import read_table, table_format, write_table
 
 #: (name, numpy dtype, unit, description) of every catalogue column, in file order
 CATALOG_COLUMNS = (
@@ -202,25 +202,16 @@ def write_catalog(table: Table, path) -> Path:
 
 
 def read_catalog(path) -> Table:
-    """Read a catalogue written by :func:`write_catalog` (or by hand in its columns).
+    """Read a catalogue written by :func:`write_catalog` (or by hand in its columns), CSV or VOTable.
 
-    Returns the columns in :data:`CATALOG_COLUMNS` order with their dtypes and units. Raises
-    :class:`InputError` when the file is missing, unreadable or lacks columns.
+    Returns the columns in :data:`CATALOG_COLUMNS` order with their dtypes and units, and the
+    file's provenance in ``meta["provenance"]``. Raises :class:`InputError` when the file is
+    missing, unreadable or lacks columns.
     """
     path = Path(path)
-    fmt = table_format(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such catalogue file. Check the path.")
-    try:
-        if fmt == "ascii.csv":
-            # read every column as text first so that an empty catalogue keeps its dtypes
-            table = Table.read(path, format=fmt, converters={
-                name: [_converter(dtype)] for name, dtype, _, _ in CATALOG_COLUMNS})
-        else:
-            table = Table.read(path, format=fmt)
-    except Exception as exc:  # noqa: BLE001 -- astropy raises many types on bad files
-        kind = "CSV" if fmt == "ascii.csv" else "VOTable"
-        raise InputError(f"{path.name} is not a readable {kind} catalogue ({_short(exc)}).") from None
+    # a CSV's columns are read as text first, so that an empty catalogue keeps its dtypes
+    table = read_table(path, "catalogue", converters={
+        name: [_converter(dtype)] for name, dtype, _, _ in CATALOG_COLUMNS})
     _check_columns(table, path.name)
     table = with_optional_columns(table)
     out = Table()
@@ -237,8 +228,11 @@ def read_catalog(path) -> Table:
     # a CSV keeps no meta: its pb column tells; a VOTable's description also holds the cutoff
     noted = " ".join(str(table.meta.get("description", "")).split())  # a VOTable wraps its lines
     limit = re.search(r"NaN where pb < ([0-9.eE+-]+)", noted)
-    return set_flux_scale(out, corrected=bool(np.isfinite(out["pb"]).any()) or noted.startswith(FLUX_CORRECTED),
-                          pb_limit=float(limit.group(1)) if limit else None)
+    out = set_flux_scale(out, corrected=bool(np.isfinite(out["pb"]).any()) or noted.startswith(FLUX_CORRECTED),
+                         pb_limit=float(limit.group(1)) if limit else None)
+    if PROVENANCE in table.meta:
+        out.meta[PROVENANCE] = table.meta[PROVENANCE]
+    return out
 
 
 def catalog_regions(table: Table, cube, shape: str = "ellipse"):

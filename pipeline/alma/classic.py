@@ -43,9 +43,8 @@ from astropy.stats import mad_std
 from astropy.table import Table
 
 from pipeline.alma.catalog import empty_catalog, make_catalog
-from pipeline.alma.cube import _short
 from pipeline.alma.interferometer import FWHM_PER_SIGMA, SPEED_OF_LIGHT_M_S
-from pipeline.errors import InputError
+from pipeline.errors import InputError, short_reason
 
 #: a cube must span this many beams (major-axis FWHM) in x and in y to be searched
 MIN_BEAMS_ACROSS = 3
@@ -290,7 +289,7 @@ def detect_pybdsf(cube, *, thresh_isl: float = 3.0, thresh_pix: float = 5.0,
                 result = bdsf.process_image(str(path), **options)
         except Exception as exc:  # noqa: BLE001 -- PyBDSF raises many types on images it cannot fit
             raise InputError(f"PyBDSF failed on the integrated image of {cube.path.name} "
-                             f"({_short(exc)}).") from None
+                             f"({short_reason(exc)}).") from None
         finally:
             _close_bdsf_log()
     gaussians = list(getattr(result, "gaussians", None) or [])

@@ -35,7 +35,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, short_reason
 
 #: FITS spectral types (as astropy.wcs normalises them) and their velocity conventions
 _DOPPLER = {"VRAD": u.doppler_radio, "VOPT": u.doppler_optical, "ZOPT": None, "VELO": u.doppler_relativistic}
@@ -181,7 +181,7 @@ class Cube:
         try:
             table = _beams_table(self._hdul)
         except (ValueError, TypeError, KeyError) as exc:  # e.g. a unit astropy does not know
-            return self._no_valid_beam(f"the BEAMS table cannot be read ({_short(exc)})")
+            return self._no_valid_beam(f"the BEAMS table cannot be read ({short_reason(exc)})")
         if table is not None:
             if len(table) != self.nchan:
                 self.notes.append(
@@ -425,7 +425,7 @@ def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = T
             if "SIMPLE" in str(exc):
                 raise InputError(_not_fits(name)) from None
             raise InputError(
-                f"{name} is not a readable FITS file ({_short(exc)}). "
+                f"{name} is not a readable FITS file ({short_reason(exc)}). "
                 "Open a FITS cube (.fits or .fits.gz) as written by CASA exportfits.") from None
         try:
             return _cube_from_hdul(path, hdul, rest_frequency_hz, check_data)
@@ -436,7 +436,7 @@ def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = T
             hdul.close()
             if compressed and isinstance(exc, _GZIP_ERRORS):
                 raise InputError(_damaged_gzip(name, exc)) from None
-            raise InputError(f"{name} could not be read as a cube ({_short(exc)}).") from None
+            raise InputError(f"{name} could not be read as a cube ({short_reason(exc)}).") from None
 
 
 def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
@@ -466,7 +466,7 @@ def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
     except _GZIP_ERRORS:
         raise  # open_cube names the damaged compression
     except (OSError, ValueError, TypeError) as exc:
-        raise InputError(f"{name}: the pixel data cannot be read ({_short(exc)}). "
+        raise InputError(f"{name}: the pixel data cannot be read ({short_reason(exc)}). "
                          "The file is probably truncated or damaged; copy it again.") from None
     # numpy axis order is the reverse of FITS's; pick one plane of every extra axis (e.g. Stokes)
     index = []
@@ -559,7 +559,7 @@ def _check_gzip(path: Path) -> None:
 
 
 def _damaged_gzip(name: str, exc: Exception) -> str:
-    return (f"{name} is a damaged gzip file ({_short(exc)}): its data cannot be decompressed. "
+    return (f"{name} is a damaged gzip file ({short_reason(exc)}): its data cannot be decompressed. "
             f"Copy or download it again (`gzip -t {name}` checks a copy).")
 
 
@@ -603,9 +603,4 @@ def _all_blank(cube: Cube) -> bool:
 def _not_fits(name: str) -> str:
     return (f"{name} is not a FITS file: it does not start with a FITS header (SIMPLE = T). "
             "Open a FITS cube (.fits or .fits.gz).")
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]
 

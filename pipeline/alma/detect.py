@@ -12,10 +12,11 @@ progress and stop at the next stage when ``cancel`` is set.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from pipeline.alma.sidelobes import MAX_SIDELOBE, mark_sidelobes
 from pipeline.alma.tasks import target_to_shape, target_to_value
 from pipeline.alma.uncertainties import add_shape_errors
 from pipeline.errors import Cancelled, InputError
+from pipeline.provenance import PROVENANCE, file_sha256, provenance
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
 PIPELINE_TASKS = ("blobs_finder", "deep_gru", "resnet_shape", "resnet_flux")
@@ -68,27 +70,44 @@ class SourceFinder:
     blobs_finder: object  # torch modules; torch is imported only when networks are loaded or run
     deep_gru: object
     resnets: dict
+    files: dict = field(default_factory=dict)  # task -> its model.pt, for the catalogue's provenance
 
     @classmethod
     def load(cls, folder=MODELS_DIR) -> "SourceFinder":
         loaded = load_networks(folder, PIPELINE_TASKS)
         return cls(loaded["blobs_finder"], loaded["deep_gru"],
-                   {t.removeprefix("resnet_"): loaded[t] for t in PIPELINE_TASKS if t.startswith("resnet_")})
+                   {t.removeprefix("resnet_"): loaded[t] for t in PIPELINE_TASKS if t.startswith("resnet_")},
+                   model_files(folder, PIPELINE_TASKS))
 
 
-def load_networks(folder, tasks) -> dict:
-    """{task: model} from ``folder/<task>/model.pt``; InputError naming the training command if one is missing."""
-    from pipeline.alma import models
-
+def model_files(folder, tasks) -> dict[str, Path]:
+    """{task: ``folder/<task>/model.pt``}; InputError naming the training command if one is missing."""
     folder = Path(folder)
-    loaded = {}
+    files = {}
     for task in tasks:
         path = folder / task / "model.pt"
         if not path.is_file():
             raise InputError(f"The {task} network is missing ({path}). Train it with "
                              f"`python -m pipeline train {task} --out {folder / task} --steps N`.")
-        loaded[task], _ = models.load_checkpoint(path)
+        files[task] = path
+    return files
+
+
+def load_networks(folder, tasks) -> dict:
+    """{task: model} from ``folder/<task>/model.pt``, each file loaded once per process (again
+    only when it changes) and shared by every cube and session; the networks only run, never learn."""
+    loaded = {}
+    for task, path in model_files(folder, tasks).items():
+        stat = path.resolve().stat()
+        loaded[task] = _load_network(path.resolve(), stat.st_size, stat.st_mtime_ns)
     return loaded
+
+
+@functools.lru_cache(maxsize=16)
+def _load_network(path: Path, size: int, mtime_ns: int):
+    from pipeline.alma import models
+
+    return models.load_checkpoint(path)[0]
 
 
 # --- stage 1: where ----------------------------------------------------------------------------
@@ -548,9 +567,11 @@ def inspect_source(cube, row, finder: SourceFinder | None = None) -> SourceView:
 
 
 def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None, psf=None,
-           keep_sidelobes: bool = False, **options):
+           keep_sidelobes: bool = False, models=None, **options):
     """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table.
 
+    ``models``: the folder of trained networks (``<task>/model.pt``; default ``assets/models``),
+    for the pipeline and DECORAS; each network is loaded once per process (:func:`load_networks`).
     ``pb``, ``psf``: the cube's primary-beam and PSF cubes, opened and checked by
     :func:`pipeline.alma.companions.open_companion`, or None. With ``pb`` the fluxes are divided
     by the primary-beam response at each source (:func:`~pipeline.alma.companions.correct_fluxes`);
@@ -559,11 +580,20 @@ def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None
     real dirty beam, when given (as does the pipeline's shape ResNet); probable sidelobes are
     dropped unless ``keep_sidelobes``. Sizes and angles get their errors from the noise and the
     beam, and a ``resolved`` flag (:func:`~pipeline.alma.uncertainties.add_shape_errors`).
+    The catalogue's ``meta["provenance"]`` records the detector, its options, the cube and its
+    companions, and the SHA-256 of every network file used.
     """
+    folder = Path(models) if models is not None else MODELS_DIR
+    files = {}
     if detector == "pipeline":
-        catalog = detect_pipeline(cube, progress=progress, cancel=cancel, psf=psf, **options)
+        finder = options.pop("finder", None) or SourceFinder.load(folder)
+        files = finder.files
+        catalog = detect_pipeline(cube, finder, progress=progress, cancel=cancel, psf=psf, **options)
     elif detector == "decoras":
-        catalog = detect_decoras(cube, progress=progress, cancel=cancel, **options)
+        networks = options.pop("networks", None)
+        if networks is None:
+            files, networks = model_files(folder, DECORAS_TASKS), load_networks(folder, DECORAS_TASKS)
+        catalog = detect_decoras(cube, networks, progress=progress, cancel=cancel, **options)
     elif detector in classic.CLASSIC_DETECTORS:
         step = _stepper(progress, cancel, total=1)
         step(detector)
@@ -577,6 +607,10 @@ def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None
         from pipeline.alma.companions import correct_fluxes
 
         catalog = correct_fluxes(catalog, pb)
+    catalog.meta[PROVENANCE] = provenance(
+        detector=detector, cube=Path(cube.path).name, options={**options, "keep_sidelobes": keep_sidelobes},
+        **{kind: Path(c.path).name for kind, c in (("pb", pb), ("psf", psf)) if c is not None},
+        **({"models": {task: file_sha256(path) for task, path in files.items()}} if files else {}))
     return catalog
 
 

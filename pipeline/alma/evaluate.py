@@ -51,6 +51,7 @@ from astropy.table import Table
 from pipeline.alma.interferometer import FWHM_PER_SIGMA
 from pipeline.alma.uncertainties import size_upper_limit
 from pipeline.errors import InputError
+from pipeline.tables import read_table
 
 RULES = ("strict", "lenient")
 DEFAULT_SNR_BINS = (0.0, 3.0, 5.0, 10.0, np.inf)
@@ -451,8 +452,41 @@ def wrap_pa(delta_deg):
 
 # --- files and report -------------------------------------------------------------------------
 
+def read_truth(path) -> Table:
+    """A truth table (CSV or VOTable): ``simulate``'s truth.csv, one row per true source with at
+    least x, y and either the sizes (fwhm_x, fwhm_y, pa, z, fwhm_z) or the boxes."""
+    return read_table(path, "truth")
+
+
+def truth_for_cube(cube_path) -> Table | None:
+    """The truth of one simulated cube, or None: ``<stem>_truth.csv`` beside it, or the rows of
+    ``truth.csv`` in its folder whose ``cube`` is its file name (what ``simulate`` writes)."""
+    cube_path = Path(cube_path)
+    for candidate in (cube_path.with_name(cube_path.stem + "_truth.csv"), cube_path.parent / "truth.csv"):
+        if candidate.is_file():
+            table = read_truth(candidate)
+            if "cube" in table.colnames:
+                table = table[np.array([Path(str(name)).name == cube_path.name for name in table["cube"]], bool)]
+            if len(table):
+                return table
+    return None
+
+
+def classify(truth, catalog, cube_name: str, image_size_px: int) -> dict:
+    """Each catalogue row against one cube's truth (strict rule): ``{"rows": ["true positive" or
+    "false positive" per catalogue row], "missed": [the truth rows nothing matched]}``."""
+    catalog = catalog.copy(copy_data=False)
+    catalog["cube"] = truth["cube"][0] if "cube" in truth.colnames else cube_name
+    pairs = match(truth, catalog, rule="strict", image_size_px=image_size_px)
+    matched_catalog = {int(r) for r in pairs["catalog_row"]}
+    matched_truth = {int(r) for r in pairs["truth_row"]}
+    return {"rows": ["true positive" if i in matched_catalog else "false positive" for i in range(len(catalog))],
+            "missed": [truth[i] for i in range(len(truth)) if i not in matched_truth]}
+
+
 def evaluate_files(truth_csv, catalog_csv, rule: str = "both", **options) -> dict:
-    """Read a truth CSV (``simulate``'s truth.csv) and a catalogue CSV and score them.
+    """Read a truth table (``simulate``'s truth.csv) and a catalogue (CSV or VOTable, as ``detect``
+    writes it, or any table with x, y and the box x0, y0, x1, y1) and score them.
 
     ``rule``: "strict", "lenient" or "both". ``options`` go to ``evaluate`` (``snr_bins``,
     ``snr_column``, ``max_distance_px``, ``image_size_px``, ``channel_width_kms``). Returns ``{"truth": path,
@@ -461,8 +495,8 @@ def evaluate_files(truth_csv, catalog_csv, rule: str = "both", **options) -> dic
     rules = RULES if rule == "both" else (rule,)
     for r in rules:
         _check_rule(r, allow_both=True)
-    truth = _read_csv(truth_csv, "truth")
-    catalog = _read_csv(catalog_csv, "catalogue")
+    truth = read_truth(truth_csv)
+    catalog = read_table(catalog_csv, "catalogue")
     return {"truth": str(truth_csv), "catalog": str(catalog_csv),
             "rules": {r: evaluate(truth, catalog, rule=r, **options) for r in rules}}
 
@@ -599,22 +633,6 @@ def _per_cube(truth, catalog):
     """(cube, truth rows, catalogue rows) for every cube of the truth."""
     for cube in np.unique(truth["cube"]):
         yield cube, np.flatnonzero(truth["cube"] == cube), np.flatnonzero(catalog["cube"] == cube)
-
-
-def _read_csv(path, what) -> Table:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"The {what} file {path} does not exist: check the path.")
-    try:
-        table = Table.read(path, format="ascii.csv")
-    except Exception as exc:  # noqa: BLE001 -- astropy raises many kinds for unreadable text
-        raise InputError(f"Cannot read the {what} file {path} as CSV ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}): it must be a CSV file "
-                         f"with a header row.") from None
-    if not table.colnames:
-        raise InputError(f"The {what} file {path} is empty: expected a CSV file with a header row "
-                         f"and one row per source.")
-    return table
 
 
 def _require(table, columns, what):

@@ -116,7 +116,7 @@ def test_empty_catalog_round_trip(tmp_path, suffix):
 def test_catalog_files_errors(catalog, tmp_path):
     with pytest.raises(InputError, match=r"\.csv or"):
         write_catalog(catalog, tmp_path / "sources.txt")
-    with pytest.raises(InputError, match="no such catalogue"):
+    with pytest.raises(InputError, match="does not exist: check the path"):
         read_catalog(tmp_path / "missing.csv")
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match="lacks the column"):

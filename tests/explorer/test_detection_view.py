@@ -5,7 +5,7 @@ import re
 import pytest
 
 from explorer.cube_view import CubeViewer
-from explorer.detection_view import TRUTH_COLOURS, DetectionViewer, find_truth
+from explorer.detection_view import TRUTH_COLOURS, DetectionViewer
 from pipeline.alma.catalog import read_catalog
 from pipeline.alma.cube import open_cube
 from pipeline.alma.simulate import Observation, simulate_cube, write_cube, write_truth
@@ -24,7 +24,13 @@ def panel_on_sim(tmp_path):
 def test_truth_is_found_beside_a_simulated_cube(panel_on_sim, tmp_path):
     viewer, truth = panel_on_sim
     assert viewer.truth is not None and len(viewer.truth) == len(truth)
-    assert find_truth(tmp_path / "other.fits") is None
+
+
+def test_a_damaged_truth_file_leaves_the_cube_without_a_comparison(panel_on_sim, tmp_path):
+    viewer, _ = panel_on_sim
+    (tmp_path / "truth.csv").write_bytes(b"\x00\xff not, a\n\"table")
+    again = DetectionViewer(CubeViewer(open_cube(viewer.cube.path)))
+    assert again.truth is None
 
 
 def test_run_photutils_boxes_truth_and_selection(panel_on_sim):
