@@ -83,6 +83,8 @@ class DetectionViewer(pn.viewable.Viewer):
     psf_file = param.Selector(default=NO_COMPANION, objects=[NO_COMPANION],
                               doc="The cube's PSF cube (its real dirty beam)")
     attached = param.String(default="", doc="Which primary-beam and PSF cubes are attached")
+    models = param.ClassSelector(class_=(str, Path), default=None, allow_None=True,
+                                 doc="Folder of the trained networks (None: the shipped assets/models)")
 
     def __init__(self, cube_viewer, **params):
         chosen = {kind: params.pop(f"{kind}_file", None) for kind in KINDS}
@@ -110,7 +112,6 @@ class DetectionViewer(pn.viewable.Viewer):
             logging.getLogger("explorer").warning("truth of %s not used: %s", self.cube.path.name, exc)
             self.truth = None
         self.outcome = None  # per-row "true positive"/"false positive", and the missed truth rows
-        self._finder = None
         self.job = BackgroundJob(self._on_done, self._on_error, lambda text: setattr(self, "status", text))
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["detection-error"])
         self._run = pn.widgets.Button(label="Find sources", color="primary", css_classes=["run-detection"])
@@ -183,10 +184,7 @@ class DetectionViewer(pn.viewable.Viewer):
 
         def work(progress, cancel):
             # probable sidelobes are kept, flagged, and shown on request without a second run
-            options = dict(companions, keep_sidelobes=True)
-            if detector == "pipeline":
-                self._finder = self._finder or finder_module.SourceFinder.load()
-                options["finder"] = self._finder
+            options = dict(companions, keep_sidelobes=True, models=self.models)
             return finder_module.detect(cube, detector, cancel=cancel, **options, progress=lambda stage, done, total:
                                         progress(f"{detector}: {stage}", done / max(total, 1)))
 
@@ -301,7 +299,8 @@ class DetectionViewer(pn.viewable.Viewer):
         if row is None:
             return pn.pane.Markdown("Run a detector, then pick a source in the table or click its box.")
         try:
-            view = finder_module.inspect_source(self.cube, row, self._finder if row["detector"] == "pipeline" else None)
+            view = finder_module.inspect_source(
+                self.cube, row, finder_module.SourceFinder.load(self.models) if row["detector"] == "pipeline" else None)
         except InputError as exc:
             return Alert(str(exc), alert_type="warning")
         x, xlabel, _ = self.cube_viewer.spectrum()

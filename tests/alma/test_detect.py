@@ -296,3 +296,40 @@ def test_blend_peaks_find_a_fainter_source_in_the_same_box():
     for source_peak, found in ((40.0, 0), (20.0, 1)):
         wing = (blob(21, 32, source_peak) + blob(32, 32, 7.5)).astype(np.float32)
         assert len(detect.blend_peaks(wing, (32, 32), (16, 26, 38, 38), (21, 32), 6.7, 6.1)) == found
+
+
+def test_detect_to_votable_to_evaluate_with_provenance(tiny_models, tmp_path):
+    """A catalogue written as VOTable (or CSV) is read back by evaluate, and carries where it came
+    from: detector, options, cube, the project's version and each network file's SHA-256."""
+    import hashlib
+
+    from pipeline.alma.catalog import write_catalog
+    from pipeline.alma.evaluate import evaluate_files
+    from pipeline.alma.simulate import write_truth
+
+    obs = Observation(cell_arcsec=0.15, observation_s=1200, integration_s=60)
+    sim = simulate_cube(11, size=96, channels=32, observation=obs, name="s.fits")
+    path = write_cube(tmp_path / "s.fits", sim.dirty_cube, sim.frequency_hz, obs, sim.beams)
+    write_truth(tmp_path / "truth.csv", sim.truth)
+    with open_cube(path) as cube:
+        found = detect.detect(cube, "pipeline", models=tiny_models, min_snr=3.0)
+    assert len(found) >= 1
+    for suffix in (".vot", ".csv"):
+        written = write_catalog(found, tmp_path / f"c{suffix}")
+        scores = evaluate_files(tmp_path / "truth.csv", written, rule="strict")["rules"]["strict"]["overall"]
+        assert scores["tp"] + scores["fp"] == len(found)
+        record = read_catalog(written).meta["provenance"]
+        assert record["detector"] == "pipeline" and record["cube"] == "s.fits"
+        assert record["software"].startswith("alma-ulisse-explorer ") and '"min_snr": 3.0' in record["options"]
+        shipped = hashlib.sha256((tiny_models / "deep_gru" / "model.pt").read_bytes()).hexdigest()
+        assert f'"deep_gru": "{shipped}"' in record["models"]
+    assert (tmp_path / "c.csv").read_text().startswith("# software: alma-ulisse-explorer")
+
+
+def test_networks_are_loaded_once_per_file(tiny_models, tmp_path):
+    first = detect.load_networks(tiny_models, ("deep_gru",))["deep_gru"]
+    assert detect.load_networks(tiny_models, ("deep_gru",))["deep_gru"] is first
+    import shutil
+    shutil.copytree(tiny_models / "deep_gru", tmp_path / "deep_gru")
+    other = detect.load_networks(tmp_path, ("deep_gru",))["deep_gru"]
+    assert other is not first and not other.training

@@ -119,11 +119,9 @@ def test_a_companion_that_does_not_fit_is_refused_and_detection_goes_uncorrected
     assert viewer.companions == {}
 
 
-def test_missing_models_give_a_message_not_a_crash(panel_on_sim, monkeypatch, tmp_path):
+def test_missing_models_give_a_message_not_a_crash(panel_on_sim, tmp_path):
     viewer, _ = panel_on_sim
-    from pipeline.alma import detect
-    monkeypatch.setattr(detect, "MODELS_DIR", tmp_path / "none")
-    monkeypatch.setattr(detect.SourceFinder.load.__func__, "__defaults__", (tmp_path / "none",))
+    viewer.models = tmp_path / "none"
     viewer.detector = "pipeline"
     viewer.start()
     assert viewer._error.visible and "python -m pipeline train" in viewer._error.object
