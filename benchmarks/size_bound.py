@@ -36,12 +36,13 @@ from _report import report
 from casa_cubes import CHANNEL_WIDTH_HZ, INTEGRATION_S
 
 from pipeline.alma import examples as ex
+from pipeline.alma import preprocess as pre
 from pipeline.alma import uncertainties
 from pipeline.alma.evaluate import ELONGATED_AXIS_RATIO, major_minor
 from pipeline.alma.simulate import Observation
 
 SIZE = 128  # the CASA-made cubes' side
-SIDE = ex.FOCUS_SIZE
+SIDE = pre.FOCUS_SIZE
 SNR_BANDS = ((10, 20), (20, 30), (30, np.inf), (10, np.inf))
 FOUR_LN2 = 4.0 * math.log(2.0)
 
@@ -87,7 +88,7 @@ def source_bound(source, instrument, modes) -> tuple[np.ndarray, float]:
     # the focused image's amplitude: the true per-channel peak SNR summed over the line's range,
     # over the noise of that sum
     amplitude = source["snr_peak"] / peak * line / math.sqrt(last - first)
-    cuts = np.stack([ex.crop(d, source["x"], source["y"], SIDE) for d in derivatives]).astype(np.float64)
+    cuts = np.stack([pre.crop(d, source["x"], source["y"], SIDE) for d in derivatives]).astype(np.float64)
     cuts[[0, 1, 3, 4, 5]] *= amplitude
     vectors, values = modes
     # a round source has no angle: its derivative is zero, and the bound is on the other five

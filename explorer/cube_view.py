@@ -16,8 +16,13 @@ import holoviews.plotting.bokeh  # noqa: F401  (registers the backend the option
 import numpy as np
 import panel as pn
 import param
-from astropy.visualization import (AsinhStretch, LinearStretch, LogStretch, PercentileInterval,
-                                   SqrtStretch)
+from astropy.visualization import (
+    AsinhStretch,
+    LinearStretch,
+    LogStretch,
+    PercentileInterval,
+    SqrtStretch,
+)
 from bokeh.models import CustomJSTickFormatter
 from holoviews.operation.datashader import rasterize
 from holoviews.plotting.util import process_cmap
@@ -27,6 +32,7 @@ from explorer.detection_view import DetectionViewer
 from explorer.files import BUNDLED_CUBES, list_cubes, resolve_user_path, shown_path
 from explorer.text import Alert, Text
 from pipeline.alma.cube import Cube, format_info, open_cube
+from pipeline.alma.measure import beam_on_grid
 from pipeline.errors import InputError
 
 # astropy's stretches (ds9's and CARTA's); applied by warping the colour map, so the image keeps
@@ -189,11 +195,8 @@ class CubeViewer(pn.viewable.Viewer):
         beam, cube = self.cube.beam, self.cube
         if not show_beam or beam is None:
             return hv.Ellipse(0, 0, 0).opts(alpha=0)
-        sx, sy = cube.pixel_scale_arcsec
-        major, minor = beam.major_arcsec / sy, beam.minor_arcsec / sy
-        # PA is east of north; east is -x when RA grows to the left (the usual CDELT1 < 0)
-        east_left = cube.celestial_wcs.pixel_scale_matrix[0, 0] < 0
-        angle = np.deg2rad(90 + beam.pa_deg if east_left else 90 - beam.pa_deg)
+        major, minor, theta = beam_on_grid(cube)  # the PA turned onto the pixel grid by the WCS
+        angle = np.deg2rad(theta)
         pad = 0.6 * major + 2
         return hv.Ellipse(pad - 0.5, pad - 0.5, (major, minor), orientation=angle).opts(
             color="white", line_width=2)

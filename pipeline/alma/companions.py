@@ -29,6 +29,7 @@ import scipy.ndimage
 
 from pipeline.alma.catalog import set_flux_scale
 from pipeline.alma.cube import open_cube
+from pipeline.alma.preprocess import crop_slices
 from pipeline.errors import InputError
 
 #: what each kind of companion is called in messages
@@ -155,14 +156,10 @@ def dirty_beam_image(psf, first: int, last: int, side: int, peak=None) -> np.nda
     PSF serves every channel), ``side`` x ``side`` about its peak (at ``(side // 2,) * 2``, zero
     beyond the grid), scaled to peak 1. float32. ``peak``: :func:`psf_peak` of ``psf``, when
     the caller has it (it reads a whole plane)."""
-    px, py = peak or psf_peak(psf)
-    x0, y0 = px - side // 2, py - side // 2
-    ys = slice(max(0, y0), min(psf.ny, y0 + side))
-    xs = slice(max(0, x0), min(psf.nx, x0 + side))
+    inside, into = crop_slices((psf.ny, psf.nx), *(peak or psf_peak(psf)), side)
     planes = slice(first, last) if psf.nchan > 1 else slice(0, 1)
     image = np.zeros((side, side), np.float64)
-    image[ys.start - y0: ys.stop - y0, xs.start - x0: xs.stop - x0] = np.nan_to_num(
-        np.asarray(psf.data[planes, ys, xs], np.float64)).sum(axis=0)
+    image[into] = np.nan_to_num(np.asarray(psf.data[(planes, *inside)], np.float64)).sum(axis=0)
     centre = image[side // 2, side // 2]
     return (image / centre if centre > 0 else image).astype(np.float32)
 

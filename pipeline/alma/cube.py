@@ -35,6 +35,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
+from pipeline.alma.gaussian import gaussian_area
 from pipeline.errors import InputError, short_reason
 
 #: FITS spectral types (as astropy.wcs normalises them) and their velocity conventions
@@ -55,7 +56,7 @@ class Beam:
 
     def area_pixels(self, pixel_arcsec: float) -> float:
         """Beam solid angle in pixels (Gaussian: pi / (4 ln 2) * major * minor)."""
-        return math.pi / (4 * math.log(2)) * self.major_arcsec * self.minor_arcsec / pixel_arcsec**2
+        return gaussian_area(self.major_arcsec, self.minor_arcsec) / pixel_arcsec**2
 
 
 class Cube:

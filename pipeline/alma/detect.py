@@ -26,9 +26,11 @@ import scipy.signal
 from astropy.stats import mad_std
 
 from pipeline.alma import classic
-from pipeline.alma import examples as ex
+from pipeline.alma import measure as ms
+from pipeline.alma import preprocess as pre
 from pipeline.alma.catalog import make_catalog
 from pipeline.alma.companions import dirty_beam_image, psf_peak
+from pipeline.alma.gaussian import FWHM_PER_SIGMA
 from pipeline.alma.noise import noise_of
 from pipeline.alma.sidelobes import MAX_SIDELOBE, mark_sidelobes
 from pipeline.alma.tasks import target_to_shape, target_to_value
@@ -138,7 +140,7 @@ def source_map(image: np.ndarray, blobs_finder, side: int | None = None) -> np.n
     stride = side - int(side * TILE_OVERLAP)
     starts = lambda length: sorted({*range(0, length - side, stride), length - side})  # noqa: E731
     tiles = [(y, x) for y in starts(H) for x in starts(W)]
-    batch = np.stack([ex.minmax(im[y:y + side, x:x + side]) for im in stack for y, x in tiles])[:, None]
+    batch = np.stack([pre.minmax(im[y:y + side, x:x + side]) for im in stack for y, x in tiles])[:, None]
     with torch.no_grad():
         out = blobs_finder(torch.from_numpy(batch)).numpy()[:, 0].reshape(n, len(tiles), side, side)
     merged = np.zeros((n, H, W), np.float32)
@@ -197,8 +199,7 @@ def boxes_from_map(source_map: np.ndarray, threshold: float = BLOB_THRESHOLD) ->
 # --- stage 2: when -----------------------------------------------------------------------------
 def box_spectra(cube, boxes) -> np.ndarray:
     """Spectrum summed inside each box, (n_boxes, nchan), NaN pixels ignored."""
-    return np.stack([np.nansum(np.asarray(cube.data[:, y0:y1, x0:x1], np.float64), axis=(1, 2))
-                     for x0, y0, x1, y1, *_ in boxes]) if boxes else np.zeros((0, cube.nchan))
+    return np.stack([ms.box_spectrum(cube, box) for box in boxes]) if boxes else np.zeros((0, cube.nchan))
 
 
 def denoise_spectra(spectra: np.ndarray, deep_gru) -> np.ndarray:
@@ -207,7 +208,7 @@ def denoise_spectra(spectra: np.ndarray, deep_gru) -> np.ndarray:
 
     if len(spectra) == 0:
         return np.zeros_like(spectra, np.float32)
-    x = torch.from_numpy(np.stack([ex.standardise(s) for s in spectra]))
+    x = torch.from_numpy(np.stack([pre.standardise(s) for s in spectra]))
     with torch.no_grad():
         return deep_gru(x).numpy()
 
@@ -219,7 +220,7 @@ def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
     ``PEAK_PROMINENCE``); a Gaussian fitted around each gives its FWHM and the range is
     peak +- FWHM, as in the paper. At least the highest peak is returned.
     """
-    s = ex.minmax(denoised)
+    s = pre.minmax(denoised)
     n = len(s)
     peaks, _ = scipy.signal.find_peaks(np.concatenate([[0.0], s, [0.0]]), height=PEAK_HEIGHT,
                                        prominence=PEAK_PROMINENCE)
@@ -240,8 +241,8 @@ def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
                 warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)  # flat spectra: fallback below
                 (amp, mu, sigma), _ = scipy.optimize.curve_fit(
                     lambda c, a, m, w: a * np.exp(-0.5 * ((c - m) / w) ** 2), channels[window], s[window],
-                    p0=(s[p], p, fwhm0 / 2.355), maxfev=2000)
-            fwhm = float(np.clip(abs(sigma) * 2.355, 1.0, n))
+                    p0=(s[p], p, fwhm0 / FWHM_PER_SIGMA), maxfev=2000)
+            fwhm = float(np.clip(abs(sigma) * FWHM_PER_SIGMA, 1.0, n))
             centre = float(mu) if abs(mu - p) < fwhm else float(p)
         except (RuntimeError, ValueError):
             fwhm, centre = fwhm0, float(p)
@@ -270,7 +271,7 @@ def focused_images(cube, box, windows, recentre: bool = True) -> list:
     """:func:`focused_image` over each (first, last) of ``windows``, the cube read once."""
     x0, y0, x1, y1 = box[:4]
     cx0, cy0 = int(round((x0 + x1 - 1) / 2)), int(round((y0 + y1 - 1) / 2))
-    side = ex.FOCUS_SIZE
+    side = pre.FOCUS_SIZE
     reach = side // 2 + (RECENTRE_PX + 1 if recentre else 0)
     xs = slice(max(0, cx0 - reach), min(cube.nx, cx0 + reach))
     ys = slice(max(0, cy0 - reach), min(cube.ny, cy0 + reach))
@@ -284,12 +285,12 @@ def focused_images(cube, box, windows, recentre: bool = True) -> list:
         if not rms > 0:
             rms = float(mad_std(image)) or float(np.std(image)) or 1.0
         cx, cy = cx0, cy0
-        cut = ex.crop(image, cx - xs.start, cy - ys.start, side) / rms
+        cut = pre.crop(image, cx - xs.start, cy - ys.start, side) / rms
         if recentre:
             x, y = (int(round(v)) for v in centroid(cut, (cx, cy)))
             if (x, y) != (cx, cy) and max(abs(x - cx), abs(y - cy)) <= RECENTRE_PX:
                 cx, cy = x, y
-                cut = ex.crop(image, cx - xs.start, cy - ys.start, side) / rms
+                cut = pre.crop(image, cx - xs.start, cy - ys.start, side) / rms
         out.append((cut, rms, (cx, cy)))
     return out
 
@@ -329,7 +330,7 @@ def significant(snrs, min_snr: float) -> bool:
 
 def focused_snr(focused: np.ndarray) -> float:
     """Significance of a focused image: its peak within 4 px of the centre, in noise rms."""
-    c = ex.FOCUS_SIZE // 2
+    c = pre.FOCUS_SIZE // 2
     return float(focused[c - 4:c + 5, c - 4:c + 5].max())
 
 
@@ -341,7 +342,7 @@ def measure(focused: np.ndarray, resnets, beam: np.ndarray) -> dict:
     channels x px)."""
     import torch
 
-    shape_input = torch.from_numpy(np.stack([ex.minmax(focused), np.asarray(beam, np.float32)])[None])
+    shape_input = torch.from_numpy(np.stack([pre.minmax(focused), np.asarray(beam, np.float32)])[None])
     flux_input = torch.from_numpy(np.asarray(focused, np.float32)[None, None])
     with torch.no_grad():
         major, minor, pa, _ = target_to_shape(resnets["shape"](shape_input).numpy())
@@ -384,7 +385,7 @@ def detect_pipeline(cube, finder: SourceFinder | None = None, progress=None, can
     finder = finder or SourceFinder.load()
     step = _stepper(progress, cancel, total=3 + len(search_windows(cube.nchan, windows)))
     step("integrated image")
-    classic.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
+    ms.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
     found = spectral_source_map(cube, finder.blobs_finder, windows, step=lambda w: step(f"Blobs Finder, {w}"))
     boxes = boxes_from_map(found, threshold)
     step("Deep GRU, focusing and ResNets")
@@ -401,9 +402,9 @@ def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_S
     Gaussian beam. The dirty beam's near sidelobes make a source about a beam across look
     narrower than the Gaussian beam would (CASA-made cubes, 10-40 minute tracks)."""
     denoised = denoise_spectra(box_spectra(cube, boxes), finder.deep_gru)
-    kms = cube.channel_width()["kms"] or classic._kms_per_channel_fix(cube)
-    beam_major, beam_minor, beam_theta = classic.beam_on_grid(cube)
-    gaussian_beam = ex.beam_image_px(beam_major, beam_minor, beam_theta)
+    kms = cube.channel_width()["kms"] or ms.kms_per_channel_factor(cube)
+    beam_major, beam_minor, beam_theta = ms.beam_on_grid(cube)
+    gaussian_beam = pre.beam_image_px(beam_major, beam_minor, beam_theta)
     psf_centre = psf_peak(psf) if psf is not None else None  # read once, not for every line
     rows = []
     for box, spectrum in zip(boxes, denoised):
@@ -411,7 +412,7 @@ def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_S
             raise Cancelled("detection cancelled")
         lines = emission_ranges(spectrum)
         for peak, first, last in lines:
-            beam = gaussian_beam if psf is None else dirty_beam_image(psf, first, last, ex.FOCUS_SIZE, psf_centre)
+            beam = gaussian_beam if psf is None else dirty_beam_image(psf, first, last, pre.FOCUS_SIZE, psf_centre)
             windows = line_windows(peak, first, last)
             # the line's two wings, for blends: a neighbour whose line is offset from this one's
             # stands out on its side of the peak (below, it may be only a shoulder of the source)
@@ -505,7 +506,7 @@ def detect_decoras(cube, networks: dict | None = None, progress=None, cancel=Non
     n_windows = len(search_windows(cube.nchan, windows))
     step = _stepper(progress, cancel, total=2 + 2 * n_windows)
     step("integrated image")
-    classic.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
+    ms.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
     bce = spectral_source_map(cube, networks["decoras_bce"], windows, side=256,
                               step=lambda w: step(f"DECORAS BCE, {w}"))
     msle = spectral_source_map(cube, networks["decoras_msle"], windows, side=256,
@@ -521,20 +522,19 @@ def detect_decoras(cube, networks: dict | None = None, progress=None, cancel=Non
         y, x = scipy.ndimage.center_of_mass(bce * blob)
         if not len(msle_centres) or np.min(np.hypot(msle_centres[:, 0] - y, msle_centres[:, 1] - x)) > DECORAS_MATCH_PX:
             continue
-        spectrum = np.nansum(np.asarray(cube.data[:, ys, xs], np.float64), axis=(1, 2))
-        _, z0, z1 = classic.emission_range(spectrum, 0, cube.nchan - 1)
+        box = (xs.start, ys.start, xs.stop, ys.stop)
+        _, z0, z1 = ms.emission_range(ms.box_spectrum(cube, box), 0, cube.nchan - 1)
         z0, z1 = min(z0, cube.nchan - 2), max(z1, min(z0, cube.nchan - 2) + 2)  # at least 2 channels
-        line = classic.integrated_image(cube, z0, z1 - 1)
+        line = ms.integrated_image(cube, z0, z1 - 1)
         w = np.clip(np.nan_to_num(line.image - line.background), 0, None) * blob
         if w.sum() <= 0:
             continue
         # the blob is the network's footprint, cut where it fades: its moments shrink the source
         # (sizes deconvolved to zero); fit the line image around it instead
         half = int(math.ceil(2 * max(line.beam_fwhm_px[0], 0.5 * max(xs.stop - xs.start, ys.stop - ys.start))))
-        cov = classic.fit_covariance(line.image - line.background, x, y, line.beam_covariance, half)
-        row = classic._row(cube, line, x, y, (xs.start, xs.stop, ys.start, ys.stop),
-                           classic.deconvolve(cov, line.beam_covariance), float(w.sum()) * line.flux_per_sum,
-                           0.0, False, 2.0)
+        cov = ms.fit_covariance(line.image - line.background, x, y, line.beam_covariance, half)
+        row = ms.catalog_row(cube, line, x, y, box, ms.deconvolve(cov, line.beam_covariance),
+                             float(w.sum()) * line.flux_per_sum, 0.0, False, 2.0)
         # significance and position from the focused image over the line, as the pipeline's focusing
         focused, _, centre = focused_image(cube, (row["x0"], row["y0"], row["x1"], row["y1"]), row["z0"], row["z1"])
         row["snr"] = row["score"] = focused_snr(focused)

@@ -48,7 +48,7 @@ import numpy as np
 import scipy.optimize
 from astropy.table import Table
 
-from pipeline.alma.interferometer import FWHM_PER_SIGMA
+from pipeline.alma.gaussian import FWHM_PER_SIGMA
 from pipeline.alma.uncertainties import size_upper_limit
 from pipeline.errors import InputError
 from pipeline.tables import read_table

@@ -28,8 +28,21 @@ import numpy as np
 from astropy.table import Table
 
 from pipeline.alma import interferometer
-from pipeline.alma.simulate import (Observation, SkyParameters, dirty_cube, draw_sources,
-                                    gaussian_images, source_spectra)
+from pipeline.alma.preprocess import (
+    FOCUS_SIZE,
+    beam_image_px,
+    crop,
+    minmax,
+    standardise,
+)
+from pipeline.alma.simulate import (
+    Observation,
+    SkyParameters,
+    dirty_cube,
+    draw_sources,
+    gaussian_images,
+    source_spectra,
+)
 
 #: configurations examples are drawn from (every one in assets/, compact to most extended);
 #: alma.cycle11.5 is held out to check generalisation
@@ -37,7 +50,6 @@ TRAINING_CONFIGS = ("alma.cycle9.3", "alma.cycle11.1", "alma.cycle11.2", "alma.c
                     "alma.cycle11.4", "alma.cycle11.6", "alma.cycle11.7", "alma.cycle11.8",
                     "alma.cycle11.9", "alma.cycle11.10")
 HELD_OUT_CONFIGS = ("alma.cycle11.5",)
-FOCUS_SIZE = 64  # side of the focused images the ResNets take (the paper's 64 x 64 crops)
 
 
 @dataclass(frozen=True)
@@ -157,20 +169,6 @@ def convolve_with_psf(instrument: Instrument, images) -> np.ndarray:
     half_plane = interferometer.half_plane_from_image(images, n, k) * sampling.weight_grid[0]
     scale = np.float32(n * n / sampling.weight_sum[0])
     return interferometer.image_from_half_plane(half_plane, n, images.shape[-1]) * scale
-
-
-def minmax(a: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] (NaN to 0); a constant array gives zeros."""
-    a = np.nan_to_num(np.asarray(a, np.float32))
-    lo, hi = float(a.min()), float(a.max())
-    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-
-
-def standardise(a: np.ndarray) -> np.ndarray:
-    """Zero mean, unit standard deviation (NaN to 0)."""
-    a = np.nan_to_num(np.asarray(a, np.float32))
-    std = float(a.std())
-    return (a - a.mean()) / std if std > 0 else a - a.mean()
 
 
 @dataclass
@@ -319,30 +317,12 @@ def emission_range(source, channels) -> tuple[int, int]:
     return z0, z1
 
 
-def crop(image: np.ndarray, x: float, y: float, side: int = FOCUS_SIZE) -> np.ndarray:
-    """``side`` x ``side`` cut centred on (x, y), zero-padded where it leaves the image."""
-    out = np.zeros((side, side), np.float32)
-    cx, cy = int(round(x)), int(round(y))
-    x0, y0 = cx - side // 2, cy - side // 2
-    ys = slice(max(0, y0), min(image.shape[0], y0 + side))
-    xs = slice(max(0, x0), min(image.shape[1], x0 + side))
-    out[ys.start - y0: ys.stop - y0, xs.start - x0: xs.stop - x0] = image[ys, xs]
-    return out
-
-
 def beam_image(beam, cell_arcsec: float, side: int = FOCUS_SIZE) -> np.ndarray:
     """The Gaussian beam ``(bmaj, bmin arcsec, bpa deg east of north)`` on a ``side`` x ``side``
     grid of ``cell_arcsec`` pixels (x towards west, as the simulator's images), unit peak at
     ``(side // 2, side // 2)``: what the shape ResNet is told about the beam."""
     bmaj, bmin, bpa = beam
     return beam_image_px(bmaj / cell_arcsec, bmin / cell_arcsec, bpa + 90.0, side)
-
-
-def beam_image_px(major_px: float, minor_px: float, theta_deg: float, side: int = FOCUS_SIZE) -> np.ndarray:
-    """A unit-peak Gaussian of FWHM ``major_px`` x ``minor_px`` with its major axis at
-    ``theta_deg`` counter-clockwise from +x, centred at ``(side // 2, side // 2)``."""
-    row = {"x": side // 2, "y": side // 2, "fwhm_x": major_px, "fwhm_y": minor_px, "pa": theta_deg}
-    return gaussian_images([row], side)[0]
 
 
 def focused_pairs(rng, sky: SkyExample, dirty_beam: bool = False):

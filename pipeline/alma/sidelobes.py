@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chi2
 
-from pipeline.alma.classic import beam_on_grid
 from pipeline.alma.companions import psf_peak
+from pipeline.alma.measure import beam_on_grid
 from pipeline.alma.noise import noise_of
 
 MAX_SIDELOBE = 0.2

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.alma.classic import FWHM_PER_SIGMA, beam_on_grid, gaussian_covariance
+from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_covariance
+from pipeline.alma.measure import beam_on_grid
 
 #: an observed axis this many of its errors wider than the beam's is resolved
 RESOLVED_SIGMA = 2.0

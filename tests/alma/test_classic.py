@@ -6,9 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.alma import classic
+from pipeline.alma import classic, measure
 from pipeline.alma.catalog import COLUMN_NAMES
 from pipeline.alma.cube import open_cube
+from pipeline.alma.gaussian import gaussian_covariance
 from pipeline.alma.simulate import simulate_cube, write_cube
 from pipeline.errors import InputError
 
@@ -93,28 +94,28 @@ def test_registry():
 # --- building blocks --------------------------------------------------------------------------
 
 def test_deconvolve_subtracts_the_beam():
-    beam = classic.gaussian_covariance(6.0, 5.0, 174.0)
-    source = classic.gaussian_covariance(4.0, 2.0, 30.0)
-    major, minor, theta = classic.deconvolve(beam + source, beam)
+    beam = gaussian_covariance(6.0, 5.0, 174.0)
+    source = gaussian_covariance(4.0, 2.0, 30.0)
+    major, minor, theta = measure.deconvolve(beam + source, beam)
     assert (major, minor, theta) == pytest.approx((4.0, 2.0, 30.0), abs=1e-6)
     # narrower than the beam: unresolved, size 0
-    assert classic.deconvolve(beam * 0.9, beam)[:2] == (0.0, 0.0)
+    assert measure.deconvolve(beam * 0.9, beam)[:2] == (0.0, 0.0)
 
 
 def test_emission_range_of_a_gaussian_line():
     channels = np.arange(64)
     spectrum = 10.0 * np.exp(-4 * np.log(2) * ((channels - 30) / 6.0) ** 2)
-    z, z0, z1 = classic.emission_range(spectrum, 0, 63, spectral_threshold=2.0)
+    z, z0, z1 = measure.emission_range(spectrum, 0, 63, spectral_threshold=2.0)
     # noise-free: the range is where the line exceeds peak / 16, i.e. peak +- FWHM
     assert z == 30 and (z0, z1) == (25, 36)
     # the peak is looked for within the given channels only
-    assert classic.emission_range(spectrum, 40, 63)[0] == 40
+    assert measure.emission_range(spectrum, 40, 63)[0] == 40
 
 
 def test_beam_angle_on_the_pixel_grid(make_cube):
     """North up, east left (CDELT1 < 0): a beam at PA 30 deg east of north is at 120 deg from +x."""
     with open_cube(make_cube(layout="3d")) as cube:
-        image = classic.integrated_image(cube)
+        image = measure.integrated_image(cube)
     assert image.beam_theta_deg == pytest.approx(120.0, abs=0.01)
     assert image.beam_fwhm_px == pytest.approx((5.0, 4.0))
     assert image.first == 0 and image.last == 11
@@ -157,7 +158,7 @@ def test_fit_covariance_recovers_a_source_that_moments_of_a_cut_segment_shrink()
     deconvolution the intrinsic size and angle; a segment cut at a threshold would shrink it."""
     import numpy as np
 
-    from pipeline.alma.classic import deconvolve, fit_covariance, gaussian_covariance
+    from pipeline.alma.measure import deconvolve, fit_covariance
 
     beam = gaussian_covariance(5.0, 4.0, 30.0)
     intrinsic = gaussian_covariance(6.0, 3.0, 120.0)

@@ -8,9 +8,22 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from pipeline.alma.catalog import FLUX_CORRECTED, FLUX_UNCORRECTED, make_catalog, read_catalog, write_catalog
 from pipeline.alma import examples as ex
-from pipeline.alma.companions import PB_LIMIT, companion_candidates, correct_fluxes, dirty_beam_image, open_companion
+from pipeline.alma import preprocess as pre
+from pipeline.alma.catalog import (
+    FLUX_CORRECTED,
+    FLUX_UNCORRECTED,
+    make_catalog,
+    read_catalog,
+    write_catalog,
+)
+from pipeline.alma.companions import (
+    PB_LIMIT,
+    companion_candidates,
+    correct_fluxes,
+    dirty_beam_image,
+    open_companion,
+)
 from pipeline.alma.cube import open_cube
 from pipeline.alma.detect import detect
 from pipeline.errors import InputError
@@ -54,8 +67,8 @@ def test_the_dirty_beam_read_from_a_psf_cube_is_the_one_the_shape_resnet_learnt(
     paths, sim = sim_with_companions, sim_with_companions["sim"]
     with open_cube(paths["cube"]) as cube, open_companion(paths["psf"], cube, "psf") as psf:
         middle = psf.nchan // 2
-        one = dirty_beam_image(psf, middle, middle + 1, ex.FOCUS_SIZE)
-        line = dirty_beam_image(psf, 4, 12, ex.FOCUS_SIZE)
+        one = dirty_beam_image(psf, middle, middle + 1, pre.FOCUS_SIZE)
+        line = dirty_beam_image(psf, 4, 12, pre.FOCUS_SIZE)
         planes = np.asarray(psf.data[4:12], np.float64).sum(axis=0)
         wide = dirty_beam_image(psf, 4, 12, 128)  # wider than the 96 px grid
     # the training's dirty beam of the same observation at that channel's frequency

@@ -123,7 +123,7 @@ def test_focused_image_moves_to_the_source(make_cube):
     box = (24, 22, 30, 29)  # centre (26.5 -> 26, 25)
     focused, _, centre = detect.focused_image(cube, box, 52, 69)
     assert centre == (24, 22)
-    c = detect.ex.FOCUS_SIZE // 2
+    c = detect.pre.FOCUS_SIZE // 2
     assert np.unravel_index(np.argmax(focused), focused.shape) == (c, c)
     assert detect.focused_image(cube, box, 52, 69, recentre=False)[2] == (26, 25)
 

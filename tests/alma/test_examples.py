@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.alma import examples as ex
+from pipeline.alma import preprocess as pre
 from pipeline.alma.simulate import Observation, dirty_cube, instrument_response
 
 
@@ -113,7 +114,7 @@ def test_shifted_skies_put_the_central_source_anywhere(instrument):
 
 
 def test_beam_image_has_the_beam_fwhm_along_its_major_axis():
-    beam = ex.beam_image_px(6.0, 3.0, 90.0)  # major axis along y
+    beam = pre.beam_image_px(6.0, 3.0, 90.0)  # major axis along y
     c = 32
     assert beam[c, c] == pytest.approx(1.0)
     assert beam[c + 3, c] == pytest.approx(0.5, rel=1e-3)  # half power 3 px up the major axis
