@@ -1,4 +1,5 @@
-"""The one exception type for bad input from a user."""
+"""Errors the user can act on: bad input (:class:`InputError`), work stopped on request
+(:class:`Cancelled`), and the short reason a library gave (:func:`short_reason`)."""
 
 
 class InputError(ValueError):

@@ -1,6 +1,6 @@
 """Scoring a source catalogue against the truth of simulated cubes.
 
-Two matching rules, reported side by side (SCIENCE.md, "How they scored"):
+Two matching rules, reported side by side (the second is how Delli Veneri et al. 2022 scored):
 
 - ``strict``: per cube, a one-to-one assignment of predictions to true sources (Hungarian,
   ``scipy.optimize.linear_sum_assignment``) on the 2-D distance between centres; it first makes
