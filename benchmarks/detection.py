@@ -38,7 +38,7 @@ from _report import report  # noqa: E402
 from astropy.io import fits  # noqa: E402
 
 from pipeline.alma import detect as det  # noqa: E402
-from pipeline.alma import interferometer  # noqa: E402
+from pipeline.alma import interferometer, networks  # noqa: E402
 from pipeline.alma.companions import open_companion  # noqa: E402
 from pipeline.alma.cube import open_cube  # noqa: E402
 from pipeline.alma.evaluate import evaluate  # noqa: E402
@@ -143,17 +143,17 @@ def main(argv=None):
     parser.add_argument("--casa", nargs="+", default=[], metavar="DIR",
                         help="CASA-made sets (folders from benchmarks/casa_cubes.py) to score as well")
     parser.add_argument("--no-psf", action="store_true", help="do not hand the sets' PSF cubes to the detectors")
-    parser.add_argument("--models", default=str(det.MODELS_DIR), help="folder of trained networks (default: assets/models)")
+    parser.add_argument("--models", default=str(networks.MODELS_DIR), help="folder of trained networks (default: assets/models)")
     parser.add_argument("--configs", nargs="*", default=["alma.cycle9.3", "alma.cycle11.5"],
                         help="configurations of the held-out simulated sets (none: skip them)")
     args = parser.parse_args(argv)
     detectors = args.detectors.split(",")
     options = {}
-    for name, tasks, key in (("pipeline", det.PIPELINE_TASKS, "finder"), ("decoras", det.DECORAS_TASKS, "networks")):
+    for name, tasks in (("pipeline", networks.PIPELINE_TASKS), ("decoras", networks.DECORAS_TASKS)):
         if name in detectors:
             try:
-                options[name] = {key: det.SourceFinder.load(args.models) if name == "pipeline"
-                                 else det.load_networks(args.models, tasks)}
+                networks.load_networks(args.models, tasks)  # loaded once here, then shared by every cube
+                options[name] = {"models": args.models}
             except InputError as exc:
                 print(f"skipping {name}: {exc}")
                 detectors.remove(name)

@@ -13,10 +13,12 @@ from pipeline.errors import Cancelled, InputError
 
 
 class BackgroundJob:
-    """Runs ``work(progress, cancel)`` in a thread.
+    """Runs ``work(progress, cancel)`` in a thread, ``progress`` and ``cancel`` as every long
+    function of ``pipeline`` takes them (:mod:`pipeline.progress`).
 
-    ``progress(text, fraction)`` may be called from the worker; a periodic callback (every
-    200 ms, in a served page) copies it to ``bar`` and ``on_status(text)``. When the work ends,
+    ``progress(done, total, stage)`` may be called from the worker; a periodic callback (every
+    200 ms, in a served page) copies ``done / total`` to ``bar`` and ``stage`` (or, when it is
+    empty, what the job is) to ``on_status``. When the work ends,
     ``on_done(result)`` or ``on_error(message)`` runs on the UI thread; ``InputError`` and
     ``Cancelled`` give their own message; any other exception is a bug, whose traceback goes to
     the server log while the visitor reads that ``what`` failed. Without a server (tests,
@@ -42,7 +44,7 @@ class BackgroundJob:
         if self.running:
             return False
         self.cancel.clear()
-        self._state = {"text": what, "fraction": 0.0}
+        self._state = {"text": what, "fraction": 0.0, "what": what}
         self.bar.visible, self.bar.value, self.cancel_button.disabled = True, 0, False
         self.on_status(what)
 
@@ -67,8 +69,8 @@ class BackgroundJob:
             self._follow()
         return True
 
-    def _progress(self, text: str, fraction: float) -> None:
-        self._state.update(text=text, fraction=fraction)
+    def _progress(self, done: int, total: int, stage: str = "") -> None:
+        self._state.update(text=stage or self._state["what"], fraction=done / total if total else 0.0)
 
     def _follow(self) -> None:
         self.bar.value = int(100 * min(max(self._state.get("fraction", 0.0), 0.0), 1.0))

@@ -185,8 +185,8 @@ class DetectionViewer(pn.viewable.Viewer):
         def work(progress, cancel):
             # probable sidelobes are kept, flagged, and shown on request without a second run
             options = dict(companions, keep_sidelobes=True, models=self.models)
-            return finder_module.detect(cube, detector, cancel=cancel, **options, progress=lambda stage, done, total:
-                                        progress(f"{detector}: {stage}", done / max(total, 1)))
+            return finder_module.detect(cube, detector, cancel=cancel, **options, progress=lambda done, total, stage:
+                                        progress(done, total, f"{detector}: {stage}"))
 
         self.running = True
         self._run.disabled = True

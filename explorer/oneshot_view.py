@@ -133,11 +133,11 @@ class OneShotViewer(pn.viewable.Viewer):
                 store = FeatureStore.open(folder)
                 check_store_images(Path(store.meta["images"]), folder)
                 return store
-            progress(f"preparing the {name} (first time only)", 0.0)
-            catalog = survey.default_sets(progress=lambda d, t: progress(f"rendering the {name}", d / max(t, 1)))[name]
+            progress(0, 1, f"preparing the {name} (first time only)")
+            catalog = survey.default_sets(progress=lambda d, t: progress(d, t, f"rendering the {name}"))[name]
             galaxies = GalaxySet.open(catalog, name=name)
             return cached_store(galaxies, backbone=model, progress=lambda d, t: progress(
-                f"describing {t:,} galaxies with the ImageNet network (first time only): {d:,}/{t:,}", d / max(t, 1)),
+                d, t, f"describing {t:,} galaxies with the ImageNet network (first time only): {d:,}/{t:,}"),
                 cancel=cancel)
 
         self._job_kind = "load"
@@ -208,7 +208,7 @@ class OneShotViewer(pn.viewable.Viewer):
 
         def work(progress, cancel):
             result = search.recursive(store, query, n, iterations, cancel=cancel,
-                                      progress=lambda d, t: progress(f"recursive search: iteration {d} of {t}", d / t))
+                                      progress=lambda d, t: progress(d, t, f"recursive search: iteration {d} of {t}"))
             stats = (search.iteration_statistics(store, result, label, positive, prototype=query)
                      if label is not None else [])
             return result, stats

@@ -166,7 +166,7 @@ def _detect(args) -> int:
         elif args.detector == "decoras":
             options["networks"] = load_networks(models_dir, DECORAS_TASKS)
         with tqdm(total=None, unit="stage", disable=args.quiet) as bar:
-            def progress(stage, done, total):
+            def progress(done, total, stage):
                 bar.total = total
                 bar.set_description(stage)
                 bar.update(done - bar.n)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from astropy.table import Table
 
-from pipeline.alma import detect
+from pipeline.alma import detect, networks, source_maps
 from pipeline.alma.catalog import COLUMN_NAMES, read_catalog
 from pipeline.alma.companions import dirty_beam_image, open_companion
 from pipeline.alma.cube import open_cube
@@ -29,17 +29,17 @@ class Identity(torch.nn.Module):
 def test_source_map_tiles_and_pads():
     rng = np.random.default_rng(0)
     big = rng.random((70, 90)).astype(np.float32)
-    merged = detect.source_map(big, Identity())
+    merged = source_maps.source_map(big, Identity())
     assert merged.shape == (70, 90)
     # every pixel is covered, and overlapping tiles keep the highest (tile-scaled) value
     assert (merged > 0).mean() > 0.99 and merged.max() <= 1.0
-    small = detect.source_map(rng.random((20, 25)).astype(np.float32), Identity())
+    small = source_maps.source_map(rng.random((20, 25)).astype(np.float32), Identity())
     assert small.shape == (20, 25)
     # a stack runs as one batch and gives each image's own map
     stack = rng.random((3, 70, 90)).astype(np.float32)
-    together = detect.source_map(stack, Identity())
+    together = source_maps.source_map(stack, Identity())
     assert together.shape == (3, 70, 90)
-    assert np.array_equal(together[2], detect.source_map(stack[2], Identity()))
+    assert np.array_equal(together[2], source_maps.source_map(stack[2], Identity()))
 
 
 def test_search_windows_cover_the_band_at_each_width():
@@ -157,7 +157,7 @@ def test_a_narrow_line_is_significant_over_its_own_channels(make_cube):
 def tiny_models(tmp_path_factory):
     """Each pipeline network trained for two steps on 64-px examples: right shapes, no skill."""
     folder = tmp_path_factory.mktemp("models")
-    for task in detect.PIPELINE_TASKS + detect.DECORAS_TASKS:
+    for task in networks.PIPELINE_TASKS + networks.DECORAS_TASKS:
         train(task, folder / task, steps=2, size=64, batch_size=2, validate_every=2, validation_batches_n=1)
     return folder
 
@@ -174,7 +174,7 @@ def test_pipeline_end_to_end_gives_a_catalogue(tiny_models, sim_cube_path):
     stages = []
     with open_cube(sim_cube_path) as cube:
         catalog = detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf,
-                                progress=lambda stage, done, total: stages.append((stage, done, total)))
+                                progress=lambda done, total, stage: stages.append((stage, done, total)))
     # the whole band, then 8-channel windows by 4 of the 24 channels (32 is wider than the band)
     windows = ["Blobs Finder, whole band (1/6)"] + [f"Blobs Finder, channels {z}-{z + 7} ({i}/6)"
                                                       for i, z in enumerate(range(0, 17, 4), start=2)]

@@ -1,0 +1,63 @@
+"""The trained networks, found in a models folder (``<task>/model.pt``) and loaded once per
+file per process: every cube and every session shares them (they only run, never learn)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import InputError
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
+PIPELINE_TASKS = ("blobs_finder", "deep_gru", "resnet_shape", "resnet_flux")
+DECORAS_TASKS = ("decoras_bce", "decoras_msle")
+
+
+@dataclass
+class SourceFinder:
+    """The trained networks of the pipeline, loaded once (from ``assets/models`` by default)."""
+
+    blobs_finder: object  # torch modules; torch is imported only when networks are loaded or run
+    deep_gru: object
+    resnets: dict
+    files: dict = field(default_factory=dict)  # task -> its model.pt, for the catalogue's provenance
+
+    @classmethod
+    def load(cls, folder=None) -> "SourceFinder":
+        """The networks in ``folder`` (None: the shipped ``assets/models``), loaded once per file."""
+        folder = MODELS_DIR if folder is None else folder
+        loaded = load_networks(folder, PIPELINE_TASKS)
+        return cls(loaded["blobs_finder"], loaded["deep_gru"],
+                   {t.removeprefix("resnet_"): loaded[t] for t in PIPELINE_TASKS if t.startswith("resnet_")},
+                   model_files(folder, PIPELINE_TASKS))
+
+
+def model_files(folder, tasks) -> dict[str, Path]:
+    """{task: ``folder/<task>/model.pt``}; InputError naming the training command if one is missing."""
+    folder = Path(folder)
+    files = {}
+    for task in tasks:
+        path = folder / task / "model.pt"
+        if not path.is_file():
+            raise InputError(f"The {task} network is missing ({path}). Train it with "
+                             f"`python -m pipeline train {task} --out {folder / task} --steps N`.")
+        files[task] = path
+    return files
+
+
+def load_networks(folder, tasks) -> dict:
+    """{task: model} from ``folder/<task>/model.pt``, each file loaded once per process (again
+    only when it changes) and shared by every cube and session; the networks only run, never learn."""
+    loaded = {}
+    for task, path in model_files(folder, tasks).items():
+        stat = path.resolve().stat()
+        loaded[task] = _load_network(path.resolve(), stat.st_size, stat.st_mtime_ns)
+    return loaded
+
+
+@functools.lru_cache(maxsize=16)
+def _load_network(path: Path, size: int, mtime_ns: int):
+    from pipeline.alma import models
+
+    return models.load_checkpoint(path)[0]
