@@ -38,7 +38,8 @@ from casa_cubes import CHANNEL_WIDTH_HZ, INTEGRATION_S
 from pipeline.alma import examples as ex
 from pipeline.alma import preprocess as pre
 from pipeline.alma import uncertainties
-from pipeline.alma.evaluate import ELONGATED_AXIS_RATIO, major_minor
+from pipeline.alma.evaluate import ELONGATED_AXIS_RATIO
+from pipeline.alma.gaussian import major_minor
 from pipeline.alma.simulate import Observation
 
 SIZE = 128  # the CASA-made cubes' side

@@ -30,7 +30,8 @@ from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.alma import detect as finder_module
 from pipeline.alma.catalog import with_optional_columns, write_catalog, write_regions
 from pipeline.alma.companions import KINDS, open_companion
-from pipeline.alma.evaluate import classify, truth_for_cube
+from pipeline.alma.matching import classify
+from pipeline.alma.truth import truth_for_cube
 from pipeline.alma.uncertainties import size_upper_limit
 from pipeline.errors import InputError
 

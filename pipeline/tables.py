@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from astropy.table import Table
 
 from pipeline.atomic import atomic_write
@@ -84,6 +85,36 @@ def read_table(path, what: str = "table", converters: dict | None = None) -> Tab
     if record:
         table.meta[PROVENANCE] = record
     return table
+
+
+def require_columns(table, columns, what: str) -> None:
+    """InputError naming the ``columns`` the ``what`` (an astropy Table) lacks."""
+    if not hasattr(table, "colnames"):
+        raise InputError(f"The {what} must be an astropy Table, got {type(table).__name__}.")
+    missing = [c for c in columns if c not in table.colnames]
+    if missing:
+        raise InputError(f"The {what} lacks the column(s) {', '.join(missing)} (it has "
+                         f"{', '.join(table.colnames) or 'none'}): it needs "
+                         f"{', '.join(columns)}.")
+
+
+def float_column(table, name: str, what: str) -> np.ndarray:
+    """Column ``name`` as float64, masked or empty values NaN; InputError if it is not numeric."""
+    column = table[name]
+    try:
+        values = np.ma.asarray(column, dtype=float) if column.dtype.kind != "b" else np.ma.asarray(
+            column).astype(float)
+    except (TypeError, ValueError):
+        raise InputError(f"The {what}'s column '{name}' is not numeric (e.g. {column[0]!r}): "
+                         f"fix those values.") from None
+    return np.ma.filled(values, np.nan)
+
+
+def bool_column(column) -> np.ndarray:
+    """A column of booleans, or of text "true"/"1"/"yes" (any case), as bool; masked values False."""
+    if column.dtype.kind in "US":
+        return np.array([str(v).strip().lower() in ("true", "1", "yes") for v in column])
+    return np.ma.filled(np.ma.asarray(column).astype(bool), False)
 
 
 def _write_votable(table: Table, path, record: dict) -> None:

@@ -44,3 +44,18 @@ def gaussian_images(sources, size) -> np.ndarray:
         images[i] = np.exp(-4.0 * np.log(2.0) * ((along / s["fwhm_x"]) ** 2
                                                   + (across / s["fwhm_y"]) ** 2))
     return images
+
+
+def y_is_major(fwhm_x, fwhm_y) -> np.ndarray:
+    """Where an ellipse given along its own x and y axes has its major axis along y (fwhm_y >
+    fwhm_x): then the major axis lies 90 deg further than ``pa``."""
+    return np.asarray(fwhm_y, float) > np.asarray(fwhm_x, float)
+
+
+def major_minor(fwhm_x, fwhm_y, pa_deg):
+    """(major FWHM, minor FWHM, PA of the major axis in deg) of ellipses given along their own
+    x and y axes: the major axis is the source's y axis, 90 deg further, when fwhm_y > fwhm_x."""
+    fwhm_x, fwhm_y, pa_deg = (np.asarray(v, float) for v in (fwhm_x, fwhm_y, pa_deg))
+    swap = y_is_major(fwhm_x, fwhm_y)
+    return (np.where(swap, fwhm_y, fwhm_x), np.where(swap, fwhm_x, fwhm_y),
+            np.where(swap, pa_deg + 90.0, pa_deg))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_covariance
+from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_covariance, major_minor, y_is_major
 from pipeline.alma.measure import beam_on_grid
 
 #: an observed axis this many of its errors wider than the beam's is resolved
@@ -92,9 +92,9 @@ def add_shape_errors(catalog, cube):
     if not len(catalog):
         return catalog
     fwhm_x, fwhm_y, snr = (np.asarray(catalog[c], float) for c in ("fwhm_x", "fwhm_y", "snr"))
-    swap = fwhm_y > fwhm_x  # the major axis is the source's y axis, 90 deg further
-    pa_major = np.nan_to_num(np.asarray(catalog["pa"], float)) + np.where(swap, 90.0, 0.0)
-    errors = shape_errors(np.fmax(fwhm_x, fwhm_y), np.fmin(fwhm_x, fwhm_y), pa_major, beam_on_grid(cube), snr)
+    swap = y_is_major(fwhm_x, fwhm_y)
+    errors = shape_errors(*major_minor(fwhm_x, fwhm_y, np.nan_to_num(np.asarray(catalog["pa"], float))),
+                          beam_on_grid(cube), snr)
     catalog["fwhm_x_err"] = np.where(swap, errors["err_minor"], errors["err_major"])
     catalog["fwhm_y_err"] = np.where(swap, errors["err_major"], errors["err_minor"])
     catalog["pa_err"] = np.where(np.isfinite(catalog["pa"]), errors["err_pa"], np.nan)

@@ -7,6 +7,7 @@ from astropy.table import Table
 
 from pipeline.alma import evaluate as ev
 from pipeline.alma import uncertainties as un
+from pipeline.alma.truth import truth_boxes
 from pipeline.alma.catalog import ROUND_AXIS_RATIO, canonical_ellipse
 
 
@@ -23,7 +24,7 @@ def _pair_tables(true_pa, found_pa, snr, true_minor=3.0, found_major=6.0):
     truth = Table({"x": np.arange(n) * 20.0 + 10, "y": np.full(n, 30.0), "fwhm_x": np.full(n, 6.0),
                    "fwhm_y": np.full(n, true_minor), "pa": true_pa, "z": np.full(n, 20.0),
                    "fwhm_z": np.full(n, 4.0), "snr_peak": snr})
-    catalog = ev.truth_boxes(truth)
+    catalog = truth_boxes(truth)
     catalog.remove_column("snr_peak")
     catalog["snr"] = snr
     catalog["fwhm_x"], catalog["pa"] = np.full(n, found_major), found_pa

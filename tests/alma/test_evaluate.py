@@ -8,7 +8,9 @@ import pytest
 from astropy.table import Table
 
 from pipeline.alma import evaluate as ev
+from pipeline.alma.matching import RULES, box_iou, match
 from pipeline.alma.simulate import gaussian_images
+from pipeline.alma.truth import blended_flags, truth_boxes, truth_line_flux
 from pipeline.errors import InputError
 
 
@@ -26,7 +28,7 @@ def make_truth(rows, cube=None):
 
 def perfect_catalog(truth):
     """What a perfect detector would write: the truth's own boxes and parameters."""
-    cat = ev.truth_boxes(truth)
+    cat = truth_boxes(truth)
     cat["snr"] = cat["snr_peak"]
     cat["flux"] = np.ones(len(cat))
     cat.remove_column("snr_peak")
@@ -54,7 +56,7 @@ def test_truth_boxes_follow_the_papers_threshold_on_the_sources_own_image():
     truth = Table({"x": [40.3, 50.0, 30.7], "y": [45.6, 50.0, 60.2], "fwhm_x": [3.0, 8.0, 2.2],
                    "fwhm_y": [6.5, 2.5, 2.0], "pa": [30.0, 120.0, 0.0], "z": [10.4, 3.0, 50.0],
                    "fwhm_z": [4.0, 6.0, 3.0]})
-    boxes = ev.truth_boxes(truth, image_size_px=size)
+    boxes = truth_boxes(truth, image_size_px=size)
     for row, image in zip(boxes, gaussian_images(truth, size)):
         norm = (image - image.min()) / (image.max() - image.min())
         ys, xs = np.nonzero(norm > 3 * norm.std())
@@ -64,7 +66,7 @@ def test_truth_boxes_follow_the_papers_threshold_on_the_sources_own_image():
     # channels within one line FWHM of the centre, clipped at 0
     assert list(boxes["z0"]) == [7, 0, 47] and list(boxes["z1"]) == [15, 10, 54]
     # a larger image has a lower 3-std level, so larger boxes
-    big = ev.truth_boxes(truth, image_size_px=512)
+    big = truth_boxes(truth, image_size_px=512)
     assert np.all(big["x1"] - big["x0"] >= boxes["x1"] - boxes["x0"])
     assert np.any(big["x1"] - big["x0"] > boxes["x1"] - boxes["x0"])
 
@@ -72,10 +74,10 @@ def test_truth_boxes_follow_the_papers_threshold_on_the_sources_own_image():
 def test_box_iou_2d_and_3d():
     a = {"x0": [0], "y0": [0], "x1": [2], "y1": [2], "z0": [0], "z1": [2]}
     b = {"x0": [1, 5], "y0": [1, 5], "x1": [3, 6], "y1": [3, 6], "z0": [0, 0], "z1": [4, 1]}
-    assert ev.box_iou(a, b).shape == (1, 2)
-    assert ev.box_iou(a, b)[0] == pytest.approx([1 / 7, 0.0])
-    assert ev.box_iou(a, b, axes="xyz")[0] == pytest.approx([2 / (8 + 16 - 2), 0.0])
-    assert ev.box_iou(a, a)[0] == pytest.approx([1.0])
+    assert box_iou(a, b).shape == (1, 2)
+    assert box_iou(a, b)[0] == pytest.approx([1 / 7, 0.0])
+    assert box_iou(a, b, axes="xyz")[0] == pytest.approx([2 / (8 + 16 - 2), 0.0])
+    assert box_iou(a, a)[0] == pytest.approx([1.0])
 
 
 def test_blended_needs_overlap_on_the_sky_and_in_frequency():
@@ -87,16 +89,16 @@ def test_blended_needs_overlap_on_the_sky_and_in_frequency():
         "pa": [0.0, 0.0, 90.0, 0.0, 0.0, 0.0],
         "z": [20.0, 24.0, 20.0, 60.0, 20.0, 20.0], "fwhm_z": [6.0] * 6,
     })
-    flags = ev.blended_flags(truth)
+    flags = blended_flags(truth)
     # 0-1: 5 px apart along x, radii 3 + 3, lines 4 channels apart (< 6): blended
     # 0-2: 4.5 px apart along y, radii 2 (source 0's minor) + 3 (source 2 turned by 90 deg)
     # 3: on the sky of 0 and 1 but its line is 36-40 channels away: isolated
     # 4-5: 4.5 px apart along y with radii 2 + 2: apart on the sky
     assert list(flags) == [True, True, True, False, False, False]
     truth["pa"][2] = 0.0  # now its radius along y is 2 as well: 2 + 2 < 4.5
-    assert list(ev.blended_flags(truth)) == [True, True, False, False, False, False]
+    assert list(blended_flags(truth)) == [True, True, False, False, False, False]
     truth["cube"] = ["a", "b", "a", "b", "a", "b"]  # 0 and 1 in different cubes never blend
-    assert not ev.blended_flags(truth)[:2].any()
+    assert not blended_flags(truth)[:2].any()
 
 
 # --- matching rules ---------------------------------------------------------------------------
@@ -104,7 +106,7 @@ def test_blended_needs_overlap_on_the_sky_and_in_frequency():
 def test_perfect_catalog_scores_one_under_both_rules():
     truth = make_truth([(20, 20, 2.0), (60, 25, 4.0), (40, 70, 12.0)])
     cat = perfect_catalog(truth)
-    for rule in ev.RULES:
+    for rule in RULES:
         result = ev.evaluate(truth, cat, rule=rule)
         o = result["overall"]
         assert (o["tp"], o["fp"], o["fn"]) == (3, 0, 0)
@@ -130,8 +132,8 @@ def test_duplicate_is_a_false_positive_only_under_the_strict_rule():
 def test_distance_limit_is_three_pixels():
     truth = make_truth([(20, 20), (60, 20)])
     cat = predictions([(22.9, 20), (64, 20)])  # 2.9 px and 4 px away
-    for rule in ev.RULES:
-        pairs = ev.match(truth, cat, rule=rule)
+    for rule in RULES:
+        pairs = match(truth, cat, rule=rule)
         assert list(pairs["truth_row"]) == [0] and list(pairs["catalog_row"]) == [0]
         assert pairs["distance_px"][0] == pytest.approx(2.9)
     o = ev.evaluate(truth, cat, rule="strict")["overall"]
@@ -156,7 +158,7 @@ def test_hungarian_beats_greedy():
     # source 0; the one-to-one optimum pairs 0-0 and 1-1 at 2.5 px each
     truth_xy, pred_xy = [(10, 10), (14, 10)], [(12.5, 10), (16.5, 10)]
     assert len(greedy_pairs(truth_xy, pred_xy)) == 1
-    pairs = ev.match(make_truth(truth_xy), predictions(pred_xy), rule="strict")
+    pairs = match(make_truth(truth_xy), predictions(pred_xy), rule="strict")
     assert sorted(zip(pairs["truth_row"], pairs["catalog_row"])) == [(0, 0), (1, 1)]
     o = ev.evaluate(make_truth(truth_xy), predictions(pred_xy))["overall"]
     assert (o["tp"], o["fp"], o["fn"]) == (2, 0, 0)
@@ -183,7 +185,7 @@ def test_multi_cube_tables_keep_cubes_apart():
     lenient = ev.evaluate(truth, cat, rule="lenient")["overall"]
     # surplus per cube: a has 2 for 1, b 0 for 2: one false positive (pooled it would be none)
     assert (lenient["tp"], lenient["fp"], lenient["fn"]) == (1, 1, 2)
-    pairs = ev.match(truth, cat)
+    pairs = match(truth, cat)
     assert list(pairs["cube"]) == ["a.fits"] and list(pairs["truth_row"]) == [0]
     # cube names are compared by base name (a path in the catalogue is fine)
     cat["cube"] = ["/data/run/a.fits"] * 2
@@ -215,7 +217,7 @@ def test_snr_bins_recall_by_truth_precision_by_prediction():
 
 def test_blended_and_isolated_groups():
     truth = make_truth([(20, 20), (23, 20), (60, 60)])  # 3 px apart, 5 px wide along x
-    assert list(ev.blended_flags(truth)) == [True, True, False]
+    assert list(blended_flags(truth)) == [True, True, False]
     cat = predictions([(20, 20), (60, 60)])
     groups = ev.evaluate(truth, cat)["blending"]
     assert (groups["blended"]["n_true"], groups["blended"]["tp"]) == (2, 1)
@@ -263,7 +265,7 @@ def test_truth_line_flux_is_the_sum_of_the_sky_model():
                                     / truth["fwhm_z"][:, None]) ** 2)
     summed = (gaussian_images(truth, 64).sum(axis=(1, 2), dtype=np.float64) * line.sum(axis=1)
               * truth["peak_jy_per_pix"] * channel_kms)
-    assert ev.truth_line_flux(truth, channel_kms) == pytest.approx(summed, rel=1e-4)
+    assert truth_line_flux(truth, channel_kms) == pytest.approx(summed, rel=1e-4)
     cat = perfect_catalog(truth)
     cat["flux"] = summed * 1.1
     res = ev.evaluate(truth, cat, channel_width_kms=channel_kms)["residuals"]["flux"]
@@ -275,7 +277,7 @@ def test_truth_line_flux_is_the_sum_of_the_sky_model():
 def test_empty_catalogue_finds_nothing():
     truth = make_truth([(20, 20), (60, 20)])
     cat = predictions(np.empty((0, 2)))
-    for rule in ev.RULES:
+    for rule in RULES:
         o = ev.evaluate(truth, cat, rule=rule)["overall"]
         assert (o["tp"], o["fp"], o["fn"], o["recall"]) == (0, 0, 2, 0.0)
         assert o["precision"] is None and o["mean_iou"] in (None, 0.0)
