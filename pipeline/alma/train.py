@@ -162,92 +162,132 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
     check_options(steps=steps, seed=seed, batch_size=batch_size, lr=lr, size=size,
                   checkpoint_every=checkpoint_every, validate_every=validate_every,
                   validation_batches_n=validation_batches_n)
-    task = TASKS[name]
-    if "image_size" in task.config:  # the Blobs Finder's fully connected layers fix its input size
-        task = dataclasses.replace(task, config={**task.config, "image_size": size})
-    batch_size = batch_size or task.batch_size
-    lr = lr or task.lr
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file, not a folder: give the folder for the "
                          "checkpoint, log and model.")
-    ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.json"
-
-    torch.manual_seed(seed)
-    model = models.build_model(task.model_kind, **task.config)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=task.weight_decay)
-    rng = np.random.default_rng(seed)
-    maker = BatchMaker(name, rng, size)
-    log = {"task": name, "seed": seed, "batch_size": batch_size, "lr": lr, "size": size,
-           "model": {"kind": task.model_kind, "config": task.config,
-                     "parameters": models.count_parameters(model)},
-           "train": [], "validation": [], "seconds": 0.0, "code": code_version()}
-    step = 0
+    run = TrainingRun.start(name, seed, batch_size, lr, size)
+    ckpt_path = out_dir / "checkpoint.pt"
     if resume and ckpt_path.exists():
-        state = load_training_state(ckpt_path, name, log)
+        run.resume(ckpt_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if progress is not None:
+        progress(run.step, steps, None)  # accepted: starting (or resuming) at ``run.step``
+    val = {"training_configs": validation_batches(name, size, validation_batches_n, run.batch_size, ex.TRAINING_CONFIGS),
+           "held_out_config": validation_batches(name, size, validation_batches_n, run.batch_size, ex.HELD_OUT_CONFIGS)}
+    run.run_steps(steps, val, checkpoint_every, validate_every, progress,
+                  save=lambda: run.save(ckpt_path, out_dir / "log.json"))
+    run.model.eval()
+    task, final = run.task, run.log["validation"][-1]
+    extra = {"task": name, **task.extra, "loss": task.loss, "steps": run.step, "seed": seed,
+             "validation": final, "notes": task.notes, "trained": time.strftime("%Y-%m-%d"),
+             "decoras_mask_level": DECORAS_MASK_LEVEL}
+    model_path = models.save_checkpoint(out_dir / "model.pt", run.model, task.model_kind, task.config, extra)
+    write_model_card(out_dir / "MODEL_CARD.md", name, task, run.log, command)
+    return model_path
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """One task's training as it stands at ``step``: what a checkpoint holds and a resumed run
+    continues from (the model, its optimiser, the random states, the batch maker's instruments
+    and the log)."""
+
+    name: str
+    task: Task
+    lr: float
+    batch_size: int
+    model: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+    rng: np.random.Generator
+    maker: BatchMaker
+    log: dict
+    step: int = 0
+
+    @classmethod
+    def start(cls, name: str, seed: int, batch_size: int | None, lr: float | None, size: int) -> TrainingRun:
+        """A new run of task ``name``, seeded: the model's weights from torch's seed, the
+        examples from a numpy Generator of its own. ``batch_size``, ``lr``: None for the task's."""
+        task = TASKS[name]
+        if "image_size" in task.config:  # the Blobs Finder's fully connected layers fix its input size
+            task = dataclasses.replace(task, config={**task.config, "image_size": size})
+        batch_size = batch_size or task.batch_size
+        lr = lr or task.lr
+        torch.manual_seed(seed)
+        model = models.build_model(task.model_kind, **task.config)
+        optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=task.weight_decay)
+        rng = np.random.default_rng(seed)
+        log = {"task": name, "seed": seed, "batch_size": batch_size, "lr": lr, "size": size,
+               "model": {"kind": task.model_kind, "config": task.config,
+                         "parameters": models.count_parameters(model)},
+               "train": [], "validation": [], "seconds": 0.0, "code": code_version()}
+        return cls(name, task, lr, batch_size, model, optimiser, rng, BatchMaker(name, rng, size), log)
+
+    def resume(self, ckpt_path: Path) -> None:
+        """Continue from the checkpoint at ``ckpt_path`` (checked by :func:`load_training_state`)."""
+        state = load_training_state(ckpt_path, self.name, self.log)
         try:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            rng.bit_generator.state = state["rng"]
+            self.model.load_state_dict(state["model"])
+            self.optimiser.load_state_dict(state["optimiser"])
+            self.rng.bit_generator.state = state["rng"]
             torch.set_rng_state(state["torch_rng"])
             pool = [ex.make_instrument(Observation(**i["observation"]), int(i["size"])) for i in state["pool"]]
         except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InputError(f"{ckpt_path} does not fit this training run ({_first_line(exc)}): "
                              "delete it, or use --no-resume to start afresh.") from None
-        maker._pool = pool
-        maker._focused_skies = int(state.get("focused_skies", 0))
-        log, step = state["log"], state["step"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if progress is not None:
-        progress(step, steps, None)  # accepted: starting (or resuming) at ``step``
+        self.maker._pool = pool
+        self.maker._focused_skies = int(state.get("focused_skies", 0))
+        self.log, self.step = state["log"], state["step"]
 
-    def checkpoint():
+    def save(self, ckpt_path: Path, log_path: Path) -> None:
+        """Write the checkpoint and the log, atomically."""
         # plain values and tensors only, so that resuming loads it with weights_only=True: the
         # pooled instruments are kept as the observations that rebuild them exactly
         pool = [{"observation": _plain(dataclasses.asdict(i.observation)), "size": int(i.size)}
-                for i in maker._pool]
+                for i in self.maker._pool]
         with atomic_write(ckpt_path) as tmp:
-            torch.save({"format": CHECKPOINT_FORMAT, "task": name, "model": model.state_dict(),
-                        "optimiser": optimiser.state_dict(), "rng": _plain(rng.bit_generator.state),
-                        "torch_rng": torch.get_rng_state(), "pool": pool, "focused_skies": maker._focused_skies,
-                        "log": log, "step": step}, tmp)
-        write_json(log_path, log)
+            torch.save({"format": CHECKPOINT_FORMAT, "task": self.name, "model": self.model.state_dict(),
+                        "optimiser": self.optimiser.state_dict(), "rng": _plain(self.rng.bit_generator.state),
+                        "torch_rng": torch.get_rng_state(), "pool": pool,
+                        "focused_skies": self.maker._focused_skies, "log": self.log, "step": self.step}, tmp)
+        write_json(log_path, self.log)
 
-    val = {"training_configs": validation_batches(name, size, validation_batches_n, batch_size, ex.TRAINING_CONFIGS),
-           "held_out_config": validation_batches(name, size, validation_batches_n, batch_size, ex.HELD_OUT_CONFIGS)}
-    model.train()
-    started = time.perf_counter() - log["seconds"]
-    try:
-        while step < steps:
-            x, y = maker.batch(batch_size)
-            for group in optimiser.param_groups:
-                group["lr"] = learning_rate(task, lr, step, steps)
-            loss = loss_fn(task, model(x), y)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            loss = float(loss.detach())
-            step += 1
-            log["seconds"] = time.perf_counter() - started
-            log["train"].append({"step": step, "loss": loss, "seconds": round(log["seconds"], 2)})
-            if step % validate_every == 0 or step == steps:
-                log["validation"].append({"step": step, **{k: evaluate_loss(model, task, v) for k, v in val.items()}})
-            if step % checkpoint_every == 0:
-                checkpoint()
-            if progress is not None:
-                progress(step, steps, loss)
-    except KeyboardInterrupt:
-        checkpoint()
-        raise
-    checkpoint()  # kept, so a later call with more steps continues from here
-    model.eval()
-    final = log["validation"][-1]
-    extra = {"task": name, **task.extra, "loss": task.loss, "steps": step, "seed": seed,
-             "validation": final, "notes": task.notes, "trained": time.strftime("%Y-%m-%d"),
-             "decoras_mask_level": DECORAS_MASK_LEVEL}
-    model_path = models.save_checkpoint(out_dir / "model.pt", model, task.model_kind, task.config, extra)
-    write_model_card(out_dir / "MODEL_CARD.md", name, task, log, command)
-    return model_path
+    def optimiser_step(self, steps: int) -> float:
+        """One step on a new batch, at the learning rate of the schedule; returns its loss."""
+        x, y = self.maker.batch(self.batch_size)
+        for group in self.optimiser.param_groups:
+            group["lr"] = learning_rate(self.task, self.lr, self.step, steps)
+        loss = loss_fn(self.task, self.model(x), y)
+        self.optimiser.zero_grad()
+        loss.backward()
+        self.optimiser.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def run_steps(self, steps: int, val: dict, checkpoint_every: int, validate_every: int,
+                  progress, save) -> None:
+        """Step up to ``steps``, logging each loss and the validation losses (on the batches of
+        ``val``) every ``validate_every`` steps; ``save()`` every ``checkpoint_every`` steps, when
+        interrupted and at the end."""
+        self.model.train()
+        started = time.perf_counter() - self.log["seconds"]
+        try:
+            while self.step < steps:
+                loss = self.optimiser_step(steps)
+                log, step = self.log, self.step
+                log["seconds"] = time.perf_counter() - started
+                log["train"].append({"step": step, "loss": loss, "seconds": round(log["seconds"], 2)})
+                if step % validate_every == 0 or step == steps:
+                    log["validation"].append({"step": step, **{k: evaluate_loss(self.model, self.task, v)
+                                                               for k, v in val.items()}})
+                if step % checkpoint_every == 0:
+                    save()
+                if progress is not None:
+                    progress(step, steps, loss)
+        except KeyboardInterrupt:
+            save()
+            raise
+        save()  # kept, so a later call with more steps continues from here
 
 
 def learning_rate(task: Task, lr: float, step: int, steps: int) -> float:
