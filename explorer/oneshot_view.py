@@ -2,7 +2,7 @@
 of a frozen ImageNet network, count how many carry a label (AGN) against the base rate, search
 recursively as ULISSE does, and steer the results with thumbs up/down.
 
-Everything scientific goes through :mod:`pipeline.oneshot` (survey, galaxies, store, search,
+Everything scientific goes through :mod:`pipeline.oneshot` (galaxy sets, galaxies, store, search,
 stats); this module only lays it out.
 """
 
@@ -21,14 +21,14 @@ from astropy.table import Table
 
 from explorer import uploads
 from explorer.background import BackgroundJob
-from explorer.files import check_store_images, index_folders, inside
+from explorer.files import check_store_images, index_folders
 from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.errors import InputError
 from pipeline.oneshot import features as feat
-from pipeline.oneshot import search, survey
-from pipeline.oneshot.galaxies import GalaxySet, read_image, to_rgb
+from pipeline.oneshot import galaxy_sets, search, survey
+from pipeline.oneshot.galaxies import read_image, to_rgb
 from pipeline.oneshot.stats import label_statistics
-from pipeline.oneshot.store import FeatureStore, cached_store, image_features
+from pipeline.oneshot.store import FeatureStore, image_features
 from pipeline.tables import write_table
 
 THUMB_PX = 96
@@ -39,18 +39,10 @@ PREFERRED_LABELS = (("bpt_class", "AGN"), ("xray_class", "AGN"))
 
 
 def available_sets() -> dict[str, Path | None]:
-    """{name: store folder} of the feature stores in ``EXPLORER_INDEX_DIRS`` (folders holding
-    ``store.json``, themselves or one level down; ``:``-separated), then the embedded sets
-    (None: built in the cache on first use)."""
-    found = {}
-    for root in index_folders():
-        # hidden folders are builds under way or old stores being removed
-        subfolders = [p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".") and inside(p, [root])]
-        for folder in [root, *sorted(subfolders)]:
-            if (folder / "store.json").is_file():
-                found[f"{folder.name} (index)"] = folder
-    found.update({survey.SIMULATED_SET_NAME: None, survey.HDF_SET_NAME: None})
-    return found
+    """{name: store folder} of the feature stores in the operator's ``EXPLORER_INDEX_DIRS``, then
+    the embedded sets (None: built in the cache on first use); see
+    :func:`pipeline.oneshot.galaxy_sets.available_sets`."""
+    return galaxy_sets.available_sets(index_folders())
 
 
 def png_bytes(rgb: np.ndarray, px: int = THUMB_PX) -> bytes:
@@ -134,11 +126,12 @@ class OneShotViewer(pn.viewable.Viewer):
                 check_store_images(Path(store.meta["images"]), folder)
                 return store
             progress(0, 1, f"preparing the {name} (first time only)")
-            catalog = survey.default_sets(progress=lambda d, t: progress(d, t, f"rendering the {name}"))[name]
-            galaxies = GalaxySet.open(catalog, name=name)
-            return cached_store(galaxies, backbone=model, progress=lambda d, t: progress(
-                d, t, f"describing {t:,} galaxies with the ImageNet network (first time only): {d:,}/{t:,}"),
-                cancel=cancel)
+
+            def report(stage, d, t):
+                progress(d, t, f"rendering the {name}" if stage == "rendering" else
+                         f"describing {t:,} galaxies with the ImageNet network (first time only): {d:,}/{t:,}")
+
+            return galaxy_sets.open_embedded(name, backbone=model, progress=report, cancel=cancel)
 
         self._job_kind = "load"
         self.job.start(work, f"opening the {name}")

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import math
 import pickle
-import platform
 import time
 from pathlib import Path
 
@@ -27,9 +26,17 @@ import torch.nn.functional as F
 
 from pipeline.alma import examples as ex
 from pipeline.alma import models
+from pipeline.alma.model_card import code_version, write_model_card
 from pipeline.alma.simulate import Observation
-from pipeline.alma.tasks import (BLOB_CHANNELS, DECORAS_MASK_LEVEL, EMPTY_FRACTION, TASKS, Task, shape_to_target,
-                                 value_to_target)
+from pipeline.alma.tasks import (
+    BLOB_CHANNELS,
+    DECORAS_MASK_LEVEL,
+    EMPTY_FRACTION,
+    TASKS,
+    Task,
+    shape_to_target,
+    value_to_target,
+)
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
 
@@ -162,92 +169,132 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
     check_options(steps=steps, seed=seed, batch_size=batch_size, lr=lr, size=size,
                   checkpoint_every=checkpoint_every, validate_every=validate_every,
                   validation_batches_n=validation_batches_n)
-    task = TASKS[name]
-    if "image_size" in task.config:  # the Blobs Finder's fully connected layers fix its input size
-        task = dataclasses.replace(task, config={**task.config, "image_size": size})
-    batch_size = batch_size or task.batch_size
-    lr = lr or task.lr
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file, not a folder: give the folder for the "
                          "checkpoint, log and model.")
-    ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.json"
-
-    torch.manual_seed(seed)
-    model = models.build_model(task.model_kind, **task.config)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=task.weight_decay)
-    rng = np.random.default_rng(seed)
-    maker = BatchMaker(name, rng, size)
-    log = {"task": name, "seed": seed, "batch_size": batch_size, "lr": lr, "size": size,
-           "model": {"kind": task.model_kind, "config": task.config,
-                     "parameters": models.count_parameters(model)},
-           "train": [], "validation": [], "seconds": 0.0, "code": code_version()}
-    step = 0
+    run = TrainingRun.start(name, seed, batch_size, lr, size)
+    ckpt_path = out_dir / "checkpoint.pt"
     if resume and ckpt_path.exists():
-        state = load_training_state(ckpt_path, name, log)
+        run.resume(ckpt_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if progress is not None:
+        progress(run.step, steps, None)  # accepted: starting (or resuming) at ``run.step``
+    val = {"training_configs": validation_batches(name, size, validation_batches_n, run.batch_size, ex.TRAINING_CONFIGS),
+           "held_out_config": validation_batches(name, size, validation_batches_n, run.batch_size, ex.HELD_OUT_CONFIGS)}
+    run.run_steps(steps, val, checkpoint_every, validate_every, progress,
+                  save=lambda: run.save(ckpt_path, out_dir / "log.json"))
+    run.model.eval()
+    task, final = run.task, run.log["validation"][-1]
+    extra = {"task": name, **task.extra, "loss": task.loss, "steps": run.step, "seed": seed,
+             "validation": final, "notes": task.notes, "trained": time.strftime("%Y-%m-%d"),
+             "decoras_mask_level": DECORAS_MASK_LEVEL}
+    model_path = models.save_checkpoint(out_dir / "model.pt", run.model, task.model_kind, task.config, extra)
+    write_model_card(out_dir / "MODEL_CARD.md", name, task, run.log, command)
+    return model_path
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """One task's training as it stands at ``step``: what a checkpoint holds and a resumed run
+    continues from (the model, its optimiser, the random states, the batch maker's instruments
+    and the log)."""
+
+    name: str
+    task: Task
+    lr: float
+    batch_size: int
+    model: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+    rng: np.random.Generator
+    maker: BatchMaker
+    log: dict
+    step: int = 0
+
+    @classmethod
+    def start(cls, name: str, seed: int, batch_size: int | None, lr: float | None, size: int) -> TrainingRun:
+        """A new run of task ``name``, seeded: the model's weights from torch's seed, the
+        examples from a numpy Generator of its own. ``batch_size``, ``lr``: None for the task's."""
+        task = TASKS[name]
+        if "image_size" in task.config:  # the Blobs Finder's fully connected layers fix its input size
+            task = dataclasses.replace(task, config={**task.config, "image_size": size})
+        batch_size = batch_size or task.batch_size
+        lr = lr or task.lr
+        torch.manual_seed(seed)
+        model = models.build_model(task.model_kind, **task.config)
+        optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=task.weight_decay)
+        rng = np.random.default_rng(seed)
+        log = {"task": name, "seed": seed, "batch_size": batch_size, "lr": lr, "size": size,
+               "model": {"kind": task.model_kind, "config": task.config,
+                         "parameters": models.count_parameters(model)},
+               "train": [], "validation": [], "seconds": 0.0, "code": code_version()}
+        return cls(name, task, lr, batch_size, model, optimiser, rng, BatchMaker(name, rng, size), log)
+
+    def resume(self, ckpt_path: Path) -> None:
+        """Continue from the checkpoint at ``ckpt_path`` (checked by :func:`load_training_state`)."""
+        state = load_training_state(ckpt_path, self.name, self.log)
         try:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            rng.bit_generator.state = state["rng"]
+            self.model.load_state_dict(state["model"])
+            self.optimiser.load_state_dict(state["optimiser"])
+            self.rng.bit_generator.state = state["rng"]
             torch.set_rng_state(state["torch_rng"])
             pool = [ex.make_instrument(Observation(**i["observation"]), int(i["size"])) for i in state["pool"]]
         except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InputError(f"{ckpt_path} does not fit this training run ({_first_line(exc)}): "
                              "delete it, or use --no-resume to start afresh.") from None
-        maker._pool = pool
-        maker._focused_skies = int(state.get("focused_skies", 0))
-        log, step = state["log"], state["step"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if progress is not None:
-        progress(step, steps, None)  # accepted: starting (or resuming) at ``step``
+        self.maker._pool = pool
+        self.maker._focused_skies = int(state.get("focused_skies", 0))
+        self.log, self.step = state["log"], state["step"]
 
-    def checkpoint():
+    def save(self, ckpt_path: Path, log_path: Path) -> None:
+        """Write the checkpoint and the log, atomically."""
         # plain values and tensors only, so that resuming loads it with weights_only=True: the
         # pooled instruments are kept as the observations that rebuild them exactly
         pool = [{"observation": _plain(dataclasses.asdict(i.observation)), "size": int(i.size)}
-                for i in maker._pool]
+                for i in self.maker._pool]
         with atomic_write(ckpt_path) as tmp:
-            torch.save({"format": CHECKPOINT_FORMAT, "task": name, "model": model.state_dict(),
-                        "optimiser": optimiser.state_dict(), "rng": _plain(rng.bit_generator.state),
-                        "torch_rng": torch.get_rng_state(), "pool": pool, "focused_skies": maker._focused_skies,
-                        "log": log, "step": step}, tmp)
-        write_json(log_path, log)
+            torch.save({"format": CHECKPOINT_FORMAT, "task": self.name, "model": self.model.state_dict(),
+                        "optimiser": self.optimiser.state_dict(), "rng": _plain(self.rng.bit_generator.state),
+                        "torch_rng": torch.get_rng_state(), "pool": pool,
+                        "focused_skies": self.maker._focused_skies, "log": self.log, "step": self.step}, tmp)
+        write_json(log_path, self.log)
 
-    val = {"training_configs": validation_batches(name, size, validation_batches_n, batch_size, ex.TRAINING_CONFIGS),
-           "held_out_config": validation_batches(name, size, validation_batches_n, batch_size, ex.HELD_OUT_CONFIGS)}
-    model.train()
-    started = time.perf_counter() - log["seconds"]
-    try:
-        while step < steps:
-            x, y = maker.batch(batch_size)
-            for group in optimiser.param_groups:
-                group["lr"] = learning_rate(task, lr, step, steps)
-            loss = loss_fn(task, model(x), y)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            loss = float(loss.detach())
-            step += 1
-            log["seconds"] = time.perf_counter() - started
-            log["train"].append({"step": step, "loss": loss, "seconds": round(log["seconds"], 2)})
-            if step % validate_every == 0 or step == steps:
-                log["validation"].append({"step": step, **{k: evaluate_loss(model, task, v) for k, v in val.items()}})
-            if step % checkpoint_every == 0:
-                checkpoint()
-            if progress is not None:
-                progress(step, steps, loss)
-    except KeyboardInterrupt:
-        checkpoint()
-        raise
-    checkpoint()  # kept, so a later call with more steps continues from here
-    model.eval()
-    final = log["validation"][-1]
-    extra = {"task": name, **task.extra, "loss": task.loss, "steps": step, "seed": seed,
-             "validation": final, "notes": task.notes, "trained": time.strftime("%Y-%m-%d"),
-             "decoras_mask_level": DECORAS_MASK_LEVEL}
-    model_path = models.save_checkpoint(out_dir / "model.pt", model, task.model_kind, task.config, extra)
-    write_model_card(out_dir / "MODEL_CARD.md", name, task, log, command)
-    return model_path
+    def optimiser_step(self, steps: int) -> float:
+        """One step on a new batch, at the learning rate of the schedule; returns its loss."""
+        x, y = self.maker.batch(self.batch_size)
+        for group in self.optimiser.param_groups:
+            group["lr"] = learning_rate(self.task, self.lr, self.step, steps)
+        loss = loss_fn(self.task, self.model(x), y)
+        self.optimiser.zero_grad()
+        loss.backward()
+        self.optimiser.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def run_steps(self, steps: int, val: dict, checkpoint_every: int, validate_every: int,
+                  progress, save) -> None:
+        """Step up to ``steps``, logging each loss and the validation losses (on the batches of
+        ``val``) every ``validate_every`` steps; ``save()`` every ``checkpoint_every`` steps, when
+        interrupted and at the end."""
+        self.model.train()
+        started = time.perf_counter() - self.log["seconds"]
+        try:
+            while self.step < steps:
+                loss = self.optimiser_step(steps)
+                log, step = self.log, self.step
+                log["seconds"] = time.perf_counter() - started
+                log["train"].append({"step": step, "loss": loss, "seconds": round(log["seconds"], 2)})
+                if step % validate_every == 0 or step == steps:
+                    log["validation"].append({"step": step, **{k: evaluate_loss(self.model, self.task, v)
+                                                               for k, v in val.items()}})
+                if step % checkpoint_every == 0:
+                    save()
+                if progress is not None:
+                    progress(step, steps, loss)
+        except KeyboardInterrupt:
+            save()
+            raise
+        save()  # kept, so a later call with more steps continues from here
 
 
 def learning_rate(task: Task, lr: float, step: int, steps: int) -> float:
@@ -323,60 +370,3 @@ def _plain(value):
 def write_json(path, doc):
     with atomic_write(path) as tmp:
         Path(tmp).write_text(json.dumps(doc, indent=1))
-
-
-def code_version() -> str:
-    """The project's git commit (and whether files differed from it), for the model card: the
-    same command on the same code draws the same examples and gives the same weights."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "pipeline"],
-                               cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "not a git checkout (version unknown)"
-    return f"git commit {commit}" + (" with uncommitted changes under pipeline/" if dirty else "")
-
-
-def write_model_card(path, name, task, log, command):
-    """The model card: what it is, how it was trained (command, data, time) and how it scores."""
-    val = log["validation"][-1] if log["validation"] else {}
-    r = ex.Ranges()
-    image_task = name in ("blobs_finder", "decoras_bce", "decoras_msle")
-    channels = f"{BLOB_CHANNELS[0]}-{BLOB_CHANNELS[1]}" if image_task else f"{r.channels[0]}-{r.channels[1]}"
-    lines = [
-        f"# {name}",
-        "",
-        f"Model: `{task.model_kind}` {json.dumps(task.config)} ({log['model']['parameters']:,} parameters). {task.notes}.",
-        f"Loss: {task.loss}. Adam, lr {log['lr']} ({task.schedule}), weight decay {task.weight_decay}, batch {log['batch_size']}, seed {log['seed']}.",
-        "",
-        "## Training",
-        f"- Command: `{command or 'python -m pipeline train ' + name}`",
-        f"- Code: {log.get('code') or code_version()} (when the run started)",
-        f"- Steps: {log['train'][-1]['step'] if log['train'] else 0}, examples seen: "
-        f"{(log['train'][-1]['step'] if log['train'] else 0) * log['batch_size']:,}, wall time {log['seconds'] / 60:.1f} min "
-        f"on {platform.machine()} with {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"date {time.strftime('%Y-%m-%d')}.",
-        "- Data: drawn on the fly by `pipeline.alma.examples` (never repeated): "
-        f"{', '.join(ex.TRAINING_CONFIGS)}; frequency {r.frequency_ghz[0]:g}-{r.frequency_ghz[1]:g} GHz; "
-        f"declination {r.declination_deg[0]:g} to {r.declination_deg[1]:g} deg; {r.observation_s[0]:g}-{r.observation_s[1]:g} s "
-        f"on source (log-uniform); beam minor axis {r.pixels_per_beam[0]:g}-{r.pixels_per_beam[1]:g} px; {channels} "
-        f"channels; 1 + {r.n_fainter[0]}-{r.n_fainter[1]} sources of {r.size_per_beam[0]:g}-{r.size_per_beam[1]:g} beams, "
-        f"peak SNR per channel {r.snr_central[0]:g}-{r.snr_central[1]:g} (central) and {r.snr_fainter[0]:g}-{r.snr_fainter[1]:g}, "
-        f"{r.shared_channels:.0%} of the fainter ones in the central one's channels; "
-        f"line FWHM {r.line_fwhm_channels[0]:g}-{r.line_fwhm_channels[1]:g} channels; images {log['size']} px"
-        + (f"; the sky shifted so the central source lands anywhere, {EMPTY_FRACTION:.0%} of examples without "
-           "emission, rotations and flips." if image_task else "."),
-        "",
-        "## Validation (fixed examples, seeds disjoint from training)",
-        f"- Loss on the training configurations: {val.get('training_configs', float('nan')):.4f}",
-        f"- Loss on the held-out configuration ({', '.join(ex.HELD_OUT_CONFIGS)}): {val.get('held_out_config', float('nan')):.4f}",
-        f"- First logged training loss {log['train'][0]['loss']:.4f}, last {log['train'][-1]['loss']:.4f}." if log["train"] else "",
-        "",
-        "Detection scores on held-out cubes are in benchmarks/results (python benchmarks/detection.py).",
-    ]
-    with atomic_write(path) as tmp:
-        Path(tmp).write_text("\n".join(lines) + "\n")

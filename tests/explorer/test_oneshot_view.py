@@ -7,7 +7,7 @@ from astropy.table import Table
 from PIL import Image
 
 from explorer.oneshot_view import OneShotViewer, available_sets
-from pipeline.oneshot import survey
+from pipeline.oneshot import galaxy_sets, survey
 from pipeline.oneshot.galaxies import GalaxySet
 from pipeline.oneshot.store import build_store
 
@@ -33,7 +33,7 @@ def viewer(index_dir, monkeypatch):
 def test_sets_listed_with_the_embedded_ones(index_dir, monkeypatch):
     monkeypatch.setenv("EXPLORER_INDEX_DIRS", str(index_dir))
     names = list(available_sets())
-    assert names == ["small (index)", survey.SIMULATED_SET_NAME, survey.HDF_SET_NAME]
+    assert names == ["small (index)", galaxy_sets.SIMULATED_SET_NAME, galaxy_sets.HDF_SET_NAME]
 
 
 def test_opening_a_set_starts_from_a_counted_galaxy(viewer):

@@ -1,5 +1,6 @@
-"""The embedded galaxy sets: the simulated SDSS-like survey (labels, images, renderer) and the
-Hubble Deep Field cutouts, and their one-time build into the cache."""
+"""The embedded galaxy sets: the simulated SDSS-like survey (pipeline.oneshot.survey: labels,
+images; .render: the renderer) and the Hubble Deep Field cutouts (.hubble_deep_field), and their
+one-time build into the cache (.galaxy_sets)."""
 
 import threading
 
@@ -10,7 +11,7 @@ from astropy.table import Table
 from PIL import Image
 
 from pipeline.errors import Cancelled, InputError
-from pipeline.oneshot import survey
+from pipeline.oneshot import galaxy_sets, render, survey
 from pipeline.oneshot.galaxies import GalaxySet
 
 SIZE = 32
@@ -98,16 +99,16 @@ def test_nucleus_makes_the_centre_concentrated(population):
     strong = population[np.flatnonzero((population["agn_strength"] > 0.3) & resolved)[:1]]
     host_only = strong.copy()
     host_only["agn_strength"] = 0.0
-    with_nucleus, = survey.render_galaxies(strong, SIZE * 2, noise=False)
-    without, = survey.render_galaxies(host_only, SIZE * 2, noise=False)
+    with_nucleus, = render.render_galaxies(strong, SIZE * 2, noise=False)
+    without, = render.render_galaxies(host_only, SIZE * 2, noise=False)
     assert concentration(with_nucleus) > 1.3 * concentration(without)
     assert with_nucleus[1].sum() == pytest.approx(without[1].sum(), rel=0.02)  # r_mag is the total
     # statistically too: strong AGN against non-AGN of the same type
     ellipticals = population["morphology"] == "elliptical"
     agn = population[ellipticals & (population["agn_strength"] > 0.1)][:15]
     others = population[ellipticals & (population["agn_strength"] == 0)][:15]
-    c_agn = [concentration(im) for im in survey.render_galaxies(agn, SIZE * 2, noise=False)]
-    c_others = [concentration(im) for im in survey.render_galaxies(others, SIZE * 2, noise=False)]
+    c_agn = [concentration(im) for im in render.render_galaxies(agn, SIZE * 2, noise=False)]
+    c_others = [concentration(im) for im in render.render_galaxies(others, SIZE * 2, noise=False)]
     assert np.median(c_agn) > np.median(c_others)
 
 
@@ -117,18 +118,18 @@ def test_renderer_flux_and_psf(population):
     row = population[:1].copy()
     row["agn_strength"], row["n_stars"], row["n_background"] = 0.9999, 0, 0
     row["agn_g_r"], row["agn_r_i"] = 0.5, 0.2
-    image, = survey.render_galaxies(row, 64, noise=False)
+    image, = render.render_galaxies(row, 64, noise=False)
     flux = 10 ** (-0.4 * (row["r_mag"][0] - 22.5))
     assert image[1].sum() == pytest.approx(flux, rel=0.02)
     fwhm_px = 2 * np.sqrt(np.sum(image[1] > image[1].max() / 2) / np.pi)
-    assert fwhm_px * survey.PIXEL_SCALE_ARCSEC == pytest.approx(row["seeing_r_arcsec"][0], rel=0.15)
+    assert fwhm_px * render.PIXEL_SCALE_ARCSEC == pytest.approx(row["seeing_r_arcsec"][0], rel=0.15)
     g, r, i = image.sum(axis=(1, 2))
     assert -2.5 * np.log10(g / r) == pytest.approx(0.5, abs=0.02)
     assert -2.5 * np.log10(r / i) == pytest.approx(0.2, abs=0.02)
     r = np.linspace(0, 12, 20001)
     for n in (1.0, 4.0):
-        fluxes, variances = survey.sersic_mixture(n)
-        light = np.cumsum(survey.sersic_profile(r, n) * r)
+        fluxes, variances = render.sersic_mixture(n)
+        light = np.cumsum(render.sersic_profile(r, n) * r)
         model = 1 - (fluxes * np.exp(-r[:, None] ** 2 / (2 * variances))).sum(1)
         assert np.abs(light / light[-1] - model).max() < 0.025
 
@@ -165,32 +166,32 @@ def default_sets_twice(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ALMA_ULISSE_CACHE", str(tmp_path_factory.mktemp("cache")))
         mp.setattr(survey, "DEFAULT_N", 20)
-        first = survey.default_sets()
+        first = galaxy_sets.default_sets()
         stamps = {name: path.stat().st_mtime_ns for name, path in first.items()}
-        image = first[survey.SIMULATED_SET_NAME].parent / "images" / "SIM000001.fits"
+        image = first[galaxy_sets.SIMULATED_SET_NAME].parent / "images" / "SIM000001.fits"
         image_stamp = image.stat().st_mtime_ns
-        second = survey.default_sets()
+        second = galaxy_sets.default_sets()
         yield first, second, stamps, image, image_stamp
 
 
 def test_default_sets_are_built_once(default_sets_twice):
     first, second, stamps, image, image_stamp = default_sets_twice
-    assert set(first) == {survey.SIMULATED_SET_NAME, survey.HDF_SET_NAME} and first == second
+    assert set(first) == {galaxy_sets.SIMULATED_SET_NAME, galaxy_sets.HDF_SET_NAME} and first == second
     assert {name: path.stat().st_mtime_ns for name, path in second.items()} == stamps
     assert image.stat().st_mtime_ns == image_stamp
-    assert first[survey.SIMULATED_SET_NAME].parent.name == f"simulated-sdss-v{survey.SURVEY_VERSION}"
-    assert len(Table.read(first[survey.SIMULATED_SET_NAME], format="ascii.csv")) == 20
+    assert first[galaxy_sets.SIMULATED_SET_NAME].parent.name == f"simulated-sdss-v{survey.SURVEY_VERSION}"
+    assert len(Table.read(first[galaxy_sets.SIMULATED_SET_NAME], format="ascii.csv")) == 20
 
 
 def test_hubble_deep_field_cutouts(default_sets_twice):
-    path = default_sets_twice[0][survey.HDF_SET_NAME]
+    path = default_sets_twice[0][galaxy_sets.HDF_SET_NAME]
     catalog = Table.read(path, format="ascii.csv")
     assert len(catalog) > 50 and len(set(catalog["id"])) == len(catalog)
     assert {"id", "file", "x", "y", "area_px", "flux"} <= set(catalog.colnames)
     assert not {"bpt_class", "xray_class"} & set(catalog.colnames)  # real: unlabelled
     for row in catalog[:: max(1, len(catalog) // 10)]:
         with Image.open(path.parent / row["file"]) as im:
-            assert im.size == (survey.DEFAULT_SIZE, survey.DEFAULT_SIZE) and im.mode == "RGB"
+            assert im.size == (render.DEFAULT_SIZE, render.DEFAULT_SIZE) and im.mode == "RGB"
     assert all((path.parent / f).is_file() for f in catalog["file"])
     gs = GalaxySet.open(path)
-    assert gs.size == survey.DEFAULT_SIZE and gs.label_columns == []
+    assert gs.size == render.DEFAULT_SIZE and gs.label_columns == []
