@@ -28,21 +28,9 @@ import numpy as np
 from astropy.table import Table
 
 from pipeline.alma import interferometer
-from pipeline.alma.preprocess import (
-    FOCUS_SIZE,
-    beam_image_px,
-    crop,
-    minmax,
-    standardise,
-)
-from pipeline.alma.simulate import (
-    Observation,
-    SkyParameters,
-    dirty_cube,
-    draw_sources,
-    gaussian_images,
-    source_spectra,
-)
+from pipeline.alma.gaussian import gaussian_images
+from pipeline.alma.preprocess import FOCUS_SIZE, beam_image_px, crop, minmax, standardise
+from pipeline.alma.simulate import Observation, SkyParameters, dirty_cube, draw_sources, source_spectra
 
 #: configurations examples are drawn from (every one in assets/, compact to most extended);
 #: alma.cycle11.5 is held out to check generalisation

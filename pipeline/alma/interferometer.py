@@ -25,6 +25,7 @@ import scipy.constants
 import scipy.ndimage
 import scipy.optimize
 
+from pipeline.alma.gaussian import FWHM_PER_SIGMA
 from pipeline.alma.gridding import (
     UVSampling,
     half_plane_from_image,
@@ -45,7 +46,6 @@ ALMA_LATITUDE_DEG = -23.0229  # Chajnantor, the array centre used by casadata
 SPEED_OF_LIGHT_M_S = scipy.constants.c  # 299 792 458 m/s
 ELEVATION_LIMIT_DEG = 10.0  # CASA's simobserve flags integrations below it (sm.setlimits)
 ARCSEC_RAD = scipy.constants.arcsec  # pi / (180 * 3600)
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 @dataclass(frozen=True)

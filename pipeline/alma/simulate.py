@@ -28,14 +28,8 @@ from astropy.io import fits
 from astropy.table import Table
 
 from pipeline.alma import interferometer
-from pipeline.alma.sky import (
-    PAPER_SKY,
-    SkyParameters,
-    draw_sources,
-    gaussian_images,
-    sky_model,
-    source_spectra,
-)
+from pipeline.alma.gaussian import gaussian_images
+from pipeline.alma.sky import PAPER_SKY, SkyParameters, draw_sources, sky_model, source_spectra
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
 

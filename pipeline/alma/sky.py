@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table
 
-from pipeline.alma.interferometer import FWHM_PER_SIGMA
+from pipeline.alma.gaussian import gaussian_covariance
 
 PAPER_SIZE_PX = 256  # the paper's values below are for a 256 x 256 x 128 cube at 0.1"/px
 PAPER_CHANNELS = 128
@@ -58,28 +58,6 @@ class SkyParameters:
 
 PAPER_SKY = SkyParameters()  # the paper's ranges: every simulation's default
 
-def gaussian_images(sources, size) -> np.ndarray:
-    """Unit-peak elliptical Gaussians (n_sources, size, size) float32 sampled at pixel centres.
-
-    ``sources`` has columns x, y (pixels, 0-based), fwhm_x, fwhm_y (FWHM in pixels along the
-    source's own axes) and pa (degrees counter-clockwise from +x, the source's x axis).
-    Sampling at pixel centres keeps the sum equal to the analytic integral
-    ``pi / (4 ln 2) * fwhm_x * fwhm_y`` to ~1e-6 for FWHM >= 2 px (3e-4 at 1.5 px).
-    A source is truncated where it crosses the image edge.
-    """
-    grid = np.arange(size, dtype=np.float64)
-    images = np.empty((len(sources), size, size), np.float32)
-    for i, s in enumerate(sources):
-        pa = np.radians(s["pa"])
-        dx = grid[None, :] - s["x"]
-        dy = grid[:, None] - s["y"]
-        along = dx * np.cos(pa) + dy * np.sin(pa)
-        across = -dx * np.sin(pa) + dy * np.cos(pa)
-        images[i] = np.exp(-4.0 * np.log(2.0) * ((along / s["fwhm_x"]) ** 2
-                                                  + (across / s["fwhm_y"]) ** 2))
-    return images
-
-
 def source_spectra(sources, frequency_hz) -> np.ndarray:
     """Peak brightness of each source per channel, (n_sources, channels) Jy/pixel.
 
@@ -110,19 +88,13 @@ def _beam_gain(sources, beam, cell_arcsec) -> np.ndarray:
     """Dirty-image peak (Jy/beam) per unit sky peak (Jy/pixel) of each Gaussian source under a
     Gaussian beam: 2 pi / sqrt(det(S_source^-1 + S_beam^-1)), covariances in pixels."""
     bmaj, bmin, bpa = beam
-    theta = np.radians(bpa + 90.0)  # beam major axis, counter-clockwise from +x (west)
-    beam_cov = _covariance(bmaj / cell_arcsec, bmin / cell_arcsec, theta)
+    beam_cov = gaussian_covariance(bmaj / cell_arcsec, bmin / cell_arcsec, bpa + 90.0)  # major axis from +x (west)
     gains = []
     for s in sources:
-        src_cov = _covariance(s["fwhm_x"], s["fwhm_y"], np.radians(s["pa"]))
+        src_cov = gaussian_covariance(s["fwhm_x"], s["fwhm_y"], s["pa"])
         precision = np.linalg.inv(src_cov) + np.linalg.inv(beam_cov)
         gains.append(2.0 * np.pi / np.sqrt(np.linalg.det(precision)))
     return np.array(gains)
-
-
-def _covariance(fwhm_a, fwhm_b, theta):
-    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    return rot @ np.diag([(fwhm_a / FWHM_PER_SIGMA) ** 2, (fwhm_b / FWHM_PER_SIGMA) ** 2]) @ rot.T
 
 
 def draw_sources(rng, size, channels, beam, cell_arcsec, noise_jy_per_beam,

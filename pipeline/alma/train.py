@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pipeline.alma import examples as ex
 from pipeline.alma import models
 from pipeline.alma.model_card import code_version, write_model_card
+from pipeline.alma.preprocess import minmax
 from pipeline.alma.simulate import Observation
 from pipeline.alma.tasks import (
     BLOB_CHANNELS,
@@ -118,7 +119,7 @@ class BatchMaker:
             x = np.stack([image for image, _, _ in items])[:, None]
             y = value_to_target("flux", [t["flux"] for _, _, t in items])[:, None]
         else:
-            x = np.stack([np.stack([ex.minmax(image), beam]) for image, beam, _ in items])
+            x = np.stack([np.stack([minmax(image), beam]) for image, beam, _ in items])
             y = shape_to_target(*(np.array([t[k] for _, _, t in items])
                                   for k in ("fwhm_major", "fwhm_minor", "pa_major")))
         return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
