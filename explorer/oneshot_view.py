@@ -125,13 +125,7 @@ class OneShotViewer(pn.viewable.Viewer):
                 store = FeatureStore.open(folder)
                 check_store_images(Path(store.meta["images"]), folder)
                 return store
-            progress(0, 1, f"preparing the {name} (first time only)")
-
-            def report(stage, d, t):
-                progress(d, t, f"rendering the {name}" if stage == "rendering" else
-                         f"describing {t:,} galaxies with the ImageNet network (first time only): {d:,}/{t:,}")
-
-            return galaxy_sets.open_embedded(name, backbone=model, progress=report, cancel=cancel)
+            return galaxy_sets.open_embedded(name, backbone=model, progress=progress, cancel=cancel)
 
         self._job_kind = "load"
         self.job.start(work, f"opening the {name}")

@@ -89,7 +89,7 @@ def _simulate(args) -> int:
     check_output_folder(args.out)  # a folder holding a set is refused: its truth.csv stays
     load_configuration(args.config)  # a wrong name fails here, before any progress bar
     with tqdm(total=args.n, unit="cube", disable=args.quiet) as bar:
-        def progress(done, total):
+        def progress(done, total, stage):
             bar.update(done - bar.n)
 
         paths = simulate_set(args.out, n=args.n, seed=args.seed, size=args.size,
@@ -113,13 +113,13 @@ def _train(args) -> int:
     command = "python -m pipeline " + shlex.join(sys.argv[1:])
     bar = None  # made once the options and any checkpoint are accepted: a refused run prints no bar
 
-    def progress(step, steps, loss):
+    def progress(step, steps, stage):
         nonlocal bar
         if bar is None:
             bar = tqdm(total=steps, initial=step, unit="step", disable=args.quiet)
         bar.update(step - bar.n)
-        if loss is not None:
-            bar.set_postfix(loss=f"{loss:.4f}")
+        if stage:
+            bar.set_postfix_str(stage)
 
     try:
         path = train(args.task, args.out, steps=args.steps, seed=args.seed, batch_size=args.batch,

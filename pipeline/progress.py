@@ -33,10 +33,11 @@ def report(progress: Progress | None, done: int, total: int, stage: str = "") ->
         progress(int(done), int(total), stage)
 
 
-def check_cancel(cancel: CancelFlag | None, what: str = "work") -> None:
-    """Raise :class:`Cancelled` ("<what> cancelled") when ``cancel`` is set."""
+def check_cancel(cancel: CancelFlag | None, what: str = "work", then: str = "") -> None:
+    """Raise :class:`Cancelled` ("<what> cancelled[: <then>]", ``then`` saying what became of
+    the work done) when ``cancel`` is set."""
     if cancel is not None and cancel.is_set():
-        raise Cancelled(f"{what} cancelled")
+        raise Cancelled(f"{what} cancelled" + (f": {then}" if then else ""))
 
 
 class Steps:

@@ -32,6 +32,7 @@ from pipeline.alma.gaussian import gaussian_images
 from pipeline.alma.sky import PAPER_SKY, SkyParameters, draw_sources, sky_model, source_spectra
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
+from pipeline.progress import report
 
 TRUTH_COLUMNS = ("cube", "source", "x", "y", "fwhm_x", "fwhm_y", "pa", "z", "fwhm_z",
                  "peak_jy_per_pix", "snr_peak")
@@ -363,7 +364,7 @@ def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3
     """Write ``n`` simulated cubes ``sim_{seed}_{i:04d}.fits`` into ``out_dir`` (cube i seeded by
     ``(seed, i)``, so any cube can be remade alone), their sky models ``*_sky.fits`` (Jy/pixel)
     if ``write_sky``, and one ``truth.csv`` (``cube`` = file name), written last and atomically.
-    ``progress(done, total)`` is called after each cube. Returns the cube paths.
+    ``progress(done, total, stage)`` (:mod:`pipeline.progress`) is called after each cube. Returns the cube paths.
 
     A folder that already holds a set (a ``truth.csv``) is refused before anything is simulated
     (:func:`check_output_folder`): nothing there is overwritten.
@@ -387,7 +388,6 @@ def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3
             write_cube(out_dir / name.replace(".fits", "_sky.fits"), sim.sky_model,
                        sim.frequency_hz, obs, bunit="Jy/pixel", name=name)
         truths.append(sim.truth)
-        if progress is not None:
-            progress(i + 1, n)
+        report(progress, i + 1, n, f"cube {i + 1} of {n}")
     write_truth(out_dir / "truth.csv", truths)
     return paths

@@ -40,6 +40,7 @@ from pipeline.alma.tasks import (
 )
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
+from pipeline.progress import report
 
 VALIDATION_SEED = 10**6  # validation examples come from seeds at and above this; training below
 INSTRUMENT_POOL = 24  # instruments kept and reused for blob batches (one replaced per batch)
@@ -160,8 +161,9 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
 
     Writes ``out_dir/checkpoint.pt`` (atomically, every ``checkpoint_every`` steps and when
     interrupted), ``out_dir/log.json`` and, when done, ``out_dir/model.pt`` and ``MODEL_CARD.md``
-    (the checkpoint stays: a later call with more steps continues). ``progress(step, steps, loss)`` is called every step,
-    and once with ``loss=None`` when the options and any checkpoint are accepted, before the work.
+    (the checkpoint stays: a later call with more steps continues). ``progress(step, steps, stage)``
+    (:mod:`pipeline.progress`) is called every step with stage "loss L", and once with stage ""
+    when the options and any checkpoint are accepted, before the work.
     Returns the path of ``model.pt``. Options are checked (:func:`check_options`) and a checkpoint
     to resume is loaded as plain weights and checked before anything is written.
     """
@@ -179,8 +181,7 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
     if resume and ckpt_path.exists():
         run.resume(ckpt_path)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if progress is not None:
-        progress(run.step, steps, None)  # accepted: starting (or resuming) at ``run.step``
+    report(progress, run.step, steps, "")  # accepted: starting (or resuming) at ``run.step``
     val = {"training_configs": validation_batches(name, size, validation_batches_n, run.batch_size, ex.TRAINING_CONFIGS),
            "held_out_config": validation_batches(name, size, validation_batches_n, run.batch_size, ex.HELD_OUT_CONFIGS)}
     run.run_steps(steps, val, checkpoint_every, validate_every, progress,
@@ -290,8 +291,7 @@ class TrainingRun:
                                                                for k, v in val.items()}})
                 if step % checkpoint_every == 0:
                     save()
-                if progress is not None:
-                    progress(step, steps, loss)
+                report(progress, step, steps, f"loss {loss:.4f}")
         except KeyboardInterrupt:
             save()
             raise

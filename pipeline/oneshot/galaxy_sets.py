@@ -21,6 +21,7 @@ from pipeline.oneshot.galaxies import GalaxySet
 from pipeline.oneshot.hubble_deep_field import HDF_VERSION, hubble_deep_field_set
 from pipeline.oneshot.render import DEFAULT_SIZE
 from pipeline.oneshot.store import FeatureStore, cached_store
+from pipeline.progress import report
 
 SIMULATED_SET_NAME = "simulated SDSS-like survey"
 HDF_SET_NAME = "Hubble Deep Field (real)"
@@ -54,7 +55,7 @@ def default_sets(progress=None) -> dict[str, Path]:
     (``survey.DEFAULT_N`` galaxies, seed 0) and ``HDF_SET_NAME``. Each is built once into
     ``pipeline.cache.cache_dir("galaxy-sets", ...)`` (about 20 s and 90 MB for the survey, a few
     seconds for the Hubble Deep Field) and reused afterwards; a version bump rebuilds.
-    ``progress(done, total)`` is passed to whichever build runs."""
+    ``progress(done, total, stage)`` (:mod:`pipeline.progress`) is passed to whichever build runs."""
     with _BUILD_LOCK:
         simulated = cache_dir("galaxy-sets", f"simulated-sdss-v{survey.SURVEY_VERSION}")
         if not (simulated / "catalog.csv").is_file():
@@ -68,12 +69,10 @@ def default_sets(progress=None) -> dict[str, Path]:
 def open_embedded(name: str, backbone: str = DEFAULT_BACKBONE, progress=None, cancel=None) -> FeatureStore:
     """The feature store of the embedded set ``name`` (one of ``EMBEDDED_SETS``) described by
     ``backbone``, building the sets' images (:func:`default_sets`) and this set's features
-    (:func:`~pipeline.oneshot.store.cached_store`) the first time. ``progress(stage, done, total)``
-    is called with stage ``"rendering"`` while images are made, ``"describing"`` while features
-    are; setting ``cancel`` (a ``threading.Event``) stops the features' build."""
-    def report(stage):
-        return None if progress is None else (lambda done, total: progress(stage, done, total))
-
-    catalog = default_sets(progress=report("rendering"))[name]
-    return cached_store(GalaxySet.open(catalog, name=name), backbone=backbone,
-                        progress=report("describing"), cancel=cancel)
+    (:func:`~pipeline.oneshot.store.cached_store`) the first time. ``progress(done, total, stage)``
+    (:mod:`pipeline.progress`) says which; setting ``cancel`` (a ``threading.Event``) stops the
+    features' build."""
+    report(progress, 0, 1, f"preparing the {name} (first time only)")
+    catalog = default_sets(progress=lambda done, total, _: report(progress, done, total, f"rendering the {name}"))[name]
+    return cached_store(GalaxySet.open(catalog, name=name), backbone=backbone, cancel=cancel, progress=lambda d, t: report(
+        progress, d, t, f"describing {t:,} galaxies with the ImageNet network (first time only): {d:,}/{t:,}"))

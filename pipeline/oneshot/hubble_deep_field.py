@@ -14,6 +14,7 @@ from astropy.table import Table
 
 from pipeline.oneshot.render import DEFAULT_SIZE
 from pipeline.oneshot.set_folders import building, check_target, whole_number
+from pipeline.progress import report
 
 HDF_VERSION = 1  # bump when the detection or the cutouts change: default_sets rebuilds
 HDF_MIN_AREA_PX = 30  # detected area (2 sigma): smaller ones are specks or noise
@@ -38,7 +39,7 @@ def hubble_deep_field_set(folder, size: int = DEFAULT_SIZE, progress=None) -> Pa
     Images ``images/HDF0001.png`` ... (RGB, centred on the centroid rounded to a pixel);
     catalogue columns ``id``, ``file``, ``x``, ``y`` (centroid, px, 0-based from the image's
     top-left), ``area_px`` (detected area) and ``flux`` (background-subtracted sum of R + G + B
-    over the segment, 0-255 units): real, unlabelled. ``progress(done, total)`` is called as
+    over the segment, 0-255 units): real, unlabelled. ``progress(done, total, stage)`` is called as
     cutouts are written. Atomic like :func:`~pipeline.oneshot.survey.simulate_survey`."""
     from PIL import Image
     from skimage.data import hubble_deep_field
@@ -65,8 +66,8 @@ def hubble_deep_field_set(folder, size: int = DEFAULT_SIZE, progress=None) -> Pa
         for k, row in enumerate(order):
             cutout = rgb[yc[row] - half: yc[row] - half + size, xc[row] - half: xc[row] - half + size]
             Image.fromarray(np.ascontiguousarray(cutout)).save(build / catalog["file"][k])
-            if progress is not None and ((k + 1) % 25 == 0 or k + 1 == len(order)):
-                progress(k + 1, len(order))
+            if (k + 1) % 25 == 0 or k + 1 == len(order):
+                report(progress, k + 1, len(order), "cutting the Hubble Deep Field")
         catalog.write(build / "catalog.csv", format="ascii.csv")
         (build / "README.txt").write_text(HDF_README.format(n=len(order), size=size, version=HDF_VERSION))
     return folder / "catalog.csv"

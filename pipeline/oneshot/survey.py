@@ -32,7 +32,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from pipeline.errors import Cancelled
+from pipeline.progress import check_cancel, report
 from pipeline.oneshot.population import draw_galaxies, exact_counts
 from pipeline.oneshot.render import (
     BANDS,
@@ -190,7 +190,7 @@ def simulate_survey(folder, n: int = DEFAULT_N, seed: int = 0, size: int = DEFAU
     per pixel (int16 with BSCALE/BZERO), 0.396"/px. Catalogue columns: ``CATALOG_COLUMNS`` (labels
     ``bpt_class``, ``xray_class``; truth ``morphology``, ``bulge_to_total``, ``agn_strength``
     ...; ``simulated`` = True). The same ``seed`` gives the same set, byte for byte.
-    ``progress(done, total)`` is called as galaxies are written; setting ``cancel`` (a
+    ``progress(done, total, stage)`` (:mod:`pipeline.progress`) is called as galaxies are written; setting ``cancel`` (a
     ``threading.Event``) stops with :class:`~pipeline.errors.Cancelled`. The set is built in a
     hidden sibling folder and renamed into place at the end, so a stopped or failed run leaves
     nothing; an existing set in ``folder`` is replaced."""
@@ -209,12 +209,11 @@ def simulate_survey(folder, n: int = DEFAULT_N, seed: int = 0, size: int = DEFAU
         (build / "images").mkdir()
         columns = {name: np.asarray(galaxies[name]) for name in galaxies.colnames}
         for i, image in enumerate(render_galaxies(galaxies, size)):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("simulated survey cancelled: nothing was written")
+            check_cancel(cancel, "simulated survey", then="nothing was written")
             write_cutout(build / galaxies["file"][i], image, ids[i],
                          {name: col[i] for name, col in columns.items()})
-            if progress is not None and ((i + 1) % 25 == 0 or i + 1 == n):
-                progress(i + 1, n)
+            if (i + 1) % 25 == 0 or i + 1 == n:
+                report(progress, i + 1, n, "rendering the simulated survey")
         catalog = galaxies[list(CATALOG_COLUMNS)]
         for name in catalog.colnames:
             if catalog[name].dtype.kind == "f":

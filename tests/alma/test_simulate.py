@@ -190,7 +190,7 @@ def test_deterministic_per_seed():
 def test_simulate_set_writes_casa_layout(tmp_path):
     calls = []
     paths = sim.simulate_set(tmp_path, 2, seed=5, size=32, channels=4,
-                             progress=lambda done, total: calls.append((done, total)),
+                             progress=lambda done, total, stage: calls.append((done, total)),
                              observation=QUICK)
     assert [p.name for p in paths] == ["sim_5_0000.fits", "sim_5_0001.fits"]
     assert calls == [(1, 2), (2, 2)]

@@ -138,7 +138,7 @@ def test_cancel_leaves_nothing(tmp_path):
     cancel = threading.Event()
     seen = []
 
-    def progress(done, total):
+    def progress(done, total, stage):
         seen.append(done)
         cancel.set()
 
