@@ -20,12 +20,9 @@ what is wrong and what to do.
 
 from __future__ import annotations
 
-import gzip
 import math
 import mmap
 import warnings
-import zlib
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -35,7 +32,8 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from pipeline.alma.gaussian import gaussian_area
+from pipeline.alma.beams import Beam, beams_table, invalid_beam
+from pipeline.alma.fits_checks import GZIP_ERRORS, check_gzip, check_promised_size, check_size, damaged_gzip, not_fits
 from pipeline.errors import InputError, short_reason
 
 #: FITS spectral types (as astropy.wcs normalises them) and their velocity conventions
@@ -44,19 +42,6 @@ _DOPPLER = {"VRAD": u.doppler_radio, "VOPT": u.doppler_optical, "ZOPT": None, "V
 #: Channels checked for data at open time before a (streamed) full scan is needed to call a cube empty.
 _PROBE_CHANNELS = 16
 READ_PIXELS = 2**23  # pixels read at once by whole-cube sums (32 MB as float32)
-
-
-@dataclass(frozen=True)
-class Beam:
-    """A restoring (or dirty) beam: FWHM axes in arcsec, position angle in degrees east of north."""
-
-    major_arcsec: float
-    minor_arcsec: float
-    pa_deg: float
-
-    def area_pixels(self, pixel_arcsec: float) -> float:
-        """Beam solid angle in pixels (Gaussian: pi / (4 ln 2) * major * minor)."""
-        return gaussian_area(self.major_arcsec, self.minor_arcsec) / pixel_arcsec**2
 
 
 class Cube:
@@ -180,7 +165,7 @@ class Cube:
         :meth:`require_beam` refuses the work that needs a beam.
         """
         try:
-            table = _beams_table(self._hdul)
+            table = beams_table(self._hdul)
         except (ValueError, TypeError, KeyError) as exc:  # e.g. a unit astropy does not know
             return self._no_valid_beam(f"the BEAMS table cannot be read ({short_reason(exc)})")
         if table is not None:
@@ -189,14 +174,14 @@ class Cube:
                     f"BEAMS table has {len(table)} rows for {self.nchan} channels; beams ignored")
                 return None
             for channel, beam in enumerate(table):
-                bad = _invalid_beam(beam.major_arcsec, beam.minor_arcsec, beam.pa_deg)
+                bad = invalid_beam(beam.major_arcsec, beam.minor_arcsec, beam.pa_deg)
                 if bad:
                     return self._no_valid_beam(f"the BEAMS table gives channel {channel} {bad}")
             self._per_channel = True
             return table
         h = self.header
         if all(k in h for k in ("BMAJ", "BMIN")):
-            bad = _invalid_beam(h["BMAJ"], h["BMIN"], h.get("BPA", 0.0))
+            bad = invalid_beam(h["BMAJ"], h["BMIN"], h.get("BPA", 0.0))
             if bad:
                 return self._no_valid_beam(f"{bad} in the header")
             beam = Beam(float(h["BMAJ"]) * 3600, float(h["BMIN"]) * 3600, float(h.get("BPA", 0.0)))
@@ -411,20 +396,20 @@ def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = T
         magic = f.read(6)
     compressed = magic.startswith(b"\x1f\x8b")
     if magic != b"SIMPLE" and not compressed:  # FITS, or gzip-compressed FITS
-        raise InputError(_not_fits(name))
+        raise InputError(not_fits(name))
     if compressed:
-        _check_gzip(path)
+        check_gzip(path)
     else:
-        _check_promised_size(path)
+        check_promised_size(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # header fix-ups (BLANK on float data, AIPS keywords) are expected
         try:
             hdul = fits.open(path, memmap=True, lazy_load_hdus=False, mode="readonly")
-        except (OSError, ValueError, TypeError, *_GZIP_ERRORS) as exc:
-            if compressed and isinstance(exc, _GZIP_ERRORS):
-                raise InputError(_damaged_gzip(name, exc)) from None
+        except (OSError, ValueError, TypeError, *GZIP_ERRORS) as exc:
+            if compressed and isinstance(exc, GZIP_ERRORS):
+                raise InputError(damaged_gzip(name, exc)) from None
             if "SIMPLE" in str(exc):
-                raise InputError(_not_fits(name)) from None
+                raise InputError(not_fits(name)) from None
             raise InputError(
                 f"{name} is not a readable FITS file ({short_reason(exc)}). "
                 "Open a FITS cube (.fits or .fits.gz) as written by CASA exportfits.") from None
@@ -435,8 +420,8 @@ def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = T
             raise
         except Exception as exc:  # astropy raises many types on damaged files; name the problem
             hdul.close()
-            if compressed and isinstance(exc, _GZIP_ERRORS):
-                raise InputError(_damaged_gzip(name, exc)) from None
+            if compressed and isinstance(exc, GZIP_ERRORS):
+                raise InputError(damaged_gzip(name, exc)) from None
             raise InputError(f"{name} could not be read as a cube ({short_reason(exc)}).") from None
 
 
@@ -452,7 +437,7 @@ def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
         raise InputError(
             f"{name} is a {naxis}-D image ({' x '.join(map(str, dims))}), not a cube: it has no spectral "
             "axis. Open a cube with RA, Dec and a frequency or velocity axis.")
-    _check_size(path, hdul, hdu)
+    check_size(path, hdul, hdu)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
@@ -464,7 +449,7 @@ def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
 
     try:
         data = hdu.data
-    except _GZIP_ERRORS:
+    except GZIP_ERRORS:
         raise  # open_cube names the damaged compression
     except (OSError, ValueError, TypeError) as exc:
         raise InputError(f"{name}: the pixel data cannot be read ({short_reason(exc)}). "
@@ -509,99 +494,8 @@ def _find_axes(wcs: WCS, name: str) -> dict:
     return {"lon": w.lng + 1, "lat": w.lat + 1, "spectral": spec + 1}
 
 
-def _check_size(path: Path, hdul, hdu) -> None:
-    """Refuse a file shorter than its header promises (truncated downloads)."""
-    if path.suffix.lower() in {".gz", ".bz2", ".zip"}:
-        return  # compressed: the decompressor finds a short stream when the data is read
-    info = hdul.fileinfo(hdul.index(hdu))
-    needed = info["datLoc"] + hdu.size  # size: bytes of the data section
-    have = path.stat().st_size
-    if have < needed:
-        raise InputError(_promises_more(path.name, needed, have))
-
-
-def _check_promised_size(path: Path) -> None:
-    """Refuse, from the primary header alone, a file shorter than the data its header promises:
-    before astropy maps it (a header claiming 100000^3 pixels fails there with Errno 22)."""
-    try:
-        with open(path, "rb") as f:
-            header = fits.Header.fromfile(f)
-            data_start = f.tell()
-        bitpix, naxis = int(header["BITPIX"]), int(header["NAXIS"])
-        dims = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
-    except Exception:  # noqa: BLE001 -- an unreadable header is fits.open's to report
-        return
-    if not dims or min(dims) < 0 or dims[0] == 0:  # empty, or random groups (NAXIS1 = 0)
-        return
-    needed = data_start + abs(bitpix) // 8 * math.prod(dims)
-    have = path.stat().st_size
-    if have < needed:
-        raise InputError(_promises_more(path.name, needed, have))
-
-
-def _promises_more(name: str, needed: int, have: int) -> str:
-    return (f"{name} is truncated or its header is wrong: the header promises {needed:,} bytes "
-            f"(NAXISn x BITPIX) but the file holds {have:,}. Copy or download it again.")
-
-
-#: what a damaged gzip stream raises while astropy decompresses it
-_GZIP_ERRORS = (zlib.error, gzip.BadGzipFile, EOFError)
-
-
-def _check_gzip(path: Path) -> None:
-    """Decompress the whole file once, streaming, to find damage anywhere in it (astropy reads
-    only as far as the data goes, so a bad checksum at the end would pass unseen)."""
-    try:
-        with gzip.open(path, "rb") as stream:
-            while stream.read(1 << 24):
-                pass
-    except (*_GZIP_ERRORS, OSError) as exc:
-        raise InputError(_damaged_gzip(path.name, exc)) from None
-
-
-def _damaged_gzip(name: str, exc: Exception) -> str:
-    return (f"{name} is a damaged gzip file ({short_reason(exc)}): its data cannot be decompressed. "
-            f"Copy or download it again (`gzip -t {name}` checks a copy).")
-
-
-def _invalid_beam(major, minor, pa) -> str | None:
-    """What is wrong with a beam given as (BMAJ, BMIN, BPA) values, e.g. "BMAJ = 0"; None if fine.
-    Axes must be positive finite numbers (any unit), the angle a finite number."""
-    for key, value, positive in (("BMAJ", major, True), ("BMIN", minor, True), ("BPA", pa, False)):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return f"{key} = {value!r}"
-        if not math.isfinite(number) or (positive and number <= 0):
-            return f"{key} = {number:g}"
-    return None
-
-
-def _beams_table(hdul) -> list[Beam] | None:
-    if "BEAMS" not in hdul:
-        return None
-    table = hdul["BEAMS"].data
-    cols = {c.name.upper(): c for c in hdul["BEAMS"].columns}
-    if not {"BMAJ", "BMIN", "BPA"} <= set(cols):
-        return None
-    to_arcsec = lambda c: (1 * u.Unit(cols[c].unit or "arcsec")).to_value(u.arcsec)  # noqa: E731
-    rows = np.asarray(table)
-    if "POL" in cols:
-        rows = rows[np.asarray(table["POL"]) == 0]
-    if "CHAN" in cols:
-        rows = rows[np.argsort(rows["CHAN"], kind="stable")]
-    fa, fb = to_arcsec("BMAJ"), to_arcsec("BMIN")
-    return [Beam(float(r["BMAJ"]) * fa, float(r["BMIN"]) * fb, float(r["BPA"])) for r in rows]
-
-
 def _all_blank(cube: Cube) -> bool:
     probe = np.unique(np.linspace(0, cube.nchan - 1, min(cube.nchan, _PROBE_CHANNELS)).astype(int))
     if any(np.isfinite(cube.data[k]).any() for k in probe):
         return False
     return cube.nan_fraction == 1.0
-
-
-def _not_fits(name: str) -> str:
-    return (f"{name} is not a FITS file: it does not start with a FITS header (SIMPLE = T). "
-            "Open a FITS cube (.fits or .fits.gz).")
-
