@@ -3,7 +3,7 @@
 import panel as pn
 
 from explorer.atlas_view import AtlasViewer
-from explorer.cube_view import CubeExplorer
+from explorer.cube_explorer import CubeExplorer
 from explorer.oneshot_view import OneShotViewer
 
 pn.extension("filedropper", "tabulator", notifications=True, loading_indicator=True, sizing_mode="stretch_width")

@@ -12,7 +12,6 @@ import io
 import tempfile
 from pathlib import Path
 
-import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401  (plot options need a backend, also outside a served page)
 import numpy as np
 import panel as pn
@@ -22,6 +21,7 @@ from astropy.table import Table
 from explorer import uploads
 from explorer.background import BackgroundJob
 from explorer.files import check_store_images, index_folders
+from explorer.oneshot_plots import iteration_chart, provenance_plot
 from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.errors import InputError
 from pipeline.oneshot import features as feat
@@ -347,48 +347,12 @@ class OneShotViewer(pn.viewable.Viewer):
         if self.mode != "recursive" or self.result is None:
             return pn.pane.Markdown("Run *Recursive search*: each iteration queries with every galaxy found in "
                                     "the one before (n each), duplicates dropped, as ULISSE does.")
-        plots = [self._iteration_chart()] if self.iteration_stats else []
-        plots.append(self._provenance_plot())
+        plots = [iteration_chart(self.iteration_stats, self.label, self.positive)] if self.iteration_stats else []
+        start = "" if self._upload_vector is not None else self.prototype
+        plots.append(provenance_plot(self.result, start, self._label_of, self.positive))
         table = self.result[["id", "iteration", "parent", "distance"] + ([self.label] if self.label else [])].to_pandas()
         return pn.Column(pn.Row(*plots), TextTable(table, disabled=True, show_index=False, max_height=260,
                                                                pagination=None, css_classes=["provenance-table"]))
-
-    def _iteration_chart(self):
-        it = [s["iteration"] for s in self.iteration_stats]
-        frac = [100 * (s["fraction"] or 0) for s in self.iteration_stats]
-        lo = [100 * s["low"] for s in self.iteration_stats]
-        hi = [100 * s["high"] for s in self.iteration_stats]
-        direct = [100 * (s["direct"]["fraction"] or 0) for s in self.iteration_stats]
-        base = 100 * self.iteration_stats[0]["base_rate"]
-        title = f"{self.label} = {self.positive} (%) after each iteration"
-        recursive = hv.Curve((it, frac), "iteration", "fraction (%)", label="recursive").opts(color="#d62728")
-        errors = hv.ErrorBars([(i, f, f - a, b - f) for i, f, a, b in zip(it, frac, lo, hi)], "iteration",
-                              ["fraction (%)", "lo", "hi"]).opts(color="#d62728")
-        same = hv.Curve((it, direct), "iteration", "fraction (%)", label="direct query, same size").opts(color="#1f77b4", line_dash="dashed")
-        return (recursive * hv.Scatter((it, frac), "iteration", "fraction (%)").opts(color="#d62728", size=6) * errors
-                * same * hv.Curve(([0, it[-1]], [base, base]), "iteration", "fraction (%)",
-                                  label=f"base rate {base:.1f}%").opts(color="grey", line_dash="dotted")
-                ).opts(title=title, width=420, height=300, legend_position="top_left", ylim=(0, 100), show_legend=True)
-
-    def _provenance_plot(self):
-        """Who brought whom: one column per iteration, a line from each galaxy to its parent."""
-        position = {"" if self._upload_vector is not None else self.prototype: (0, 0.0)}
-        points = []
-        for it in sorted(set(int(i) for i in self.result["iteration"])):
-            level = self.result[self.result["iteration"] == it]
-            for k, row in enumerate(level):
-                y = k - (len(level) - 1) / 2
-                position[str(row["id"])] = (it, y)
-                label = self._label_of(row["id"])
-                points.append((it, y, str(row["id"]), label, str(row["parent"])))
-        segments = [(position[p][0], position[p][1], x, y) for x, y, _, _, p in points if p in position]
-        nodes = hv.Points([(x, y, i, lab, "yes" if lab == self.positive else "no") for x, y, i, lab, _ in points],
-                          ["iteration", "position"], ["id", "label", "counted"])
-        return (hv.Segments(segments, ["iteration", "position", "x1", "y1"]).opts(color="#bbb", line_width=1)
-                * nodes.opts(color="counted", cmap={"yes": "#d62728", "no": "#1f77b4"}, size=7, tools=["hover"],
-                             show_legend=False)
-                * hv.Points([(0, 0.0)], ["iteration", "position"]).opts(color="black", marker="star", size=14)
-                ).opts(title="provenance (red: counted label)", width=420, height=300, yaxis=None)
 
     @param.depends("version", "page", "only_positive", "positive")
     def browse_panel(self):

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-
-from explorer import files
 from holoviews.plotting.util import process_cmap
 
-from explorer.cube_view import (PALETTE_SIZE, STRETCHES, CubeExplorer, CubeViewer, clip_limits,
-                                stretched_palette)
+from explorer import files
+from explorer.cube_explorer import CubeExplorer
+from explorer.cube_view import PALETTE_SIZE, STRETCHES, CubeViewer, clip_limits, stretched_palette
 from pipeline.alma.cube import open_cube
 from tests.conftest import REST_HZ, cube_data
 

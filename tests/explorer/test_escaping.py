@@ -7,10 +7,10 @@ import numpy as np
 import panel as pn
 import pytest
 from astropy.table import Table
-
 from panel.pane.markup import HTMLBasePane
 
-from explorer.cube_view import CubeExplorer, CubeViewer
+from explorer.cube_explorer import CubeExplorer
+from explorer.cube_view import CubeViewer
 from explorer.detection_view import DetectionViewer
 from explorer.text import Alert, Prose, Text, TextTable, for_visitor
 from pipeline.alma.cube import open_cube

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from explorer import uploads
-from explorer.cube_view import CubeExplorer
+from explorer.cube_explorer import CubeExplorer
 
 
 def upload_event(name, chunk, total, data):
