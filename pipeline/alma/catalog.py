@@ -48,6 +48,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
+from pipeline.alma.cube import Cube
 from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
 from pipeline.provenance import PROVENANCE
@@ -114,7 +115,7 @@ def empty_catalog() -> Table:
     return set_flux_scale(table, corrected=False)
 
 
-def make_catalog(rows_or_columns, cube, detector: str) -> Table:
+def make_catalog(rows_or_columns, cube: Cube, detector: str) -> Table:
     """Build the catalogue of one finder's sources on ``cube`` (a :class:`~pipeline.alma.cube.Cube`).
 
     ``rows_or_columns``: a list of dicts (one per source), a dict of columns, or a Table, holding
@@ -235,7 +236,7 @@ def read_catalog(path) -> Table:
     return out
 
 
-def catalog_regions(table: Table, cube, shape: str = "ellipse"):
+def catalog_regions(table: Table, cube: Cube, shape: str = "ellipse"):
     """One sky region per source, as an astropy ``regions.Regions``.
 
     ``shape="ellipse"``: an EllipseSkyRegion at (x, y) whose axes are the intrinsic FWHMs
@@ -273,7 +274,7 @@ def catalog_regions(table: Table, cube, shape: str = "ellipse"):
     return Regions(out)
 
 
-def write_regions(table: Table, cube, path, format: str | None = None, shape: str = "ellipse") -> Path:
+def write_regions(table: Table, cube: Cube, path, format: str | None = None, shape: str = "ellipse") -> Path:
     """Write the catalogue's regions (see :func:`catalog_regions`) atomically as a DS9 (``.reg``)
     or CASA CRTF (``.crtf``) file; ``format`` ("ds9" or "crtf") overrides the suffix."""
     path = Path(path)

@@ -40,6 +40,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from pipeline.alma.catalog import empty_catalog, make_catalog
+from pipeline.alma.cube import Cube
 from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_covariance
 from pipeline.alma.measure import (
     brightest_first,
@@ -50,7 +51,7 @@ from pipeline.alma.measure import (
 from pipeline.errors import InputError, short_reason
 
 
-def detect_photutils(cube, *, nsigma: float = 3.0, min_snr: float = 5.0, npixels: int | None = None,
+def detect_photutils(cube: Cube, *, nsigma: float = 3.0, min_snr: float = 5.0, npixels: int | None = None,
                      deblend: bool = True, nlevels: int = 32, contrast: float = 0.001,
                      first_channel: int = 0, last_channel: int | None = None,
                      spectral_threshold: float = 2.0) -> Table:
@@ -101,7 +102,7 @@ def detect_photutils(cube, *, nsigma: float = 3.0, min_snr: float = 5.0, npixels
     return make_catalog(brightest_first(rows), cube, "photutils")
 
 
-def detect_pybdsf(cube, *, thresh_isl: float = 3.0, thresh_pix: float = 5.0,
+def detect_pybdsf(cube: Cube, *, thresh_isl: float = 3.0, thresh_pix: float = 5.0,
                   first_channel: int = 0, last_channel: int | None = None,
                   spectral_threshold: float = 2.0, **bdsf_options) -> Table:
     """PyBDSF (``bdsf.process_image``) Gaussians on the integrated image.

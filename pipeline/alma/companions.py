@@ -28,7 +28,7 @@ import numpy as np
 import scipy.ndimage
 
 from pipeline.alma.catalog import set_flux_scale
-from pipeline.alma.cube import open_cube
+from pipeline.alma.cube import Cube, open_cube
 from pipeline.alma.preprocess import crop_slices
 from pipeline.errors import InputError
 
@@ -75,7 +75,7 @@ def companion_candidates(cube_path, kind: str) -> list[Path]:
     return [path.with_name(n) for n in names if n != name]
 
 
-def open_companion(path, cube, kind: str):
+def open_companion(path, cube: Cube, kind: str):
     """Open the ``kind`` ("pb" or "psf") cube at ``path`` for the science ``cube`` (an open
     :class:`~pipeline.alma.cube.Cube`) and check it fits; returns it open (memory-mapped; close it
     when done).
@@ -107,7 +107,7 @@ def open_companion(path, cube, kind: str):
     return companion
 
 
-def correct_fluxes(catalog, pb, pb_limit: float = PB_LIMIT):
+def correct_fluxes(catalog, pb: Cube, pb_limit: float = PB_LIMIT):
     """The catalogue with each flux divided by the primary-beam response at its source.
 
     ``catalog``: a catalogue (:mod:`pipeline.alma.catalog`) found on the cube that ``pb`` (from
@@ -144,14 +144,14 @@ def correct_fluxes(catalog, pb, pb_limit: float = PB_LIMIT):
 
 # --- the dirty beam ---------------------------------------------------------------------------
 
-def psf_peak(psf) -> tuple[int, int]:
+def psf_peak(psf: Cube) -> tuple[int, int]:
     """(x, y) of the dirty beam's peak: the brightest pixel of the PSF cube's middle plane."""
     plane = np.nan_to_num(np.asarray(psf.data[psf.nchan // 2], np.float64), nan=-np.inf)
     py, px = np.unravel_index(int(np.argmax(plane)), plane.shape)
     return int(px), int(py)
 
 
-def dirty_beam_image(psf, first: int, last: int, side: int, peak=None) -> np.ndarray:
+def dirty_beam_image(psf: Cube, first: int, last: int, side: int, peak=None) -> np.ndarray:
     """The dirty beam of channels ``first..last - 1`` (their PSF planes summed; a single-plane
     PSF serves every channel), ``side`` x ``side`` about its peak (at ``(side // 2,) * 2``, zero
     beyond the grid), scaled to peak 1. float32. ``peak``: :func:`psf_peak` of ``psf``, when

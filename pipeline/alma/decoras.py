@@ -10,6 +10,7 @@ import scipy.ndimage
 
 from pipeline.alma import measure as ms
 from pipeline.alma.catalog import make_catalog
+from pipeline.alma.cube import Cube
 from pipeline.alma.focus import centroid, focused_image, focused_snr
 from pipeline.alma.networks import DECORAS_TASKS, MODELS_DIR, load_networks
 from pipeline.alma.source_maps import SEARCH_WINDOWS, search_windows, spectral_source_map
@@ -25,7 +26,7 @@ DECORAS_MSLE_THRESHOLD = 3.0
 DECORAS_MATCH_PX = 3.0  # the ALMA paper keeps blobs that both DECORAS networks find within 3 px
 
 
-def detect_decoras(cube, networks: dict | None = None, progress=None, cancel=None, min_snr: float = 5.0,
+def detect_decoras(cube: Cube, networks: dict | None = None, progress=None, cancel=None, min_snr: float = 5.0,
                    windows=SEARCH_WINDOWS, bce_threshold: float = DECORAS_BCE_THRESHOLD,
                    msle_threshold: float = DECORAS_MSLE_THRESHOLD):
     """DECORAS as the ALMA paper re-implemented it: the BCE (detection) and MSLE (brightness)

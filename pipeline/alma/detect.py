@@ -27,6 +27,7 @@ from pipeline.alma import measure as ms
 from pipeline.alma import preprocess as pre
 from pipeline.alma.catalog import make_catalog
 from pipeline.alma.companions import dirty_beam_image, psf_peak
+from pipeline.alma.cube import Cube
 from pipeline.alma.decoras import detect_decoras
 from pipeline.alma.focus import (
     centroid,
@@ -61,7 +62,7 @@ DETECTORS = ("pipeline", "decoras", *classic.CLASSIC_DETECTORS)
 
 
 # --- stage 2: when -----------------------------------------------------------------------------
-def box_spectra(cube, boxes) -> np.ndarray:
+def box_spectra(cube: Cube, boxes) -> np.ndarray:
     """Spectrum summed inside each box, (n_boxes, nchan), NaN pixels ignored."""
     return np.stack([ms.box_spectrum(cube, box) for box in boxes]) if boxes else np.zeros((0, cube.nchan))
 
@@ -117,9 +118,9 @@ def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 # --- the whole pipeline ------------------------------------------------------------------------
-def detect_pipeline(cube, finder: SourceFinder | None = None, progress=None, cancel: threading.Event | None = None,
+def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=None, cancel: threading.Event | None = None,
                     min_snr: float = FOCUS_MIN_SNR, windows=SEARCH_WINDOWS, threshold: float = BLOB_THRESHOLD,
-                    psf=None):
+                    psf: Cube | None = None):
     """The deep pipeline on ``cube`` (``psf``: its PSF cube, opened, or None); returns the
     catalogue (astropy Table)."""
     finder = finder or SourceFinder.load()
@@ -134,8 +135,8 @@ def detect_pipeline(cube, finder: SourceFinder | None = None, progress=None, can
     return make_catalog(rows, cube, "pipeline")
 
 
-def characterise(cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_SNR, cancel=None,
-                 psf=None) -> list[dict]:
+def characterise(cube: Cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_SNR, cancel=None,
+                 psf: Cube | None = None) -> list[dict]:
     """Stages 2 and 3 on the Blobs Finder's boxes: catalogue rows (brightest first), one per
     emission range whose focused image reaches ``min_snr``. The shape ResNet is told the beam:
     with ``psf`` (the PSF cube) the dirty beam over each line's channels, without it the fitted
@@ -243,7 +244,7 @@ class SourceView:
     focused: np.ndarray
 
 
-def inspect_source(cube, row, finder: SourceFinder | None = None) -> SourceView:
+def inspect_source(cube: Cube, row, finder: SourceFinder | None = None) -> SourceView:
     """The :class:`SourceView` of catalogue ``row`` (anything indexable by column name)."""
     box = (int(row["x0"]), int(row["y0"]), int(row["x1"]), int(row["y1"]))
     raw = box_spectra(cube, [box])[0]
@@ -253,7 +254,7 @@ def inspect_source(cube, row, finder: SourceFinder | None = None) -> SourceView:
     return SourceView(raw, denoised, ranges, focused)
 
 
-def detect(cube, detector: str = "pipeline", progress=None, cancel=None, pb=None, psf=None,
+def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, pb: Cube | None = None, psf: Cube | None = None,
            keep_sidelobes: bool = False, models=None, **options):
     """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table.
 

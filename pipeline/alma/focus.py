@@ -9,13 +9,14 @@ import scipy.ndimage
 from astropy.stats import mad_std
 
 from pipeline.alma import preprocess as pre
+from pipeline.alma.cube import Cube
 from pipeline.alma.noise import noise_of
 from pipeline.alma.tasks import target_to_shape, target_to_value
 
 RECENTRE_PX = 4  # focused cuts move to the source's centroid when it lies this close to the box's centre
 
 
-def focused_image(cube, box, first: int, last: int, recentre: bool = True):
+def focused_image(cube: Cube, box, first: int, last: int, recentre: bool = True):
     """The cube integrated over channels first..last-1 only, in a 64 x 64 cut centred on the
     source: on the box's centre, then (``recentre``) on the source's centroid (:func:`centroid`)
     within ``RECENTRE_PX`` of it, as the ResNets were trained (cuts centred on the true position
@@ -29,7 +30,7 @@ def focused_image(cube, box, first: int, last: int, recentre: bool = True):
     return focused_images(cube, box, [(first, last)], recentre)[0]
 
 
-def focused_images(cube, box, windows, recentre: bool = True) -> list:
+def focused_images(cube: Cube, box, windows, recentre: bool = True) -> list:
     """:func:`focused_image` over each (first, last) of ``windows``, the cube read once."""
     x0, y0, x1, y1 = box[:4]
     cx0, cy0 = int(round((x0 + x1 - 1) / 2)), int(round((y0 + y1 - 1) / 2))

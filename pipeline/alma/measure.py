@@ -17,6 +17,7 @@ import astropy.units as u
 import numpy as np
 from astropy.stats import mad_std
 
+from pipeline.alma.cube import Cube
 from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_area, gaussian_covariance
 from pipeline.errors import InputError
 
@@ -55,7 +56,7 @@ class IntegratedImage:
         return gaussian_covariance(*self.beam_fwhm_px, self.beam_theta_deg)
 
 
-def integrated_image(cube, first_channel: int = 0, last_channel: int | None = None) -> IntegratedImage:
+def integrated_image(cube: Cube, first_channel: int = 0, last_channel: int | None = None) -> IntegratedImage:
     """Integrate ``cube`` over ``first_channel..last_channel`` (inclusive) and measure its noise.
 
     Raises :class:`InputError` for a cube a classic finder cannot search: a single channel, no
@@ -98,7 +99,7 @@ def integrated_image(cube, first_channel: int = 0, last_channel: int | None = No
                            flux_per_sum(cube, major_px, minor_px))
 
 
-def beam_on_grid(cube) -> tuple[float, float, float]:
+def beam_on_grid(cube: Cube) -> tuple[float, float, float]:
     """The cube's (median) beam on its pixel grid: major and minor FWHM in pixels and the major
     axis's angle, degrees counter-clockwise from +x. InputError when the cube has no usable beam."""
     beam = cube.require_beam()  # says why: no beam at all, or BMAJ = 0 / negative / not a number
@@ -166,14 +167,14 @@ def emission_range(spectrum, first: int, last: int, spectral_threshold: float = 
     return z, z0, z1
 
 
-def box_spectrum(cube, box) -> np.ndarray:
+def box_spectrum(cube: Cube, box) -> np.ndarray:
     """The spectrum (nchan,) summed over ``box`` = (x0, y0, x1, y1) (ends exclusive), NaN as 0,
     in float64."""
     x0, y0, x1, y1 = (int(v) for v in box[:4])
     return np.nansum(np.asarray(cube.data[:, y0:y1, x0:x1], np.float64), axis=(1, 2))
 
 
-def catalog_row(cube, im: IntegratedImage, x, y, box, intrinsic, flux, snr, blended, spectral_threshold) -> dict:
+def catalog_row(cube: Cube, im: IntegratedImage, x, y, box, intrinsic, flux, snr, blended, spectral_threshold) -> dict:
     """One catalogue row: the 2-D detection at (``x``, ``y``) in ``box`` (x0, y0, x1, y1) with its
     ``intrinsic`` (fwhm_a, fwhm_b, theta_deg), plus z, z0, z1 from its box-summed spectrum."""
     x0, y0, x1, y1 = box
@@ -189,7 +190,7 @@ def brightest_first(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: -row["snr"])
 
 
-def beam_angle_deg(cube, pa_deg: float) -> float:
+def beam_angle_deg(cube: Cube, pa_deg: float) -> float:
     """The beam's major axis on the pixel grid (counter-clockwise from +x) from its position angle
     east of north, using the WCS's north direction and handedness at the image centre."""
     wcs = cube.celestial_wcs
@@ -204,7 +205,7 @@ def beam_angle_deg(cube, pa_deg: float) -> float:
     return (north_angle + handedness * pa_deg) % 180.0
 
 
-def kms_per_channel_factor(cube) -> float:
+def kms_per_channel_factor(cube: Cube) -> float:
     """Factor that turns ``Cube.moment0``'s image into Jy/beam km/s: 1 when the cube knows its
     velocity axis, else the observed-frame channel width c * dnu / nu at the band centre."""
     if cube.channel_width()["kms"]:
@@ -215,7 +216,7 @@ def kms_per_channel_factor(cube) -> float:
     return float(np.median(np.abs(np.diff(freq))) / np.median(freq) * const.c.to_value(u.km / u.s))
 
 
-def flux_per_sum(cube, beam_major_px: float, beam_minor_px: float) -> float:
+def flux_per_sum(cube: Cube, beam_major_px: float, beam_minor_px: float) -> float:
     """Jy km/s per unit sum of integrated-image pixels: 1 / beam area (px) for Jy/beam, 1 for
     Jy/pixel (scaled for mJy and the like), NaN for other units."""
     try:

@@ -30,6 +30,8 @@ import numpy as np
 import scipy.ndimage
 from astropy.stats import mad_std
 
+from pipeline.alma.cube import Cube
+
 MAX_PIXELS = 2**15  # pixels of a plane measured (a regular sample beyond that: hundreds of beams)
 CLIP_SIGMA = 4.0  # pixels beyond this many rms from the median are left out as signal
 CHANNEL_CHUNK = 32  # channels read at once by channel_rms
@@ -62,7 +64,7 @@ def _stride(ny: int, nx: int) -> int:
     return max(1, math.ceil(math.sqrt(ny * nx / MAX_PIXELS)))
 
 
-def channel_rms(cube) -> np.ndarray:
+def channel_rms(cube: Cube) -> np.ndarray:
     """Robust rms of every channel (cube units), (nchan,); NaN for a blank channel."""
     step = _stride(cube.ny, cube.nx)
     out = np.full(cube.nchan, np.nan)
@@ -87,7 +89,7 @@ def quiet_channel_rms(rms: np.ndarray) -> np.ndarray:
     return np.where(good, scipy.ndimage.median_filter(filled, size=size, mode="nearest"), np.nan)
 
 
-def sum_rms(cube, first: int, last: int) -> float:
+def sum_rms(cube: Cube, first: int, last: int) -> float:
     """Robust rms of the cube summed over channels ``first..last - 1``, measured on that sum."""
     step = _stride(cube.ny, cube.nx)
     block = np.asarray(cube.data[first:last, ::step, ::step], np.float64)
@@ -144,7 +146,7 @@ class IntegratedNoise:
 _MEASURED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def noise_of(cube) -> IntegratedNoise:
+def noise_of(cube: Cube) -> IntegratedNoise:
     """The :class:`IntegratedNoise` of an opened cube, measured once however many steps ask
     (the finder's focusing, the sidelobe check) and forgotten with the cube."""
     if cube not in _MEASURED:
@@ -152,6 +154,6 @@ def noise_of(cube) -> IntegratedNoise:
     return _MEASURED[cube]
 
 
-def integrated_rms(cube, first: int, last: int) -> float:
+def integrated_rms(cube: Cube, first: int, last: int) -> float:
     """The noise of the cube summed over channels ``first..last - 1`` (:class:`IntegratedNoise`)."""
     return noise_of(cube)(first, last)

@@ -38,6 +38,7 @@ import numpy as np
 from scipy.stats import chi2
 
 from pipeline.alma.companions import psf_peak
+from pipeline.alma.cube import Cube
 from pipeline.alma.measure import beam_on_grid
 from pipeline.alma.noise import noise_of
 
@@ -63,7 +64,7 @@ class SidelobeCheck:
         return self.probability >= SIDELOBE_PROBABILITY
 
 
-def check_sidelobes(catalog, cube, psf=None, max_sidelobe: float = MAX_SIDELOBE) -> SidelobeCheck:
+def check_sidelobes(catalog, cube: Cube, psf: Cube | None = None, max_sidelobe: float = MAX_SIDELOBE) -> SidelobeCheck:
     """:class:`SidelobeCheck` of every row of ``catalog`` (columns id, x, y, z0, z1, fwhm_x,
     fwhm_y, snr) found in ``cube``. ``psf``: the dirty-beam cube of the same image (an opened
     cube of the same grid and channels, or of one plane), peak at its centre pixel."""
@@ -127,7 +128,7 @@ def _beam_at(psf, centre, dx: int, dy: int, lo: int, hi: int):
     return np.nan_to_num(np.asarray(psf.data[lo:hi, y, x], np.float64))
 
 
-def mark_sidelobes(catalog, cube, psf=None, keep: bool = False, max_sidelobe: float = MAX_SIDELOBE):
+def mark_sidelobes(catalog, cube: Cube, psf: Cube | None = None, keep: bool = False, max_sidelobe: float = MAX_SIDELOBE):
     """``catalog`` with the :func:`check_sidelobes` columns ``sidelobe`` (bool), ``sidelobe_p``
     (probability) and ``sidelobe_of`` (id of the parent, 0 for none); the probable sidelobes
     dropped unless ``keep`` (the rest renumbered 1..n, their parents' ids with them). The

@@ -7,6 +7,7 @@ import numpy as np
 import scipy.ndimage
 
 from pipeline.alma import preprocess as pre
+from pipeline.alma.cube import Cube
 
 BLOB_THRESHOLD = 0.15  # the paper's threshold on the Blobs Finder output
 TILE_OVERLAP = 0.25  # of the tile side (64 px at 256)
@@ -68,7 +69,7 @@ def search_windows(nchan: int, widths=SEARCH_WINDOWS) -> list[tuple[int, int]]:
     return ranges
 
 
-def spectral_source_map(cube, network, windows=SEARCH_WINDOWS, side=None, step=None, batch: int = 8) -> np.ndarray:
+def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, step=None, batch: int = 8) -> np.ndarray:
     """:func:`source_map` of the integrated image over each of :func:`search_windows`, merged by
     the maximum; ``batch`` window images go through the network at once. ``step(stage)`` is
     called before each window (progress and cancel)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.alma.cube import Cube
 from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_covariance, major_minor, y_is_major
 from pipeline.alma.measure import beam_on_grid
 
@@ -86,7 +87,7 @@ def size_upper_limit(fwhm, err):
     return np.asarray(fwhm, float) + UPPER_LIMIT_SIGMA * np.asarray(err, float)
 
 
-def add_shape_errors(catalog, cube):
+def add_shape_errors(catalog, cube: Cube):
     """``catalog`` (any finder's, on ``cube``) with ``fwhm_x_err``, ``fwhm_y_err``, ``pa_err``
     and ``resolved`` from :func:`shape_errors` at each source's ``snr`` through the cube's beam."""
     if not len(catalog):
