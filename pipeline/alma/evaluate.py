@@ -20,17 +20,7 @@ compared by base name); without it everything is one cube.
 
 Definitions chosen here:
 
-- truth box (``truth_boxes``): the paper's rule computed analytically. The source's own
-  integrated image (a unit-peak elliptical Gaussian in a square image of ``image_size_px``
-  pixels) is thresholded at 3 standard deviations of that image; the box is the ellipse where
-  the Gaussian exceeds that level, rounded to the pixel centres it covers. For 256 px and FWHM
-  2-8 px the level is 2-7 % of the peak, i.e. the ellipse at 2.3-2.8 sigma (about 1.0-1.2 FWHM
-  from the centre). Channels: ``z +- fwhm_z`` (the paper's emission range, peak +- FWHM).
-- blended (``blended_flags``): a source is blended when another source of the same cube
-  overlaps it on the sky (the distance between centres is less than the sum of the two
-  half-power radii along the line joining them, i.e. their half-power ellipses overlap along
-  that line) and in frequency (``|z_a - z_b| < (fwhm_z_a + fwhm_z_b) / 2``: their lines
-  overlap above half power). Intrinsic sizes, not convolved with the beam.
+- truth boxes and blends: :mod:`pipeline.alma.truth`; the pairing: :mod:`pipeline.alma.matching`.
 - residuals: prediction - truth over matched pairs. Sizes and angle are compared as major and
   minor FWHM and the position angle of the major axis (``fwhm_x``/``fwhm_y`` name the same
   Gaussian in two ways: 5 x 3 px at 0 deg is 3 x 5 px at 90 deg), the angle difference
