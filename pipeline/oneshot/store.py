@@ -47,7 +47,7 @@ from astropy.table import Table
 from pipeline.atomic import atomic_write, replace_folder
 from pipeline.cache import cache_dir
 from pipeline.errors import Cancelled, InputError
-from pipeline.oneshot import features as feat
+from pipeline.oneshot.backbones import DEFAULT_BACKBONE
 from pipeline.oneshot.galaxies import (
     PREPROCESSING_NOTE,
     GalaxySet,
@@ -138,7 +138,7 @@ class FeatureStore:
                 f"{self.meta['model_label']} at {self.meta['input_px']} px; {self.index.describe()}")
 
 
-def build_store(galaxies: GalaxySet, out, backbone: str = feat.DEFAULT_BACKBONE, weights=None,
+def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weights=None,
                 size: int = 224, metric: str = DEFAULT_METRIC, kind: str = "auto", engine: str = "onnx",
                 scheduler: str = "local", chunk: int = CHUNK, progress=None,
                 cancel: threading.Event | None = None) -> FeatureStore:
@@ -146,6 +146,8 @@ def build_store(galaxies: GalaxySet, out, backbone: str = feat.DEFAULT_BACKBONE,
     index them and write the store to ``out``, replacing a store there as a whole (see the module
     docstring). ``progress(done, total)`` counts images; ``cancel`` stops between chunks
     (finished chunks are kept for the next run; a store already in ``out`` is left as it was)."""
+    from pipeline.oneshot import features as feat  # torch: only where a network runs
+
     out = Path(out).expanduser().resolve()  # the swap moves the real folder, never a link to it
     _check_out(galaxies, out)
     model = feat.load_backbone(backbone, weights)  # a wrong name or missing weights fail here
@@ -188,7 +190,7 @@ def build_store(galaxies: GalaxySet, out, backbone: str = feat.DEFAULT_BACKBONE,
     return FeatureStore.open(out)
 
 
-def cached_store(galaxies: GalaxySet, backbone: str = feat.DEFAULT_BACKBONE, size: int = 224,
+def cached_store(galaxies: GalaxySet, backbone: str = DEFAULT_BACKBONE, size: int = 224,
                  scheduler: str = "local", progress=None, cancel=None) -> FeatureStore:
     """The store of ``galaxies`` for ``backbone`` at ``size`` px in the cache
     (``pipeline.cache``), built on first use (resuming an interrupted build)."""
@@ -208,6 +210,8 @@ def cached_store(galaxies: GalaxySet, backbone: str = feat.DEFAULT_BACKBONE, siz
 def image_features(store: FeatureStore, image) -> np.ndarray:
     """Features (dim,) of one image (a file path, or an RGB uint8 array) made as the store's were:
     same model, input size and preprocessing; e.g. an uploaded prototype."""
+    from pipeline.oneshot import features as feat
+
     rgb = image if isinstance(image, np.ndarray) else to_rgb(read_image(image))
     rgb = to_rgb(rgb, store.meta["size_px"] or None)
     model = feat.load_backbone(store.meta["backbone"], store.meta["weights"] or None)
@@ -216,6 +220,8 @@ def image_features(store: FeatureStore, image) -> np.ndarray:
 
 def chunk_features(files, size_px, backbone, weights, input_px, engine) -> np.ndarray:
     """Features (len(files), dim) of image files: the unit of work a Dask worker runs."""
+    from pipeline.oneshot import features as feat
+
     model = feat.load_backbone(backbone, weights)
     images = np.stack([to_rgb(read_image(f), size_px or None) for f in files])
     return feat.extract(model, images, size=input_px, engine=engine)
