@@ -31,9 +31,10 @@ def add_index_parser(commands) -> None:
     p.add_argument("--kind", choices=["auto", "exact", "approximate"], default="auto",
                    help="faiss index kind (default auto: exact up to 100,000 images)")
     p.add_argument("--engine", choices=["onnx", "torch"], default="onnx", help="inference engine (default onnx)")
-    p.add_argument("--scheduler", default="local",
-                   help="Dask: 'local' (a local cluster, default), 'synchronous' (this process) or a "
-                   "scheduler address such as tcp://host:8786")
+    p.add_argument("--scheduler", default="auto",
+                   help="Dask: 'auto' (default: this process below 2,000 images, a local cluster from 2,000), "
+                   "'synchronous' (this process), 'local' (a local cluster) or a scheduler address such as "
+                   "tcp://host:8786")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 

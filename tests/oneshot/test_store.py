@@ -1,5 +1,6 @@
 """Feature stores: built on Dask, resumable, reopened with their index and model."""
 
+import os
 import threading
 
 import numpy as np
@@ -118,3 +119,27 @@ def test_cli_index_and_search(tiny_set, tmp_path):
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     result = run("index", tiny_set.folder, "--catalog", tmp_path / "none.csv", "--out", out)
     assert result.returncode == 2 and "No galaxy catalogue" in result.stderr
+
+
+def test_auto_scheduler_extracts_a_small_set_in_this_process(tiny_set, tmp_path, monkeypatch):
+    pids = []
+    real = store.chunk_features
+
+    def recording(*args):
+        pids.append(os.getpid())  # a local cluster would run this in its workers, not here
+        return real(*args)
+
+    monkeypatch.setattr(store, "chunk_features", recording)
+    store.build_store(tiny_set, tmp_path / "idx", size=64, chunk=5)  # the default scheduler is "auto"
+    assert pids == [os.getpid()] * 2
+
+
+def test_auto_scheduler_picks_a_local_cluster_for_a_large_set(monkeypatch):
+    monkeypatch.setattr(store, "LOCAL_CLUSTER_FROM", 100)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert store.pick_scheduler("auto", 99) == "synchronous"
+    assert store.pick_scheduler("auto", 100) == "local"
+    for given in ("synchronous", "local", "tcp://host:8786"):  # a scheduler given is the one used
+        assert store.pick_scheduler(given, 10) == store.pick_scheduler(given, 10_000) == given
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one core: no cluster can help
+    assert store.pick_scheduler("auto", 10_000) == "synchronous"
