@@ -9,6 +9,7 @@ features, embedding an image), never to read options or search stored vectors.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from pipeline.cli.checks import at_least, never_over_inputs, output_folder
 from pipeline.errors import InputError
@@ -63,14 +64,23 @@ def cmd_index(args) -> int:
 
 
 def add_search_parser(commands) -> None:
-    p = commands.add_parser("search", help="one-shot (and recursive) search from a prototype galaxy",
+    p = commands.add_parser("search", help="one-shot (and recursive) search from prototype galaxies",
                             description="Find the nearest galaxies to a prototype in an index's feature space; "
-                            "with --iterations K > 1, ULISSE's recursive search. Writes id, distance, iteration, "
-                            "parent and the catalogue's columns; with --label/--positive prints the fraction "
-                            "found against the catalogue's base rate.")
+                            "with --iterations K > 1, ULISSE's recursive search. Writes prototype, id, distance, "
+                            "iteration, parent and the catalogue's columns; with --label/--positive prints the "
+                            "fraction found against the catalogue's base rate. Several prototypes (ids, images and "
+                            "--prototypes lists, in any mix) are searched one after the other into one result "
+                            "file; its prototype column says which one found each row (the id, or the image file "
+                            "as given), a galaxy found by two prototypes is listed under each, and the statistics "
+                            "are printed per prototype.")
     p.add_argument("index", help="index folder from `index`")
-    p.add_argument("--prototype", help="id of the prototype galaxy")
-    p.add_argument("--prototype-image", help="or an image file (PNG, JPEG, FITS) as prototype")
+    p.add_argument("--prototype", nargs="+", metavar="ID", help="id of the prototype galaxy (or several ids)")
+    p.add_argument("--prototype-image", nargs="+", metavar="FILE",
+                   help="or an image file (PNG, JPEG, FITS) as prototype (or several)")
+    p.add_argument("--prototypes", metavar="FILE",
+                   help="or a text file of prototypes, one per line: an id of the index or an image file "
+                   "(a relative path starts from the file's folder); blank lines and lines starting with # "
+                   "are skipped")
     p.add_argument("--n", type=int, default=10, help="neighbours per query (default 10)")
     p.add_argument("--iterations", type=int, default=1, help="recursive iterations (default 1: direct)")
     p.add_argument("--label", help="label column to count, e.g. bpt_class")
@@ -81,13 +91,54 @@ def add_search_parser(commands) -> None:
 
 
 def cmd_search(args) -> int:
+    from astropy.table import vstack
+
     from pipeline.oneshot import search
-    from pipeline.oneshot.stats import check_label, format_statistics
+    from pipeline.oneshot.stats import check_label
     from pipeline.oneshot.store import FeatureStore, image_features
     from pipeline.tables import check_output, write_table
 
-    if (args.prototype is None) == (args.prototype_image is None):
-        raise InputError("Give the prototype as --prototype ID or --prototype-image FILE (one of them).")
+    _check_search_options(args, search)
+    check_output(args.output)
+    never_over_inputs("-o", args.output, inputs=[*(args.prototype_image or ()), args.prototypes],
+                      folders=[(args.index, "index folder")])
+    store = FeatureStore.open(args.index)
+    if args.label:
+        check_label(store.catalog, args.label, args.positive)
+    prototypes = _prototypes(args, store)
+    # an id must be in the store, and is no neighbour of itself; an image is no galaxy of the store
+    for _, prototype in prototypes:
+        available = search.available_neighbours(store, prototype) if isinstance(prototype, str) else len(store.catalog)
+        if args.n > available:
+            others = "other galaxies" if isinstance(prototype, str) else "galaxies"
+            raise InputError(f"--n {args.n} asks for more neighbours than there are: the index holds {available} "
+                             f"{others}. Use --n {available} or less.")
+    results = []
+    for name, prototype in prototypes:
+        query = prototype if isinstance(prototype, str) else image_features(store, prototype)
+        if args.iterations > 1:
+            result = search.recursive(store, query, args.n, args.iterations)
+        else:
+            result = search.one_shot(store, query, args.n)
+        result.add_column([name] * len(result), name="prototype", index=0)
+        results.append((name, query, result))
+    found = vstack([result for _, _, result in results]) if len(results) > 1 else results[0][2]
+    write_table(found, args.output)
+    if not args.quiet:
+        many = f" from {len(results)} prototypes" if len(results) > 1 else ""
+        print(f"{len(found)} galaxies{many} -> {args.output} ({store.meta['model_label']}, "
+              f"{store.index.describe()})")
+    if args.label:
+        for name, query, result in results:
+            for line in _statistics_lines(store, result, query, args, search):
+                print(f"{name}: {line}" if len(results) > 1 else line)
+    return 0
+
+
+def _check_search_options(args, search) -> None:
+    if not (args.prototype or args.prototype_image or args.prototypes):
+        raise InputError("Give the prototype as --prototype ID, --prototype-image FILE or --prototypes FILE (a "
+                         "list of ids and image files, one per line).")
     if (args.label is None) != (args.positive is None):
         raise InputError("--label and --positive go together: the column to count and the value that counts.")
     if not 1 <= args.n <= search.MAX_N:
@@ -95,34 +146,70 @@ def cmd_search(args) -> int:
     if not 1 <= args.iterations <= search.MAX_ITERATIONS:
         raise InputError(f"--iterations must be between 1 (a direct search) and {search.MAX_ITERATIONS}; "
                          f"got {args.iterations}.")
-    check_output(args.output)
-    never_over_inputs("-o", args.output, inputs=[args.prototype_image], folders=[(args.index, "index folder")])
-    store = FeatureStore.open(args.index)
-    if args.label:
-        check_label(store.catalog, args.label, args.positive)
-    # an id must be in the store, and is no neighbour of itself; an image is no galaxy of the store
-    available = len(store.catalog) if args.prototype is None else search.available_neighbours(store, args.prototype)
-    if args.n > available:
-        others = "other galaxies" if args.prototype is not None else "galaxies"
-        raise InputError(f"--n {args.n} asks for more neighbours than there are: the index holds {available} "
-                         f"{others}. Use --n {available} or less.")
-    prototype = args.prototype if args.prototype is not None else image_features(store, args.prototype_image)
-    if args.iterations > 1:
-        result = search.recursive(store, prototype, args.n, args.iterations)
-    else:
-        result = search.one_shot(store, prototype, args.n)
-    write_table(result, args.output)
-    if not args.quiet:
-        print(f"{len(result)} galaxies -> {args.output} ({store.meta['model_label']}, {store.index.describe()})")
-    if args.label:
-        if args.iterations > 1:
-            for s in search.iteration_statistics(store, result, args.label, args.positive, prototype):
-                print(f"iteration {s['iteration']} ({s['total']} found): {format_statistics(s)}")
-                print(f"  direct query of {s['total']}: {format_statistics(s['direct'])}")
+
+
+def _prototypes(args, store) -> list[tuple]:
+    """(name, prototype) of each prototype given, in order: an id of ``store`` (text), or an image
+    file read and turned to RGB (an array; embedded when searched). Refuses an unknown id, an
+    unreadable image, a line of --prototypes that is neither, and a prototype given twice."""
+    from pipeline.oneshot.galaxies import read_image, to_rgb
+
+    for galaxy_id in args.prototype or ():
+        store.row_of(galaxy_id)  # an unknown id is refused, naming it
+    given = [(str(i), str(i)) for i in args.prototype or ()]
+    given += [(str(f), to_rgb(read_image(f))) for f in args.prototype_image or ()]
+    if args.prototypes:
+        given += _listed_prototypes(Path(args.prototypes), store, read_image, to_rgb)
+    names = [name for name, _ in given]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"The prototype {twice[0]!r} is given twice: give each prototype once.")
+    return given
+
+
+def _listed_prototypes(path: Path, store, read_image, to_rgb) -> list[tuple]:
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read --prototypes {path} ({getattr(exc, 'strerror', None) or exc}): give a text "
+                         "file with one id or image file per line.") from None
+    listed = []
+    for number, line in enumerate(lines, start=1):
+        value = line.strip()
+        if not value or value.startswith("#"):
+            continue
+        if _is_id(store, value):
+            listed.append((value, value))
+        elif (path.parent / value).is_file():
+            listed.append((value, to_rgb(read_image(path.parent / value))))
         else:
-            rows = [store.row_of(i) for i in result["id"]]
-            print(format_statistics(search.label_statistics(store.catalog, rows, args.label, args.positive)))
-    return 0
+            raise InputError(f"--prototypes {path}, line {number}: {value!r} is neither an id of the index (ids "
+                             f"look like {str(store.catalog['id'][0])!r}) nor an image file (from {path.parent}).")
+    if not listed:
+        raise InputError(f"--prototypes {path} lists no prototype: write one id or image file per line.")
+    return listed
+
+
+def _is_id(store, value: str) -> bool:
+    try:
+        store.row_of(value)
+    except InputError:
+        return False
+    return True
+
+
+def _statistics_lines(store, result, query, args, search) -> list[str]:
+    """The label statistics of one prototype's search, as printed (see --label)."""
+    from pipeline.oneshot.stats import format_statistics
+
+    if args.iterations == 1:
+        rows = [store.row_of(i) for i in result["id"]]
+        return [format_statistics(search.label_statistics(store.catalog, rows, args.label, args.positive))]
+    lines = []
+    for s in search.iteration_statistics(store, result, args.label, args.positive, query):
+        lines.append(f"iteration {s['iteration']} ({s['total']} found): {format_statistics(s)}")
+        lines.append(f"  direct query of {s['total']}: {format_statistics(s['direct'])}")
+    return lines
 
 
 def add_top_activations_parser(commands) -> None:
