@@ -117,7 +117,8 @@ def test_missing_models_give_a_message_not_a_crash(panel_on_sim, monkeypatch, tm
     viewer, _ = panel_on_sim
     from pipeline.alma import detect
     monkeypatch.setattr(detect, "MODELS_DIR", tmp_path / "none")
-    monkeypatch.setattr(detect.SourceFinder.load.__func__, "__defaults__", (tmp_path / "none",))
+    load = detect.SourceFinder.load.__func__
+    monkeypatch.setattr(detect.SourceFinder, "load", classmethod(lambda cls: load(cls, tmp_path / "none")))
     viewer.detector = "pipeline"
     viewer.start()
     assert viewer._error.visible and "python -m pipeline train" in viewer._error.object
