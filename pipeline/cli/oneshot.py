@@ -98,7 +98,7 @@ def cmd_search(args) -> int:
     from pipeline.oneshot.store import FeatureStore, image_features
     from pipeline.tables import check_output, write_table
 
-    _check_search_options(args, search)
+    _check_search_options(args)
     check_output(args.output)
     never_over_inputs("-o", args.output, inputs=[*(args.prototype_image or ()), args.prototypes],
                       folders=[(args.index, "index folder")])
@@ -130,12 +130,14 @@ def cmd_search(args) -> int:
               f"{store.index.describe()})")
     if args.label:
         for name, query, result in results:
-            for line in _statistics_lines(store, result, query, args, search):
+            for line in _statistics_lines(store, result, query, args):
                 print(f"{name}: {line}" if len(results) > 1 else line)
     return 0
 
 
-def _check_search_options(args, search) -> None:
+def _check_search_options(args) -> None:
+    from pipeline.oneshot import search
+
     if not (args.prototype or args.prototype_image or args.prototypes):
         raise InputError("Give the prototype as --prototype ID, --prototype-image FILE or --prototypes FILE (a "
                          "list of ids and image files, one per line).")
@@ -159,7 +161,7 @@ def _prototypes(args, store) -> list[tuple]:
     given = [(str(i), str(i)) for i in args.prototype or ()]
     given += [(str(f), to_rgb(read_image(f))) for f in args.prototype_image or ()]
     if args.prototypes:
-        given += _listed_prototypes(Path(args.prototypes), store, read_image, to_rgb)
+        given += _listed_prototypes(Path(args.prototypes), store)
     names = [name for name, _ in given]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -167,7 +169,9 @@ def _prototypes(args, store) -> list[tuple]:
     return given
 
 
-def _listed_prototypes(path: Path, store, read_image, to_rgb) -> list[tuple]:
+def _listed_prototypes(path: Path, store) -> list[tuple]:
+    from pipeline.oneshot.galaxies import read_image, to_rgb
+
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -198,8 +202,9 @@ def _is_id(store, value: str) -> bool:
     return True
 
 
-def _statistics_lines(store, result, query, args, search) -> list[str]:
+def _statistics_lines(store, result, query, args) -> list[str]:
     """The label statistics of one prototype's search, as printed (see --label)."""
+    from pipeline.oneshot import search
     from pipeline.oneshot.stats import format_statistics
 
     if args.iterations == 1:
