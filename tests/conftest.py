@@ -1,13 +1,19 @@
-"""Fixtures shared by every test: tiny cubes with a full WCS, written the way CASA and Miriad do."""
+"""Fixtures shared by every test: tiny cubes with a full WCS, written the way CASA and Miriad do;
+a tiny galaxy set and its feature store; the command line run in this process."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import shutil
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
+from PIL import Image
 
 REST_HZ = 230.538e9  # CO(2-1)
 
@@ -117,7 +123,13 @@ def write_simulated_with_companions(folder, name="sim.image.fits", size=96, chan
     cube ``name``, its primary beam (``.pb.fits``, :func:`primary_beam`) and its PSF (``.psf.fits``,
     the simulator's own dirty beams), and ``truth.csv``. Returns {"cube", "pb", "psf": path, "sim": SimulatedCube}."""
     from pipeline.alma import interferometer
-    from pipeline.alma.simulate import Observation, instrument_response, simulate_cube, write_cube, write_truth
+    from pipeline.alma.simulate import (
+        Observation,
+        instrument_response,
+        simulate_cube,
+        write_cube,
+        write_truth,
+    )
 
     obs = Observation(cell_arcsec=0.15, observation_s=1200, integration_s=60)
     response = instrument_response(obs, size, channels)
@@ -152,3 +164,67 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("ALMA_ULISSE_CACHE", None)
     else:
         os.environ["ALMA_ULISSE_CACHE"] = old
+
+
+# ---- the command line -----------------------------------------------------------------------------
+class CliResult(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args) -> CliResult:
+    """``python -m pipeline ARGS`` run in this process (``pipeline.cli.main``), its output captured.
+    tests/test_cli.py runs the real ``python -m pipeline`` once, in a subprocess."""
+    from pipeline.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def one_line_error(result: CliResult) -> str:
+    """Check that a command was refused as every bad input is: exit code 2, one line on stderr and
+    no traceback. Returns the line."""
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# ---- a tiny galaxy set ------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_set(tmp_path_factory):
+    """Nine 32-px cutouts (ids G0..G8, column kind): three families of looks (discs, rings, noise),
+    three of each; a GalaxySet."""
+    from pipeline.oneshot.galaxies import GalaxySet
+
+    folder = tmp_path_factory.mktemp("set")
+    (folder / "img").mkdir()
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    r = np.hypot(xx, yy)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(9):
+        kind = ["disc", "ring", "noise"][i % 3]
+        if kind == "disc":
+            grey = 255 * np.exp(-r**2 / (20 + 5 * i))
+        elif kind == "ring":
+            grey = 255 * np.exp(-(r - 9 - i / 9) ** 2 / 4)
+        else:
+            grey = rng.uniform(0, 255, r.shape)
+        Image.fromarray(np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)).save(folder / "img" / f"{i}.png")
+        rows.append((f"G{i}", f"img/{i}.png", kind))
+    Table(rows=rows, names=["id", "file", "kind"]).write(folder / "catalog.csv", format="ascii.csv")
+    return GalaxySet.open(folder / "catalog.csv")
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tiny_set, tmp_path_factory):
+    """The feature store folder of :func:`tiny_set` (64 px input, built in this process); read it,
+    never write into it."""
+    from pipeline.oneshot.store import build_store
+
+    return build_store(tiny_set, tmp_path_factory.mktemp("tiny") / "idx", size=64, scheduler="synchronous").folder

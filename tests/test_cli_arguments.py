@@ -1,7 +1,7 @@
 """Every command checks its arguments before any work: bad ones end with one line ``error: ...`` on
 stderr and exit code 2, and nothing is written; no command ever writes over one of its inputs.
 
-Run in-process through ``pipeline.__main__.main`` (the subprocess path is in test_cli.py). The
+Run in-process (``run_cli`` in tests/conftest.py; the subprocess path is in test_cli.py). The
 ``no_work`` fixture makes the expensive steps fail loudly, so a refusal that came after work
 started fails the test instead of passing it.
 """
@@ -13,20 +13,21 @@ import pytest
 import torch
 from astropy.io import fits
 
-from pipeline.__main__ import main
-from tests.conftest import cube_data, cube_header, write_overpromising_cube
-from tests.oneshot.test_store import tiny_set  # noqa: F401 -- the nine-cutout galaxy set fixture
+from tests.conftest import (
+    cube_data,
+    cube_header,
+    one_line_error,
+    run_cli,
+    write_overpromising_cube,
+)
 
 
-def refused(capsys, *argv) -> str:
-    """Run the command line; check it refused with exit code 2 and one line on stderr; return it."""
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
+def refused(*argv) -> str:
+    """Run the command line; check it refused with exit code 2 and one line ``error: ...`` on
+    stderr; return the line."""
+    line = one_line_error(run_cli(*argv))
+    assert line.startswith("error: "), line
+    return line
 
 
 def _forbidden(*args, **kwargs):
@@ -59,17 +60,15 @@ def _files(folder):
 @pytest.mark.parametrize("argv", [["--help"]] + [[c, "--help"] for c in (
     "cube-info", "simulate", "train", "detect", "evaluate", "index", "search", "top-activations",
     "rank-features")])
-def test_help_still_works(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 0
-    assert "usage:" in capsys.readouterr().out
+def test_help_still_works(argv):
+    result = run_cli(*argv)
+    assert result.returncode == 0 and "usage:" in result.stdout
 
 
 # ---- cubes ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
-def test_cube_info_rest_frequency_must_be_positive(make_cube, capsys, value):
-    assert "--rest-frequency" in refused(capsys, "cube-info", make_cube(), "--rest-frequency", value)
+def test_cube_info_rest_frequency_must_be_positive(make_cube, value):
+    assert "--rest-frequency" in refused("cube-info", make_cube(), "--rest-frequency", value)
 
 
 def _damaged_gzip(tmp_path):
@@ -80,16 +79,16 @@ def _damaged_gzip(tmp_path):
     return path
 
 
-def test_corrupt_gzip_cube(tmp_path, capsys, no_work):
+def test_corrupt_gzip_cube(tmp_path, no_work):
     path = _damaged_gzip(tmp_path)
-    assert "gzip" in refused(capsys, "cube-info", path)
-    line = refused(capsys, "detect", path, "-o", tmp_path / "cat.csv")
+    assert "gzip" in refused("cube-info", path)
+    line = refused("detect", path, "-o", tmp_path / "cat.csv")
     assert "bad.fits.gz" in line and not (tmp_path / "cat.csv").exists()
 
 
-def test_header_promising_more_data_than_the_file_holds(tmp_path, capsys):
+def test_header_promising_more_data_than_the_file_holds(tmp_path):
     path = write_overpromising_cube(tmp_path / "huge.fits")
-    line = refused(capsys, "cube-info", path)
+    line = refused("cube-info", path)
     assert "promises" in line and "Errno" not in line
 
 
@@ -107,68 +106,68 @@ def _with_beam(make_cube, value, per_channel=False):
 
 @pytest.mark.parametrize("value", [0.0, -0.5 / 3600, float("nan"), float("inf")])
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_detect_refuses_a_cube_without_a_valid_beam(make_cube, tmp_path, capsys, no_work, value, per_channel):
+def test_detect_refuses_a_cube_without_a_valid_beam(make_cube, tmp_path, no_work, value, per_channel):
     path = _with_beam(make_cube, value, per_channel)
-    line = refused(capsys, "detect", path, "-o", tmp_path / "cat.csv", "--detector", "photutils")
+    line = refused("detect", path, "-o", tmp_path / "cat.csv", "--detector", "photutils")
     assert "no valid beam" in line and "BMAJ" in line
     assert not (tmp_path / "cat.csv").exists()
 
 
 @pytest.mark.parametrize("option, name, message", [
     ("-o", "cat.txt", ".csv"), ("-o", "cat.fits", ".csv"), ("--regions", "cat.txt", ".reg")])
-def test_detect_checks_output_names_before_any_work(make_cube, tmp_path, capsys, no_work, option, name, message):
+def test_detect_checks_output_names_before_any_work(make_cube, tmp_path, no_work, option, name, message):
     cube = make_cube()
     argv = ["detect", cube, "-o", tmp_path / "cat.csv"]
     argv += [option, tmp_path / name] if option == "--regions" else []
     if option == "-o":
         argv[3] = tmp_path / name
-    assert message in refused(capsys, *argv)
+    assert message in refused(*argv)
     assert _files(tmp_path) == [cube.relative_to(tmp_path)]
 
 
 @pytest.mark.parametrize("name, option", [("cube.csv", "-o"), ("cube.reg", "--regions"), ("cube.vot", "-o")])
-def test_detect_never_overwrites_its_cube(make_cube, tmp_path, capsys, no_work, name, option):
+def test_detect_never_overwrites_its_cube(make_cube, tmp_path, no_work, name, option):
     cube = make_cube(name)  # a FITS file under a catalogue's or regions' name
     before = cube.read_bytes()
     argv = ["detect", cube, "-o", cube if option == "-o" else tmp_path / "cat.csv"]
     if option == "--regions":
         argv += ["--regions", cube]
-    assert "input" in refused(capsys, *argv)
+    assert "input" in refused(*argv)
     assert cube.read_bytes() == before and not (tmp_path / "cat.csv").exists()
 
 
-def test_detect_output_that_is_a_folder(make_cube, tmp_path, capsys, no_work):
+def test_detect_output_that_is_a_folder(make_cube, tmp_path, no_work):
     (tmp_path / "out.csv").mkdir()
-    assert "folder" in refused(capsys, "detect", make_cube(), "-o", tmp_path / "out.csv")
+    assert "folder" in refused("detect", make_cube(), "-o", tmp_path / "out.csv")
 
 
 @pytest.mark.parametrize("option", ["--pb", "--psf"])
-def test_detect_checks_the_primary_beam_and_psf_before_any_work(make_cube, tmp_path, capsys, no_work, option):
+def test_detect_checks_the_primary_beam_and_psf_before_any_work(make_cube, tmp_path, no_work, option):
     cube, other = make_cube(), make_cube("other.fits", nchan=6)
-    line = refused(capsys, "detect", cube, "-o", tmp_path / "cat.csv", option, other)
+    line = refused("detect", cube, "-o", tmp_path / "cat.csv", option, other)
     assert "has 6 channels but the cube has 12" in line and f".{option[2:]} cube tclean made" in line
-    assert "no such file" in refused(capsys, "detect", cube, "-o", tmp_path / "cat.csv", option, tmp_path / "x.fits")
+    assert "no such file" in refused("detect", cube, "-o", tmp_path / "cat.csv", option, tmp_path / "x.fits")
     assert not (tmp_path / "cat.csv").exists()
 
 
 @pytest.mark.parametrize("companion, option", [("--pb", "-o"), ("--psf", "-o"), ("--pb", "--regions")])
-def test_detect_never_overwrites_its_primary_beam_or_psf(make_cube, tmp_path, capsys, no_work, companion, option):
+def test_detect_never_overwrites_its_primary_beam_or_psf(make_cube, tmp_path, no_work, companion, option):
     beam = make_cube("beam.reg" if option == "--regions" else "beam.csv")  # a FITS file under an output's name
     before = beam.read_bytes()
     argv = ["detect", make_cube(), "-o", beam if option == "-o" else tmp_path / "cat.csv", companion, beam]
     if option == "--regions":
         argv += ["--regions", beam]
-    assert "is the input" in refused(capsys, *argv)
+    assert "is the input" in refused(*argv)
     assert beam.read_bytes() == before and not (tmp_path / "cat.csv").exists()
 
 
 # ---- simulate -------------------------------------------------------------------------------------
-def test_simulate_refuses_a_folder_holding_a_set(tmp_path, capsys, no_work):
+def test_simulate_refuses_a_folder_holding_a_set(tmp_path, no_work):
     out = tmp_path / "set"
     out.mkdir()
     (out / "truth.csv").write_text("cube,source\nsim_0_0000.fits,0\n")
     before = _files(out)
-    line = refused(capsys, "simulate", "--n", 1, "--out", out, "--size", 32, "--channels", 4, "--quiet")
+    line = refused("simulate", "--n", 1, "--out", out, "--size", 32, "--channels", 4, "--quiet")
     assert "already holds a simulated set" in line and "truth.csv" in line
     assert _files(out) == before and (out / "truth.csv").read_text() == "cube,source\nsim_0_0000.fits,0\n"
 
@@ -176,17 +175,17 @@ def test_simulate_refuses_a_folder_holding_a_set(tmp_path, capsys, no_work):
 @pytest.mark.parametrize("extra, message", [
     (("--seed", "-1"), "--seed"), (("--n", "0"), "--n"), (("--size", "8"), "--size"),
     (("--channels", "0"), "--channels")])
-def test_simulate_numbers(tmp_path, capsys, no_work, extra, message):
+def test_simulate_numbers(tmp_path, no_work, extra, message):
     argv = {"--n": "1", "--size": "32", "--channels": "4", "--seed": "0"}
     argv.update(dict([extra]))
-    assert message in refused(capsys, "simulate", "--out", tmp_path / "set", "--quiet",
+    assert message in refused("simulate", "--out", tmp_path / "set", "--quiet",
                               *[x for kv in argv.items() for x in kv])
     assert not (tmp_path / "set").exists()
 
 
-def test_simulate_out_that_is_a_file(tmp_path, capsys, no_work):
+def test_simulate_out_that_is_a_file(tmp_path, no_work):
     (tmp_path / "file").write_text("keep")
-    assert "not a folder" in refused(capsys, "simulate", "--n", 1, "--out", tmp_path / "file", "--quiet")
+    assert "not a folder" in refused("simulate", "--n", 1, "--out", tmp_path / "file", "--quiet")
     assert (tmp_path / "file").read_text() == "keep"
 
 
@@ -196,19 +195,19 @@ def test_simulate_out_that_is_a_file(tmp_path, capsys, no_work):
     (("--lr", "0"), "--lr"), (("--lr", "-0.001"), "--lr"), (("--lr", "nan"), "--lr"), (("--size", "8"), "--size"),
     (("--checkpoint-every", "0"), "--checkpoint-every"), (("--threads", "0"), "--threads"),
     (("--seed", "-2"), "--seed")])
-def test_train_numbers(tmp_path, capsys, no_work, extra, message):
+def test_train_numbers(tmp_path, no_work, extra, message):
     argv = {"--steps": "2", "--size": "64"}
     argv.update(dict([extra]))
-    assert message in refused(capsys, "train", "deep_gru", "--out", tmp_path / "run", "--quiet",
+    assert message in refused("train", "deep_gru", "--out", tmp_path / "run", "--quiet",
                               *[x for kv in argv.items() for x in kv])
     assert not (tmp_path / "run").exists()
 
 
-def test_train_unknown_task_and_out_that_is_a_file(tmp_path, capsys, no_work):
-    assert "Unknown training task" in refused(capsys, "train", "nope", "--out", tmp_path / "run", "--steps", 1)
+def test_train_unknown_task_and_out_that_is_a_file(tmp_path, no_work):
+    assert "Unknown training task" in refused("train", "nope", "--out", tmp_path / "run", "--steps", 1)
     assert not (tmp_path / "run").exists()
     (tmp_path / "file").write_text("keep")
-    assert "not a folder" in refused(capsys, "train", "deep_gru", "--out", tmp_path / "file", "--steps", 1)
+    assert "not a folder" in refused("train", "deep_gru", "--out", tmp_path / "file", "--steps", 1)
     assert (tmp_path / "file").read_text() == "keep"
 
 
@@ -222,35 +221,33 @@ class _Planted:
         return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
 
 
-def test_train_refuses_a_planted_checkpoint(tmp_path, capsys, no_work):
+def test_train_refuses_a_planted_checkpoint(tmp_path, no_work):
     out, marker = tmp_path / "run", tmp_path / "marker"
     out.mkdir()
     torch.save({"task": "deep_gru", "step": 1, "log": _Planted(marker)}, out / "checkpoint.pt")
-    line = refused(capsys, "train", "deep_gru", "--out", out, "--steps", 2, "--size", 64, "--quiet")
+    line = refused("train", "deep_gru", "--out", out, "--steps", 2, "--size", 64, "--quiet")
     assert "not a plain weights file" in line and "--no-resume" in line
     assert not marker.exists()
 
 
 # ---- evaluate -------------------------------------------------------------------------------------
-def test_evaluate_unreadable_truth_and_bad_numbers(tmp_path, capsys):
+def test_evaluate_unreadable_truth_and_bad_numbers(tmp_path):
     catalog = tmp_path / "cat.csv"
     catalog.write_text("id,x,y\n")
     truth = tmp_path / "truth.csv"
     truth.write_text("cube,source,x,y\nc.fits,0,1,1\n")
-    assert "does not exist" in refused(capsys, "evaluate", "--truth", tmp_path / "nope.csv", "--catalog", catalog)
-    assert "folder" in refused(capsys, "evaluate", "--truth", tmp_path, "--catalog", catalog)
-    assert "--image-size" in refused(capsys, "evaluate", "--truth", truth, "--catalog", catalog, "--image-size", 0)
-    assert "--channel-width-kms" in refused(capsys, "evaluate", "--truth", truth, "--catalog", catalog,
+    assert "does not exist" in refused("evaluate", "--truth", tmp_path / "nope.csv", "--catalog", catalog)
+    assert "folder" in refused("evaluate", "--truth", tmp_path, "--catalog", catalog)
+    assert "--image-size" in refused("evaluate", "--truth", truth, "--catalog", catalog, "--image-size", 0)
+    assert "--channel-width-kms" in refused("evaluate", "--truth", truth, "--catalog", catalog,
                                             "--channel-width-kms", -1)
 
 
 # ---- the one-shot search --------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def index(tiny_set, tmp_path_factory):  # noqa: F811 -- the fixture imported above
+@pytest.fixture
+def index(tiny_index):
     """A feature store of the nine cutouts (ids G0..G8, column kind: disc, ring, noise)."""
-    from pipeline.oneshot.store import build_store
-
-    return build_store(tiny_set, tmp_path_factory.mktemp("cli") / "idx", size=64, scheduler="synchronous").folder
+    return tiny_index
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -263,33 +260,61 @@ def index(tiny_set, tmp_path_factory):  # noqa: F811 -- the fixture imported abo
     (("--label", "kind"), "go together"),
     (("--prototype", "G99"), "No galaxy with id 'G99'"),
 ])
-def test_search_checks_before_searching_or_writing(index, tmp_path, capsys, no_work, extra, message):
+def test_search_checks_before_searching_or_writing(index, tmp_path, no_work, extra, message):
     argv = {"--prototype": "G0", "--n": "2"}
     argv.update(dict(zip(extra[::2], extra[1::2])))
-    line = refused(capsys, "search", index, "-o", tmp_path / "r.csv", *[x for kv in argv.items() for x in kv])
+    line = refused("search", index, "-o", tmp_path / "r.csv", *[x for kv in argv.items() for x in kv])
     assert message in line
     assert not (tmp_path / "r.csv").exists()
 
 
-def test_search_output_name_and_place(index, tmp_path, capsys, no_work):
+def test_search_checks_every_prototype_before_searching(index, tmp_path, no_work):
+    listed = tmp_path / "list.txt"
+    cases = [
+        (("--prototype", "G0", "G99"), "No galaxy with id 'G99'"),
+        (("--prototype", "G0", "G1", "G0"), "'G0' is given twice"),
+        (("--prototype-image", tmp_path / "none.png"), "Cannot read the image"),
+        (("--prototypes", tmp_path / "none.txt"), "Cannot read --prototypes"),
+        (("--prototypes", listed, "--prototype", "G1"), "'G1' is given twice"),
+        (("--prototypes", listed, "--n", "9"), "8 other galaxies"),
+    ]
+    listed.write_text("G1\n# a comment\n")
+    for extra, message in cases:
+        assert message in refused("search", index, "-o", tmp_path / "r.csv", *extra), extra
+    listed.write_text("G1\nG77\n")
+    assert "line 2: 'G77' is neither an id of the index" in refused("search", index, "--prototypes", listed,
+                                                                      "-o", tmp_path / "r.csv")
+    listed.write_text("# nothing\n\n")
+    assert "lists no prototype" in refused("search", index, "--prototypes", listed, "-o", tmp_path / "r.csv")
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_search_never_writes_over_its_prototypes(index, tmp_path, no_work):
+    listed = tmp_path / "list.csv"
+    listed.write_text("G1\n")
+    assert "is the input" in refused("search", index, "--prototypes", listed, "-o", listed)
+    assert listed.read_text() == "G1\n"
+
+
+def test_search_output_name_and_place(index, tmp_path, no_work):
     before = _files(index)
-    assert ".csv" in refused(capsys, "search", index, "--prototype", "G0", "-o", tmp_path / "r.txt")
-    assert "index folder" in refused(capsys, "search", index, "--prototype", "G0", "-o", index / "catalog.csv")
-    assert "index folder" in refused(capsys, "search", index, "--prototype", "G0", "-o", index / "new.csv")
+    assert ".csv" in refused("search", index, "--prototype", "G0", "-o", tmp_path / "r.txt")
+    assert "index folder" in refused("search", index, "--prototype", "G0", "-o", index / "catalog.csv")
+    assert "index folder" in refused("search", index, "--prototype", "G0", "-o", index / "new.csv")
     assert _files(index) == before and not (tmp_path / "r.txt").exists()
 
 
-def test_search_n_of_every_other_galaxy_is_fine(index, tmp_path, capsys):
-    assert main(["search", str(index), "--prototype", "G0", "--n", "8", "-o", str(tmp_path / "r.csv"), "--quiet"]) == 0
+def test_search_n_of_every_other_galaxy_is_fine(index, tmp_path):
+    assert run_cli("search", index, "--prototype", "G0", "--n", 8, "-o", tmp_path / "r.csv", "--quiet").returncode == 0
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 9
 
 
-def test_rank_features_checks_before_ranking(index, tmp_path, capsys, no_work):
-    assert ".csv" in refused(capsys, "rank-features", index, "--label", "kind", "--positive", "disc",
+def test_rank_features_checks_before_ranking(index, tmp_path, no_work):
+    assert ".csv" in refused("rank-features", index, "--label", "kind", "--positive", "disc",
                              "-o", tmp_path / "r.txt")
-    assert "no column 'colour'" in refused(capsys, "rank-features", index, "--label", "colour",
+    assert "no column 'colour'" in refused("rank-features", index, "--label", "colour",
                                            "--positive", "red", "-o", tmp_path / "r.csv")
-    assert "index folder" in refused(capsys, "rank-features", index, "--label", "kind", "--positive", "disc",
+    assert "index folder" in refused("rank-features", index, "--label", "kind", "--positive", "disc",
                                      "-o", index / "catalog.csv")
     assert _files(tmp_path) == []
 
@@ -297,15 +322,15 @@ def test_rank_features_checks_before_ranking(index, tmp_path, capsys, no_work):
 @pytest.mark.parametrize("extra, message", [
     (("--feature", "-1"), "0 to 1279"), (("--feature", "1280"), "0 to 1279"),
     (("--n", "0"), "--n"), (("--n", "10"), "9 images")])
-def test_top_activations_checks_before_drawing(index, tmp_path, capsys, no_work, extra, message):
+def test_top_activations_checks_before_drawing(index, tmp_path, no_work, extra, message):
     argv = {"--feature": "5", "--n": "2"}
     argv.update(dict([extra]))
-    assert message in refused(capsys, "top-activations", index, "--out", tmp_path / "f",
+    assert message in refused("top-activations", index, "--out", tmp_path / "f",
                               *[x for kv in argv.items() for x in kv])
     assert not (tmp_path / "f").exists()
 
 
-def test_top_activations_out_inside_the_index(index, capsys, no_work):
+def test_top_activations_out_inside_the_index(index, no_work):
     before = _files(index)
-    assert "index folder" in refused(capsys, "top-activations", index, "--feature", 5, "--out", index)
+    assert "index folder" in refused("top-activations", index, "--feature", 5, "--out", index)
     assert _files(index) == before

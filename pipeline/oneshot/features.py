@@ -32,17 +32,11 @@ import torch
 from pipeline.atomic import atomic_write
 from pipeline.cache import cache_dir
 from pipeline.errors import Cancelled, InputError
+from pipeline.oneshot.backbones import BACKBONES, DEFAULT_BACKBONE
 
-DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 N_FEATURES = 1280
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: Backbone name -> the label shown wherever its results are shown.
-BACKBONES = {
-    "tf_efficientnet_lite0": "EfficientNet-Lite0 (ImageNet), not the paper's B0: no squeeze-excitation, ReLU6",
-    "efficientnet_b0": "EfficientNet-B0 (ImageNet), the paper's model",
-}
 
 PREPROCESSING = (
     "Input: RGB images as uint8 arrays (height, width, 3); the galaxy sets turn survey bands into RGB. "

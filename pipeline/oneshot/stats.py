@@ -11,9 +11,9 @@ count in neither.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
-from scipy import stats
 
 from pipeline.errors import InputError
 
@@ -22,11 +22,36 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     """Wilson score interval of a proportion k/n (Wilson 1927); (0, 1) when n is 0."""
     if n <= 0:
         return 0.0, 1.0
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # exactly 0 with no success and 1 with no failure (the formula's, up to rounding)
+    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
+
+
+def hypergeometric_tail(k: int, population: int, successes: int, draws: int) -> float:
+    """P(X >= k) for X the number of successes among ``draws`` taken at random without replacement
+    from ``population`` items of which ``successes`` are successes (scipy's ``hypergeom.sf(k - 1,
+    population, successes, draws)``; written out so that a search need not import scipy.stats).
+    Terms are summed in logarithms from k upwards until they no longer count."""
+    low = max(int(k), 0, draws - (population - successes))
+    high = min(successes, draws)
+    if low > high:
+        return 0.0
+    log_total = _log_comb(population, draws)
+    terms, largest = [], -math.inf
+    for i in range(low, high + 1):
+        term = _log_comb(successes, i) + _log_comb(population - successes, draws - i) - log_total
+        if term < largest - 50:  # past the mode: the rest add less than 1e-21 of the sum
+            break
+        largest = max(largest, term)
+        terms.append(term)
+    return min(1.0, math.exp(largest) * math.fsum(math.exp(t - largest) for t in terms))
+
+
+def _log_comb(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
 EMPTY = {"", "nan", "none", "--"}  # text that means "no value"
@@ -73,7 +98,7 @@ def label_statistics(catalog, found_rows, column: str, positive, confidence: flo
     return {"column": column, "positive": str(positive), "n": n, "k": k, "fraction": fraction,
             "low": low, "high": high, "confidence": confidence, "base_rate": base, "base_n": big_n,
             "base_k": big_k, "enrichment": fraction / base if fraction is not None else None,
-            "p_value": float(stats.hypergeom.sf(k - 1, big_n, big_k, n)) if n else None,
+            "p_value": hypergeometric_tail(k, big_n, big_k, n) if n else None,
             "unlabelled": int(len(rows) - n)}
 
 

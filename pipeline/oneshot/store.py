@@ -9,10 +9,12 @@
     INDEX_DIR/store.json     the model, input size and preprocessing, the images' folder, counts,
                              the build id, the ids' digest and a fingerprint of each .npy/.faiss file
 
-Extraction is split into chunks of images run on Dask: a local cluster by default (one worker
+Extraction is split into chunks of images run on Dask: ``"local"`` (a local cluster, one worker
 process per core, one thread each, no dashboard), any running scheduler by its address to scale
 out (its workers need this package installed and the images at the same path), or
-``"synchronous"`` (in this process, no cluster). Each finished chunk is written at once into
+``"synchronous"`` (in this process, no cluster). The default, ``"auto"``, extracts fewer than
+``LOCAL_CLUSTER_FROM`` images in this process (starting a cluster costs more than it saves there:
+see benchmarks/cli.py) and more on a local cluster. Each finished chunk is written at once into
 ``.INDEX_DIR.parts/`` beside the store, named by its images' ids, paths, sizes and modification
 and change times: an interrupted build resumes where it stopped when run again with the same
 model and settings, and a chunk whose images changed is extracted again.
@@ -47,7 +49,7 @@ from astropy.table import Table
 from pipeline.atomic import atomic_write, replace_folder
 from pipeline.cache import cache_dir
 from pipeline.errors import Cancelled, InputError
-from pipeline.oneshot import features as feat
+from pipeline.oneshot.backbones import DEFAULT_BACKBONE
 from pipeline.oneshot.galaxies import (
     PREPROCESSING_NOTE,
     GalaxySet,
@@ -65,6 +67,7 @@ except ImportError:  # not on Windows: builds are then not locked against each o
 CHUNK = 128  # images per Dask task: big enough to amortise a task, small enough to resume often
 STORE_VERSION = 2  # 2: build id, ids digest and file fingerprints in store.json; parts beside the store
 SCHEDULER_TIMEOUT = "10s"
+LOCAL_CLUSTER_FROM = 2000  # images: "auto" extracts fewer in this process, more on a local cluster
 STORE_FILES = ("catalog.csv", "features.npy", "index.faiss", "index.json", "top_rows.npy", "top_values.npy",
                "store.json")
 FINGERPRINTED = ("features.npy", "index.faiss", "top_rows.npy", "top_values.npy")
@@ -84,7 +87,7 @@ class FeatureStore:
     meta: dict
 
     @classmethod
-    def open(cls, folder) -> "FeatureStore":
+    def open(cls, folder) -> FeatureStore:
         """The store in ``folder``, every file checked against store.json; InputError naming the
         file that is missing, damaged or from another build."""
         folder = Path(folder)
@@ -138,14 +141,16 @@ class FeatureStore:
                 f"{self.meta['model_label']} at {self.meta['input_px']} px; {self.index.describe()}")
 
 
-def build_store(galaxies: GalaxySet, out, backbone: str = feat.DEFAULT_BACKBONE, weights=None,
+def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weights=None,
                 size: int = 224, metric: str = DEFAULT_METRIC, kind: str = "auto", engine: str = "onnx",
-                scheduler: str = "local", chunk: int = CHUNK, progress=None,
+                scheduler: str = "auto", chunk: int = CHUNK, progress=None,
                 cancel: threading.Event | None = None) -> FeatureStore:
     """Extract the features of every image of ``galaxies`` with ``backbone`` at ``size`` px,
     index them and write the store to ``out``, replacing a store there as a whole (see the module
     docstring). ``progress(done, total)`` counts images; ``cancel`` stops between chunks
     (finished chunks are kept for the next run; a store already in ``out`` is left as it was)."""
+    from pipeline.oneshot import features as feat  # torch: only where a network runs
+
     out = Path(out).expanduser().resolve()  # the swap moves the real folder, never a link to it
     _check_out(galaxies, out)
     model = feat.load_backbone(backbone, weights)  # a wrong name or missing weights fail here
@@ -188,7 +193,7 @@ def build_store(galaxies: GalaxySet, out, backbone: str = feat.DEFAULT_BACKBONE,
     return FeatureStore.open(out)
 
 
-def cached_store(galaxies: GalaxySet, backbone: str = feat.DEFAULT_BACKBONE, size: int = 224,
+def cached_store(galaxies: GalaxySet, backbone: str = DEFAULT_BACKBONE, size: int = 224,
                  scheduler: str = "local", progress=None, cancel=None) -> FeatureStore:
     """The store of ``galaxies`` for ``backbone`` at ``size`` px in the cache
     (``pipeline.cache``), built on first use (resuming an interrupted build)."""
@@ -208,6 +213,8 @@ def cached_store(galaxies: GalaxySet, backbone: str = feat.DEFAULT_BACKBONE, siz
 def image_features(store: FeatureStore, image) -> np.ndarray:
     """Features (dim,) of one image (a file path, or an RGB uint8 array) made as the store's were:
     same model, input size and preprocessing; e.g. an uploaded prototype."""
+    from pipeline.oneshot import features as feat
+
     rgb = image if isinstance(image, np.ndarray) else to_rgb(read_image(image))
     rgb = to_rgb(rgb, store.meta["size_px"] or None)
     model = feat.load_backbone(store.meta["backbone"], store.meta["weights"] or None)
@@ -216,15 +223,27 @@ def image_features(store: FeatureStore, image) -> np.ndarray:
 
 def chunk_features(files, size_px, backbone, weights, input_px, engine) -> np.ndarray:
     """Features (len(files), dim) of image files: the unit of work a Dask worker runs."""
+    from pipeline.oneshot import features as feat
+
     model = feat.load_backbone(backbone, weights)
     images = np.stack([to_rgb(read_image(f), size_px or None) for f in files])
     return feat.extract(model, images, size=input_px, engine=engine)
+
+
+def pick_scheduler(scheduler: str, n_images: int) -> str:
+    """The scheduler that extracts ``n_images``: ``scheduler`` itself unless it is ``"auto"``,
+    which is ``"synchronous"`` below ``LOCAL_CLUSTER_FROM`` images or on a single core, else
+    ``"local"``."""
+    if scheduler != "auto":
+        return scheduler
+    return "local" if n_images >= LOCAL_CLUSTER_FROM and (os.cpu_count() or 1) > 1 else "synchronous"
 
 
 def _run(jobs: dict, scheduler: str, cancel):
     """Yield (start, features) for each job as it finishes, in this process or on Dask."""
     if not jobs:
         return
+    scheduler = pick_scheduler(scheduler, sum(len(files) for files, *_ in jobs.values()))
     if scheduler == "synchronous":
         for start, args in jobs.items():
             _check(cancel)

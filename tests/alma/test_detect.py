@@ -217,7 +217,7 @@ def test_missing_models_and_unknown_detector(tmp_path, sim_cube_path):
 
 
 def test_cli_detect_with_a_classic_finder(sim_cube_path, tmp_path):
-    from tests.test_cli import run
+    from tests.conftest import run_cli as run
     out, reg = tmp_path / "cat.vot", tmp_path / "cat.reg"
     result = run("detect", sim_cube_path, "-o", out, "--detector", "photutils", "--regions", reg, "--quiet")
     assert result.returncode == 0, result.stderr
@@ -226,7 +226,7 @@ def test_cli_detect_with_a_classic_finder(sim_cube_path, tmp_path):
 
 
 def test_cli_detect_pipeline_with_models_folder(tiny_models, sim_cube_path, tmp_path):
-    from tests.test_cli import run
+    from tests.conftest import run_cli as run
     result = run("detect", sim_cube_path, "-o", tmp_path / "c.csv", "--models", tiny_models, "--quiet")
     assert result.returncode == 0, result.stderr
     assert read_catalog(tmp_path / "c.csv").colnames == list(COLUMN_NAMES)

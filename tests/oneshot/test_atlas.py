@@ -84,7 +84,7 @@ def test_write_top_activations(store, tmp_path):
 
 
 def test_cli_top_activations_and_rank_features(store, tmp_path):
-    from tests.test_cli import run
+    from tests.conftest import run_cli as run
 
     result = run("top-activations", store.folder, "--feature", "835", "--n", "3", "--out", tmp_path / "f")
     assert result.returncode == 0, result.stderr

@@ -6,7 +6,12 @@ from astropy.table import MaskedColumn, Table
 from scipy import stats as sps
 
 from pipeline.errors import InputError
-from pipeline.oneshot.stats import format_statistics, label_statistics, wilson_interval
+from pipeline.oneshot.stats import (
+    format_statistics,
+    hypergeometric_tail,
+    label_statistics,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_known_values():
@@ -50,3 +55,12 @@ def test_clear_messages():
     with pytest.raises(InputError, match="values are AGN, star-forming, unclassified"):
         label_statistics(cat, [0], "bpt_class", "Seyfert")
     assert label_statistics(cat, np.array([], int), "bpt_class", "AGN")["fraction"] is None
+
+
+@pytest.mark.parametrize("k, population, successes, draws", [
+    (6, 100, 12, 10), (0, 100, 12, 10), (1, 100, 12, 10), (11, 100, 12, 10), (12, 100, 12, 50),
+    (3, 20, 19, 5),  # at least 4 of the 5 drawn are successes whatever is drawn
+    (900, 1_000_000, 120_000, 5_000), (40, 320, 160, 50), (1, 1, 1, 1), (1, 10, 0, 3)])
+def test_hypergeometric_tail_is_scipys(k, population, successes, draws):
+    expected = sps.hypergeom.sf(k - 1, population, successes, draws)
+    assert hypergeometric_tail(k, population, successes, draws) == pytest.approx(expected, rel=1e-7, abs=1e-300)

@@ -1,39 +1,15 @@
-"""Feature stores: built on Dask, resumable, reopened with their index and model."""
+"""Feature stores: built on Dask, resumable, reopened with their index and model (the nine-cutout
+``tiny_set`` comes from tests/conftest.py)."""
 
+import os
 import threading
 
 import numpy as np
 import pytest
-from astropy.table import Table
-from PIL import Image
 
 from pipeline.errors import Cancelled, InputError
 from pipeline.oneshot import features as feat
 from pipeline.oneshot import search, store
-from pipeline.oneshot.galaxies import GalaxySet
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    """Nine 32-px cutouts: three families of looks (discs, rings, noise), three of each."""
-    folder = tmp_path_factory.mktemp("set")
-    (folder / "img").mkdir()
-    yy, xx = np.mgrid[:32, :32] - 15.5
-    r = np.hypot(xx, yy)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(9):
-        kind = ["disc", "ring", "noise"][i % 3]
-        if kind == "disc":
-            grey = 255 * np.exp(-r**2 / (20 + 5 * i))
-        elif kind == "ring":
-            grey = 255 * np.exp(-(r - 9 - i / 9) ** 2 / 4)
-        else:
-            grey = rng.uniform(0, 255, r.shape)
-        Image.fromarray(np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)).save(folder / "img" / f"{i}.png")
-        rows.append((f"G{i}", f"img/{i}.png", kind))
-    Table(rows=rows, names=["id", "file", "kind"]).write(folder / "catalog.csv", format="ascii.csv")
-    return GalaxySet.open(folder / "catalog.csv")
 
 
 def test_build_open_and_search(tiny_set, tmp_path):
@@ -92,29 +68,25 @@ def test_unreachable_scheduler_says_so(tiny_set, tmp_path, monkeypatch):
         store.build_store(tiny_set, tmp_path / "x", size=64, scheduler="tcp://127.0.0.1:9", chunk=5)
 
 
-def test_cli_index_and_search(tiny_set, tmp_path):
-    from tests.test_cli import run
+def test_auto_scheduler_extracts_a_small_set_in_this_process(tiny_set, tmp_path, monkeypatch):
+    pids = []
+    real = store.chunk_features
 
-    out = tmp_path / "idx"
-    result = run("index", tiny_set.folder, "--catalog", tiny_set.folder / "catalog.csv", "--out", out,
-                 "--size", "64", "--scheduler", "synchronous", "--quiet")
-    assert result.returncode == 0, result.stderr
-    result = run("search", out, "--prototype", "G0", "--n", "2", "--iterations", "2", "--label", "kind",
-                 "--positive", "disc", "-o", tmp_path / "r.csv")
-    assert result.returncode == 0, result.stderr
-    found = Table.read(tmp_path / "r.csv", format="ascii.csv")
-    assert found.colnames[:5] == ["id", "distance", "iteration", "parent", "file"]
-    assert "iteration 1 (2 found): kind = disc: 2/2" in result.stdout and "direct query of" in result.stdout
-    # an image as prototype: the cutout of G3 finds G3 itself first, at distance ~0
-    result = run("search", out, "--prototype-image", tiny_set.folder / "img" / "3.png", "--n", "1",
-                 "-o", tmp_path / "v.vot", "--quiet")
-    assert result.returncode == 0, result.stderr
-    assert str(Table.read(tmp_path / "v.vot")["id"][0]) == "G3"
-    for args, message in [(("--prototype", "nope"), "No galaxy with id 'nope'"),
-                          (("--prototype", "G0", "--label", "kind"), "--label and --positive go together"),
-                          (("--prototype", "G0", "--label", "kind", "--positive", "spiral"), "values are disc, noise, ring"),
-                          ((), "Give the prototype")]:
-        result = run("search", out, *args, "-o", tmp_path / "x.csv")
-        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
-    result = run("index", tiny_set.folder, "--catalog", tmp_path / "none.csv", "--out", out)
-    assert result.returncode == 2 and "No galaxy catalogue" in result.stderr
+    def recording(*args):
+        pids.append(os.getpid())  # a local cluster would run this in its workers, not here
+        return real(*args)
+
+    monkeypatch.setattr(store, "chunk_features", recording)
+    store.build_store(tiny_set, tmp_path / "idx", size=64, chunk=5)  # the default scheduler is "auto"
+    assert pids == [os.getpid()] * 2
+
+
+def test_auto_scheduler_picks_a_local_cluster_for_a_large_set(monkeypatch):
+    monkeypatch.setattr(store, "LOCAL_CLUSTER_FROM", 100)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert store.pick_scheduler("auto", 99) == "synchronous"
+    assert store.pick_scheduler("auto", 100) == "local"
+    for given in ("synchronous", "local", "tcp://host:8786"):  # a scheduler given is the one used
+        assert store.pick_scheduler(given, 10) == store.pick_scheduler(given, 10_000) == given
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one core: no cluster can help
+    assert store.pick_scheduler("auto", 10_000) == "synchronous"

@@ -1,0 +1,136 @@
+"""The command line's speed as a user meets it: ``--help``, a search in an existing index, and
+``index`` with each Dask scheduler. Every figure is the wall time of a fresh
+``python -m pipeline ...`` process (imports included), run from this checkout.
+
+One table, printed and written to ``benchmarks/results/cli.json``:
+
+``help``
+    ``python -m pipeline --help`` and each subcommand's ``--help``: median and best of
+    ``--repeat`` runs. Target: under 1 s (no torch, no astropy to read the options).
+
+``search``
+    ``search INDEX --prototype ID --n 10 --label ring --positive 1 -o result.csv`` on an index of
+    the real cutouts (built first, not timed): median and best of ``--repeat`` runs; and the same
+    with three prototypes in one call. Target: under 1.5 s (stored vectors are searched without
+    torch or scipy.stats).
+
+``index``
+    ``index`` of N real JPEG cutouts (``--sizes``) with ``--scheduler synchronous`` (this
+    process), ``local`` (a local Dask cluster) and ``auto`` (the default: which of the two it
+    picks is in the ``picked`` column), each into a new folder (nothing resumed). The 320 cutouts
+    of ``--images`` (default ../shared/data/galaxies/zoobot_rings, read in place and never
+    copied) are listed again under new ids up to N: the same files, so the operating system's
+    file cache serves repeats. A warm-up run exports the ONNX network once before any timing.
+
+Each row records the machine's one-minute load average when it started: on a shared machine the
+figures move with it.
+
+Usage: python benchmarks/cli.py [--images DIR] [--sizes 320,1000] [--repeat 5] [--skip-index]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import report
+
+IMAGES = ROOT.parent / "shared" / "data" / "galaxies" / "zoobot_rings"
+COMMANDS = ("cube-info", "simulate", "train", "detect", "evaluate", "index", "search", "top-activations",
+            "rank-features")
+TARGETS = {"help_s": 1.0, "search_s": 1.5}
+
+
+def wall(*args) -> float:
+    """Seconds one ``python -m pipeline ARGS`` takes, from this checkout; fails loudly."""
+    t0 = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=ROOT,
+                            capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if result.returncode != 0:
+        raise SystemExit(f"python -m pipeline {' '.join(map(str, args))} failed:\n{result.stderr}")
+    return seconds
+
+
+def timed_row(what: str, repeat: int, *args) -> dict:
+    load = os.getloadavg()[0]
+    times = [wall(*args) for _ in range(repeat)]
+    return {"what": what, "runs": repeat, "median_s": statistics.median(times), "best_s": min(times),
+            "load": load, "picked": ""}
+
+
+def write_catalog(images: Path, n: int, path: Path) -> Path:
+    """A catalogue of ``n`` rows over the cutouts of ``images`` (listed again under new ids
+    when n is larger than the set)."""
+    with open(images / "catalog.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(path, "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=["id", "file", "ring"])
+        out.writeheader()
+        for i in range(n):
+            row = rows[i % len(rows)]
+            out.writerow({"id": f"{row['id']}-{i // len(rows)}", "file": row["file"], "ring": row["ring"]})
+    return path
+
+
+def help_rows(repeat: int) -> list[dict]:
+    rows = [timed_row("--help", repeat, "--help")]
+    rows += [timed_row(f"{command} --help", repeat, command, "--help") for command in COMMANDS]
+    return rows
+
+
+def search_rows(images: Path, work: Path, repeat: int) -> list[dict]:
+    catalog = write_catalog(images, 320, work / "search.csv")
+    wall("index", images, "--catalog", catalog, "--out", work / "index", "--scheduler", "synchronous", "--quiet")
+    with open(catalog, newline="") as f:
+        ids = [row["id"] for row in csv.DictReader(f)][:3]
+    common = ["--n", 10, "--label", "ring", "--positive", 1, "-o", work / "result.csv", "--quiet"]
+    return [timed_row("search, 1 prototype", repeat, "search", work / "index", "--prototype", ids[0], *common),
+            timed_row("search, 3 prototypes", repeat, "search", work / "index", "--prototype", *ids, *common)]
+
+
+def index_rows(images: Path, work: Path, sizes) -> list[dict]:
+    from pipeline.oneshot.store import pick_scheduler
+
+    warm = write_catalog(images, 8, work / "warm.csv")
+    wall("index", images, "--catalog", warm, "--out", work / "warm", "--scheduler", "synchronous", "--quiet")
+    rows = []
+    for n in sizes:
+        catalog = write_catalog(images, n, work / f"set{n}.csv")
+        for scheduler in ("synchronous", "local", "auto"):
+            row = timed_row(f"index {n} images, {scheduler}", 1, "index", images, "--catalog", catalog,
+                            "--out", work / f"index-{n}-{scheduler}", "--scheduler", scheduler, "--quiet")
+            row["picked"] = pick_scheduler(scheduler, n)
+            rows.append(row)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=Path, default=IMAGES, help="folder with catalog.csv and the cutouts")
+    parser.add_argument("--sizes", default="320,1000", help="numbers of images to index (default 320,1000)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per --help and search figure (default 5)")
+    parser.add_argument("--skip-index", action="store_true", help="time --help and search only")
+    args = parser.parse_args(argv)
+    if not (args.images / "catalog.csv").is_file():
+        raise SystemExit(f"{args.images} holds no catalog.csv: give --images a galaxy set (see docs/DATA.md).")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        rows = help_rows(args.repeat) + search_rows(args.images, work, args.repeat)
+        if not args.skip_index:
+            rows += index_rows(args.images, work, [int(s) for s in args.sizes.split(",")])
+    report("cli", rows, targets=TARGETS)
+
+
+if __name__ == "__main__":
+    main()
