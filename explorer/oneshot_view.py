@@ -194,8 +194,7 @@ class OneShotViewer(pn.viewable.Viewer):
         label, positive = self.label, self.positive
 
         def work(progress, cancel):
-            result = search.recursive(store, query, n, iterations, cancel=cancel,
-                                      progress=lambda d, t: progress(d, t, f"recursive search: iteration {d} of {t}"))
+            result = search.recursive(store, query, n, iterations, cancel=cancel, progress=progress)
             stats = (search.iteration_statistics(store, result, label, positive, prototype=query)
                      if label is not None else [])
             return result, stats

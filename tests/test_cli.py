@@ -27,7 +27,7 @@ def test_python_m_pipeline_searches_without_torch(tiny_index, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "2 galaxies ->" in result.stdout and "kind = disc: 2/2" in result.stdout
-    assert list(Table.read(out, format="ascii.csv")["kind"]) == ["disc", "disc"]
+    assert list(Table.read(out, format="ascii.csv", comment="#")["kind"]) == ["disc", "disc"]
     imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "pipeline.cli" in imported and "faiss" in imported  # the log is what it seems
     assert not imported & {"torch", "timm", "onnxruntime", "scipy.stats"}
@@ -131,7 +131,7 @@ def test_index_and_search(tiny_set, tmp_path):
     result = run_cli("search", out, "--prototype", "G0", "--n", "2", "--iterations", "2", "--label", "kind",
                      "--positive", "disc", "-o", tmp_path / "r.csv")
     assert result.returncode == 0, result.stderr
-    found = Table.read(tmp_path / "r.csv", format="ascii.csv")
+    found = Table.read(tmp_path / "r.csv", format="ascii.csv", comment="#")
     assert found.colnames[:6] == ["prototype", "id", "distance", "iteration", "parent", "file"]
     assert set(found["prototype"]) == {"G0"}
     assert "iteration 1 (2 found): kind = disc: 2/2" in result.stdout and "direct query of" in result.stdout
@@ -160,7 +160,7 @@ def test_index_help_says_when_auto_starts_a_cluster():
 def _search(index, out, *args):
     result = run_cli("search", index, "--n", 3, "--label", "kind", "--positive", "disc", "-o", out, *args)
     assert result.returncode == 0, result.stderr
-    return Table.read(out, format="ascii.csv"), result.stdout
+    return Table.read(out, format="ascii.csv", comment="#"), result.stdout
 
 
 def test_several_prototypes_in_one_file(tiny_index, tiny_set, tmp_path):

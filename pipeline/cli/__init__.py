@@ -41,10 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the command line on ``argv`` (default: ``sys.argv[1:]``) and return its exit code: 0
     done (``--help`` included), 2 bad input or usage (one line on stderr), 130 interrupted."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse has printed the help or the usage error
         return 0 if exc.code is None else int(exc.code)
+    args.argv = argv  # the command as given, for the records that name it (a model card)
     try:
         return args.func(args)
     except InputError as exc:

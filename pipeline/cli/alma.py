@@ -115,7 +115,7 @@ def cmd_train(args) -> int:
     at_least(args.threads, 1, "--threads")
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = "python -m pipeline " + shlex.join(sys.argv[1:])
+    command = "python -m pipeline " + shlex.join(args.argv)
     bar = None  # made once the options and any checkpoint are accepted: a refused run prints no bar
 
     def progress(step, steps, stage):

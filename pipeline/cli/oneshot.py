@@ -51,7 +51,7 @@ def cmd_index(args) -> int:
     for note in galaxies.notes:
         print(f"note: {note}", file=sys.stderr)
     with tqdm(total=len(galaxies), unit="image", disable=args.quiet) as bar:
-        def progress(done, total):
+        def progress(done, total, stage):
             bar.update(done - bar.n)
 
         store = build_store(galaxies, args.out, backbone=args.model, weights=args.weights, size=args.size,
@@ -96,6 +96,7 @@ def cmd_search(args) -> int:
     from pipeline.oneshot import search
     from pipeline.oneshot.stats import check_label
     from pipeline.oneshot.store import FeatureStore, image_features
+    from pipeline.provenance import PROVENANCE
     from pipeline.tables import check_output, write_table
 
     _check_search_options(args)
@@ -122,7 +123,9 @@ def cmd_search(args) -> int:
             result = search.one_shot(store, query, args.n)
         result.add_column([name] * len(result), name="prototype", index=0)
         results.append((name, query, result))
-    found = vstack([result for _, _, result in results]) if len(results) > 1 else results[0][2]
+    found = (vstack([result for _, _, result in results], metadata_conflicts="silent") if len(results) > 1
+             else results[0][2])
+    found.meta[PROVENANCE] = {**results[0][2].meta[PROVENANCE], "prototype": ", ".join(name for name, _, _ in results)}
     write_table(found, args.output)
     if not args.quiet:
         many = f" from {len(results)} prototypes" if len(results) > 1 else ""

@@ -31,8 +31,9 @@ import torch
 
 from pipeline.atomic import atomic_write
 from pipeline.cache import cache_dir
-from pipeline.errors import Cancelled, InputError
+from pipeline.errors import InputError
 from pipeline.oneshot.backbones import BACKBONES, DEFAULT_BACKBONE
+from pipeline.progress import check_cancel, report
 
 N_FEATURES = 1280
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -366,8 +367,8 @@ def extract(backbone: Backbone, images, size: int = 224, batch_size: int = 32, e
     The last convolutional layer's maps averaged over the image (``forward_features`` then global
     average pooling). ``engine``: "torch", or "onnx" for onnxruntime on a network exported once per
     (backbone, size) (equal to torch within 1e-4; several times faster on the CPU).
-    ``progress(done, total)`` is called after each batch; ``cancel`` (a ``threading.Event``) is
-    checked before each batch and raises ``Cancelled``.
+    ``progress(done, total, stage)`` is called after each batch; ``cancel`` (a ``threading.Event``)
+    is checked before each batch and raises ``Cancelled`` (:mod:`pipeline.progress`).
     """
     if engine not in ("torch", "onnx"):
         raise InputError(f"unknown engine {engine!r}; use 'torch' or 'onnx'")
@@ -389,12 +390,10 @@ def extract(backbone: Backbone, images, size: int = 224, batch_size: int = 32, e
 
     out = np.empty((len(images), backbone.n_features), np.float32)
     for start in range(0, len(images), batch_size):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("feature extraction cancelled")
+        check_cancel(cancel, "feature extraction")
         stop = min(start + batch_size, len(images))
         out[start:stop] = run(preprocess(images[start:stop], size, backbone))
-        if progress is not None:
-            progress(stop, len(images))
+        report(progress, stop, len(images), "describing images with the ImageNet network")
     return out
 
 

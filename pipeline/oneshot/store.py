@@ -48,7 +48,7 @@ from astropy.table import Table
 
 from pipeline.atomic import atomic_write, replace_folder
 from pipeline.cache import cache_dir
-from pipeline.errors import Cancelled, InputError
+from pipeline.errors import InputError
 from pipeline.oneshot.backbones import DEFAULT_BACKBONE
 from pipeline.oneshot.galaxies import (
     PREPROCESSING_NOTE,
@@ -58,6 +58,7 @@ from pipeline.oneshot.galaxies import (
     to_rgb,
 )
 from pipeline.oneshot.index import BUILD_COMMAND, DEFAULT_METRIC, FeatureIndex
+from pipeline.progress import check_cancel, report
 
 try:
     import fcntl
@@ -147,7 +148,7 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
                 cancel: threading.Event | None = None) -> FeatureStore:
     """Extract the features of every image of ``galaxies`` with ``backbone`` at ``size`` px,
     index them and write the store to ``out``, replacing a store there as a whole (see the module
-    docstring). ``progress(done, total)`` counts images; ``cancel`` stops between chunks
+    docstring). ``progress(done, total, stage)`` (:mod:`pipeline.progress`) counts images; ``cancel`` stops between chunks
     (finished chunks are kept for the next run; a store already in ``out`` is left as it was)."""
     from pipeline.oneshot import features as feat  # torch: only where a network runs
 
@@ -171,16 +172,14 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
         names = {s: f"{s:09d}-{_chunk_key(galaxies.ids, files, s, chunk)}.npy" for s in starts}
         todo = [s for s in starts if not _part_done(parts / names[s], min(chunk, n - s))]
         done_images = n - sum(min(chunk, n - s) for s in todo)
-        if progress is not None:
-            progress(done_images, n)
+        report(progress, done_images, n, "describing the galaxies with the ImageNet network")
         jobs = {s: (files[s:s + chunk], galaxies.size, backbone, str(weights) if weights else None, int(size), engine)
                 for s in todo}
         for start, vectors in _run(jobs, scheduler, cancel):
             with atomic_write(parts / names[start]) as tmp, open(tmp, "wb") as f:
                 np.save(f, vectors)
             done_images += len(vectors)
-            if progress is not None:
-                progress(done_images, n)
+            report(progress, done_images, n, "describing the galaxies with the ImageNet network")
         features = np.concatenate([np.load(parts / names[s]) for s in starts]).astype(np.float32)
         meta = {"version": STORE_VERSION, "name": galaxies.name, "images": str(galaxies.folder.resolve()),
                 "size_px": int(galaxies.size), "n": n, "backbone": backbone,
@@ -468,5 +467,4 @@ def _ids_digest(ids) -> str:
 
 
 def _check(cancel):
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("feature extraction cancelled; finished chunks are kept for the next run")
+    check_cancel(cancel, "feature extraction", then="finished chunks are kept for the next run")

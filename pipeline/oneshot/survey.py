@@ -32,7 +32,6 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from pipeline.progress import check_cancel, report
 from pipeline.oneshot.population import draw_galaxies, exact_counts
 from pipeline.oneshot.render import (
     BANDS,
@@ -43,6 +42,7 @@ from pipeline.oneshot.render import (
     render_galaxies,
 )
 from pipeline.oneshot.set_folders import building, check_target, whole_number
+from pipeline.progress import check_cancel, report
 
 SURVEY_VERSION = 2  # bump when the renderer or the population changes: default_sets rebuilds
 DEFAULT_N = 3000

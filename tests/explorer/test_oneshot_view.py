@@ -86,9 +86,12 @@ def test_upload_as_prototype_and_bad_upload(viewer):
 
 
 def test_export_and_browse(viewer):
-    table = Table.read(io.BytesIO(viewer.export(".csv").getvalue()), format="ascii.csv")
+    table = Table.read(io.BytesIO(viewer.export(".csv").getvalue()), format="ascii.csv", comment="#")
     assert table.colnames[:4] == ["id", "distance", "iteration", "parent"] and len(table) == viewer.n
     assert b"VOTABLE" in viewer.export(".vot").getvalue()
+    header = viewer.export(".csv").getvalue().decode().split("\nid,")[0]  # the provenance above the columns
+    assert f"# prototype: {viewer.prototype}" in header and f"# n: {viewer.n}" in header and "# set: " in header
+    assert '<INFO ID="mode" name="mode"' in viewer.export(".vot").getvalue().decode()
     viewer.only_positive = True
     browse = viewer.browse_panel()
     ids = [c.objects[1].name for c in browse.objects[1].objects]

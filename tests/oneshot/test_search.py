@@ -23,7 +23,7 @@ def store():
                      "bpt_class": ["AGN"] * 40 + ["star-forming"] * 160})
     ids = {v: i for i, v in enumerate(catalog["id"])}
     return SimpleNamespace(catalog=catalog, features=features, index=FeatureIndex.build(features, metric="l2"),
-                           row_of=lambda i: ids[str(i)])
+                           row_of=lambda i: ids[str(i)], meta={"name": "two clusters", "model_label": "test vectors"})
 
 
 def test_one_shot_leaves_the_prototype_out_and_sorts(store):
@@ -43,7 +43,7 @@ def test_a_vector_prototype_is_not_excluded(store):
 
 def test_recursive_search_provenance_and_no_duplicates(store):
     calls = []
-    result = search.recursive(store, "g000", 3, 4, progress=lambda d, t: calls.append((d, t)))
+    result = search.recursive(store, "g000", 3, 4, progress=lambda d, t, stage: calls.append((d, t)))
     ids = list(result["id"])
     assert len(ids) == len(set(ids)) and "g000" not in ids
     assert calls[-1][1] == 4 and result["iteration"].max() <= 4
@@ -82,3 +82,20 @@ def test_bad_requests(store):
     stop.set()
     with pytest.raises(Cancelled):
         search.recursive(store, "g000", 3, 2, cancel=stop)
+
+
+def test_every_result_says_how_it_was_found(store, tmp_path):
+    from pipeline.tables import read_table, write_table
+
+    direct = search.one_shot(store, "g000", 5).meta["provenance"]
+    assert (direct["set"], direct["model"], direct["mode"], direct["prototype"], direct["n"]) == (
+        "two clusters", "test vectors", "direct", "g000", "5")
+    deep = search.recursive(store, "g000", 3, 2).meta["provenance"]
+    assert deep["mode"] == "recursive" and deep["iterations"] == "2"
+    fed = search.refine(store, "g000", 4, liked=["g001"], disliked=["g002"]).meta["provenance"]
+    assert fed["mode"].startswith("feedback") and '"liked": ["g001"]' in fed["feedback"]
+    image = search.one_shot(store, store.features[5].copy(), 3).meta["provenance"]
+    assert "image" in image["prototype"]
+    for suffix in (".csv", ".vot"):
+        back = read_table(write_table(search.one_shot(store, "g000", 5), tmp_path / f"r{suffix}"))
+        assert back.meta["provenance"]["prototype"] == "g000" and back.meta["provenance"]["set"] == "two clusters"

@@ -15,7 +15,7 @@ from pipeline.oneshot import search, store
 def test_build_open_and_search(tiny_set, tmp_path):
     progress = []
     built = store.build_store(tiny_set, tmp_path / "idx", size=64, scheduler="synchronous", chunk=4,
-                              progress=lambda d, t: progress.append((d, t)))
+                              progress=lambda d, t, stage: progress.append((d, t)))
     assert progress[-1] == (9, 9) and not (tmp_path / "idx" / "parts").exists()
     again = store.FeatureStore.open(tmp_path / "idx")
     np.testing.assert_array_equal(again.features, built.features)
@@ -42,7 +42,7 @@ def test_an_interrupted_build_resumes(tiny_set, tmp_path, monkeypatch):
     monkeypatch.setattr(store, "chunk_features", counting)
     stop = threading.Event()
 
-    def progress(done, total):
+    def progress(done, total, stage):
         if done >= 3:
             stop.set()
 

@@ -174,7 +174,7 @@ def test_a_replaced_image_is_extracted_again_on_resume(tmp_path):
     galaxies = GalaxySet.open(write_set(tmp_path / "set", ["a", "b", "c", "d"]))
     stop = threading.Event()
     with pytest.raises(Cancelled):
-        store.build_store(galaxies, tmp_path / "idx", progress=lambda d, t: d >= 2 and stop.set(), cancel=stop, **FAST)
+        store.build_store(galaxies, tmp_path / "idx", progress=lambda d, t, stage: d >= 2 and stop.set(), cancel=stop, **FAST)
     image = tmp_path / "set" / "img" / "0.png"
     Image.fromarray(cutout(11)).save(image)  # another galaxy under the same name
     stat = image.stat()
