@@ -103,7 +103,7 @@ class AtlasViewer(pn.viewable.Viewer):
         self._comparison.object = "\n".join(lines)
 
     def use_as_prototype(self, galaxy_id: str):
-        self.oneshot._choose(galaxy_id)
+        self.oneshot.choose(galaxy_id)
         self.on_prototype()
 
     # ---- views ----------------------------------------------------------------------------

@@ -94,7 +94,7 @@ class OneShotViewer(pn.viewable.Viewer):
         self._id_input = pn.widgets.AutocompleteInput(label="Prototype by id", placeholder="type an id",
                                                       min_characters=1, case_sensitive=False,
                                                       css_classes=["prototype-id"])
-        self._id_input.param.watch(lambda e: e.new and self._choose(e.new), "value")
+        self._id_input.param.watch(lambda e: e.new and self.choose(e.new), "value")
         self._upload = pn.widgets.FileInput(accept=",".join(UPLOAD_SUFFIXES), css_classes=["prototype-upload"])
         self._upload.param.watch(self._on_upload, "value")
         self._recursive_button = pn.widgets.Button(label="Recursive search", color="primary",
@@ -144,7 +144,7 @@ class OneShotViewer(pn.viewable.Viewer):
         self.page = 0
         # start from a galaxy with the counted label, so the first view already shows the idea
         counted = self._browse_rows(positive_only=True)
-        self._choose(str(store.catalog["id"][counted[0] if counted else 0]))
+        self.choose(str(store.catalog["id"][counted[0] if counted else 0]))
 
     @param.depends("label", watch=True)
     def _update_positive_options(self, preferred=None):
@@ -156,7 +156,8 @@ class OneShotViewer(pn.viewable.Viewer):
         self.positive = preferred if preferred in values else values[0]
 
     # ---- searching ------------------------------------------------------------------------
-    def _choose(self, galaxy_id: str):
+    def choose(self, galaxy_id: str):
+        """Make the galaxy ``galaxy_id`` of the open set the prototype and search from it."""
         if self.store is None:
             return
         try:
@@ -315,7 +316,7 @@ class OneShotViewer(pn.viewable.Viewer):
         up.param.watch(lambda e: mark(e, True), "value")
         down.param.watch(lambda e: mark(e, False), "value")
         use = pn.widgets.Button(label="prototype", width=90, color="light")
-        use.on_click(lambda _: self._choose(gid))
+        use.on_click(lambda _: self.choose(gid))
         label = self._label_of(gid)
         text = f"{gid}\nd = {row['distance']:.3f}" + (f"\n{label}" if label else "") + (
             f"\niteration {row['iteration']}" if self.mode == "recursive" else "")
@@ -364,7 +365,7 @@ class OneShotViewer(pn.viewable.Viewer):
         for r in rows[page * BROWSE_PAGE:(page + 1) * BROWSE_PAGE]:
             gid = str(self.store.catalog["id"][r])
             use = pn.widgets.Button(label=gid, width=THUMB_PX - 10, color="light", css_classes=["browse-pick"])
-            use.on_click(lambda _, g=gid: self._choose(g))
+            use.on_click(lambda _, g=gid: self.choose(g))
             cards.append(pn.Column(pn.pane.PNG(self.thumbnail(gid), width=THUMB_PX - 24), use, width=THUMB_PX))
         prev_button = pn.widgets.Button(label="◀", width=40, disabled=page == 0)
         next_button = pn.widgets.Button(label="▶", width=40, disabled=page >= pages - 1)

@@ -3,7 +3,7 @@
 ``python -m pipeline index`` and the explorer build one per galaxy set and model::
 
     INDEX_DIR/catalog.csv    the set's catalogue (rows in feature order, ids as text)
-    INDEX_DIR/features.npy   (n, 1280) float32
+    INDEX_DIR/features.npy   (n, dim) float32 (1280 for the EfficientNets)
     INDEX_DIR/index.faiss    the faiss index (+ index.json: metric, kind, measured recall, build id)
     INDEX_DIR/top_*.npy      per feature, the images that activate it most (the feature atlas)
     INDEX_DIR/store.json     the model, input size and preprocessing, the images' folder, counts,
@@ -62,7 +62,7 @@ from pipeline.progress import check_cancel, report
 
 try:
     import fcntl
-except ImportError:  # not on Windows: builds are then not locked against each other
+except ImportError:  # Windows has no fcntl: builds there are not locked against each other
     fcntl = None
 
 CHUNK = 128  # images per Dask task: big enough to amortise a task, small enough to resume often
@@ -73,7 +73,7 @@ STORE_FILES = ("catalog.csv", "features.npy", "index.faiss", "index.json", "top_
                "store.json")
 FINGERPRINTED = ("features.npy", "index.faiss", "top_rows.npy", "top_values.npy")
 FINGERPRINT_BYTES = 1 << 20  # hashed at each end of a file: cheap even for a 5 GB features.npy
-_CACHE_LOCK = threading.Lock()  # to reach a remote Dask scheduler
+_CACHE_LOCK = threading.Lock()  # one build of a cached store at a time in this process (cached_store)
 
 
 @dataclass
