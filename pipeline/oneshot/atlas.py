@@ -193,7 +193,9 @@ def subspace_search(store, prototype, n: int, features=None, weights=None) -> Ta
     else:
         w[:] = 1.0
     weighted = np.asarray(store.features, np.float32) * w
-    sub = _Subspace(store, weighted, FeatureIndex.build(weighted, metric="cosine", kind="exact"))
+    used = int(np.count_nonzero(w))
+    sub = _Subspace(store, weighted, FeatureIndex.build(weighted, metric="cosine", kind="exact"),
+                    f"{store.meta['model_label']}, {used} of its {dim} features (weighted)")
     proto = prototype * w if isinstance(prototype, np.ndarray) else prototype
     return search.one_shot(sub, proto, n)
 
@@ -201,8 +203,9 @@ def subspace_search(store, prototype, n: int, features=None, weights=None) -> Ta
 class _Subspace:
     """A store seen through weighted features (what :mod:`search` needs of a store)."""
 
-    def __init__(self, store, features, index):
+    def __init__(self, store, features, index, model_label: str):
         self.catalog, self.features, self.index, self.row_of = store.catalog, features, index, store.row_of
+        self.meta = {**store.meta, "model_label": model_label}
 
 
 def write_top_activations(store, feature: int, n: int, out) -> Path:
