@@ -27,9 +27,9 @@ from astropy.io import fits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import report  # noqa: E402
+from _report import report
 
-from tests.conftest import cube_header  # noqa: E402  (the same CASA-like header the tests use)
+from tests.conftest import cube_header  # the same CASA-like header the tests use
 
 
 def write_cube(path: Path, n: int, nchan: int, seed: int = 0) -> Path:
