@@ -9,7 +9,7 @@ It works on the galaxy set and prototype of the one-shot tab; the science is in
 from __future__ import annotations
 
 import holoviews as hv
-import holoviews.plotting.bokeh  # noqa: F401  (plot options need a backend, also outside a served page)
+import holoviews.plotting.bokeh  # plot options need a backend, also outside a served page
 import numpy as np
 import panel as pn
 import param
@@ -119,7 +119,7 @@ class AtlasViewer(pn.viewable.Viewer):
             return Alert(str(exc), alert_type="danger")
         vmax = float(maps.max()) if maps.size else 1.0
         cards = []
-        for r, value, fmap in zip(chosen, values[self.feature, :self.n], maps):
+        for r, value, fmap in zip(chosen, values[self.feature, :self.n], maps, strict=True):
             gid = str(self.store.catalog["id"][r])
             label = f" | {self.store.catalog[self.oneshot.label][r]}" if self.oneshot.label else ""
             use = pn.widgets.Button(label="search from it", color="light", width=130)

@@ -9,7 +9,7 @@ WCS, and go through Datashader's ``rasterize`` so a 2048x2048 channel is sent at
 from __future__ import annotations
 
 import holoviews as hv
-import holoviews.plotting.bokeh  # noqa: F401  (registers the backend the options below are for)
+import holoviews.plotting.bokeh  # registers the backend the options below are for
 import numpy as np
 import panel as pn
 import param

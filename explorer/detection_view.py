@@ -46,10 +46,10 @@ NO_COMPANION = "none"
 def _rectangles(rows) -> hv.Rectangles:
     """Boxes (x0, y0, x1, y1, colour, width, id) as typed columns, so that an empty set of boxes
     has the same column types as a full one (a redraw from one to the other must not mix them)."""
-    columns = list(zip(*rows)) if rows else [[]] * 7
+    columns = list(zip(*rows, strict=True)) if rows else [[]] * 7
     names = ("x0", "y0", "x1", "y1", "colour", "width", "id")
     types = (float, float, float, float, str, float, int)
-    data = pd.DataFrame({name: np.asarray(values, dtype) for name, values, dtype in zip(names, columns, types)})
+    data = pd.DataFrame({name: np.asarray(values, dtype) for name, values, dtype in zip(names, columns, types, strict=True)})
     return hv.Rectangles(data, kdims=list(names[:4]), vdims=list(names[4:]))
 
 
@@ -144,7 +144,7 @@ class DetectionViewer(pn.viewable.Viewer):
                 if (kind, path) not in self._opened:
                     self._opened[(kind, path)] = open_companion(path, self.cube, kind)
                 self._companions[kind] = self._opened[(kind, path)]
-            except Exception as exc:  # noqa: BLE001 -- any file: the visitor gets a message, the log the rest
+            except Exception as exc:  # any file: the visitor gets a message, the log the rest
                 if not isinstance(exc, InputError):
                     logging.getLogger("explorer").exception("opening %s as a %s failed", path, KINDS[kind])
                     exc = f"{label} could not be read as a {KINDS[kind]}: check that it is a complete FITS file."

@@ -43,7 +43,10 @@ def source_map(image: np.ndarray, blobs_finder, side: int | None = None) -> np.n
     stack = np.stack(filled)
     H, W = stack.shape[1:]
     stride = side - int(side * TILE_OVERLAP)
-    starts = lambda length: sorted({*range(0, length - side, stride), length - side})  # noqa: E731
+
+    def starts(length):
+        return sorted({*range(0, length - side, stride), length - side})
+
     tiles = [(y, x) for y in starts(H) for x in starts(W)]
     batch = np.stack([pre.minmax(im[y:y + side, x:x + side]) for im in stack for y, x in tiles])[:, None]
     with torch.no_grad():

@@ -7,8 +7,8 @@ from astropy.table import Table
 
 from pipeline.alma import evaluate as ev
 from pipeline.alma import uncertainties as un
-from pipeline.alma.truth import truth_boxes
 from pipeline.alma.catalog import ROUND_AXIS_RATIO, canonical_ellipse
+from pipeline.alma.truth import truth_boxes
 
 
 def test_round_sources_have_no_angle_and_keep_the_major_axis_first():

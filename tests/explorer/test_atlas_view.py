@@ -8,7 +8,7 @@ from tests.explorer.test_oneshot_view import index_dir  # noqa: F401  (the modul
 
 
 @pytest.fixture
-def views(index_dir, monkeypatch):  # noqa: F811
+def views(index_dir, monkeypatch):  # noqa: F811 -- the imported fixture, by the name pytest passes
     monkeypatch.setenv("EXPLORER_INDEX_DIRS", str(index_dir))
     oneshot = OneShotViewer()
     oneshot.activate()
