@@ -118,9 +118,9 @@ def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 # --- the whole pipeline ------------------------------------------------------------------------
-def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=None, cancel: threading.Event | None = None,
-                    min_snr: float = FOCUS_MIN_SNR, windows=SEARCH_WINDOWS, threshold: float = BLOB_THRESHOLD,
-                    psf: Cube | None = None):
+def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=None,
+                    cancel: threading.Event | None = None, min_snr: float = FOCUS_MIN_SNR, windows=SEARCH_WINDOWS,
+                    threshold: float = BLOB_THRESHOLD, psf: Cube | None = None):
     """The deep pipeline on ``cube`` (``psf``: its PSF cube, opened, or None); returns the
     catalogue (astropy Table)."""
     finder = finder or SourceFinder.load()
@@ -254,8 +254,8 @@ def inspect_source(cube: Cube, row, finder: SourceFinder | None = None) -> Sourc
     return SourceView(raw, denoised, ranges, focused)
 
 
-def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, pb: Cube | None = None, psf: Cube | None = None,
-           keep_sidelobes: bool = False, models=None, **options):
+def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, pb: Cube | None = None,
+           psf: Cube | None = None, keep_sidelobes: bool = False, models=None, **options):
     """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table.
 
     ``models``: the folder of trained networks (``<task>/model.pt``; default ``assets/models``),

@@ -72,7 +72,8 @@ def search_windows(nchan: int, widths=SEARCH_WINDOWS) -> list[tuple[int, int]]:
     return ranges
 
 
-def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, step=None, batch: int = 8) -> np.ndarray:
+def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, step=None,
+                        batch: int = 8) -> np.ndarray:
     """:func:`source_map` of the integrated image over each of :func:`search_windows`, merged by
     the maximum; ``batch`` window images go through the network at once. ``step(stage)`` is
     called before each window (progress and cancel)."""

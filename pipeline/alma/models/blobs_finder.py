@@ -142,7 +142,8 @@ class BlobsFinder(nn.Module):
         x = self.from_latent(latent)
         if self.skips:
             if features is None:
-                raise InputError("This BlobsFinder has skip connections: decode needs the encoder features; call the model on an image.")
+                raise InputError("This BlobsFinder has skip connections: decode needs the encoder features; "
+                                 "call the model on an image.")
             x = x + features[-1]
             for block, skip in zip(self.decoder, features[-2::-1], strict=True):
                 x = block(x, skip)
