@@ -61,7 +61,7 @@ def serve_channel_times(path: Path, repeats: int = 10) -> dict:
         clip_limits(image, 99.5)
         element = hv.Image(image, bounds=(-0.5, -0.5, cube.nx - 0.5, cube.ny - 0.5))
         raster = rasterize(element, width=800, height=800, dynamic=False)
-        raster.data  # noqa: B018  (force the aggregation)
+        raster.data  # noqa: B018 -- the attribute access forces the aggregation
         times.append(time.perf_counter() - t0)
     cube.close()
     first, warm = times[0], times[1:]

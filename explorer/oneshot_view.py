@@ -12,7 +12,7 @@ import io
 import tempfile
 from pathlib import Path
 
-import holoviews.plotting.bokeh  # noqa: F401  (plot options need a backend, also outside a served page)
+import holoviews.plotting.bokeh  # noqa: F401 -- plot options need a backend, also outside a served page
 import numpy as np
 import panel as pn
 import param

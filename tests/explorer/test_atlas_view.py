@@ -4,7 +4,7 @@ import pytest
 
 from explorer.atlas_view import AtlasViewer
 from explorer.oneshot_view import OneShotViewer
-from tests.explorer.test_oneshot_view import index_dir  # noqa: F401  (the module's fixture)
+from tests.explorer.test_oneshot_view import index_dir  # noqa: F401 -- the module's fixture, used by name
 
 
 @pytest.fixture
