@@ -18,10 +18,10 @@ def report(name, rows, targets=None, out_dir=None):
     cells = [[_fmt(r.get(k)) for k in keys] for r in rows]
     widths = [max([len(k)] + [len(c[i]) for c in cells]) for i, k in enumerate(keys)]
     print(f"\n{name}")
-    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
     out_dir = Path(out_dir or Path(__file__).parent / "results")
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {

@@ -61,12 +61,12 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's pipeline, not an installed one
+
+from pipeline.alma import simulate
+from pipeline.atomic import replace_folder
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from pipeline.alma import simulate  # noqa: E402
-from pipeline.atomic import replace_folder  # noqa: E402
-
 CONFIG_DIR = ROOT / "assets" / "alma_configs"
 CASA_CONFIG = Path.home() / ".casa" / "config.py"
 INSTALL_HINT = ("CASA is not installed. It is an optional extra, for this benchmark only:\n"

@@ -40,11 +40,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's pipeline, not an installed one
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import report
 
+ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT.parent / "shared" / "data" / "galaxies" / "zoobot_rings"
 COMMANDS = ("cube-info", "simulate", "train", "detect", "evaluate", "index", "search", "top-activations",
             "rank-features")

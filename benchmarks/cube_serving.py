@@ -27,9 +27,9 @@ from astropy.io import fits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import report  # noqa: E402
+from _report import report
 
-from tests.conftest import cube_header  # noqa: E402  (the same CASA-like header the tests use)
+from tests.conftest import cube_header  # the same CASA-like header the tests use
 
 
 def write_cube(path: Path, n: int, nchan: int, seed: int = 0) -> Path:
@@ -61,7 +61,7 @@ def serve_channel_times(path: Path, repeats: int = 10) -> dict:
         clip_limits(image, 99.5)
         element = hv.Image(image, bounds=(-0.5, -0.5, cube.nx - 0.5, cube.ny - 0.5))
         raster = rasterize(element, width=800, height=800, dynamic=False)
-        raster.data  # noqa: B018  (force the aggregation)
+        raster.data  # noqa: B018 -- the attribute access forces the aggregation
         times.append(time.perf_counter() - t0)
     cube.close()
     first, warm = times[0], times[1:]

@@ -28,23 +28,22 @@ import time
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table, vstack
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's pipeline, not an installed one
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import report  # noqa: E402
+from _report import report
 
-from astropy.io import fits  # noqa: E402
+from pipeline.alma import detect as det
+from pipeline.alma import interferometer, networks
+from pipeline.alma.companions import open_companion
+from pipeline.alma.cube import open_cube
+from pipeline.alma.evaluate import evaluate
+from pipeline.alma.simulate import Observation, instrument_response, simulate_cube, write_cube
+from pipeline.errors import InputError
 
-from pipeline.alma import detect as det  # noqa: E402
-from pipeline.alma import interferometer, networks  # noqa: E402
-from pipeline.alma.companions import open_companion  # noqa: E402
-from pipeline.alma.cube import open_cube  # noqa: E402
-from pipeline.alma.evaluate import evaluate  # noqa: E402
-from pipeline.alma.simulate import Observation, instrument_response, simulate_cube, write_cube  # noqa: E402
-from pipeline.errors import InputError  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT_SEED = 7_000_000
 CASA_SAMPLE = ROOT.parent / "shared" / "data" / "casa_sample"
 
@@ -111,7 +110,8 @@ def rows_for(dataset, detector, truth, catalog, seconds, image_size):
         bins = {**{f"F1 snr {b['label']}": b.get("f1") for b in r["snr_bins"]},
                 **{f"R snr {b['label']}": b.get("recall") for b in r["snr_bins"]}}
         # bins are [low, high) and the first also takes everything below it: (0, 5, inf)[1] is SNR >= 5
-        bright = evaluate(truth, catalog, rule=rule, snr_bins=(0.0, 5.0, np.inf), image_size_px=image_size)["snr_bins"][1]
+        bright = evaluate(truth, catalog, rule=rule, snr_bins=(0.0, 5.0, np.inf),
+                          image_size_px=image_size)["snr_bins"][1]
         bins = {"P snr>=5": bright.get("precision"), "R snr>=5": bright.get("recall"), **bins}
         res, ch = r["residuals"], r["characterisation"] or {}
         shape = {}
@@ -143,7 +143,8 @@ def main(argv=None):
     parser.add_argument("--casa", nargs="+", default=[], metavar="DIR",
                         help="CASA-made sets (folders from benchmarks/casa_cubes.py) to score as well")
     parser.add_argument("--no-psf", action="store_true", help="do not hand the sets' PSF cubes to the detectors")
-    parser.add_argument("--models", default=str(networks.MODELS_DIR), help="folder of trained networks (default: assets/models)")
+    parser.add_argument("--models", default=str(networks.MODELS_DIR),
+                        help="folder of trained networks (default: assets/models)")
     parser.add_argument("--configs", nargs="*", default=["alma.cycle9.3", "alma.cycle11.5"],
                         help="configurations of the held-out simulated sets (none: skip them)")
     args = parser.parse_args(argv)

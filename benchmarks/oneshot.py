@@ -71,11 +71,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's pipeline, not an installed one
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import report  # noqa: E402
+from _report import report
 
+ROOT = Path(__file__).resolve().parents[1]
 THREADS = 2
 BATCH = 32
 MIN_SECONDS = 3.0  # timed per feature setting, at least one pass over the images
@@ -295,7 +295,7 @@ def index_table(real: np.ndarray, sizes, n_prototypes: int) -> tuple[list[dict],
             growth = _resident_mb() - resident if resident is not None else None
             ms = _single_query_ms(index, queries)
             _, found = index.search(queries, K)
-            recall = float(np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(found, truth)]))
+            recall = float(np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(found, truth, strict=True)]))
             store = FeatureStore(Path("."), catalog, x, index, {})
             rows.append({"n": n, "noise_s": s, "kind": kind, "nlist": index.info.nlist, "nprobe": index.info.nprobe,
                          "build_s": build_s, "index_mb": index_bytes(index.index) / 1e6, "rss_growth_mb": growth,

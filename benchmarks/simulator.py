@@ -19,16 +19,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _report import report  # noqa: E402
+from _report import report
 
-from pipeline.alma import interferometer, simulate  # noqa: E402
+from pipeline.alma import interferometer, simulate
 
 SIZES = [(128, 64), (256, 128), (512, 128)]
 REPEATS = 5
 TARGET_S = 2.0
+OBSERVATION = simulate.Observation()  # the default observation
 
 
-def dirty_cube_stages(size, channels, seed, obs=simulate.Observation()):
+def dirty_cube_stages(size, channels, seed, obs=OBSERVATION):
     """Run the dirty-cube path once; return the seconds spent in each stage."""
     t0 = time.perf_counter()
     uv_m = obs.uv_m()

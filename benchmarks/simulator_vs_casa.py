@@ -51,10 +51,10 @@ from astropy.io import fits
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import casa_cubes  # noqa: E402
-from _report import report  # noqa: E402
+import casa_cubes
+from _report import report
 
-from pipeline.alma import interferometer, simulate  # noqa: E402
+from pipeline.alma import interferometer, simulate
 
 SIZE = 128
 CHANNELS = 16
@@ -124,8 +124,8 @@ def hour_angle_offset_s(obs, uvw, times, antennas) -> float:
         return uv[: len(uv) // 2].reshape(n_antennas * (n_antennas - 1) // 2, -1, 2)
 
     i, j = np.triu_indices(n_antennas, k=1)
-    baseline = {(a, b): k for k, (a, b) in enumerate(zip(i, j))}
-    rows = np.array([baseline[a, b] for a, b in zip(*antennas)])
+    baseline = {(a, b): k for k, (a, b) in enumerate(zip(i, j, strict=True))}
+    rows = np.array([baseline[a, b] for a, b in zip(*antennas, strict=True)])
     step = np.searchsorted(np.unique(times), times)
     casa = -uvw[:2].T
     ours, later = tracks(0.0)[rows, step], tracks(1.0)[rows, step]

@@ -9,7 +9,7 @@ It works on the galaxy set and prototype of the one-shot tab; the science is in
 from __future__ import annotations
 
 import holoviews as hv
-import holoviews.plotting.bokeh  # noqa: F401  (plot options need a backend, also outside a served page)
+import holoviews.plotting.bokeh  # plot options need a backend, also outside a served page
 import numpy as np
 import panel as pn
 import param
@@ -38,7 +38,8 @@ class AtlasViewer(pn.viewable.Viewer):
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["atlas-error"])
         self._rank_button = pn.widgets.Button(label="Rank features by the counted label", css_classes=["rank-features"])
         self._rank_button.on_click(lambda _: self.rank())
-        self._subspace_button = pn.widgets.Button(label="Compare: best features vs all", css_classes=["subspace-search"])
+        self._subspace_button = pn.widgets.Button(label="Compare: best features vs all",
+                                                  css_classes=["subspace-search"])
         self._subspace_button.on_click(lambda _: self.compare_subspace())
         self._comparison = Text("", css_classes=["subspace-result"])
         self._ranking_table = TextTable(disabled=True, show_index=False, pagination="local", page_size=10,
@@ -95,7 +96,8 @@ class AtlasViewer(pn.viewable.Viewer):
         full = search.one_shot(self.store, query, n)
         sub = atlas.subspace_search(self.store, query, n, features=chosen)
         lines = [f"{o.label} = {o.positive} among the {n} nearest:"]
-        for name, found in ((f"all {self.store.features.shape[1]} features", full), (f"best {len(chosen)} features", sub)):
+        for name, found in ((f"all {self.store.features.shape[1]} features", full),
+                            (f"best {len(chosen)} features", sub)):
             s = label_statistics(self.store.catalog, [self.store.row_of(i) for i in found["id"]], o.label, o.positive)
             lines.append(f"  {name}: {s['k']}/{s['n']} = {100 * (s['fraction'] or 0):.1f}% "
                          f"[{100 * s['low']:.1f}, {100 * s['high']:.1f}]")
@@ -119,12 +121,13 @@ class AtlasViewer(pn.viewable.Viewer):
             return Alert(str(exc), alert_type="danger")
         vmax = float(maps.max()) if maps.size else 1.0
         cards = []
-        for r, value, fmap in zip(chosen, values[self.feature, :self.n], maps):
+        for r, value, fmap in zip(chosen, values[self.feature, :self.n], maps, strict=True):
             gid = str(self.store.catalog["id"][r])
             label = f" | {self.store.catalog[self.oneshot.label][r]}" if self.oneshot.label else ""
             use = pn.widgets.Button(label="search from it", color="light", width=130)
             use.on_click(lambda _, g=gid: self.use_as_prototype(g))
-            cards.append(pn.Column(pn.pane.PNG(atlas.overlay_png(self.store.galaxies.rgb(int(r)), fmap, vmax), width=250),
+            cards.append(pn.Column(pn.pane.PNG(atlas.overlay_png(self.store.galaxies.rgb(int(r)), fmap, vmax),
+                                               width=250),
                                    Text(f"{gid}{label}\nactivation {value:.3f}"), use,
                                    width=260, css_classes=["atlas-card"]))
         rank = ""

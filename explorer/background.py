@@ -57,8 +57,8 @@ class BackgroundJob:
                 self._state["error"] = str(exc)
             except Exception:  # a bug must not freeze the page: say what failed, details in the log
                 logging.getLogger("explorer").exception("%s failed", what)
-                self._state["error"] = (f"{what.rstrip('. ')} failed because of an error in the explorer; the details are "
-                                        "in the server log. Try again, or tell the operator.")
+                self._state["error"] = (f"{what.rstrip('. ')} failed because of an error in the explorer; "
+                                        "the details are in the server log. Try again, or tell the operator.")
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()

@@ -9,7 +9,7 @@ WCS, and go through Datashader's ``rasterize`` so a 2048x2048 channel is sent at
 from __future__ import annotations
 
 import holoviews as hv
-import holoviews.plotting.bokeh  # noqa: F401  (registers the backend the options below are for)
+import holoviews.plotting.bokeh  # registers the backend the options below are for
 import numpy as np
 import panel as pn
 import param
@@ -104,7 +104,8 @@ class CubeViewer(pn.viewable.Viewer):
     cmap = param.Selector(default="inferno", objects=["inferno", "viridis", "magma", "cividis", "gray", "coolwarm"])
     show_beam = param.Boolean(default=True, doc="Draw the beam ellipse")
     spectral_axis = param.Selector(default="velocity", objects=["velocity", "frequency", "channel"])
-    aperture = param.Selector(default="pixel", objects=["pixel", "beam"], doc="Spectrum of one pixel or a beam-sized disc")
+    aperture = param.Selector(default="pixel", objects=["pixel", "beam"],
+                              doc="Spectrum of one pixel or a beam-sized disc")
     rest_frequency_ghz = param.Number(default=None, allow_None=True, bounds=(0, None),
                                       doc="Rest frequency for velocities (GHz); empty: the header's")
     pixel = param.NumericTuple(default=(0, 0), length=2, doc="Pixel (x, y) whose spectrum is shown")
@@ -177,7 +178,8 @@ class CubeViewer(pn.viewable.Viewer):
         """The image in data units, with its colour limits, stretched palette and a title with the unit."""
         data, unit = self.current_image(channel, view, moment_range)
         ny, nx = data.shape
-        what = f"moment 0 of channels {moment_range[0]}-{moment_range[1]}" if view == "moment 0" else f"channel {channel}"
+        what = (f"moment 0 of channels {moment_range[0]}-{moment_range[1]}" if view == "moment 0"
+                else f"channel {channel}")
         # hv.Image takes row 0 as the top; FITS row 0 (y = 0) is the bottom
         return hv.Image(data[::-1], bounds=(-0.5, -0.5, nx - 0.5, ny - 0.5), kdims=["x", "y"],
                         vdims=[hv.Dimension("value", label=unit)]).opts(

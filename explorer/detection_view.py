@@ -46,10 +46,11 @@ NO_COMPANION = "none"
 def _rectangles(rows) -> hv.Rectangles:
     """Boxes (x0, y0, x1, y1, colour, width, id) as typed columns, so that an empty set of boxes
     has the same column types as a full one (a redraw from one to the other must not mix them)."""
-    columns = list(zip(*rows)) if rows else [[]] * 7
+    columns = list(zip(*rows, strict=True)) if rows else [[]] * 7
     names = ("x0", "y0", "x1", "y1", "colour", "width", "id")
     types = (float, float, float, float, str, float, int)
-    data = pd.DataFrame({name: np.asarray(values, dtype) for name, values, dtype in zip(names, columns, types)})
+    data = pd.DataFrame({name: np.asarray(values, dtype)
+                         for name, values, dtype in zip(names, columns, types, strict=True)})
     return hv.Rectangles(data, kdims=list(names[:4]), vdims=list(names[4:]))
 
 
@@ -144,7 +145,7 @@ class DetectionViewer(pn.viewable.Viewer):
                 if (kind, path) not in self._opened:
                     self._opened[(kind, path)] = open_companion(path, self.cube, kind)
                 self._companions[kind] = self._opened[(kind, path)]
-            except Exception as exc:  # noqa: BLE001 -- any file: the visitor gets a message, the log the rest
+            except Exception as exc:  # any file: the visitor gets a message, the log the rest
                 if not isinstance(exc, InputError):
                     logging.getLogger("explorer").exception("opening %s as a %s failed", path, KINDS[kind])
                     exc = f"{label} could not be read as a {KINDS[kind]}: check that it is a complete FITS file."
@@ -225,8 +226,8 @@ class DetectionViewer(pn.viewable.Viewer):
             f"{self.outcome['rows'].count('false positive')} false, {len(self.outcome['missed'])} missed")
         scale = ("fluxes primary-beam corrected" if catalog.meta.get("pb_corrected")
                  else "fluxes uncorrected for the primary beam")
-        hidden = (f"; {int(sidelobes.sum())} probable sidelobe(s) " + ("shown dashed" if self.show_sidelobes else "hidden")
-                  if sidelobes.any() else "")
+        hidden = (f"; {int(sidelobes.sum())} probable sidelobe(s) "
+                  + ("shown dashed" if self.show_sidelobes else "hidden") if sidelobes.any() else "")
         self.status = f"{len(catalog)} sources ({catalog.meta.get('detector', self.detector)}){tp}{hidden}; {scale}"
         self.selected = int(catalog["id"][0]) if len(catalog) else None
         self.version += 1
@@ -310,7 +311,8 @@ class DetectionViewer(pn.viewable.Viewer):
         curves = hv.Curve((x, raw / scale), xlabel, "normalised flux", label="box spectrum").opts(
             interpolation="steps-mid", color="black")
         if view.denoised_spectrum is not None:
-            curves *= hv.Curve((x, view.denoised_spectrum), xlabel, "normalised flux", label="Deep GRU").opts(color="#0072B5", line_width=2)
+            curves *= hv.Curve((x, view.denoised_spectrum), xlabel, "normalised flux", label="Deep GRU").opts(
+                color="#0072B5", line_width=2)
         for _, first, last in view.ranges:
             lo, hi = x[first], x[min(last, len(x)) - 1]
             curves *= hv.VSpan(min(lo, hi), max(lo, hi)).opts(color="orange", alpha=0.2)
@@ -320,11 +322,14 @@ class DetectionViewer(pn.viewable.Viewer):
         # own dimension names: Panel links the axes of panes that share them (the cube image's x, y)
         focused = hv.Image(view.focused[::-1], kdims=["focused x", "focused y"], vdims=["signal / rms"],
                            bounds=(0, 0, view.focused.shape[1], view.focused.shape[0])).opts(
-            cmap="inferno", title="focused image (rms units)", colorbar=True, width=300, height=260, xaxis=None, yaxis=None)
+            cmap="inferno", title="focused image (rms units)", colorbar=True, width=300, height=260,
+            xaxis=None, yaxis=None)
         params = Text(
-            f"RA {row['ra']:.6f} deg  Dec {row['dec']:.6f} deg\nfrequency {row['freq'] / 1e9:.6f} GHz (channel {row['z']})\n"
+            f"RA {row['ra']:.6f} deg  Dec {row['dec']:.6f} deg\n"
+            f"frequency {row['freq'] / 1e9:.6f} GHz (channel {row['z']})\n"
             + shape_text(row)
-            + (f"probable sidelobe of source {row['sidelobe_of']} (p = {row['sidelobe_p']:.2f})\n" if row["sidelobe"] else "")
+            + (f"probable sidelobe of source {row['sidelobe_of']} (p = {row['sidelobe_p']:.2f})\n"
+               if row["sidelobe"] else "")
             + f"flux {row['flux']:.4g} Jy km/s, SNR {row['snr']:.1f}, score {row['score']:.2f}\n"
             + (f"primary beam {row['pb']:.3f} (flux corrected)" if np.isfinite(row["pb"])
                else "flux uncorrected for the primary beam"), css_classes=["source-params"])
@@ -381,7 +386,8 @@ class DetectionViewer(pn.viewable.Viewer):
                   + " (against this cube's truth)" if self.truth is not None else
                   "Boxes: " + ", ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in DETECTOR_COLOURS.items()))
         return pn.Column(
-            controls, options, companions, self.job.bar, Text(self.param.status, css_classes=["detection-status"]), self._error,
+            controls, options, companions, self.job.bar,
+            Text(self.param.status, css_classes=["detection-status"]), self._error,
             pn.pane.HTML(legend), self._table, exports,
             pn.Tabs(("Selected source", pn.panel(pn.bind(self.source_panel, self.param.selected, self.param.version))),
                     ("All spectra", pn.panel(pn.bind(self.spectra_grid, self.param.version))), dynamic=True),

@@ -12,7 +12,7 @@ import io
 import tempfile
 from pathlib import Path
 
-import holoviews.plotting.bokeh  # noqa: F401  (plot options need a backend, also outside a served page)
+import holoviews.plotting.bokeh  # noqa: F401 -- plot options need a backend, also outside a served page
 import numpy as np
 import panel as pn
 import param
@@ -104,8 +104,8 @@ class OneShotViewer(pn.viewable.Viewer):
         self._refine_button.on_click(lambda _: self.refine())
         self._direct_button = pn.widgets.Button(label="Direct search", css_classes=["run-direct"])
         self._direct_button.on_click(lambda _: self.search())
-        self._downloads = [pn.widgets.FileDownload(callback=lambda s=suffix: self.export(s), filename=f"oneshot{suffix}",
-                                                   label=label, color="light")
+        self._downloads = [pn.widgets.FileDownload(callback=lambda s=suffix: self.export(s),
+                                                   filename=f"oneshot{suffix}", label=label, color="light")
                            for suffix, label in ((".csv", "CSV"), (".vot", "VOTable"))]
         self._loaded = False
 
@@ -282,7 +282,8 @@ class OneShotViewer(pn.viewable.Viewer):
             image, caption = png_bytes(self._upload_rgb, 2 * THUMB_PX), f"uploaded: {self._upload_name}"
         else:
             image = png_bytes(self.store.galaxies.rgb(self.store.row_of(self.prototype)), 2 * THUMB_PX)
-            caption = f"{self.prototype}" + (f" | {self.label} = {self._label_of(self.prototype)}" if self.label else "")
+            caption = f"{self.prototype}" + (f" | {self.label} = {self._label_of(self.prototype)}"
+                                             if self.label else "")
         return pn.Column(pn.pane.Markdown("**Prototype**"), pn.pane.PNG(image, width=2 * THUMB_PX),
                          Text(caption, css_classes=["prototype-caption"]), width=2 * THUMB_PX + 20)
 
@@ -293,14 +294,16 @@ class OneShotViewer(pn.viewable.Viewer):
         cards = [self._card(row) for row in self.result[:GALLERY_LIMIT]]
         more = (f" (the first {GALLERY_LIMIT} of {len(self.result)}; all are in the provenance table and the export)"
                 if len(self.result) > GALLERY_LIMIT else "")
-        return pn.Column(pn.pane.Markdown(f"**Neighbours**{more}: distance in feature space ({self.store.index.info.metric}); "
+        return pn.Column(pn.pane.Markdown(f"**Neighbours**{more}: distance in feature space "
+                                          f"({self.store.index.info.metric}); "
                                           "mark some good or bad, then *Re-rank with feedback*."),
                          pn.FlexBox(*cards, css_classes=["neighbours"]))
 
     def _card(self, row):
         gid = str(row["id"])
         up = pn.widgets.Toggle(label="good", value=gid in self.liked, width=54, color="success", css_classes=["like"])
-        down = pn.widgets.Toggle(label="bad", value=gid in self.disliked, width=54, color="danger", css_classes=["dislike"])
+        down = pn.widgets.Toggle(label="bad", value=gid in self.disliked, width=54, color="danger",
+                                 css_classes=["dislike"])
 
         def mark(event, liked):
             mine, other = (self.liked, self.disliked) if liked else (self.disliked, self.liked)
@@ -350,7 +353,8 @@ class OneShotViewer(pn.viewable.Viewer):
         plots = [iteration_chart(self.iteration_stats, self.label, self.positive)] if self.iteration_stats else []
         start = "" if self._upload_vector is not None else self.prototype
         plots.append(provenance_plot(self.result, start, self._label_of, self.positive))
-        table = self.result[["id", "iteration", "parent", "distance"] + ([self.label] if self.label else [])].to_pandas()
+        table = self.result[["id", "iteration", "parent", "distance"]
+                            + ([self.label] if self.label else [])].to_pandas()
         return pn.Column(pn.Row(*plots), TextTable(table, disabled=True, show_index=False, max_height=260,
                                                                pagination=None, css_classes=["provenance-table"]))
 

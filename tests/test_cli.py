@@ -28,7 +28,8 @@ def test_python_m_pipeline_searches_without_torch(tiny_index, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "2 galaxies ->" in result.stdout and "kind = disc: 2/2" in result.stdout
     assert list(Table.read(out, format="ascii.csv", comment="#")["kind"]) == ["disc", "disc"]
-    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
     assert "pipeline.cli" in imported and "faiss" in imported  # the log is what it seems
     assert not imported & {"torch", "timm", "onnxruntime", "scipy.stats"}
 
@@ -143,7 +144,8 @@ def test_index_and_search(tiny_set, tmp_path):
     assert str(found["id"][0]) == "G3" and str(found["prototype"][0]) == str(image)
     for args, message in [(("--prototype", "nope"), "No galaxy with id 'nope'"),
                           (("--prototype", "G0", "--label", "kind"), "--label and --positive go together"),
-                          (("--prototype", "G0", "--label", "kind", "--positive", "spiral"), "values are disc, noise, ring"),
+                          (("--prototype", "G0", "--label", "kind", "--positive", "spiral"),
+                           "values are disc, noise, ring"),
                           ((), "Give the prototype")]:
         assert message in one_line_error(run_cli("search", out, *args, "-o", tmp_path / "x.csv"))
     result = run_cli("index", tiny_set.folder, "--catalog", tmp_path / "none.csv", "--out", out)

@@ -262,7 +262,7 @@ def index(tiny_index):
 ])
 def test_search_checks_before_searching_or_writing(index, tmp_path, no_work, extra, message):
     argv = {"--prototype": "G0", "--n": "2"}
-    argv.update(dict(zip(extra[::2], extra[1::2])))
+    argv.update(dict(zip(extra[::2], extra[1::2], strict=True)))
     line = refused("search", index, "-o", tmp_path / "r.csv", *[x for kv in argv.items() for x in kv])
     assert message in line
     assert not (tmp_path / "r.csv").exists()

@@ -45,7 +45,10 @@ def beams_table(hdul) -> list[Beam] | None:
     cols = {c.name.upper(): c for c in hdul["BEAMS"].columns}
     if not {"BMAJ", "BMIN", "BPA"} <= set(cols):
         return None
-    to_arcsec = lambda c: (1 * u.Unit(cols[c].unit or "arcsec")).to_value(u.arcsec)  # noqa: E731
+
+    def to_arcsec(c):
+        return (1 * u.Unit(cols[c].unit or "arcsec")).to_value(u.arcsec)
+
     rows = np.asarray(table)
     if "POL" in cols:
         rows = rows[np.asarray(table["POL"]) == 0]

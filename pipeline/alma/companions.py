@@ -132,7 +132,7 @@ def correct_fluxes(catalog, pb: Cube, pb_limit: float = PB_LIMIT):
         xi = np.clip(np.rint(np.asarray(out["x"], float)), 0, pb.nx - 1).astype(int)
         yi = np.clip(np.rint(np.asarray(out["y"], float)), 0, pb.ny - 1).astype(int)
         zi = np.clip(np.rint(np.asarray(out["z"], float)), 0, pb.nchan - 1).astype(int)
-        response = np.array([float(pb.data[z, y, x]) for x, y, z in zip(xi, yi, zi)])  # one pixel each
+        response = np.array([float(pb.data[z, y, x]) for x, y, z in zip(xi, yi, zi, strict=True)])  # one pixel each
         mapped = np.isfinite(response) & (response > 0)
         response = np.where(mapped, np.minimum(response, 1.0), 0.0)  # 1.0000001 is 1
         usable = response >= pb_limit

@@ -152,7 +152,10 @@ class Cube:
     def channel_width(self) -> dict:
         """Median absolute channel width: ``{"hz": ..., "kms": ...}`` (None where unknown)."""
         freq, vel = self.frequency_hz, self.velocity_kms()
-        width = lambda a: float(np.median(np.abs(np.diff(a)))) if a is not None and len(a) > 1 else None  # noqa: E731
+
+        def width(a):
+            return float(np.median(np.abs(np.diff(a)))) if a is not None and len(a) > 1 else None
+
         return {"hz": width(freq), "kms": width(vel)}
 
     # ---- beams ----------------------------------------------------------------------------
@@ -418,7 +421,7 @@ def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = T
         except InputError:
             hdul.close()
             raise
-        except Exception as exc:  # astropy raises many types on damaged files; name the problem
+        except Exception as exc:  # noqa: BLE001 -- astropy raises many types on damaged files; name the problem
             hdul.close()
             if compressed and isinstance(exc, GZIP_ERRORS):
                 raise InputError(damaged_gzip(name, exc)) from None

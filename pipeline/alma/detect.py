@@ -118,9 +118,9 @@ def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 # --- the whole pipeline ------------------------------------------------------------------------
-def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=None, cancel: threading.Event | None = None,
-                    min_snr: float = FOCUS_MIN_SNR, windows=SEARCH_WINDOWS, threshold: float = BLOB_THRESHOLD,
-                    psf: Cube | None = None):
+def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=None,
+                    cancel: threading.Event | None = None, min_snr: float = FOCUS_MIN_SNR, windows=SEARCH_WINDOWS,
+                    threshold: float = BLOB_THRESHOLD, psf: Cube | None = None):
     """The deep pipeline on ``cube`` (``psf``: its PSF cube, opened, or None); returns the
     catalogue (astropy Table)."""
     finder = finder or SourceFinder.load()
@@ -148,7 +148,7 @@ def characterise(cube: Cube, boxes, finder: SourceFinder, min_snr: float = FOCUS
     gaussian_beam = pre.beam_image_px(beam_major, beam_minor, beam_theta)
     psf_centre = psf_peak(psf) if psf is not None else None  # read once, not for every line
     rows = []
-    for box, spectrum in zip(boxes, denoised):
+    for box, spectrum in zip(boxes, denoised, strict=True):
         check_cancel(cancel, "detection")
         lines = emission_ranges(spectrum)
         for peak, first, last in lines:
@@ -213,13 +213,13 @@ def blend_peaks(focused: np.ndarray, centre, box, source, beam_major_px: float, 
     side = focused.shape[0]
     beams = (box[2] - box[0]) * (box[3] - box[1]) / (1.1331 * beam_minor_px * beam_major_px)
     # the source's own peak here: a wing's cut may be centred on the neighbour instead
-    sx, sy = (int(round(v - c + side // 2)) for v, c in zip(source, centre))
+    sx, sy = (int(round(v - c + side // 2)) for v, c in zip(source, centre, strict=True))
     own = focused[max(sy - 1, 0):max(sy + 2, 0), max(sx - 1, 0):max(sx + 2, 0)]
     peak = max(focused_snr(focused), float(own.max()) if own.size else 0.0)
     level = max(corrected_level(min_snr, beams * looks), MAX_SIDELOBE * peak)
     peaks = (focused >= level) & (focused == scipy.ndimage.maximum_filter(focused, size=3))
     out = []
-    for iy, ix in zip(*np.nonzero(peaks)):
+    for iy, ix in zip(*np.nonzero(peaks), strict=True):
         if not (0 < ix < side - 1 and 0 < iy < side - 1):
             continue
         # the peak to a fraction of a pixel: the centroid of its 3 x 3 pixels above their minimum
@@ -254,8 +254,8 @@ def inspect_source(cube: Cube, row, finder: SourceFinder | None = None) -> Sourc
     return SourceView(raw, denoised, ranges, focused)
 
 
-def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, pb: Cube | None = None, psf: Cube | None = None,
-           keep_sidelobes: bool = False, models=None, **options):
+def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, pb: Cube | None = None,
+           psf: Cube | None = None, keep_sidelobes: bool = False, models=None, **options):
     """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table.
 
     ``models``: the folder of trained networks (``<task>/model.pt``; default ``assets/models``),

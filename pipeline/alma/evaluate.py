@@ -322,7 +322,8 @@ def format_report(result: dict) -> str:
                              f"(true major FWHM below its upper limit for {_fmt(unres['limit_holds'])})")
                 for name in ("fwhm_major", "fwhm_minor", "pa"):
                     v = res_[name]
-                    lines.append(f"  {'  ' + name:<14}{'resolved':<16}{v['n']:>5}{_fmt(v['mean']):>10}{_fmt(v['std']):>10}")
+                    lines.append(f"  {'  ' + name:<14}{'resolved':<16}{v['n']:>5}"
+                                 f"{_fmt(v['mean']):>10}{_fmt(v['std']):>10}")
         lines += [f"  note: {n}" for n in r["notes"]]
     lines.append("SNR bins: recall by the truth's SNR, precision by each prediction's own snr; "
                  "blended/isolated: true sources only.")

@@ -117,7 +117,8 @@ def fit_covariance(image, x: float, y: float, guess, half_size: int) -> np.ndarr
 
     ny, nx = image.shape
     cx, cy = int(round(x)), int(round(y))
-    x0, x1, y0, y1 = max(0, cx - half_size), min(nx, cx + half_size + 1), max(0, cy - half_size), min(ny, cy + half_size + 1)
+    x0, x1 = max(0, cx - half_size), min(nx, cx + half_size + 1)
+    y0, y1 = max(0, cy - half_size), min(ny, cy + half_size + 1)
     cutout = np.nan_to_num(np.asarray(image[y0:y1, x0:x1], float))
     if cutout.size < 9 or not np.any(cutout > 0):
         return np.asarray(guess, float)

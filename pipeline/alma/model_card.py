@@ -40,22 +40,28 @@ def write_model_card(path, name, task, log, command):
     lines = [
         f"# {name}",
         "",
-        f"Model: `{task.model_kind}` {json.dumps(task.config)} ({log['model']['parameters']:,} parameters). {task.notes}.",
-        f"Loss: {task.loss}. Adam, lr {log['lr']} ({task.schedule}), weight decay {task.weight_decay}, batch {log['batch_size']}, seed {log['seed']}.",
+        f"Model: `{task.model_kind}` {json.dumps(task.config)} ({log['model']['parameters']:,} parameters). "
+        f"{task.notes}.",
+        f"Loss: {task.loss}. Adam, lr {log['lr']} ({task.schedule}), weight decay {task.weight_decay}, "
+        f"batch {log['batch_size']}, seed {log['seed']}.",
         "",
         "## Training",
         f"- Command: `{command or 'python -m pipeline train ' + name}`",
         f"- Code: {log.get('code') or code_version()} (when the run started)",
         (f"- Steps: {log['train'][-1]['step'] if log['train'] else 0}, examples seen: "
-         f"{(log['train'][-1]['step'] if log['train'] else 0) * log['batch_size']:,}, wall time {log['seconds'] / 60:.1f} min "
+         f"{(log['train'][-1]['step'] if log['train'] else 0) * log['batch_size']:,}, "
+         f"wall time {log['seconds'] / 60:.1f} min "
          f"on {platform.machine()} with {torch.get_num_threads()} threads, torch {torch.__version__}, "
          f"date {time.strftime('%Y-%m-%d')}."),
         "- Data: drawn on the fly by `pipeline.alma.examples` (never repeated): "
         f"{', '.join(ex.TRAINING_CONFIGS)}; frequency {r.frequency_ghz[0]:g}-{r.frequency_ghz[1]:g} GHz; "
-        f"declination {r.declination_deg[0]:g} to {r.declination_deg[1]:g} deg; {r.observation_s[0]:g}-{r.observation_s[1]:g} s "
+        f"declination {r.declination_deg[0]:g} to {r.declination_deg[1]:g} deg; "
+        f"{r.observation_s[0]:g}-{r.observation_s[1]:g} s "
         f"on source (log-uniform); beam minor axis {r.pixels_per_beam[0]:g}-{r.pixels_per_beam[1]:g} px; {channels} "
-        f"channels; 1 + {r.n_fainter[0]}-{r.n_fainter[1]} sources of {r.size_per_beam[0]:g}-{r.size_per_beam[1]:g} beams, "
-        f"peak SNR per channel {r.snr_central[0]:g}-{r.snr_central[1]:g} (central) and {r.snr_fainter[0]:g}-{r.snr_fainter[1]:g}, "
+        f"channels; 1 + {r.n_fainter[0]}-{r.n_fainter[1]} sources of "
+        f"{r.size_per_beam[0]:g}-{r.size_per_beam[1]:g} beams, "
+        f"peak SNR per channel {r.snr_central[0]:g}-{r.snr_central[1]:g} (central) and "
+        f"{r.snr_fainter[0]:g}-{r.snr_fainter[1]:g}, "
         f"{r.shared_channels:.0%} of the fainter ones in the central one's channels; "
         f"line FWHM {r.line_fwhm_channels[0]:g}-{r.line_fwhm_channels[1]:g} channels; images {log['size']} px"
         + (f"; the sky shifted so the central source lands anywhere, {EMPTY_FRACTION:.0%} of examples without "
@@ -63,8 +69,10 @@ def write_model_card(path, name, task, log, command):
         "",
         "## Validation (fixed examples, seeds disjoint from training)",
         f"- Loss on the training configurations: {val.get('training_configs', float('nan')):.4f}",
-        f"- Loss on the held-out configuration ({', '.join(ex.HELD_OUT_CONFIGS)}): {val.get('held_out_config', float('nan')):.4f}",
-        f"- First logged training loss {log['train'][0]['loss']:.4f}, last {log['train'][-1]['loss']:.4f}." if log["train"] else "",
+        f"- Loss on the held-out configuration ({', '.join(ex.HELD_OUT_CONFIGS)}): "
+        f"{val.get('held_out_config', float('nan')):.4f}",
+        (f"- First logged training loss {log['train'][0]['loss']:.4f}, last {log['train'][-1]['loss']:.4f}."
+         if log["train"] else ""),
         "",
         "Detection scores on held-out cubes are in benchmarks/results (python benchmarks/detection.py).",
     ]

@@ -24,7 +24,7 @@ class SourceFinder:
     files: dict = field(default_factory=dict)  # task -> its model.pt, for the catalogue's provenance
 
     @classmethod
-    def load(cls, folder=None) -> "SourceFinder":
+    def load(cls, folder=None) -> SourceFinder:
         """The networks in ``folder`` (None: the shipped ``assets/models``), loaded once per file."""
         folder = MODELS_DIR if folder is None else folder
         loaded = load_networks(folder, PIPELINE_TASKS)

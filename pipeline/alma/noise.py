@@ -143,7 +143,7 @@ class IntegratedNoise:
         return self.kappa(last - first) * math.sqrt(np.nansum(self.quiet[first:last] ** 2))
 
 
-_MEASURED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def noise_of(cube: Cube) -> IntegratedNoise:

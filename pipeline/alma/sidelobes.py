@@ -128,7 +128,8 @@ def _beam_at(psf, centre, dx: int, dy: int, lo: int, hi: int):
     return np.nan_to_num(np.asarray(psf.data[lo:hi, y, x], np.float64))
 
 
-def mark_sidelobes(catalog, cube: Cube, psf: Cube | None = None, keep: bool = False, max_sidelobe: float = MAX_SIDELOBE):
+def mark_sidelobes(catalog, cube: Cube, psf: Cube | None = None, keep: bool = False,
+                   max_sidelobe: float = MAX_SIDELOBE):
     """``catalog`` with the :func:`check_sidelobes` columns ``sidelobe`` (bool), ``sidelobe_p``
     (probability) and ``sidelobe_of`` (id of the parent, 0 for none); the probable sidelobes
     dropped unless ``keep`` (the rest renumbered 1..n, their parents' ids with them). The

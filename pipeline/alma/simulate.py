@@ -285,7 +285,7 @@ def cube_header(shape, frequency_hz, observation=Observation(), bunit="Jy/beam",
     h["TIMESYS"] = "UTC"
     h["OBSRA"] = obs.right_ascension_deg
     h["OBSDEC"] = obs.declination_deg
-    for axis, value in zip("XYZ", ALMA_GEOCENTRIC_M):
+    for axis, value in zip("XYZ", ALMA_GEOCENTRIC_M, strict=True):
         h[f"OBSGEO-{axis}"] = value
     h["INSTRUME"] = "ALMA"
     h["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "Date FITS file was written")

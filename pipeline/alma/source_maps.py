@@ -43,7 +43,10 @@ def source_map(image: np.ndarray, blobs_finder, side: int | None = None) -> np.n
     stack = np.stack(filled)
     H, W = stack.shape[1:]
     stride = side - int(side * TILE_OVERLAP)
-    starts = lambda length: sorted({*range(0, length - side, stride), length - side})  # noqa: E731
+
+    def starts(length):
+        return sorted({*range(0, length - side, stride), length - side})
+
     tiles = [(y, x) for y in starts(H) for x in starts(W)]
     batch = np.stack([pre.minmax(im[y:y + side, x:x + side]) for im in stack for y, x in tiles])[:, None]
     with torch.no_grad():
@@ -69,7 +72,8 @@ def search_windows(nchan: int, widths=SEARCH_WINDOWS) -> list[tuple[int, int]]:
     return ranges
 
 
-def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, step=None, batch: int = 8) -> np.ndarray:
+def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, step=None,
+                        batch: int = 8) -> np.ndarray:
     """:func:`source_map` of the integrated image over each of :func:`search_windows`, merged by
     the maximum; ``batch`` window images go through the network at once. ``step(stage)`` is
     called before each window (progress and cancel)."""

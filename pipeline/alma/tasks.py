@@ -106,7 +106,8 @@ TASKS = {
                         notes="input: min-max integrated dirty image; target: footprint map > 0.15 (a mask)"),
     # DECORAS's MSLE network regresses brightness ("how bright"), the BCE one detection
     "decoras_msle": Task("decoras", {"widths": [16, 32, 64], "loss": "msle"}, "msle", 16, extra={"target": "snr"},
-                         notes="input: min-max integrated dirty image; target: noiseless integrated image in units of its noise rms"),
+                         notes="input: min-max integrated dirty image; "
+                               "target: noiseless integrated image in units of its noise rms"),
 }
 DECORAS_MASK_LEVEL = 0.15
 #: channel counts integrated in Blobs Finder / DECORAS examples: from narrow sub-bands (the

@@ -182,8 +182,10 @@ def train(name: str, out_dir, steps: int, seed: int = 0, batch_size: int | None 
         run.resume(ckpt_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     report(progress, run.step, steps, "")  # accepted: starting (or resuming) at ``run.step``
-    val = {"training_configs": validation_batches(name, size, validation_batches_n, run.batch_size, ex.TRAINING_CONFIGS),
-           "held_out_config": validation_batches(name, size, validation_batches_n, run.batch_size, ex.HELD_OUT_CONFIGS)}
+    val = {"training_configs": validation_batches(name, size, validation_batches_n, run.batch_size,
+                                                  ex.TRAINING_CONFIGS),
+           "held_out_config": validation_batches(name, size, validation_batches_n, run.batch_size,
+                                                 ex.HELD_OUT_CONFIGS)}
     run.run_steps(steps, val, checkpoint_every, validate_every, progress,
                   save=lambda: run.save(ckpt_path, out_dir / "log.json"))
     run.model.eval()

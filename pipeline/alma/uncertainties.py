@@ -37,7 +37,7 @@ def observed_axes(fwhm_major, fwhm_minor, pa_deg, beam):
     ``beam`` (beam_major, beam_minor, beam_pa_deg): the covariances add; the beam's extent along
     the observed ellipse's axes is what an unresolved source would show."""
     source = np.stack([gaussian_covariance(a, b, t) for a, b, t in
-                       zip(*np.broadcast_arrays(*map(np.atleast_1d, (fwhm_major, fwhm_minor, pa_deg))))])
+                       zip(*np.broadcast_arrays(*map(np.atleast_1d, (fwhm_major, fwhm_minor, pa_deg))), strict=True)])
     beam_cov = gaussian_covariance(*beam)
     values, vectors = np.linalg.eigh(source + beam_cov)  # ascending
     along = np.einsum("nik,ij,njk->nk", vectors, beam_cov, vectors)  # beam variance along each axis

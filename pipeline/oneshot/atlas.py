@@ -75,7 +75,7 @@ def feature_maps(store, feature: int, rows) -> np.ndarray:
     if missing:
         model = feat.load_backbone(store.meta["backbone"], store.meta.get("weights") or None)
         computed = feat.feature_maps(model, store.galaxies.rgb_batch(missing), size=store.meta["input_px"])
-        for r, m in zip(missing, computed):
+        for r, m in zip(missing, computed, strict=True):
             with atomic_write(folder / f"{r}.npy") as tmp:  # every channel: the next feature is free
                 with open(tmp, "wb") as f:
                     np.save(f, m.astype(np.float16))
@@ -166,7 +166,9 @@ def contributions(store, prototype, neighbours) -> np.ndarray:
     mean similarity."""
     from pipeline.oneshot.search import query_vector
 
-    unit = lambda v: v / max(float(np.linalg.norm(v)), 1e-12)  # noqa: E731
+    def unit(v):
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
     u = unit(query_vector(store, prototype))
     if not len(neighbours):
         return np.zeros_like(u)
@@ -222,7 +224,7 @@ def write_top_activations(store, feature: int, n: int, out) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ids = [str(store.catalog["id"][r]) for r in chosen]
-    for rank, (r, gid, m) in enumerate(zip(chosen, ids, maps), start=1):
+    for rank, (r, gid, m) in enumerate(zip(chosen, ids, maps, strict=True), start=1):
         with atomic_write(out / f"feature{feature:04d}_{rank:03d}_{_safe(gid)}.png") as tmp:
             tmp.write_bytes(overlay_png(store.galaxies.rgb(int(r)), m, vmax))
     table = Table({"rank": np.arange(1, n + 1), "id": ids, "activation": values[feature, :n]})

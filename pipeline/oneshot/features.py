@@ -192,7 +192,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's input
+    except Exception as error:  # noqa: BLE001 -- any unreadable file is the user's input
         raise InputError(f"cannot read weights from {path}: {error}") from None
     for wrapper in ("state_dict_ema", "state_dict", "model"):  # training checkpoints
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
@@ -430,8 +430,8 @@ def classify(backbone: Backbone, images, top: int = 5, size: int = 224) -> list[
         probabilities = backbone.model(x).softmax(dim=1)
     best = probabilities.topk(min(top, probabilities.shape[1]), dim=1)
     labels = _imagenet_labels()
-    return [[(int(i), labels[int(i)], float(p)) for p, i in zip(ps, idx)]
-            for ps, idx in zip(best.values, best.indices)]
+    return [[(int(i), labels[int(i)], float(p)) for p, i in zip(ps, idx, strict=True)]
+            for ps, idx in zip(best.values, best.indices, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,7 +482,7 @@ def _session(backbone: Backbone, size: int, threads: int):
     path = onnx_path(backbone, size)
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception:  # noqa: BLE001 - an unreadable cached file (another version wrote it?): export again
+    except Exception:  # noqa: BLE001 -- an unreadable cached file (another version wrote it?): export again
         path.unlink(missing_ok=True)
         return onnxruntime.InferenceSession(str(onnx_path(backbone, size)), options,
                                             providers=["CPUExecutionProvider"])

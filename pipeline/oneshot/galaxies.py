@@ -74,7 +74,7 @@ class GalaxySet:
     source: Path | None = None
 
     @classmethod
-    def open(cls, catalog_csv, images_dir=None, name: str | None = None, check_images: bool = True) -> "GalaxySet":
+    def open(cls, catalog_csv, images_dir=None, name: str | None = None, check_images: bool = True) -> GalaxySet:
         """Read ``catalog_csv`` and check it: required columns, unique ids, every file present
         (paths relative to ``images_dir``, default the catalogue's folder). With
         ``check_images`` each image's header is read (readable, its size) - cheap for PNG and
@@ -164,7 +164,7 @@ def read_catalog(path) -> Table:
     path = Path(path)
     try:
         catalog = Table.read(path, format="ascii.csv", converters={name: str for name in TEXT_COLUMNS})
-    except Exception as exc:  # astropy raises several kinds for a malformed CSV
+    except Exception as exc:  # noqa: BLE001 -- astropy raises several kinds for a malformed CSV
         raise InputError(f"{path} is not a readable CSV catalogue ({type(exc).__name__}: {exc}). Save it as "
                          "comma-separated text with a header line.") from None
     missing = set(TEXT_COLUMNS) - set(catalog.colnames)
@@ -200,7 +200,7 @@ def image_size(path: Path) -> int:
                 nx, ny = im.size
     except InputError:
         raise
-    except Exception as exc:  # PIL and astropy raise many kinds for a broken file
+    except Exception as exc:  # noqa: BLE001 -- PIL and astropy raise many kinds for a broken file
         raise InputError(f"Cannot read the image {path} ({type(exc).__name__}: {exc}). Give PNG, "
                          "JPEG or FITS cutouts.") from None
     if max(nx, ny) > 2 * min(nx, ny):
@@ -224,7 +224,7 @@ def read_image(path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except InputError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- PIL and astropy raise many kinds for a broken file
         raise InputError(f"Cannot read the image {path} ({type(exc).__name__}: {exc}). Give PNG, "
                          "JPEG or FITS cutouts.") from None
 

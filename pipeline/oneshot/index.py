@@ -65,7 +65,7 @@ class FeatureIndex:
 
     @classmethod
     def build(cls, features: np.ndarray, metric: str = DEFAULT_METRIC, kind: str = "auto",
-              seed: int = 0) -> "FeatureIndex":
+              seed: int = 0) -> FeatureIndex:
         """Index ``features`` (n, dim); see the module docstring for ``metric`` and ``kind``."""
         import faiss
 
@@ -108,7 +108,7 @@ class FeatureIndex:
         def recall(nprobe):
             self.index.nprobe = nprobe
             _, found = self.index.search(queries, k)
-            each = np.array([len(np.intersect1d(a, b)) / k for a, b in zip(found, truth)])
+            each = np.array([len(np.intersect1d(a, b)) / k for a, b in zip(found, truth, strict=True)])
             return float(each.mean()), float(each.mean() - 1.96 * each.std() / np.sqrt(len(each)))
 
         measured = {}
@@ -154,7 +154,7 @@ class FeatureIndex:
             tmp.write_text(json.dumps(asdict(self.info), indent=2))
 
     @classmethod
-    def load(cls, folder) -> "FeatureIndex":
+    def load(cls, folder) -> FeatureIndex:
         """The index saved in ``folder``; InputError naming the file when one is missing or damaged."""
         import faiss
 

@@ -90,7 +90,7 @@ def exact_counts(fractions, n: int) -> dict:
     counts = np.floor(share).astype(int)
     order = np.argsort(-(share - counts), kind="stable")
     counts[order[: n - counts.sum()]] += 1
-    return dict(zip(names, counts.tolist()))
+    return dict(zip(names, counts.tolist(), strict=True))
 
 
 def draw_galaxies(n: int, rng) -> Table:

@@ -257,7 +257,7 @@ def _smooth_light(p: dict, fluxes: np.ndarray, frame: _Frame, rng) -> np.ndarray
         offsets = rng.normal(0, 0.35 * p["disk_re_arcsec"] * scale, (2, 3))
         weights = rng.dirichlet(np.ones(3))
         disk = disk * sum(w * np.exp(-2j * np.pi * ky * dy) * np.exp(-2j * np.pi * kx * dx)
-                          for w, dx, dy in zip(weights, *offsets))
+                          for w, dx, dy in zip(weights, *offsets, strict=True))
     smooth = fluxes[:, 1, None, None] * disk + fluxes[:, 3, None, None]
     if fluxes[1, 0] > 0:
         bulge = np.interp(p["bulge_re_arcsec"] * scale * np.hypot(k_major, p["bulge_q"] * k_minor),

@@ -60,7 +60,7 @@ def one_shot(store: Store, prototype, n: int) -> Table:
     n = _check_n(n, len(store.catalog))
     own = _own_row(store, prototype)
     distances, rows = store.index.search(query_vector(store, prototype), n + 1)
-    keep = [(d, r) for d, r in zip(distances[0], rows[0]) if r >= 0 and r != own][:n]
+    keep = [(d, r) for d, r in zip(distances[0], rows[0], strict=True) if r >= 0 and r != own][:n]
     parent = "" if own is None else str(store.catalog["id"][own])
     return _result(store, [r for _, r in keep], [d for d, _ in keep], [1] * len(keep), [parent] * len(keep),
                    mode="direct", prototype=_name(store, prototype), n=n)
@@ -85,9 +85,9 @@ def recursive(store: Store, prototype, n: int, iterations: int, progress=None,
         check_cancel(cancel, "search")
         found_d, found_r = store.index.search(frontier_vectors, n + 1)
         new = []
-        for parent, ds, rs in zip(frontier_ids, found_d, found_r):
+        for parent, ds, rs in zip(frontier_ids, found_d, found_r, strict=True):
             picked = 0
-            for d, r in zip(ds, rs):
+            for d, r in zip(ds, rs, strict=True):
                 if picked == n or r < 0:
                     break
                 if str(store.catalog["id"][r]) == parent:
@@ -116,7 +116,9 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), alpha: float 
     galaxies marked as good and away from the bad ones, ``alpha q + beta mean(liked) - gamma
     mean(disliked)`` on unit vectors; then a one-shot search with it. Disliked galaxies never
     come back. ``liked``, ``disliked``: ids."""
-    unit = lambda v: v / max(float(np.linalg.norm(v)), 1e-12)  # noqa: E731
+    def unit(v):
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
     q = alpha * unit(query_vector(store, prototype))
     if len(liked):
         q = q + beta * np.mean([unit(query_vector(store, i)) for i in liked], axis=0)
@@ -126,7 +128,7 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), alpha: float 
     drop = {store.row_of(i) for i in disliked} | ({own} if own is not None else set())
     n = _check_n(n, len(store.catalog))
     distances, rows = store.index.search(q.astype(np.float32), n + len(drop))
-    keep = [(d, r) for d, r in zip(distances[0], rows[0]) if r >= 0 and r not in drop][:n]
+    keep = [(d, r) for d, r in zip(distances[0], rows[0], strict=True) if r >= 0 and r not in drop][:n]
     parent = "" if own is None else str(store.catalog["id"][own])
     return _result(store, [r for _, r in keep], [d for d, _ in keep], [1] * len(keep), [parent] * len(keep),
                    mode="feedback (Rocchio)", prototype=_name(store, prototype), n=n,

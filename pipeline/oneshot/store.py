@@ -148,8 +148,9 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
                 cancel: threading.Event | None = None) -> FeatureStore:
     """Extract the features of every image of ``galaxies`` with ``backbone`` at ``size`` px,
     index them and write the store to ``out``, replacing a store there as a whole (see the module
-    docstring). ``progress(done, total, stage)`` (:mod:`pipeline.progress`) counts images; ``cancel`` stops between chunks
-    (finished chunks are kept for the next run; a store already in ``out`` is left as it was)."""
+    docstring). ``progress(done, total, stage)`` (:mod:`pipeline.progress`) counts images; ``cancel``
+    stops between chunks (finished chunks are kept for the next run; a store already in ``out`` is
+    left as it was)."""
     from pipeline.oneshot import features as feat  # torch: only where a network runs
 
     out = Path(out).expanduser().resolve()  # the swap moves the real folder, never a link to it

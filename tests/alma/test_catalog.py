@@ -27,8 +27,8 @@ REF_X, REF_Y = NX / 2, NY / 2
 
 def rows():
     names = ("x", "y", "z", "x0", "y0", "x1", "y1", "z0", "z1", "fwhm_x", "fwhm_y", "pa", "flux", "snr")
-    first = dict(zip(names, (REF_X, REF_Y, 6.0, 8, 6, 17, 15, 3, 10, 3.0, 2.0, 120.0, 1.5, 40.0)))
-    second = dict(zip(names, (4.0, 15.5, 2.5, 2, 13, 7, 19, 1, 5, 0.0, 0.0, 0.0, 0.1, 6.0)))
+    first = dict(zip(names, (REF_X, REF_Y, 6.0, 8, 6, 17, 15, 3, 10, 3.0, 2.0, 120.0, 1.5, 40.0), strict=True))
+    second = dict(zip(names, (4.0, 15.5, 2.5, 2, 13, 7, 19, 1, 5, 0.0, 0.0, 0.0, 0.1, 6.0), strict=True))
     return [{**first, "blended": True}, second]
 
 
@@ -96,7 +96,7 @@ def test_catalog_round_trip(catalog, tmp_path, suffix):
     path = write_catalog(catalog, tmp_path / f"sources{suffix}")
     back = read_catalog(path)
     assert tuple(back.colnames) == COLUMN_NAMES
-    for name, dtype, unit, _ in CATALOG_COLUMNS:
+    for name, dtype, _unit, _ in CATALOG_COLUMNS:
         if dtype == "str":
             assert list(back[name]) == list(catalog[name])
         else:
@@ -136,7 +136,7 @@ def test_region_files_parse_back(catalog, cube, tmp_path, suffix):
     # resolved source: an ellipse of its FWHMs; unresolved (FWHM 0): its box
     assert isinstance(regions[0], EllipseSkyRegion)
     assert isinstance(regions[1], RectangleSkyRegion)
-    for region, row in zip(regions, catalog):
+    for region, row in zip(regions, catalog, strict=True):
         centre = region.center.icrs
         expected = SkyCoord(row["ra"], row["dec"], unit="deg")
         if isinstance(region, RectangleSkyRegion):  # the box centre, not the centroid

@@ -7,12 +7,13 @@ from astropy.table import Table
 
 from pipeline.alma import evaluate as ev
 from pipeline.alma import uncertainties as un
-from pipeline.alma.truth import truth_boxes
 from pipeline.alma.catalog import ROUND_AXIS_RATIO, canonical_ellipse
+from pipeline.alma.truth import truth_boxes
 
 
 def test_round_sources_have_no_angle_and_keep_the_major_axis_first():
-    fx, fy, pa = canonical_ellipse([4.0, 3.0, 5.0, 0.0, 6.0], [3.9, 5.0, 0.0, 0.0, 3.0], [30.0, 120.0, 10.0, 0.0, 100.0])
+    fx, fy, pa = canonical_ellipse([4.0, 3.0, 5.0, 0.0, 6.0], [3.9, 5.0, 0.0, 0.0, 3.0],
+                                   [30.0, 120.0, 10.0, 0.0, 100.0])
     assert fx.tolist() == [4.0, 5.0, 5.0, 0.0, 3.0] and fy.tolist() == [3.9, 3.0, 0.0, 0.0, 6.0]
     assert np.isnan(pa[0]) and np.isnan(pa[3])  # 3.9 / 4 > 0.9; a point source
     assert pa[1] == pytest.approx(30.0) and pa[2] == 10.0 and pa[4] == pytest.approx(10.0)
@@ -66,7 +67,8 @@ def test_size_errors_fall_with_snr_and_a_large_bright_source_is_resolved():
     for key in ("err_major", "err_minor", "err_pa"):
         assert bright[key][0] < faint[key][0]
     # well resolved (three beams), the error goes as 1 / snr
-    faint_large, bright_large = (un.shape_errors([15.0], [12.0], [30.0], (5.0, 4.0, 10.0), [snr]) for snr in (10.0, 40.0))
+    faint_large, bright_large = (un.shape_errors([15.0], [12.0], [30.0], (5.0, 4.0, 10.0), [snr])
+                                 for snr in (10.0, 40.0))
     assert bright_large["err_major"][0] == pytest.approx(faint_large["err_major"][0] / 4.0, rel=0.05)
     assert bright["resolved"][0] and bright["err_pa"][0] < 10.0
     # a source of a fifth of the beam at SNR 10 is not told from a point source

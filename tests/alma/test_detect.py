@@ -188,7 +188,8 @@ def test_pipeline_end_to_end_gives_a_catalogue(tiny_models, sim_cube_path):
 def test_the_shape_resnet_is_told_the_psf_cubes_dirty_beam_when_given(tiny_models, tmp_path, monkeypatch):
     paths = write_simulated_with_companions(tmp_path, seed=3)
     told, measure = [], detect.measure
-    monkeypatch.setattr(detect, "measure", lambda focused, resnets, beam: told.append(beam) or measure(focused, resnets, beam))
+    monkeypatch.setattr(detect, "measure",
+                        lambda focused, resnets, beam: told.append(beam) or measure(focused, resnets, beam))
     finder = detect.SourceFinder.load(tiny_models)
     with open_cube(paths["cube"]) as cube, open_companion(paths["psf"], cube, "psf") as psf:
         detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf)

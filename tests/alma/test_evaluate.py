@@ -57,7 +57,7 @@ def test_truth_boxes_follow_the_papers_threshold_on_the_sources_own_image():
                    "fwhm_y": [6.5, 2.5, 2.0], "pa": [30.0, 120.0, 0.0], "z": [10.4, 3.0, 50.0],
                    "fwhm_z": [4.0, 6.0, 3.0]})
     boxes = truth_boxes(truth, image_size_px=size)
-    for row, image in zip(boxes, gaussian_images(truth, size)):
+    for row, image in zip(boxes, gaussian_images(truth, size), strict=True):
         norm = (image - image.min()) / (image.max() - image.min())
         ys, xs = np.nonzero(norm > 3 * norm.std())
         expected = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
@@ -159,7 +159,7 @@ def test_hungarian_beats_greedy():
     truth_xy, pred_xy = [(10, 10), (14, 10)], [(12.5, 10), (16.5, 10)]
     assert len(greedy_pairs(truth_xy, pred_xy)) == 1
     pairs = match(make_truth(truth_xy), predictions(pred_xy), rule="strict")
-    assert sorted(zip(pairs["truth_row"], pairs["catalog_row"])) == [(0, 0), (1, 1)]
+    assert sorted(zip(pairs["truth_row"], pairs["catalog_row"], strict=True)) == [(0, 0), (1, 1)]
     o = ev.evaluate(make_truth(truth_xy), predictions(pred_xy))["overall"]
     assert (o["tp"], o["fp"], o["fn"]) == (2, 0, 0)
 

@@ -116,9 +116,9 @@ def test_psf_equals_the_direct_fourier_sum(casa_uv):
     offsets = [(0, 3), (3, 0), (2, 5), (-4, 6), (7, -2), (-10, -10), (15, 4), (9, 12), (9, -12)]
     direct = {}
     for dy, dx in offsets:
-        l = -dx * cell * itf.ARCSEC_RAD
-        m = dy * cell * itf.ARCSEC_RAD
-        direct[dy, dx] = np.mean(np.cos(2 * np.pi * (uv[:, 0] * l + uv[:, 1] * m)))
+        l_rad = -dx * cell * itf.ARCSEC_RAD
+        m_rad = dy * cell * itf.ARCSEC_RAD
+        direct[dy, dx] = np.mean(np.cos(2 * np.pi * (uv[:, 0] * l_rad + uv[:, 1] * m_rad)))
         # nearest-cell gridding on the padded grid: exact to a few 1e-3 near the main lobe
         assert beam[c + dy, c + dx] == pytest.approx(direct[dy, dx], abs=0.005), (dy, dx)
     # this pair differs by more than the tolerance: a beam mirrored east-west would fail above

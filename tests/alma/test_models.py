@@ -69,7 +69,8 @@ def test_blobs_finder_skips_keep_the_main_path_shapes():
         out = skipped.eval()(torch.rand(2, 1, 256, 256))
     assert out.shape == (2, 1, 256, 256)
     # each merge also takes the encoder's output at its resolution (the input at full size)
-    extra = [b.merge[0].in_channels - a.merge[0].in_channels for a, b in zip(plain.decoder, skipped.decoder)]
+    extra = [b.merge[0].in_channels - a.merge[0].in_channels
+             for a, b in zip(plain.decoder, skipped.decoder, strict=True)]
     assert extra == [32, 16, 8, 1]
     # the skips carry position: moving a bright pixel moves the output even with a zero latent
     image = torch.zeros(1, 1, 256, 256)
@@ -191,7 +192,7 @@ def test_checkpoint_round_trip(tmp_path, kind, config, shape):
     with torch.no_grad():
         expected, got = model(x), loaded(x)
     for e, g in zip(expected if isinstance(expected, tuple) else (expected,),
-                    got if isinstance(got, tuple) else (got,)):
+                    got if isinstance(got, tuple) else (got,), strict=True):
         assert torch.equal(e, g)
     if kind == "decoras":
         assert loaded.loss == "msle"

@@ -80,7 +80,6 @@ def test_noise_is_measured_on_the_cube_and_not_assumed_to_add_in_quadrature(tmp_
     correlated = white + np.roll(white, 1, axis=0)
     correlated[:, 30:34, 30:34] += 50.0  # a bright source the rms must ignore
     obs = Observation(cell_arcsec=0.1)
-    from pipeline.alma.simulate import channel_beams  # noqa: F401 -- beams for the header
     response = instrument_response(Observation(cell_arcsec=0.1, observation_s=600, integration_s=120), 64, 8)
     path = write_cube(tmp_path / "n.fits", correlated.astype(np.float32), response.frequency_hz, obs, response.beams)
     with open_cube(path) as cube:

@@ -128,7 +128,7 @@ def test_channel_beams_match_a_fit_per_channel():
     sampling = itf.uv_sampling(uv[: len(uv) // 2], QUICK.frequency_hz(128), 64, 0.1)
     beams = sim.channel_beams(sampling, 0.1)
     psfs = itf.psf_from_sampling(sampling.channels([5, 50, 90, 127]), 64)
-    for channel, beam in zip([5, 50, 90, 127], psfs):
+    for channel, beam in zip([5, 50, 90, 127], psfs, strict=True):
         bmaj, bmin, bpa = itf.fit_beam(beam, 0.1)
         assert beams["bmaj_arcsec"][channel] == pytest.approx(bmaj, rel=1e-3)
         assert beams["bmin_arcsec"][channel] == pytest.approx(bmin, rel=1e-3)

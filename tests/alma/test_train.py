@@ -17,7 +17,7 @@ def test_train_writes_model_log_card_and_resumes_exactly(tmp_path):
     resumed = train("deep_gru", tmp_path / "b", steps=4, seed=3, **common)  # continues from step 2
     a, _ = models.load_checkpoint(straight)
     b, card = models.load_checkpoint(resumed)
-    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(pa, pb)  # a resumed run is the run it continues
     log = json.loads((tmp_path / "b" / "log.json").read_text())
     assert [e["step"] for e in log["train"]] == [1, 2, 3, 4]

@@ -4,11 +4,11 @@ import pytest
 
 from explorer.atlas_view import AtlasViewer
 from explorer.oneshot_view import OneShotViewer
-from tests.explorer.test_oneshot_view import index_dir  # noqa: F401  (the module's fixture)
+from tests.explorer.test_oneshot_view import index_dir  # noqa: F401 -- the module's fixture, used by name
 
 
 @pytest.fixture
-def views(index_dir, monkeypatch):  # noqa: F811
+def views(index_dir, monkeypatch):  # noqa: F811 -- the imported fixture, by the name pytest passes
     monkeypatch.setenv("EXPLORER_INDEX_DIRS", str(index_dir))
     oneshot = OneShotViewer()
     oneshot.activate()

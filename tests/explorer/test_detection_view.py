@@ -140,7 +140,8 @@ def test_shipped_pipeline_finds_the_bright_sources_of_the_bundled_cube():
     outcome = viewer.outcome["rows"]
     assert outcome.count("true positive") >= 3 and "false positive" not in outcome
     bright = viewer.truth[viewer.truth["snr_peak"] >= 10]
-    found = {(int(t["x"]), int(t["y"])) for t in bright} - {(int(t["x"]), int(t["y"])) for t in viewer.outcome["missed"]}
+    found = ({(int(t["x"]), int(t["y"])) for t in bright}
+             - {(int(t["x"]), int(t["y"])) for t in viewer.outcome["missed"]})
     assert len(found) == len(bright)
     # the selected pipeline source shows the Deep GRU spectrum beside the box spectrum
     viewer.selected = int(viewer.catalog[0]["id"])

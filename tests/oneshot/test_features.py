@@ -49,7 +49,8 @@ def test_lite0_weights_are_real_imagenet(lite0):
 
 def test_features_shape_and_deterministic(lite0, galaxies):
     seen = []
-    a = F.extract(lite0, galaxies, size=64, batch_size=4, progress=lambda done, total, stage: seen.append((done, total)))
+    a = F.extract(lite0, galaxies, size=64, batch_size=4,
+                  progress=lambda done, total, stage: seen.append((done, total)))
     b = F.extract(lite0, list(galaxies), size=64, batch_size=6)
     assert a.shape == (6, 1280) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)

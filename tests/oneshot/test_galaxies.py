@@ -34,7 +34,7 @@ def test_mixed_formats_become_rgb_of_one_size(tmp_path):
     rgb = (np.random.default_rng(0).uniform(0, 255, (32, 32, 3))).astype(np.uint8)
     images = {"a.png": rgb, "b.fits": galaxy(), "c.fits": galaxy(bands=1)[0], "d.png": rgb[:, :, 0],
               "e.jpg": np.zeros((48, 48, 3), np.uint8)}
-    rows = [{"id": k.split(".")[0], "file": f"img/{k}", "bpt_class": c} for k, c in zip(images, "ABABA")]
+    rows = [{"id": k.split(".")[0], "file": f"img/{k}", "bpt_class": c} for k, c in zip(images, "ABABA", strict=True)]
     gs = GalaxySet.open(write_set(tmp_path, rows, images))
     assert len(gs) == 5 and gs.size == 32 and "1 of 5 cutouts" in gs.notes[0]
     batch = gs.rgb_batch(range(5))

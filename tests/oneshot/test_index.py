@@ -10,7 +10,8 @@ from pipeline.oneshot import index as ix
 def clustered(n, dim=64, centres=50, seed=0):
     rng = np.random.default_rng(seed)
     c = rng.normal(size=(centres, dim)) * 3
-    return (c[rng.integers(0, centres, n)] + rng.normal(size=(n, dim))).astype(np.float32) * rng.uniform(0.5, 2, (n, 1)).astype(np.float32)
+    return ((c[rng.integers(0, centres, n)] + rng.normal(size=(n, dim))).astype(np.float32)
+            * rng.uniform(0.5, 2, (n, 1)).astype(np.float32))
 
 
 @pytest.mark.parametrize("metric", ix.METRICS)
@@ -49,7 +50,7 @@ def test_large_sets_get_an_approximate_index_with_measured_recall(monkeypatch, t
     queries = x[::160] + np.random.default_rng(9).normal(size=(50, 64)).astype(np.float32)  # new, alike
     _, a = index.search(queries, 100)
     _, b = exact.search(queries, 100)
-    assert np.mean([len(np.intersect1d(p, q)) / 100 for p, q in zip(a, b)]) >= 0.9
+    assert np.mean([len(np.intersect1d(p, q)) / 100 for p, q in zip(a, b, strict=True)]) >= 0.9
     index.save(tmp_path)
     again = ix.FeatureIndex.load(tmp_path)
     assert again.info == info and again.index.nprobe == info.nprobe

@@ -174,7 +174,8 @@ def test_a_replaced_image_is_extracted_again_on_resume(tmp_path):
     galaxies = GalaxySet.open(write_set(tmp_path / "set", ["a", "b", "c", "d"]))
     stop = threading.Event()
     with pytest.raises(Cancelled):
-        store.build_store(galaxies, tmp_path / "idx", progress=lambda d, t, stage: d >= 2 and stop.set(), cancel=stop, **FAST)
+        store.build_store(galaxies, tmp_path / "idx", progress=lambda d, t, stage: d >= 2 and stop.set(),
+                          cancel=stop, **FAST)
     image = tmp_path / "set" / "img" / "0.png"
     Image.fromarray(cutout(11)).save(image)  # another galaxy under the same name
     stat = image.stat()
@@ -325,7 +326,8 @@ def test_a_fits_that_is_not_a_galaxy_cutout_is_refused(tmp_path, make_cube, case
     if case != "all NaN":  # the header tells: the set refuses it at once
         with pytest.raises(InputError, match=message):
             image_size(path)
-    fits.PrimaryHDU(np.random.default_rng(0).normal(size=(5, 16, 16)).astype(np.float32)).writeto(tmp_path / "ugriz.fits")
+    ugriz = np.random.default_rng(0).normal(size=(5, 16, 16)).astype(np.float32)
+    fits.PrimaryHDU(ugriz).writeto(tmp_path / "ugriz.fits")
     assert read_image(tmp_path / "ugriz.fits").shape == (5, 16, 16)  # five bands: a cutout
 
 

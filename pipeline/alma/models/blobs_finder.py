@@ -103,7 +103,7 @@ class BlobsFinder(nn.Module):
         self.decoder = nn.ModuleList()
         # skip sources per decoder block, coarse to fine: encoder outputs, then the input image
         skip_widths = widths[-2::-1] + (in_channels,) if self.skips else (0,) * len(widths)
-        for width, skip_width in zip(widths[-2::-1] + (widths[0],), skip_widths):
+        for width, skip_width in zip(widths[-2::-1] + (widths[0],), skip_widths, strict=True):
             self.decoder.append(UpBlock(channels, width, negative_slope=negative_slope,
                                         skip_channels=skip_width))
             channels = width
@@ -142,9 +142,10 @@ class BlobsFinder(nn.Module):
         x = self.from_latent(latent)
         if self.skips:
             if features is None:
-                raise InputError("This BlobsFinder has skip connections: decode needs the encoder features; call the model on an image.")
+                raise InputError("This BlobsFinder has skip connections: decode needs the encoder features; "
+                                 "call the model on an image.")
             x = x + features[-1]
-            for block, skip in zip(self.decoder, features[-2::-1]):
+            for block, skip in zip(self.decoder, features[-2::-1], strict=True):
                 x = block(x, skip)
         else:
             for block in self.decoder:
