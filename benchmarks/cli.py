@@ -100,7 +100,7 @@ def search_rows(images: Path, work: Path, repeat: int) -> list[dict]:
 
 
 def index_rows(images: Path, work: Path, sizes) -> list[dict]:
-    from pipeline.oneshot.store import pick_scheduler
+    from pipeline.oneshot.extraction import pick_scheduler
 
     warm = write_catalog(images, 8, work / "warm.csv")
     wall("index", images, "--catalog", warm, "--out", work / "warm", "--scheduler", "synchronous", "--quiet")

@@ -153,7 +153,7 @@ def test_index_and_search(tiny_set, tmp_path):
 
 
 def test_index_help_says_when_auto_starts_a_cluster():
-    from pipeline.oneshot.store import LOCAL_CLUSTER_FROM
+    from pipeline.oneshot.extraction import LOCAL_CLUSTER_FROM
 
     text = " ".join(run_cli("index", "--help").stdout.split())
     assert f"'auto' (default: this process below {LOCAL_CLUSTER_FROM:,} images, a local cluster from" in text

@@ -50,6 +50,11 @@ from pipeline.atomic import atomic_write, replace_folder
 from pipeline.cache import cache_dir
 from pipeline.errors import InputError
 from pipeline.oneshot.backbones import DEFAULT_BACKBONE
+from pipeline.oneshot.extraction import (
+    chunk_key,
+    part_done,
+    run_chunks,
+)
 from pipeline.oneshot.galaxies import (
     PREPROCESSING_NOTE,
     GalaxySet,
@@ -58,7 +63,7 @@ from pipeline.oneshot.galaxies import (
     to_rgb,
 )
 from pipeline.oneshot.index import BUILD_COMMAND, DEFAULT_METRIC, FeatureIndex
-from pipeline.progress import check_cancel, report
+from pipeline.progress import report
 
 try:
     import fcntl
@@ -67,8 +72,6 @@ except ImportError:  # Windows has no fcntl: builds there are not locked against
 
 CHUNK = 128  # images per Dask task: big enough to amortise a task, small enough to resume often
 STORE_VERSION = 2  # 2: build id, ids digest and file fingerprints in store.json; parts beside the store
-SCHEDULER_TIMEOUT = "10s"
-LOCAL_CLUSTER_FROM = 2000  # images: "auto" extracts fewer in this process, more on a local cluster
 STORE_FILES = ("catalog.csv", "features.npy", "index.faiss", "index.json", "top_rows.npy", "top_values.npy",
                "store.json")
 FINGERPRINTED = ("features.npy", "index.faiss", "top_rows.npy", "top_values.npy")
@@ -170,13 +173,13 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
             with atomic_write(parts / "plan.json") as tmp:
                 tmp.write_text(json.dumps(plan))
         starts = range(0, n, chunk)
-        names = {s: f"{s:09d}-{_chunk_key(galaxies.ids, files, s, chunk)}.npy" for s in starts}
-        todo = [s for s in starts if not _part_done(parts / names[s], min(chunk, n - s))]
+        names = {s: f"{s:09d}-{chunk_key(galaxies.ids, files, s, chunk)}.npy" for s in starts}
+        todo = [s for s in starts if not part_done(parts / names[s], min(chunk, n - s))]
         done_images = n - sum(min(chunk, n - s) for s in todo)
         report(progress, done_images, n, "describing the galaxies with the ImageNet network")
         jobs = {s: (files[s:s + chunk], galaxies.size, backbone, str(weights) if weights else None, int(size), engine)
                 for s in todo}
-        for start, vectors in _run(jobs, scheduler, cancel):
+        for start, vectors in run_chunks(jobs, scheduler, cancel):
             with atomic_write(parts / names[start]) as tmp, open(tmp, "wb") as f:
                 np.save(f, vectors)
             done_images += len(vectors)
@@ -219,64 +222,6 @@ def image_features(store: FeatureStore, image) -> np.ndarray:
     rgb = to_rgb(rgb, store.meta["size_px"] or None)
     model = feat.load_backbone(store.meta["backbone"], store.meta["weights"] or None)
     return feat.extract(model, rgb[None], size=store.meta["input_px"], engine=store.meta["engine"])[0]
-
-
-def chunk_features(files, size_px, backbone, weights, input_px, engine) -> np.ndarray:
-    """Features (len(files), dim) of image files: the unit of work a Dask worker runs."""
-    from pipeline.oneshot import features as feat
-
-    model = feat.load_backbone(backbone, weights)
-    images = np.stack([to_rgb(read_image(f), size_px or None) for f in files])
-    return feat.extract(model, images, size=input_px, engine=engine)
-
-
-def pick_scheduler(scheduler: str, n_images: int) -> str:
-    """The scheduler that extracts ``n_images``: ``scheduler`` itself unless it is ``"auto"``,
-    which is ``"synchronous"`` below ``LOCAL_CLUSTER_FROM`` images or on a single core, else
-    ``"local"``."""
-    if scheduler != "auto":
-        return scheduler
-    return "local" if n_images >= LOCAL_CLUSTER_FROM and (os.cpu_count() or 1) > 1 else "synchronous"
-
-
-def _run(jobs: dict, scheduler: str, cancel):
-    """Yield (start, features) for each job as it finishes, in this process or on Dask."""
-    if not jobs:
-        return
-    scheduler = pick_scheduler(scheduler, sum(len(files) for files, *_ in jobs.values()))
-    if scheduler == "synchronous":
-        for start, args in jobs.items():
-            _check(cancel)
-            yield start, chunk_features(*args)
-        return
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    if scheduler == "local":
-        import dask
-
-        # No dashboard. In distributed 2026.8 the scheduler always starts an HTTP server (status
-        # pages, metrics, a proxy to the workers) and dashboard_address=None puts it on :8787;
-        # so: no bokeh dashboard, no pages on any server, and the scheduler's on a free local port.
-        with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
-            cluster = LocalCluster(n_workers=max(1, min(len(jobs), os.cpu_count() or 1)), threads_per_worker=1,
-                                   processes=True, dashboard_address=None,
-                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
-        client = Client(cluster)
-    else:
-        try:
-            client, cluster = Client(scheduler, timeout=SCHEDULER_TIMEOUT), None
-        except OSError as exc:
-            raise InputError(f"Cannot reach the Dask scheduler at {scheduler} ({exc}). Start it "
-                             "(`dask scheduler`) or use --scheduler local.") from None
-    try:
-        futures = {client.submit(chunk_features, *args, pure=False): start for start, args in jobs.items()}
-        for future in as_completed(futures):
-            _check(cancel)
-            yield futures[future], future.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def _write_store(out: Path, catalog: Table, features: np.ndarray, index: FeatureIndex, meta: dict) -> None:
@@ -388,28 +333,6 @@ def _clean_leftovers(folder: Path, builds: bool = False) -> None:
             pass
 
 
-def _chunk_key(ids: list[str], files: list[str], start: int, chunk: int) -> str:
-    """What a chunk's features depend on besides the plan: its images' ids, paths, sizes and
-    modification and change times (a replaced file, even with its old time kept, changes it)."""
-    digest = hashlib.sha1()
-    for row in range(start, min(start + chunk, len(files))):
-        try:
-            st = os.stat(files[row])
-        except OSError as exc:
-            raise InputError(f"Cannot read the image {files[row]} ({exc.strerror}): was it moved since the "
-                             "catalogue was read? Run again.") from None
-        digest.update(f"{ids[row]}\0{files[row]}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode())
-    return digest.hexdigest()[:20]
-
-
-def _part_done(path: Path, rows: int) -> bool:
-    """Whether a chunk's features were saved whole."""
-    try:
-        return path.is_file() and np.load(path, mmap_mode="r").shape[0] == rows
-    except (OSError, ValueError, EOFError):
-        return False
-
-
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
@@ -465,7 +388,3 @@ def _fingerprint(path: Path) -> str:
 
 def _ids_digest(ids) -> str:
     return hashlib.sha1("\0".join(str(i) for i in ids).encode()).hexdigest()
-
-
-def _check(cancel):
-    check_cancel(cancel, "feature extraction", then="finished chunks are kept for the next run")

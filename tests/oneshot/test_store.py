@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import Cancelled, InputError
+from pipeline.oneshot import extraction, search, store
 from pipeline.oneshot import features as feat
-from pipeline.oneshot import search, store
 
 
 def test_build_open_and_search(tiny_set, tmp_path):
@@ -33,13 +33,13 @@ def test_build_open_and_search(tiny_set, tmp_path):
 
 def test_an_interrupted_build_resumes(tiny_set, tmp_path, monkeypatch):
     calls = []
-    real = store.chunk_features
+    real = extraction.chunk_features
 
     def counting(files, *args):
         calls.append(len(files))
         return real(files, *args)
 
-    monkeypatch.setattr(store, "chunk_features", counting)
+    monkeypatch.setattr(extraction, "chunk_features", counting)
     stop = threading.Event()
 
     def progress(done, total, stage):
@@ -63,30 +63,30 @@ def test_local_dask_cluster_gives_the_same_features(tiny_set, tmp_path):
 
 
 def test_unreachable_scheduler_says_so(tiny_set, tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "SCHEDULER_TIMEOUT", "1s")
+    monkeypatch.setattr(extraction, "SCHEDULER_TIMEOUT", "1s")
     with pytest.raises(InputError, match="Cannot reach the Dask scheduler"):
         store.build_store(tiny_set, tmp_path / "x", size=64, scheduler="tcp://127.0.0.1:9", chunk=5)
 
 
 def test_auto_scheduler_extracts_a_small_set_in_this_process(tiny_set, tmp_path, monkeypatch):
     pids = []
-    real = store.chunk_features
+    real = extraction.chunk_features
 
     def recording(*args):
         pids.append(os.getpid())  # a local cluster would run this in its workers, not here
         return real(*args)
 
-    monkeypatch.setattr(store, "chunk_features", recording)
+    monkeypatch.setattr(extraction, "chunk_features", recording)
     store.build_store(tiny_set, tmp_path / "idx", size=64, chunk=5)  # the default scheduler is "auto"
     assert pids == [os.getpid()] * 2
 
 
 def test_auto_scheduler_picks_a_local_cluster_for_a_large_set(monkeypatch):
-    monkeypatch.setattr(store, "LOCAL_CLUSTER_FROM", 100)
+    monkeypatch.setattr(extraction, "LOCAL_CLUSTER_FROM", 100)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert store.pick_scheduler("auto", 99) == "synchronous"
-    assert store.pick_scheduler("auto", 100) == "local"
+    assert extraction.pick_scheduler("auto", 99) == "synchronous"
+    assert extraction.pick_scheduler("auto", 100) == "local"
     for given in ("synchronous", "local", "tcp://host:8786"):  # a scheduler given is the one used
-        assert store.pick_scheduler(given, 10) == store.pick_scheduler(given, 10_000) == given
+        assert extraction.pick_scheduler(given, 10) == extraction.pick_scheduler(given, 10_000) == given
     monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one core: no cluster can help
-    assert store.pick_scheduler("auto", 10_000) == "synchronous"
+    assert extraction.pick_scheduler("auto", 10_000) == "synchronous"

@@ -1,0 +1,98 @@
+"""Extracting a galaxy set's features in chunks: in this process or on Dask (a local cluster or a
+running scheduler), each chunk named by what its features depend on so an interrupted build
+resumes (see :mod:`pipeline.oneshot.store`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.oneshot.galaxies import read_image, to_rgb
+from pipeline.progress import check_cancel
+
+SCHEDULER_TIMEOUT = "10s"
+LOCAL_CLUSTER_FROM = 2000  # images: "auto" extracts fewer in this process, more on a local cluster
+
+
+def chunk_features(files, size_px, backbone, weights, input_px, engine) -> np.ndarray:
+    """Features (len(files), dim) of image files: the unit of work a Dask worker runs."""
+    from pipeline.oneshot import features as feat
+
+    model = feat.load_backbone(backbone, weights)
+    images = np.stack([to_rgb(read_image(f), size_px or None) for f in files])
+    return feat.extract(model, images, size=input_px, engine=engine)
+
+
+def pick_scheduler(scheduler: str, n_images: int) -> str:
+    """The scheduler that extracts ``n_images``: ``scheduler`` itself unless it is ``"auto"``,
+    which is ``"synchronous"`` below ``LOCAL_CLUSTER_FROM`` images or on a single core, else
+    ``"local"``."""
+    if scheduler != "auto":
+        return scheduler
+    return "local" if n_images >= LOCAL_CLUSTER_FROM and (os.cpu_count() or 1) > 1 else "synchronous"
+
+
+def run_chunks(jobs: dict, scheduler: str, cancel):
+    """Yield (start, features) for each job as it finishes, in this process or on Dask."""
+    if not jobs:
+        return
+    scheduler = pick_scheduler(scheduler, sum(len(files) for files, *_ in jobs.values()))
+    if scheduler == "synchronous":
+        for start, args in jobs.items():
+            check_cancel(cancel, "feature extraction", then="finished chunks are kept for the next run")
+            yield start, chunk_features(*args)
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    if scheduler == "local":
+        import dask
+
+        # No dashboard. In distributed 2026.8 the scheduler always starts an HTTP server (status
+        # pages, metrics, a proxy to the workers) and dashboard_address=None puts it on :8787;
+        # so: no bokeh dashboard, no pages on any server, and the scheduler's on a free local port.
+        with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+            cluster = LocalCluster(n_workers=max(1, min(len(jobs), os.cpu_count() or 1)), threads_per_worker=1,
+                                   processes=True, dashboard_address=None,
+                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+        client = Client(cluster)
+    else:
+        try:
+            client, cluster = Client(scheduler, timeout=SCHEDULER_TIMEOUT), None
+        except OSError as exc:
+            raise InputError(f"Cannot reach the Dask scheduler at {scheduler} ({exc}). Start it "
+                             "(`dask scheduler`) or use --scheduler local.") from None
+    try:
+        futures = {client.submit(chunk_features, *args, pure=False): start for start, args in jobs.items()}
+        for future in as_completed(futures):
+            check_cancel(cancel, "feature extraction", then="finished chunks are kept for the next run")
+            yield futures[future], future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def chunk_key(ids: list[str], files: list[str], start: int, chunk: int) -> str:
+    """What a chunk's features depend on besides the plan: its images' ids, paths, sizes and
+    modification and change times (a replaced file, even with its old time kept, changes it)."""
+    digest = hashlib.sha1()
+    for row in range(start, min(start + chunk, len(files))):
+        try:
+            st = os.stat(files[row])
+        except OSError as exc:
+            raise InputError(f"Cannot read the image {files[row]} ({exc.strerror}): was it moved since the "
+                             "catalogue was read? Run again.") from None
+        digest.update(f"{ids[row]}\0{files[row]}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def part_done(path: Path, rows: int) -> bool:
+    """Whether a chunk's features were saved whole."""
+    try:
+        return path.is_file() and np.load(path, mmap_mode="r").shape[0] == rows
+    except (OSError, ValueError, EOFError):
+        return False
