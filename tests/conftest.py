@@ -152,3 +152,43 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("ALMA_ULISSE_CACHE", None)
     else:
         os.environ["ALMA_ULISSE_CACHE"] = old
+
+
+# ---- the suite on two cores (pytest-xdist) ---------------------------------------------------
+XDIST_WORKERS = 2
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config):
+    """Two xdist workers by default; ``-n 0`` or ``-p no:xdist`` runs in one process (``-n`` in
+    pyproject's addopts would make ``-p no:xdist`` an error, hence here)."""
+    if (config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput")
+            and config.option.numprocesses is None and not config.option.usepdb):
+        config.option.numprocesses = XDIST_WORKERS
+        if config.option.dist == "no":
+            config.option.dist = "loadscope"
+            config.option.loadscopereorder = False  # keep the collection's order: the longest groups come first
+    return (yield)
+
+
+def xdist_scope(nodeid: str) -> str:
+    """Tests that run on one worker, one after another: a module's (its module-scoped fixtures are
+    built once), and all the browser tests that share one served app (tests/ui/conftest.py); the
+    ten-sessions test, with a server of its own, on its own."""
+    module = nodeid.split("::")[0]
+    if module.startswith("tests/ui/") and module != "tests/ui/test_sessions.py":
+        return "tests/ui"
+    return module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SuiteScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return xdist_scope(nodeid)
+
+    return SuiteScheduling(config, log)
