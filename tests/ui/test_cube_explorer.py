@@ -145,9 +145,15 @@ def test_image_is_not_flipped(page, served_app):
     frame = pixels.crop((int(0.15 * w), int(0.05 * h), int(0.7 * w), int(0.85 * h)))
     fx, fy = max(((x, y) for x in range(0, frame.width, 2) for y in range(0, frame.height, 2)),
                  key=lambda p: (lambda r, g, b: r + g - 2 * b)(*frame.getpixel(p)))
-    page.mouse.click(canvas["x"] + int(0.15 * w) + fx, canvas["y"] + int(0.05 * h) + fy)
+    # first a click in a corner of the frame, so that the click on the source is seen to arrive
+    # even when the source is at the pixel selected when the cube opened
     info = page.locator(".pixel-info pre")
-    _wait_until(lambda: "Pixel (64, 64)" not in info.inner_text() or True, message="click")
+    opened = info.inner_text()
+    page.mouse.click(canvas["x"] + int(0.17 * w), canvas["y"] + int(0.8 * h))
+    _wait_until(lambda: info.inner_text() != opened, message="the corner pixel to be selected")
+    corner = info.inner_text()
+    page.mouse.click(canvas["x"] + int(0.15 * w) + fx, canvas["y"] + int(0.05 * h) + fy)
+    _wait_until(lambda: info.inner_text() != corner, message="the clicked pixel to be selected")
     value = float(re.search(r"\| ([-0-9.e]+) Jy/beam in channel 15", info.inner_text()).group(1))
     assert value > 0.01, info.inner_text()  # the source peaks near 0.03 Jy/beam; the noise is ~0.001
 
