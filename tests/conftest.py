@@ -112,7 +112,8 @@ def primary_beam(frequency_hz, size, cell_arcsec, dish_m=12.0, fwhm_scale=1.0):
     it) centred where the simulator puts the pointing, pixel (size // 2, size // 2)."""
     from pipeline.alma.interferometer import ARCSEC_RAD, SPEED_OF_LIGHT_M_S
 
-    fwhm_px = fwhm_scale * 1.13 * SPEED_OF_LIGHT_M_S / np.asarray(frequency_hz, float) / dish_m / ARCSEC_RAD / cell_arcsec
+    wavelength_m = SPEED_OF_LIGHT_M_S / np.asarray(frequency_hz, float)
+    fwhm_px = fwhm_scale * 1.13 * wavelength_m / dish_m / ARCSEC_RAD / cell_arcsec
     yy, xx = np.mgrid[0:size, 0:size] - size // 2
     r2 = (xx**2 + yy**2)[None]
     return np.exp(-4 * np.log(2) * r2 / fwhm_px[:, None, None] ** 2).astype(np.float32)
@@ -228,3 +229,43 @@ def tiny_index(tiny_set, tmp_path_factory):
     from pipeline.oneshot.store import build_store
 
     return build_store(tiny_set, tmp_path_factory.mktemp("tiny") / "idx", size=64, scheduler="synchronous").folder
+
+
+# ---- the suite on two cores (pytest-xdist) ---------------------------------------------------
+XDIST_WORKERS = 2
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config):
+    """Two xdist workers by default; ``-n 0`` or ``-p no:xdist`` runs in one process (``-n`` in
+    pyproject's addopts would make ``-p no:xdist`` an error, hence here)."""
+    if (config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput")
+            and config.option.numprocesses is None and not config.option.usepdb):
+        config.option.numprocesses = XDIST_WORKERS
+        if config.option.dist == "no":
+            config.option.dist = "loadscope"
+            config.option.loadscopereorder = False  # keep the collection's order: the longest groups come first
+    return (yield)
+
+
+def xdist_scope(nodeid: str) -> str:
+    """Tests that run on one worker, one after another: a module's (its module-scoped fixtures are
+    built once), and all the browser tests that share one served app (tests/ui/conftest.py); the
+    ten-sessions test, with a server of its own, on its own."""
+    module = nodeid.split("::")[0]
+    if module.startswith("tests/ui/") and module != "tests/ui/test_sessions.py":
+        return "tests/ui"
+    return module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SuiteScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return xdist_scope(nodeid)
+
+    return SuiteScheduling(config, log)

@@ -2,6 +2,12 @@
 
 The browser is the system's (``/usr/bin/chromium``, or ``$CHROMIUM_PATH``): nothing is downloaded.
 Screenshots of every test land in ``test-artifacts/screenshots`` (kept by CI).
+
+One server (``served_app``) and one browser context serve every test of a run (of an xdist
+worker), each test in a page of its own, that is a session of its own: starting the scientific
+stack in a server and a fresh browser profile are what took the time, not the tests. Under xdist
+these tests run on one worker (tests/conftest.py), the ten-sessions test with its own server on
+the other.
 """
 
 from __future__ import annotations
@@ -15,16 +21,23 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+TIMEOUT_MS = 20_000  # for every wait, Playwright's own and expect()'s (5 s by default): ample on a busy machine
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/ui" in str(item.fspath):
-            item.add_marker(pytest.mark.ui)
+    """Mark the browser tests, and run them first: under xdist they are the longest chains (the
+    ten-sessions test first of all), which the other tests then fill in around."""
+    ui = [item for item in items if "tests/ui" in str(item.fspath)]
+    for item in ui:
+        item.add_marker(pytest.mark.ui)
+    ui.sort(key=lambda item: "test_sessions.py" not in str(item.fspath))
+    items[:] = ui + [item for item in items if item not in ui]
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +58,23 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1600, "height": 1100}}
 
 
+@pytest.fixture(scope="session")
+def shared_context(browser, browser_context_args):
+    """One browser context for every test: its cache keeps the app's JavaScript compiled between
+    tests (a new context costs a page load about twice the CPU). The app keeps no cookies or
+    storage, so pages of different tests share nothing else."""
+    context = browser.new_context(**browser_context_args)
+    context.set_default_timeout(TIMEOUT_MS)
+    yield context
+    context.close()
+
+
 @pytest.fixture
-def page(page):
-    page.set_default_timeout(20_000)
-    return page
+def page(shared_context):
+    """A new page, hence a new session of the served app."""
+    page = shared_context.new_page()
+    yield page
+    page.close()
 
 
 @pytest.fixture
@@ -70,7 +96,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
     """A data folder the served app may read: test cubes and a file that is not FITS."""
     folder = tmp_path_factory.mktemp("data")
@@ -79,44 +105,80 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def index_dir(tmp_path_factory):
+def evil_dir(tmp_path_factory):
+    """A second data folder of the served app, for files whose names and headers carry script
+    (test_untrusted_files.py writes them; a session lists the folder when it starts)."""
+    return tmp_path_factory.mktemp("evil")
+
+
+@pytest.fixture(scope="session")
+def index_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("indexes")
+
+
+@pytest.fixture(scope="session")
+def index_dir(index_root):
     """A folder of feature stores the served app lists first: a small simulated survey (160
     galaxies, features at 64 px) so the one-shot tab opens in seconds."""
     from pipeline.oneshot import survey
     from pipeline.oneshot.galaxies import GalaxySet
     from pipeline.oneshot.store import build_store
 
-    root = tmp_path_factory.mktemp("indexes")
-    catalog = survey.simulate_survey(root / "survey", n=160, seed=5, size=48)
-    build_store(GalaxySet.open(catalog, name="small survey"), root / "small", size=64, scheduler="synchronous")
-    return root
+    catalog = survey.simulate_survey(index_root / "survey", n=160, seed=5, size=48)
+    build_store(GalaxySet.open(catalog, name="small survey"), index_root / "small", size=64, scheduler="synchronous")
+    return index_root
 
 
 class Server:
-    """`panel serve app.py` in a subprocess, exactly as a user starts it (plus ``extra`` options)."""
+    """`panel serve app.py` in a subprocess, exactly as a user starts it (plus ``extra`` options),
+    serving the data folders ``data_dirs`` (one or a list). It starts in the background: ``wait()``
+    (or ``url``) waits until it answers."""
 
-    def __init__(self, data_dir: Path, index_dir: Path, extra=(), env=None):
+    def __init__(self, data_dirs, index_dir: Path, extra=(), env=None):
+        data_dirs = [data_dirs] if isinstance(data_dirs, (str, Path)) else list(data_dirs)
+        self._log_dir = Path(data_dirs[0])
+        self._env = {**os.environ, "EXPLORER_DATA_DIRS": os.pathsep.join(map(str, data_dirs)),
+                     "EXPLORER_INDEX_DIRS": str(index_dir), **(env or {})}
+        self._extra = list(extra)
+        self._up = False
+        self._start()
+
+    def _start(self):
         self.port = free_port()
-        self.log_path = data_dir / f"serve-{self.port}.log"
-        env = {**os.environ, "EXPLORER_DATA_DIRS": str(data_dir), "EXPLORER_INDEX_DIRS": str(index_dir), **(env or {})}
+        self.log_path = self._log_dir / f"serve-{self.port}.log"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # cwd first on sys.path: the checkout's app, explorer and pipeline
             [sys.executable, "-m", "panel", "serve", "app.py", "--port", str(self.port), "--address", "127.0.0.1",
-             "--allow-websocket-origin", f"127.0.0.1:{self.port}", "--liveness", *extra],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}/app"
+             "--allow-websocket-origin", f"127.0.0.1:{self.port}", "--liveness", *self._extra],
+            cwd=ROOT, env=self._env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait(self, attempts=3):
+        """Wait until the server answers; start it again on another port if its port was taken
+        meanwhile (another xdist worker's server or browser)."""
         deadline = time.time() + 120
-        while True:
+        while not self._up:
             try:  # the liveness endpoint answers once the server is up, without rendering a session
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/liveness", timeout=5) as response:
-                    if response.status == 200:
-                        break
+                    self._up = response.status == 200
+                    continue
             except OSError:
                 pass
             if self.proc.poll() is not None or time.time() > deadline:
                 self.proc.kill()
-                pytest.fail(f"panel serve did not come up: {self.log_path.read_text()[-2000:]}")
-            time.sleep(0.3)
+                self._log.close()
+                text = self.log_path.read_text()
+                if attempts > 1 and "already in use" in text:
+                    self._start()
+                    attempts -= 1
+                    continue
+                pytest.fail(f"panel serve did not come up: {text[-2000:]}")
+            time.sleep(0.2)
+        return self
+
+    @property
+    def url(self) -> str:
+        self.wait()
+        return f"http://127.0.0.1:{self.port}/app"
 
     def stop(self):
         """Stop the server; fail if it logged an exception."""
@@ -133,9 +195,11 @@ class Server:
         assert not errors, f"the server logged an exception:\n{text[-3000:]}"
 
 
-@pytest.fixture(scope="module")
-def served_app(data_dir, index_dir):
-    """The app served as users serve it; yields its URL."""
-    server = Server(data_dir, index_dir)
+@pytest.fixture(scope="session")
+def served_app(data_dir, evil_dir, index_root, request):
+    """The app served as users serve it, for every test that does not need a server of its own;
+    yields its URL. The feature stores are built while the server starts."""
+    server = Server([data_dir, evil_dir], index_root)
+    request.getfixturevalue("index_dir")
     yield server.url
     server.stop()

@@ -133,21 +133,36 @@ def test_image_is_not_flipped(page, served_app):
         return shots[-1] != first and shots[-1] == shots[-2]
 
     _wait_until(redrawn, message="channel 15 to be drawn")
-    canvas = page.locator(".cube-image canvas").first.bounding_box()
-    shot = page.screenshot(clip=canvas)
     from io import BytesIO
 
     from PIL import Image
-    pixels = Image.open(BytesIO(shot)).convert("RGB")
-    # the most yellow spot of the frame (inferno's top; the white beam ellipse and cyan marker
-    # score low) away from the axes and colour bar is the source
-    w, h = pixels.size
-    frame = pixels.crop((int(0.15 * w), int(0.05 * h), int(0.7 * w), int(0.85 * h)))
-    fx, fy = max(((x, y) for x in range(0, frame.width, 2) for y in range(0, frame.height, 2)),
-                 key=lambda p: (lambda r, g, b: r + g - 2 * b)(*frame.getpixel(p)))
-    page.mouse.click(canvas["x"] + int(0.15 * w) + fx, canvas["y"] + int(0.05 * h) + fy)
+    canvas = page.locator(".cube-image canvas").first.bounding_box()
+    spot = {}
+
+    def source_drawn():
+        """The most orange-yellow spot of the frame (inferno's upper colours; the white beam ellipse and
+        cyan marker score low), away from the axes and colour bar, is the source once it scores as
+        the upper colours do (a frame still being drawn, or under the loading cover, does not)."""
+        pixels = Image.open(BytesIO(page.screenshot(clip=canvas))).convert("RGB")
+        w, h = pixels.size
+        frame = pixels.crop((int(0.15 * w), int(0.05 * h), int(0.7 * w), int(0.85 * h)))
+        score = {(x, y): (lambda r, g, b: r + g - 2 * b)(*frame.getpixel((x, y)))
+                 for x in range(0, frame.width, 2) for y in range(0, frame.height, 2)}
+        (fx, fy), best = max(score.items(), key=lambda item: item[1])
+        spot.update(x=canvas["x"] + int(0.15 * w) + fx, y=canvas["y"] + int(0.05 * h) + fy, w=w, h=h)
+        return best >= 300  # inferno from 70 % of its range up scores 300-400; its lower half below 100
+
+    _wait_until(source_drawn, message="the source to be drawn in channel 15")
+    # first a click in a corner of the frame, so that the click on the source is seen to arrive
+    # even when the source is at the pixel selected when the cube opened
     info = page.locator(".pixel-info pre")
-    _wait_until(lambda: "Pixel (64, 64)" not in info.inner_text() or True, message="click")
+    expect(info).to_contain_text("in channel 15")
+    opened = info.inner_text()
+    page.mouse.click(canvas["x"] + int(0.17 * spot["w"]), canvas["y"] + int(0.8 * spot["h"]))
+    _wait_until(lambda: info.inner_text() != opened, message="the corner pixel to be selected")
+    corner = info.inner_text()
+    page.mouse.click(spot["x"], spot["y"])
+    _wait_until(lambda: info.inner_text() != corner, message="the clicked pixel to be selected")
     value = float(re.search(r"\| ([-0-9.e]+) Jy/beam in channel 15", info.inner_text()).group(1))
     assert value > 0.01, info.inner_text()  # the source peaks near 0.03 Jy/beam; the noise is ~0.001
 
@@ -163,7 +178,8 @@ def test_primary_beam_and_psf_beside_a_cube_are_attached(page, served_app, data_
     page.get_by_placeholder("e.g. mycube.fits").fill("sim.image.fits")
     page.get_by_role("button", name="Open path").click()
     attached = page.locator(".companions pre")
-    expect(attached).to_contain_text("sim.pb.fits (found beside the cube), 32 channels", timeout=30_000)  # opening takes a while
+    # opening takes a while
+    expect(attached).to_contain_text("sim.pb.fits (found beside the cube), 32 channels", timeout=30_000)
     expect(attached).to_contain_text("sim.psf.fits (found beside the cube)")
     expect(page.get_by_role("combobox", name="Primary beam (.pb)")).to_have_value(re.compile(r".*sim\.pb\.fits$"))
     page.get_by_role("combobox", name="Detector").select_option("photutils")

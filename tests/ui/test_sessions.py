@@ -16,15 +16,16 @@ MEMORY_MARGIN_MB = 150  # measured +91 MB: what ten sessions leave in the alloca
 
 
 @pytest.fixture(scope="module")
-def server(data_dir, index_dir, tmp_path_factory):
-    """A server that ends a session seconds after its page closes, with its own temporary folder.
-    (A lifetime of about a second is too short: a page whose websocket is not open by then loses
-    its session and is rendered twice.)"""
+def server(data_dir, tmp_path_factory):
+    """A server that ends a session seconds after its page closes, with its own temporary folder
+    (and no feature stores: the one-shot tab is not opened). (A lifetime of about a second is too
+    short: a page whose websocket is not open by then loses its session and is rendered twice.)"""
     tmp = tmp_path_factory.mktemp("server-tmp")
-    server = Server(data_dir, index_dir, extra=["--check-unused-sessions", "1000", "--unused-session-lifetime", "5000"],
+    server = Server(data_dir, tmp_path_factory.mktemp("no-indexes"),
+                    extra=["--check-unused-sessions", "1000", "--unused-session-lifetime", "5000"],
                     env={"TMPDIR": str(tmp)})
     server.tmp = tmp
-    yield server
+    yield server.wait()
     server.stop()
 
 

@@ -12,10 +12,10 @@ EVIL_NAME = "<img src=x onerror=window.__xss=1>"
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """A data folder with a cube whose file name and header cards carry script, and a file that
-    is not FITS with such a name."""
-    folder = tmp_path_factory.mktemp("evil")
+def evil_folder(evil_dir):
+    """A data folder of the served app with a cube whose file name and header cards carry script,
+    and a file that is not FITS with such a name."""
+    folder = evil_dir
     header = cube_header(32, 32, 8, stokes=False, beam_keywords=True)
     header["OBJECT"] = "<img src=x onerror=window.__xss=2>"
     header["COMMENT"] = "<script>window.__xss=3</script>"
@@ -30,24 +30,24 @@ def _no_script_ran(page):
     assert page.evaluate("window.__xss") is None
 
 
-def test_a_cube_carrying_script_shows_it_as_text(page, served_app, data_dir, screenshot):
+def test_a_cube_carrying_script_shows_it_as_text(page, served_app, evil_folder, screenshot):
     page.goto(served_app, timeout=90_000)
     expect(page.locator(".pixel-info")).to_contain_text("Pixel (")
-    page.get_by_role("combobox", name="Cube").select_option(f"{data_dir.name}/{EVIL_NAME}.fits")
+    page.get_by_role("combobox", name="Cube").select_option(f"{evil_folder.name}/{EVIL_NAME}.fits")
     summary = page.locator(".cube-summary pre")
-    expect(summary).to_contain_text(f"{data_dir.name}/{EVIL_NAME}.fits")
+    expect(summary).to_contain_text(f"{evil_folder.name}/{EVIL_NAME}.fits")
     expect(summary).to_contain_text("<img src=x onerror=window.__xss=2>")
-    assert str(data_dir.parent) not in summary.inner_text()
+    assert str(evil_folder.parent) not in summary.inner_text()
     page.get_by_text("Full FITS header").click()
     header = page.locator(".fits-header pre")
     expect(header).to_contain_text("<script>window.__xss=3</script>")
     expect(header).to_contain_text("**bold** <b>not bold</b>")
     assert page.locator(".fits-header b, .cube-summary img, .fits-header img").count() == 0
     screenshot("evil-header")
-    page.get_by_role("combobox", name="Cube").select_option(f"{data_dir.name}/{EVIL_NAME}2.fits")
+    page.get_by_role("combobox", name="Cube").select_option(f"{evil_folder.name}/{EVIL_NAME}2.fits")
     alert = page.locator(".cube-error p")
     expect(alert).to_contain_text(f"{EVIL_NAME}2.fits is not a FITS file")
-    assert str(data_dir) not in alert.inner_text()
+    assert str(evil_folder) not in alert.inner_text()
     _no_script_ran(page)
     screenshot("evil-name-error")
 
