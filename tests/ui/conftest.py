@@ -26,7 +26,9 @@ from playwright.sync_api import expect
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-TIMEOUT_MS = 20_000  # for every wait, Playwright's own and expect()'s (5 s by default): ample on a busy machine
+# every wait, Playwright's own and expect()'s (5 s by default): 20 s is ample for one test alone,
+# not for a page opened while the other xdist worker and the ten-sessions test share two cores
+TIMEOUT_MS = 45_000
 expect.set_options(timeout=TIMEOUT_MS)
 
 

@@ -5,6 +5,8 @@ import time
 
 from playwright.sync_api import expect
 
+from tests.ui.conftest import TIMEOUT_MS
+
 
 def _open(page, url):
     page.goto(url, timeout=90_000)  # the first session imports the scientific stack
@@ -17,7 +19,7 @@ def _image_bytes(page):
     return page.locator(".cube-image").screenshot()
 
 
-def _wait_until(predicate, timeout=20.0, message="condition"):
+def _wait_until(predicate, timeout=TIMEOUT_MS / 1000, message="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
