@@ -250,12 +250,10 @@ def pytest_cmdline_main(config):
 
 def xdist_scope(nodeid: str) -> str:
     """Tests that run on one worker, one after another: a module's (its module-scoped fixtures are
-    built once), and all the browser tests that share one served app (tests/ui/conftest.py); the
-    ten-sessions test, with a server of its own, on its own."""
+    built once), and all the browser tests, the ten-sessions test included: two Chromium loads at
+    once on two cores (the ten sessions beside the others) made the browser tests time out."""
     module = nodeid.split("::")[0]
-    if module.startswith("tests/ui/") and module != "tests/ui/test_sessions.py":
-        return "tests/ui"
-    return module
+    return "tests/ui" if module.startswith("tests/ui/") else module
 
 
 @pytest.hookimpl(optionalhook=True)
