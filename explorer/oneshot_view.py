@@ -24,8 +24,8 @@ from explorer.files import check_store_images, index_folders
 from explorer.oneshot_plots import iteration_chart, provenance_plot
 from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.errors import InputError
-from pipeline.oneshot import features as feat
 from pipeline.oneshot import galaxy_sets, search, survey
+from pipeline.oneshot.backbones import DEFAULT_BACKBONE
 from pipeline.oneshot.galaxies import read_image, to_rgb
 from pipeline.oneshot.stats import label_statistics
 from pipeline.oneshot.store import FeatureStore, image_features
@@ -57,7 +57,7 @@ class OneShotViewer(pn.viewable.Viewer):
     """One-shot and recursive search over a feature store."""
 
     galaxy_set = param.Selector(doc="The galaxy set to search")
-    model = param.Selector(default=feat.DEFAULT_BACKBONE, objects=[feat.DEFAULT_BACKBONE],
+    model = param.Selector(default=DEFAULT_BACKBONE, objects=[DEFAULT_BACKBONE],
                            doc="Feature network for the embedded sets (B0 when its weights are on this machine)")
     prototype = param.String(default="", doc="id of the prototype galaxy ('' for an uploaded image)")
     n = param.Integer(default=12, bounds=(1, 100), doc="Neighbours per query")
@@ -73,7 +73,6 @@ class OneShotViewer(pn.viewable.Viewer):
         sets = available_sets()
         self.param.galaxy_set.objects = list(sets)
         params.setdefault("galaxy_set", next(iter(sets)))
-        self.param.model.objects = feat.available_backbones()
         super().__init__(**params)
         self._sets = sets
         self.store: FeatureStore | None = None
@@ -393,6 +392,9 @@ class OneShotViewer(pn.viewable.Viewer):
     def activate(self):
         """Open the chosen set the first time the tab is shown (its first build takes a while)."""
         if not self._loaded:
+            from pipeline.oneshot.weights import available_backbones  # torch: once the tab is shown
+
+            self.param.model.objects = available_backbones()
             self.load()
 
     def __panel__(self):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import os
 import shutil
 from typing import NamedTuple
 
@@ -14,6 +15,11 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 from PIL import Image
+
+# One OpenMP thread in every process of the suite (the xdist workers, the served apps): on two
+# cores shared by two workers, a second thread makes OpenMP's barriers dominate (10-30x slower).
+# Set before torch is imported, and inherited by the processes the tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REST_HZ = 230.538e9  # CO(2-1)
 
@@ -248,12 +254,23 @@ def pytest_cmdline_main(config):
     return (yield)
 
 
+BROWSER_GROUPS = {
+    "ten sessions": ("test_sessions.py",),
+    "served app": ("test_atlas.py", "test_cube_explorer.py", "test_untrusted_files.py", "test_oneshot.py"),
+}
+
+
 def xdist_scope(nodeid: str) -> str:
     """Tests that run on one worker, one after another: a module's (its module-scoped fixtures are
-    built once), and all the browser tests, the ten-sessions test included: two Chromium loads at
-    once on two cores (the ten sessions beside the others) made the browser tests time out."""
+    built once; xdist's own loadscope would split a module's test classes), and the browser tests
+    in two groups, one to each worker (tests/ui/conftest.py puts them first, so the other tests
+    fill in around them); a worker serves the app once for its group's tests."""
     module = nodeid.split("::")[0]
-    return "tests/ui" if module.startswith("tests/ui/") else module
+    name = module.rsplit("/", 1)[-1]
+    for group, files in BROWSER_GROUPS.items():
+        if module.startswith("tests/ui/") and name in files:
+            return f"tests/ui ({group})"
+    return module
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -27,7 +27,6 @@ from scipy import stats
 from pipeline.atomic import atomic_write
 from pipeline.cache import cache_dir
 from pipeline.errors import InputError
-from pipeline.oneshot import features as feat
 from pipeline.oneshot.index import FeatureIndex
 from pipeline.oneshot.stats import is_positive, labelled
 
@@ -73,6 +72,8 @@ def feature_maps(store, feature: int, rows) -> np.ndarray:
         else:
             missing.append(r)
     if missing:
+        from pipeline.oneshot import features as feat  # torch: only where a network runs
+
         model = feat.load_backbone(store.meta["backbone"], store.meta.get("weights") or None)
         computed = feat.feature_maps(model, store.galaxies.rgb_batch(missing), size=store.meta["input_px"])
         for r, m in zip(missing, computed, strict=True):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.cache import cache_dir
 from pipeline.oneshot import survey
-from pipeline.oneshot.features import DEFAULT_BACKBONE
+from pipeline.oneshot.backbones import DEFAULT_BACKBONE
 from pipeline.oneshot.galaxies import GalaxySet
 from pipeline.oneshot.hubble_deep_field import HDF_VERSION, hubble_deep_field_set
 from pipeline.oneshot.render import DEFAULT_SIZE

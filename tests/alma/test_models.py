@@ -22,8 +22,6 @@ from pipeline.alma.models import (
 )
 from pipeline.errors import InputError
 
-torch.set_num_threads(2)
-
 
 def blob_images(n, size, seed=0):
     """Min-max normalised Gaussian blobs at random places, [n, 1, size, size]."""

@@ -13,15 +13,6 @@ from pipeline.errors import Cancelled, InputError
 from pipeline.oneshot import features as F
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: with two, a busy machine makes OpenMP's barriers dominate (10-30x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def lite0():
     return F.load_backbone()

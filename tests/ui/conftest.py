@@ -3,11 +3,11 @@
 The browser is the system's (``/usr/bin/chromium``, or ``$CHROMIUM_PATH``): nothing is downloaded.
 Screenshots of every test land in ``test-artifacts/screenshots`` (kept by CI).
 
-One server (``served_app``) and one browser context serve every test of a run (of an xdist
+One server (``app_server``) and one browser context serve every test of a run (of an xdist
 worker), each test in a page of its own, that is a session of its own: starting the scientific
 stack in a server and a fresh browser profile are what took the time, not the tests. Under xdist
-these tests run on one worker (tests/conftest.py), the ten-sessions test with its own server on
-the other.
+they run in two groups, one on each worker (tests/conftest.py); the ten-sessions test has a
+server of its own.
 """
 
 from __future__ import annotations
@@ -33,12 +33,15 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 
 def pytest_collection_modifyitems(items):
-    """Mark the browser tests, and run them first: under xdist they are the longest chains (the
-    ten-sessions test first of all), which the other tests then fill in around."""
+    """Mark the browser tests, and run them first, group by group (tests/conftest.py): under xdist
+    they are the longest chains, which the other tests then fill in around."""
+    from tests.conftest import BROWSER_GROUPS
+
+    order = [name for files in BROWSER_GROUPS.values() for name in files]
     ui = [item for item in items if "tests/ui" in str(item.fspath)]
     for item in ui:
         item.add_marker(pytest.mark.ui)
-    ui.sort(key=lambda item: "test_sessions.py" not in str(item.fspath))
+    ui.sort(key=lambda item: order.index(item.fspath.basename) if item.fspath.basename in order else len(order))
     items[:] = ui + [item for item in items if item not in ui]
 
 
@@ -198,10 +201,22 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def served_app(data_dir, evil_dir, index_root, request):
-    """The app served as users serve it, for every test that does not need a server of its own;
-    yields its URL. The feature stores are built while the server starts."""
+def app_server(data_dir, evil_dir, index_root):
+    """The app served as users serve it, for every test that does not need a server of its own.
+    It starts in the background."""
     server = Server([data_dir, evil_dir], index_root)
-    request.getfixturevalue("index_dir")
-    yield server.url
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def served_app(app_server):
+    """The URL of :func:`app_server`, once it answers."""
+    return app_server.url
+
+
+@pytest.fixture(scope="session")
+def served_app_with_stores(app_server, index_dir):
+    """The URL of :func:`app_server` once its feature stores exist (built while it starts): for
+    the one-shot and atlas tabs."""
+    return app_server.url

@@ -3,8 +3,8 @@
 from playwright.sync_api import expect
 
 
-def test_atlas_gallery_ranking_and_link_to_search(page, served_app, screenshot):
-    page.goto(served_app, timeout=90_000)
+def test_atlas_gallery_ranking_and_link_to_search(page, served_app_with_stores, screenshot):
+    page.goto(served_app_with_stores, timeout=90_000)
     page.get_by_text("Feature atlas", exact=True).click()
     expect(page.locator(".atlas-title")).to_contain_text("Feature 835", timeout=90_000)
     expect(page.locator(".atlas-card")).to_have_count(12, timeout=60_000)

@@ -28,7 +28,7 @@ def _wait_until(predicate, timeout=TIMEOUT_MS / 1000, message="condition"):
     raise AssertionError(f"timed out waiting for {message}")
 
 
-def test_slider_changes_channel_and_image(page, served_app, screenshot):
+def test_slider_changes_channel_and_a_click_shows_the_spectrum(page, served_app, screenshot):
     _open(page, served_app)
     label = page.locator(".channel-label")
     expect(label).to_contain_text("channel 0 /")
@@ -41,13 +41,9 @@ def test_slider_changes_channel_and_image(page, served_app, screenshot):
     expect(label).to_contain_text("channel 5 /")
     expect(label).to_contain_text("GHz")
     _wait_until(lambda: _image_bytes(page) != before, message="the image to show channel 5")
-    expect(page.locator(".pixel-info")).to_contain_text("in channel 5")
-    screenshot("channel-5")
-
-
-def test_click_pixel_shows_its_spectrum(page, served_app, screenshot):
-    _open(page, served_app)
     info = page.locator(".pixel-info pre")
+    expect(info).to_contain_text("in channel 5")
+    screenshot("channel-5")
     start = info.inner_text()
     spectrum_before = page.locator(".spectrum").screenshot()
     box = page.locator(".cube-image").bounding_box()
@@ -59,51 +55,42 @@ def test_click_pixel_shows_its_spectrum(page, served_app, screenshot):
     screenshot("clicked")
 
 
-def test_opening_a_file_that_is_not_fits_says_so(page, served_app, screenshot):
+def test_bad_paths_and_files_say_what_is_wrong(page, served_app, screenshot, tmp_path):
+    """A file that is not FITS (by path and uploaded) and a path outside the data folders: each
+    says so, and the cube that was open stays open and usable."""
     _open(page, served_app)
-    page.get_by_placeholder("e.g. mycube.fits").fill("not_a_cube.fits")
+    path, alert = page.get_by_placeholder("e.g. mycube.fits"), page.locator(".cube-error")
+    path.fill("not_a_cube.fits")
     page.get_by_role("button", name="Open path").click()
-    alert = page.locator(".cube-error")
     expect(alert).to_contain_text("not_a_cube.fits is not a FITS file")
-    # the cube that was open stays open and usable
     expect(page.locator(".pixel-info")).to_contain_text("Pixel (")
     screenshot("not-fits-by-path")
-
-
-def test_uploading_a_file_that_is_not_fits_says_so(page, served_app, screenshot, tmp_path):
-    _open(page, served_app)
+    path.fill("/etc/passwd")
+    page.get_by_role("button", name="Open path").click()
+    expect(alert).to_contain_text("outside the data folders")
     junk = tmp_path / "holiday_photo.fits"
     junk.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
     page.locator("input[type=file]").set_input_files(str(junk))
-    expect(page.locator(".cube-error")).to_contain_text("holiday_photo.fits is not a FITS file")
+    expect(alert).to_contain_text("holiday_photo.fits is not a FITS file")
+    expect(page.locator(".pixel-info")).to_contain_text("Pixel (")
     screenshot("not-fits-upload")
 
 
-def test_path_outside_data_folders_is_refused(page, served_app):
+def test_find_sources_with_a_classic_finder_and_the_trained_pipeline(page, served_app, screenshot):
+    """photutils, then the default detector with the shipped networks: each catalogue against the
+    truth, and a selected source's Deep GRU spectrum and parameters."""
     _open(page, served_app)
-    page.get_by_placeholder("e.g. mycube.fits").fill("/etc/passwd")
-    page.get_by_role("button", name="Open path").click()
-    expect(page.locator(".cube-error")).to_contain_text("outside the data folders")
-
-
-def test_find_sources_with_a_classic_finder(page, served_app, screenshot):
-    _open(page, served_app)
-    page.get_by_role("combobox", name="Detector").select_option("photutils")
+    detector = page.get_by_role("combobox", name="Detector")
+    expect(detector).to_have_value("pipeline")
+    detector.select_option("photutils")
     page.get_by_role("button", name="Find sources").click()
     status = page.locator(".detection-status pre")
     expect(status).to_contain_text("sources (photutils)", timeout=60_000)
     expect(status).to_contain_text("against the truth")  # the bundled simulated cube has its truth
     expect(page.locator(".source-table .tabulator-row").first).to_be_visible(timeout=30_000)
     screenshot("photutils")
-
-
-def test_find_sources_with_the_trained_pipeline(page, served_app, screenshot):
-    """The default detector, with the shipped networks: progress, the table against the truth,
-    and a selected source's Deep GRU spectrum and parameters."""
-    _open(page, served_app)
-    expect(page.get_by_role("combobox", name="Detector")).to_have_value("pipeline")
+    detector.select_option("pipeline")
     page.get_by_role("button", name="Find sources").click()
-    status = page.locator(".detection-status pre")
     expect(status).to_contain_text("sources (pipeline)", timeout=90_000)
     expect(status).to_contain_text("0 false")
     page.locator(".source-table .tabulator-row").first.click()

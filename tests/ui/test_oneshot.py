@@ -9,8 +9,8 @@ def _open_tab(page, url):
     expect(page.locator(".oneshot-stats")).to_contain_text("base rate", timeout=90_000)
 
 
-def test_prototype_neighbours_statistics_and_feedback(page, served_app, screenshot):
-    _open_tab(page, served_app)
+def test_prototype_neighbours_statistics_and_feedback(page, served_app_with_stores, screenshot):
+    _open_tab(page, served_app_with_stores)
     expect(page.locator(".oneshot-notice")).to_contain_text("Simulated")
     expect(page.locator(".prototype-caption")).to_contain_text("bpt_class = AGN")
     cards = page.locator(".neighbour-card")
@@ -29,8 +29,8 @@ def test_prototype_neighbours_statistics_and_feedback(page, served_app, screensh
     expect(page.locator(".oneshot-status")).to_contain_text("direct search")
 
 
-def test_recursive_search_with_progress_and_provenance(page, served_app, screenshot):
-    _open_tab(page, served_app)
+def test_recursive_search_with_progress_and_provenance(page, served_app_with_stores, screenshot):
+    _open_tab(page, served_app_with_stores)
     page.locator(".run-recursive button").click()
     expect(page.locator(".oneshot-status")).to_contain_text("recursive search, n = 12, 5 iterations", timeout=60_000)
     expect(page.locator(".provenance-table")).to_be_visible(timeout=60_000)
@@ -42,8 +42,8 @@ def test_recursive_search_with_progress_and_provenance(page, served_app, screens
     assert download.value.suggested_filename == "oneshot.csv"
 
 
-def test_a_bad_upload_says_so(page, served_app, tmp_path):
-    _open_tab(page, served_app)
+def test_a_bad_upload_says_so(page, served_app_with_stores, tmp_path):
+    _open_tab(page, served_app_with_stores)
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
     page.locator(".prototype-upload input[type=file]").set_input_files(str(bad))
