@@ -25,7 +25,8 @@ from holoviews.operation.datashader import rasterize
 from holoviews.plotting.util import process_cmap
 
 from explorer.text import Text
-from pipeline.alma.cube import Cube, format_info
+from pipeline.alma.cube import Cube
+from pipeline.alma.cube_summary import format_info
 from pipeline.alma.measure import beam_on_grid
 
 # astropy's stretches (ds9's and CARTA's); applied by warping the colour map, so the image keeps

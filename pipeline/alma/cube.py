@@ -33,6 +33,8 @@ from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from pipeline.alma.beams import Beam, beams_table, invalid_beam
+from pipeline.alma.cube_axes import cube_view, find_axes
+from pipeline.alma.cube_summary import cube_info
 from pipeline.alma.fits_checks import GZIP_ERRORS, check_gzip, check_promised_size, check_size, damaged_gzip, not_fits
 from pipeline.errors import InputError, short_reason
 
@@ -294,35 +296,9 @@ class Cube:
 
     # ---- summary --------------------------------------------------------------------------
     def info(self, scan: bool = True) -> dict:
-        """What ``cube-info`` prints: geometry, spectral range, beam, scale, units, NaN fraction.
-
-        ``scan=False`` skips the NaN fraction, which reads the whole cube (None then).
-        """
-        freq, vel, width = self.frequency_hz, self.velocity_kms(), self.channel_width()
-        beam = self.beam
-        centre = self.sky((self.nx - 1) / 2, (self.ny - 1) / 2)
-        h = self.header
-        return {
-            "path": str(self.path),
-            "object": str(h.get("OBJECT", "")).strip(),
-            "telescope": str(h.get("TELESCOP", "")).strip(),
-            "shape": {"nx": self.nx, "ny": self.ny, "nchan": self.nchan},
-            "spectral_axis": self.spectral_type,
-            "frequency_hz": None if freq is None else [float(freq.min()), float(freq.max())],
-            "channel_width_hz": width["hz"],
-            "velocity_kms": None if vel is None else [float(vel.min()), float(vel.max())],
-            "channel_width_kms": width["kms"],
-            "rest_frequency_hz": self.rest_frequency_hz,
-            "beam": None if beam is None else {
-                "major_arcsec": beam.major_arcsec, "minor_arcsec": beam.minor_arcsec,
-                "pa_deg": beam.pa_deg, "per_channel": self.per_channel_beams},
-            "pixel_scale_arcsec": list(self.pixel_scale_arcsec),
-            "centre": {"ra_deg": float(centre.icrs.ra.deg), "dec_deg": float(centre.icrs.dec.deg)},
-            "unit": self.unit,
-            "nan_fraction": self.nan_fraction if scan else None,
-            "memory_mapped": self.lazy,
-            "notes": list(self.notes),
-        }
+        """What ``cube-info`` prints (:func:`pipeline.alma.cube_summary.cube_info`); ``scan=False``
+        skips the NaN fraction, which reads the whole cube."""
+        return cube_info(self, scan)
 
     def close(self) -> None:
         self._hdul.close()
@@ -335,48 +311,6 @@ class Cube:
 
     def __repr__(self) -> str:
         return f"<Cube {self.path.name} {self.nx}x{self.ny}x{self.nchan} {self.spectral_type}>"
-
-
-def format_info(info: dict) -> str:
-    """The human-readable summary of :meth:`Cube.info` (``cube-info``, the explorer's header panel)."""
-    s = info["shape"]
-    lines = [f"{info['path']}"]
-    if info["object"] or info["telescope"]:
-        lines.append(f"  object        {info['object'] or '-'} ({info['telescope'] or 'telescope unknown'})")
-    lines.append(f"  shape         {s['nx']} x {s['ny']} pixels x {s['nchan']} channels (nx, ny, nchan)")
-    lines.append(f"  spectral axis {info['spectral_axis']}")
-    if info["frequency_hz"]:
-        f0, f1 = (v / 1e9 for v in info["frequency_hz"])
-        width = info["channel_width_hz"]
-        lines.append(f"  frequency     {f0:.6f} - {f1:.6f} GHz, channel {width / 1e6:.6g} MHz"
-                     if width else f"  frequency     {f0:.6f} GHz")
-    if info["velocity_kms"]:
-        v0, v1 = info["velocity_kms"]
-        width = info["channel_width_kms"]
-        lines.append(f"  velocity      {v0:.3f} - {v1:.3f} km/s (radio), channel {width:.4g} km/s"
-                     if width else f"  velocity      {v0:.3f} km/s (radio)")
-    rest = info["rest_frequency_hz"]
-    lines.append(f"  rest freq.    {rest / 1e9:.6f} GHz" if rest else "  rest freq.    not in header")
-    b = info["beam"]
-    if b:
-        kind = "median of per-channel beams" if b["per_channel"] else "header"
-        lines.append(f"  beam          {b['major_arcsec']:.4g}\" x {b['minor_arcsec']:.4g}\", "
-                     f"PA {b['pa_deg']:.4g} deg ({kind})")
-    elif any(note.startswith("no valid beam") for note in info["notes"]):
-        lines.append("  beam          no valid beam (see the note below)")
-    else:
-        lines.append("  beam          none in header")
-    px, py = info["pixel_scale_arcsec"]
-    lines.append(f"  pixel scale   {px:.4g}\" x {py:.4g}\"")
-    c = info["centre"]
-    lines.append(f"  centre        RA {c['ra_deg']:.6f} deg, Dec {c['dec_deg']:.6f} deg")
-    lines.append(f"  unit          {info['unit']}")
-    nan = info["nan_fraction"]
-    lines.append(f"  NaN fraction  {nan:.4f}" if nan is not None else "  NaN fraction  not measured")
-    lines.append(f"  memory-mapped {'yes' if info['memory_mapped'] else 'no (compressed: read into memory)'}")
-    for note in info["notes"]:
-        lines.append(f"  note          {note}")
-    return "\n".join(lines)
 
 
 def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = True) -> Cube:
@@ -445,8 +379,7 @@ def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         wcs = WCS(header, fobj=hdul)
-    axes = _find_axes(wcs, name)
-    notes = []
+    axes = find_axes(wcs, name)
     if any(d == 0 for d in dims):
         raise InputError(f"{name} has an empty axis ({' x '.join(map(str, dims))}). The file holds no pixels.")
 
@@ -457,21 +390,7 @@ def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
     except (OSError, ValueError, TypeError) as exc:
         raise InputError(f"{name}: the pixel data cannot be read ({short_reason(exc)}). "
                          "The file is probably truncated or damaged; copy it again.") from None
-    # numpy axis order is the reverse of FITS's; pick one plane of every extra axis (e.g. Stokes)
-    index = []
-    for fits_axis in range(naxis, 0, -1):
-        if fits_axis in axes.values():
-            index.append(slice(None))
-        else:
-            if dims[fits_axis - 1] > 1:
-                notes.append(f"axis {fits_axis} ({wcs.wcs.ctype[fits_axis - 1]}) has "
-                             f"{dims[fits_axis - 1]} planes; showing the first")
-            index.append(0)
-    cube_data = data[tuple(index)]
-    remaining = [a for a in range(naxis, 0, -1) if a in axes.values()]  # FITS axes, numpy order
-    order = [remaining.index(axes[k]) for k in ("spectral", "lat", "lon")]
-    cube_data = np.transpose(cube_data, order)
-    cube_wcs = wcs.sub([axes["lon"], axes["lat"], axes["spectral"]])
+    cube_data, cube_wcs, notes = cube_view(data, wcs, axes, dims)
 
     cube = Cube(path, hdul, hdu, cube_data, cube_wcs, notes, rest_frequency_hz)
     _ = cube.beams  # read now, so notes about the beam are there from the start
@@ -481,20 +400,6 @@ def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
         raise InputError(f"{name} holds no data: every pixel is NaN (blank). Check the file was "
                          "exported with its data (CASA exportfits of a non-empty image).")
     return cube
-
-
-def _find_axes(wcs: WCS, name: str) -> dict:
-    """FITS axis numbers (1-based) of longitude, latitude and the spectral axis."""
-    w = wcs.wcs
-    if w.lng < 0 or w.lat < 0:
-        raise InputError(f"{name} has no celestial axes (RA/Dec) in its header (CTYPE: "
-                         f"{', '.join(w.ctype)}). Open a sky cube.")
-    spec = w.spec
-    if spec < 0:
-        raise InputError(
-            f"{name} has no spectral axis (CTYPE: {', '.join(w.ctype)}). A cube needs a FREQ or "
-            "velocity (VRAD, VOPT, VELO) axis.")
-    return {"lon": w.lng + 1, "lat": w.lat + 1, "spectral": spec + 1}
 
 
 def _all_blank(cube: Cube) -> bool:

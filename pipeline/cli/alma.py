@@ -28,7 +28,8 @@ def add_cube_info_parser(commands) -> None:
 
 
 def cmd_cube_info(args) -> int:
-    from pipeline.alma.cube import format_info, open_cube
+    from pipeline.alma.cube import open_cube
+    from pipeline.alma.cube_summary import format_info
 
     positive_number(args.rest_frequency, "--rest-frequency", "frequency in Hz")
     with open_cube(args.cube, rest_frequency_hz=args.rest_frequency) as cube:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from pipeline.alma.cube import format_info, open_cube
+from pipeline.alma.cube import open_cube
+from pipeline.alma.cube_summary import format_info
 from pipeline.errors import InputError
 from tests.conftest import REST_HZ, cube_data, cube_header, write_overpromising_cube
 
