@@ -21,6 +21,7 @@ from astropy.table import Table
 from explorer import uploads
 from explorer.background import BackgroundJob
 from explorer.files import check_store_images, index_folders
+from explorer.galaxy_browser import THUMB_PX, GalaxyBrowser, png_bytes
 from explorer.oneshot_plots import iteration_chart, provenance_plot
 from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.errors import InputError
@@ -31,9 +32,7 @@ from pipeline.oneshot.stats import label_statistics
 from pipeline.oneshot.store import FeatureStore, image_features
 from pipeline.tables import write_table
 
-THUMB_PX = 96
 GALLERY_LIMIT = 24  # neighbour cards drawn; every galaxy found is in the tables and exports
-BROWSE_PAGE = 24
 UPLOAD_SUFFIXES = (".png", ".jpg", ".jpeg", ".fits", ".fit", ".fits.gz")
 PREFERRED_LABELS = (("bpt_class", "AGN"), ("xray_class", "AGN"))
 
@@ -43,14 +42,6 @@ def available_sets() -> dict[str, Path | None]:
     the embedded sets (None: built in the cache on first use); see
     :func:`pipeline.oneshot.galaxy_sets.available_sets`."""
     return galaxy_sets.available_sets(index_folders())
-
-
-def png_bytes(rgb: np.ndarray, px: int = THUMB_PX) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).resize((px, px), Image.NEAREST if rgb.shape[0] <= px else Image.BILINEAR).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 class OneShotViewer(pn.viewable.Viewer):
@@ -64,8 +55,6 @@ class OneShotViewer(pn.viewable.Viewer):
     iterations = param.Integer(default=5, bounds=(2, 10), doc="Iterations of the recursive search")
     label = param.Selector(default=None, objects=[], allow_None=True, doc="Label column to count")
     positive = param.Selector(default=None, objects=[], allow_None=True, doc="The value that counts")
-    only_positive = param.Boolean(default=False, doc="Browse only galaxies with the counted label")
-    page = param.Integer(default=0, bounds=(0, None))
     status = param.String(default="")
     version = param.Integer(default=0, doc="Bumped when the results change")
 
@@ -106,6 +95,7 @@ class OneShotViewer(pn.viewable.Viewer):
         self._downloads = [pn.widgets.FileDownload(callback=lambda s=suffix: self.export(s),
                                                    filename=f"oneshot{suffix}", label=label, color="light")
                            for suffix, label in ((".csv", "CSV"), (".vot", "VOTable"))]
+        self.browser = GalaxyBrowser(self)
         self._loaded = False
 
     # ---- the galaxy set -------------------------------------------------------------------
@@ -140,9 +130,9 @@ class OneShotViewer(pn.viewable.Viewer):
         self._id_input.options = list(store.catalog["id"])
         simulated = "simulated" in store.catalog.colnames and bool(np.any(store.catalog["simulated"]))
         self._notice.object, self._notice.visible = (survey.SIMULATED_NOTE, simulated)
-        self.page = 0
+        self.browser.page = 0
         # start from a galaxy with the counted label, so the first view already shows the idea
-        counted = self._browse_rows(positive_only=True)
+        counted = self.browser.rows(positive_only=True)
         self.choose(str(store.catalog["id"][counted[0] if counted else 0]))
 
     @param.depends("label", watch=True)
@@ -267,12 +257,6 @@ class OneShotViewer(pn.viewable.Viewer):
             return ""
         return str(self.store.catalog[self.label][self.store.row_of(galaxy_id)])
 
-    def _browse_rows(self, positive_only=None):
-        only = self.only_positive if positive_only is None else positive_only
-        if only and self.label is not None and self.positive is not None:
-            return [int(i) for i in np.flatnonzero([str(v) == self.positive for v in self.store.catalog[self.label]])]
-        return list(range(len(self.store.catalog)))
-
     @param.depends("version", "label", "positive")
     def prototype_panel(self):
         if self.store is None or (not self.prototype and self._upload_vector is None):
@@ -357,26 +341,6 @@ class OneShotViewer(pn.viewable.Viewer):
         return pn.Column(pn.Row(*plots), TextTable(table, disabled=True, show_index=False, max_height=260,
                                                                pagination=None, css_classes=["provenance-table"]))
 
-    @param.depends("version", "page", "only_positive", "positive")
-    def browse_panel(self):
-        if self.store is None:
-            return pn.pane.Markdown("")
-        rows = self._browse_rows()
-        pages = max(1, -(-len(rows) // BROWSE_PAGE))
-        page = min(self.page, pages - 1)
-        cards = []
-        for r in rows[page * BROWSE_PAGE:(page + 1) * BROWSE_PAGE]:
-            gid = str(self.store.catalog["id"][r])
-            use = pn.widgets.Button(label=gid, width=THUMB_PX - 10, color="light", css_classes=["browse-pick"])
-            use.on_click(lambda _, g=gid: self.choose(g))
-            cards.append(pn.Column(pn.pane.PNG(self.thumbnail(gid), width=THUMB_PX - 24), use, width=THUMB_PX))
-        prev_button = pn.widgets.Button(label="◀", width=40, disabled=page == 0)
-        next_button = pn.widgets.Button(label="▶", width=40, disabled=page >= pages - 1)
-        prev_button.on_click(lambda _: setattr(self, "page", max(0, page - 1)))
-        next_button.on_click(lambda _: setattr(self, "page", page + 1))
-        return pn.Column(pn.Row(prev_button, Text(f"page {page + 1} of {pages} ({len(rows):,} galaxies)"), next_button),
-                         pn.FlexBox(*cards))
-
     @param.depends("version")
     def info_panel(self):
         if self.store is None:
@@ -419,8 +383,7 @@ class OneShotViewer(pn.viewable.Viewer):
             self.info_panel,
             pn.Row(self.prototype_panel, self.neighbours_panel),
             pn.Tabs(("Recursive search", self.recursive_panel),
-                    ("Browse prototypes", pn.Column(pn.widgets.Checkbox.from_param(
-                        self.param.only_positive, name="only galaxies with the counted label"), self.browse_panel)),
+                    ("Browse prototypes", self.browser),
                     dynamic=True),
             sizing_mode="stretch_width")
         return pn.Row(controls, results, sizing_mode="stretch_width")

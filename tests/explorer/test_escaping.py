@@ -123,7 +123,7 @@ def test_galaxy_ids_labels_and_set_names_are_text(oneshot_viewer):
     v.label, v.positive = "bpt_class", SCRIPT
     v.run_recursive()
     shown = shown_html(pn.Column(v.info_panel(), v.prototype_panel(), v.neighbours_panel(), v.statistics_panel(),
-                                 v.browse_panel()))
+                                 v.browser.panel()))
     assert "<img" not in shown and "&lt;img src=x" in shown
     assert np.all([str(i).startswith("<img") for i in v.result["id"]])
 

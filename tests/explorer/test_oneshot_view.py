@@ -92,8 +92,8 @@ def test_export_and_browse(viewer):
     header = viewer.export(".csv").getvalue().decode().split("\nid,")[0]  # the provenance above the columns
     assert f"# prototype: {viewer.prototype}" in header and f"# n: {viewer.n}" in header and "# set: " in header
     assert '<INFO ID="mode" name="mode"' in viewer.export(".vot").getvalue().decode()
-    viewer.only_positive = True
-    browse = viewer.browse_panel()
+    viewer.browser.only_positive = True
+    browse = viewer.browser.panel()
     ids = [c.objects[1].name for c in browse.objects[1].objects]
     assert ids and all(viewer._label_of(i) == "AGN" for i in ids)
     ids_before = viewer.prototype
