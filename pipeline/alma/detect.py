@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.ndimage
 import scipy.optimize
 import scipy.signal
 
@@ -39,7 +40,7 @@ from pipeline.alma.focus import (
     measure,
     significant,
 )
-from pipeline.alma.gaussian import FWHM_PER_SIGMA
+from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_area
 from pipeline.alma.networks import DECORAS_TASKS, MODELS_DIR, SourceFinder, load_networks, model_files
 from pipeline.alma.sidelobes import MAX_SIDELOBE, mark_sidelobes
 from pipeline.alma.source_maps import (
@@ -211,7 +212,7 @@ def blend_peaks(focused: np.ndarray, centre, box, source, beam_major_px: float, 
     14 was lost so (over the whole line it is a shoulder of its neighbour; over the line's upper
     wing, where its own line peaks, a peak of its own)."""
     side = focused.shape[0]
-    beams = (box[2] - box[0]) * (box[3] - box[1]) / (1.1331 * beam_minor_px * beam_major_px)
+    beams = (box[2] - box[0]) * (box[3] - box[1]) / gaussian_area(beam_major_px, beam_minor_px)
     # the source's own peak here: a wing's cut may be centred on the neighbour instead
     sx, sy = (int(round(v - c + side // 2)) for v, c in zip(source, centre, strict=True))
     own = focused[max(sy - 1, 0):max(sy + 2, 0), max(sx - 1, 0):max(sx + 2, 0)]

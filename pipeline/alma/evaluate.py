@@ -52,8 +52,6 @@ CHARACTERISATION_SNR = 10.0
 ELONGATED_AXIS_RATIO = 0.8
 
 
-# --- boxes and matching -----------------------------------------------------------------------
-
 # --- scores -----------------------------------------------------------------------------------
 
 def evaluate(truth, catalog, rule: str = "strict", snr_bins=DEFAULT_SNR_BINS,

@@ -254,6 +254,8 @@ def source_box(source, size, rng=None, jitter=0.0) -> tuple[int, int, int, int]:
     (about where the paper's 3-sigma threshold of its own image cuts), at least 3 px wide,
     optionally jittered by up to ``jitter`` of its size on each side, clipped to the image."""
     pa = math.radians(source["pa"])
+    # 2.3548, not gaussian.FWHM_PER_SIGMA (2.35482): the value the shipped networks were trained with;
+    # the exact constant would move a few boxes by a pixel, and the weights would no longer be reproduced
     sx, sy = source["fwhm_x"] / 2.3548, source["fwhm_y"] / 2.3548
     half_w = 2.0 * math.hypot(sx * math.cos(pa), sy * math.sin(pa)) + 1.0
     half_h = 2.0 * math.hypot(sx * math.sin(pa), sy * math.cos(pa)) + 1.0

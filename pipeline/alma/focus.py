@@ -99,7 +99,7 @@ def focused_snr(focused: np.ndarray) -> float:
 
 def measure(focused: np.ndarray, resnets, beam: np.ndarray) -> dict:
     """The ResNets on one focused image and the beam image (the fitted beam,
-    :func:`examples.beam_image_px`, or the dirty beam, :func:`companions.dirty_beam_image`):
+    :func:`preprocess.beam_image_px`, or the dirty beam, :func:`companions.dirty_beam_image`):
     fwhm_major, fwhm_minor (intrinsic, px), pa (the major axis, deg counter-clockwise from +x,
     in [0, 180); the catalogue calls a round source's angle undefined), flux (x rms, cube unit x
     channels x px)."""

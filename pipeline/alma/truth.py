@@ -103,6 +103,7 @@ def truth_line_flux(truth, channel_width_kms: float) -> np.ndarray:
                          f"{channel_width_kms!r}.")
     peak, fx, fy, fz = (float_column(truth, c, "truth")
                         for c in ("peak_jy_per_pix", "fwhm_x", "fwhm_y", "fwhm_z"))
+    # a 3-D Gaussian's volume: gaussian.gaussian_area in x, y times its 1-D counterpart in z
     return (peak * (np.pi / (4.0 * np.log(2.0))) ** 1.5 * np.abs(fx * fy * fz)
             * channel_width_kms)
 

@@ -38,6 +38,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from pipeline.errors import InputError
+from pipeline.tables import read_table
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".fits", ".fit", ".fits.gz", ".fts")
 LUPTON_Q = 4.0  # asinh softening: 10% of the white level maps to 43% grey, 1% to 7%
@@ -158,15 +159,15 @@ class GalaxySet:
 
 
 def read_catalog(path) -> Table:
-    """A galaxy catalogue CSV as a Table: ``id`` and ``file`` as text exactly as written (other
-    columns typed as astropy guesses: numbers, text); InputError when it is unreadable, lacks
-    those columns, has no rows, or has an empty or repeated id or an empty file."""
+    """A galaxy catalogue (CSV or VOTable, read by :func:`pipeline.tables.read_table`) as a Table:
+    ``id`` and ``file`` as text exactly as written (other columns typed as astropy reads them);
+    InputError when it is unreadable, lacks those columns, has no rows, or has an empty or
+    repeated id or an empty file."""
     path = Path(path)
-    try:
-        catalog = Table.read(path, format="ascii.csv", converters={name: str for name in TEXT_COLUMNS})
-    except Exception as exc:  # noqa: BLE001 -- astropy raises several kinds for a malformed CSV
-        raise InputError(f"{path} is not a readable CSV catalogue ({type(exc).__name__}: {exc}). Save it as "
-                         "comma-separated text with a header line.") from None
+    catalog = read_table(path, "galaxy catalogue", converters={name: str for name in TEXT_COLUMNS})
+    for name in set(TEXT_COLUMNS) & set(catalog.colnames):
+        if catalog[name].dtype.kind not in "US":  # a VOTable's integer ids
+            catalog[name] = catalog[name].astype(str)
     missing = set(TEXT_COLUMNS) - set(catalog.colnames)
     if missing:
         raise InputError(f"{path.name} lacks the column(s) {', '.join(sorted(missing))}; a galaxy "

@@ -148,6 +148,7 @@ def _noise_levels():
     the sky's Poisson noise that sigma."""
     sky_mag = np.asarray(SKY_MAG_PER_ARCSEC2)
     sky = 10 ** (-0.4 * (sky_mag - NANOMAGGY_ZERO_POINT)) * PIXEL_SCALE_ARCSEC**2  # nanomaggy/px
+    # FWHM per sigma as the simulated survey was built with (the exact 2.35482 would change its cached images)
     sigma_psf_px = SEEING_MEDIAN_ARCSEC / PIXEL_SCALE_ARCSEC / 2.3548
     noise_area = 4 * np.pi * sigma_psf_px**2  # effective area of a Gaussian PSF's optimal aperture
     limit = 10 ** (-0.4 * (np.asarray(DEPTH_MAG) - NANOMAGGY_ZERO_POINT))

@@ -75,3 +75,15 @@ def test_no_catalogue_says_what_to_give(tmp_path):
     with pytest.raises(InputError, match="columns id and file"):
         GalaxySet.open(tmp_path)
     assert to_rgb(np.zeros((2, 8, 8), np.float32)).shape == (8, 8, 3)  # blank bands do not divide by 0
+
+
+def test_catalogue_with_comment_lines_or_as_votable(tmp_path):
+    """Catalogues go through the one table reader: `# key: value` lines above the header (as this
+    project's exports write them) are read as provenance, and a VOTable's integer ids become text."""
+    images = {"a.fits": galaxy(), "b.fits": galaxy(seed=1)}
+    path = write_set(tmp_path, [{"id": "007", "file": "img/a.fits"}, {"id": "008", "file": "img/b.fits"}], images)
+    path.write_text("# made by: hand\n" + path.read_text())
+    gs = GalaxySet.open(path)
+    assert gs.ids == ["007", "008"]
+    Table({"id": [7, 8], "file": ["img/a.fits", "img/b.fits"]}).write(tmp_path / "catalog.vot", format="votable")
+    assert GalaxySet.open(tmp_path / "catalog.vot").ids == ["7", "8"]

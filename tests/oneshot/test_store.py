@@ -16,7 +16,7 @@ def test_build_open_and_search(tiny_set, tmp_path):
     progress = []
     built = store.build_store(tiny_set, tmp_path / "idx", size=64, scheduler="synchronous", chunk=4,
                               progress=lambda d, t, stage: progress.append((d, t)))
-    assert progress[-1] == (9, 9) and not (tmp_path / "idx" / "parts").exists()
+    assert progress[-1] == (9, 9) and not (tmp_path / ".idx.parts").exists()  # the parts go once built
     again = store.FeatureStore.open(tmp_path / "idx")
     np.testing.assert_array_equal(again.features, built.features)
     assert again.features.shape == (9, feat.N_FEATURES) and list(again.catalog["id"]) == tiny_set.ids
