@@ -9,11 +9,24 @@ from explorer.oneshot_view import OneShotViewer
 pn.extension("filedropper", "tabulator", notifications=True, loading_indicator=True, sizing_mode="stretch_width")
 
 oneshot = OneShotViewer()
-tabs = pn.Tabs(("Cube explorer", CubeExplorer()), ("One-shot search", oneshot), dynamic=True,
-               sizing_mode="stretch_both")
-tabs.append(("Feature atlas", AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", 1))))
-# the galaxy sets are opened (built, the first time) when a tab that needs them is shown
-tabs.param.watch(lambda event: event.new in (1, 2) and oneshot.activate(), "active")
+atlas = AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", 1))
+# the galaxy tabs are laid out when first shown, and the galaxy sets opened (built, the first time)
+# then: a visitor who only looks at cubes pays for neither
+later = {1: (pn.Column(sizing_mode="stretch_both"), oneshot), 2: (pn.Column(sizing_mode="stretch_both"), atlas)}
+tabs = pn.Tabs(("Cube explorer", CubeExplorer()), ("One-shot search", later[1][0]), ("Feature atlas", later[2][0]),
+               dynamic=True, sizing_mode="stretch_both")
+
+
+def _on_tab(event):
+    if event.new in (1, 2):
+        for k in (1, 2):  # the atlas draws from the one-shot tab's set: lay out both
+            if k in later:
+                holder, view = later.pop(k)
+                holder.objects = [view]
+        oneshot.activate()
+
+
+tabs.param.watch(_on_tab, "active")
 
 template = pn.template.BootstrapTemplate(title="ALMA & ULISSE explorer", main=[tabs])
 template.servable()
