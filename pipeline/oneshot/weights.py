@@ -6,7 +6,6 @@ strictly, as tensors only (a weights file cannot run code)."""
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 
 from pipeline.errors import InputError
 from pipeline.oneshot.backbones import BACKBONES, DEFAULT_BACKBONE
+from pipeline.provenance import file_sha256
 
 N_FEATURES = 1280
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -105,7 +105,7 @@ def _load(name: str, path: str, source: str) -> Backbone:
     model.eval().requires_grad_(False)
     mean, std = ((0.5,) * 3, (0.5,) * 3) if name == "tf_efficientnet_lite0" else (IMAGENET_MEAN, IMAGENET_STD)
     return Backbone(name=name, label=BACKBONES[name], weights=path, weights_source=source,
-                    digest=_sha256(path), mean=mean, std=std, model=model)
+                    digest=file_sha256(path), mean=mean, std=std, model=model)
 
 
 def _lite0_package_file() -> tuple[Path, str]:
@@ -226,15 +226,3 @@ def _rename_torchvision(state: dict) -> dict:
         else:
             out[".".join([prefix, names[int(parts[5])], *parts[6:]])] = value
     return out
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Preprocessing
