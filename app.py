@@ -1,5 +1,6 @@
 """The explorer in a browser: ``panel serve app.py``. Builds the template from the explorer's views."""
 
+import holoviews as hv
 import panel as pn
 
 from explorer.atlas_view import AtlasViewer
@@ -7,6 +8,9 @@ from explorer.cube_explorer import CubeExplorer
 from explorer.oneshot_view import OneShotViewer
 
 pn.extension("filedropper", "tabulator", notifications=True, loading_indicator=True, sizing_mode="stretch_width")
+# plots on a canvas, not WebGL: without a GPU (remote servers, most VMs, CI) the browser emulates WebGL in
+# software, and for an image and a few curves that made a page load cost about 15% more CPU
+hv.renderer("bokeh").webgl = False
 
 oneshot = OneShotViewer()
 atlas = AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", 1))

@@ -3,11 +3,11 @@
 The browser is the system's (``/usr/bin/chromium``, or ``$CHROMIUM_PATH``): nothing is downloaded.
 Screenshots of every test land in ``test-artifacts/screenshots`` (kept by CI).
 
-One server (``app_server``) and one browser context serve every test of a run (of an xdist
-worker), each test in a page of its own, that is a session of its own: starting the scientific
-stack in a server and a fresh browser profile are what took the time, not the tests. Under xdist
-they run in two groups, one on each worker (tests/conftest.py); the ten-sessions test has a
-server of its own.
+One server (``app_server``), one browser context and one page serve every test of a run (of an
+xdist worker), each test opening the app anew, that is in a session of its own: starting the
+scientific stack in a server, a fresh browser profile and a new page are what took the time, not
+the tests. Under xdist they run in two groups, one on each worker (tests/conftest.py); the
+ten-sessions test has a server of its own.
 """
 
 from __future__ import annotations
@@ -74,12 +74,21 @@ def shared_context(browser, browser_context_args):
     context.close()
 
 
-@pytest.fixture
-def page(shared_context):
-    """A new page, hence a new session of the served app."""
+@pytest.fixture(scope="session")
+def worker_page(shared_context):
+    """The one page of a run (of an xdist worker): a new page (a new renderer process, which compiles
+    the app's JavaScript again) made each page load cost about 40% more CPU than a navigation."""
     page = shared_context.new_page()
     yield page
     page.close()
+
+
+@pytest.fixture
+def page(worker_page):
+    """The run's page, for a session of its own: the test opens the app in it (``goto``), which
+    starts a new session, and leaving the page afterwards ends that session."""
+    yield worker_page
+    worker_page.goto("about:blank")
 
 
 @pytest.fixture
