@@ -56,7 +56,8 @@ def test_an_interrupted_build_resumes(tiny_set, tmp_path, monkeypatch):
     assert calls == [3, 3, 3]  # the first chunk was not computed again
 
 
-def test_local_dask_cluster_gives_the_same_features(tiny_set, tmp_path):
+def test_local_dask_cluster_gives_the_same_features(tiny_set, tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one worker process for both chunks (each imports torch)
     local = store.build_store(tiny_set, tmp_path / "dask", size=64, scheduler="local", chunk=5)
     inproc = store.build_store(tiny_set, tmp_path / "sync", size=64, scheduler="synchronous", chunk=5)
     np.testing.assert_allclose(local.features, inproc.features, atol=1e-5)

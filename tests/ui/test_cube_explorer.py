@@ -2,7 +2,9 @@
 
 import re
 import time
+from io import BytesIO
 
+from PIL import Image
 from playwright.sync_api import expect
 
 from tests.ui.conftest import TIMEOUT_MS
@@ -28,7 +30,10 @@ def _wait_until(predicate, timeout=TIMEOUT_MS / 1000, message="condition"):
     raise AssertionError(f"timed out waiting for {message}")
 
 
-def test_slider_changes_channel_and_a_click_shows_the_spectrum(page, served_app, screenshot):
+def test_slider_and_clicks_follow_the_cube(page, served_app, screenshot):
+    """The slider changes the channel and its image; a click selects the pixel drawn there and shows
+    its spectrum; clicking where the bright central source is drawn selects a bright pixel: what is
+    drawn at (x, y) is the cube's pixel (x, y), not flipped."""
     _open(page, served_app)
     label = page.locator(".channel-label")
     expect(label).to_contain_text("channel 0 /")
@@ -44,14 +49,51 @@ def test_slider_changes_channel_and_a_click_shows_the_spectrum(page, served_app,
     info = page.locator(".pixel-info pre")
     expect(info).to_contain_text("in channel 5")
     screenshot("channel-5")
-    start = info.inner_text()
+
+    first = _image_bytes(page)
+    for _ in range(10):  # the central source of the bundled cube peaks in channel 14-15
+        handle.press("ArrowRight")
+    expect(label).to_contain_text("channel 15 /")
+    # the label moves before the image is redrawn: wait for a new image that stays the same
+    shots = [first]
+
+    def redrawn():
+        shots.append(_image_bytes(page))
+        return shots[-1] != first and shots[-1] == shots[-2]
+
+    _wait_until(redrawn, message="channel 15 to be drawn")
+    canvas = page.locator(".cube-image canvas").first.bounding_box()
+    spot = {}
+
+    def source_drawn():
+        """The most orange-yellow spot of the frame (inferno's upper colours; the white beam ellipse and
+        cyan marker score low), away from the axes and colour bar, is the source once it scores as
+        the upper colours do (a frame still being drawn, or under the loading cover, does not)."""
+        pixels = Image.open(BytesIO(page.screenshot(clip=canvas))).convert("RGB")
+        w, h = pixels.size
+        frame = pixels.crop((int(0.15 * w), int(0.05 * h), int(0.7 * w), int(0.85 * h)))
+        score = {(x, y): (lambda r, g, b: r + g - 2 * b)(*frame.getpixel((x, y)))
+                 for x in range(0, frame.width, 2) for y in range(0, frame.height, 2)}
+        (fx, fy), best = max(score.items(), key=lambda item: item[1])
+        spot.update(x=canvas["x"] + int(0.15 * w) + fx, y=canvas["y"] + int(0.05 * h) + fy, w=w, h=h)
+        return best >= 300  # inferno from 70 % of its range up scores 300-400; its lower half below 100
+
+    _wait_until(source_drawn, message="the source to be drawn in channel 15")
+    # first a click in a corner of the frame, so that the click on the source is seen to arrive
+    # even when the source is at the pixel selected when the cube opened
+    expect(info).to_contain_text("in channel 15")
+    opened = info.inner_text()
     spectrum_before = page.locator(".spectrum").screenshot()
-    box = page.locator(".cube-image").bounding_box()
-    page.mouse.click(box["x"] + 0.3 * box["width"], box["y"] + 0.35 * box["height"])
-    _wait_until(lambda: info.inner_text() != start, message="the clicked pixel to be selected")
-    assert re.search(r"Pixel \(\d+, \d+\) \| RA \d\d:\d\d:", info.inner_text())
+    page.mouse.click(canvas["x"] + int(0.17 * spot["w"]), canvas["y"] + int(0.8 * spot["h"]))
+    _wait_until(lambda: info.inner_text() != opened, message="the corner pixel to be selected")
+    corner = info.inner_text()
+    assert re.search(r"Pixel \(\d+, \d+\) \| RA \d\d:\d\d:", corner)
     _wait_until(lambda: page.locator(".spectrum").screenshot() != spectrum_before,
                 message="the spectrum to be redrawn for the clicked pixel")
+    page.mouse.click(spot["x"], spot["y"])
+    _wait_until(lambda: info.inner_text() != corner, message="the clicked pixel to be selected")
+    value = float(re.search(r"\| ([-0-9.e]+) Jy/beam in channel 15", info.inner_text()).group(1))
+    assert value > 0.01, info.inner_text()  # the source peaks near 0.03 Jy/beam; the noise is ~0.001
     screenshot("clicked")
 
 
@@ -102,58 +144,6 @@ def test_find_sources_with_a_classic_finder_and_the_trained_pipeline(page, serve
     screenshot("pipeline-selected-source")
     page.locator(".source-params").scroll_into_view_if_needed()
     screenshot("pipeline-source-panel")
-
-
-def test_image_is_not_flipped(page, served_app):
-    """Clicking where the bright central source is drawn selects a bright pixel: what is drawn at
-    (x, y) is the cube's pixel (x, y)."""
-    _open(page, served_app)
-    handle = page.locator(".channel-slider .noUi-handle")
-    handle.focus()
-    first = _image_bytes(page)
-    for _ in range(15):  # the central source of the bundled cube peaks in channel 14-15
-        handle.press("ArrowRight")
-    expect(page.locator(".channel-label")).to_contain_text("channel 15 /")
-    # the label moves before the image is redrawn: wait for a new image that stays the same
-    shots = [first]
-
-    def redrawn():
-        shots.append(_image_bytes(page))
-        return shots[-1] != first and shots[-1] == shots[-2]
-
-    _wait_until(redrawn, message="channel 15 to be drawn")
-    from io import BytesIO
-
-    from PIL import Image
-    canvas = page.locator(".cube-image canvas").first.bounding_box()
-    spot = {}
-
-    def source_drawn():
-        """The most orange-yellow spot of the frame (inferno's upper colours; the white beam ellipse and
-        cyan marker score low), away from the axes and colour bar, is the source once it scores as
-        the upper colours do (a frame still being drawn, or under the loading cover, does not)."""
-        pixels = Image.open(BytesIO(page.screenshot(clip=canvas))).convert("RGB")
-        w, h = pixels.size
-        frame = pixels.crop((int(0.15 * w), int(0.05 * h), int(0.7 * w), int(0.85 * h)))
-        score = {(x, y): (lambda r, g, b: r + g - 2 * b)(*frame.getpixel((x, y)))
-                 for x in range(0, frame.width, 2) for y in range(0, frame.height, 2)}
-        (fx, fy), best = max(score.items(), key=lambda item: item[1])
-        spot.update(x=canvas["x"] + int(0.15 * w) + fx, y=canvas["y"] + int(0.05 * h) + fy, w=w, h=h)
-        return best >= 300  # inferno from 70 % of its range up scores 300-400; its lower half below 100
-
-    _wait_until(source_drawn, message="the source to be drawn in channel 15")
-    # first a click in a corner of the frame, so that the click on the source is seen to arrive
-    # even when the source is at the pixel selected when the cube opened
-    info = page.locator(".pixel-info pre")
-    expect(info).to_contain_text("in channel 15")
-    opened = info.inner_text()
-    page.mouse.click(canvas["x"] + int(0.17 * spot["w"]), canvas["y"] + int(0.8 * spot["h"]))
-    _wait_until(lambda: info.inner_text() != opened, message="the corner pixel to be selected")
-    corner = info.inner_text()
-    page.mouse.click(spot["x"], spot["y"])
-    _wait_until(lambda: info.inner_text() != corner, message="the clicked pixel to be selected")
-    value = float(re.search(r"\| ([-0-9.e]+) Jy/beam in channel 15", info.inner_text()).group(1))
-    assert value > 0.01, info.inner_text()  # the source peaks near 0.03 Jy/beam; the noise is ~0.001
 
 
 def test_primary_beam_and_psf_beside_a_cube_are_attached(page, served_app, data_dir, screenshot):

@@ -9,7 +9,7 @@ def _open_tab(page, url):
     expect(page.locator(".oneshot-stats")).to_contain_text("base rate", timeout=90_000)
 
 
-def test_prototype_neighbours_statistics_and_feedback(page, served_app_with_stores, screenshot):
+def test_prototype_neighbours_statistics_feedback_and_a_bad_upload(page, served_app_with_stores, screenshot, tmp_path):
     _open_tab(page, served_app_with_stores)
     expect(page.locator(".oneshot-notice")).to_contain_text("Simulated")
     expect(page.locator(".prototype-caption")).to_contain_text("bpt_class = AGN")
@@ -27,6 +27,11 @@ def test_prototype_neighbours_statistics_and_feedback(page, served_app_with_stor
     # another prototype from a neighbour's card
     cards.nth(2).get_by_role("button", name="prototype").click()
     expect(page.locator(".oneshot-status")).to_contain_text("direct search")
+    # an upload that is not an image says so
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    page.locator(".prototype-upload input[type=file]").set_input_files(str(bad))
+    expect(page.locator(".oneshot-error")).to_contain_text("upload PNG, JPEG or FITS")
 
 
 def test_recursive_search_with_progress_and_provenance(page, served_app_with_stores, screenshot):
@@ -41,10 +46,3 @@ def test_recursive_search_with_progress_and_provenance(page, served_app_with_sto
         page.get_by_role("button", name="CSV").click()
     assert download.value.suggested_filename == "oneshot.csv"
 
-
-def test_a_bad_upload_says_so(page, served_app_with_stores, tmp_path):
-    _open_tab(page, served_app_with_stores)
-    bad = tmp_path / "notes.txt"
-    bad.write_text("not an image")
-    page.locator(".prototype-upload input[type=file]").set_input_files(str(bad))
-    expect(page.locator(".oneshot-error")).to_contain_text("upload PNG, JPEG or FITS")
