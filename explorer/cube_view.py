@@ -3,7 +3,8 @@
 ``CubeViewer`` shows one open :class:`pipeline.alma.cube.Cube`; ``CubeExplorer`` is the tab around
 it, which opens bundled cubes, cubes by path (inside the allowed data folders) and uploads.
 Images are in pixel coordinates (so clicks map to pixels exactly) with RA/Dec tick labels from the
-WCS, and go through Datashader's ``rasterize`` so a 2048x2048 channel is sent at screen resolution.
+WCS. Channels larger than ``RASTERIZE_ABOVE_PX`` go through Datashader's ``rasterize``, so a
+2048x2048 channel is sent at screen resolution; smaller ones are sent as they are.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from astropy.visualization import (
     SqrtStretch,
 )
 from bokeh.models import CustomJSTickFormatter
-from holoviews.operation.datashader import rasterize
 from holoviews.plotting.util import process_cmap
 
 from explorer.text import Text
@@ -37,6 +37,7 @@ STRETCHES = {
     "log": LogStretch(a=1000),
     "asinh": AsinhStretch(a=0.1),
 }
+RASTERIZE_ABOVE_PX = 1024  # larger channels go through Datashader; one of 1024x1024 is 4 MB as it is
 PALETTE_SIZE = 1024  # fine enough that even the log stretch's steep start shows no banding
 SCAN_LIMIT_BYTES = 512 * 2**20
 _HIDE_PLAYER_SLIDER = "input[type='range'] {display: none;}"  # the channel slider above serves
@@ -127,7 +128,12 @@ class CubeViewer(pn.viewable.Viewer):
         p = self.param
         self._image_dmap = hv.DynamicMap(pn.bind(self._image, p.channel, p.view, p.moment_range,
                                                  p.clip_percent, p.cmap, p.stretch))
-        self._raster = rasterize(self._image_dmap)
+        if max(cube.nx, cube.ny) > RASTERIZE_ABOVE_PX:  # sent at screen resolution
+            from holoviews.operation.datashader import rasterize
+
+            self._raster = rasterize(self._image_dmap)
+        else:  # sent as it is: fewer bytes than at screen resolution, and no compiled kernels to wait for
+            self._raster = self._image_dmap
         self.tap = hv.streams.Tap(source=self._raster, x=None, y=None)
         self.tap.add_subscriber(self._on_tap)
 

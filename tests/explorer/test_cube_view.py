@@ -159,3 +159,20 @@ def test_resolve_user_path_stays_inside_data_folders(tmp_path, monkeypatch):
     assert files.resolve_user_path("x.fits") == (tmp_path / "x.fits").resolve()
     with pytest.raises(files.InputError, match="outside the data folders"):
         files.resolve_user_path("../" * 10 + "etc/hostname")
+
+
+def _sent_image(viewer):
+    """The image array the browser would be sent for the viewer's current channel."""
+    import holoviews as hv
+
+    plot = hv.renderer("bokeh").get_plot(viewer.image_plot())
+    images = [p.handles["source"].data["image"][0] for p in plot.traverse(lambda p: p)
+              if "source" in getattr(p, "handles", {}) and "image" in p.handles["source"].data]
+    return images[0]
+
+
+def test_small_channels_are_sent_as_they_are_and_large_ones_at_screen_resolution(make_cube):
+    small = CubeViewer(open_cube(make_cube(layout="3d")))
+    np.testing.assert_array_equal(_sent_image(small), cube_data()[0])  # row 0 is y = 0, as in the cube
+    large = CubeViewer(open_cube(make_cube(layout="3d", nx=1200, ny=1100, nchan=2)))
+    assert max(_sent_image(large).shape) <= 800  # rasterized to the plot's size, not 1200 x 1100
