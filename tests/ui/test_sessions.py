@@ -55,7 +55,7 @@ def _frames(page, url: str, n: int):
     own, as in ``n`` tabs (frames of one page share its renderer process: ten tabs cost the browser
     about half as much CPU again)."""
     page.goto(url.rsplit("/", 1)[0] + "/liveness")  # the frames' origin, so that they may be driven
-    page.set_content("".join(f'<iframe id="session-{k}" src="{url}" style="width:1400px;height:1000px"></iframe>'
+    page.set_content("".join(f'<iframe id="session-{k}" src="{url}" style="width:800px;height:600px"></iframe>'
                              for k in range(n)))
     return [page.frame_locator(f"#session-{k}") for k in range(n)]
 
