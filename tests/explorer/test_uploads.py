@@ -77,15 +77,13 @@ def test_oversized_upload_refused_before_it_is_written(explorer):
 
 def test_upload_folders_leave_with_their_server(tmp_path):
     """A server's upload folders are removed when it exits, and those of dead servers at start-up."""
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    code = "from explorer import uploads; print(uploads.session_folder())"
-    folder = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            check=True).stdout.strip()
-    assert folder.startswith(str(tmp_path)) and not os.path.exists(folder)
-    stale = tmp_path / "alma-ulisse-uploads" / "999999999-abc" / "session-1"
+    stale = tmp_path / "alma-ulisse-uploads" / "999999999-abc" / "session-1"  # of a server that is gone
     stale.mkdir(parents=True)
     (stale / "cube.fits").write_bytes(b"x")
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    code = "from explorer import uploads; print(uploads.session_folder())"
+    folder = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TMPDIR": str(tmp_path)},
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert folder.startswith(str(tmp_path)) and not os.path.exists(folder)
     assert not stale.parent.exists()
 
 
