@@ -16,17 +16,15 @@ oneshot = OneShotViewer()
 atlas = AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", 1))
 # the galaxy tabs are laid out when first shown, and the galaxy sets opened (built, the first time)
 # then: a visitor who only looks at cubes pays for neither
-later = {1: (pn.Column(sizing_mode="stretch_both"), oneshot), 2: (pn.Column(sizing_mode="stretch_both"), atlas)}
-tabs = pn.Tabs(("Cube explorer", CubeExplorer()), ("One-shot search", later[1][0]), ("Feature atlas", later[2][0]),
-               dynamic=True, sizing_mode="stretch_both")
+galaxy_tabs = (pn.Column(sizing_mode="stretch_both"), pn.Column(sizing_mode="stretch_both"))
+tabs = pn.Tabs(("Cube explorer", CubeExplorer()), ("One-shot search", galaxy_tabs[0]),
+               ("Feature atlas", galaxy_tabs[1]), dynamic=True, sizing_mode="stretch_both")
 
 
 def _on_tab(event):
     if event.new in (1, 2):
-        for k in (1, 2):  # the atlas draws from the one-shot tab's set: lay out both
-            if k in later:
-                holder, view = later.pop(k)
-                holder.objects = [view]
+        if not galaxy_tabs[0].objects:  # the atlas draws from the one-shot tab's set: lay out both
+            galaxy_tabs[0].objects, galaxy_tabs[1].objects = [oneshot], [atlas]
         oneshot.activate()
 
 

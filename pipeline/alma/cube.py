@@ -33,7 +33,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from pipeline.alma.beams import Beam, beams_table, invalid_beam
-from pipeline.alma.cube_axes import cube_view, find_axes
+from pipeline.alma.cube_axes import cube_pixels, find_axes
 from pipeline.alma.cube_summary import cube_info
 from pipeline.alma.fits_checks import GZIP_ERRORS, check_gzip, check_promised_size, check_size, damaged_gzip, not_fits
 from pipeline.errors import InputError, short_reason
@@ -390,7 +390,7 @@ def _cube_from_hdul(path, hdul, rest_frequency_hz, check_data) -> Cube:
     except (OSError, ValueError, TypeError) as exc:
         raise InputError(f"{name}: the pixel data cannot be read ({short_reason(exc)}). "
                          "The file is probably truncated or damaged; copy it again.") from None
-    cube_data, cube_wcs, notes = cube_view(data, wcs, axes, dims)
+    cube_data, cube_wcs, notes = cube_pixels(data, wcs, axes, dims)
 
     cube = Cube(path, hdul, hdu, cube_data, cube_wcs, notes, rest_frequency_hz)
     _ = cube.beams  # read now, so notes about the beam are there from the start

@@ -23,7 +23,7 @@ def find_axes(wcs: WCS, name: str) -> dict:
     return {"lon": w.lng + 1, "lat": w.lat + 1, "spectral": spec + 1}
 
 
-def cube_view(data: np.ndarray, wcs: WCS, axes: dict, dims: list[int]) -> tuple[np.ndarray, WCS, list[str]]:
+def cube_pixels(data: np.ndarray, wcs: WCS, axes: dict, dims: list[int]) -> tuple[np.ndarray, WCS, list[str]]:
     """The pixels as (spectral, y, x), the first plane of every other axis; the 3-D WCS in the
     order (longitude, latitude, spectral); notes on the planes left out. ``dims``: NAXISn."""
     naxis = len(dims)
