@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,24 @@ def pytest_collection_modifyitems(items):
         item.add_marker(pytest.mark.ui)
     ui.sort(key=lambda item: order.index(item.fspath.basename) if item.fspath.basename in order else len(order))
     items[:] = ui + [item for item in items if item not in ui]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A browser test that fails leaves what it saw: the page as <test>-failed.png beside the
+    screenshots, and the end of its server's log in the report."""
+    report = yield
+    if report.when == "call" and report.failed:
+        page = item.funcargs.get("page")
+        if page is not None:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            try:
+                page.screenshot(path=str(SCREENSHOTS / f"{item.name}-failed.png"), full_page=True)
+            except PlaywrightError as exc:  # a page that is gone: the report says so, and the failure stands
+                report.sections.append(("screenshot", f"no screenshot: {exc}"))
+        for server in {id(v): v for v in item.funcargs.values() if isinstance(v, Server)}.values():
+            report.sections.append((f"server log ({server.log_path.name})", server.log_path.read_text()[-3000:]))
+    return report
 
 
 @pytest.fixture(scope="session")

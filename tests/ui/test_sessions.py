@@ -9,7 +9,7 @@ import psutil
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.conftest import Server
+from tests.ui.conftest import TIMEOUT_MS, Server
 
 SESSIONS = 10
 MEMORY_MARGIN_MB = 150  # measured +91 MB: what ten sessions leave in the allocator (a second round adds none)
@@ -62,7 +62,7 @@ def _frames(page, url: str, n: int):
 
 def test_ten_sessions_without_cross_talk_and_memory_back(browser, server):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(TIMEOUT_MS)
     first = context.new_page()
     _open(first, server.url)  # the first session also warms the server (imports, compiled kernels)
     baseline = _rss_mb(server)
