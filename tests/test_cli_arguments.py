@@ -125,6 +125,14 @@ def test_detect_checks_output_names_before_any_work(make_cube, tmp_path, no_work
     assert _files(tmp_path) == [cube.relative_to(tmp_path)]
 
 
+@pytest.mark.parametrize("value, message", [
+    ("lots", "a size such as 2GB"), ("3", "at least 0.5GB"), ("100MB", "at least 0.5GB"), ("2GiB", "a size")])
+def test_detect_memory_must_be_a_size(make_cube, tmp_path, no_work, value, message):
+    cube = make_cube()
+    assert message in refused("detect", cube, "-o", tmp_path / "cat.csv", "--memory", value)
+    assert _files(tmp_path) == [cube.relative_to(tmp_path)]
+
+
 @pytest.mark.parametrize("name, option", [("cube.csv", "-o"), ("cube.reg", "--regions"), ("cube.vot", "-o")])
 def test_detect_never_overwrites_its_cube(make_cube, tmp_path, no_work, name, option):
     cube = make_cube(name)  # a FITS file under a catalogue's or regions' name

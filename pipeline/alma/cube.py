@@ -267,21 +267,56 @@ class Cube:
         a pixel NaN in every channel stays NaN.
         """
         last = self.nchan - 1 if last is None else last
-        first, last = sorted((int(first), int(last)))
-        if first < 0 or last >= self.nchan:
-            raise InputError(f"channel range {first}..{last} is outside 0..{self.nchan - 1}")
-        total = np.zeros((self.ny, self.nx), dtype=np.float64)
-        seen = np.zeros((self.ny, self.nx), dtype=bool)
-        step = max(1, READ_PIXELS // (self.ny * self.nx))
-        for k in range(first, last + 1, step):
-            block = np.asarray(self.data[k:min(last + 1, k + step)], dtype=np.float32)
-            total += np.nansum(block, axis=0, dtype=np.float64)
-            seen |= np.isfinite(block).any(axis=0)
+        (_, image), = self.integrate([(first, last)])
         width = self.channel_width()["kms"]
-        unit = f"{self.unit} km/s" if width else f"{self.unit} channel"
-        total *= width or 1.0
-        total[~seen] = np.nan
-        return total.astype(np.float32), unit
+        return image, f"{self.unit} km/s" if width else f"{self.unit} channel"
+
+    def integrate(self, ranges, rows: tuple[int, int] | None = None, read_pixels: int = READ_PIXELS):
+        """:meth:`moment0` over each channel range ``(first, last)`` (inclusive) of ``ranges``, of
+        the rows ``rows`` (``(y0, y1)``, end exclusive; all by default), in one pass over the
+        channels: yields ``(index in ranges, image)`` as each range's last channel is read.
+
+        At most ``read_pixels`` pixels are read at once, and the cube's pages are let go after
+        each read (:meth:`release_pages`), so memory holds one read and a sum per open range,
+        whatever the cube's size."""
+        ranges = [tuple(sorted((int(a), int(b)))) for a, b in ranges]
+        for first, last in ranges:
+            if first < 0 or last >= self.nchan:
+                raise InputError(f"channel range {first}..{last} is outside 0..{self.nchan - 1}")
+        if not ranges:
+            return
+        y0, y1 = rows or (0, self.ny)
+        width = self.channel_width()["kms"] or 1.0
+        step = max(1, read_pixels // ((y1 - y0) * self.nx))
+        lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        sums: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for k in range(lo, hi + 1, step):
+            end = min(hi + 1, k + step)  # channels k..end - 1
+            block = np.asarray(self.data[k:end, y0:y1], dtype=np.float32)
+            self.release_pages()
+            for i, (first, last) in enumerate(ranges):
+                if k <= first < end:
+                    sums[i] = (np.zeros((y1 - y0, self.nx)), np.zeros((y1 - y0, self.nx), bool))
+                a, b = max(first, k) - k, min(last + 1, end) - k
+                if i in sums and a < b:
+                    total, seen = sums[i]
+                    total += np.nansum(block[a:b], axis=0, dtype=np.float64)
+                    seen |= np.isfinite(block[a:b]).any(axis=0)
+            del block
+            for i in sorted((i for i in sums if ranges[i][1] < end), key=lambda i: ranges[i][1]):
+                total, seen = sums.pop(i)
+                total *= width
+                total[~seen] = np.nan
+                yield i, total.astype(np.float32)
+
+    def release_pages(self) -> None:
+        """Let go of the pages of a memory-mapped cube read so far: they no longer count in this
+        process's memory (the system keeps them cached while it has room). A no-op in memory."""
+        base = self.data
+        while base is not None and not isinstance(base, mmap.mmap):
+            base = getattr(base, "base", None)
+        if base is not None and hasattr(mmap, "MADV_DONTNEED"):
+            base.madvise(mmap.MADV_DONTNEED)
 
     @cached_property
     def nan_fraction(self) -> float:

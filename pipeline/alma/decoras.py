@@ -13,7 +13,7 @@ from pipeline.alma.catalog import make_catalog
 from pipeline.alma.cube import Cube
 from pipeline.alma.focus import centroid, focused_image, focused_snr
 from pipeline.alma.networks import DECORAS_TASKS, MODELS_DIR, load_networks
-from pipeline.alma.source_maps import SEARCH_WINDOWS, search_windows, spectral_source_map
+from pipeline.alma.source_maps import DEFAULT_MEMORY, SEARCH_WINDOWS, spectral_source_map, steps_per_map
 from pipeline.progress import Steps
 
 #: the BCE network, trained on a sparse mask, is underconfident: on validation cubes its map
@@ -28,23 +28,22 @@ DECORAS_MATCH_PX = 3.0  # the ALMA paper keeps blobs that both DECORAS networks 
 
 def detect_decoras(cube: Cube, networks: dict | None = None, progress=None, cancel=None, min_snr: float = 5.0,
                    windows=SEARCH_WINDOWS, bce_threshold: float = DECORAS_BCE_THRESHOLD,
-                   msle_threshold: float = DECORAS_MSLE_THRESHOLD):
+                   msle_threshold: float = DECORAS_MSLE_THRESHOLD, memory: float = DEFAULT_MEMORY):
     """DECORAS as the ALMA paper re-implemented it: the BCE (detection) and MSLE (brightness)
     networks on the integrated image, blobs of each map (above ``bce_threshold`` and
     ``msle_threshold``), kept where both find one within 3 px. Each kept blob is measured like a
     classic finder's segment, but on the image over its own line: the line from the box
     spectrum, then intensity centroid, second moments deconvolved from the beam and flux.
     It searches the same spectral windows as the pipeline (``windows=()``: the whole band only,
-    as in the paper), so the two compare as networks, not as searches."""
+    as in the paper), so the two compare as networks, not as searches; within ``memory`` bytes."""
     networks = networks or load_networks(MODELS_DIR, DECORAS_TASKS)
-    n_windows = len(search_windows(cube.nchan, windows))
-    step = Steps(progress, cancel, 2 + 2 * n_windows, "detection")
+    step = Steps(progress, cancel, 2 + 2 * steps_per_map(cube, 256, windows, memory), "detection")
     step("integrated image")
     ms.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
     bce = spectral_source_map(cube, networks["decoras_bce"], windows, side=256,
-                              step=lambda w: step(f"DECORAS BCE, {w}"))
+                              step=lambda w: step(f"DECORAS BCE, {w}"), memory=memory)
     msle = spectral_source_map(cube, networks["decoras_msle"], windows, side=256,
-                               step=lambda w: step(f"DECORAS MSLE, {w}")) > msle_threshold
+                               step=lambda w: step(f"DECORAS MSLE, {w}"), memory=memory) > msle_threshold
     labels, _ = scipy.ndimage.label(bce > bce_threshold)
     msle_labels, m = scipy.ndimage.label(msle)
     msle_centres = np.array(scipy.ndimage.center_of_mass(msle, msle_labels, range(1, m + 1))).reshape(-1, 2)

@@ -45,10 +45,11 @@ from pipeline.alma.networks import DECORAS_TASKS, MODELS_DIR, SourceFinder, load
 from pipeline.alma.sidelobes import MAX_SIDELOBE, mark_sidelobes
 from pipeline.alma.source_maps import (
     BLOB_THRESHOLD,
+    DEFAULT_MEMORY,
     SEARCH_WINDOWS,
     boxes_from_map,
-    search_windows,
     spectral_source_map,
+    steps_per_map,
 )
 from pipeline.alma.uncertainties import add_shape_errors
 from pipeline.errors import InputError
@@ -65,7 +66,11 @@ DETECTORS = ("pipeline", "decoras", *classic.CLASSIC_DETECTORS)
 # --- stage 2: when -----------------------------------------------------------------------------
 def box_spectra(cube: Cube, boxes) -> np.ndarray:
     """Spectrum summed inside each box, (n_boxes, nchan), NaN pixels ignored."""
-    return np.stack([ms.box_spectrum(cube, box) for box in boxes]) if boxes else np.zeros((0, cube.nchan))
+    spectra = np.zeros((len(boxes), cube.nchan))
+    for i, box in enumerate(boxes):
+        spectra[i] = ms.box_spectrum(cube, box)
+        cube.release_pages()
+    return spectra
 
 
 def denoise_spectra(spectra: np.ndarray, deep_gru) -> np.ndarray:
@@ -121,14 +126,17 @@ def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
 # --- the whole pipeline ------------------------------------------------------------------------
 def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=None,
                     cancel: threading.Event | None = None, min_snr: float = FOCUS_MIN_SNR, windows=SEARCH_WINDOWS,
-                    threshold: float = BLOB_THRESHOLD, psf: Cube | None = None):
-    """The deep pipeline on ``cube`` (``psf``: its PSF cube, opened, or None); returns the
-    catalogue (astropy Table)."""
+                    threshold: float = BLOB_THRESHOLD, psf: Cube | None = None, memory: float = DEFAULT_MEMORY):
+    """The deep pipeline on ``cube`` (``psf``: its PSF cube, opened, or None) within ``memory``
+    bytes (:func:`~pipeline.alma.source_maps.spectral_source_map`); returns the catalogue
+    (astropy Table)."""
     finder = finder or SourceFinder.load()
-    step = Steps(progress, cancel, 3 + len(search_windows(cube.nchan, windows)), "detection")
+    side = finder.blobs_finder.image_size
+    step = Steps(progress, cancel, 3 + steps_per_map(cube, side, windows, memory), "detection")
     step("integrated image")
     ms.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
-    found = spectral_source_map(cube, finder.blobs_finder, windows, step=lambda w: step(f"Blobs Finder, {w}"))
+    found = spectral_source_map(cube, finder.blobs_finder, windows, step=lambda w: step(f"Blobs Finder, {w}"),
+                                memory=memory)
     boxes = boxes_from_map(found, threshold)
     step("Deep GRU, focusing and ResNets")
     rows = characterise(cube, boxes, finder, min_snr, cancel, psf)
@@ -151,6 +159,7 @@ def characterise(cube: Cube, boxes, finder: SourceFinder, min_snr: float = FOCUS
     rows = []
     for box, spectrum in zip(boxes, denoised, strict=True):
         check_cancel(cancel, "detection")
+        cube.release_pages()  # what the last box read
         lines = emission_ranges(spectrum)
         for peak, first, last in lines:
             beam = gaussian_beam if psf is None else dirty_beam_image(psf, first, last, pre.FOCUS_SIZE, psf_centre)
@@ -256,7 +265,8 @@ def inspect_source(cube: Cube, row, finder: SourceFinder | None = None) -> Sourc
 
 
 def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, pb: Cube | None = None,
-           psf: Cube | None = None, keep_sidelobes: bool = False, models=None, **options):
+           psf: Cube | None = None, keep_sidelobes: bool = False, models=None, memory: float = DEFAULT_MEMORY,
+           **options):
     """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table.
 
     ``models``: the folder of trained networks (``<task>/model.pt``; default ``assets/models``),
@@ -270,19 +280,20 @@ def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, p
     dropped unless ``keep_sidelobes``. Sizes and angles get their errors from the noise and the
     beam, and a ``resolved`` flag (:func:`~pipeline.alma.uncertainties.add_shape_errors`).
     The catalogue's ``meta["provenance"]`` records the detector, its options, the cube and its
-    companions, and the SHA-256 of every network file used.
+    companions, and the SHA-256 of every network file used. ``memory`` (bytes) bounds what the
+    pipeline and DECORAS hold of the cube at once; the catalogue does not depend on it.
     """
     folder = Path(models) if models is not None else MODELS_DIR
     files = {}
     if detector == "pipeline":
         finder = options.pop("finder", None) or SourceFinder.load(folder)
         files = finder.files
-        catalog = detect_pipeline(cube, finder, progress=progress, cancel=cancel, psf=psf, **options)
+        catalog = detect_pipeline(cube, finder, progress=progress, cancel=cancel, psf=psf, memory=memory, **options)
     elif detector == "decoras":
         networks = options.pop("networks", None)
         if networks is None:
             files, networks = model_files(folder, DECORAS_TASKS), load_networks(folder, DECORAS_TASKS)
-        catalog = detect_decoras(cube, networks, progress=progress, cancel=cancel, **options)
+        catalog = detect_decoras(cube, networks, progress=progress, cancel=cancel, memory=memory, **options)
     elif detector in classic.CLASSIC_DETECTORS:
         step = Steps(progress, cancel, 1, "detection")
         step(detector)

@@ -70,6 +70,7 @@ def channel_rms(cube: Cube) -> np.ndarray:
     out = np.full(cube.nchan, np.nan)
     for start in range(0, cube.nchan, CHANNEL_CHUNK):
         block = np.asarray(cube.data[start:start + CHANNEL_CHUNK, ::step, ::step], np.float64)
+        cube.release_pages()
         for i, plane in enumerate(block):
             out[start + i] = robust_rms(plane)
     return out
@@ -93,6 +94,7 @@ def sum_rms(cube: Cube, first: int, last: int) -> float:
     """Robust rms of the cube summed over channels ``first..last - 1``, measured on that sum."""
     step = _stride(cube.ny, cube.nx)
     block = np.asarray(cube.data[first:last, ::step, ::step], np.float64)
+    cube.release_pages()
     image = np.nansum(block, axis=0)
     image[np.all(np.isnan(block), axis=0)] = np.nan
     return robust_rms(image)

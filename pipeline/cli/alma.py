@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.cli.checks import at_least, never_over_inputs, positive_number
+from pipeline.cli.checks import at_least, memory_size, never_over_inputs, positive_number
 from pipeline.errors import InputError
 
 
@@ -160,6 +160,9 @@ def add_detect_parser(commands) -> None:
     p.add_argument("--psf", metavar="FILE",
                    help="the cube's PSF cube (tclean's .psf, as FITS): the real dirty beam, for the sidelobe "
                         "check and the pipeline's sizes and angles")
+    p.add_argument("--memory", default="2GB",
+                   help="memory the search may take, e.g. 2GB or 500MB (default 2GB): the cube is read in "
+                   "chunks and searched in strips of rows that fit, whatever its size")
     p.add_argument("--keep-sidelobes", action="store_true",
                    help="keep the probable sidelobes of brighter detections in the catalogue, flagged in the "
                    "sidelobe column (default: dropped)")
@@ -182,6 +185,7 @@ def cmd_detect(args) -> int:
     # outputs first, then the cube and its companions, then the networks: nothing is loaded or
     # found for a bad name
     inputs = [args.cube, args.pb, args.psf]
+    memory = memory_size(args.memory)
     check_output(args.output)
     never_over_inputs("-o", args.output, inputs=inputs)
     if args.regions:
@@ -202,7 +206,7 @@ def cmd_detect(args) -> int:
                 bar.update(done - bar.n)
 
             catalog = detect(cube, args.detector, progress=progress, keep_sidelobes=args.keep_sidelobes,
-                             models=models_dir, **options)
+                             models=models_dir, memory=memory, **options)
             bar.update(bar.total - bar.n)
         write_catalog(catalog, args.output)  # atomic, as are the regions
         if args.regions:

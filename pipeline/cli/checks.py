@@ -20,6 +20,25 @@ def positive_number(value, option: str, what: str) -> None:
         raise InputError(f"{option} must be a positive {what}; got {value}.")
 
 
+_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12}
+MIN_MEMORY = 0.5e9  # the libraries and networks alone take about this much
+
+
+def memory_size(text: str, option: str = "--memory") -> float:
+    """Bytes from a size such as ``2GB``, ``500MB`` or ``3e9``; InputError for anything else or
+    for less than ``MIN_MEMORY``."""
+    value = str(text).strip().upper().replace(" ", "")
+    number = value.rstrip("KMGTB")
+    try:
+        size = float(number) * _UNITS[value[len(number):]]
+    except (ValueError, KeyError):
+        raise InputError(f"{option} must be a size such as 2GB or 500MB; got {text!r}.") from None
+    if not (math.isfinite(size) and size >= MIN_MEMORY):
+        raise InputError(f"{option} must be at least {MIN_MEMORY / 1e9:g}GB (the networks and libraries alone "
+                         f"take about that; a number alone is bytes); got {text!r}.")
+    return size
+
+
 def never_over_inputs(option: str, output, inputs=(), folders=()) -> None:
     """Refuse an output that is one of the command's input files, or that lies in an input folder
     (``folders``: (folder, what it is) pairs): a command never writes over what it reads."""

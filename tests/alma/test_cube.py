@@ -1,4 +1,5 @@
 import gzip
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -100,6 +101,37 @@ def test_nan_edges_and_fraction(make_cube):
     assert info["nan_fraction"] == pytest.approx(2 / 24)
     text = format_info(info)
     assert "24 x 20 pixels x 12 channels" in text and "median of per-channel beams" in text
+
+
+def test_integrate_sums_every_range_in_one_pass(make_cube):
+    """Images over several channel ranges from one pass, however few channels are read at once,
+    each as :meth:`moment0` gives it, as each range ends; rows alone; NaN where a range has no data."""
+    with open_cube(make_cube()) as cube:
+        ranges = [(0, 11), (0, 3), (2, 5), (8, 11)]
+        one_by_one = list(cube.integrate(ranges, read_pixels=1))  # a channel at a time
+        assert [i for i, _ in one_by_one] == [1, 2, 0, 3]  # by last channel
+        for i, image in one_by_one:
+            mom, _ = cube.moment0(*ranges[i])
+            np.testing.assert_allclose(image, mom, rtol=1e-6)
+            assert np.isnan(image[:, :2]).all()  # the blank edge
+        (_, rows), = cube.integrate([(2, 5)], rows=(5, 9))
+        np.testing.assert_allclose(rows, cube.moment0(2, 5)[0][5:9], rtol=1e-6)
+
+
+def _mapped_kb() -> int:
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("RssFile"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+def test_reading_a_cube_leaves_its_pages_behind(make_cube):
+    """A memory-mapped cube read from end to end holds no more of this process's memory than a
+    read: a cube larger than the memory can be searched."""
+    data = np.ones((64, 512, 512), np.float32)  # 64 MB
+    with open_cube(make_cube(layout="3d", nx=512, ny=512, nchan=64, data=data)) as cube:
+        before = _mapped_kb()
+        (_, image), = cube.integrate([(0, 63)], read_pixels=2**18)
+        assert _mapped_kb() - before < 8_000
+        assert cube.lazy and float(np.nanmax(image)) > 0
 
 
 def test_extra_stokes_planes_take_the_first(tmp_path):

@@ -43,13 +43,13 @@ def test_source_map_tiles_and_pads():
 
 
 def test_search_windows_cover_the_band_at_each_width():
-    assert detect.search_windows(128, ()) == [(0, 127)]
-    ranges = detect.search_windows(128, (32, 8))
+    assert source_maps.search_windows(128, ()) == [(0, 127)]
+    ranges = source_maps.search_windows(128, (32, 8))
     assert ranges[0] == (0, 127)
     eights = [r for r in ranges if r[1] - r[0] == 7]
     assert eights[0] == (0, 7) and eights[1] == (4, 11) and eights[-1] == (120, 127)
     assert len([r for r in ranges if r[1] - r[0] == 31]) == 7
-    assert detect.search_windows(6, (32, 8)) == [(0, 5)]  # widths not narrower than the band are skipped
+    assert source_maps.search_windows(6, (32, 8)) == [(0, 5)]  # widths not narrower than the band are skipped
 
 
 def test_spectral_search_finds_a_narrow_line_the_whole_band_misses(make_cube):
@@ -69,9 +69,19 @@ def test_spectral_search_finds_a_narrow_line_the_whole_band_misses(make_cube):
             z = (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True)
             return (z > 4.5).float()
 
-    whole = detect.spectral_source_map(cube, Snr(), windows=())
-    windowed = detect.spectral_source_map(cube, Snr(), windows=(8,))
+    whole = source_maps.spectral_source_map(cube, Snr(), windows=())
+    windowed = source_maps.spectral_source_map(cube, Snr(), windows=(8,))
     assert whole[22, 20] == 0 and windowed[22, 20] == 1
+
+
+def test_strips_of_rows_give_the_map_of_the_whole_image(make_cube):
+    """With too little memory for the whole image at once, the search goes strip by strip of tile
+    rows, and the map is the same."""
+    cube = open_cube(make_cube(layout="3d", nx=70, ny=100, nchan=24))
+    whole = source_maps.spectral_source_map(cube, Identity(), windows=(8,))
+    assert len(source_maps.strips(cube, 32, (8,), memory=1e5)) == 4
+    stripped = source_maps.spectral_source_map(cube, Identity(), windows=(8,), memory=1e5)
+    assert np.array_equal(whole, stripped) and (whole > 0).mean() > 0.99
 
 
 def test_boxes_from_map():
@@ -175,11 +185,15 @@ def test_pipeline_end_to_end_gives_a_catalogue(tiny_models, sim_cube_path):
     with open_cube(sim_cube_path) as cube:
         catalog = detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf,
                                 progress=lambda done, total, stage: stages.append((stage, done, total)))
-    # the whole band, then 8-channel windows by 4 of the 24 channels (32 is wider than the band)
-    windows = ["Blobs Finder, whole band (1/6)"] + [f"Blobs Finder, channels {z}-{z + 7} ({i}/6)"
-                                                      for i, z in enumerate(range(0, 17, 4), start=2)]
+    # the whole band and 8-channel windows by 4 of the 24 channels (32 is wider than the band), as
+    # they are read: in the order of their last channel (the whole band before the window it ends with)
+    windows = [f"Blobs Finder, channels {z}-{z + 7} ({i}/6)" for i, z in enumerate(range(0, 13, 4), start=1)]
+    windows += ["Blobs Finder, whole band (5/6)", "Blobs Finder, channels 16-23 (6/6)"]
     assert [s for s, _, _ in stages] == ["integrated image", *windows, "Deep GRU, focusing and ResNets", "catalogue"]
     assert [d for _, d, _ in stages] == list(range(9)) and {t for _, _, t in stages} == {9}
+    with open_cube(sim_cube_path) as cube:  # strip by strip in too little memory: the same catalogue
+        stripped = detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf, memory=1e5)
+    assert all(np.array_equal(stripped[c], catalog[c]) for c in ("x", "y", "z", "x0", "y1", "snr"))
     assert list(catalog.colnames) == list(COLUMN_NAMES)
     assert len(catalog) >= 1 and set(catalog["detector"]) == {"pipeline"}
     assert np.all((catalog["x0"] < catalog["x1"]) & (catalog["z0"] < catalog["z1"]))
