@@ -271,14 +271,26 @@ class Cube:
         width = self.channel_width()["kms"]
         return image, f"{self.unit} km/s" if width else f"{self.unit} channel"
 
-    def integrate(self, ranges, rows: tuple[int, int] | None = None, read_pixels: int = READ_PIXELS):
+    def blocks(self, first: int = 0, stop: int | None = None, y=slice(None), x=slice(None)):
+        """Channels ``first..stop - 1`` of the rows ``y`` and columns ``x`` (slices), read a few
+        channels at a time: yields ``(channel, block)``, float32 copies (channels, rows, columns).
+
+        However little of a channel is asked for, reading a memory-mapped cube maps whole
+        channels into this process (the system reads ahead), so a read takes ``READ_PIXELS``
+        worth of whole channels and the cube's pages are let go after it (:meth:`release_pages`):
+        memory holds one read, whatever the cube's size."""
+        stop = self.nchan if stop is None else stop
+        step = max(1, READ_PIXELS // (self.ny * self.nx))
+        for k in range(first, stop, step):
+            block = np.array(self.data[k:min(stop, k + step), y, x], dtype=np.float32)
+            self.release_pages()
+            yield k, block
+
+    def integrate(self, ranges, rows: tuple[int, int] | None = None):
         """:meth:`moment0` over each channel range ``(first, last)`` (inclusive) of ``ranges``, of
         the rows ``rows`` (``(y0, y1)``, end exclusive; all by default), in one pass over the
-        channels: yields ``(index in ranges, image)`` as each range's last channel is read.
-
-        At most ``read_pixels`` pixels are read at once, and the cube's pages are let go after
-        each read (:meth:`release_pages`), so memory holds one read and a sum per open range,
-        whatever the cube's size."""
+        channels (:meth:`blocks`): yields ``(index in ranges, image)`` as each range's last
+        channel is read. Memory holds a read and a sum per open range."""
         ranges = [tuple(sorted((int(a), int(b)))) for a, b in ranges]
         for first, last in ranges:
             if first < 0 or last >= self.nchan:
@@ -287,13 +299,9 @@ class Cube:
             return
         y0, y1 = rows or (0, self.ny)
         width = self.channel_width()["kms"] or 1.0
-        step = max(1, read_pixels // ((y1 - y0) * self.nx))
-        lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
         sums: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for k in range(lo, hi + 1, step):
-            end = min(hi + 1, k + step)  # channels k..end - 1
-            block = np.asarray(self.data[k:end, y0:y1], dtype=np.float32)
-            self.release_pages()
+        for k, block in self.blocks(min(r[0] for r in ranges), max(r[1] for r in ranges) + 1, slice(y0, y1)):
+            end = k + len(block)  # channels k..end - 1
             for i, (first, last) in enumerate(ranges):
                 if k <= first < end:
                     sums[i] = (np.zeros((y1 - y0, self.nx)), np.zeros((y1 - y0, self.nx), bool))

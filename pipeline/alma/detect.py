@@ -61,27 +61,27 @@ PEAK_PROMINENCE = 0.2  # ...and this prominent, to count as a separate line (a b
 FOCUS_MIN_SNR = 5.0  # a candidate whose focused image peaks below this is dropped (4 let noise in
 # on validation cubes: strict precision 0.89 against 1.0 at 5, with recall at SNR >= 5 unchanged)
 DETECTORS = ("pipeline", "decoras", *classic.CLASSIC_DETECTORS)
+GRU_BATCH = 64  # box spectra through the Deep GRU at once
 
 
 # --- stage 2: when -----------------------------------------------------------------------------
 def box_spectra(cube: Cube, boxes) -> np.ndarray:
     """Spectrum summed inside each box, (n_boxes, nchan), NaN pixels ignored."""
-    spectra = np.zeros((len(boxes), cube.nchan))
-    for i, box in enumerate(boxes):
-        spectra[i] = ms.box_spectrum(cube, box)
-        cube.release_pages()
-    return spectra
+    return np.stack([ms.box_spectrum(cube, box) for box in boxes]) if boxes else np.zeros((0, cube.nchan))
 
 
 def denoise_spectra(spectra: np.ndarray, deep_gru) -> np.ndarray:
-    """Deep GRU on the z-scored spectra: the clean spectra, min-max scaled, (n, nchan) in [0, 1]."""
+    """Deep GRU on the z-scored spectra: the clean spectra, min-max scaled, (n, nchan) in [0, 1],
+    ``GRU_BATCH`` at a time (the GRU's working memory grows with the batch: 1.2 GB for a few
+    hundred boxes of 512 channels)."""
     import torch
 
-    if len(spectra) == 0:
-        return np.zeros_like(spectra, np.float32)
-    x = torch.from_numpy(np.stack([pre.standardise(s) for s in spectra]))
-    with torch.no_grad():
-        return deep_gru(x).numpy()
+    out = np.zeros(np.shape(spectra), np.float32)
+    for i in range(0, len(spectra), GRU_BATCH):
+        x = torch.from_numpy(np.stack([pre.standardise(s) for s in spectra[i:i + GRU_BATCH]]))
+        with torch.no_grad():
+            out[i:i + GRU_BATCH] = deep_gru(x).numpy()
+    return out
 
 
 def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
@@ -285,6 +285,12 @@ def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, p
     """
     folder = Path(models) if models is not None else MODELS_DIR
     files = {}
+    held = cube.nchan * cube.ny * cube.nx * cube.data.dtype.itemsize
+    if not cube.lazy and held > memory:
+        raise InputError(
+            f"{cube.path.name} is compressed, so its {held / 1e9:.1f} GB of pixels would all be held in memory, "
+            f"more than the {memory / 1e9:g} GB allowed. Decompress it first (gunzip -k {cube.path.name}) "
+            "and search the .fits, which is read a part at a time.")
     if detector == "pipeline":
         finder = options.pop("finder", None) or SourceFinder.load(folder)
         files = finder.files

@@ -39,7 +39,7 @@ def focused_images(cube: Cube, box, windows, recentre: bool = True) -> list:
     xs = slice(max(0, cx0 - reach), min(cube.nx, cx0 + reach))
     ys = slice(max(0, cy0 - reach), min(cube.ny, cy0 + reach))
     start, stop = min(a for a, _ in windows), max(b for _, b in windows)
-    block = np.nan_to_num(np.asarray(cube.data[start:stop, ys, xs], np.float64))
+    block = np.nan_to_num(np.concatenate([b for _, b in cube.blocks(start, stop, ys, xs)]).astype(np.float64))
     sums = np.concatenate([np.zeros((1, *block.shape[1:])), np.cumsum(block, axis=0)])
     out = []
     for first, last in windows:

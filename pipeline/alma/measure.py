@@ -170,9 +170,10 @@ def emission_range(spectrum, first: int, last: int, spectral_threshold: float = 
 
 def box_spectrum(cube: Cube, box) -> np.ndarray:
     """The spectrum (nchan,) summed over ``box`` = (x0, y0, x1, y1) (ends exclusive), NaN as 0,
-    in float64."""
+    in float64 (read by :meth:`Cube.blocks`)."""
     x0, y0, x1, y1 = (int(v) for v in box[:4])
-    return np.nansum(np.asarray(cube.data[:, y0:y1, x0:x1], np.float64), axis=(1, 2))
+    return np.concatenate([np.nansum(block, axis=(1, 2), dtype=np.float64)
+                           for _, block in cube.blocks(y=slice(y0, y1), x=slice(x0, x1))])
 
 
 def catalog_row(cube: Cube, im: IntegratedImage, x, y, box, intrinsic, flux, snr, blended, spectral_threshold) -> dict:

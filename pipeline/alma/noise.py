@@ -34,7 +34,6 @@ from pipeline.alma.cube import Cube
 
 MAX_PIXELS = 2**15  # pixels of a plane measured (a regular sample beyond that: hundreds of beams)
 CLIP_SIGMA = 4.0  # pixels beyond this many rms from the median are left out as signal
-CHANNEL_CHUNK = 32  # channels read at once by channel_rms
 QUIET_WINDOW = 17  # channels of the running median that takes bright lines out of the channel rms
 KAPPA_WINDOWS = 8  # windows over which the noise of a sum of channels is measured
 KAPPA_LENGTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)  # sums of channels measured
@@ -67,13 +66,8 @@ def _stride(ny: int, nx: int) -> int:
 def channel_rms(cube: Cube) -> np.ndarray:
     """Robust rms of every channel (cube units), (nchan,); NaN for a blank channel."""
     step = _stride(cube.ny, cube.nx)
-    out = np.full(cube.nchan, np.nan)
-    for start in range(0, cube.nchan, CHANNEL_CHUNK):
-        block = np.asarray(cube.data[start:start + CHANNEL_CHUNK, ::step, ::step], np.float64)
-        cube.release_pages()
-        for i, plane in enumerate(block):
-            out[start + i] = robust_rms(plane)
-    return out
+    return np.array([robust_rms(plane) for _, block in cube.blocks(y=slice(None, None, step), x=slice(None, None, step))
+                     for plane in block])
 
 
 def quiet_channel_rms(rms: np.ndarray) -> np.ndarray:
@@ -93,11 +87,11 @@ def quiet_channel_rms(rms: np.ndarray) -> np.ndarray:
 def sum_rms(cube: Cube, first: int, last: int) -> float:
     """Robust rms of the cube summed over channels ``first..last - 1``, measured on that sum."""
     step = _stride(cube.ny, cube.nx)
-    block = np.asarray(cube.data[first:last, ::step, ::step], np.float64)
-    cube.release_pages()
-    image = np.nansum(block, axis=0)
-    image[np.all(np.isnan(block), axis=0)] = np.nan
-    return robust_rms(image)
+    image, seen = 0.0, False
+    for _, block in cube.blocks(first, last, slice(None, None, step), slice(None, None, step)):
+        image = image + np.nansum(block, axis=0, dtype=np.float64)
+        seen = seen | np.isfinite(block).any(axis=0)
+    return robust_rms(np.where(seen, image, np.nan))
 
 
 class IntegratedNoise:

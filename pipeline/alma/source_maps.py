@@ -7,7 +7,7 @@ import numpy as np
 import scipy.ndimage
 
 from pipeline.alma import preprocess as pre
-from pipeline.alma.cube import READ_PIXELS, Cube
+from pipeline.alma.cube import Cube
 
 BLOB_THRESHOLD = 0.15  # the paper's threshold on the Blobs Finder output
 TILE_OVERLAP = 0.25  # of the tile side (64 px at 256)
@@ -24,7 +24,6 @@ TILE_BATCH = 2
 #: memory a detection may use by default (bytes): the cube is read and searched within it
 DEFAULT_MEMORY = 2e9
 STRIP_SHARE = 0.25  # of the memory, for the sums and map of a strip of rows
-READ_SHARE = 0.05  # of the memory, for one read of the cube (at most READ_PIXELS)
 
 
 def tile_starts(length: int, side: int) -> list[int]:
@@ -114,9 +113,10 @@ def search_windows(nchan: int, widths=SEARCH_WINDOWS) -> list[tuple[int, int]]:
 
 
 def strips(cube: Cube, side: int, windows=SEARCH_WINDOWS, memory: float = DEFAULT_MEMORY) -> list[tuple[int, int]]:
-    """Rows ``(y0, y1)`` searched together: whole rows of tiles, as many as the ``memory``
-    (bytes) allows, each read once through all channels. A sum per open window (two per width
-    and the whole band, float64 with its mask) and the strip's map are held per strip."""
+    """Rows ``(y0, y1)`` searched together: whole rows of tiles, as many as ``STRIP_SHARE`` of the
+    ``memory`` (bytes) allows, each read once through all channels. A sum per open window (two
+    per width and the whole band, float64 with its mask) and the strip's map are held per strip;
+    besides them a read of the cube (``READ_PIXELS``), the network's batch and the libraries."""
     starts = tile_starts(cube.ny, side)
     per_row = cube.nx * (9 * (2 * len(windows) + 1) + 4 + 4)  # bytes per image row held
     rows = max(side, int(memory * STRIP_SHARE) // per_row)
@@ -144,7 +144,7 @@ def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, 
     for y0, y1 in bands:
         tiles = _Tiles(network, (cube.ny, cube.nx), side, (y0, y1))
         where = f"rows {y0}-{y1 - 1}, " if len(bands) > 1 else ""
-        for done, (i, image) in enumerate(cube.integrate(ranges, (y0, y1), read_pixels(memory)), start=1):
+        for done, (i, image) in enumerate(cube.integrate(ranges, (y0, y1)), start=1):
             if step is not None:
                 first, last = ranges[i]
                 step(f"{where}{'whole band' if i == 0 else f'channels {first}-{last}'} ({done}/{len(ranges)})")
@@ -153,11 +153,6 @@ def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, 
         tiles.flush()
         np.maximum(merged[y0:y1], tiles.merged, out=merged[y0:y1])
     return merged
-
-
-def read_pixels(memory: float) -> int:
-    """Pixels read from the cube at once within ``memory`` (bytes)."""
-    return int(min(READ_PIXELS, memory * READ_SHARE / 4))
 
 
 def steps_per_map(cube: Cube, side: int, windows=SEARCH_WINDOWS, memory: float = DEFAULT_MEMORY) -> int:

@@ -348,3 +348,12 @@ def test_networks_are_loaded_once_per_file(tiny_models, tmp_path):
     shutil.copytree(tiny_models / "deep_gru", tmp_path / "deep_gru")
     other = detect.load_networks(tmp_path, ("deep_gru",))["deep_gru"]
     assert other is not first and not other.training
+
+
+def test_a_compressed_cube_larger_than_the_memory_is_refused(make_cube):
+    """A gzipped cube is decompressed whole into memory: beyond ``memory`` the message says to
+    decompress it first; within it the search runs."""
+    with open_cube(make_cube(gz=True)) as cube:  # 24 x 20 x 12 float32: 23 kB
+        with pytest.raises(InputError, match=r"compressed.*gunzip -k cube\.fits\.gz"):
+            detect.detect(cube, "photutils", memory=10_000)
+        assert list(detect.detect(cube, "photutils", memory=1e6).colnames) == list(COLUMN_NAMES)
