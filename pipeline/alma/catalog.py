@@ -196,11 +196,13 @@ def canonical_ellipse(fwhm_x, fwhm_y, pa):
 
 
 def write_catalog(table: Table, path) -> Path:
-    """Write the catalogue atomically: CSV for ``.csv``, VOTable for ``.vot``, ``.xml``, ``.votable``."""
+    """Write the catalogue atomically: CSV for ``.csv``, VOTable for ``.vot``, ``.xml``, ``.votable``;
+    the catalogue's columns, and the ``cube`` column of a catalogue of several cubes."""
     path = Path(path)
     table_format(path)  # a wrong suffix is reported before the columns
     _check_columns(table, path.name)
-    return write_table(with_optional_columns(table)[list(COLUMN_NAMES)], path)
+    return write_table(with_optional_columns(table)[list(COLUMN_NAMES) + [c for c in ("cube",) if c in table.colnames]],
+                       path)
 
 
 def read_catalog(path) -> Table:
@@ -227,6 +229,9 @@ def read_catalog(path) -> Table:
         out[name] = data.astype(str) if dtype == "str" else data.astype(dtype)
         out[name].unit = unit
         out[name].description = description
+    if "cube" in table.colnames:  # a catalogue of several cubes
+        out["cube"] = np.asarray(table["cube"]).astype(str)
+        out["cube"].description = "the cube's file name"
     # a CSV keeps no meta: its pb column tells; a VOTable's description also holds the cutoff
     noted = " ".join(str(table.meta.get("description", "")).split())  # a VOTable wraps its lines
     limit = re.search(r"NaN where pb < ([0-9.eE+-]+)", noted)

@@ -126,17 +126,18 @@ def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
 # --- the whole pipeline ------------------------------------------------------------------------
 def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=None,
                     cancel: threading.Event | None = None, min_snr: float = FOCUS_MIN_SNR, windows=SEARCH_WINDOWS,
-                    threshold: float = BLOB_THRESHOLD, psf: Cube | None = None, memory: float = DEFAULT_MEMORY):
+                    threshold: float = BLOB_THRESHOLD, psf: Cube | None = None, memory: float = DEFAULT_MEMORY,
+                    scheduler: str = "synchronous"):
     """The deep pipeline on ``cube`` (``psf``: its PSF cube, opened, or None) within ``memory``
-    bytes (:func:`~pipeline.alma.source_maps.spectral_source_map`); returns the catalogue
-    (astropy Table)."""
+    bytes, the Blobs Finder in this process or on Dask (``scheduler``;
+    :func:`~pipeline.alma.source_maps.spectral_source_map`); returns the catalogue (astropy Table)."""
     finder = finder or SourceFinder.load()
     side = finder.blobs_finder.image_size
-    step = Steps(progress, cancel, 3 + steps_per_map(cube, side, windows, memory), "detection")
+    step = Steps(progress, cancel, 3 + steps_per_map(cube, side, windows, memory, scheduler), "detection")
     step("integrated image")
     ms.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
     found = spectral_source_map(cube, finder.blobs_finder, windows, step=lambda w: step(f"Blobs Finder, {w}"),
-                                memory=memory)
+                                memory=memory, scheduler=scheduler, network_file=finder.files.get("blobs_finder"))
     boxes = boxes_from_map(found, threshold)
     step("Deep GRU, focusing and ResNets")
     rows = characterise(cube, boxes, finder, min_snr, cancel, psf)
@@ -266,7 +267,7 @@ def inspect_source(cube: Cube, row, finder: SourceFinder | None = None) -> Sourc
 
 def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, pb: Cube | None = None,
            psf: Cube | None = None, keep_sidelobes: bool = False, models=None, memory: float = DEFAULT_MEMORY,
-           **options):
+           scheduler: str = "synchronous", **options):
     """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table.
 
     ``models``: the folder of trained networks (``<task>/model.pt``; default ``assets/models``),
@@ -281,7 +282,9 @@ def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, p
     beam, and a ``resolved`` flag (:func:`~pipeline.alma.uncertainties.add_shape_errors`).
     The catalogue's ``meta["provenance"]`` records the detector, its options, the cube and its
     companions, and the SHA-256 of every network file used. ``memory`` (bytes) bounds what the
-    pipeline and DECORAS hold of the cube at once; the catalogue does not depend on it.
+    pipeline and DECORAS hold of the cube at once, and ``scheduler`` runs their networks' search
+    in this process (``"synchronous"``) or on Dask (``"local"``, or a scheduler's address); the
+    catalogue depends on neither.
     """
     folder = Path(models) if models is not None else MODELS_DIR
     files = {}
@@ -294,12 +297,14 @@ def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, p
     if detector == "pipeline":
         finder = options.pop("finder", None) or SourceFinder.load(folder)
         files = finder.files
-        catalog = detect_pipeline(cube, finder, progress=progress, cancel=cancel, psf=psf, memory=memory, **options)
+        catalog = detect_pipeline(cube, finder, progress=progress, cancel=cancel, psf=psf, memory=memory,
+                                  scheduler=scheduler, **options)
     elif detector == "decoras":
         networks = options.pop("networks", None)
         if networks is None:
             files, networks = model_files(folder, DECORAS_TASKS), load_networks(folder, DECORAS_TASKS)
-        catalog = detect_decoras(cube, networks, progress=progress, cancel=cancel, memory=memory, **options)
+        catalog = detect_decoras(cube, networks, progress=progress, cancel=cancel, memory=memory,
+                                 scheduler=scheduler, files=files, **options)
     elif detector in classic.CLASSIC_DETECTORS:
         step = Steps(progress, cancel, 1, "detection")
         step(detector)

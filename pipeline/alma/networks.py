@@ -49,11 +49,14 @@ def model_files(folder, tasks) -> dict[str, Path]:
 def load_networks(folder, tasks) -> dict:
     """{task: model} from ``folder/<task>/model.pt``, each file loaded once per process (again
     only when it changes) and shared by every cube and session; the networks only run, never learn."""
-    loaded = {}
-    for task, path in model_files(folder, tasks).items():
-        stat = path.resolve().stat()
-        loaded[task] = _load_network(path.resolve(), stat.st_size, stat.st_mtime_ns)
-    return loaded
+    return {task: load_network_file(path) for task, path in model_files(folder, tasks).items()}
+
+
+def load_network_file(path):
+    """The network in the file ``path`` (a ``model.pt``), loaded once per process (again only when it
+    changes): what a Dask worker runs."""
+    stat = Path(path).resolve().stat()
+    return _load_network(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)

@@ -3,11 +3,14 @@ the Blobs Finder (or DECORAS), tiled with overlap, merged into one source map, c
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.ndimage
 
 from pipeline.alma import preprocess as pre
 from pipeline.alma.cube import Cube
+from pipeline.scheduling import run_tasks
 
 BLOB_THRESHOLD = 0.15  # the paper's threshold on the Blobs Finder output
 TILE_OVERLAP = 0.25  # of the tile side (64 px at 256)
@@ -47,7 +50,8 @@ def tile_input(image: np.ndarray, side: int) -> np.ndarray | None:
 
 class _Tiles:
     """The network's output over images cut into tiles, merged by the maximum where tiles overlap:
-    ``add(image)`` queues an image's tiles, and every ``batch`` of them goes through the network."""
+    ``add(image)`` puts an image's tiles through the network ``batch`` at a time, row of tiles by
+    row (so each tile meets the same batch-mates whatever rows are searched together)."""
 
     def __init__(self, network, shape, side, rows=None, batch=TILE_BATCH):
         self.network, self.side, self.batch = network, side, batch
@@ -60,11 +64,11 @@ class _Tiles:
         self._queue = []
 
     def add(self, image):
-        for y, x in self.starts:
+        for k, (y, x) in enumerate(self.starts):
             tile = tile_input(image[y:y + self.side, x:x + self.side], self.side)
             if tile is not None:
                 self._queue.append(((y, x), tile))
-            if len(self._queue) == self.batch:
+            if len(self._queue) == self.batch or k + 1 == len(self.starts) or self.starts[k + 1][0] != y:
                 self.flush()
 
     def flush(self):
@@ -130,33 +134,70 @@ def strips(cube: Cube, side: int, windows=SEARCH_WINDOWS, memory: float = DEFAUL
     return out
 
 
+def strip_map(cube: Cube, network, ranges, rows: tuple[int, int], side: int, step=None) -> np.ndarray:
+    """The network's map of the rows ``rows`` (a strip of :func:`strips`) over the integrated
+    images of the channel ranges ``ranges``, the strip read once (:meth:`Cube.integrate`); a
+    window's image is cut into tiles as soon as its last channel is read. ``step(i, done)`` is
+    called as window ``ranges[i]`` is read, the ``done``-th (progress and cancel)."""
+    tiles = _Tiles(network, (cube.ny, cube.nx), side, rows)
+    for done, (i, image) in enumerate(cube.integrate(ranges, rows), start=1):
+        if step is not None:
+            step(i, done)
+        if np.isfinite(image).any():
+            tiles.add(image)
+    tiles.flush()
+    return tiles.merged
+
+
+def _strip_task(cube_path: str, network_file: str, ranges, rows, side) -> np.ndarray:
+    """:func:`strip_map` where the cube and network are opened from their files: a Dask task."""
+    from pipeline.alma.cube import open_cube
+    from pipeline.alma.networks import load_network_file
+
+    with open_cube(cube_path) as cube:
+        return strip_map(cube, load_network_file(network_file), ranges, rows, side)
+
+
+def _report_window(step, ranges, where: str, i: int, done: int) -> None:
+    first, last = ranges[i]
+    step(f"{where}{'whole band' if i == 0 else f'channels {first}-{last}'} ({done}/{len(ranges)})")
+
+
 def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, step=None,
-                        memory: float = DEFAULT_MEMORY) -> np.ndarray:
+                        memory: float = DEFAULT_MEMORY, scheduler: str = "synchronous",
+                        network_file=None) -> np.ndarray:
     """:func:`source_map` of the integrated image over each of :func:`search_windows`, merged by
-    the maximum, in bounded memory: the cube is read once per strip of rows (:func:`strips`), a
-    window's image is cut into tiles as soon as its last channel is read, and the tiles go
-    through the network ``TILE_BATCH`` at a time. ``step(stage)`` is called as each window is
-    read (progress and cancel)."""
+    the maximum, in bounded memory: strip by strip of rows (:func:`strips`, :func:`strip_map`),
+    in this process, or (``scheduler``: ``"local"`` or a scheduler's address, with the
+    ``network_file`` the network was loaded from) a strip per row of tiles as Dask tasks, each
+    within ``memory`` too. The map is the same either way. ``step(stage)`` is called as each
+    window is read, or on Dask as each strip comes back (progress and cancel)."""
     side = side or network.image_size
     ranges = search_windows(cube.nchan, windows)
-    bands = strips(cube, side, windows, memory)
     merged = np.zeros((cube.ny, cube.nx), np.float32)
-    for y0, y1 in bands:
-        tiles = _Tiles(network, (cube.ny, cube.nx), side, (y0, y1))
-        where = f"rows {y0}-{y1 - 1}, " if len(bands) > 1 else ""
-        for done, (i, image) in enumerate(cube.integrate(ranges, (y0, y1)), start=1):
-            if step is not None:
-                first, last = ranges[i]
-                step(f"{where}{'whole band' if i == 0 else f'channels {first}-{last}'} ({done}/{len(ranges)})")
-            if np.isfinite(image).any():
-                tiles.add(image)
-        tiles.flush()
-        np.maximum(merged[y0:y1], tiles.merged, out=merged[y0:y1])
+    if scheduler == "synchronous":
+        bands = strips(cube, side, windows, memory)
+        for y0, y1 in bands:
+            where = f"rows {y0}-{y1 - 1}, " if len(bands) > 1 else ""
+            report = None if step is None else functools.partial(_report_window, step, ranges, where)
+            np.maximum(merged[y0:y1], strip_map(cube, network, ranges, (y0, y1), side, report), out=merged[y0:y1])
+        return merged
+    if network_file is None:
+        raise ValueError("searching on Dask needs the network's file (network_file), which the workers load")
+    bands = strips(cube, side, windows, 0)  # a row of tiles each
+    jobs = {rows: (str(cube.path), str(network_file), ranges, rows, side) for rows in bands}
+    for done, ((y0, y1), part) in enumerate(run_tasks(_strip_task, jobs, scheduler, what="detection"), start=1):
+        if step is not None:
+            step(f"rows {y0}-{y1 - 1} ({done}/{len(bands)})")
+        np.maximum(merged[y0:y1], part, out=merged[y0:y1])
     return merged
 
 
-def steps_per_map(cube: Cube, side: int, windows=SEARCH_WINDOWS, memory: float = DEFAULT_MEMORY) -> int:
+def steps_per_map(cube: Cube, side: int, windows=SEARCH_WINDOWS, memory: float = DEFAULT_MEMORY,
+                  scheduler: str = "synchronous") -> int:
     """How many times :func:`spectral_source_map` calls ``step``."""
+    if scheduler != "synchronous":
+        return len(strips(cube, side, windows, 0))
     return len(search_windows(cube.nchan, windows)) * len(strips(cube, side, windows, memory))
 
 

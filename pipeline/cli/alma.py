@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.cli.checks import at_least, memory_size, never_over_inputs, positive_number
+from pipeline.cli.checks import at_least, memory_size, never_over_inputs, positive_number, scheduler_name
 from pipeline.errors import InputError
 
 
@@ -147,7 +148,9 @@ def add_detect_parser(commands) -> None:
                             description="Find sources with the deep pipeline (Blobs Finder -> Deep GRU -> spectral "
                             "focusing -> ResNets, weights from assets/models) or a classic finder, and write the "
                             "catalogue (CSV or VOTable by suffix) and optionally DS9 (.reg) or CRTF (.crtf) regions.")
-    p.add_argument("cube", help="FITS cube")
+    p.add_argument("cube", help="FITS cube; or a folder of cubes, or a quoted pattern ('cubes/*.fits'), searched "
+                   "into one catalogue with a cube column (each cube's .pb and .psf found beside it; a rerun "
+                   "skips the cubes already done)")
     p.add_argument("-o", "--output", required=True, help="catalogue file: .csv, or .vot/.xml for VOTable")
     p.add_argument("--detector", default="pipeline", choices=["pipeline", "decoras", "photutils", "pybdsf"],
                    help="which finder (default: pipeline)")
@@ -163,6 +166,10 @@ def add_detect_parser(commands) -> None:
     p.add_argument("--memory", default="2GB",
                    help="memory the search may take, e.g. 2GB or 500MB (default 2GB): the cube is read in "
                    "chunks and searched in strips of rows that fit, whatever its size")
+    p.add_argument("--scheduler", default="synchronous",
+                   help="where the networks search: 'synchronous' (default: this process), 'local' (a Dask "
+                   "cluster of one worker per core, each within --memory) or a running Dask scheduler's "
+                   "address (tcp://host:8786); the catalogue is the same")
     p.add_argument("--keep-sidelobes", action="store_true",
                    help="keep the probable sidelobes of brighter detections in the catalogue, flagged in the "
                    "sidelobe column (default: dropped)")
@@ -173,8 +180,7 @@ def add_detect_parser(commands) -> None:
 def cmd_detect(args) -> int:
     from contextlib import ExitStack
 
-    from tqdm import tqdm
-
+    from pipeline.alma.batch import find_cubes
     from pipeline.alma.catalog import region_format, write_catalog, write_regions
     from pipeline.alma.companions import open_companion
     from pipeline.alma.cube import open_cube
@@ -184,39 +190,79 @@ def cmd_detect(args) -> int:
 
     # outputs first, then the cube and its companions, then the networks: nothing is loaded or
     # found for a bad name
-    inputs = [args.cube, args.pb, args.psf]
+    cubes = find_cubes(args.cube)
+    several = len(cubes) > 1 or Path(args.cube).is_dir()
+    inputs = [*cubes, args.pb, args.psf]
     memory = memory_size(args.memory)
+    scheduler_name(args.scheduler)
     check_output(args.output)
     never_over_inputs("-o", args.output, inputs=inputs)
+    if several and (args.pb or args.psf or args.regions):
+        option = "--pb" if args.pb else "--psf" if args.psf else "--regions"
+        raise InputError(f"{option} is for one cube; with several, each cube's .pb and .psf are found beside it "
+                         "under tclean's names, and regions are written cube by cube (search one cube).")
     if args.regions:
         region_format(args.regions)
         never_over_inputs("--regions", args.regions, inputs=inputs)
-    with ExitStack() as files:
-        cube = files.enter_context(open_cube(args.cube))
-        cube.require_beam()
-        options = {kind: files.enter_context(open_companion(path, cube, kind))
-                   for kind, path in (("pb", args.pb), ("psf", args.psf)) if path}
-        models_dir = args.models or MODELS_DIR
-        tasks = {"pipeline": PIPELINE_TASKS, "decoras": DECORAS_TASKS}.get(args.detector, ())
-        load_networks(models_dir, tasks)  # a missing or unreadable network is reported before the run
-        with tqdm(total=None, unit="stage", disable=args.quiet) as bar:
-            def progress(done, total, stage):
-                bar.total = total
-                bar.set_description(stage)
-                bar.update(done - bar.n)
-
-            catalog = detect(cube, args.detector, progress=progress, keep_sidelobes=args.keep_sidelobes,
-                             models=models_dir, memory=memory, **options)
-            bar.update(bar.total - bar.n)
-        write_catalog(catalog, args.output)  # atomic, as are the regions
-        if args.regions:
-            write_regions(catalog, cube, args.regions)
+    models_dir = args.models or MODELS_DIR
+    tasks = {"pipeline": PIPELINE_TASKS, "decoras": DECORAS_TASKS}.get(args.detector, ())
+    if several:
+        load_networks(models_dir, tasks)
+        catalog = _detect_many(args, cubes, models_dir, memory)
+    else:
+        with ExitStack() as files:
+            cube = files.enter_context(open_cube(cubes[0]))
+            cube.require_beam()
+            options = {kind: files.enter_context(open_companion(path, cube, kind))
+                       for kind, path in (("pb", args.pb), ("psf", args.psf)) if path}
+            load_networks(models_dir, tasks)  # a missing or unreadable network is reported before the run
+            with _progress_bar(args.quiet, "stage") as progress:
+                catalog = detect(cube, args.detector, progress=progress, keep_sidelobes=args.keep_sidelobes,
+                                 models=models_dir, memory=memory, scheduler=args.scheduler, **options)
+            write_catalog(catalog, args.output)  # atomic, as are the regions
+            if args.regions:
+                write_regions(catalog, cube, args.regions)
     if not args.quiet:
-        print(catalog.meta.get("sidelobe_check", ""))
-        print(f"{len(catalog)} sources -> {args.output}" + (f", regions -> {args.regions}" if args.regions else "")
-              + (" (fluxes primary-beam corrected)" if catalog.meta.get("pb_corrected")
+        if not several:
+            print(catalog.meta.get("sidelobe_check", ""))
+        where = f" in {len(cubes)} cubes" if several else ""
+        regions = f", regions -> {args.regions}" if args.regions else ""
+        print(f"{len(catalog)} sources{where} -> {args.output}{regions}"
+              + ("" if several else " (fluxes primary-beam corrected)" if catalog.meta.get("pb_corrected")
                  else " (fluxes uncorrected for the primary beam)"))
     return 0
+
+
+def _detect_many(args, cubes, models_dir, memory):
+    """detect over several cubes into one catalogue (:func:`pipeline.alma.batch.detect_cubes`)."""
+    from pipeline.alma.batch import clear_parts, detect_cubes, parts_folder
+    from pipeline.alma.catalog import write_catalog
+
+    done = sum(1 for _ in parts_folder(args.output).glob("*.csv")) if parts_folder(args.output).is_dir() else 0
+    if done and not args.quiet:
+        print(f"resuming: {done} cube(s) already searched in {parts_folder(args.output)}")
+    with _progress_bar(args.quiet, "cube") as progress:
+        catalog = detect_cubes(cubes, args.output, args.detector, progress=progress, memory=memory,
+                               scheduler=args.scheduler, models=models_dir, keep_sidelobes=args.keep_sidelobes)
+    write_catalog(catalog, args.output)
+    clear_parts(args.output)
+    return catalog
+
+
+@contextmanager
+def _progress_bar(quiet: bool, unit: str):
+    """A tqdm bar on stderr, as a ``progress(done, total, stage)`` callback."""
+    from tqdm import tqdm
+
+    with tqdm(total=None, unit=unit, disable=quiet) as bar:
+        def progress(done, total, stage):
+            bar.total = total
+            bar.set_description(stage)
+            bar.update(done - bar.n)
+
+        yield progress
+        if bar.total is not None:
+            bar.update(bar.total - bar.n)
 
 
 def add_evaluate_parser(commands) -> None:

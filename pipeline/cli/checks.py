@@ -39,6 +39,15 @@ def memory_size(text: str, option: str = "--memory") -> float:
     return size
 
 
+def scheduler_name(value: str, option: str = "--scheduler", extra=()) -> None:
+    """A scheduler :func:`pipeline.scheduling.run_tasks` knows: synchronous, local (or one of
+    ``extra``), or a running scheduler's address such as ``tcp://host:8786``."""
+    if value not in ("synchronous", "local", *extra) and ":" not in str(value):
+        known = ", ".join(repr(v) for v in ("synchronous", "local", *extra))
+        raise InputError(f"{option} must be {known} or a Dask scheduler's address such as tcp://host:8786; "
+                         f"got {value!r}.")
+
+
 def never_over_inputs(option: str, output, inputs=(), folders=()) -> None:
     """Refuse an output that is one of the command's input files, or that lies in an input folder
     (``folders``: (folder, what it is) pairs): a command never writes over what it reads."""

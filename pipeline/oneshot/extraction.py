@@ -12,9 +12,8 @@ import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.oneshot.galaxies import read_image, to_rgb
-from pipeline.progress import check_cancel
+from pipeline.scheduling import run_tasks
 
-SCHEDULER_TIMEOUT = "10s"
 LOCAL_CLUSTER_FROM = 2000  # images: "auto" extracts fewer in this process, more on a local cluster
 
 
@@ -37,43 +36,11 @@ def pick_scheduler(scheduler: str, n_images: int) -> str:
 
 
 def run_chunks(jobs: dict, scheduler: str, cancel):
-    """Yield (start, features) for each job as it finishes, in this process or on Dask."""
-    if not jobs:
-        return
+    """Yield (start, features) for each job as it finishes, in this process or on Dask
+    (:func:`pipeline.scheduling.run_tasks`)."""
     scheduler = pick_scheduler(scheduler, sum(len(files) for files, *_ in jobs.values()))
-    if scheduler == "synchronous":
-        for start, args in jobs.items():
-            check_cancel(cancel, "feature extraction", then="finished chunks are kept for the next run")
-            yield start, chunk_features(*args)
-        return
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    if scheduler == "local":
-        import dask
-
-        # No dashboard. In distributed 2026.8 the scheduler always starts an HTTP server (status
-        # pages, metrics, a proxy to the workers) and dashboard_address=None puts it on :8787;
-        # so: no bokeh dashboard, no pages on any server, and the scheduler's on a free local port.
-        with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
-            cluster = LocalCluster(n_workers=max(1, min(len(jobs), os.cpu_count() or 1)), threads_per_worker=1,
-                                   processes=True, dashboard_address=None,
-                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
-        client = Client(cluster)
-    else:
-        try:
-            client, cluster = Client(scheduler, timeout=SCHEDULER_TIMEOUT), None
-        except OSError as exc:
-            raise InputError(f"Cannot reach the Dask scheduler at {scheduler} ({exc}). Start it "
-                             "(`dask scheduler`) or use --scheduler local.") from None
-    try:
-        futures = {client.submit(chunk_features, *args, pure=False): start for start, args in jobs.items()}
-        for future in as_completed(futures):
-            check_cancel(cancel, "feature extraction", then="finished chunks are kept for the next run")
-            yield futures[future], future.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    yield from run_tasks(chunk_features, jobs, scheduler, cancel, "feature extraction",
+                         then="finished chunks are kept for the next run")
 
 
 def chunk_key(ids: list[str], files: list[str], start: int, chunk: int) -> str:

@@ -350,6 +350,26 @@ def test_networks_are_loaded_once_per_file(tiny_models, tmp_path):
     assert other is not first and not other.training
 
 
+@pytest.mark.parametrize("workers", [1, 4])
+def test_the_search_on_dask_gives_the_same_catalogue(tiny_models, sim_cube_path, workers):
+    """A row of tiles a task, on a Dask cluster (here in this process) of 1 or 4 workers that load
+    the network from its file: the catalogue found in this process."""
+    import dask
+    from dask.distributed import LocalCluster
+
+    finder = detect.SourceFinder.load(tiny_models)
+    with open_cube(sim_cube_path) as cube:
+        here = detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf)
+        no_pages = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+        with dask.config.set(no_pages), LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
+                                                     dashboard_address=None) as cluster:
+            stages = []
+            there = detect.detect(cube, "pipeline", finder=finder, min_snr=-np.inf, scheduler=cluster.scheduler_address,
+                                  progress=lambda done, total, stage: stages.append(stage))
+    assert len(here) >= 1 and all(np.array_equal(there[c], here[c]) for c in ("x", "y", "z", "x0", "y1", "snr"))
+    assert "Blobs Finder, rows 32-95 (2/2)" in stages
+
+
 def test_a_compressed_cube_larger_than_the_memory_is_refused(make_cube):
     """A gzipped cube is decompressed whole into memory: beyond ``memory`` the message says to
     decompress it first; within it the search runs."""

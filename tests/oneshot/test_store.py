@@ -64,7 +64,7 @@ def test_local_dask_cluster_gives_the_same_features(tiny_set, tmp_path, monkeypa
 
 
 def test_unreachable_scheduler_says_so(tiny_set, tmp_path, monkeypatch):
-    monkeypatch.setattr(extraction, "SCHEDULER_TIMEOUT", "1s")
+    monkeypatch.setattr("pipeline.scheduling.SCHEDULER_TIMEOUT", "1s")
     with pytest.raises(InputError, match="Cannot reach the Dask scheduler"):
         store.build_store(tiny_set, tmp_path / "x", size=64, scheduler="tcp://127.0.0.1:9", chunk=5)
 

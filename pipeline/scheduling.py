@@ -1,0 +1,56 @@
+"""Independent pieces of work run in this process or on Dask: a local cluster (one process per
+core, one thread each, no dashboard) or a running scheduler by its address (``tcp://host:8786``).
+Feature extraction (:mod:`pipeline.oneshot.extraction`) and source finding on many or large cubes
+(:mod:`pipeline.alma.batch`) both go through :func:`run_tasks`."""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.errors import InputError
+from pipeline.progress import check_cancel
+
+SCHEDULER_TIMEOUT = "10s"
+
+
+def run_tasks(function, jobs: dict, scheduler: str, cancel=None, what: str = "the work", then: str = ""):
+    """Yield ``(key, function(*args))`` for each ``key: args`` of ``jobs`` as it finishes: one
+    after another in this process (``scheduler="synchronous"``), on a local cluster of up to one
+    worker per core (``"local"``), or on the running scheduler at ``scheduler``. ``cancel``
+    (a threading.Event) stops between results with :class:`~pipeline.errors.Cancelled` naming
+    ``what`` (and ``then``: what is kept)."""
+    if not jobs:
+        return
+    if scheduler == "synchronous":
+        for key, args in jobs.items():
+            check_cancel(cancel, what, then=then)
+            yield key, function(*args)
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    if scheduler == "local":
+        import dask
+
+        # No dashboard. In distributed 2026.8 the scheduler always starts an HTTP server (status
+        # pages, metrics, a proxy to the workers) and dashboard_address=None puts it on :8787;
+        # so: no bokeh dashboard, no pages on any server, and the scheduler's on a free local port.
+        with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+            cluster = LocalCluster(n_workers=max(1, min(len(jobs), os.cpu_count() or 1)), threads_per_worker=1,
+                                   processes=True, dashboard_address=None,
+                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+        client = Client(cluster)
+    else:
+        try:
+            client, cluster = Client(scheduler, timeout=SCHEDULER_TIMEOUT), None
+        except OSError as exc:
+            raise InputError(f"Cannot reach the Dask scheduler at {scheduler} ({exc}). Start it "
+                             "(`dask scheduler`) or use --scheduler local.") from None
+    try:
+        futures = {client.submit(function, *args, pure=False): key for key, args in jobs.items()}
+        for future in as_completed(futures):
+            check_cancel(cancel, what, then=then)
+            yield futures[future], future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
