@@ -228,7 +228,10 @@ class DetectionViewer(pn.viewable.Viewer):
                  else "fluxes uncorrected for the primary beam")
         hidden = (f"; {int(sidelobes.sum())} probable sidelobe(s) "
                   + ("shown dashed" if self.show_sidelobes else "hidden") if sidelobes.any() else "")
-        self.status = f"{len(catalog)} sources ({catalog.meta.get('detector', self.detector)}){tp}{hidden}; {scale}"
+        cut = catalog.meta.get("significance", "")
+        cut = f"; {cut}" if "raised" in cut else ""  # a large cube's stricter cut is worth saying
+        detector = catalog.meta.get("detector", self.detector)
+        self.status = f"{len(catalog)} sources ({detector}){tp}{hidden}; {scale}{cut}"
         self.selected = int(catalog["id"][0]) if len(catalog) else None
         self.version += 1
 

@@ -11,7 +11,7 @@ import scipy.ndimage
 from pipeline.alma import measure as ms
 from pipeline.alma.catalog import make_catalog
 from pipeline.alma.cube import Cube
-from pipeline.alma.focus import centroid, focused_image, focused_snr
+from pipeline.alma.focus import centroid, cube_level, focused_image, focused_snr, significance_note
 from pipeline.alma.networks import DECORAS_TASKS, MODELS_DIR, load_networks
 from pipeline.alma.source_maps import DEFAULT_MEMORY, SEARCH_WINDOWS, spectral_source_map, steps_per_map
 from pipeline.progress import Steps
@@ -53,6 +53,7 @@ def detect_decoras(cube: Cube, networks: dict | None = None, progress=None, canc
     msle_labels, m = scipy.ndimage.label(msle)
     msle_centres = np.array(scipy.ndimage.center_of_mass(msle, msle_labels, range(1, m + 1))).reshape(-1, 2)
     step("measuring")
+    level = cube_level(cube, min_snr)
     rows = []
     yy, xx = np.mgrid[0:cube.ny, 0:cube.nx]
     for i, (ys, xs) in enumerate(scipy.ndimage.find_objects(labels), start=1):
@@ -76,9 +77,11 @@ def detect_decoras(cube: Cube, networks: dict | None = None, progress=None, canc
         # significance and position from the focused image over the line, as the pipeline's focusing
         focused, _, centre = focused_image(cube, (row["x0"], row["y0"], row["x1"], row["y1"]), row["z0"], row["z1"])
         row["snr"] = row["score"] = focused_snr(focused)
-        if row["snr"] < min_snr:
+        if row["snr"] < level:
             continue
         row["x"], row["y"] = centroid(focused, centre)
         rows.append(row)
     rows.sort(key=lambda r: -r["snr"])
-    return make_catalog(rows, cube, "decoras")
+    catalog = make_catalog(rows, cube, "decoras")
+    catalog.meta["significance"] = significance_note(cube, min_snr, level)
+    return catalog

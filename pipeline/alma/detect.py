@@ -33,11 +33,13 @@ from pipeline.alma.decoras import detect_decoras
 from pipeline.alma.focus import (
     centroid,
     corrected_level,
+    cube_level,
     focused_image,
     focused_images,
     focused_snr,
     line_windows,
     measure,
+    significance_note,
     significant,
 )
 from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_area
@@ -140,9 +142,12 @@ def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=Non
                                 memory=memory, scheduler=scheduler, network_file=finder.files.get("blobs_finder"))
     boxes = boxes_from_map(found, threshold)
     step("Deep GRU, focusing and ResNets")
-    rows = characterise(cube, boxes, finder, min_snr, cancel, psf)
+    level = cube_level(cube, min_snr)
+    rows = characterise(cube, boxes, finder, level, cancel, psf)
     step("catalogue")
-    return make_catalog(rows, cube, "pipeline")
+    catalog = make_catalog(rows, cube, "pipeline")
+    catalog.meta["significance"] = significance_note(cube, min_snr, level)
+    return catalog
 
 
 def characterise(cube: Cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_SNR, cancel=None,

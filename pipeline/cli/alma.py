@@ -224,7 +224,9 @@ def cmd_detect(args) -> int:
                 write_regions(catalog, cube, args.regions)
     if not args.quiet:
         if not several:
-            print(catalog.meta.get("sidelobe_check", ""))
+            for note in ("significance", "sidelobe_check"):
+                if catalog.meta.get(note):
+                    print(catalog.meta[note])
         where = f" in {len(cubes)} cubes" if several else ""
         regions = f", regions -> {args.regions}" if args.regions else ""
         print(f"{len(catalog)} sources{where} -> {args.output}{regions}"

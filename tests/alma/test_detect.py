@@ -377,3 +377,19 @@ def test_a_compressed_cube_larger_than_the_memory_is_refused(make_cube):
         with pytest.raises(InputError, match=r"compressed.*gunzip -k cube\.fits\.gz"):
             detect.detect(cube, "photutils", memory=10_000)
         assert list(detect.detect(cube, "photutils", memory=1e6).colnames) == list(COLUMN_NAMES)
+
+
+def test_the_significance_cut_rises_with_the_places_searched(make_cube, monkeypatch):
+    """5 sigma for a search no larger than the reference; for one 16 times larger the cut with the
+    same false-alarm probability per cube, 5.51 sigma; no cut stays no cut."""
+    from pipeline.alma import focus
+
+    with open_cube(make_cube()) as cube:  # 24 x 20 px, a median beam of 5.55 x 4 px, 12 channels
+        trials = focus.search_trials(cube)
+        assert trials == pytest.approx(24 * 20 / (np.pi / (4 * np.log(2)) * 5.55 * 4) * 12, rel=0.01)
+        assert focus.cube_level(cube, 5.0) == 5.0
+        assert "focused SNR >= 5" == focus.significance_note(cube, 5.0, 5.0)
+        monkeypatch.setattr(focus, "REFERENCE_TRIALS", trials / 16)
+        assert focus.cube_level(cube, 5.0) == pytest.approx(5.51, abs=0.01)
+        assert focus.cube_level(cube, -np.inf) == -np.inf
+        assert "raised for this cube's" in focus.significance_note(cube, 5.0, focus.cube_level(cube, 5.0))
