@@ -45,10 +45,10 @@ def detect_decoras(cube: Cube, networks: dict | None = None, progress=None, canc
     ms.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
     bce = spectral_source_map(cube, networks["decoras_bce"], windows, side=256,
                               step=lambda w: step(f"DECORAS BCE, {w}"), memory=memory, scheduler=scheduler,
-                              network_file=files.get("decoras_bce"))
+                              network_file=files.get("decoras_bce"), cancel=cancel)
     msle = spectral_source_map(cube, networks["decoras_msle"], windows, side=256,
                                step=lambda w: step(f"DECORAS MSLE, {w}"), memory=memory, scheduler=scheduler,
-                               network_file=files.get("decoras_msle")) > msle_threshold
+                               network_file=files.get("decoras_msle"), cancel=cancel) > msle_threshold
     labels, _ = scipy.ndimage.label(bce > bce_threshold)
     msle_labels, m = scipy.ndimage.label(msle)
     msle_centres = np.array(scipy.ndimage.center_of_mass(msle, msle_labels, range(1, m + 1))).reshape(-1, 2)

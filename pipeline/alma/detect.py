@@ -139,7 +139,8 @@ def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=Non
     step("integrated image")
     ms.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
     found = spectral_source_map(cube, finder.blobs_finder, windows, step=lambda w: step(f"Blobs Finder, {w}"),
-                                memory=memory, scheduler=scheduler, network_file=finder.files.get("blobs_finder"))
+                                memory=memory, scheduler=scheduler, network_file=finder.files.get("blobs_finder"),
+                                cancel=cancel)
     boxes = boxes_from_map(found, threshold)
     step("Deep GRU, focusing and ResNets")
     level = cube_level(cube, min_snr)

@@ -10,6 +10,7 @@ import scipy.ndimage
 
 from pipeline.alma import preprocess as pre
 from pipeline.alma.cube import Cube
+from pipeline.progress import check_cancel
 from pipeline.scheduling import run_tasks
 
 BLOB_THRESHOLD = 0.15  # the paper's threshold on the Blobs Finder output
@@ -53,8 +54,8 @@ class _Tiles:
     ``add(image)`` puts an image's tiles through the network ``batch`` at a time, row of tiles by
     row (so each tile meets the same batch-mates whatever rows are searched together)."""
 
-    def __init__(self, network, shape, side, rows=None, batch=TILE_BATCH):
-        self.network, self.side, self.batch = network, side, batch
+    def __init__(self, network, shape, side, rows=None, batch=TILE_BATCH, cancel=None):
+        self.network, self.side, self.batch, self.cancel = network, side, batch, cancel
         ny, nx = shape
         y0, y1 = rows or (0, ny)
         #: tiles inside the rows (y relative to y0); where the image is narrower than a tile, one padded tile
@@ -76,6 +77,7 @@ class _Tiles:
 
         if not self._queue:
             return
+        check_cancel(self.cancel, "detection")  # a batch takes a few hundredths of a second
         batch = np.stack([tile for _, tile in self._queue])[:, None]
         with torch.no_grad():
             out = self.network(torch.from_numpy(batch)).numpy()[:, 0]
@@ -134,12 +136,13 @@ def strips(cube: Cube, side: int, windows=SEARCH_WINDOWS, memory: float = DEFAUL
     return out
 
 
-def strip_map(cube: Cube, network, ranges, rows: tuple[int, int], side: int, step=None) -> np.ndarray:
+def strip_map(cube: Cube, network, ranges, rows: tuple[int, int], side: int, step=None, cancel=None) -> np.ndarray:
     """The network's map of the rows ``rows`` (a strip of :func:`strips`) over the integrated
     images of the channel ranges ``ranges``, the strip read once (:meth:`Cube.integrate`); a
     window's image is cut into tiles as soon as its last channel is read. ``step(i, done)`` is
-    called as window ``ranges[i]`` is read, the ``done``-th (progress and cancel)."""
-    tiles = _Tiles(network, (cube.ny, cube.nx), side, rows)
+    called as window ``ranges[i]`` is read, the ``done``-th (progress); ``cancel`` is checked
+    before every batch of tiles."""
+    tiles = _Tiles(network, (cube.ny, cube.nx), side, rows, cancel=cancel)
     for done, (i, image) in enumerate(cube.integrate(ranges, rows), start=1):
         if step is not None:
             step(i, done)
@@ -165,13 +168,14 @@ def _report_window(step, ranges, where: str, i: int, done: int) -> None:
 
 def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, step=None,
                         memory: float = DEFAULT_MEMORY, scheduler: str = "synchronous",
-                        network_file=None) -> np.ndarray:
+                        network_file=None, cancel=None) -> np.ndarray:
     """:func:`source_map` of the integrated image over each of :func:`search_windows`, merged by
     the maximum, in bounded memory: strip by strip of rows (:func:`strips`, :func:`strip_map`),
     in this process, or (``scheduler``: ``"local"`` or a scheduler's address, with the
     ``network_file`` the network was loaded from) a strip per row of tiles as Dask tasks, each
     within ``memory`` too. The map is the same either way. ``step(stage)`` is called as each
-    window is read, or on Dask as each strip comes back (progress and cancel)."""
+    window is read, or on Dask as each strip comes back (progress and cancel); in this process
+    ``cancel`` also stops between batches of tiles (within a second)."""
     side = side or network.image_size
     ranges = search_windows(cube.nchan, windows)
     merged = np.zeros((cube.ny, cube.nx), np.float32)
@@ -180,13 +184,14 @@ def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, 
         for y0, y1 in bands:
             where = f"rows {y0}-{y1 - 1}, " if len(bands) > 1 else ""
             report = None if step is None else functools.partial(_report_window, step, ranges, where)
-            np.maximum(merged[y0:y1], strip_map(cube, network, ranges, (y0, y1), side, report), out=merged[y0:y1])
+            found = strip_map(cube, network, ranges, (y0, y1), side, report, cancel)
+            np.maximum(merged[y0:y1], found, out=merged[y0:y1])
         return merged
     if network_file is None:
         raise ValueError("searching on Dask needs the network's file (network_file), which the workers load")
     bands = strips(cube, side, windows, 0)  # a row of tiles each
     jobs = {rows: (str(cube.path), str(network_file), ranges, rows, side) for rows in bands}
-    for done, ((y0, y1), part) in enumerate(run_tasks(_strip_task, jobs, scheduler, what="detection"), start=1):
+    for done, ((y0, y1), part) in enumerate(run_tasks(_strip_task, jobs, scheduler, cancel, "detection"), start=1):
         if step is not None:
             step(f"rows {y0}-{y1 - 1} ({done}/{len(bands)})")
         np.maximum(merged[y0:y1], part, out=merged[y0:y1])

@@ -84,6 +84,25 @@ def test_strips_of_rows_give_the_map_of_the_whole_image(make_cube):
     assert np.array_equal(whole, stripped) and (whole > 0).mean() > 0.99
 
 
+def test_cancel_stops_between_batches_of_tiles(make_cube):
+    """Cancel is seen before the next two tiles go through the network, not only between windows:
+    within a second on any cube."""
+    import threading
+
+    cancel, calls = threading.Event(), []
+
+    class Cancelling(Identity):
+        def forward(self, x):
+            calls.append(len(x))
+            cancel.set()  # as if the visitor pressed Cancel while this batch ran
+            return x
+
+    cube = open_cube(make_cube(layout="3d", nx=70, ny=100, nchan=24))
+    with pytest.raises(Cancelled):
+        source_maps.spectral_source_map(cube, Cancelling(), windows=(), cancel=cancel)
+    assert calls == [2]  # one batch of the whole band's 16 tiles
+
+
 def test_boxes_from_map():
     m = np.zeros((50, 50), np.float32)
     m[10:14, 20:25] = 0.9
