@@ -86,6 +86,8 @@ CATALOG_COLUMNS = (
     ("sidelobe", "bool", None, "probably a sidelobe of a brighter detection (kept only on request)"),
     ("sidelobe_p", "float64", None, "probability that it is a sidelobe; NaN: not checked"),
     ("sidelobe_of", "int64", None, "id of the brighter detection it would be a sidelobe of; 0: none"),
+    ("p_false", "float64", None, "the share of the candidates at least this significant that the same search "
+                                 "finds in the negated cube (detect --reliability); NaN: not measured"),
     ("detector", "str", None, "name of the finder"),
 )
 COLUMN_NAMES = tuple(c[0] for c in CATALOG_COLUMNS)
@@ -95,7 +97,7 @@ REQUIRED_INPUT = ("x", "y", "z", "x0", "y0", "x1", "y1", "z0", "z1", "fwhm_x", "
 _DERIVED = ("id", "ra", "dec", "freq", "detector")
 #: columns a table may lack (older files, hand-made tables), with the value they are filled with
 _OPTIONAL = {"pb": np.nan, "sidelobe": False, "sidelobe_p": np.nan, "sidelobe_of": 0, "fwhm_x_err": np.nan,
-             "fwhm_y_err": np.nan, "pa_err": np.nan, "resolved": True}
+             "fwhm_y_err": np.nan, "pa_err": np.nan, "resolved": True, "p_false": np.nan}
 #: how the flux column is described, by whether it is corrected for the primary beam
 FLUX_UNCORRECTED = "flux: uncorrected for the primary beam (no primary-beam cube given; pb is NaN)"
 FLUX_CORRECTED = "flux: primary-beam corrected (divided by pb, the primary-beam response at the source)"
@@ -138,7 +140,7 @@ def make_catalog(rows_or_columns, cube: Cube, detector: str) -> Table:
     values.setdefault("score", values["snr"])
     values.setdefault("blended", np.zeros(n, bool))
     values.setdefault("pb", np.full(n, np.nan))  # a finder measures on the image as it is
-    for name in ("sidelobe", "sidelobe_p", "sidelobe_of",  # until the sidelobe check
+    for name in ("sidelobe", "sidelobe_p", "sidelobe_of", "p_false",  # until the sidelobe and reliability checks
                  "fwhm_x_err", "fwhm_y_err", "pa_err", "resolved"):  # until the errors (uncertainties.py)
         values.setdefault(name, np.full(n, _OPTIONAL[name]))
     x, y, z = (np.asarray(values[c], float) for c in ("x", "y", "z"))

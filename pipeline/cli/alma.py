@@ -170,6 +170,10 @@ def add_detect_parser(commands) -> None:
                    help="where the networks search: 'synchronous' (default: this process), 'local' (a Dask "
                    "cluster of one worker per core, each within --memory) or a running Dask scheduler's "
                    "address (tcp://host:8786); the catalogue is the same")
+    p.add_argument("--reliability", action="store_true",
+                   help="also search the negated cube (noise alone, as SoFiA does): each candidate's p_false, the "
+                   "share of candidates as significant that are noise, and a table of reliability per SNR bin, "
+                   "printed and written beside the catalogue as NAME_reliability.csv (takes twice as long)")
     p.add_argument("--keep-sidelobes", action="store_true",
                    help="keep the probable sidelobes of brighter detections in the catalogue, flagged in the "
                    "sidelobe column (default: dropped)")
@@ -197,13 +201,16 @@ def cmd_detect(args) -> int:
     scheduler_name(args.scheduler)
     check_output(args.output)
     never_over_inputs("-o", args.output, inputs=inputs)
-    if several and (args.pb or args.psf or args.regions):
-        option = "--pb" if args.pb else "--psf" if args.psf else "--regions"
+    if several and (args.pb or args.psf or args.regions or args.reliability):
+        option = "--pb" if args.pb else "--psf" if args.psf else "--regions" if args.regions else "--reliability"
         raise InputError(f"{option} is for one cube; with several, each cube's .pb and .psf are found beside it "
                          "under tclean's names, and regions are written cube by cube (search one cube).")
     if args.regions:
         region_format(args.regions)
         never_over_inputs("--regions", args.regions, inputs=inputs)
+    table_path = reliability_path(args.output)
+    if args.reliability:
+        never_over_inputs("--reliability", table_path, inputs=inputs)
     models_dir = args.models or MODELS_DIR
     tasks = {"pipeline": PIPELINE_TASKS, "decoras": DECORAS_TASKS}.get(args.detector, ())
     if several:
@@ -216,9 +223,20 @@ def cmd_detect(args) -> int:
             options = {kind: files.enter_context(open_companion(path, cube, kind))
                        for kind, path in (("pb", args.pb), ("psf", args.psf)) if path}
             load_networks(models_dir, tasks)  # a missing or unreadable network is reported before the run
+            settings = dict(keep_sidelobes=args.keep_sidelobes, models=models_dir, memory=memory,
+                            scheduler=args.scheduler, **options)
             with _progress_bar(args.quiet, "stage") as progress:
-                catalog = detect(cube, args.detector, progress=progress, keep_sidelobes=args.keep_sidelobes,
-                                 models=models_dir, memory=memory, scheduler=args.scheduler, **options)
+                catalog = detect(cube, args.detector, progress=progress, **settings)
+            if args.reliability:
+                from pipeline.alma import reliability
+                from pipeline.tables import write_table
+
+                with _progress_bar(args.quiet, "stage") as progress:
+                    negatives = reliability.negative_detections(cube, args.detector, progress=progress, **settings)
+                catalog, table = reliability.with_reliability(catalog, negatives)
+                write_table(table, table_path)
+                if not args.quiet:
+                    print(reliability.format_table(table) + f"\n-> {table_path}")
             write_catalog(catalog, args.output)  # atomic, as are the regions
             if args.regions:
                 write_regions(catalog, cube, args.regions)
@@ -233,6 +251,13 @@ def cmd_detect(args) -> int:
               + ("" if several else " (fluxes primary-beam corrected)" if catalog.meta.get("pb_corrected")
                  else " (fluxes uncorrected for the primary beam)"))
     return 0
+
+
+def reliability_path(output) -> Path:
+    """Where ``detect --reliability`` writes its table: ``NAME_reliability.csv`` beside the catalogue."""
+    output = Path(output)
+    stem = output.name.split(".")[0]
+    return output.with_name(f"{stem}_reliability.csv")
 
 
 def _detect_many(args, cubes, models_dir, memory):
