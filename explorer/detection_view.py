@@ -28,6 +28,7 @@ from explorer.background import BackgroundJob
 from explorer.files import find_companions, list_cubes, shown_path
 from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.alma import detect as finder_module
+from pipeline.alma import reliability as reliability_check
 from pipeline.alma.catalog import with_optional_columns, write_catalog, write_regions
 from pipeline.alma.companions import KINDS, open_companion
 from pipeline.alma.matching import classify
@@ -76,6 +77,9 @@ class DetectionViewer(pn.viewable.Viewer):
     detector = param.Selector(default="pipeline", objects=list(finder_module.DETECTORS), doc="Which finder")
     all_channels = param.Boolean(default=False, doc="Draw every box on every channel (else only where it emits)")
     show_sidelobes = param.Boolean(default=False, doc="Show the probable sidelobes of brighter detections (dashed)")
+    reliability = param.Boolean(default=False, doc="Also search the negated cube: each source's p_false and a "
+                                "reliability table per SNR bin (twice as long)")
+    reliability_text = param.String(default="", doc="The last run's reliability table, as text")
     selected = param.Integer(default=None, allow_None=True, doc="id of the selected source")
     status = param.String(default="", doc="What the detector is doing")
     running = param.Boolean(default=False)
@@ -184,18 +188,28 @@ class DetectionViewer(pn.viewable.Viewer):
         detector, cube = self.detector, self.cube
         companions = self.companions  # as attached now, whatever is picked while it runs
 
+        measure_reliability = self.reliability
+
         def work(progress, cancel):
             # probable sidelobes are kept, flagged, and shown on request without a second run
             options = dict(companions, keep_sidelobes=True, models=self.models)
-            return finder_module.detect(cube, detector, cancel=cancel, **options, progress=lambda done, total, stage:
-                                        progress(done, total, f"{detector}: {stage}"))
+            catalog = finder_module.detect(cube, detector, cancel=cancel, **options, progress=lambda done, total, stage:
+                                           progress(done, total, f"{detector}: {stage}"))
+            if not measure_reliability:
+                return catalog, ""
+            negatives = reliability_check.negative_detections(
+                cube, detector, cancel=cancel, **options,
+                progress=lambda done, total, stage: progress(done, total, f"{detector}, negated cube: {stage}"))
+            catalog, table = reliability_check.with_reliability(catalog, negatives)
+            return catalog, reliability_check.format_table(table)
 
         self.running = True
         self._run.disabled = True
         self.show_error("")
         self.job.start(work, f"running {detector}...")
 
-    def _on_done(self, catalog):
+    def _on_done(self, result):
+        catalog, self.reliability_text = result
         self.running, self._run.disabled = False, False
         self._found_all = catalog
         self.set_catalog(catalog)
@@ -214,7 +228,8 @@ class DetectionViewer(pn.viewable.Viewer):
             catalog = catalog[~sidelobes]
         self.catalog = catalog
         self.outcome = self._compare_with_truth(catalog)
-        frame = catalog[TABLE_COLUMNS].to_pandas() if len(catalog) else None
+        measured = bool(np.isfinite(np.asarray(catalog["p_false"], float)).any())  # the reliability was measured
+        frame = catalog[TABLE_COLUMNS + ["p_false"] * measured].to_pandas() if len(catalog) else None
         if frame is not None:
             frame["freq"] = frame["freq"] / 1e9
             frame = frame.rename(columns={"freq": "freq_ghz", "flux": "flux_jy_kms"})
@@ -378,7 +393,9 @@ class DetectionViewer(pn.viewable.Viewer):
             sizing_mode="stretch_width")
         # the view options on a row of their own: beside the buttons they squeezed them together
         options = pn.Row(pn.widgets.Checkbox.from_param(self.param.all_channels, name="Boxes on all channels"),
-                         pn.widgets.Checkbox.from_param(self.param.show_sidelobes, name="Show probable sidelobes"))
+                         pn.widgets.Checkbox.from_param(self.param.show_sidelobes, name="Show probable sidelobes"),
+                         pn.widgets.Checkbox.from_param(self.param.reliability, name="Reliability (negated cube)",
+                                                        css_classes=["reliability-toggle"]))
         companions = pn.Column(
             pn.Row(pn.widgets.Select.from_param(self.param.pb_file, name="Primary beam (.pb)", width=240),
                    pn.widgets.Select.from_param(self.param.psf_file, name="PSF (.psf)", width=240)),
@@ -391,6 +408,7 @@ class DetectionViewer(pn.viewable.Viewer):
         return pn.Column(
             controls, options, companions, self.job.bar,
             Text(self.param.status, css_classes=["detection-status"]), self._error,
+            Text(self.param.reliability_text, css_classes=["reliability-table"]),
             pn.pane.HTML(legend), self._table, exports,
             pn.Tabs(("Selected source", pn.panel(pn.bind(self.source_panel, self.param.selected, self.param.version))),
                     ("All spectra", pn.panel(pn.bind(self.spectra_grid, self.param.version))), dynamic=True),

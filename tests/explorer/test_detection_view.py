@@ -160,7 +160,7 @@ def test_probable_sidelobes_are_hidden_and_shown_dashed_on_request(panel_on_sim)
     # as if the check had called the faintest detection a sidelobe of the brightest
     found["sidelobe"][-1], found["sidelobe_p"][-1], found["sidelobe_of"][-1] = True, 0.4, 1
     found["pa"][-1] = float("nan")
-    viewer._on_done(found)
+    viewer._on_done((found, ""))
     assert len(viewer.catalog) == len(found) - 1 and "1 probable sidelobe(s) hidden" in viewer.status
     viewer.show_sidelobes = True
     assert len(viewer.catalog) == len(found) and "shown dashed" in viewer.status
@@ -187,9 +187,22 @@ def test_the_inspector_gives_size_errors_and_calls_unresolved_sizes_upper_limits
     assert f"FWHM {row['fwhm_x']:.2f} ± {row['fwhm_x_err']:.2f}" in text
     found = viewer._found_all.copy()
     found["resolved"][0] = False
-    viewer._on_done(found)
+    viewer._on_done((found, ""))
     first = viewer.catalog[0]
     viewer.selected = int(first["id"])
     text = viewer.source_panel(viewer.selected, viewer.version).objects[1].objects[1].object
     limit = first["fwhm_x"] + 2 * first["fwhm_x_err"]
     assert f"unresolved: not wider than the beam beyond its errors; FWHM below {limit:.2f}" in text
+
+
+def test_reliability_from_the_negated_cube_on_request(panel_on_sim):
+    """Ticked, a run also searches the negated cube: each source's p_false in the table and the
+    reliability table beside the status; unticked, neither."""
+    viewer, _ = panel_on_sim
+    viewer.detector = "photutils"
+    viewer.start()
+    assert "p_false" not in viewer._table.value.columns and viewer.reliability_text == ""
+    viewer.reliability = True
+    viewer.start()
+    assert "p_false" in viewer._table.value.columns and (viewer._table.value["p_false"] >= 0).all()
+    assert "the same search on the negated cube" in viewer.reliability_text
