@@ -174,6 +174,9 @@ def add_detect_parser(commands) -> None:
                    help="also search the negated cube (noise alone, as SoFiA does): each candidate's p_false, the "
                    "share of candidates as significant that are noise, and a table of reliability per SNR bin, "
                    "printed and written beside the catalogue as NAME_reliability.csv (takes twice as long)")
+    p.add_argument("--completeness", action="store_true",
+                   help="also inject point sources with the cube's beam at peak SNRs 3-15 where nothing was found and "
+                   "search again: the share found per SNR, printed and written as NAME_completeness.csv")
     p.add_argument("--keep-sidelobes", action="store_true",
                    help="keep the probable sidelobes of brighter detections in the catalogue, flagged in the "
                    "sidelobe column (default: dropped)")
@@ -201,16 +204,19 @@ def cmd_detect(args) -> int:
     scheduler_name(args.scheduler)
     check_output(args.output)
     never_over_inputs("-o", args.output, inputs=inputs)
-    if several and (args.pb or args.psf or args.regions or args.reliability):
-        option = "--pb" if args.pb else "--psf" if args.psf else "--regions" if args.regions else "--reliability"
+    one_cube_only = [o for o, given in (("--pb", args.pb), ("--psf", args.psf), ("--regions", args.regions),
+                                        ("--reliability", args.reliability), ("--completeness", args.completeness))
+                     if given]
+    if several and one_cube_only:
+        option = one_cube_only[0]
         raise InputError(f"{option} is for one cube; with several, each cube's .pb and .psf are found beside it "
                          "under tclean's names, and regions are written cube by cube (search one cube).")
     if args.regions:
         region_format(args.regions)
         never_over_inputs("--regions", args.regions, inputs=inputs)
-    table_path = reliability_path(args.output)
-    if args.reliability:
-        never_over_inputs("--reliability", table_path, inputs=inputs)
+    for option, wanted in (("--reliability", args.reliability), ("--completeness", args.completeness)):
+        if wanted:
+            never_over_inputs(option, beside(args.output, option[2:]), inputs=inputs)
     models_dir = args.models or MODELS_DIR
     tasks = {"pipeline": PIPELINE_TASKS, "decoras": DECORAS_TASKS}.get(args.detector, ())
     if several:
@@ -234,9 +240,18 @@ def cmd_detect(args) -> int:
                 with _progress_bar(args.quiet, "stage") as progress:
                     negatives = reliability.negative_detections(cube, args.detector, progress=progress, **settings)
                 catalog, table = reliability.with_reliability(catalog, negatives)
-                write_table(table, table_path)
+                write_table(table, beside(args.output, "reliability"))
                 if not args.quiet:
-                    print(reliability.format_table(table) + f"\n-> {table_path}")
+                    print(reliability.format_table(table) + f"\n-> {beside(args.output, 'reliability')}")
+            if args.completeness:
+                from pipeline.alma import completeness
+                from pipeline.tables import write_table
+
+                with _progress_bar(args.quiet, "stage") as progress:
+                    table = completeness.completeness(cube, catalog, args.detector, progress=progress, **settings)
+                write_table(table, beside(args.output, "completeness"))
+                if not args.quiet:
+                    print(completeness.format_table(table) + f"\n-> {beside(args.output, 'completeness')}")
             write_catalog(catalog, args.output)  # atomic, as are the regions
             if args.regions:
                 write_regions(catalog, cube, args.regions)
@@ -253,11 +268,11 @@ def cmd_detect(args) -> int:
     return 0
 
 
-def reliability_path(output) -> Path:
-    """Where ``detect --reliability`` writes its table: ``NAME_reliability.csv`` beside the catalogue."""
+def beside(output, what: str) -> Path:
+    """Where ``detect --reliability`` (``what``) or ``--completeness`` writes its table:
+    ``NAME_<what>.csv`` beside the catalogue."""
     output = Path(output)
-    stem = output.name.split(".")[0]
-    return output.with_name(f"{stem}_reliability.csv")
+    return output.with_name(f"{output.name.split('.')[0]}_{what}.csv")
 
 
 def _detect_many(args, cubes, models_dir, memory):
