@@ -27,6 +27,7 @@ from bokeh.models.widgets.tables import NumberFormatter
 from explorer.background import BackgroundJob
 from explorer.files import find_companions, list_cubes, shown_path
 from explorer.text import Alert, Prose, Text, TextTable
+from pipeline.alma import completeness as completeness_check
 from pipeline.alma import detect as finder_module
 from pipeline.alma import reliability as reliability_check
 from pipeline.alma.catalog import with_optional_columns, write_catalog, write_regions
@@ -79,7 +80,9 @@ class DetectionViewer(pn.viewable.Viewer):
     show_sidelobes = param.Boolean(default=False, doc="Show the probable sidelobes of brighter detections (dashed)")
     reliability = param.Boolean(default=False, doc="Also search the negated cube: each source's p_false and a "
                                 "reliability table per SNR bin (twice as long)")
-    reliability_text = param.String(default="", doc="The last run's reliability table, as text")
+    completeness = param.Boolean(default=False, doc="Also inject point sources with the cube's beam where "
+                                 "nothing was found and search again: the share found per SNR")
+    reliability_text = param.String(default="", doc="The last run's reliability and completeness tables, as text")
     selected = param.Integer(default=None, allow_None=True, doc="id of the selected source")
     status = param.String(default="", doc="What the detector is doing")
     running = param.Boolean(default=False)
@@ -188,20 +191,27 @@ class DetectionViewer(pn.viewable.Viewer):
         detector, cube = self.detector, self.cube
         companions = self.companions  # as attached now, whatever is picked while it runs
 
-        measure_reliability = self.reliability
+        measure_reliability, measure_completeness = self.reliability, self.completeness
 
         def work(progress, cancel):
             # probable sidelobes are kept, flagged, and shown on request without a second run
             options = dict(companions, keep_sidelobes=True, models=self.models)
-            catalog = finder_module.detect(cube, detector, cancel=cancel, **options, progress=lambda done, total, stage:
-                                           progress(done, total, f"{detector}: {stage}"))
-            if not measure_reliability:
-                return catalog, ""
-            negatives = reliability_check.negative_detections(
-                cube, detector, cancel=cancel, **options,
-                progress=lambda done, total, stage: progress(done, total, f"{detector}, negated cube: {stage}"))
-            catalog, table = reliability_check.with_reliability(catalog, negatives)
-            return catalog, reliability_check.format_table(table)
+
+            def stages(what):
+                return lambda done, total, stage: progress(done, total, f"{detector}{what}: {stage}")
+
+            catalog = finder_module.detect(cube, detector, cancel=cancel, progress=stages(""), **options)
+            texts = []
+            if measure_reliability:
+                negatives = reliability_check.negative_detections(cube, detector, cancel=cancel,
+                                                                  progress=stages(", negated cube"), **options)
+                catalog, table = reliability_check.with_reliability(catalog, negatives)
+                texts.append(reliability_check.format_table(table))
+            if measure_completeness:
+                table = completeness_check.completeness(cube, catalog, detector, cancel=cancel,
+                                                        progress=stages(", injected sources"), **options)
+                texts.append(completeness_check.format_table(table))
+            return catalog, "\n\n".join(texts)
 
         self.running = True
         self._run.disabled = True
@@ -395,7 +405,9 @@ class DetectionViewer(pn.viewable.Viewer):
         options = pn.Row(pn.widgets.Checkbox.from_param(self.param.all_channels, name="Boxes on all channels"),
                          pn.widgets.Checkbox.from_param(self.param.show_sidelobes, name="Show probable sidelobes"),
                          pn.widgets.Checkbox.from_param(self.param.reliability, name="Reliability (negated cube)",
-                                                        css_classes=["reliability-toggle"]))
+                                                        css_classes=["reliability-toggle"]),
+                         pn.widgets.Checkbox.from_param(self.param.completeness, name="Completeness (injected sources)",
+                                                        css_classes=["completeness-toggle"]))
         companions = pn.Column(
             pn.Row(pn.widgets.Select.from_param(self.param.pb_file, name="Primary beam (.pb)", width=240),
                    pn.widgets.Select.from_param(self.param.psf_file, name="PSF (.psf)", width=240)),

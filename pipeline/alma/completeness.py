@@ -97,7 +97,7 @@ def completeness(cube: Cube, catalog: Table, detector: str = "pipeline", snrs=SN
 
     rng = np.random.default_rng(seed)
     sites = injection_sites(cube, catalog, per_snr * len(snrs), rng)
-    levels = np.repeat(np.asarray(snrs, float), per_snr)[:len(sites)]
+    levels = np.tile(np.asarray(snrs, float), per_snr)[:len(sites)]  # every SNR once before any twice
     margin = 2 * LINE_FWHM_CHANNELS
     z = rng.uniform(margin, cube.nchan - 1 - margin, len(sites)) if cube.nchan > 2 * margin + 1 else \
         np.full(len(sites), (cube.nchan - 1) / 2)

@@ -195,9 +195,10 @@ def test_the_inspector_gives_size_errors_and_calls_unresolved_sizes_upper_limits
     assert f"unresolved: not wider than the beam beyond its errors; FWHM below {limit:.2f}" in text
 
 
-def test_reliability_from_the_negated_cube_on_request(panel_on_sim):
-    """Ticked, a run also searches the negated cube: each source's p_false in the table and the
-    reliability table beside the status; unticked, neither."""
+def test_reliability_and_completeness_on_request(panel_on_sim):
+    """Ticked, a run also searches the negated cube (each source's p_false in the table and the
+    reliability table under the status) or the cube with sources injected (the completeness
+    table); unticked, neither."""
     viewer, _ = panel_on_sim
     viewer.detector = "photutils"
     viewer.start()
@@ -206,3 +207,6 @@ def test_reliability_from_the_negated_cube_on_request(panel_on_sim):
     viewer.start()
     assert "p_false" in viewer._table.value.columns and (viewer._table.value["p_false"] >= 0).all()
     assert "the same search on the negated cube" in viewer.reliability_text
+    viewer.reliability, viewer.completeness = False, True
+    viewer.start()
+    assert "point sources injected" in viewer.reliability_text and "negated" not in viewer.reliability_text

@@ -126,16 +126,20 @@ def test_find_sources_with_a_classic_finder_and_the_trained_pipeline(page, serve
     expect(detector).to_have_value("pipeline")
     detector.select_option("photutils")
     reliability = page.locator(".reliability-toggle input[type=checkbox]")
-    reliability.check()  # and the same search on the negated cube
+    completeness = page.locator(".completeness-toggle input[type=checkbox]")
+    reliability.check()  # and the same search on the negated cube, and on the cube with sources injected
+    completeness.check()
     page.get_by_role("button", name="Find sources").click()
     status = page.locator(".detection-status pre")
     expect(status).to_contain_text("sources (photutils)", timeout=60_000)
     expect(status).to_contain_text("against the truth")  # the bundled simulated cube has its truth
     expect(page.locator(".source-table .tabulator-row").first).to_be_visible()
     expect(page.locator(".reliability-table")).to_contain_text("the same search on the negated cube")
+    expect(page.locator(".reliability-table")).to_contain_text("point sources injected")
     expect(page.locator('.source-table .tabulator-col[tabulator-field="p_false"]')).to_be_visible()
     screenshot("photutils")
     reliability.uncheck()
+    completeness.uncheck()
     detector.select_option("pipeline")
     page.get_by_role("button", name="Find sources").click()
     expect(status).to_contain_text("sources (pipeline)", timeout=90_000)
