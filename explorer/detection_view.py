@@ -83,6 +83,7 @@ class DetectionViewer(pn.viewable.Viewer):
     completeness = param.Boolean(default=False, doc="Also inject point sources with the cube's beam where "
                                  "nothing was found and search again: the share found per SNR")
     reliability_text = param.String(default="", doc="The last run's reliability and completeness tables, as text")
+    quality = param.Dict(default={}, doc="The last run's reliability and completeness tables (astropy), by name")
     selected = param.Integer(default=None, allow_None=True, doc="id of the selected source")
     status = param.String(default="", doc="What the detector is doing")
     running = param.Boolean(default=False)
@@ -201,17 +202,15 @@ class DetectionViewer(pn.viewable.Viewer):
                 return lambda done, total, stage: progress(done, total, f"{detector}{what}: {stage}")
 
             catalog = finder_module.detect(cube, detector, cancel=cancel, progress=stages(""), **options)
-            texts = []
+            tables = {}
             if measure_reliability:
                 negatives = reliability_check.negative_detections(cube, detector, cancel=cancel,
                                                                   progress=stages(", negated cube"), **options)
-                catalog, table = reliability_check.with_reliability(catalog, negatives)
-                texts.append(reliability_check.format_table(table))
+                catalog, tables["reliability"] = reliability_check.with_reliability(catalog, negatives)
             if measure_completeness:
-                table = completeness_check.completeness(cube, catalog, detector, cancel=cancel,
-                                                        progress=stages(", injected sources"), **options)
-                texts.append(completeness_check.format_table(table))
-            return catalog, "\n\n".join(texts)
+                tables["completeness"] = completeness_check.completeness(
+                    cube, catalog, detector, cancel=cancel, progress=stages(", injected sources"), **options)
+            return catalog, tables
 
         self.running = True
         self._run.disabled = True
@@ -219,7 +218,9 @@ class DetectionViewer(pn.viewable.Viewer):
         self.job.start(work, f"running {detector}...")
 
     def _on_done(self, result):
-        catalog, self.reliability_text = result
+        catalog, self.quality = result
+        texts = {"reliability": reliability_check.format_table, "completeness": completeness_check.format_table}
+        self.reliability_text = "\n\n".join(texts[name](table) for name, table in self.quality.items())
         self.running, self._run.disabled = False, False
         self._found_all = catalog
         self.set_catalog(catalog)
@@ -364,6 +365,25 @@ class DetectionViewer(pn.viewable.Viewer):
         return pn.Column(pn.pane.HoloViews(spectra, sizing_mode="stretch_width"),
                          pn.Row(pn.pane.HoloViews(focused), params), sizing_mode="stretch_width")
 
+    @param.depends("quality")
+    def quality_plot(self):
+        """Reliability (per SNR bin, at its lower edge) and completeness (per injected SNR) against
+        SNR, when the last run measured them."""
+        curves = []
+        if "reliability" in self.quality:
+            table = self.quality["reliability"]
+            measured = [(float(r["snr_low"]), float(r["reliability"])) for r in table if r["reliability"] is not None]
+            curves.append(hv.Curve(measured, "SNR", "fraction", label="reliability").opts(color="#ff9800"))
+        if "completeness" in self.quality:
+            table = self.quality["completeness"]
+            curves.append(hv.Curve((np.asarray(table["snr"]), np.asarray(table["completeness"])), "SNR", "fraction",
+                                   label="completeness").opts(color="#00b0ff"))
+        if not curves:
+            return pn.Spacer(height=0)
+        return hv.Overlay([c.opts(line_width=2) * hv.Scatter(c.data).opts(color=c.opts.get().kwargs["color"], size=6)
+                           for c in curves]).opts(ylim=(0, 1.05), height=220, width=420, legend_position="bottom_right",
+                                                  title="From this cube: reliability and completeness", toolbar=None)
+
     def spectra_grid(self, version):
         if self.catalog is None or not len(self.catalog):
             return pn.pane.Markdown("No sources yet.")
@@ -420,7 +440,7 @@ class DetectionViewer(pn.viewable.Viewer):
         return pn.Column(
             controls, options, companions, self.job.bar,
             Text(self.param.status, css_classes=["detection-status"]), self._error,
-            Text(self.param.reliability_text, css_classes=["reliability-table"]),
+            Text(self.param.reliability_text, css_classes=["reliability-table"]), self.quality_plot,
             pn.pane.HTML(legend), self._table, exports,
             pn.Tabs(("Selected source", pn.panel(pn.bind(self.source_panel, self.param.selected, self.param.version))),
                     ("All spectra", pn.panel(pn.bind(self.spectra_grid, self.param.version))), dynamic=True),

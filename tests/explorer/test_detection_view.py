@@ -160,7 +160,7 @@ def test_probable_sidelobes_are_hidden_and_shown_dashed_on_request(panel_on_sim)
     # as if the check had called the faintest detection a sidelobe of the brightest
     found["sidelobe"][-1], found["sidelobe_p"][-1], found["sidelobe_of"][-1] = True, 0.4, 1
     found["pa"][-1] = float("nan")
-    viewer._on_done((found, ""))
+    viewer._on_done((found, {}))
     assert len(viewer.catalog) == len(found) - 1 and "1 probable sidelobe(s) hidden" in viewer.status
     viewer.show_sidelobes = True
     assert len(viewer.catalog) == len(found) and "shown dashed" in viewer.status
@@ -187,7 +187,7 @@ def test_the_inspector_gives_size_errors_and_calls_unresolved_sizes_upper_limits
     assert f"FWHM {row['fwhm_x']:.2f} ± {row['fwhm_x_err']:.2f}" in text
     found = viewer._found_all.copy()
     found["resolved"][0] = False
-    viewer._on_done((found, ""))
+    viewer._on_done((found, {}))
     first = viewer.catalog[0]
     viewer.selected = int(first["id"])
     text = viewer.source_panel(viewer.selected, viewer.version).objects[1].objects[1].object
@@ -210,3 +210,6 @@ def test_reliability_and_completeness_on_request(panel_on_sim):
     viewer.reliability, viewer.completeness = False, True
     viewer.start()
     assert "point sources injected" in viewer.reliability_text and "negated" not in viewer.reliability_text
+    plot = viewer.quality_plot()
+    assert [c.label for c in plot if type(c).__name__ == "Curve"] == ["completeness"]
+    assert 0 <= plot.Curve.completeness.dimension_values("fraction").min() <= 1
