@@ -12,16 +12,13 @@ sidelobes matter (bright ones on short tracks) comes out a little optimistic.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 from astropy.table import Table
 
 from pipeline.alma.cube import Cube
-from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_covariance
+from pipeline.alma.cube_views import LINE_FWHM_CHANNELS, injected
 
 SNRS = (3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0)  # injected peak SNRs
-LINE_FWHM_CHANNELS = 4.0
 SPACING_BEAMS = 4.0  # between injected sources, from detections and from the edges
 MATCH_BEAMS = 1.0  # a detection this close (beam major axes) in the sky and whose range holds the line finds it
 
@@ -39,51 +36,6 @@ def injection_sites(cube: Cube, catalog: Table, n: int, rng) -> np.ndarray:
         far = np.min(np.hypot(*(sites[:, None, :] - found[None, :, :]).transpose(2, 0, 1)), axis=1) >= step
         sites = sites[far]
     return sites[rng.permutation(len(sites))[:n]]
-
-
-def injected(cube: Cube, sources: Table) -> Cube:
-    """``cube`` with ``sources`` (x, y, z, peak in the cube's unit) added, read lazily: a twin that
-    shares the file (close the cube, not the twin)."""
-    from pipeline.alma.measure import beam_on_grid
-
-    major, minor, theta = beam_on_grid(cube)
-    twin = copy.copy(cube)
-    twin.data = _Injected(cube.data, sources, np.linalg.inv(gaussian_covariance(major, minor, theta)), 3 * major)
-    twin.__dict__.pop("nan_fraction", None)
-    return twin
-
-
-class _Injected:
-    """``base + model``, the model computed for what is read: each source a Gaussian beam in the sky
-    times a Gaussian line."""
-
-    def __init__(self, base, sources, inverse_covariance, reach: float):
-        self.base, self.shape, self.dtype, self.ndim = base, base.shape, base.dtype, base.ndim
-        self._sources, self._inverse, self._reach = sources, inverse_covariance, reach
-
-    def __len__(self):
-        return len(self.base)
-
-    def __getitem__(self, key):
-        data = np.array(self.base[key], dtype=np.float32)
-        key = key if isinstance(key, tuple) else (key,)
-        key = key + (slice(None),) * (3 - len(key))
-        axes = [np.arange(n)[k] for n, k in zip(self.shape, key, strict=True)]
-        z, y, x = (np.atleast_1d(a).astype(float) for a in axes)
-        sigma_z = LINE_FWHM_CHANNELS / FWHM_PER_SIGMA
-        model = np.zeros((len(z), len(y), len(x)))
-        (a, b), (_, c) = self._inverse
-        for s in self._sources:
-            line = np.exp(-0.5 * ((z - s["z"]) / sigma_z) ** 2)
-            if line.max() < 1e-6:
-                continue
-            # within 3 beams of the source only (the rows and columns read are in increasing order)
-            y0, y1 = np.searchsorted(y, [s["y"] - self._reach, s["y"] + self._reach])
-            x0, x1 = np.searchsorted(x, [s["x"] - self._reach, s["x"] + self._reach])
-            dy, dx = (y[y0:y1] - s["y"])[:, None], (x[x0:x1] - s["x"])[None, :]
-            sky = np.exp(-0.5 * (a * dx * dx + 2 * b * dx * dy + c * dy * dy))
-            model[:, y0:y1, x0:x1] += s["peak"] * line[:, None, None] * sky[None]
-        return data + model.reshape(data.shape).astype(np.float32)
 
 
 def completeness(cube: Cube, catalog: Table, detector: str = "pipeline", snrs=SNRS, per_snr: int = 4,

@@ -20,7 +20,6 @@ what is wrong and what to do.
 
 from __future__ import annotations
 
-import copy
 import math
 import mmap
 import warnings
@@ -318,15 +317,6 @@ class Cube:
                 total[~seen] = np.nan
                 yield i, total.astype(np.float32)
 
-    def negated(self) -> Cube:
-        """The same cube with every pixel's sign turned (read lazily, sharing the file): a search
-        of it finds noise peaks as the search of the cube does, and no sources
-        (:mod:`pipeline.alma.reliability`)."""
-        twin = copy.copy(self)
-        twin.data = _Negated(self.data)
-        twin.__dict__.pop("nan_fraction", None)
-        return twin
-
     def release_pages(self) -> None:
         """Let go of the pages of a memory-mapped cube read so far: they no longer count in this
         process's memory (the system keeps them cached while it has room). A no-op in memory."""
@@ -364,19 +354,6 @@ class Cube:
 
     def __repr__(self) -> str:
         return f"<Cube {self.path.name} {self.nx}x{self.ny}x{self.nchan} {self.spectral_type}>"
-
-
-class _Negated:
-    """``-data``, computed for what is read: ``data[key]`` is ``-base[key]``."""
-
-    def __init__(self, base):
-        self.base, self.shape, self.dtype, self.ndim = base, base.shape, base.dtype, base.ndim
-
-    def __getitem__(self, key):
-        return np.negative(self.base[key])
-
-    def __len__(self):
-        return len(self.base)
 
 
 def open_cube(path, rest_frequency_hz: float | None = None, check_data: bool = True) -> Cube:

@@ -1,5 +1,5 @@
 """Reliability measured on the user's own cube, as SoFiA measures it (Serra et al. 2012): the same
-search on the negated cube (:meth:`Cube.negated`) finds noise peaks as often as the search of the
+search on the negated cube (:func:`~pipeline.alma.cube_views.negated`) finds noise peaks as often as the search of the
 cube does, and no sources, so the number of its detections at least as significant as a candidate
 estimates how many of the candidates at that level are noise.
 
@@ -14,6 +14,7 @@ import numpy as np
 from astropy.table import Table
 
 from pipeline.alma.cube import Cube
+from pipeline.alma.cube_views import negated
 
 #: lower edges of the SNR bins of the reliability table (the last bin is open)
 SNR_EDGES = (5.0, 6.0, 7.0, 8.0, 10.0, 15.0)
@@ -24,7 +25,7 @@ def negative_detections(cube: Cube, detector: str = "pipeline", **options) -> Ta
     detector and options): noise peaks only."""
     from pipeline.alma.detect import detect
 
-    return detect(cube.negated(), detector, **options)
+    return detect(negated(cube), detector, **options)
 
 
 def with_reliability(catalog: Table, negatives: Table, edges=SNR_EDGES) -> tuple[Table, Table]:

@@ -233,25 +233,7 @@ def cmd_detect(args) -> int:
                             scheduler=args.scheduler, **options)
             with _progress_bar(args.quiet, "stage") as progress:
                 catalog = detect(cube, args.detector, progress=progress, **settings)
-            if args.reliability:
-                from pipeline.alma import reliability
-                from pipeline.tables import write_table
-
-                with _progress_bar(args.quiet, "stage") as progress:
-                    negatives = reliability.negative_detections(cube, args.detector, progress=progress, **settings)
-                catalog, table = reliability.with_reliability(catalog, negatives)
-                write_table(table, beside(args.output, "reliability"))
-                if not args.quiet:
-                    print(reliability.format_table(table) + f"\n-> {beside(args.output, 'reliability')}")
-            if args.completeness:
-                from pipeline.alma import completeness
-                from pipeline.tables import write_table
-
-                with _progress_bar(args.quiet, "stage") as progress:
-                    table = completeness.completeness(cube, catalog, args.detector, progress=progress, **settings)
-                write_table(table, beside(args.output, "completeness"))
-                if not args.quiet:
-                    print(completeness.format_table(table) + f"\n-> {beside(args.output, 'completeness')}")
+            catalog = _statistics_from_the_cube(args, cube, catalog, settings)
             write_catalog(catalog, args.output)  # atomic, as are the regions
             if args.regions:
                 write_regions(catalog, cube, args.regions)
@@ -266,6 +248,28 @@ def cmd_detect(args) -> int:
               + ("" if several else " (fluxes primary-beam corrected)" if catalog.meta.get("pb_corrected")
                  else " (fluxes uncorrected for the primary beam)"))
     return 0
+
+
+def _statistics_from_the_cube(args, cube, catalog, settings):
+    """``--reliability`` and ``--completeness``: their tables printed and written beside the
+    catalogue; the catalogue, with ``p_false`` when the reliability was measured."""
+    from pipeline.alma import completeness, reliability
+    from pipeline.tables import write_table
+
+    for option, wanted in (("reliability", args.reliability), ("completeness", args.completeness)):
+        if not wanted:
+            continue
+        with _progress_bar(args.quiet, "stage") as progress:
+            if option == "reliability":
+                negatives = reliability.negative_detections(cube, args.detector, progress=progress, **settings)
+                catalog, table = reliability.with_reliability(catalog, negatives)
+            else:
+                table = completeness.completeness(cube, catalog, args.detector, progress=progress, **settings)
+        write_table(table, beside(args.output, option))
+        if not args.quiet:
+            text = (reliability if option == "reliability" else completeness).format_table(table)
+            print(f"{text}\n-> {beside(args.output, option)}")
+    return catalog
 
 
 def beside(output, what: str) -> Path:

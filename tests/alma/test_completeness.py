@@ -5,6 +5,7 @@ import pytest
 from astropy.table import Table
 
 from pipeline.alma import completeness as cm
+from pipeline.alma import cube_views
 from pipeline.alma.cube import open_cube
 from tests.conftest import run_cli
 
@@ -18,9 +19,10 @@ def noise_cube(make_cube):
 def test_injected_sources_are_the_beam_times_a_line_read_lazily(noise_cube):
     with open_cube(noise_cube) as cube:
         sources = Table({"x": [30.0], "y": [40.0], "z": [10.0], "peak": [0.5]})
-        twin = cm.injected(cube, sources)
+        twin = cube_views.injected(cube, sources)
         assert twin.data[10, 40, 30] == pytest.approx(cube.data[10, 40, 30] + 0.5, abs=1e-6)
-        half = 0.5 * np.exp(-0.5 * (2 / (cm.LINE_FWHM_CHANNELS / 2.3548)) ** 2)  # two channels off the line's centre
+        # two channels off the line's centre
+        half = 0.5 * np.exp(-0.5 * (2 / (cube_views.LINE_FWHM_CHANNELS / 2.3548)) ** 2)
         assert twin.data[12, 40, 30] == pytest.approx(cube.data[12, 40, 30] + half, abs=1e-5)
         far = twin.data[:, 90, 90]
         np.testing.assert_array_equal(far, cube.data[:, 90, 90])  # beyond 3 beams nothing is added

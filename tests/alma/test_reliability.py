@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from pipeline.alma import reliability
+from pipeline.alma import cube_views, reliability
 from pipeline.alma.catalog import read_catalog
 from pipeline.alma.cube import open_cube
 from tests.conftest import cube_data, run_cli
@@ -12,7 +12,7 @@ from tests.conftest import cube_data, run_cli
 
 def test_the_negated_cube_turns_every_pixel_and_shares_the_file(make_cube):
     with open_cube(make_cube(layout="3d")) as cube:
-        negated = cube.negated()
+        negated = cube_views.negated(cube)
         np.testing.assert_array_equal(negated.channel(6), -cube_data()[6])
         np.testing.assert_array_equal(negated.moment0(4, 8)[0], -cube.moment0(4, 8)[0])
         assert negated.shape == cube.shape and negated.lazy and negated.beam == cube.beam
