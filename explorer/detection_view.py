@@ -33,6 +33,7 @@ from pipeline.alma import reliability as reliability_check
 from pipeline.alma.catalog import with_optional_columns, write_catalog, write_regions
 from pipeline.alma.companions import KINDS, open_companion
 from pipeline.alma.matching import classify
+from pipeline.alma.measure import box_spectrum
 from pipeline.alma.truth import truth_for_cube
 from pipeline.alma.uncertainties import size_upper_limit
 from pipeline.errors import InputError
@@ -390,7 +391,7 @@ class DetectionViewer(pn.viewable.Viewer):
         plots = []
         for row in self.catalog[:GRID_LIMIT]:
             box = (int(row["x0"]), int(row["y0"]), int(row["x1"]), int(row["y1"]))
-            spectrum = finder_module.box_spectra(self.cube, [box])[0]
+            spectrum = box_spectrum(self.cube, box)
             curve = hv.Curve(spectrum).opts(interpolation="steps-mid", width=220, height=140, title=f"{row['id']}",
                                             xaxis=None, yaxis=None, color="black")
             plots.append(curve * hv.VSpan(row["z0"], row["z1"] - 1).opts(color="orange", alpha=0.2))

@@ -67,11 +67,6 @@ GRU_BATCH = 64  # box spectra through the Deep GRU at once
 
 
 # --- stage 2: when -----------------------------------------------------------------------------
-def box_spectra(cube: Cube, boxes) -> np.ndarray:
-    """Spectrum summed inside each box, (n_boxes, nchan), NaN pixels ignored."""
-    return np.stack([ms.box_spectrum(cube, box) for box in boxes]) if boxes else np.zeros((0, cube.nchan))
-
-
 def denoise_spectra(spectra: np.ndarray, deep_gru) -> np.ndarray:
     """Deep GRU on the z-scored spectra: the clean spectra, min-max scaled, (n, nchan) in [0, 1],
     ``GRU_BATCH`` at a time (the GRU's working memory grows with the batch: 1.2 GB for a few
@@ -158,7 +153,7 @@ def characterise(cube: Cube, boxes, finder: SourceFinder, min_snr: float = FOCUS
     with ``psf`` (the PSF cube) the dirty beam over each line's channels, without it the fitted
     Gaussian beam. The dirty beam's near sidelobes make a source about a beam across look
     narrower than the Gaussian beam would (CASA-made cubes, 10-40 minute tracks)."""
-    denoised = denoise_spectra(box_spectra(cube, boxes), finder.deep_gru)
+    denoised = denoise_spectra(ms.box_spectra(cube, boxes), finder.deep_gru)
     kms = cube.channel_width()["kms"] or ms.kms_per_channel_factor(cube)
     beam_major, beam_minor, beam_theta = ms.beam_on_grid(cube)
     gaussian_beam = pre.beam_image_px(beam_major, beam_minor, beam_theta)
@@ -264,7 +259,7 @@ class SourceView:
 def inspect_source(cube: Cube, row, finder: SourceFinder | None = None) -> SourceView:
     """The :class:`SourceView` of catalogue ``row`` (anything indexable by column name)."""
     box = (int(row["x0"]), int(row["y0"]), int(row["x1"]), int(row["y1"]))
-    raw = box_spectra(cube, [box])[0]
+    raw = ms.box_spectrum(cube, box)
     denoised = denoise_spectra(raw[None], finder.deep_gru)[0] if finder is not None else None
     ranges = emission_ranges(denoised) if denoised is not None else [(int(row["z"]), int(row["z0"]), int(row["z1"]))]
     focused, _, _ = focused_image(cube, box, int(row["z0"]), int(row["z1"]))

@@ -170,10 +170,23 @@ def emission_range(spectrum, first: int, last: int, spectral_threshold: float = 
 
 def box_spectrum(cube: Cube, box) -> np.ndarray:
     """The spectrum (nchan,) summed over ``box`` = (x0, y0, x1, y1) (ends exclusive), NaN as 0,
-    in float64 (read by :meth:`Cube.blocks`)."""
-    x0, y0, x1, y1 = (int(v) for v in box[:4])
-    return np.concatenate([np.nansum(block, axis=(1, 2), dtype=np.float64)
-                           for _, block in cube.blocks(y=slice(y0, y1), x=slice(x0, x1))])
+    in float64."""
+    return box_spectra(cube, [box])[0]
+
+
+def box_spectra(cube: Cube, boxes) -> np.ndarray:
+    """:func:`box_spectrum` of every box, (n_boxes, nchan), in one pass over the cube's channels
+    (:meth:`Cube.blocks`, over the rows the boxes span): a large cube's hundreds of boxes cost
+    one read of it, not one each."""
+    boxes = [tuple(int(v) for v in box[:4]) for box in boxes]
+    spectra = np.zeros((len(boxes), cube.nchan))
+    if not boxes:
+        return spectra
+    top, bottom = min(b[1] for b in boxes), max(b[3] for b in boxes)
+    for k, block in cube.blocks(y=slice(top, bottom)):
+        for i, (x0, y0, x1, y1) in enumerate(boxes):
+            spectra[i, k:k + len(block)] = np.nansum(block[:, y0 - top:y1 - top, x0:x1], axis=(1, 2), dtype=np.float64)
+    return spectra
 
 
 def catalog_row(cube: Cube, im: IntegratedImage, x, y, box, intrinsic, flux, snr, blended, spectral_threshold) -> dict:
