@@ -300,17 +300,18 @@ class Cube:
         y0, y1 = rows or (0, self.ny)
         width = self.channel_width()["kms"] or 1.0
         sums: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        read = _RunningSums()
         for k, block in self.blocks(min(r[0] for r in ranges), max(r[1] for r in ranges) + 1, slice(y0, y1)):
             end = k + len(block)  # channels k..end - 1
+            read.update(block)
+            del block
             for i, (first, last) in enumerate(ranges):
                 if k <= first < end:
                     sums[i] = (np.zeros((y1 - y0, self.nx)), np.zeros((y1 - y0, self.nx), bool))
                 a, b = max(first, k) - k, min(last + 1, end) - k
                 if i in sums and a < b:
                     total, seen = sums[i]
-                    total += np.nansum(block[a:b], axis=0, dtype=np.float64)
-                    seen |= np.isfinite(block[a:b]).any(axis=0)
-            del block
+                    read.add_to(total, seen, a, b)
             for i in sorted((i for i in sums if ranges[i][1] < end), key=lambda i: ranges[i][1]):
                 total, seen = sums.pop(i)
                 total *= width
@@ -450,3 +451,33 @@ def _all_blank(cube: Cube) -> bool:
     if any(np.isfinite(cube.data[k]).any() for k in probe):
         return False
     return cube.nan_fraction == 1.0
+
+
+
+class _RunningSums:
+    """Sums of a read's first 0, 1, ..., n channels (NaN as 0), and counts of their finite values,
+    in buffers kept from read to read: any channel range's part of a read is the difference of
+    two, whatever the number of ranges (numpy's cumsum along the channels is 10x slower)."""
+
+    def __init__(self):
+        self.values = self.counts = None
+        self.all_finite = True
+
+    def update(self, block: np.ndarray) -> None:
+        shape = (len(block) + 1, *block.shape[1:])
+        if self.values is None or self.values.shape[1:] != shape[1:] or len(self.values) < shape[0]:
+            self.values, self.counts = np.zeros(shape), np.zeros(shape, np.int32)
+        finite = np.isfinite(block)
+        self.all_finite = bool(finite.all())
+        for k, plane in enumerate(block):
+            if self.all_finite:
+                np.add(self.values[k], plane, out=self.values[k + 1])
+            else:
+                np.add(self.values[k], np.where(finite[k], plane, 0.0), out=self.values[k + 1])
+                np.add(self.counts[k], finite[k], out=self.counts[k + 1])
+
+    def add_to(self, total: np.ndarray, seen: np.ndarray, a: int, b: int) -> None:
+        """Add channels ``a..b - 1`` of the read to ``total``; mark in ``seen`` where any was finite."""
+        total += self.values[b]
+        total -= self.values[a]
+        seen |= True if self.all_finite else self.counts[b] > self.counts[a]

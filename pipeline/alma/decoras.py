@@ -41,8 +41,8 @@ def detect_decoras(cube: Cube, networks: dict | None = None, progress=None, canc
     networks = networks or load_networks(MODELS_DIR, DECORAS_TASKS)
     files = files or {}
     step = Steps(progress, cancel, 2 + 2 * steps_per_map(cube, 256, windows, memory, scheduler), "detection")
-    step("integrated image")
-    ms.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
+    step("channel noise")
+    ms.check_searchable(cube, data=True)
     bce = spectral_source_map(cube, networks["decoras_bce"], windows, side=256,
                               step=lambda w: step(f"DECORAS BCE, {w}"), memory=memory, scheduler=scheduler,
                               network_file=files.get("decoras_bce"), cancel=cancel)

@@ -131,8 +131,8 @@ def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=Non
     finder = finder or SourceFinder.load()
     side = finder.blobs_finder.image_size
     step = Steps(progress, cancel, 3 + steps_per_map(cube, side, windows, memory, scheduler), "detection")
-    step("integrated image")
-    ms.integrated_image(cube)  # checks the cube can be searched (channels, beam, size, data)
+    step("channel noise")
+    ms.check_searchable(cube, data=True)
     found = spectral_source_map(cube, finder.blobs_finder, windows, step=lambda w: step(f"Blobs Finder, {w}"),
                                 memory=memory, scheduler=scheduler, network_file=finder.files.get("blobs_finder"),
                                 cancel=cancel)
@@ -199,10 +199,11 @@ def characterise(cube: Cube, boxes, finder: SourceFinder, min_snr: float = FOCUS
 def _line_row(images, finder, beam, min_snr, kms) -> dict | None:
     """Position, significance and the ResNets' measurements of one line from its focused images
     (:func:`focused_images` over :func:`line_windows`), or None if it is not significant."""
-    looks = [(focused_snr(image), centroid(image, at)) for image, _, at in images]
-    if not significant([snr for snr, _ in looks], min_snr):
+    snrs = [focused_snr(image) for image, _, _ in images]
+    if not significant(snrs, min_snr):
         return None
-    snr, (x, y) = max(looks)
+    best = int(np.argmax(snrs))  # the position where the line stands out most
+    snr, (x, y) = snrs[best], centroid(images[best][0], images[best][2])
     focused, rms, _ = images[0]  # the emission range, as the ResNets were trained
     params = measure(focused, finder.resnets, beam)
     # the flux ResNet was trained on (sky flux in Jy x channels) / (focused-image rms in

@@ -19,6 +19,7 @@ from astropy.stats import mad_std
 
 from pipeline.alma.cube import Cube
 from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_area, gaussian_covariance
+from pipeline.alma.noise import noise_of
 from pipeline.errors import InputError
 
 #: a cube must span this many beams (major-axis FWHM) in x and in y to be searched
@@ -56,23 +57,39 @@ class IntegratedImage:
         return gaussian_covariance(*self.beam_fwhm_px, self.beam_theta_deg)
 
 
-def integrated_image(cube: Cube, first_channel: int = 0, last_channel: int | None = None) -> IntegratedImage:
-    """Integrate ``cube`` over ``first_channel..last_channel`` (inclusive) and measure its noise.
-
-    Raises :class:`InputError` for a cube a classic finder cannot search: a single channel, no
-    beam, fewer than :data:`MIN_BEAMS_ACROSS` beams across, an all-NaN or constant image.
-    """
+def check_searchable(cube: Cube, data: bool = False) -> None:
+    """Raise :class:`InputError` for a cube no finder can search: a single channel, no beam, fewer
+    than :data:`MIN_BEAMS_ACROSS` beams across; with ``data``, also one whose every channel is
+    constant, told by the channels' rms (:func:`noise.noise_of`, measured once
+    per opened cube and used by the focusing after), not by a read of the whole cube of its own."""
     name = cube.path.name
     if cube.nchan < 2:
         raise InputError(
-            f"{name} has a single channel: the classic finders integrate a line over frequency and "
+            f"{name} has a single channel: the finders integrate a line over frequency and "
             "take each source's channel from its spectrum. Give a cube with at least 2 channels.")
-    major_px, minor_px, theta = beam_on_grid(cube)
+    major_px, _, _ = beam_on_grid(cube)
     if min(cube.nx, cube.ny) < MIN_BEAMS_ACROSS * major_px:
         raise InputError(
             f"{name} is {cube.nx} x {cube.ny} pixels, less than {MIN_BEAMS_ACROSS} beams across "
             f"(beam FWHM {major_px:.1f} px): too small to tell sources from noise. "
             "Search a larger cutout.")
+    if not data:
+        return
+    rms = noise_of(cube).channel
+    rms = rms[np.isfinite(rms)]  # (a cube with no data at all is refused when it is opened)
+    if rms.size and not rms.max() > 0:
+        raise InputError(f"{name} is constant in every channel: there is no signal or noise to search.")
+
+
+def integrated_image(cube: Cube, first_channel: int = 0, last_channel: int | None = None) -> IntegratedImage:
+    """Integrate ``cube`` over ``first_channel..last_channel`` (inclusive) and measure its noise.
+
+    Raises :class:`InputError` for a cube a classic finder cannot search (:func:`check_searchable`)
+    and for an all-NaN or constant image.
+    """
+    name = cube.path.name
+    check_searchable(cube)
+    major_px, minor_px, theta = beam_on_grid(cube)
     last = cube.nchan - 1 if last_channel is None else int(last_channel)
     first = int(first_channel)
     if first > last:

@@ -4,9 +4,12 @@ file per process: every cube and every session shares them (they only run, never
 from __future__ import annotations
 
 import functools
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import onnx_runtime
 from pipeline.errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
@@ -67,3 +70,21 @@ def _load_network(path: Path, size: int, mtime_ns: int):
 
     # channels-last weights: the convolutions run about 30% faster on a CPU
     return models.load_checkpoint(path)[0].to(memory_format=torch.channels_last)
+
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> {tile side: session}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def tile_session(network, side: int):
+    """``network`` (a tile network: (batch, 1, side, side) -> maps of the same shape) as an
+    onnxruntime session, exported once per network and tile side per process; each run takes one
+    thread, and several threads run it at once (:mod:`pipeline.onnx_runtime`)."""
+    import torch
+
+    with _SESSIONS_LOCK:
+        sessions = _SESSIONS.setdefault(network, {})
+        if side not in sessions:
+            model = onnx_runtime.exported(network, torch.zeros(1, 1, side, side), "tiles", "maps")
+            sessions[side] = onnx_runtime.cpu_session(model, threads=1)
+        return sessions[side]

@@ -3,13 +3,17 @@ the Blobs Finder (or DECORAS), tiled with overlap, merged into one source map, c
 
 from __future__ import annotations
 
+import collections
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.ndimage
 
 from pipeline.alma import preprocess as pre
 from pipeline.alma.cube import Cube
+from pipeline.alma.networks import tile_session
 from pipeline.progress import check_cancel
 from pipeline.scheduling import run_tasks
 
@@ -22,9 +26,11 @@ TILE_OVERLAP = 0.25  # of the tile side (64 px at 256)
 #: noise (a 3-channel line at peak SNR 5 in 128 channels integrates to SNR ~1.4); a window near
 #: the line's width keeps most of its signal and little noise. ``windows=()`` is the paper's search.
 SEARCH_WINDOWS = (32, 8)
-#: tiles through the network at once: on 2 cores a 256 px tile takes 15 ms at 2 to a batch
-#: (channels-last), 20-35 ms in batches of 8-200, whose activations take gigabytes
+#: tiles through the network at once, and threads running batches side by side (each run on one
+#: thread): on 2 cores a 256 px tile takes 9.4 ms so, in batches of 1 to 8 (15 ms in torch with
+#: both cores on each batch); batches of hundreds take gigabytes
 TILE_BATCH = 2
+TILE_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 #: memory a detection may use by default (bytes): the cube is read and searched within it
 DEFAULT_MEMORY = 2e9
 STRIP_SHARE = 0.25  # of the memory, for the sums and map of a strip of rows
@@ -44,25 +50,38 @@ def tile_input(image: np.ndarray, side: int) -> np.ndarray | None:
     finite = np.isfinite(image)
     if not finite.any():
         return None
-    fill = float(np.median(image[finite]))
     pad_y, pad_x = side - image.shape[0], side - image.shape[1]
+    if not (pad_y or pad_x) and finite.all():
+        return pre.minmax(image)
+    fill = float(np.median(image[finite]))
     return pre.minmax(np.pad(np.where(finite, image, fill), ((0, pad_y), (0, pad_x)), constant_values=fill))
 
 
 class _Tiles:
-    """The network's output over images cut into tiles, merged by the maximum where tiles overlap:
-    ``add(image)`` puts an image's tiles through the network ``batch`` at a time, row of tiles by
-    row (so each tile meets the same batch-mates whatever rows are searched together)."""
+    """The network's output over images cut into tiles, merged by the maximum where tiles overlap.
+    ``add(image)`` cuts an image's tiles and sends them ``batch`` at a time, row of tiles by row
+    (so each tile meets the same batch-mates whatever rows are searched together), to
+    ``threads`` threads running the network (:func:`~pipeline.alma.networks.tile_session`);
+    ``finish()`` waits for them and returns the map. ``cancel`` is checked before each batch is
+    sent. Used as a context manager, so that an error or a cancel leaves no batch running."""
 
-    def __init__(self, network, shape, side, rows=None, batch=TILE_BATCH, cancel=None):
-        self.network, self.side, self.batch, self.cancel = network, side, batch, cancel
+    def __init__(self, network, shape, side, rows=None, batch=TILE_BATCH, cancel=None, threads=TILE_THREADS):
+        self.session = tile_session(network, side)
+        self.side, self.batch, self.cancel = side, batch, cancel
         ny, nx = shape
         y0, y1 = rows or (0, ny)
         #: tiles inside the rows (y relative to y0); where the image is narrower than a tile, one padded tile
         self.starts = [(y - y0, x) for y in tile_starts(ny, side) if y0 <= y and min(y + side, ny) <= y1
                        for x in tile_starts(nx, side)]
         self.merged = np.zeros((y1 - y0, nx), np.float32)
-        self._queue = []
+        self._queue, self._running = [], collections.deque()
+        self._pool, self._most = ThreadPoolExecutor(threads), 2 * threads
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def add(self, image):
         for k, (y, x) in enumerate(self.starts):
@@ -70,21 +89,32 @@ class _Tiles:
             if tile is not None:
                 self._queue.append(((y, x), tile))
             if len(self._queue) == self.batch or k + 1 == len(self.starts) or self.starts[k + 1][0] != y:
-                self.flush()
+                self._send()
 
-    def flush(self):
-        import torch
+    def finish(self) -> np.ndarray:
+        self._send()
+        while self._running:
+            self._merge_oldest()
+        return self.merged
 
+    def _send(self):
         if not self._queue:
             return
         check_cancel(self.cancel, "detection")  # a batch takes a few hundredths of a second
-        batch = np.stack([tile for _, tile in self._queue])[:, None]
-        with torch.no_grad():
-            out = self.network(torch.from_numpy(batch)).numpy()[:, 0]
-        for ((y, x), _), tile in zip(self._queue, out, strict=True):
+        places, batch = [at for at, _ in self._queue], np.stack([tile for _, tile in self._queue])[:, None]
+        self._queue = []
+        self._running.append((places, self._pool.submit(self._run, batch)))
+        while len(self._running) > self._most:  # memory: a few batches in flight
+            self._merge_oldest()
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"tiles": batch})[0][:, 0]
+
+    def _merge_oldest(self):
+        places, running = self._running.popleft()
+        for (y, x), tile in zip(places, running.result(), strict=True):
             view = self.merged[y:y + self.side, x:x + self.side]
             np.maximum(view, tile[:view.shape[0], :view.shape[1]], out=view)
-        self._queue = []
 
 
 def source_map(image: np.ndarray, network, side: int | None = None) -> np.ndarray:
@@ -97,10 +127,9 @@ def source_map(image: np.ndarray, network, side: int | None = None) -> np.ndarra
     stack = np.asarray(image, np.float32)
     maps = []
     for im in stack[None] if stack.ndim == 2 else stack:
-        tiles = _Tiles(network, im.shape, side or network.image_size)
-        tiles.add(im)
-        tiles.flush()
-        maps.append(tiles.merged)
+        with _Tiles(network, im.shape, side or network.image_size) as tiles:
+            tiles.add(im)
+            maps.append(tiles.finish())
     return maps[0] if stack.ndim == 2 else np.stack(maps)
 
 
@@ -142,14 +171,13 @@ def strip_map(cube: Cube, network, ranges, rows: tuple[int, int], side: int, ste
     window's image is cut into tiles as soon as its last channel is read. ``step(i, done)`` is
     called as window ``ranges[i]`` is read, the ``done``-th (progress); ``cancel`` is checked
     before every batch of tiles."""
-    tiles = _Tiles(network, (cube.ny, cube.nx), side, rows, cancel=cancel)
-    for done, (i, image) in enumerate(cube.integrate(ranges, rows), start=1):
-        if step is not None:
-            step(i, done)
-        if np.isfinite(image).any():
-            tiles.add(image)
-    tiles.flush()
-    return tiles.merged
+    with _Tiles(network, (cube.ny, cube.nx), side, rows, cancel=cancel) as tiles:
+        for done, (i, image) in enumerate(cube.integrate(ranges, rows), start=1):
+            if step is not None:
+                step(i, done)
+            if np.isfinite(image).any():
+                tiles.add(image)
+        return tiles.finish()
 
 
 def _strip_task(cube_path: str, network_file: str, ranges, rows, side) -> np.ndarray:

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import functools
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipeline import onnx_runtime
 from pipeline.atomic import atomic_write
 from pipeline.cache import cache_dir
 from pipeline.errors import InputError
@@ -239,14 +239,8 @@ def onnx_path(backbone: Backbone, size: int = 224) -> Path:
 def export_onnx(backbone: Backbone, size: int, path: str | Path) -> Path:
     """Write the network up to pooled features as ONNX: input "images" (batch, 3, size, size),
     output "features" (batch, 1280), batch axis dynamic. Written atomically."""
-    network = _PooledFeatures(backbone.model).eval()
-    example = torch.zeros(1, 3, size, size)
-    with atomic_write(path) as tmp, warnings.catch_warnings():
-        # The TorchScript exporter (dynamo=False) needs nothing beyond torch; the dynamo one needs onnxscript.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(network, (example,), str(tmp), dynamo=False, opset_version=17,
-                          input_names=["images"], output_names=["features"],
-                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
+    with atomic_write(path) as tmp:
+        onnx_runtime.export(_PooledFeatures(backbone.model), torch.zeros(1, 3, size, size), tmp, "images", "features")
     return Path(path)
 
 
@@ -257,18 +251,9 @@ def onnx_session(backbone: Backbone, size: int = 224):
 
 @functools.lru_cache(maxsize=8)
 def _session(backbone: Backbone, size: int, threads: int):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # Idle threads sleep instead of spinning: on a shared machine (other sessions, a benchmark)
-    # spinning threads fight for the cores; measured 2.3x faster at 64 px with 2 threads, same when idle.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     path = onnx_path(backbone, size)
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnx_runtime.cpu_session(path, threads)
     except Exception:  # noqa: BLE001 -- an unreadable cached file (another version wrote it?): export again
         path.unlink(missing_ok=True)
-        return onnxruntime.InferenceSession(str(onnx_path(backbone, size)), options,
-                                            providers=["CPUExecutionProvider"])
+        return onnx_runtime.cpu_session(onnx_path(backbone, size), threads)
