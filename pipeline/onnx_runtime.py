@@ -9,8 +9,13 @@ its two threads (measured on 256 px tiles, batches of 1-8).
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from pathlib import Path
+
+from pipeline.atomic import atomic_write
+
+_EXPORT_LOCK = threading.Lock()
 
 
 def export(network, example, target, input_name: str, output_name: str) -> None:
@@ -47,3 +52,17 @@ def cpu_session(model: bytes | str | Path, threads: int = 1):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model), options,
                                         providers=["CPUExecutionProvider"])
+
+
+def cached_session(path: Path, write, threads: int = 1):
+    """:func:`cpu_session` on the model file ``path``, written first by ``write(tmp)`` (atomically)
+    when it is missing or unreadable (another version of a library wrote it?)."""
+    with _EXPORT_LOCK:
+        try:
+            if path.is_file():
+                return cpu_session(path, threads)
+        except Exception:  # noqa: BLE001 -- unreadable: written again below
+            pass
+        with atomic_write(path) as tmp:
+            write(tmp)
+    return cpu_session(path, threads)

@@ -481,3 +481,12 @@ class _RunningSums:
         total += self.values[b]
         total -= self.values[a]
         seen |= True if self.all_finite else self.counts[b] > self.counts[a]
+
+
+def running_sums(block: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Sums of the first 0, 1, ..., n channels of ``block`` (n, ...): (n + 1, ...), added a
+    channel at a time (numpy's cumsum along the channels is 10x slower)."""
+    out = np.zeros((len(block) + 1, *block.shape[1:]), dtype)
+    for k, plane in enumerate(block):
+        np.add(out[k], plane, out=out[k + 1])
+    return out

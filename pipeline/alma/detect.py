@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,7 @@ FOCUS_MIN_SNR = 5.0  # a candidate whose focused image peaks below this is dropp
 # on validation cubes: strict precision 0.89 against 1.0 at 5, with recall at SNR >= 5 unchanged)
 DETECTORS = ("pipeline", "decoras", *classic.CLASSIC_DETECTORS)
 GRU_BATCH = 64  # box spectra through the Deep GRU at once
+BOX_THREADS = 2  # boxes focused and measured side by side
 
 
 # --- stage 2: when -----------------------------------------------------------------------------
@@ -158,11 +160,12 @@ def characterise(cube: Cube, boxes, finder: SourceFinder, min_snr: float = FOCUS
     beam_major, beam_minor, beam_theta = ms.beam_on_grid(cube)
     gaussian_beam = pre.beam_image_px(beam_major, beam_minor, beam_theta)
     psf_centre = psf_peak(psf) if psf is not None else None  # read once, not for every line
-    rows = []
-    for box, spectrum in zip(boxes, denoised, strict=True):
+
+    def rows_of(box, spectrum) -> list[dict]:
         check_cancel(cancel, "detection")
         cube.release_pages()  # what the last box read
         lines = emission_ranges(spectrum)
+        rows = []
         for peak, first, last in lines:
             beam = gaussian_beam if psf is None else dirty_beam_image(psf, first, last, pre.FOCUS_SIZE, psf_centre)
             windows = line_windows(peak, first, last)
@@ -192,6 +195,11 @@ def characterise(cube: Cube, boxes, finder: SourceFinder, min_snr: float = FOCUS
                     found[0]["blended"] = True
                     found.append({**other, **line, "x": x, "y": y, "blended": True})
             rows += found
+        return rows
+
+    # boxes side by side: reads, convolutions and the ResNets let go of the GIL (a third faster on 2 cores)
+    with ThreadPoolExecutor(BOX_THREADS) as pool:
+        rows = [row for found in pool.map(rows_of, boxes, denoised) for row in found]
     rows.sort(key=lambda r: -r["snr"])
     return rows
 

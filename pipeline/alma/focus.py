@@ -9,7 +9,7 @@ import scipy.ndimage
 from astropy.stats import mad_std
 
 from pipeline.alma import preprocess as pre
-from pipeline.alma.cube import Cube
+from pipeline.alma.cube import Cube, running_sums
 from pipeline.alma.noise import noise_of
 from pipeline.alma.tasks import target_to_shape, target_to_value
 
@@ -43,8 +43,7 @@ def focused_images(cube: Cube, box, windows, recentre: bool = True) -> list:
     xs = slice(max(0, cx0 - reach), min(cube.nx, cx0 + reach))
     ys = slice(max(0, cy0 - reach), min(cube.ny, cy0 + reach))
     start, stop = min(a for a, _ in windows), max(b for _, b in windows)
-    block = np.nan_to_num(np.concatenate([b for _, b in cube.blocks(start, stop, ys, xs)]).astype(np.float64))
-    sums = np.concatenate([np.zeros((1, *block.shape[1:])), np.cumsum(block, axis=0)])
+    sums = running_sums(np.nan_to_num(np.concatenate([b for _, b in cube.blocks(start, stop, ys, xs)])), np.float64)
     out = []
     for first, last in windows:
         image = (sums[last - start] - sums[first - start]).astype(np.float32)

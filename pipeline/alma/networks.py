@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import onnx_runtime
+from pipeline.cache import cache_dir
 from pipeline.errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
@@ -69,7 +70,9 @@ def _load_network(path: Path, size: int, mtime_ns: int):
     from pipeline.alma import models
 
     # channels-last weights: the convolutions run about 30% faster on a CPU
-    return models.load_checkpoint(path)[0].to(memory_format=torch.channels_last)
+    network = models.load_checkpoint(path)[0].to(memory_format=torch.channels_last)
+    network.file_key = f"{path.parent.name}-{size}-{mtime_ns}"  # its exported copies are cached under it
+    return network
 
 
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> {tile side: session}
@@ -78,13 +81,20 @@ _SESSIONS_LOCK = threading.Lock()
 
 def tile_session(network, side: int):
     """``network`` (a tile network: (batch, 1, side, side) -> maps of the same shape) as an
-    onnxruntime session, exported once per network and tile side per process; each run takes one
-    thread, and several threads run it at once (:mod:`pipeline.onnx_runtime`)."""
+    onnxruntime session, one per network and tile side per process (exported into the cache when
+    the network came from a file, so once per file); each run takes one thread, and several
+    threads run it at once (:mod:`pipeline.onnx_runtime`)."""
     import torch
 
     with _SESSIONS_LOCK:
         sessions = _SESSIONS.setdefault(network, {})
         if side not in sessions:
-            model = onnx_runtime.exported(network, torch.zeros(1, 1, side, side), "tiles", "maps")
-            sessions[side] = onnx_runtime.cpu_session(model, threads=1)
+            example = torch.zeros(1, 1, side, side)
+            key = getattr(network, "file_key", None)  # loaded from a file: exported once into the cache
+            if key is None:
+                sessions[side] = onnx_runtime.cpu_session(onnx_runtime.exported(network, example, "tiles", "maps"))
+            else:
+                path = cache_dir("onnx") / f"{key}-{side}px.onnx"
+                sessions[side] = onnx_runtime.cached_session(path, lambda tmp: onnx_runtime.export(
+                    network, example, tmp, "tiles", "maps"))
         return sessions[side]

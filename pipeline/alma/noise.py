@@ -22,6 +22,7 @@ hundreds of beams, which pins the rms to about 2 %).
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from functools import cached_property
@@ -118,11 +119,15 @@ class IntegratedNoise:
         """:func:`quiet_channel_rms` of the cube."""
         return quiet_channel_rms(self.channel)
 
+    @cached_property
+    def quiet_variance_sums(self) -> np.ndarray:
+        """Sums of the first 0, 1, ..., nchan :attr:`quiet` channel variances (NaN as 0)."""
+        return np.concatenate([[0.0], np.cumsum(np.nan_to_num(self.quiet**2))])
+
     def kappa(self, n: int) -> float:
         """The correlation factor of a sum of ``n`` channels, measured at the nearest of
         ``KAPPA_LENGTHS`` (it changes slowly with n)."""
-        n = int(min(max(n, 1), self.cube.nchan))
-        n = min((k for k in KAPPA_LENGTHS if k <= self.cube.nchan), key=lambda k: abs(math.log(k / n)))
+        n = _nearest_length(int(min(max(n, 1), self.cube.nchan)), self.cube.nchan)
         if n not in self._kappa:
             starts = np.unique(np.linspace(0, self.cube.nchan - n, min(KAPPA_WINDOWS, self.cube.nchan - n + 1))
                                .round().astype(int))
@@ -136,7 +141,14 @@ class IntegratedNoise:
 
     def __call__(self, first: int, last: int) -> float:
         first, last = int(first), int(last)
-        return self.kappa(last - first) * math.sqrt(np.nansum(self.quiet[first:last] ** 2))
+        sums = self.quiet_variance_sums
+        return self.kappa(last - first) * math.sqrt(max(sums[last] - sums[first], 0.0))
+
+
+@functools.lru_cache(maxsize=4096)
+def _nearest_length(n: int, nchan: int) -> int:
+    """The length of ``KAPPA_LENGTHS`` (at most ``nchan``) nearest to ``n`` in ratio."""
+    return min((k for k in KAPPA_LENGTHS if k <= nchan), key=lambda k: abs(math.log(k / n)))
 
 
 _MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -223,17 +223,10 @@ def classify(backbone: Backbone, images, top: int = 5, size: int = 224) -> list[
 # ---------------------------------------------------------------------------------------------
 # ONNX fast path
 
-_EXPORT_LOCK = threading.Lock()
-
-
 def onnx_path(backbone: Backbone, size: int = 224) -> Path:
-    """Where the exported feature network for (backbone, size) is cached; exported if missing."""
-    size = _check_size(size)
-    path = cache_dir("onnx") / f"{backbone.key}-{size}px.onnx"
-    with _EXPORT_LOCK:
-        if not path.is_file():
-            export_onnx(backbone, size, path)
-    return path
+    """Where the exported feature network for (backbone, size) is cached (:func:`onnx_session`
+    writes it when missing)."""
+    return cache_dir("onnx") / f"{backbone.key}-{_check_size(size)}px.onnx"
 
 
 def export_onnx(backbone: Backbone, size: int, path: str | Path) -> Path:
@@ -251,9 +244,4 @@ def onnx_session(backbone: Backbone, size: int = 224):
 
 @functools.lru_cache(maxsize=8)
 def _session(backbone: Backbone, size: int, threads: int):
-    path = onnx_path(backbone, size)
-    try:
-        return onnx_runtime.cpu_session(path, threads)
-    except Exception:  # noqa: BLE001 -- an unreadable cached file (another version wrote it?): export again
-        path.unlink(missing_ok=True)
-        return onnx_runtime.cpu_session(onnx_path(backbone, size), threads)
+    return onnx_runtime.cached_session(onnx_path(backbone, size), lambda tmp: export_onnx(backbone, size, tmp), threads)
