@@ -22,11 +22,13 @@ class BackgroundJob:
     ``on_done(result)`` or ``on_error(message)`` runs on the UI thread; ``InputError`` and
     ``Cancelled`` give their own message; any other exception is a bug, whose traceback goes to
     the server log while the visitor reads that ``what`` failed. Without a server (tests,
-    notebooks) :meth:`start` waits for the work to end.
+    notebooks) :meth:`start` waits for the work to end. The work may hand partial results to
+    :meth:`share`; the latest reaches ``on_partial(value)`` on the UI thread while it runs.
     """
 
-    def __init__(self, on_done, on_error, on_status=None):
+    def __init__(self, on_done, on_error, on_status=None, on_partial=None):
         self.on_done, self.on_error, self.on_status = on_done, on_error, on_status or (lambda text: None)
+        self.on_partial = on_partial or (lambda value: None)
         self.cancel = threading.Event()
         self.bar = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width")
         self.cancel_button = pn.widgets.Button(label="Cancel", color="warning", disabled=True, width=90)
@@ -69,12 +71,18 @@ class BackgroundJob:
             self._follow()
         return True
 
+    def share(self, value) -> None:
+        """Called by the work: ``value`` (a partial result) goes to ``on_partial`` at the next poll."""
+        self._state["partial"] = value
+
     def _progress(self, done: int, total: int, stage: str = "") -> None:
         self._state.update(text=stage or self._state["what"], fraction=done / total if total else 0.0)
 
     def _follow(self) -> None:
         self.bar.value = int(100 * min(max(self._state.get("fraction", 0.0), 0.0), 1.0))
         if self.running:
+            if "partial" in self._state:
+                self.on_partial(self._state.pop("partial"))
             self.on_status(self._state.get("text", ""))
             return
         if self._poll is not None:

@@ -40,6 +40,7 @@ from pipeline.errors import InputError
 
 DETECTOR_COLOURS = {"pipeline": "#00e5ff", "decoras": "#ff9800", "photutils": "#76ff03", "pybdsf": "#e040fb"}
 TRUTH_COLOURS = {"true positive": "#00e676", "false positive": "#ff1744", "missed": "#ffea00"}
+PRELIMINARY_COLOUR = "#bdbdbd"  # the pipeline's candidate boxes while it runs
 TABLE_COLUMNS = ["id", "x", "y", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "pb", "snr", "blended",
                  "sidelobe_p"]
 GRID_LIMIT = 48  # spectra in the grid of every source
@@ -83,10 +84,12 @@ class DetectionViewer(pn.viewable.Viewer):
                                 "reliability table per SNR bin (twice as long)")
     completeness = param.Boolean(default=False, doc="Also inject point sources with the cube's beam where "
                                  "nothing was found and search again: the share found per SNR")
-    reliability_text = param.String(default="", doc="The last run's reliability and completeness tables, as text")
+    statistics_text = param.String(default="", doc="The last run's reliability and completeness tables, as text")
     quality = param.Dict(default={}, doc="The last run's reliability and completeness tables (astropy), by name")
     selected = param.Integer(default=None, allow_None=True, doc="id of the selected source")
     status = param.String(default="", doc="What the detector is doing")
+    preliminary = param.List(default=[], doc="While the pipeline runs, its Blobs Finder's boxes so far "
+                                             "(x0, y0, x1, y1, score): candidates before the spectral check")
     running = param.Boolean(default=False)
     version = param.Integer(default=0, doc="Bumped whenever the catalogue changes")
     pb_file = param.Selector(default=NO_COMPANION, objects=[NO_COMPANION],
@@ -123,7 +126,8 @@ class DetectionViewer(pn.viewable.Viewer):
             logging.getLogger("explorer").warning("truth of %s not used: %s", self.cube.path.name, exc)
             self.truth = None
         self.outcome = None  # per-row "true positive"/"false positive", and the missed truth rows
-        self.job = BackgroundJob(self._on_done, self._on_error, lambda text: setattr(self, "status", text))
+        self.job = BackgroundJob(self._on_done, self._on_error, self._on_status,
+                                 lambda boxes: setattr(self, "preliminary", boxes))
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["detection-error"])
         self._run = pn.widgets.Button(label="Find sources", color="primary", css_classes=["run-detection"])
         self._run.on_click(lambda _: self.start())
@@ -202,7 +206,8 @@ class DetectionViewer(pn.viewable.Viewer):
             def stages(what):
                 return lambda done, total, stage: progress(done, total, f"{detector}{what}: {stage}")
 
-            catalog = finder_module.detect(cube, detector, cancel=cancel, progress=stages(""), **options)
+            catalog = finder_module.detect(cube, detector, cancel=cancel, progress=stages(""),
+                                           preview=self.job.share, **options)
             tables = {}
             if measure_reliability:
                 negatives = reliability_check.negative_detections(cube, detector, cancel=cancel,
@@ -218,15 +223,21 @@ class DetectionViewer(pn.viewable.Viewer):
         self.show_error("")
         self.job.start(work, f"running {detector}...")
 
+    def _on_status(self, text):
+        found = f"; {len(self.preliminary)} candidate boxes so far (dotted grey)" if self.preliminary else ""
+        self.status = f"{text}{found}"
+
     def _on_done(self, result):
+        self.preliminary = []
         catalog, self.quality = result
         texts = {"reliability": reliability_check.format_table, "completeness": completeness_check.format_table}
-        self.reliability_text = "\n\n".join(texts[name](table) for name, table in self.quality.items())
+        self.statistics_text = "\n\n".join(texts[name](table) for name, table in self.quality.items())
         self.running, self._run.disabled = False, False
         self._found_all = catalog
         self.set_catalog(catalog)
 
     def _on_error(self, message):
+        self.preliminary = []
         self.running, self._run.disabled = False, False
         self.status = ""
         self.show_error(message)
@@ -296,9 +307,10 @@ class DetectionViewer(pn.viewable.Viewer):
         return rows[0] if len(rows) else None
 
     # ---- plots ----------------------------------------------------------------------------
-    def boxes(self, channel, all_channels, version, selected, view):
+    def boxes(self, channel, all_channels, version, selected, view, preliminary=()):
         """Boxes of the sources emitting in ``channel`` (all of them on moment 0 or when asked),
-        coloured by detector, or by outcome against the truth; missed true sources as circles."""
+        coloured by detector, or by outcome against the truth; missed true sources as circles;
+        while the pipeline runs, its candidate boxes so far (``preliminary``, every channel), dotted grey."""
         every = all_channels or view == "moment 0"
         data = []
         for i, row in enumerate(self.catalog if self.catalog is not None else []):
@@ -318,12 +330,15 @@ class DetectionViewer(pn.viewable.Viewer):
                     missed.append((t["x"], t["y"]))
         points = hv.Points(missed).opts(marker="circle", size=18, fill_alpha=0, line_color=TRUTH_COLOURS["missed"],
                                         line_dash="dashed", line_width=2)
-        return rects * points
+        found_so_far = _rectangles([(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5, PRELIMINARY_COLOUR, 1.0, -1)
+                                    for x0, y0, x1, y1, _ in preliminary]).opts(
+            fill_alpha=0, line_color="colour", line_width="width", line_dash="dotted")
+        return rects * points * found_so_far
 
     def overlay(self):
         cv = self.cube_viewer
         return hv.DynamicMap(pn.bind(self.boxes, cv.param.channel, self.param.all_channels, self.param.version,
-                                     self.param.selected, cv.param.view))
+                                     self.param.selected, cv.param.view, self.param.preliminary))
 
     def source_panel(self, selected, version):
         """The selected source: spectra with emission ranges, focused image, parameters."""
@@ -441,7 +456,7 @@ class DetectionViewer(pn.viewable.Viewer):
         return pn.Column(
             controls, options, companions, self.job.bar,
             Text(self.param.status, css_classes=["detection-status"]), self._error,
-            Text(self.param.reliability_text, css_classes=["reliability-table"]), self.quality_plot,
+            Text(self.param.statistics_text, css_classes=["reliability-table"]), self.quality_plot,
             pn.pane.HTML(legend), self._table, exports,
             pn.Tabs(("Selected source", pn.panel(pn.bind(self.source_panel, self.param.selected, self.param.version))),
                     ("All spectra", pn.panel(pn.bind(self.spectra_grid, self.param.version))), dynamic=True),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ FOCUS_MIN_SNR = 5.0  # a candidate whose focused image peaks below this is dropp
 DETECTORS = ("pipeline", "decoras", *classic.CLASSIC_DETECTORS)
 GRU_BATCH = 64  # box spectra through the Deep GRU at once
 BOX_THREADS = 2  # boxes focused and measured side by side
+PREVIEW_SECONDS = 1.0  # candidates shown while the Blobs Finder searches, at most this often
 
 
 # --- stage 2: when -----------------------------------------------------------------------------
@@ -126,10 +128,13 @@ def emission_ranges(denoised: np.ndarray) -> list[tuple[int, int, int]]:
 def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=None,
                     cancel: threading.Event | None = None, min_snr: float = FOCUS_MIN_SNR, windows=SEARCH_WINDOWS,
                     threshold: float = BLOB_THRESHOLD, psf: Cube | None = None, memory: float = DEFAULT_MEMORY,
-                    scheduler: str = "synchronous"):
+                    scheduler: str = "synchronous", preview=None):
     """The deep pipeline on ``cube`` (``psf``: its PSF cube, opened, or None) within ``memory``
     bytes, the Blobs Finder in this process or on Dask (``scheduler``;
-    :func:`~pipeline.alma.source_maps.spectral_source_map`); returns the catalogue (astropy Table)."""
+    :func:`~pipeline.alma.source_maps.spectral_source_map`); returns the catalogue (astropy Table).
+    ``preview(boxes)`` is called (from this thread, at most every ``PREVIEW_SECONDS``) with the
+    boxes (x0, y0, x1, y1, score) of the Blobs Finder's map so far, as its tiles finish: the
+    candidates before the spectral check and the significance cut."""
     finder = finder or SourceFinder.load()
     side = finder.blobs_finder.image_size
     step = Steps(progress, cancel, 3 + steps_per_map(cube, side, windows, memory, scheduler), "detection")
@@ -137,7 +142,7 @@ def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=Non
     ms.check_searchable(cube, data=True)
     found = spectral_source_map(cube, finder.blobs_finder, windows, step=lambda w: step(f"Blobs Finder, {w}"),
                                 memory=memory, scheduler=scheduler, network_file=finder.files.get("blobs_finder"),
-                                cancel=cancel)
+                                cancel=cancel, on_map=_previewer(preview, threshold))
     boxes = boxes_from_map(found, threshold)
     step("Deep GRU, focusing and ResNets")
     level = cube_level(cube, min_snr)
@@ -146,6 +151,21 @@ def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=Non
     catalog = make_catalog(rows, cube, "pipeline")
     catalog.meta["significance"] = significance_note(cube, min_snr, level)
     return catalog
+
+
+def _previewer(preview, threshold: float):
+    """The ``on_map`` of :func:`spectral_source_map` that calls ``preview(boxes)`` at most every
+    ``PREVIEW_SECONDS``, or None without a ``preview``."""
+    if preview is None:
+        return None
+    last = -math.inf
+
+    def on_map(found):
+        nonlocal last
+        if time.monotonic() - last >= PREVIEW_SECONDS:
+            last = time.monotonic()
+            preview(boxes_from_map(found, threshold))
+    return on_map
 
 
 def characterise(cube: Cube, boxes, finder: SourceFinder, min_snr: float = FOCUS_MIN_SNR, cancel=None,
@@ -277,7 +297,7 @@ def inspect_source(cube: Cube, row, finder: SourceFinder | None = None) -> Sourc
 
 def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, pb: Cube | None = None,
            psf: Cube | None = None, keep_sidelobes: bool = False, models=None, memory: float = DEFAULT_MEMORY,
-           scheduler: str = "synchronous", **options):
+           scheduler: str = "synchronous", preview=None, **options):
     """Detect sources in an open cube with ``detector`` (``DETECTORS``); a catalogue Table.
 
     ``models``: the folder of trained networks (``<task>/model.pt``; default ``assets/models``),
@@ -294,7 +314,8 @@ def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, p
     companions, and the SHA-256 of every network file used. ``memory`` (bytes) bounds what the
     pipeline and DECORAS hold of the cube at once, and ``scheduler`` runs their networks' search
     in this process (``"synchronous"``) or on Dask (``"local"``, or a scheduler's address); the
-    catalogue depends on neither.
+    catalogue depends on neither. ``preview(boxes)``: the pipeline's candidates so far while its
+    Blobs Finder searches (:func:`detect_pipeline`).
     """
     folder = Path(models) if models is not None else MODELS_DIR
     files = {}
@@ -308,7 +329,7 @@ def detect(cube: Cube, detector: str = "pipeline", progress=None, cancel=None, p
         finder = options.pop("finder", None) or SourceFinder.load(folder)
         files = finder.files
         catalog = detect_pipeline(cube, finder, progress=progress, cancel=cancel, psf=psf, memory=memory,
-                                  scheduler=scheduler, **options)
+                                  scheduler=scheduler, preview=preview, **options)
     elif detector == "decoras":
         networks = options.pop("networks", None)
         if networks is None:

@@ -63,9 +63,11 @@ class _Tiles:
     (so each tile meets the same batch-mates whatever rows are searched together), to
     ``threads`` threads running the network (:func:`~pipeline.alma.networks.tile_session`);
     ``finish()`` waits for them and returns the map. ``cancel`` is checked before each batch is
-    sent. Used as a context manager, so that an error or a cancel leaves no batch running."""
+    sent. Used as a context manager, so that an error or a cancel leaves no batch running. The
+    map is merged into ``out`` (the rows' part of a larger map) when given, as batches finish."""
 
-    def __init__(self, network, shape, side, rows=None, batch=TILE_BATCH, cancel=None, threads=TILE_THREADS):
+    def __init__(self, network, shape, side, rows=None, batch=TILE_BATCH, cancel=None, threads=TILE_THREADS,
+                 out=None):
         self.session = tile_session(network, side)
         self.side, self.batch, self.cancel = side, batch, cancel
         ny, nx = shape
@@ -73,7 +75,7 @@ class _Tiles:
         #: tiles inside the rows (y relative to y0); where the image is narrower than a tile, one padded tile
         self.starts = [(y - y0, x) for y in tile_starts(ny, side) if y0 <= y and min(y + side, ny) <= y1
                        for x in tile_starts(nx, side)]
-        self.merged = np.zeros((y1 - y0, nx), np.float32)
+        self.merged = np.zeros((y1 - y0, nx), np.float32) if out is None else out
         self._queue, self._running = [], collections.deque()
         self._pool, self._most = ThreadPoolExecutor(threads), 2 * threads
 
@@ -165,13 +167,15 @@ def strips(cube: Cube, side: int, windows=SEARCH_WINDOWS, memory: float = DEFAUL
     return out
 
 
-def strip_map(cube: Cube, network, ranges, rows: tuple[int, int], side: int, step=None, cancel=None) -> np.ndarray:
+def strip_map(cube: Cube, network, ranges, rows: tuple[int, int], side: int, step=None, cancel=None,
+              out=None) -> np.ndarray:
     """The network's map of the rows ``rows`` (a strip of :func:`strips`) over the integrated
     images of the channel ranges ``ranges``, the strip read once (:meth:`Cube.integrate`); a
     window's image is cut into tiles as soon as its last channel is read. ``step(i, done)`` is
     called as window ``ranges[i]`` is read, the ``done``-th (progress); ``cancel`` is checked
-    before every batch of tiles."""
-    with _Tiles(network, (cube.ny, cube.nx), side, rows, cancel=cancel) as tiles:
+    before every batch of tiles. Merged by the maximum into ``out`` (the rows of a map) when
+    given, as the tiles come out."""
+    with _Tiles(network, (cube.ny, cube.nx), side, rows, cancel=cancel, out=out) as tiles:
         for done, (i, image) in enumerate(cube.integrate(ranges, rows), start=1):
             if step is not None:
                 step(i, done)
@@ -189,21 +193,26 @@ def _strip_task(cube_path: str, network_file: str, ranges, rows, side) -> np.nda
         return strip_map(cube, load_network_file(network_file), ranges, rows, side)
 
 
-def _report_window(step, ranges, where: str, i: int, done: int) -> None:
+def _report_window(step, ranges, where: str, on_map, merged, i: int, done: int) -> None:
     first, last = ranges[i]
-    step(f"{where}{'whole band' if i == 0 else f'channels {first}-{last}'} ({done}/{len(ranges)})")
+    if step is not None:
+        step(f"{where}{'whole band' if i == 0 else f'channels {first}-{last}'} ({done}/{len(ranges)})")
+    if on_map is not None:
+        on_map(merged)
 
 
 def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, step=None,
                         memory: float = DEFAULT_MEMORY, scheduler: str = "synchronous",
-                        network_file=None, cancel=None) -> np.ndarray:
+                        network_file=None, cancel=None, on_map=None) -> np.ndarray:
     """:func:`source_map` of the integrated image over each of :func:`search_windows`, merged by
     the maximum, in bounded memory: strip by strip of rows (:func:`strips`, :func:`strip_map`),
     in this process, or (``scheduler``: ``"local"`` or a scheduler's address, with the
     ``network_file`` the network was loaded from) a strip per row of tiles as Dask tasks, each
     within ``memory`` too. The map is the same either way. ``step(stage)`` is called as each
     window is read, or on Dask as each strip comes back (progress and cancel); in this process
-    ``cancel`` also stops between batches of tiles (within a second)."""
+    ``cancel`` also stops between batches of tiles (within a second). ``on_map(merged)`` is called
+    after it with the map so far (the tiles finished; read it there, it changes after), and last
+    with the whole map."""
     side = side or network.image_size
     ranges = search_windows(cube.nchan, windows)
     merged = np.zeros((cube.ny, cube.nx), np.float32)
@@ -211,18 +220,21 @@ def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, 
         bands = strips(cube, side, windows, memory)
         for y0, y1 in bands:
             where = f"rows {y0}-{y1 - 1}, " if len(bands) > 1 else ""
-            report = None if step is None else functools.partial(_report_window, step, ranges, where)
-            found = strip_map(cube, network, ranges, (y0, y1), side, report, cancel)
-            np.maximum(merged[y0:y1], found, out=merged[y0:y1])
+            report = functools.partial(_report_window, step, ranges, where, on_map, merged)
+            strip_map(cube, network, ranges, (y0, y1), side, report, cancel, out=merged[y0:y1])
+        if on_map is not None:
+            on_map(merged)  # the whole map
         return merged
     if network_file is None:
         raise ValueError("searching on Dask needs the network's file (network_file), which the workers load")
     bands = strips(cube, side, windows, 0)  # a row of tiles each
     jobs = {rows: (str(cube.path), str(network_file), ranges, rows, side) for rows in bands}
     for done, ((y0, y1), part) in enumerate(run_tasks(_strip_task, jobs, scheduler, cancel, "detection"), start=1):
+        np.maximum(merged[y0:y1], part, out=merged[y0:y1])
         if step is not None:
             step(f"rows {y0}-{y1 - 1} ({done}/{len(bands)})")
-        np.maximum(merged[y0:y1], part, out=merged[y0:y1])
+        if on_map is not None:
+            on_map(merged)
     return merged
 
 

@@ -421,3 +421,17 @@ def test_deep_finders_refuse_a_constant_cube_before_searching(make_cube):
         for detector in ("pipeline", "decoras"):
             with pytest.raises(InputError, match="constant in every channel"):
                 detect.detect(cube, detector)
+
+
+def test_preview_shows_the_blobs_finders_boxes_as_its_tiles_finish(tiny_models, sim_cube_path, monkeypatch):
+    """The explorer draws the candidates so far while the search runs: the boxes of the map as it
+    grows, window by window, ending with the boxes the spectral check starts from."""
+    monkeypatch.setattr(detect, "PREVIEW_SECONDS", 0.0)  # every window (the explorer's is once a second)
+    finder = detect.SourceFinder.load(tiny_models)
+    shown, searched = [], []
+    monkeypatch.setattr(detect, "characterise", lambda cube, boxes, *a, **k: searched.append(boxes) or [])
+    with open_cube(sim_cube_path) as cube:
+        detect.detect(cube, "pipeline", finder=finder, preview=lambda boxes: shown.append(list(boxes)))
+    assert len(shown) == 7  # as each window is read (5 + the whole band), the map so far; then the whole map
+    assert shown[-1] != shown[0] and searched[0] == shown[-1] == detect.boxes_from_map(
+        source_maps.spectral_source_map(open_cube(sim_cube_path), finder.blobs_finder))

@@ -59,3 +59,27 @@ def test_a_failed_job_shows_no_exception_text(caplog):
     assert errors and "running pipeline failed" in errors[0] and "server log" in errors[0]
     assert "secret" not in errors[0] and "RuntimeError" not in errors[0]
     assert "internal detail" in caplog.text and "Traceback" in caplog.text
+
+
+def test_partial_results_reach_the_page_while_the_work_runs():
+    import threading
+    import time
+
+    seen, release = [], threading.Event()
+    job = BackgroundJob(on_done=lambda result: seen.append(("done", result)), on_error=seen.append,
+                        on_partial=lambda value: seen.append(("partial", value)))
+
+    def work(progress, cancel):
+        job.share(["box"])
+        release.wait(10)
+        return "catalogue"
+
+    runner = threading.Thread(target=job.start, args=(work, "running pipeline..."))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while not (job.running and "partial" in job._state) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job._follow()  # the page's poll while the work runs
+    release.set()
+    runner.join(10)
+    assert seen == [("partial", ["box"]), ("done", "catalogue")]

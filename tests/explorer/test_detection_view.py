@@ -202,14 +202,28 @@ def test_reliability_and_completeness_on_request(panel_on_sim):
     viewer, _ = panel_on_sim
     viewer.detector = "photutils"
     viewer.start()
-    assert "p_false" not in viewer._table.value.columns and viewer.reliability_text == ""
+    assert "p_false" not in viewer._table.value.columns and viewer.statistics_text == ""
     viewer.reliability = True
     viewer.start()
     assert "p_false" in viewer._table.value.columns and (viewer._table.value["p_false"] >= 0).all()
-    assert "the same search on the negated cube" in viewer.reliability_text
+    assert "the same search on the negated cube" in viewer.statistics_text
     viewer.reliability, viewer.completeness = False, True
     viewer.start()
-    assert "point sources injected" in viewer.reliability_text and "negated" not in viewer.reliability_text
+    assert "point sources injected" in viewer.statistics_text and "negated" not in viewer.statistics_text
     plot = viewer.quality_plot()
     assert [c.label for c in plot if type(c).__name__ == "Curve"] == ["completeness"]
     assert 0 <= plot.Curve.completeness.dimension_values("fraction").min() <= 1
+
+
+def test_candidates_so_far_are_drawn_while_the_pipeline_runs_and_go_with_its_end(panel_on_sim):
+    viewer, _ = panel_on_sim
+    viewer.job.on_partial([(10, 12, 20, 24, 0.6), (40, 40, 48, 50, 0.3)])  # what the job's poll hands over
+    def drawn():  # over the solid and dashed boxes and the missed sources' circles
+        return viewer.boxes(0, False, viewer.version, None, "channel", viewer.preliminary).get(3).data
+
+    assert list(drawn()["x0"]) == [9.5, 39.5] and set(drawn()["colour"]) == {"#bdbdbd"}
+    viewer._on_status("pipeline: Blobs Finder, channels 4-11 (2/14)")
+    assert viewer.status.endswith("2 candidate boxes so far (dotted grey)")
+    viewer.detector = "photutils"
+    viewer.start()  # done: the final boxes replace them
+    assert viewer.preliminary == [] and len(drawn()) == 0
