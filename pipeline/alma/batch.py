@@ -3,7 +3,8 @@ with a ``cube`` column (the file's name). Each cube's primary-beam and PSF cubes
 they lie beside it under tclean's names. Each cube's catalogue is saved atomically beside the
 output (``<output>.parts/``) as it finishes, under a name that changes with the cube file, its
 companions, the detector and its options, so a rerun after an interruption skips the cubes done;
-the folder goes once the combined catalogue is written."""
+the folder goes once the combined catalogue is written. The maps of a cube's search are saved there
+too, strip by strip, so an interrupted cube resumes where it was."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def detect_cubes(paths, output, detector: str = "pipeline", progress=None, cance
                 opened = {kind: open_companion(p, cube, kind) for kind, p in companions.items()}
                 try:
                     catalog = detect(cube, detector, cancel=cancel, keep_sidelobes=keep_sidelobes, models=models,
-                                     memory=memory, scheduler=scheduler, **opened)
+                                     memory=memory, scheduler=scheduler, parts=parts, **opened)
                 finally:
                     for companion in opened.values():
                         companion.close()

@@ -29,7 +29,7 @@ DECORAS_MATCH_PX = 3.0  # the ALMA paper keeps blobs that both DECORAS networks 
 def detect_decoras(cube: Cube, networks: dict | None = None, progress=None, cancel=None, min_snr: float = 5.0,
                    windows=SEARCH_WINDOWS, bce_threshold: float = DECORAS_BCE_THRESHOLD,
                    msle_threshold: float = DECORAS_MSLE_THRESHOLD, memory: float = DEFAULT_MEMORY,
-                   scheduler: str = "synchronous", files: dict | None = None):
+                   scheduler: str = "synchronous", files: dict | None = None, parts=None):
     """DECORAS as the ALMA paper re-implemented it: the BCE (detection) and MSLE (brightness)
     networks on the integrated image, blobs of each map (above ``bce_threshold`` and
     ``msle_threshold``), kept where both find one within 3 px. Each kept blob is measured like a
@@ -37,18 +37,19 @@ def detect_decoras(cube: Cube, networks: dict | None = None, progress=None, canc
     spectrum, then intensity centroid, second moments deconvolved from the beam and flux.
     It searches the same spectral windows as the pipeline (``windows=()``: the whole band only,
     as in the paper), so the two compare as networks, not as searches; within ``memory`` bytes, in
-    this process or on Dask (``scheduler``, with the networks' ``files``, {task: model.pt})."""
+    this process or on Dask (``scheduler``, with the networks' ``files``, {task: model.pt}); the maps
+    saved strip by strip in ``parts`` when given (a rerun resumes)."""
     networks = networks or load_networks(MODELS_DIR, DECORAS_TASKS)
     files = files or {}
     step = Steps(progress, cancel, 2 + 2 * steps_per_map(cube, 256, windows, memory, scheduler), "detection")
     step("channel noise")
-    ms.check_searchable(cube, data=True)
+    ms.check_searchable(cube, data=True, cancel=cancel)
     bce = spectral_source_map(cube, networks["decoras_bce"], windows, side=256,
                               step=lambda w: step(f"DECORAS BCE, {w}"), memory=memory, scheduler=scheduler,
-                              network_file=files.get("decoras_bce"), cancel=cancel)
+                              network_file=files.get("decoras_bce"), cancel=cancel, parts=parts)
     msle = spectral_source_map(cube, networks["decoras_msle"], windows, side=256,
                                step=lambda w: step(f"DECORAS MSLE, {w}"), memory=memory, scheduler=scheduler,
-                               network_file=files.get("decoras_msle"), cancel=cancel) > msle_threshold
+                               network_file=files.get("decoras_msle"), cancel=cancel, parts=parts) > msle_threshold
     labels, _ = scipy.ndimage.label(bce > bce_threshold)
     msle_labels, m = scipy.ndimage.label(msle)
     msle_centres = np.array(scipy.ndimage.center_of_mass(msle, msle_labels, range(1, m + 1))).reshape(-1, 2)

@@ -73,7 +73,7 @@ class UVSampling:
 
 
 def uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting="briggs", robust=0.5,
-                padding=2) -> UVSampling:
+                padding=2, box_frequency_hz=None) -> UVSampling:
     """Imaging weights and gridding of the coverage ``uv_m`` (n, 2, metres) for an ``npix`` image
     with pixels of ``cell_arcsec``, at each of ``frequency_hz`` (scalar or (n_channels,)).
 
@@ -89,7 +89,9 @@ def uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting="briggs", robus
     The weighted samples are gridded on an ``npix * padding`` grid (``padding`` an integer; 2
     lets a PSF be convolved with a whole ``npix`` image without wrapping) by linear
     interpolation with a taper correction (see the module's docstring). Samples beyond the grid
-    are dropped.
+    are dropped. The box of cells kept reaches the longest baseline at the highest of
+    ``frequency_hz``, or at ``box_frequency_hz`` (the band's highest, when a band is gridded a
+    block of channels at a time: every block then has the same box).
     """
     if weighting not in ("natural", "briggs"):
         raise InputError(f"weighting must be 'natural' or 'briggs', not {weighting!r}.")
@@ -101,7 +103,9 @@ def uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting="briggs", robus
     n_grid = npix * padding
     # imaging-grid cells per metre of baseline at each frequency
     cells_per_m = freqs / scipy.constants.c * n_grid * cell_arcsec * scipy.constants.arcsec
-    reach = float(np.max(np.abs(uv)) * cells_per_m.max()) if len(uv) else 0.0
+    top = cells_per_m.max() if box_frequency_hz is None else (
+        float(box_frequency_hz) / scipy.constants.c * n_grid * cell_arcsec * scipy.constants.arcsec)
+    reach = float(np.max(np.abs(uv)) * top) if len(uv) else 0.0
     box = GridBox.around(reach, n_grid, padding)
     # image x runs towards west: column index is -u; rows are +v
     uv_t = np.ascontiguousarray(uv.T * np.array([[-1.0], [1.0]]), dtype=np.float32)

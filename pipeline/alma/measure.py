@@ -21,6 +21,7 @@ from pipeline.alma.cube import Cube
 from pipeline.alma.gaussian import FWHM_PER_SIGMA, gaussian_area, gaussian_covariance
 from pipeline.alma.noise import noise_of
 from pipeline.errors import InputError
+from pipeline.progress import check_cancel
 
 #: a cube must span this many beams (major-axis FWHM) in x and in y to be searched
 MIN_BEAMS_ACROSS = 3
@@ -57,11 +58,12 @@ class IntegratedImage:
         return gaussian_covariance(*self.beam_fwhm_px, self.beam_theta_deg)
 
 
-def check_searchable(cube: Cube, data: bool = False) -> None:
+def check_searchable(cube: Cube, data: bool = False, cancel=None) -> None:
     """Raise :class:`InputError` for a cube no finder can search: a single channel, no beam, fewer
     than :data:`MIN_BEAMS_ACROSS` beams across; with ``data``, also one whose every channel is
     constant, told by the channels' rms (:func:`noise.noise_of`, measured once
-    per opened cube and used by the focusing after), not by a read of the whole cube of its own."""
+    per opened cube and used by the focusing after; ``cancel`` stops that read), not by a read of
+    the whole cube of its own."""
     name = cube.path.name
     if cube.nchan < 2:
         raise InputError(
@@ -75,7 +77,7 @@ def check_searchable(cube: Cube, data: bool = False) -> None:
             "Search a larger cutout.")
     if not data:
         return
-    rms = noise_of(cube).channel
+    rms = noise_of(cube).measure(cancel).channel
     rms = rms[np.isfinite(rms)]  # (a cube with no data at all is refused when it is opened)
     if rms.size and not rms.max() > 0:
         raise InputError(f"{name} is constant in every channel: there is no signal or noise to search.")
@@ -191,16 +193,17 @@ def box_spectrum(cube: Cube, box) -> np.ndarray:
     return box_spectra(cube, [box])[0]
 
 
-def box_spectra(cube: Cube, boxes) -> np.ndarray:
+def box_spectra(cube: Cube, boxes, cancel=None) -> np.ndarray:
     """:func:`box_spectrum` of every box, (n_boxes, nchan), in one pass over the cube's channels
     (:meth:`Cube.blocks`, over the rows the boxes span): a large cube's hundreds of boxes cost
-    one read of it, not one each."""
+    one read of it, not one each; ``cancel`` is checked before each read."""
     boxes = [tuple(int(v) for v in box[:4]) for box in boxes]
     spectra = np.zeros((len(boxes), cube.nchan))
     if not boxes:
         return spectra
     top, bottom = min(b[1] for b in boxes), max(b[3] for b in boxes)
     for k, block in cube.blocks(y=slice(top, bottom)):
+        check_cancel(cancel, "detection")
         for i, (x0, y0, x1, y1) in enumerate(boxes):
             spectra[i, k:k + len(block)] = np.nansum(block[:, y0 - top:y1 - top, x0:x1], axis=(1, 2), dtype=np.float64)
     return spectra

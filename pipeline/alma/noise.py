@@ -32,6 +32,7 @@ import scipy.ndimage
 from astropy.stats import mad_std
 
 from pipeline.alma.cube import Cube
+from pipeline.progress import check_cancel
 
 MAX_PIXELS = 2**15  # pixels of a plane measured (a regular sample beyond that: hundreds of beams)
 CLIP_SIGMA = 4.0  # pixels beyond this many rms from the median are left out as signal
@@ -64,11 +65,15 @@ def _stride(ny: int, nx: int) -> int:
     return max(1, math.ceil(math.sqrt(ny * nx / MAX_PIXELS)))
 
 
-def channel_rms(cube: Cube) -> np.ndarray:
-    """Robust rms of every channel (cube units), (nchan,); NaN for a blank channel."""
+def channel_rms(cube: Cube, cancel=None) -> np.ndarray:
+    """Robust rms of every channel (cube units), (nchan,); NaN for a blank channel. ``cancel`` is
+    checked before each read."""
     step = _stride(cube.ny, cube.nx)
-    return np.array([robust_rms(plane) for _, block in cube.blocks(y=slice(None, None, step), x=slice(None, None, step))
-                     for plane in block])
+    rms = []
+    for _, block in cube.blocks(y=slice(None, None, step), x=slice(None, None, step)):
+        check_cancel(cancel, "detection")
+        rms.extend(robust_rms(plane) for plane in block)
+    return np.array(rms)
 
 
 def quiet_channel_rms(rms: np.ndarray) -> np.ndarray:
@@ -113,6 +118,13 @@ class IntegratedNoise:
     def channel(self) -> np.ndarray:
         """:func:`channel_rms` of the cube."""
         return channel_rms(self.cube)
+
+    def measure(self, cancel=None) -> IntegratedNoise:
+        """Measure :attr:`channel` now unless it is known (a read of the cube that ``cancel``
+        stops, leaving it unmeasured); returns self."""
+        if "channel" not in self.__dict__:
+            self.__dict__["channel"] = channel_rms(self.cube, cancel)
+        return self
 
     @cached_property
     def quiet(self) -> np.ndarray:

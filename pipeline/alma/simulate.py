@@ -39,6 +39,7 @@ TRUTH_COLUMNS = ("cube", "source", "x", "y", "fwhm_x", "fwhm_y", "pa", "z", "fwh
 # ALMA, for the FITS header (OBSGEO, metres, as CASA writes it)
 ALMA_GEOCENTRIC_M = (2225142.180269, -5440307.370349, -2481029.851874)
 CHANNEL_CHUNK = 32  # channels transformed together: bounds memory, keeps FFTs batched
+IN_MEMORY_BYTES = 1e9  # larger cubes are simulated and written a block of channels at a time
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class SimulatedCube:
 
 # --- observing it -----------------------------------------------------------------------------
 
-def dirty_cube(images, spectra, sampling, noise_jy_per_beam, rng):
+def dirty_cube(images, spectra, sampling, noise_jy_per_beam, rng, sigma=None):
     """Observe a sky given as ``images`` (n, size, size) and ``spectra`` (n, channels) Jy/pixel
     (sky = spectra.T @ images; a plain cube is ``images=cube, spectra=np.eye(channels)``) with
     the gridded ``sampling`` of an ``interferometer.uv_sampling`` for ``size`` pixels.
@@ -106,7 +107,8 @@ def dirty_cube(images, spectra, sampling, noise_jy_per_beam, rng):
     with variance proportional to the sum of squared weights of the cell, as thermal noise on
     each visibility would give; its image is therefore correlated over the "noise beam" (the
     PSF made with squared weights: the PSF itself for natural weighting). The visibility noise
-    is the same for every channel, set so the central channel has rms ``noise_jy_per_beam``.
+    is the same for every channel, set so the central channel has rms ``noise_jy_per_beam``
+    (or ``sigma``, Jy per unit weight, when ``sampling`` is a block of the band's channels).
     Returns ``(dirty (channels, size, size) float32 Jy/beam, noise rms (channels,) Jy/beam)``.
     """
     size = images.shape[-1]
@@ -114,7 +116,8 @@ def dirty_cube(images, spectra, sampling, noise_jy_per_beam, rng):
     channels = len(sampling.frequency_hz)
     # rms of the noise image: 2 sigma^2 sum(w^2) / sum(w)^2 per unit visibility variance
     rms_per_sigma = np.sqrt(2.0 * sampling.weight2_sum) / sampling.weight_sum
-    sigma = noise_jy_per_beam / rms_per_sigma[channels // 2]
+    if sigma is None:
+        sigma = visibility_sigma(sampling.channels(channels // 2), noise_jy_per_beam)
     source_ft = interferometer.half_plane_from_image(images, n, k)
     spectra = np.asarray(spectra, np.complex64)
     # irfft2 keeps the Hermitian part of the kx = 0 column, halving its noise power: undo
@@ -138,10 +141,18 @@ def dirty_cube(images, spectra, sampling, noise_jy_per_beam, rng):
     return cube, sigma * rms_per_sigma
 
 
-def channel_beams(sampling, cell_arcsec, anchors=5) -> Table:
+def visibility_sigma(sampling, noise_jy_per_beam) -> float:
+    """The visibility noise per unit weight (Jy) that gives the (first) channel of ``sampling``
+    a noise rms of ``noise_jy_per_beam`` in its image (2 sigma^2 sum(w^2) / sum(w)^2)."""
+    return float(noise_jy_per_beam / (np.sqrt(2.0 * sampling.weight2_sum[0]) / sampling.weight_sum[0]))
+
+
+def channel_beams(sampling, cell_arcsec, anchors=5, frequency_hz=None) -> Table:
     """Gaussian beam per channel: ``fit_beam`` on the PSF of ``anchors`` channels spread over the
     band, linearly interpolated in frequency between them (the beam scales as 1/frequency, so
-    over a few per cent of bandwidth this matches a fit per channel to < 0.1 %)."""
+    over a few per cent of bandwidth this matches a fit per channel to < 0.1 %). With
+    ``frequency_hz`` (a band too large to grid at once), ``sampling`` holds the anchors only and
+    the beams are those of ``frequency_hz``."""
     freqs = sampling.frequency_hz
     picks = np.unique(np.linspace(0, len(freqs) - 1, min(anchors, len(freqs))).round().astype(int))
     psf_npix = min(2 * (sampling.npix_grid // 4), 128)
@@ -150,9 +161,10 @@ def channel_beams(sampling, cell_arcsec, anchors=5) -> Table:
     # keep position angles continuous across the +-90 deg wrap before interpolating
     fitted[:, 2] = fitted[0, 2] + (fitted[:, 2] - fitted[0, 2] + 90.0) % 180.0 - 90.0
     beams = Table()
-    beams["bmaj_arcsec"] = np.interp(freqs, freqs[picks], fitted[:, 0])
-    beams["bmin_arcsec"] = np.interp(freqs, freqs[picks], fitted[:, 1])
-    bpa = np.interp(freqs, freqs[picks], fitted[:, 2])
+    band = freqs if frequency_hz is None else np.asarray(frequency_hz, np.float64)
+    beams["bmaj_arcsec"] = np.interp(band, freqs[picks], fitted[:, 0])
+    beams["bmin_arcsec"] = np.interp(band, freqs[picks], fitted[:, 1])
+    bpa = np.interp(band, freqs[picks], fitted[:, 2])
     beams["bpa_deg"] = (bpa + 90.0) % 180.0 - 90.0
     return beams
 
@@ -219,21 +231,33 @@ def simulate_cube(seed, size=256, channels=128, observation=Observation(),
     sky = sky_model(images, spectra)
 
     reference_rms = noise_rms if add_noise else np.full(channels, obs.noise_jy_per_beam)
-    zi = np.clip(np.rint(sources["z"]).astype(int), 0, channels - 1)
-    yi = np.clip(np.rint(sources["y"]).astype(int), 0, size - 1)
-    xi = np.clip(np.rint(sources["x"]).astype(int), 0, size - 1)
+    zi, yi, xi = source_peaks(sources, size, channels)
+    truth = truth_table(sources, dirty[zi, yi, xi] / reference_rms[zi], frequency_hz, name)
+    truth.meta["noise_jy_per_beam"] = float(np.median(reference_rms))
+    return SimulatedCube(dirty, sky, truth, beams, frequency_hz, noise_rms, obs)
+
+
+def source_peaks(sources, size: int, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z, y, x) of each source's peak, whole pixels inside the cube."""
+    return tuple(np.clip(np.rint(sources[c]).astype(int), 0, n - 1)
+                 for c, n in (("z", channels), ("y", size), ("x", size)))
+
+
+def truth_table(sources, snr_peak, frequency_hz, name: str) -> Table:
+    """The truth catalogue (``TRUTH_COLUMNS``) of drawn ``sources`` whose dirty peaks have SNR
+    ``snr_peak``, in the cube ``name``."""
     truth = Table()
     truth["cube"] = [name] * len(sources)
     for column in TRUTH_COLUMNS[1:-2]:
         truth[column] = sources[column]
     truth["peak_jy_per_pix"] = sources["peak_jy_per_pix"]
     if "continuum_jy_per_pix" in sources.colnames:  # 2 A (f(z) / f_mid)^alpha at the line centre
-        f_ratio = np.interp(sources["z"], np.arange(channels), frequency_hz) / frequency_hz[mid]
+        mid = len(frequency_hz) // 2
+        f_ratio = np.interp(sources["z"], np.arange(len(frequency_hz)), frequency_hz) / frequency_hz[mid]
         truth["peak_jy_per_pix"] = (2.0 * sources["continuum_jy_per_pix"]
                                     * f_ratio ** sources["spectral_index"])
-    truth["snr_peak"] = dirty[zi, yi, xi] / reference_rms[zi]
-    truth.meta["noise_jy_per_beam"] = float(np.median(reference_rms))
-    return SimulatedCube(dirty, sky, truth, beams, frequency_hz, noise_rms, obs)
+    truth["snr_peak"] = snr_peak
+    return truth
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -367,7 +391,9 @@ def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3
     ``progress(done, total, stage)`` (:mod:`pipeline.progress`) is called after each cube. Returns the cube paths.
 
     A folder that already holds a set (a ``truth.csv``) is refused before anything is simulated
-    (:func:`check_output_folder`): nothing there is overwritten.
+    (:func:`check_output_folder`): nothing there is overwritten. Cubes larger than
+    ``IN_MEMORY_BYTES`` are made and written a block of channels at a time, without sky models
+    (:func:`pipeline.alma.simulate_streamed.simulate_cube_file`): memory stays small whatever their size.
     """
     out_dir = check_output_folder(out_dir)
     if int(n) < 1:
@@ -375,11 +401,19 @@ def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise InputError(f"seed must be a whole number >= 0; got {seed!r}.")
     obs = observation or Observation(config=config)
-    response = instrument_response(obs, size, channels)
+    streamed = size * size * channels * 4 > IN_MEMORY_BYTES
+    response = None if streamed else instrument_response(obs, size, channels)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths, truths = [], []
     for i in range(n):
         name = f"sim_{seed}_{i:04d}.fits"
+        if streamed:
+            from pipeline.alma.simulate_streamed import simulate_cube_file
+
+            truths.append(simulate_cube_file(out_dir / name, (seed, i), size, channels, obs, parameters, name=name))
+            paths.append(out_dir / name)
+            report(progress, i + 1, n, f"cube {i + 1} of {n}")
+            continue
         sim = simulate_cube((seed, i), size, channels, obs, parameters, name=name,
                             response=response)
         paths.append(write_cube(out_dir / name, sim.dirty_cube, sim.frequency_hz, obs,

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import scipy.ndimage
@@ -14,6 +17,7 @@ import scipy.ndimage
 from pipeline.alma import preprocess as pre
 from pipeline.alma.cube import Cube
 from pipeline.alma.networks import tile_session
+from pipeline.atomic import atomic_write
 from pipeline.progress import check_cancel
 from pipeline.scheduling import run_tasks
 
@@ -203,7 +207,7 @@ def _report_window(step, ranges, where: str, on_map, merged, i: int, done: int) 
 
 def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, step=None,
                         memory: float = DEFAULT_MEMORY, scheduler: str = "synchronous",
-                        network_file=None, cancel=None, on_map=None) -> np.ndarray:
+                        network_file=None, cancel=None, on_map=None, parts=None) -> np.ndarray:
     """:func:`source_map` of the integrated image over each of :func:`search_windows`, merged by
     the maximum, in bounded memory: strip by strip of rows (:func:`strips`, :func:`strip_map`),
     in this process, or (``scheduler``: ``"local"`` or a scheduler's address, with the
@@ -212,30 +216,75 @@ def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, 
     window is read, or on Dask as each strip comes back (progress and cancel); in this process
     ``cancel`` also stops between batches of tiles (within a second). ``on_map(merged)`` is called
     after it with the map so far (the tiles finished; read it there, it changes after), and last
-    with the whole map."""
+    with the whole map. With ``parts`` (a folder), each strip's map is saved there atomically as
+    it is done (:func:`saved_strips`) and a rerun loads it instead of searching the strip again."""
     side = side or network.image_size
     ranges = search_windows(cube.nchan, windows)
     merged = np.zeros((cube.ny, cube.nx), np.float32)
+    saved = saved_strips(parts, cube, network, side, ranges)
     if scheduler == "synchronous":
         bands = strips(cube, side, windows, memory)
         for y0, y1 in bands:
             where = f"rows {y0}-{y1 - 1}, " if len(bands) > 1 else ""
             report = functools.partial(_report_window, step, ranges, where, on_map, merged)
+            if _load_strip(saved, (y0, y1), merged):
+                for i in range(len(ranges)):
+                    report(i, i + 1)
+                continue
             strip_map(cube, network, ranges, (y0, y1), side, report, cancel, out=merged[y0:y1])
+            _save_strip(saved, (y0, y1), merged)
         if on_map is not None:
             on_map(merged)  # the whole map
         return merged
     if network_file is None:
         raise ValueError("searching on Dask needs the network's file (network_file), which the workers load")
-    bands = strips(cube, side, windows, 0)  # a row of tiles each
+    # a row of tiles each, but those saved by an earlier run
+    bands = [rows for rows in strips(cube, side, windows, 0) if not _load_strip(saved, rows, merged)]
     jobs = {rows: (str(cube.path), str(network_file), ranges, rows, side) for rows in bands}
     for done, ((y0, y1), part) in enumerate(run_tasks(_strip_task, jobs, scheduler, cancel, "detection"), start=1):
         np.maximum(merged[y0:y1], part, out=merged[y0:y1])
+        _save_strip(saved, (y0, y1), merged)
         if step is not None:
             step(f"rows {y0}-{y1 - 1} ({done}/{len(bands)})")
         if on_map is not None:
             on_map(merged)
     return merged
+
+
+def saved_strips(parts, cube: Cube, network, side: int, ranges):
+    """Where the maps of the strips of this search are saved in the folder ``parts``: a function of
+    the rows, under a name that changes with the cube's file (path, size, times), the network's
+    file, the tile side and the windows; None without ``parts``, or for a network not loaded from
+    a file or a view of a cube (negated, with sources injected), whose maps are never saved."""
+    key = getattr(network, "file_key", None)
+    if parts is None or key is None or not isinstance(cube.data, np.ndarray):
+        return None
+    st = Path(cube.path).stat()
+    text = json.dumps([str(Path(cube.path).resolve()), st.st_size, st.st_mtime_ns, key, side, ranges])
+    digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+    return lambda rows: Path(parts) / f"{Path(cube.path).name}-map-{digest}-rows{rows[0]}-{rows[1]}.npy"
+
+
+def _load_strip(saved, rows, merged) -> bool:
+    """Merge a saved strip's map into ``merged``; False when there is none (or it does not fit)."""
+    path = saved(rows) if saved else None
+    if path is None or not path.is_file():
+        return False
+    try:
+        part = np.load(path, allow_pickle=False)  # numbers only: nothing in the file can run
+    except (OSError, ValueError):
+        return False
+    y0, y1 = rows
+    if part.shape != merged[y0:y1].shape:
+        return False
+    np.maximum(merged[y0:y1], part, out=merged[y0:y1])
+    return True
+
+
+def _save_strip(saved, rows, merged) -> None:
+    if saved:
+        with atomic_write(saved(rows)) as tmp, open(tmp, "wb") as out:
+            np.save(out, merged[rows[0]:rows[1]])
 
 
 def steps_per_map(cube: Cube, side: int, windows=SEARCH_WINDOWS, memory: float = DEFAULT_MEMORY,

@@ -79,7 +79,12 @@ def cmd_simulate(args) -> int:
         paths = simulate_set(args.out, n=args.n, seed=args.seed, size=args.size,
                              channels=args.channels, config=args.config, progress=progress)
     if not args.quiet:
-        print(f"wrote {len(paths)} cubes and truth.csv to {args.out}")
+        from pipeline.alma.simulate import IN_MEMORY_BYTES
+
+        streamed = args.size**2 * args.channels * 4 > IN_MEMORY_BYTES
+        print(f"wrote {len(paths)} cubes and truth.csv to {args.out}"
+              + (f" (no sky models: cubes over {IN_MEMORY_BYTES / 1e9:g} GB are written a block of channels at a time)"
+                 if streamed else ""))
     return 0
 
 
@@ -187,7 +192,7 @@ def add_detect_parser(commands) -> None:
 def cmd_detect(args) -> int:
     from contextlib import ExitStack
 
-    from pipeline.alma.batch import find_cubes
+    from pipeline.alma.batch import clear_parts, find_cubes, parts_folder
     from pipeline.alma.catalog import region_format, write_catalog, write_regions
     from pipeline.alma.companions import open_companion
     from pipeline.alma.cube import open_cube
@@ -232,9 +237,11 @@ def cmd_detect(args) -> int:
             settings = dict(keep_sidelobes=args.keep_sidelobes, models=models_dir, memory=memory,
                             scheduler=args.scheduler, **options)
             with _progress_bar(args.quiet, "stage") as progress:
-                catalog = detect(cube, args.detector, progress=progress, **settings)
+                # the search's maps wait beside the output, so that an interrupted run resumes
+                catalog = detect(cube, args.detector, progress=progress, parts=parts_folder(args.output), **settings)
             catalog = _statistics_from_the_cube(args, cube, catalog, settings)
             write_catalog(catalog, args.output)  # atomic, as are the regions
+            clear_parts(args.output)
             if args.regions:
                 write_regions(catalog, cube, args.regions)
     if not args.quiet:

@@ -435,3 +435,43 @@ def test_preview_shows_the_blobs_finders_boxes_as_its_tiles_finish(tiny_models, 
     assert len(shown) == 7  # as each window is read (5 + the whole band), the map so far; then the whole map
     assert shown[-1] != shown[0] and searched[0] == shown[-1] == detect.boxes_from_map(
         source_maps.spectral_source_map(open_cube(sim_cube_path), finder.blobs_finder))
+
+
+def test_an_interrupted_search_resumes_from_its_saved_strips(tiny_models, sim_cube_path, tmp_path):
+    """Each strip's map is saved as it is done; a rerun after a cancel loads them instead of
+    searching them again, and the map is the one an uninterrupted search gives."""
+    network = networks.load_network_file(tiny_models / "blobs_finder" / "model.pt")
+    parts = tmp_path / "out.csv.parts"
+    with open_cube(sim_cube_path) as cube:
+        whole = source_maps.spectral_source_map(cube, network, windows=(8,), memory=1e5)
+        bands = source_maps.strips(cube, network.image_size, (8,), memory=1e5)
+        assert len(bands) == 2  # a row of tiles each
+        cancel, seen = __import__("threading").Event(), []
+
+        def step(stage):  # Cancel pressed as the second strip starts
+            seen.append(stage)
+            if stage.startswith(f"rows {bands[1][0]}-"):
+                cancel.set()
+
+        with pytest.raises(Cancelled):
+            source_maps.spectral_source_map(cube, network, windows=(8,), memory=1e5, step=step, cancel=cancel,
+                                            parts=parts)
+        assert len(list(parts.glob("*.npy"))) == 1  # the first strip
+        resumed = source_maps.spectral_source_map(cube, network, windows=(8,), memory=1e5, parts=parts)
+        assert np.array_equal(resumed, whole) and len(list(parts.glob("*.npy"))) == len(bands)
+        first = next(parts.glob(f"*-rows{bands[0][0]}-{bands[0][1]}.npy"))
+        np.save(first, np.ones((bands[0][1] - bands[0][0], cube.nx), np.float32))  # as if the network saw 1 there
+        again = source_maps.spectral_source_map(cube, network, windows=(8,), memory=1e5, parts=parts)
+        assert (again[bands[0][0]:bands[0][1]] == 1).all()  # loaded, not searched again
+        # another network, or the cube's negated view, never reads these maps
+        assert source_maps.saved_strips(parts, cube, network, 32, [(0, 7)])((0, 32)).name.startswith("t.fits-map-")
+        assert source_maps.saved_strips(parts, cube, Identity(), 32, [(0, 7)]) is None
+
+
+def test_the_cli_clears_the_saved_maps_once_the_catalogue_is_written(tiny_models, sim_cube_path, tmp_path):
+    from pipeline.cli import main
+
+    out = tmp_path / "cat.csv"
+    assert main(["detect", str(sim_cube_path), "-o", str(out), "--models", str(tiny_models), "--memory", "0.5GB",
+                 "--quiet"]) == 0
+    assert out.is_file() and not (tmp_path / "cat.csv.parts").exists()

@@ -254,3 +254,40 @@ def test_a_folder_holding_a_set_is_refused_before_simulating(tmp_path, monkeypat
     with pytest.raises(InputError, match="not a folder"):
         sim.simulate_set(tmp_path / "file", 1, seed=0, size=32, channels=4, observation=QUICK)
     assert (tmp_path / "file").read_text() == "keep"
+
+
+def test_a_cube_written_block_by_block_is_the_cube_made_in_memory(tmp_path):
+    """Two blocks of channels (CHANNEL_CHUNK = 32), each gridded as it is needed: the same data, beams
+    and truth as simulate_cube with the same seed; the noise-only cube is noise of the set rms."""
+    from pipeline.alma.cube import open_cube
+    from pipeline.alma.simulate_streamed import simulate_cube_file
+
+    obs = sim.Observation(cell_arcsec=0.15, observation_s=1200, integration_s=60)
+    truth = simulate_cube_file(tmp_path / "s.fits", 5, size=64, channels=40, observation=obs, name="s.fits")
+    made = sim.simulate_cube(5, 64, 40, obs, name="s.fits")
+    with open_cube(tmp_path / "s.fits") as cube:
+        assert np.array_equal(np.asarray(cube.data).reshape(made.dirty_cube.shape), made.dirty_cube)
+        assert cube.beam.major_arcsec == pytest.approx(float(made.beams["bmaj_arcsec"][20]), rel=1e-5)
+    assert list(truth.colnames) == list(made.truth.colnames) and len(truth) == len(made.truth) >= 1
+    assert np.allclose(truth["snr_peak"], made.truth["snr_peak"]) and list(truth["cube"]) == list(made.truth["cube"])
+    empty = simulate_cube_file(tmp_path / "n.fits", 6, size=64, channels=40, observation=obs, sources=False)
+    with open_cube(tmp_path / "n.fits") as cube:
+        assert len(empty) == 0 and np.std(cube.data) == pytest.approx(obs.noise_jy_per_beam, rel=0.2)
+
+
+def test_a_large_set_is_streamed_without_sky_models_and_a_cancel_leaves_nothing(tmp_path, monkeypatch):
+    import threading
+
+    from pipeline.alma import simulate as sim_module
+    from pipeline.alma.simulate_streamed import simulate_cube_file
+    from pipeline.errors import Cancelled
+
+    monkeypatch.setattr(sim_module, "IN_MEMORY_BYTES", 1e5)  # 64 x 64 x 40 floats are 655 kB
+    paths = sim_module.simulate_set(tmp_path / "set", n=1, seed=3, size=64, channels=40)
+    assert [p.name for p in sorted((tmp_path / "set").iterdir())] == ["sim_3_0000.fits", "truth.csv"]
+    assert paths == [tmp_path / "set" / "sim_3_0000.fits"]
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):
+        simulate_cube_file(tmp_path / "c.fits", 1, size=64, channels=40,
+                           progress=lambda done, total, stage: cancel.set(), cancel=cancel)
+    assert list(tmp_path.glob("*c.fits*")) == []  # neither the cube nor its temporary file
