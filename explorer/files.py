@@ -96,7 +96,8 @@ def shown_path(path) -> str:
 def resolve_user_path(text: str) -> Path:
     """The file a user typed, if it lies inside an allowed data folder; InputError otherwise.
 
-    Relative paths are taken relative to each data folder in turn.
+    Relative paths are taken relative to each data folder in turn, or as the cube list names the
+    files (the folder's name first: ``alma/cube.fits`` for ``cube.fits`` in a data folder ``alma``).
     """
     text = text.strip()
     if not text:
@@ -104,7 +105,8 @@ def resolve_user_path(text: str) -> Path:
     folders = data_folders()
     names = ", ".join(f"{f.name}/" for f in folders[1:]) or "none besides the bundled cubes"
     raw = Path(text).expanduser()
-    candidates = [raw] if raw.is_absolute() else [f / raw for f in folders]
+    candidates = [raw] if raw.is_absolute() else [f / raw for f in folders] + [
+        f / raw.relative_to(f.name) for f in folders[1:] if raw.parts[:1] == (f.name,) and len(raw.parts) > 1]
     existing = [p for p in candidates if p.is_file()]
     allowed = [p.resolve() for p in existing if inside(p, folders)]
     if allowed:

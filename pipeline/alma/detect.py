@@ -134,8 +134,8 @@ def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=Non
     bytes, the Blobs Finder in this process or on Dask (``scheduler``;
     :func:`~pipeline.alma.source_maps.spectral_source_map`); returns the catalogue (astropy Table).
     ``preview(boxes)`` is called (from this thread, at most every ``PREVIEW_SECONDS``) with the
-    boxes (x0, y0, x1, y1, score) of the Blobs Finder's map so far, as its tiles finish: the
-    candidates before the spectral check and the significance cut."""
+    boxes (x0, y0, x1, y1, score) of the Blobs Finder's map so far, as its tiles finish, and with
+    all of them when it is done: the candidates before the spectral check and the significance cut."""
     finder = finder or SourceFinder.load()
     side = finder.blobs_finder.image_size
     step = Steps(progress, cancel, 3 + steps_per_map(cube, side, windows, memory, scheduler), "detection")
@@ -145,6 +145,8 @@ def detect_pipeline(cube: Cube, finder: SourceFinder | None = None, progress=Non
                                 memory=memory, scheduler=scheduler, network_file=finder.files.get("blobs_finder"),
                                 cancel=cancel, on_map=_previewer(preview, threshold), parts=parts)
     boxes = boxes_from_map(found, threshold)
+    if preview is not None:
+        preview(boxes)  # all of them, while the spectral check runs
     step("Deep GRU, focusing and ResNets")
     level = cube_level(cube, min_snr)
     rows = characterise(cube, boxes, finder, level, cancel, psf)

@@ -215,9 +215,9 @@ def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, 
     within ``memory`` too. The map is the same either way. ``step(stage)`` is called as each
     window is read, or on Dask as each strip comes back (progress and cancel); in this process
     ``cancel`` also stops between batches of tiles (within a second). ``on_map(merged)`` is called
-    after it with the map so far (the tiles finished; read it there, it changes after), and last
-    with the whole map. With ``parts`` (a folder), each strip's map is saved there atomically as
-    it is done (:func:`saved_strips`) and a rerun loads it instead of searching the strip again."""
+    after it with the map so far (the tiles finished; read it there, it changes after). With
+    ``parts`` (a folder), each strip's map is saved there atomically as it is done
+    (:func:`saved_strips`) and a rerun loads it instead of searching the strip again."""
     side = side or network.image_size
     ranges = search_windows(cube.nchan, windows)
     merged = np.zeros((cube.ny, cube.nx), np.float32)
@@ -233,8 +233,6 @@ def spectral_source_map(cube: Cube, network, windows=SEARCH_WINDOWS, side=None, 
                 continue
             strip_map(cube, network, ranges, (y0, y1), side, report, cancel, out=merged[y0:y1])
             _save_strip(saved, (y0, y1), merged)
-        if on_map is not None:
-            on_map(merged)  # the whole map
         return merged
     if network_file is None:
         raise ValueError("searching on Dask needs the network's file (network_file), which the workers load")

@@ -432,7 +432,7 @@ def test_preview_shows_the_blobs_finders_boxes_as_its_tiles_finish(tiny_models, 
     monkeypatch.setattr(detect, "characterise", lambda cube, boxes, *a, **k: searched.append(boxes) or [])
     with open_cube(sim_cube_path) as cube:
         detect.detect(cube, "pipeline", finder=finder, preview=lambda boxes: shown.append(list(boxes)))
-    assert len(shown) == 7  # as each window is read (5 + the whole band), the map so far; then the whole map
+    assert len(shown) == 7  # as each window is read (5 + the whole band), the map so far; then all the boxes
     assert shown[-1] != shown[0] and searched[0] == shown[-1] == detect.boxes_from_map(
         source_maps.spectral_source_map(open_cube(sim_cube_path), finder.blobs_finder))
 

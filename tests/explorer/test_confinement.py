@@ -83,3 +83,13 @@ def test_partial_results_reach_the_page_while_the_work_runs():
     release.set()
     runner.join(10)
     assert seen == [("partial", ["box"]), ("done", "catalogue")]
+
+
+def test_a_cube_opens_by_the_name_the_list_gives_it(data_dir, make_cube):
+    """The cube list says ``alma/inner.fits``; typing that, or ``inner.fits``, opens it; climbing out
+    through the folder's name is still refused."""
+    inner = make_cube("inner.fits").rename(data_dir / "inner.fits")
+    assert "alma/inner.fits" in files.list_cubes()
+    assert files.resolve_user_path("alma/inner.fits") == inner.resolve() == files.resolve_user_path("inner.fits")
+    with pytest.raises(files.InputError):
+        files.resolve_user_path("alma/../../secret.fits")
