@@ -179,52 +179,69 @@ def characterise(cube: Cube, boxes, finder: SourceFinder, min_snr: float = FOCUS
     Gaussian beam. The dirty beam's near sidelobes make a source about a beam across look
     narrower than the Gaussian beam would (CASA-made cubes, 10-40 minute tracks)."""
     denoised = denoise_spectra(ms.box_spectra(cube, boxes, cancel), finder.deep_gru, cancel)
-    kms = cube.channel_width()["kms"] or ms.kms_per_channel_factor(cube)
-    beam_major, beam_minor, beam_theta = ms.beam_on_grid(cube)
-    gaussian_beam = pre.beam_image_px(beam_major, beam_minor, beam_theta)
-    psf_centre = psf_peak(psf) if psf is not None else None  # read once, not for every line
+    focusing = _Focusing(cube, finder, min_snr, psf, cancel)
+    # boxes side by side: reads, convolutions and the ResNets let go of the GIL (a third faster on 2 cores)
+    with ThreadPoolExecutor(BOX_THREADS) as pool:
+        rows = [row for found in pool.map(focusing.box_rows, boxes, denoised) for row in found]
+    rows.sort(key=lambda r: -r["snr"])
+    return rows
 
-    def rows_of(box, spectrum) -> list[dict]:
-        check_cancel(cancel, "detection")
-        cube.release_pages()  # what the last box read
+
+class _Focusing:
+    """What :func:`characterise` measures every box with: the cube, the networks, the cut, the beam."""
+
+    def __init__(self, cube: Cube, finder: SourceFinder, min_snr: float, psf: Cube | None, cancel):
+        self.cube, self.finder, self.min_snr, self.psf, self.cancel = cube, finder, min_snr, psf, cancel
+        self.kms = cube.channel_width()["kms"] or ms.kms_per_channel_factor(cube)
+        self.beam_major, self.beam_minor, theta = ms.beam_on_grid(cube)
+        self.gaussian_beam = pre.beam_image_px(self.beam_major, self.beam_minor, theta)
+        self.psf_centre = psf_peak(psf) if psf is not None else None  # read once, not for every line
+
+    def box_rows(self, box, spectrum) -> list[dict]:
+        """The catalogue rows of one box from its denoised spectrum: its significant lines, and
+        the fainter sources blended with them."""
+        check_cancel(self.cancel, "detection")
+        self.cube.release_pages()  # what the last box read
         lines = emission_ranges(spectrum)
         rows = []
         for peak, first, last in lines:
-            beam = gaussian_beam if psf is None else dirty_beam_image(psf, first, last, pre.FOCUS_SIZE, psf_centre)
+            beam = self.gaussian_beam if self.psf is None else dirty_beam_image(
+                self.psf, first, last, pre.FOCUS_SIZE, self.psf_centre)
             windows = line_windows(peak, first, last)
-            images = focused_images(cube, box, windows)
-            row = _line_row(images, finder, beam, min_snr, kms)
-            if row is None:
-                continue
-            # the line's two wings, for blends: a neighbour whose line is offset from this one's
-            # stands out on its side of the peak (below, it may be only a shoulder of the source)
-            wings = [w for w in ((first, peak), (peak + 1, last)) if w[1] - w[0] >= 2]
-            wing_images = focused_images(cube, box, wings) if wings else []
-            line = {"z": peak, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3], "z0": first, "z1": last,
-                    "score": box[4], "blended": len(lines) > 1}
-            found = [{**row, **line}]
-            searched = [images[0], *wing_images]
-            candidates = [peak_xy for image, _, at in searched
-                          for peak_xy in blend_peaks(image, at, box, (row["x"], row["y"]), beam_major,
-                                                     beam_minor, min_snr, looks=len(searched))]
-            for x, y in candidates:
-                if any(math.hypot(x - r["x"], y - r["y"]) < beam_major for r in found):
-                    continue
-                ix, iy = int(round(x)), int(round(y))
-                other = _line_row(focused_images(cube, (ix - 2, iy - 2, ix + 3, iy + 3), windows), finder, beam,
-                                  min_snr, kms)
-                if other is not None:
-                    # its own peak's position: a centroid leans towards the brighter neighbour
-                    found[0]["blended"] = True
-                    found.append({**other, **line, "x": x, "y": y, "blended": True})
-            rows += found
+            images = focused_images(self.cube, box, windows)
+            row = _line_row(images, self.finder, beam, self.min_snr, self.kms)
+            if row is not None:
+                line = {"z": peak, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3], "z0": first, "z1": last,
+                        "score": box[4], "blended": len(lines) > 1}
+                rows += self.with_blends({**row, **line}, box, images[0], windows, beam)
         return rows
 
-    # boxes side by side: reads, convolutions and the ResNets let go of the GIL (a third faster on 2 cores)
-    with ThreadPoolExecutor(BOX_THREADS) as pool:
-        rows = [row for found in pool.map(rows_of, boxes, denoised) for row in found]
-    rows.sort(key=lambda r: -r["snr"])
-    return rows
+    def with_blends(self, found: dict, box, focused, windows, beam) -> list[dict]:
+        """``found`` and the sources blended with it in its box: peaks of its focused image and of
+        its line's two wings (a neighbour whose line is offset from this one's stands out on its side
+        of the peak; below, it may be only a shoulder of the source) that are significant themselves."""
+        first, peak, last = found["z0"], found["z"], found["z1"]
+        wings = [w for w in ((first, peak), (peak + 1, last)) if w[1] - w[0] >= 2]
+        searched = [focused, *(focused_images(self.cube, box, wings) if wings else [])]
+        candidates = [peak_xy for image, _, at in searched
+                      for peak_xy in blend_peaks(image, at, box, (found["x"], found["y"]), self.beam_major,
+                                                 self.beam_minor, self.min_snr, looks=len(searched))]
+        rows = [found]
+        for x, y in candidates:
+            if any(math.hypot(x - r["x"], y - r["y"]) < self.beam_major for r in rows):
+                continue
+            ix, iy = int(round(x)), int(round(y))
+            other = _line_row(focused_images(self.cube, (ix - 2, iy - 2, ix + 3, iy + 3), windows), self.finder,
+                              beam, self.min_snr, self.kms)
+            if other is not None:
+                # its own peak's position: a centroid leans towards the brighter neighbour
+                found["blended"] = True
+                rows.append({**other, **{k: v for k, v in found.items() if k in _LINE_KEYS}, "x": x, "y": y,
+                             "blended": True})
+        return rows
+
+
+_LINE_KEYS = ("z", "x0", "y0", "x1", "y1", "z0", "z1", "score")  # what a blended neighbour shares with its line
 
 
 def _line_row(images, finder, beam, min_snr, kms) -> dict | None:
