@@ -40,7 +40,7 @@ from pipeline.errors import InputError
 
 DETECTOR_COLOURS = {"pipeline": "#00e5ff", "decoras": "#ff9800", "photutils": "#76ff03", "pybdsf": "#e040fb"}
 TRUTH_COLOURS = {"true positive": "#00e676", "false positive": "#ff1744", "missed": "#ffea00"}
-PRELIMINARY_COLOUR = "#bdbdbd"  # the pipeline's candidate boxes while it runs
+PRELIMINARY_COLOUR = "#ffffff"  # the pipeline's candidate boxes while it runs: white, seen on any colour map's noise
 TABLE_COLUMNS = ["id", "x", "y", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "pb", "snr", "blended",
                  "sidelobe_p"]
 GRID_LIMIT = 48  # spectra in the grid of every source
@@ -224,7 +224,7 @@ class DetectionViewer(pn.viewable.Viewer):
         self.job.start(work, f"running {detector}...")
 
     def _on_status(self, text):
-        found = f"; {len(self.preliminary)} candidate boxes so far (dotted grey)" if self.preliminary else ""
+        found = f"; {len(self.preliminary)} candidate boxes so far (dotted white)" if self.preliminary else ""
         self.status = f"{text}{found}"
 
     def _on_done(self, result):
@@ -310,7 +310,7 @@ class DetectionViewer(pn.viewable.Viewer):
     def boxes(self, channel, all_channels, version, selected, view, preliminary=()):
         """Boxes of the sources emitting in ``channel`` (all of them on moment 0 or when asked),
         coloured by detector, or by outcome against the truth; missed true sources as circles;
-        while the pipeline runs, its candidate boxes so far (``preliminary``, every channel), dotted grey."""
+        while the pipeline runs, its candidate boxes so far (``preliminary``, every channel), dotted white."""
         every = all_channels or view == "moment 0"
         data = []
         for i, row in enumerate(self.catalog if self.catalog is not None else []):
@@ -330,7 +330,7 @@ class DetectionViewer(pn.viewable.Viewer):
                     missed.append((t["x"], t["y"]))
         points = hv.Points(missed).opts(marker="circle", size=18, fill_alpha=0, line_color=TRUTH_COLOURS["missed"],
                                         line_dash="dashed", line_width=2)
-        found_so_far = _rectangles([(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5, PRELIMINARY_COLOUR, 1.0, -1)
+        found_so_far = _rectangles([(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5, PRELIMINARY_COLOUR, 1.5, -1)
                                     for x0, y0, x1, y1, _ in preliminary]).opts(
             fill_alpha=0, line_color="colour", line_width="width", line_dash="dotted")
         return rects * points * found_so_far

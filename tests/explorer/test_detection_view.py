@@ -221,9 +221,9 @@ def test_candidates_so_far_are_drawn_while_the_pipeline_runs_and_go_with_its_end
     def drawn():  # over the solid and dashed boxes and the missed sources' circles
         return viewer.boxes(0, False, viewer.version, None, "channel", viewer.preliminary).get(3).data
 
-    assert list(drawn()["x0"]) == [9.5, 39.5] and set(drawn()["colour"]) == {"#bdbdbd"}
+    assert list(drawn()["x0"]) == [9.5, 39.5] and set(drawn()["colour"]) == {"#ffffff"}
     viewer._on_status("pipeline: Blobs Finder, channels 4-11 (2/14)")
-    assert viewer.status.endswith("2 candidate boxes so far (dotted grey)")
+    assert viewer.status.endswith("2 candidate boxes so far (dotted white)")
     viewer.detector = "photutils"
     viewer.start()  # done: the final boxes replace them
     assert viewer.preliminary == [] and len(drawn()) == 0
