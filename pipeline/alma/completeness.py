@@ -17,6 +17,8 @@ from astropy.table import Table
 
 from pipeline.alma.cube import Cube
 from pipeline.alma.cube_views import LINE_FWHM_CHANNELS, injected
+from pipeline.alma.measure import beam_on_grid
+from pipeline.alma.noise import noise_of
 
 SNRS = (3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0)  # injected peak SNRs
 SPACING_BEAMS = 4.0  # between injected sources, from detections and from the edges
@@ -26,8 +28,6 @@ MATCH_BEAMS = 1.0  # a detection this close (beam major axes) in the sky and who
 def injection_sites(cube: Cube, catalog: Table, n: int, rng) -> np.ndarray:
     """Up to ``n`` (x, y) pixel positions on a grid ``SPACING_BEAMS`` beams apart, away from the
     edges and from ``catalog``'s sources, in random order."""
-    from pipeline.alma.measure import beam_on_grid
-
     step = SPACING_BEAMS * beam_on_grid(cube)[0]
     xs, ys = np.arange(step, cube.nx - step, step), np.arange(step, cube.ny - step, step)
     sites = np.array([(x, y) for y in ys for x in xs]).reshape(-1, 2)
@@ -43,9 +43,7 @@ def completeness(cube: Cube, catalog: Table, detector: str = "pipeline", snrs=SN
     """Inject ``per_snr`` sources at each peak SNR of ``snrs`` into ``cube`` where ``catalog`` (the
     cube's own search) found nothing, search again with ``detector`` and ``options``, and return a
     row per SNR: injected, found, completeness."""
-    from pipeline.alma.detect import detect
-    from pipeline.alma.measure import beam_on_grid
-    from pipeline.alma.noise import noise_of
+    from pipeline.alma.detect import detect  # detect's module is the finders': loaded when a search runs
 
     rng = np.random.default_rng(seed)
     sites = injection_sites(cube, catalog, per_snr * len(snrs), rng)

@@ -476,7 +476,7 @@ def _all_blank(cube: Cube) -> bool:
 class _RunningSums:
     """Sums of a read's first 0, 1, ..., n channels (NaN as 0), and counts of their finite values,
     in buffers kept from read to read: any channel range's part of a read is the difference of
-    two, whatever the number of ranges (numpy's cumsum along the channels is 10x slower)."""
+    two, whatever the number of ranges (:func:`running_sums`)."""
 
     def __init__(self):
         self.values = self.counts = None
@@ -488,12 +488,11 @@ class _RunningSums:
             self.values, self.counts = np.zeros(shape), np.zeros(shape, np.int32)
         finite = np.isfinite(block)
         self.all_finite = bool(finite.all())
-        for k, plane in enumerate(block):
-            if self.all_finite:
-                np.add(self.values[k], plane, out=self.values[k + 1])
-            else:
-                np.add(self.values[k], np.where(finite[k], plane, 0.0), out=self.values[k + 1])
-                np.add(self.counts[k], finite[k], out=self.counts[k + 1])
+        if self.all_finite:
+            running_sums(block, out=self.values)
+        else:
+            running_sums(np.where(finite, block, 0.0), out=self.values)
+            running_sums(finite, out=self.counts)
 
     def add_to(self, total: np.ndarray, seen: np.ndarray, a: int, b: int) -> None:
         """Add channels ``a..b - 1`` of the read to ``total``; mark in ``seen`` where any was finite."""
@@ -502,10 +501,11 @@ class _RunningSums:
         seen |= True if self.all_finite else self.counts[b] > self.counts[a]
 
 
-def running_sums(block: np.ndarray, dtype=np.float64) -> np.ndarray:
+def running_sums(block: np.ndarray, dtype=np.float64, out=None) -> np.ndarray:
     """Sums of the first 0, 1, ..., n channels of ``block`` (n, ...): (n + 1, ...), added a
-    channel at a time (numpy's cumsum along the channels is 10x slower)."""
-    out = np.zeros((len(block) + 1, *block.shape[1:]), dtype)
+    channel at a time (numpy's cumsum along the channels is 10x slower); into ``out`` (at least
+    n + 1 long, its first plane zero) when given, so that a buffer serves read after read."""
+    out = np.zeros((len(block) + 1, *block.shape[1:]), dtype) if out is None else out
     for k, plane in enumerate(block):
         np.add(out[k], plane, out=out[k + 1])
     return out
