@@ -1,29 +1,73 @@
-"""Long work off the UI thread: a worker thread, a progress bar, a Cancel button, and the result
-handed back on the UI thread, so the page stays responsive and never freezes on an exception.
+"""Long work off the server's event loop: a progress bar, a Cancel button, and the result handed
+back on the UI thread, so the page stays responsive and never freezes on an exception.
+
+CPU-bound work (source finding above all: PyBDSF and the networks hold the GIL for seconds at a
+time) runs in a worker process of its own, so that neither this session nor any other waits for
+it, and Cancel stops it at once: the worker is asked to stop, and ended if it has not within
+``CANCEL_GRACE_S``. Such work is a picklable callable, a top-level function of
+:mod:`explorer.jobs` (bound to its arguments with ``functools.partial``). Workers are forked
+from a server process started once, which has imported :mod:`explorer.jobs` (and so the
+scientific stack): a worker starts in milliseconds, not the seconds an import takes. Short,
+I/O-bound work may run in a thread instead.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import queue
 import threading
+import time
 
 import panel as pn
 
 from pipeline.errors import Cancelled, InputError
 
+CANCEL_GRACE_S = 1.0  # after Cancel, how long a worker may take to stop by itself before it is ended
+POLL_MS = 200
+_PROCESSES = multiprocessing.get_context("forkserver")
+_PROCESSES.set_forkserver_preload(["explorer.jobs"])
+
+
+def _failure(what: str) -> str:
+    return (f"{what.rstrip('. ')} failed because of an error in the explorer; "
+            "the details are in the server log. Try again, or tell the operator.")
+
+
+def _outcome(work, progress, cancel, share, what: str) -> tuple[str, object]:
+    """("result", value) or ("error", message for the visitor) of ``work(progress, cancel, share)``."""
+    try:
+        return "result", work(progress, cancel, share)
+    except Cancelled as exc:
+        return "error", f"{exc}" or "Cancelled."
+    except InputError as exc:
+        return "error", str(exc)
+    except Exception:  # a bug must not freeze the page: say what failed, details in the log
+        logging.getLogger("explorer").exception("%s failed", what)
+        return "error", _failure(what)
+
+
+def _in_worker(work, messages, cancel, what: str) -> None:
+    """The worker process: run ``work``, sending its progress, partial results and outcome."""
+    logging.basicConfig()  # a bug's traceback goes to the server's own log (the inherited stderr)
+    outcome = _outcome(work, lambda done, total, stage="": messages.put(("progress", done, total, stage)),
+                       cancel, lambda value: messages.put(("partial", value)), what)
+    messages.put(outcome)
+
 
 class BackgroundJob:
-    """Runs ``work(progress, cancel)`` in a thread, ``progress`` and ``cancel`` as every long
-    function of ``pipeline`` takes them (:mod:`pipeline.progress`).
+    """Runs ``work(progress, cancel, share)``, ``progress`` and ``cancel`` as every long function of
+    ``pipeline`` takes them (:mod:`pipeline.progress`), in a worker process (``in_process=True``)
+    or a thread.
 
-    ``progress(done, total, stage)`` may be called from the worker; a periodic callback (every
-    200 ms, in a served page) copies ``done / total`` to ``bar`` and ``stage`` (or, when it is
-    empty, what the job is) to ``on_status``. When the work ends,
+    ``progress(done, total, stage)`` may be called by the work; a periodic callback (every 200 ms,
+    in a served page) copies ``done / total`` to ``bar`` and ``stage`` (or, when it is empty, what
+    the job is) to ``on_status``. The work may hand partial results to ``share(value)``; the latest
+    reaches ``on_partial(value)`` on the UI thread while it runs. When the work ends,
     ``on_done(result)`` or ``on_error(message)`` runs on the UI thread; ``InputError`` and
     ``Cancelled`` give their own message; any other exception is a bug, whose traceback goes to
     the server log while the visitor reads that ``what`` failed. Without a server (tests,
-    notebooks) :meth:`start` waits for the work to end. The work may hand partial results to
-    :meth:`share`; the latest reaches ``on_partial(value)`` on the UI thread while it runs.
+    notebooks) :meth:`start` waits for the work to end. A served job ends with its session.
     """
 
     def __init__(self, on_done, on_error, on_status=None, on_partial=None):
@@ -32,44 +76,69 @@ class BackgroundJob:
         self.cancel = threading.Event()
         self.bar = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width")
         self.cancel_button = pn.widgets.Button(label="Cancel", color="warning", disabled=True, width=90)
-        self.cancel_button.on_click(lambda _: self.cancel.set())
+        self.cancel_button.on_click(lambda _: self.request_cancel())
         self._thread = None
+        self._process = None
+        self._messages = None
         self._state = {}
         self._poll = None
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            pn.state.on_session_destroyed(lambda ctx: self.stop())
 
     @property
     def running(self) -> bool:
+        if self._process is not None:
+            return "outcome" not in self._state and (self._process.is_alive() or not self._drained_dead())
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, work, what: str) -> bool:
-        """Start ``work`` unless a job is running (then False)."""
+    def start(self, work, what: str, in_process: bool = False) -> bool:
+        """Start ``work`` unless a job is running (then False); in a worker process when
+        ``in_process`` (``work`` picklable, see the module docstring)."""
         if self.running:
             return False
-        self.cancel.clear()
         self._state = {"text": what, "fraction": 0.0, "what": what}
         self.bar.visible, self.bar.value, self.cancel_button.disabled = True, 0, False
         self.on_status(what)
-
-        def run():
-            try:
-                self._state["result"] = work(self._progress, self.cancel)
-            except Cancelled as exc:
-                self._state["error"] = f"{exc}" or "Cancelled."
-            except InputError as exc:
-                self._state["error"] = str(exc)
-            except Exception:  # a bug must not freeze the page: say what failed, details in the log
-                logging.getLogger("explorer").exception("%s failed", what)
-                self._state["error"] = (f"{what.rstrip('. ')} failed because of an error in the explorer; "
-                                        "the details are in the server log. Try again, or tell the operator.")
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            self._poll = pn.state.add_periodic_callback(self._follow, period=200)
+        if in_process:
+            self.cancel = _PROCESSES.Event()
+            self._messages = _PROCESSES.Queue()
+            self._thread = None
+            self._process = _PROCESSES.Process(target=_in_worker, args=(work, self._messages, self.cancel, what),
+                                               daemon=True, name=f"explorer job: {what}")
+            self._process.start()
         else:
-            self._thread.join()
+            self.cancel = threading.Event()
+            self._process = None
+
+            def run():
+                kind, value = _outcome(work, self._progress, self.cancel, self.share, what)
+                self._state["outcome"] = (kind, value)
+
+            self._thread = threading.Thread(target=run, daemon=True)
+            self._thread.start()
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            self._poll = pn.state.add_periodic_callback(self._follow, period=POLL_MS)
+        else:
+            self._wait()
             self._follow()
         return True
+
+    def request_cancel(self) -> None:
+        """Ask the work to stop; a worker process that has not stopped ``CANCEL_GRACE_S`` later is ended."""
+        if not self.cancel.is_set():
+            self.cancel.set()
+            self._state["cancelled_at"] = time.monotonic()
+            self._state["text"] = f"cancelling {self._state.get('what', '')}".rstrip()
+
+    def stop(self) -> None:
+        """End the work now (the session is gone): a worker process is ended, a thread asked to stop."""
+        self.cancel.set()
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
 
     def share(self, value) -> None:
         """Called by the work: ``value`` (a partial result) goes to ``on_partial`` at the next poll."""
@@ -78,18 +147,71 @@ class BackgroundJob:
     def _progress(self, done: int, total: int, stage: str = "") -> None:
         self._state.update(text=stage or self._state["what"], fraction=done / total if total else 0.0)
 
+    def _drain(self, block: bool = False) -> None:
+        """Take the worker's messages: progress, partial results, its outcome."""
+        while "outcome" not in self._state:
+            try:
+                message = self._messages.get(timeout=0.5) if block else self._messages.get_nowait()
+            except queue.Empty:
+                return
+            if message[0] == "progress":
+                self._progress(*message[1:])
+            elif message[0] == "partial":
+                self.share(message[1])
+            else:
+                self._state["outcome"] = message
+
+    def _drained_dead(self) -> bool:
+        """For a worker that has exited: its last messages taken; True (it ended) in any case."""
+        self._drain()
+        if "outcome" not in self._state:
+            cancelled = "cancelled_at" in self._state
+            what = self._state.get("what", "the work").rstrip(". ")
+            self._state["outcome"] = ("error", f"Cancelled ({what})." if cancelled else
+                                      f"{what} stopped unexpectedly (the server may be short of memory); "
+                                      "try again, or on a smaller cube.")
+            if not cancelled:
+                logging.getLogger("explorer").error("%s: worker process ended with exit code %s", what,
+                                                    self._process.exitcode)
+        return True
+
+    def _wait(self) -> None:
+        """Without a server: wait for the work to end."""
+        if self._process is None:
+            self._thread.join()
+            return
+        while self.running:
+            self._drain(block=True)
+            self._end_if_cancelled()
+
+    def _end_if_cancelled(self) -> None:
+        """End a worker that has not stopped ``CANCEL_GRACE_S`` after Cancel."""
+        started = self._state.get("cancelled_at")
+        if started is not None and self._process.is_alive() and time.monotonic() - started > CANCEL_GRACE_S:
+            self._process.kill()
+            self._process.join(5)
+
     def _follow(self) -> None:
+        if self._process is not None:
+            self._drain()
+            self._end_if_cancelled()
         self.bar.value = int(100 * min(max(self._state.get("fraction", 0.0), 0.0), 1.0))
+        if "partial" in self._state:
+            partial = self._state.pop("partial")
+            if self.running:
+                self.on_partial(partial)
         if self.running:
-            if "partial" in self._state:
-                self.on_partial(self._state.pop("partial"))
             self.on_status(self._state.get("text", ""))
             return
         if self._poll is not None:
             self._poll.stop()
             self._poll = None
+        if self._process is not None:
+            self._process.join(5)
+            self._messages.close()
         self.bar.visible, self.cancel_button.disabled = False, True
-        if "error" in self._state:
-            self.on_error(self._state["error"])
+        kind, value = self._state["outcome"]
+        if kind == "error":
+            self.on_error(value)
         else:
-            self.on_done(self._state.get("result"))
+            self.on_done(value)

@@ -11,6 +11,7 @@ Everything scientific goes through :mod:`pipeline.alma.detect`, ``catalog`` and 
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import tempfile
@@ -24,6 +25,7 @@ import param
 from astropy.table import Table
 from bokeh.models.widgets.tables import NumberFormatter
 
+from explorer import jobs
 from explorer.background import BackgroundJob
 from explorer.files import find_companions, list_cubes, shown_path
 from explorer.text import Alert, Prose, Text, TextTable
@@ -191,37 +193,18 @@ class DetectionViewer(pn.viewable.Viewer):
 
     # ---- running --------------------------------------------------------------------------
     def start(self):
-        """Run the chosen detector in the background (progress, Cancel, the page stays live)."""
+        """Run the chosen detector in a worker process (progress, Cancel at once, the page and
+        other sessions stay live)."""
         if self.job.running:
             return
-        detector, cube = self.detector, self.cube
-        companions = self.companions  # as attached now, whatever is picked while it runs
-
-        measure_reliability, measure_completeness = self.reliability, self.completeness
-
-        def work(progress, cancel):
-            # probable sidelobes are kept, flagged, and shown on request without a second run
-            options = dict(companions, keep_sidelobes=True, models=self.models)
-
-            def stages(what):
-                return lambda done, total, stage: progress(done, total, f"{detector}{what}: {stage}")
-
-            catalog = finder_module.detect(cube, detector, cancel=cancel, progress=stages(""),
-                                           preview=self.job.share, **options)
-            tables = {}
-            if measure_reliability:
-                negatives = reliability_check.negative_detections(cube, detector, cancel=cancel,
-                                                                  progress=stages(", negated cube"), **options)
-                catalog, tables["reliability"] = reliability_check.with_reliability(catalog, negatives)
-            if measure_completeness:
-                tables["completeness"] = completeness_check.completeness(
-                    cube, catalog, detector, cancel=cancel, progress=stages(", injected sources"), **options)
-            return catalog, tables
-
+        # the companions as attached now, whatever is picked while it runs
+        work = functools.partial(jobs.find_sources, self.cube.path, self.detector,
+                                 {kind: companion.path for kind, companion in self.companions.items()},
+                                 self.models, self.reliability, self.completeness)
         self.running = True
         self._run.disabled = True
         self.show_error("")
-        self.job.start(work, f"running {detector}...")
+        self.job.start(work, f"running {self.detector}...", in_process=True)
 
     def _on_status(self, text):
         found = f"; {len(self.preliminary)} candidate boxes so far (dotted white)" if self.preliminary else ""

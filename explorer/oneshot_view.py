@@ -109,7 +109,7 @@ class OneShotViewer(pn.viewable.Viewer):
         self.show_error("")
         self._loaded = True
 
-        def work(progress, cancel):
+        def work(progress, cancel, share):
             if folder is not None:
                 store = FeatureStore.open(folder)
                 check_store_images(Path(store.meta["images"]), folder)
@@ -183,7 +183,7 @@ class OneShotViewer(pn.viewable.Viewer):
         store, query, n, iterations = self.store, self.query(), self.n, self.iterations
         label, positive = self.label, self.positive
 
-        def work(progress, cancel):
+        def work(progress, cancel, share):
             result = search.recursive(store, query, n, iterations, cancel=cancel, progress=progress)
             stats = (search.iteration_statistics(store, result, label, positive, prototype=query)
                      if label is not None else [])

@@ -51,7 +51,7 @@ def test_a_failed_job_shows_no_exception_text(caplog):
     errors = []
     job = BackgroundJob(on_done=lambda result: None, on_error=errors.append)
 
-    def work(progress, cancel):
+    def work(progress, cancel, share):
         raise RuntimeError("/srv/secret/data/cube.fits: internal detail")
 
     with caplog.at_level(logging.ERROR, logger="explorer"):
@@ -69,8 +69,8 @@ def test_partial_results_reach_the_page_while_the_work_runs():
     job = BackgroundJob(on_done=lambda result: seen.append(("done", result)), on_error=seen.append,
                         on_partial=lambda value: seen.append(("partial", value)))
 
-    def work(progress, cancel):
-        job.share(["box"])
+    def work(progress, cancel, share):
+        share(["box"])
         release.wait(10)
         return "catalogue"
 

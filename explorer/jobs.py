@@ -1,0 +1,42 @@
+"""The explorer's long work as it runs in a worker process (:mod:`explorer.background`): top-level
+functions of plain arguments (paths, names, numbers), so they pickle, each called as
+``work(progress, cancel, share)`` once bound with ``functools.partial``. They import only
+:mod:`pipeline`, which the worker server has imported already."""
+
+from __future__ import annotations
+
+from pipeline.alma import completeness as completeness_check
+from pipeline.alma import detect as finder_module
+from pipeline.alma import reliability as reliability_check
+from pipeline.alma.companions import open_companion
+from pipeline.alma.cube import open_cube
+
+
+def find_sources(cube_path, detector: str, companions: dict, models, reliability: bool, completeness: bool,
+                 progress, cancel, share):
+    """``detector``'s catalogue of the cube at ``cube_path`` with its probable sidelobes kept and
+    flagged, and the quality tables asked for ({"reliability": ..., "completeness": ...}).
+    ``companions``: {"pb" | "psf": path} of the attached companion cubes; ``share`` gets the
+    pipeline's candidate boxes so far."""
+    cube = open_cube(cube_path)
+    opened = {kind: open_companion(path, cube, kind) for kind, path in companions.items()}
+    try:
+        options = dict(opened, keep_sidelobes=True, models=models)
+
+        def stages(what):
+            return lambda done, total, stage: progress(done, total, f"{detector}{what}: {stage}")
+
+        catalog = finder_module.detect(cube, detector, cancel=cancel, progress=stages(""), preview=share, **options)
+        tables = {}
+        if reliability:
+            negatives = reliability_check.negative_detections(cube, detector, cancel=cancel,
+                                                              progress=stages(", negated cube"), **options)
+            catalog, tables["reliability"] = reliability_check.with_reliability(catalog, negatives)
+        if completeness:
+            tables["completeness"] = completeness_check.completeness(
+                cube, catalog, detector, cancel=cancel, progress=stages(", injected sources"), **options)
+        return catalog, tables
+    finally:
+        for companion in opened.values():
+            companion.close()
+        cube.close()
