@@ -41,7 +41,7 @@ class AtlasViewer(pn.viewable.Viewer):
         self._subspace_button = pn.widgets.Button(label="Compare: best features vs all",
                                                   css_classes=["subspace-search"])
         self._subspace_button.on_click(lambda _: self.compare_subspace())
-        self._comparison = Text("", css_classes=["subspace-result"])
+        self._comparison = Text("", wrap=True, css_classes=["subspace-result"])
         self._ranking_table = TextTable(disabled=True, show_index=False, pagination="local", page_size=10,
                                         selectable=1, css_classes=["ranking-table"])
         self._ranking_table.param.watch(self._on_rank_select, "selection")
@@ -138,7 +138,7 @@ class AtlasViewer(pn.viewable.Viewer):
         return pn.Column(Text(
             f"Feature {self.feature}: the {len(chosen)} images of {len(self.store.catalog):,} that activate it "
             f"most, with its map (the last convolutional layer's channel {self.feature}, upsampled; colour bar from 0 "
-            f"to the largest value shown).{rank}", css_classes=["atlas-title"]), pn.FlexBox(*cards))
+            f"to the largest value shown).{rank}", wrap=True, css_classes=["atlas-title"]), pn.FlexBox(*cards))
 
     @param.depends("version")
     def contributions_plot(self):

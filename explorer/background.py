@@ -29,6 +29,11 @@ _PROCESSES = multiprocessing.get_context("forkserver")
 _PROCESSES.set_forkserver_preload(["explorer.jobs"])
 
 
+def _served() -> bool:
+    """Whether this runs in a served page (a Bokeh server session)."""
+    return pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+
+
 def _failure(what: str) -> str:
     return (f"{what.rstrip('. ')} failed because of an error in the explorer; "
             "the details are in the server log. Try again, or tell the operator.")
@@ -68,9 +73,14 @@ class BackgroundJob:
     ``Cancelled`` give their own message; any other exception is a bug, whose traceback goes to
     the server log while the visitor reads that ``what`` failed. Without a server (tests,
     notebooks) :meth:`start` waits for the work to end. A served job ends with its session.
+
+    ``processes``: whether work started ``in_process`` really goes to a worker process; by default
+    only in a served page, where the event loop and other sessions must not wait. Elsewhere (tests,
+    notebooks, scripts, which wait for the result anyway) it runs in a thread of this process, so a
+    script needs no ``if __name__ == "__main__"`` guard for the worker's sake.
     """
 
-    def __init__(self, on_done, on_error, on_status=None, on_partial=None):
+    def __init__(self, on_done, on_error, on_status=None, on_partial=None, processes: bool | None = None):
         self.on_done, self.on_error, self.on_status = on_done, on_error, on_status or (lambda text: None)
         self.on_partial = on_partial or (lambda value: None)
         self.cancel = threading.Event()
@@ -82,8 +92,9 @@ class BackgroundJob:
         self._messages = None
         self._state = {}
         self._poll = None
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
+        served = _served()
+        self.processes = served if processes is None else processes
+        if served:
             pn.state.on_session_destroyed(lambda ctx: self.stop())
 
     @property
@@ -100,7 +111,7 @@ class BackgroundJob:
         self._state = {"text": what, "fraction": 0.0, "what": what}
         self.bar.visible, self.bar.value, self.cancel_button.disabled = True, 0, False
         self.on_status(what)
-        if in_process:
+        if in_process and self.processes:
             self.cancel = _PROCESSES.Event()
             self._messages = _PROCESSES.Queue()
             self._thread = None
@@ -117,7 +128,7 @@ class BackgroundJob:
 
             self._thread = threading.Thread(target=run, daemon=True)
             self._thread.start()
-        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        if _served():
             self._poll = pn.state.add_periodic_callback(self._follow, period=POLL_MS)
         else:
             self._wait()

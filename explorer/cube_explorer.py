@@ -34,14 +34,14 @@ class CubeExplorer(pn.viewable.Viewer):
         self._upload_dir = uploads.session_folder()
         self._controls_area = pn.Column(sizing_mode="stretch_width")
         self._plots_area = pn.Column(sizing_mode="stretch_width")
-        self._header_area = pn.Column(sizing_mode="stretch_width")
         self.viewer: CubeViewer | None = None
         self._alert = Alert("", alert_type="danger", visible=False, css_classes=["cube-error"])
         self._upload_area = pn.Column(sizing_mode="stretch_width")
         self._new_upload_widget()
         self._open_button = pn.widgets.Button(label="Open path", color="primary")
         self._open_button.on_click(lambda _: self.open_path(self.path_text))
-        self.param.watch(lambda e: self.open_file(self._cubes[e.new]), "source")
+        self._quiet = False  # True while the Cube list follows a cube opened another way
+        self.param.watch(lambda e: self._quiet or self.open_file(self._cubes[e.new], label=e.new), "source")
         if self.source:
             self.open_file(self._cubes[self.source])
 
@@ -72,13 +72,27 @@ class CubeExplorer(pn.viewable.Viewer):
         self._controls_area[:] = [self.viewer.controls()]
         self._plots_area[:] = [self.viewer.plots(), pn.layout.Divider(),
                                pn.pane.Markdown("### Source finding"), self.detection]
-        self._header_area[:] = [self.viewer.header_panel()]
         self.show_error("")
+        self._list_as_open(label or shown_path(path), path)
         if old is not None:
             old.cube.close()
         if old_detection is not None:
             old_detection.close()  # its primary-beam and PSF cubes
         return True
+
+    def _list_as_open(self, label: str, path: Path):
+        """The Cube list shows the cube just opened (by path or upload too: added under its name),
+        so that choosing another entry, the previous cube's included, opens that one."""
+        known = next((name for name, listed in self._cubes.items() if listed == path), None)
+        if known is None:
+            known = label
+            self._cubes[label] = path
+            self.param.source.objects = list(self._cubes)
+        self._quiet = True
+        try:
+            self.source = known
+        finally:
+            self._quiet = False
 
     def open_path(self, text: str) -> bool:
         try:
@@ -128,7 +142,7 @@ class CubeExplorer(pn.viewable.Viewer):
         return pn.Column(
             self._alert,
             pn.Row(pn.Column(opener, pn.layout.Divider(), self._controls_area, width=320),
-                   self._plots_area, pn.Column(self._header_area, width=420), sizing_mode="stretch_width"),
+                   self._plots_area, sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
 
 

@@ -40,6 +40,7 @@ STRETCHES = {
 RASTERIZE_ABOVE_PX = 1024  # larger channels go through Datashader; one of 1024x1024 is 4 MB as it is
 PALETTE_SIZE = 1024  # fine enough that even the log stretch's steep start shows no banding
 SCAN_LIMIT_BYTES = 512 * 2**20
+FRAME_PX = 480  # the image frame's longer side on screen
 _HIDE_PLAYER_SLIDER = "input[type='range'] {display: none;}"  # the channel slider above serves
 
 
@@ -206,6 +207,13 @@ class CubeViewer(pn.viewable.Viewer):
     def _marker(self, pixel):
         return hv.Points([pixel]).opts(marker="x", size=14, color="cyan", line_width=2)
 
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) in screen pixels of the image's frame: the cube's aspect, at most
+        ``FRAME_PX`` on either side."""
+        scale = FRAME_PX / max(self.cube.nx, self.cube.ny)
+        return max(64, round(self.cube.nx * scale)), max(64, round(self.cube.ny * scale))
+
     def image_plot(self):
         cw = self.cube.celestial_wcs
         xs = np.arange(self.cube.nx)
@@ -219,7 +227,7 @@ class CubeViewer(pn.viewable.Viewer):
             xformatter=_sexagesimal_formatter(ra, hours=True), yformatter=_sexagesimal_formatter(dec, hours=False),
             xlabel="RA (ICRS)" if "RA" in cw.wcs.ctype[0] else cw.wcs.ctype[0],
             ylabel="Dec (ICRS)" if "DEC" in cw.wcs.ctype[1] else cw.wcs.ctype[1],
-            aspect=self.cube.nx / self.cube.ny, frame_height=480, toolbar="below",
+            aspect=self.cube.nx / self.cube.ny, frame_height=self.frame_size[1], toolbar="below",
         ) * beam * marker)
         for overlay in self.overlays:
             plot = plot * overlay
@@ -282,22 +290,23 @@ class CubeViewer(pn.viewable.Viewer):
         info = {**self.cube.info(scan=self.cube.data.nbytes <= SCAN_LIMIT_BYTES), "path": self.label}
         header_text = self.cube.header.tostring(sep="\n", padding=False)
         return pn.Column(
-            Text(format_info(info), css_classes=["cube-summary"]),
-            pn.Card(Text(header_text, css_classes=["fits-header"]), title="Full FITS header", collapsed=True),
-            sizing_mode="stretch_width",
-        )
+            Text(format_info(info), wrap=True, css_classes=["cube-summary"]),
+            pn.Card(Text(header_text, css_classes=["fits-header"]), title="Full FITS header", collapsed=True,
+                    sizing_mode="stretch_width"),
+            sizing_mode="stretch_width", css_classes=["cube-header"])
 
     def plots(self):
-        """The image above the spectrum."""
+        """The image, then the spectrum and the cube's header in tabs: at any window width the image
+        keeps its size and nothing covers it."""
         spectrum = pn.pane.HoloViews(
             hv.DynamicMap(pn.bind(self.spectrum_plot, self.param.pixel, self.param.aperture,
                                   self.param.spectral_axis, self.param.rest_frequency_ghz, self.param.channel)),
             sizing_mode="stretch_width", css_classes=["spectrum"])
         image = pn.pane.HoloViews(self.image_plot(), css_classes=["cube-image"])
-        pixel = Text(pn.bind(self.pixel_text, self.param.pixel, self.param.channel),
-                            css_classes=["pixel-info"])
-        return pn.Column(image, pixel, spectrum, sizing_mode="stretch_width")
+        pixel = Text(pn.bind(self.pixel_text, self.param.pixel, self.param.channel), css_classes=["pixel-info"])
+        return pn.Column(image, pixel, pn.Tabs(("Spectrum", spectrum), ("Cube header", self.header_panel()),
+                                               sizing_mode="stretch_width"),
+                         sizing_mode="stretch_width")
 
     def __panel__(self):
-        return pn.Row(pn.Column(self.controls(), width=300), self.plots(),
-                      pn.Column(self.header_panel(), width=420), sizing_mode="stretch_width")
+        return pn.Row(pn.Column(self.controls(), width=300), self.plots(), sizing_mode="stretch_width")

@@ -41,24 +41,49 @@ from pipeline.alma.uncertainties import size_upper_limit
 from pipeline.errors import InputError
 
 DETECTOR_COLOURS = {"pipeline": "#00e5ff", "decoras": "#ff9800", "photutils": "#76ff03", "pybdsf": "#e040fb"}
-TRUTH_COLOURS = {"true positive": "#00e676", "false positive": "#ff1744", "missed": "#ffea00"}
+TRUTH_COLOURS = {"true positive": "#00e676", "false positive": "#ff1744", "missed": "#ffffff"}
 PRELIMINARY_COLOUR = "#ffffff"  # the pipeline's candidate boxes while it runs: white, seen on any colour map's noise
-TABLE_COLUMNS = ["id", "x", "y", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "pb", "snr", "blended",
-                 "sidelobe_p"]
+# every box and circle is drawn over a wider dark line: a colour the map shares (yellow on inferno's
+# top, white on gray's) still has a dark edge, and the dark edge a bright line, on every map offered
+HALO_COLOUR, HALO_WIDTH = "#000000", 4.0
+LINE_WIDTH, SELECTED_WIDTH = 1.5, 3.0
+MISSED_RADIUS_PX = 8.0  # screen pixels of the circles round missed true sources
+# what fits beside the controls at 1280 px; the exports have every column, the inspector the rest
+TABLE_COLUMNS = ["id", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "snr"]
+COLUMN_WIDTHS = {"id": 55, "z": 50, "ra": 98, "dec": 98, "GHz": 88, "fwhm_x": 96, "fwhm_y": 96, "pa": 55,
+                 "Jy km/s": 88, "snr": 64, "truth": 104, "pb": 60, "sidelobe_p": 110, "p_false": 90}
+MEASURED_COLUMNS = ["pb", "sidelobe_p", "p_false"]  # shown when measured (sidelobe_p: when a sidelobe is shown)
+EXPORTS = {".csv": "CSV", ".vot": "VOTable", ".reg": "DS9 regions", ".crtf": "CRTF regions"}
 GRID_LIMIT = 48  # spectra in the grid of every source
 NO_COMPANION = "none"
 
 
 def _rectangles(rows) -> hv.Rectangles:
-    """Boxes (x0, y0, x1, y1, colour, width, id) as typed columns, so that an empty set of boxes
-    has the same column types as a full one (a redraw from one to the other must not mix them)."""
-    columns = list(zip(*rows, strict=True)) if rows else [[]] * 7
-    names = ("x0", "y0", "x1", "y1", "colour", "width", "id")
-    types = (float, float, float, float, str, float, int)
+    """Boxes (x0, y0, x1, y1, colour, id) as typed columns, so that an empty set of boxes has the
+    same column types as a full one (a redraw from one to the other must not mix them)."""
+    columns = list(zip(*rows, strict=True)) if rows else [[]] * 6
+    names = ("x0", "y0", "x1", "y1", "colour", "id")
+    types = (float, float, float, float, str, int)
     data = pd.DataFrame({name: np.asarray(values, dtype)
                          for name, values, dtype in zip(names, columns, types, strict=True)})
     return hv.Rectangles(data, kdims=list(names[:4]), vdims=list(names[4:]))
 
+
+def _haloed(rows, label: str, dash: str = "solid", width: float = LINE_WIDTH, hover: bool = True) -> hv.Overlay:
+    """Boxes in their colours (``colour`` column), each over a dark halo; the boxes are the
+    element ``Boxes.<label>`` of the overlay, their halo ``Halo.<label>``."""
+    boxes = _rectangles(rows)
+    return (boxes.relabel(group="Halo", label=label).opts(
+                fill_alpha=0, line_color=HALO_COLOUR, line_width=width + HALO_WIDTH - LINE_WIDTH, line_alpha=0.6)
+            * boxes.relabel(group="Boxes", label=label).opts(
+                fill_alpha=0, line_color="colour", line_width=width, line_dash=dash, tools=["hover"] if hover else []))
+
+
+def _circles(centres, radius: float) -> hv.Path:
+    """Circles of ``radius`` (pixels of the cube) round ``centres`` [(x, y)], as one path."""
+    angle = np.linspace(0, 2 * np.pi, 49)
+    return hv.Path([np.column_stack([x + radius * np.cos(angle), y + radius * np.sin(angle)]) for x, y in centres],
+                   kdims=["x", "y"])
 
 def shape_text(row) -> str:
     """A catalogue row's size and angle for the inspector, with their errors when the row has
@@ -134,14 +159,23 @@ class DetectionViewer(pn.viewable.Viewer):
         self._run = pn.widgets.Button(label="Find sources", color="primary", css_classes=["run-detection"])
         self._run.on_click(lambda _: self.start())
         self.param.watch(lambda _: self._found_all is not None and self.set_catalog(self._found_all), "show_sidelobes")
-        decimals = {"x": 2, "y": 2, "z": 0, "ra": 6, "dec": 6, "freq_ghz": 6, "fwhm_x": 2, "fwhm_y": 2, "pa": 1,
+        decimals = {"x": 2, "y": 2, "z": 0, "ra": 6, "dec": 6, "GHz": 4, "fwhm_x": 2, "fwhm_y": 2, "pa": 1,
                     "fwhm_x_err": 2, "fwhm_y_err": 2, "pa_err": 1,
-                    "flux_jy_kms": 4, "pb": 3, "snr": 1, "sidelobe_p": 2}
+                    "Jy km/s": 4, "pb": 3, "snr": 1, "sidelobe_p": 2}
         self._table = TextTable(
-            pagination=None, max_height=300, disabled=True, show_index=False,
+            pagination=None, max_height=300, disabled=True, show_index=False, widths=COLUMN_WIDTHS,
             formatters={k: NumberFormatter(format="0." + "0" * d if d else "0") for k, d in decimals.items()},
-                                           selectable=1, sizing_mode="stretch_width", css_classes=["source-table"])
+            selectable=1, sizing_mode="stretch_width", css_classes=["source-table"], frozen_columns=["id"],
+            stylesheets=[".tabulator, .tabulator .tabulator-col-title {font-size: 13px;}"])
         self._table.param.watch(self._on_table_select, "selection")
+        self._syncing = False  # True while the table's highlighted row follows a selection made elsewhere
+        self.param.watch(self._highlight_selected, "selected")
+        self._no_catalogue = pn.pane.Markdown("Run a detector first: its catalogue can then be exported.",
+                                              css_classes=["export-note"], margin=(0, 10))
+        self._downloads = {suffix: pn.widgets.FileDownload(callback=functools.partial(self.export, suffix),
+                                                           filename=f"catalog{suffix}", label=label, embed=False,
+                                                           disabled=True, css_classes=["export"])
+                           for suffix, label in EXPORTS.items()}
         cube_viewer.tap.add_subscriber(self._on_tap)
         self.param.update({f"{kind}_file": chosen[kind] for kind in KINDS})
         for kind in KINDS:
@@ -218,11 +252,26 @@ class DetectionViewer(pn.viewable.Viewer):
         self.running, self._run.disabled = False, False
         self._found_all = catalog
         self.set_catalog(catalog)
+        self._show_brightest()
+
+    def _show_brightest(self):
+        """After a run: select the source of highest SNR and show its peak channel, where its box is."""
+        if self.catalog is None or not len(self.catalog):
+            return
+        snr = np.nan_to_num(np.asarray(self.catalog["snr"], float), nan=-np.inf)
+        row = self.catalog[int(np.argmax(snr))]
+        self.selected = int(row["id"])
+        self.cube_viewer.channel = int(row["z"])
+        self.status += f"; showing channel {int(row['z'])}, the peak of source {int(row['id'])} (highest SNR)"
 
     def _on_error(self, message):
         self.preliminary = []
         self.running, self._run.disabled = False, False
-        self.status = ""
+        kept = ""
+        if self.catalog is not None:
+            kept = (f" The table still shows the previous catalogue ({len(self.catalog)} sources, "
+                    f"{self.catalog.meta.get('detector', 'an earlier run')}).")
+        self.status = f"No new catalogue: {message}{kept}"
         self.show_error(message)
 
     def set_catalog(self, catalog: Table):
@@ -234,11 +283,12 @@ class DetectionViewer(pn.viewable.Viewer):
             catalog = catalog[~sidelobes]
         self.catalog = catalog
         self.outcome = self._compare_with_truth(catalog)
-        measured = bool(np.isfinite(np.asarray(catalog["p_false"], float)).any())  # the reliability was measured
-        frame = catalog[TABLE_COLUMNS + ["p_false"] * measured].to_pandas() if len(catalog) else None
+        measured = [c for c in MEASURED_COLUMNS if np.isfinite(np.asarray(catalog[c], float)).any()
+                    and (c != "sidelobe_p" or np.asarray(catalog["sidelobe"], bool).any())]
+        frame = catalog[TABLE_COLUMNS + measured].to_pandas() if len(catalog) else None
         if frame is not None:
             frame["freq"] = frame["freq"] / 1e9
-            frame = frame.rename(columns={"freq": "freq_ghz", "flux": "flux_jy_kms"})
+            frame = frame.rename(columns={"freq": "GHz", "flux": "Jy km/s"})
             if self.outcome is not None:
                 frame["truth"] = self.outcome["rows"]
         self._table.value = frame
@@ -253,8 +303,13 @@ class DetectionViewer(pn.viewable.Viewer):
         cut = f"; {cut}" if "raised" in cut else ""  # a large cube's stricter cut is worth saying
         detector = catalog.meta.get("detector", self.detector)
         self.status = f"{len(catalog)} sources ({detector}){tp}{hidden}; {scale}{cut}"
-        self.selected = int(catalog["id"][0]) if len(catalog) else None
+        stem = self.cube.path.name.split(".")[0]
+        for suffix, download in self._downloads.items():
+            download.filename, download.disabled = f"{stem}_{detector}{suffix}", False
+        self._no_catalogue.visible = False
         self.version += 1
+        self.selected = int(catalog["id"][0]) if len(catalog) else None
+        self._highlight_selected()
 
     def _compare_with_truth(self, catalog):
         if self.truth is None or not len(catalog):
@@ -268,10 +323,22 @@ class DetectionViewer(pn.viewable.Viewer):
     def _on_table_select(self, event):
         """A row picked in the table: select it and show its peak channel (as a catalogue row
         activated in TOPCAT or CARTA pans the image to it)."""
-        if event.new and self.catalog is not None:
+        if event.new and self.catalog is not None and not self._syncing:
             row = self.catalog[event.new[0]]
             self.selected = int(row["id"])
             self.cube_viewer.channel = int(row["z"])
+
+    def _highlight_selected(self, *_):
+        """The table's highlighted row follows the selected source (a box clicked, a new run)."""
+        if self.catalog is None or self._table.value is None:
+            return
+        rows = [i for i, v in enumerate(self._table.value["id"]) if int(v) == self.selected]
+        if rows != list(self._table.selection):
+            self._syncing = True
+            try:
+                self._table.selection = rows
+            finally:
+                self._syncing = False
 
     def _on_tap(self, x=None, y=None):
         if self.catalog is None or x is None:
@@ -292,31 +359,34 @@ class DetectionViewer(pn.viewable.Viewer):
     # ---- plots ----------------------------------------------------------------------------
     def boxes(self, channel, all_channels, version, selected, view, preliminary=()):
         """Boxes of the sources emitting in ``channel`` (all of them on moment 0 or when asked),
-        coloured by detector, or by outcome against the truth; missed true sources as circles;
-        while the pipeline runs, its candidate boxes so far (``preliminary``, every channel), dotted white."""
+        coloured by detector, or by outcome against the truth, the selected one thicker; missed true
+        sources as dashed circles; while the pipeline runs, its candidate boxes so far
+        (``preliminary``, every channel), dotted white. Every line has a dark halo. The layers:
+        ``Boxes.Solid``, ``Boxes.Sidelobes`` (dashed), ``Boxes.Selected`` and ``Boxes.Selected_sidelobe``,
+        ``Boxes.Candidates`` and ``Path.Missed``."""
         every = all_channels or view == "moment 0"
-        data = []
+        solid, dashed, chosen, chosen_dashed = [], [], [], []
         for i, row in enumerate(self.catalog if self.catalog is not None else []):
             if every or row["z0"] <= channel < row["z1"]:
                 colour = (TRUTH_COLOURS[self.outcome["rows"][i]] if self.outcome is not None
                           else DETECTOR_COLOURS.get(str(row["detector"]), "white"))
-                width = 3 if int(row["id"]) == selected else 1.5
-                data.append((row["x0"] - 0.5, row["y0"] - 0.5, row["x1"] - 0.5, row["y1"] - 0.5,
-                             colour, width, int(row["id"]), bool(row["sidelobe"])))
-        rects = hv.Overlay([_rectangles([d[:7] for d in data if d[7] == dashed]).opts(
-            fill_alpha=0, line_color="colour", line_width="width", line_dash="dashed" if dashed else "solid",
-            tools=["hover"]) for dashed in (False, True)])
+                box = (row["x0"] - 0.5, row["y0"] - 0.5, row["x1"] - 0.5, row["y1"] - 0.5, colour, int(row["id"]))
+                picked = int(row["id"]) == selected
+                layer = (chosen_dashed if picked else dashed) if row["sidelobe"] else (chosen if picked else solid)
+                layer.append(box)
         missed = []
         if self.outcome is not None and self.catalog is not None:
-            for t in self.outcome["missed"]:
-                if every or abs(channel - t["z"]) <= t["fwhm_z"]:
-                    missed.append((t["x"], t["y"]))
-        points = hv.Points(missed).opts(marker="circle", size=18, fill_alpha=0, line_color=TRUTH_COLOURS["missed"],
-                                        line_dash="dashed", line_width=2)
-        found_so_far = _rectangles([(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5, PRELIMINARY_COLOUR, 1.5, -1)
-                                    for x0, y0, x1, y1, _ in preliminary]).opts(
-            fill_alpha=0, line_color="colour", line_width="width", line_dash="dotted")
-        return rects * points * found_so_far
+            missed = [(t["x"], t["y"]) for t in self.outcome["missed"] if every or abs(channel - t["z"]) <= t["fwhm_z"]]
+        radius = MISSED_RADIUS_PX * max(self.cube.nx, self.cube.ny) / max(self.cube_viewer.frame_size)
+        circles = _circles(missed, radius)
+        so_far = [(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5, PRELIMINARY_COLOUR, -1) for x0, y0, x1, y1, _ in preliminary]
+        return (_haloed(solid, "Solid") * _haloed(dashed, "Sidelobes", "dashed")
+                * _haloed(chosen, "Selected", width=SELECTED_WIDTH)
+                * _haloed(chosen_dashed, "Selected_sidelobe", "dashed", width=SELECTED_WIDTH)
+                * circles.relabel(group="Halo", label="Missed").opts(color=HALO_COLOUR, line_width=HALO_WIDTH,
+                                                                      alpha=0.6)
+                * circles.relabel(label="Missed").opts(color=TRUTH_COLOURS["missed"], line_width=2, line_dash="dashed")
+                * _haloed(so_far, "Candidates", "dotted", hover=False))
 
     def overlay(self):
         cv = self.cube_viewer
@@ -345,8 +415,9 @@ class DetectionViewer(pn.viewable.Viewer):
             lo, hi = x[first], x[min(last, len(x)) - 1]
             curves *= hv.VSpan(min(lo, hi), max(lo, hi)).opts(color="orange", alpha=0.2)
         blended = " | blended: more than one line" if bool(row["blended"]) else ""
-        spectra = curves.opts(title=f"Source {row['id']} ({row['detector']}){blended}", height=260,
-                              responsive=True, legend_position="top_right", show_legend=True)
+        # the legend above the frame, not over the spectrum it describes
+        spectra = curves.opts(title=f"Source {row['id']} ({row['detector']}){blended}", height=290,
+                              responsive=True, legend_position="top", legend_cols=2, show_legend=True)
         # own dimension names: Panel links the axes of panes that share them (the cube image's x, y)
         focused = hv.Image(view.focused[::-1], kdims=["focused x", "focused y"], vdims=["signal / rms"],
                            bounds=(0, 0, view.focused.shape[1], view.focused.shape[0])).opts(
@@ -387,15 +458,19 @@ class DetectionViewer(pn.viewable.Viewer):
         if self.catalog is None or not len(self.catalog):
             return pn.pane.Markdown("No sources yet.")
         plots = []
+        channels = np.arange(self.cube.nchan)
         for row in self.catalog[:GRID_LIMIT]:
             box = (int(row["x0"]), int(row["y0"]), int(row["x1"]), int(row["y1"]))
-            spectrum = box_spectrum(self.cube, box)
-            curve = hv.Curve(spectrum).opts(interpolation="steps-mid", width=220, height=140, title=f"{row['id']}",
-                                            xaxis=None, yaxis=None, color="black")
-            plots.append(curve * hv.VSpan(row["z0"], row["z1"] - 1).opts(color="orange", alpha=0.2))
+            # dimension names of their own and no shared axes: Panel links the ranges of plots that
+            # share a dimension's name, and "x", "y" are the cube image's
+            curve = hv.Curve((channels, box_spectrum(self.cube, box)), "spectral channel", "box flux").opts(
+                interpolation="steps-mid", width=220, height=140, title=f"source {row['id']}", xaxis=None,
+                yaxis=None, color="black", framewise=True, toolbar=None)
+            plots.append(curve * hv.VSpan(row["z0"] - 0.5, row["z1"] - 0.5).opts(color="orange", alpha=0.3))
         note = f" (first {GRID_LIMIT})" if len(self.catalog) > GRID_LIMIT else ""
         return pn.Column(pn.pane.Markdown(f"Box spectra of every source{note}, emission ranges shaded"),
-                         pn.pane.HoloViews(hv.Layout(plots).cols(4)))
+                         pn.GridBox(*[pn.pane.HoloViews(plot, sizing_mode="fixed", width=230, height=150)
+                                      for plot in plots], ncols=4, sizing_mode="fixed", css_classes=["spectra-grid"]))
 
     # ---- export ---------------------------------------------------------------------------
     def export(self, suffix: str) -> io.BytesIO:
@@ -409,11 +484,6 @@ class DetectionViewer(pn.viewable.Viewer):
             else:
                 write_regions(self.catalog, self.cube, path)
             return io.BytesIO(path.read_bytes())
-
-    def _download(self, suffix, label):
-        stem = self.cube.path.name.split(".")[0]
-        return pn.widgets.FileDownload(callback=lambda: self.export(suffix), filename=f"{stem}_{self.detector}{suffix}",
-                                       label=label, embed=False)
 
     def __panel__(self):
         controls = pn.Row(
@@ -431,14 +501,15 @@ class DetectionViewer(pn.viewable.Viewer):
             pn.Row(pn.widgets.Select.from_param(self.param.pb_file, name="Primary beam (.pb)", width=240),
                    pn.widgets.Select.from_param(self.param.psf_file, name="PSF (.psf)", width=240)),
             Prose(self.param.attached, css_classes=["companions"]), sizing_mode="stretch_width")
-        exports = pn.Row(self._download(".csv", "CSV"), self._download(".vot", "VOTable"),
-                         self._download(".reg", "DS9 regions"), self._download(".crtf", "CRTF regions"))
-        legend = ("Boxes: " + ", ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in TRUTH_COLOURS.items())
+        exports = pn.Column(pn.Row(*self._downloads.values()), self._no_catalogue)
+        swatch = "<span style='color:{}; -webkit-text-stroke: 1px #000'>{}</span> {}"
+        legend = ("Boxes: " + ", ".join(swatch.format(c, "○" if k == "missed" else "■", k)
+                                        for k, c in TRUTH_COLOURS.items())
                   + " (against this cube's truth)" if self.truth is not None else
-                  "Boxes: " + ", ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in DETECTOR_COLOURS.items()))
+                  "Boxes: " + ", ".join(swatch.format(c, "■", k) for k, c in DETECTOR_COLOURS.items()))
         return pn.Column(
             controls, options, companions, self.job.bar,
-            Text(self.param.status, css_classes=["detection-status"]), self._error,
+            Text(self.param.status, wrap=True, css_classes=["detection-status"]), self._error,
             Text(self.param.statistics_text, css_classes=["reliability-table"]), self.quality_plot,
             pn.pane.HTML(legend), self._table, exports,
             pn.Tabs(("Selected source", pn.panel(pn.bind(self.source_panel, self.param.selected, self.param.version))),

@@ -268,7 +268,7 @@ class OneShotViewer(pn.viewable.Viewer):
             caption = f"{self.prototype}" + (f" | {self.label} = {self._label_of(self.prototype)}"
                                              if self.label else "")
         return pn.Column(pn.pane.Markdown("**Prototype**"), pn.pane.PNG(image, width=2 * THUMB_PX),
-                         Text(caption, css_classes=["prototype-caption"]), width=2 * THUMB_PX + 20)
+                         Text(caption, wrap=True, css_classes=["prototype-caption"]), width=2 * THUMB_PX + 20)
 
     @param.depends("version", "label", "positive")
     def neighbours_panel(self):
@@ -379,7 +379,7 @@ class OneShotViewer(pn.viewable.Viewer):
             width=300, sizing_mode="fixed")
         results = pn.Column(
             self._notice, self._error, self.job.bar,
-            Text(self.param.status, css_classes=["oneshot-status"]),
+            Text(self.param.status, wrap=True, css_classes=["oneshot-status"]),
             self.info_panel,
             pn.Row(self.prototype_panel, self.neighbours_panel),
             pn.Tabs(("Recursive search", self.recursive_panel),

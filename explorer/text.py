@@ -31,7 +31,16 @@ def escaped(text) -> str:
 
 
 class Text(pn.pane.Str):
-    """Preformatted text (a FITS header, a file name, a caption) shown exactly as it is."""
+    """Preformatted text (a FITS header, a file name, a caption) shown exactly as it is, in the
+    page's own colours whatever the theme, single-spaced; ``wrap``: long lines wrap instead of
+    running out of their box."""
+
+    _STYLE = "pre {color: inherit; background: none; border: 0; line-height: 1.35; margin: 0;}"
+    _WRAP = "pre {white-space: pre-wrap; overflow-wrap: anywhere;}"
+
+    def __init__(self, object=None, wrap: bool = False, **params):
+        params["stylesheets"] = [self._STYLE, *([self._WRAP] if wrap else []), *params.get("stylesheets", [])]
+        super().__init__(object, **params)
 
     def _transform_object(self, obj):
         if obj is None or (isinstance(obj, str) and obj == ""):
@@ -43,9 +52,8 @@ class Prose(Text):
     """Running text from a file (a set's notes, a store's description): wrapped, in the page's font."""
 
     def __init__(self, object=None, **params):
-        params["stylesheets"] = [*params.get("stylesheets", []),
-                                 "pre {white-space: pre-wrap; font-family: inherit; margin: 0;}"]
-        super().__init__(object, **params)
+        params["stylesheets"] = [*params.get("stylesheets", []), "pre {font-family: inherit;}"]
+        super().__init__(object, wrap=True, **params)
 
 
 class Alert(pn.pane.Alert):

@@ -34,7 +34,7 @@ def dying(progress, cancel, share):
 def _job(seen):
     return BackgroundJob(on_done=lambda result: seen.append(("done", result)),
                          on_error=lambda message: seen.append(("error", message)),
-                         on_partial=lambda value: seen.append(("partial", value)))
+                         on_partial=lambda value: seen.append(("partial", value)), processes=True)
 
 
 def test_work_runs_in_another_process_and_its_result_comes_back():
@@ -73,3 +73,10 @@ def test_a_worker_that_dies_is_reported_not_awaited(caplog):
     _job(seen).start(dying, "running pipeline...", in_process=True)
     assert seen[0][0] == "error" and "stopped unexpectedly" in seen[0][1]
     assert "exit code 3" in caplog.text
+
+
+def test_outside_a_server_the_work_stays_in_this_process_unless_asked():
+    seen = []
+    BackgroundJob(on_done=lambda result: seen.append(result), on_error=seen.append).start(
+        functools.partial(counting, 2), "counting", in_process=True)
+    assert seen == [os.getpid()]

@@ -75,7 +75,7 @@ def test_header_summary_names_the_cube_not_its_server_path(tmp_path, monkeypatch
     monkeypatch.setenv("EXPLORER_DATA_DIRS", str(path.parent))
     explorer = CubeExplorer()
     assert explorer.open_path("mine.fits")
-    shown = shown_html(explorer._header_area)
+    shown = shown_html(explorer._plots_area)
     assert f"{path.parent.name}/mine.fits" in shown and str(path.parent) not in shown
 
 

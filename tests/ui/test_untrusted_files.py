@@ -35,6 +35,7 @@ def test_files_carrying_script_show_it_as_text(page, served_app, evil_folder, sc
     page.goto(served_app, timeout=90_000)
     expect(page.locator(".pixel-info")).to_contain_text("Pixel (")
     page.get_by_role("combobox", name="Cube").select_option(f"{evil_folder.name}/{EVIL_NAME}.fits")
+    page.get_by_role("tab", name="Cube header").click()
     summary = page.locator(".cube-summary pre")
     expect(summary).to_contain_text(f"{evil_folder.name}/{EVIL_NAME}.fits")
     expect(summary).to_contain_text("<img src=x onerror=window.__xss=2>")
