@@ -231,7 +231,7 @@ class CubeViewer(pn.viewable.Viewer):
         ) * beam * marker)
         for overlay in self.overlays:
             plot = plot * overlay
-        return plot
+        return plot.opts(show_legend=False)  # the layers' names are for code; the page has its own legend
 
     def spectrum_plot(self, pixel, aperture, spectral_axis, rest_frequency_ghz, channel):
         x, xlabel, values = self.spectrum()
@@ -305,7 +305,7 @@ class CubeViewer(pn.viewable.Viewer):
         image = pn.pane.HoloViews(self.image_plot(), css_classes=["cube-image"])
         pixel = Text(pn.bind(self.pixel_text, self.param.pixel, self.param.channel), css_classes=["pixel-info"])
         return pn.Column(image, pixel, pn.Tabs(("Spectrum", spectrum), ("Cube header", self.header_panel()),
-                                               sizing_mode="stretch_width"),
+                                               dynamic=True, sizing_mode="stretch_width"),
                          sizing_mode="stretch_width")
 
     def __panel__(self):

@@ -50,8 +50,8 @@ LINE_WIDTH, SELECTED_WIDTH = 1.5, 3.0
 MISSED_RADIUS_PX = 8.0  # screen pixels of the circles round missed true sources
 # what fits beside the controls at 1280 px; the exports have every column, the inspector the rest
 TABLE_COLUMNS = ["id", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "snr"]
-COLUMN_WIDTHS = {"id": 55, "z": 50, "ra": 98, "dec": 98, "GHz": 88, "fwhm_x": 96, "fwhm_y": 96, "pa": 55,
-                 "Jy km/s": 88, "snr": 64, "truth": 104, "pb": 60, "sidelobe_p": 110, "p_false": 90}
+COLUMN_WIDTHS = {"id": 55, "z": 50, "ra": 104, "dec": 104, "GHz": 88, "fwhm_x": 92, "fwhm_y": 92, "pa": 55,
+                 "Jy km/s": 88, "snr": 64, "truth": 100, "pb": 60, "sidelobe_p": 110, "p_false": 90}
 MEASURED_COLUMNS = ["pb", "sidelobe_p", "p_false"]  # shown when measured (sidelobe_p: when a sidelobe is shown)
 EXPORTS = {".csv": "CSV", ".vot": "VOTable", ".reg": "DS9 regions", ".crtf": "CRTF regions"}
 GRID_LIMIT = 48  # spectra in the grid of every source
@@ -270,9 +270,10 @@ class DetectionViewer(pn.viewable.Viewer):
         kept = ""
         if self.catalog is not None:
             kept = (f" The table still shows the previous catalogue ({len(self.catalog)} sources, "
-                    f"{self.catalog.meta.get('detector', 'an earlier run')}).")
+                    f"{self._shown_detector}).")
         self.status = f"No new catalogue: {message}{kept}"
-        self.show_error(message)
+        if not self.job.cancel.is_set():  # a Cancel is no error: the status line says it
+            self.show_error(message)
 
     def set_catalog(self, catalog: Table):
         """Show a catalogue: table, boxes, truth comparison; its probable sidelobes only when
@@ -301,7 +302,7 @@ class DetectionViewer(pn.viewable.Viewer):
                   + ("shown dashed" if self.show_sidelobes else "hidden") if sidelobes.any() else "")
         cut = catalog.meta.get("significance", "")
         cut = f"; {cut}" if "raised" in cut else ""  # a large cube's stricter cut is worth saying
-        detector = catalog.meta.get("detector", self.detector)
+        detector = self._shown_detector = catalog.meta.get("detector", self.detector)
         self.status = f"{len(catalog)} sources ({detector}){tp}{hidden}; {scale}{cut}"
         stem = self.cube.path.name.split(".")[0]
         for suffix, download in self._downloads.items():

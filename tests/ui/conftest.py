@@ -123,6 +123,28 @@ def screenshot(page, request):
     return take
 
 
+def wait_until(predicate, timeout=TIMEOUT_MS / 1000, message="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def show_cube_header(page):
+    """Open the "Cube header" tab of the cube shown (clicked again if the tab clicked was the
+    previous cube's, replaced a moment later); returns the summary's locator."""
+    summary = page.locator(".cube-summary pre")
+
+    def shown():
+        page.get_by_text("Cube header", exact=True).click()
+        return summary.is_visible()
+
+    wait_until(shown, message="the header tab of the cube opened")
+    return summary
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

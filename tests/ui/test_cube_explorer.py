@@ -1,13 +1,13 @@
 """The cube tab in real Chromium, against `panel serve app.py` started as a user starts it."""
 
 import re
-import time
 from io import BytesIO
 
+import numpy as np
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.ui.conftest import TIMEOUT_MS
+from tests.ui.conftest import show_cube_header, wait_until
 
 
 def _open(page, url):
@@ -21,13 +21,7 @@ def _image_bytes(page):
     return page.locator(".cube-image").screenshot()
 
 
-def _wait_until(predicate, timeout=TIMEOUT_MS / 1000, message="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {message}")
+_wait_until = wait_until
 
 
 def test_slider_and_clicks_follow_the_cube(page, served_app, screenshot):
@@ -182,3 +176,160 @@ def test_primary_beam_and_psf_beside_a_cube_are_attached(page, served_app, data_
     screenshot("primary-beam-attached")
     page.locator('.source-table .tabulator-row [tabulator-field="pb"]').first.scroll_into_view_if_needed()
     screenshot("primary-beam-column")
+
+
+def _pixels_near(image, rgb, tolerance=40):
+    """(x, y) of the pixels of ``image`` within ``tolerance`` of the colour ``rgb``."""
+    array = np.asarray(image.convert("RGB"), dtype=int)
+    close = np.abs(array - np.asarray(rgb)).max(axis=2) <= tolerance
+    ys, xs = np.nonzero(close)
+    return xs, ys
+
+
+def _hex(colour):
+    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def test_after_a_run_the_page_shows_where_the_sources_are(page, served_app, screenshot):
+    """Issue 13, items 1, 3, 4, 7, 12 and 13: exports wait for a catalogue and are named after its
+    detector; the run ends on the brightest source's channel with its box drawn and its row
+    highlighted; clicking another box highlights its row; "All spectra" draws every spectrum; the
+    table needs no horizontal scrolling at 1280 px; no Bokeh warning in the console."""
+    from explorer.detection_view import TRUTH_COLOURS
+
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    page.set_viewport_size({"width": 1280, "height": 800})
+    try:
+        _open(page, served_app)
+        csv = page.locator(".export button").first
+        expect(csv).to_be_disabled()
+        expect(page.locator(".export-note")).to_contain_text("Run a detector first")
+        page.get_by_role("combobox", name="Detector").select_option("photutils")
+        page.get_by_role("button", name="Find sources").click()
+        status = page.locator(".detection-status pre")
+        expect(status).to_contain_text("sources (photutils)", timeout=60_000)
+        expect(status).to_contain_text("showing channel 15, the peak of source 1 (highest SNR)")
+        expect(page.locator(".channel-label")).to_contain_text("channel 15 /")
+        expect(page.locator(".export-note")).to_be_hidden()
+        with page.expect_download() as download:
+            csv.click()
+        assert download.value.suggested_filename == "sim_7_0000_photutils.csv"
+        rows = page.locator(".source-table .tabulator-row")
+        expect(rows.first).to_have_class(re.compile("tabulator-selected"))
+        # every column in view: the last header ends inside the table
+        table = page.locator(".source-table .tabulator").bounding_box()
+        last = page.locator(".source-table .tabulator-col").last.bounding_box()
+        assert last["x"] + last["width"] <= table["x"] + table["width"] + 1, (last, table)
+        screenshot("brightest-at-1280")
+
+        # the second source: picked in the table, then back to the first by clicking its box
+        rows.nth(1).click()
+        expect(rows.nth(1)).to_have_class(re.compile("tabulator-selected"))
+        z1, z2 = (int(rows.nth(i).locator('[tabulator-field="z"]').inner_text()) for i in (0, 1))
+        label = page.locator(".channel-label")
+        expect(label).to_contain_text(f"channel {z2} /")
+        canvas = page.locator(".cube-image canvas").first
+        green = _hex(TRUTH_COLOURS["true positive"])
+        found = {}
+
+        def box_drawn(away_from=None):
+            """A green box is drawn (away from ``away_from``, the centre of another one)."""
+            xs, ys = _pixels_near(Image.open(BytesIO(canvas.screenshot())), green)
+            found.update(x=float(np.median(xs)) if len(xs) else -1e3, y=float(np.median(ys)) if len(ys) else -1e3)
+            far = away_from is None or np.hypot(found["x"] - away_from[0], found["y"] - away_from[1]) > 10
+            return len(xs) > 20 and far
+
+        _wait_until(box_drawn, message="the second source's green box in its channel")
+        second = (found["x"], found["y"])
+        handle = page.locator(".channel-slider .noUi-handle")
+        handle.focus()
+        for _ in range(abs(z1 - z2)):
+            handle.press("ArrowRight" if z1 > z2 else "ArrowLeft")
+        expect(label).to_contain_text(f"channel {z1} /")
+        _wait_until(lambda: box_drawn(away_from=second), message="the first source's green box in its channel")
+        canvas.click(position={"x": found["x"], "y": found["y"]}, force=True)
+        expect(rows.first).to_have_class(re.compile("tabulator-selected"))
+        expect(rows.nth(1)).not_to_have_class(re.compile("tabulator-selected"))
+
+        page.get_by_text("All spectra", exact=True).click()
+        grid = page.locator(".spectra-grid canvas")
+        expect(grid.first).to_be_visible()
+        shot = Image.open(BytesIO(grid.first.screenshot()))
+        assert len(_pixels_near(shot, (0, 0, 0), 60)[0]) > 50, "no spectrum drawn"
+        assert len(_pixels_near(shot, (255, 200, 120), 50)[0]) > 50, "no emission range shaded"
+        page.locator(".spectra-grid").scroll_into_view_if_needed()
+        screenshot("all-spectra")
+    finally:
+        page.set_viewport_size({"width": 1600, "height": 1100})
+    warnings = [text for text in console if "nonexistent field" in text]
+    assert not warnings, warnings[:3]
+
+
+def test_a_long_run_leaves_the_page_live_and_cancel_stops_it(page, served_app, screenshot):
+    """Issue 13, items 2 and 7: while the pipeline runs (with completeness: a long run) the channel
+    still changes; Cancel ends it; the status says no new catalogue came and that the table
+    still shows the previous one."""
+    _open(page, served_app)
+    page.get_by_role("combobox", name="Detector").select_option("photutils")
+    page.get_by_role("button", name="Find sources").click()
+    status = page.locator(".detection-status pre")
+    expect(status).to_contain_text("sources (photutils)", timeout=60_000)
+    page.get_by_role("combobox", name="Detector").select_option("pipeline")
+    page.locator(".completeness-toggle input[type=checkbox]").check()
+    page.get_by_role("button", name="Find sources").click()
+    expect(page.get_by_role("button", name="Cancel")).to_be_enabled()
+    label = page.locator(".channel-label")
+    before = label.inner_text()
+    handle = page.locator(".channel-slider .noUi-handle")
+    handle.focus()
+    handle.press("ArrowRight")
+    expect(label).not_to_have_text(before)  # the server answers while the detector works
+    expect(status).to_contain_text("pipeline")
+    page.get_by_role("button", name="Cancel").click()
+    expect(status).to_contain_text("No new catalogue", timeout=15_000)
+    expect(status).to_contain_text(re.compile("cancel", re.IGNORECASE))
+    expect(status).to_contain_text("the previous catalogue (2 sources, photutils)")
+    expect(page.get_by_role("button", name="Find sources")).to_be_enabled()
+    screenshot("cancelled")
+
+
+def test_the_cube_list_follows_cubes_opened_by_path(page, served_app, data_dir, screenshot):
+    """Issue 13, items 5, 6 and 8: the Cube list names the cube opened by path, and choosing the
+    previous cube there opens it again; after a refused upload the upload box does not say
+    "Upload complete"; the header tab stays legible (its text contrasts, single-spaced) after
+    switching cubes."""
+    from tests.conftest import write_simulated_with_companions
+
+    if not (data_dir / "sim.image.fits").exists():
+        write_simulated_with_companions(data_dir)
+    _open(page, served_app)
+    cube = page.get_by_role("combobox", name="Cube")
+    first = cube.input_value()
+    page.get_by_placeholder("e.g. mycube.fits").fill("sim.image.fits")
+    page.get_by_role("button", name="Open path").click()
+    expect(cube).to_have_value(re.compile(r".*sim\.image\.fits$"))
+    expect(page.locator(".channel-label")).to_contain_text("/ 31")
+    cube.select_option(first)
+    expect(page.locator(".channel-label")).to_contain_text("/ 63")
+    summary = show_cube_header(page)
+    expect(summary).to_contain_text(first)
+    colours = summary.evaluate("""e => { const style = getComputedStyle(e); let p = e, bg = 'rgba(0, 0, 0, 0)';
+        while (p && bg === 'rgba(0, 0, 0, 0)') { if (p.nodeType === 1) bg = getComputedStyle(p).backgroundColor;
+        p = p.parentNode || p.host; }
+        return [style.color, bg === 'rgba(0, 0, 0, 0)' ? 'rgb(255, 255, 255)' : bg,
+                parseFloat(style.lineHeight) / parseFloat(style.fontSize)]; }""")
+    text, background = ([int(v) for v in re.findall(r"\d+", c)[:3]] for c in colours[:2])
+    assert abs(sum(text) - sum(background)) > 300, colours  # dark on light (or light on dark)
+    assert colours[2] < 1.6, colours  # single-spaced
+    page.get_by_text("Full FITS header").click()
+    header = page.locator(".fits-header pre")
+    expect(header).to_contain_text("SIMPLE")
+    assert header.evaluate("e => getComputedStyle(e).borderTopWidth") in ("0px", "")
+    screenshot("header-after-switching")
+    junk = data_dir / "holiday.fits"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
+    page.locator("input[type=file]").set_input_files(str(junk))
+    expect(page.locator(".cube-error")).to_contain_text("holiday.fits is not a FITS file")
+    expect(page.get_by_text("Upload complete")).to_have_count(0)
+    screenshot("refused-upload")

@@ -7,6 +7,7 @@ from astropy.io import fits
 from playwright.sync_api import expect
 
 from tests.conftest import cube_data, cube_header
+from tests.ui.conftest import show_cube_header
 
 EVIL_NAME = "<img src=x onerror=window.__xss=1>"
 
@@ -35,8 +36,7 @@ def test_files_carrying_script_show_it_as_text(page, served_app, evil_folder, sc
     page.goto(served_app, timeout=90_000)
     expect(page.locator(".pixel-info")).to_contain_text("Pixel (")
     page.get_by_role("combobox", name="Cube").select_option(f"{evil_folder.name}/{EVIL_NAME}.fits")
-    page.get_by_role("tab", name="Cube header").click()
-    summary = page.locator(".cube-summary pre")
+    summary = show_cube_header(page)
     expect(summary).to_contain_text(f"{evil_folder.name}/{EVIL_NAME}.fits")
     expect(summary).to_contain_text("<img src=x onerror=window.__xss=2>")
     assert str(evil_folder.parent) not in summary.inner_text()
