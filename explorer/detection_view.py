@@ -40,8 +40,8 @@ from pipeline.alma.truth import truth_for_cube
 from pipeline.alma.uncertainties import size_upper_limit
 from pipeline.errors import InputError
 
-DETECTOR_COLOURS = {"pipeline": "#00e5ff", "decoras": "#ff9800", "photutils": "#76ff03", "pybdsf": "#e040fb"}
-TRUTH_COLOURS = {"true positive": "#00e676", "false positive": "#ff1744", "missed": "#ffffff"}
+DETECTOR_COLOURS = {"pipeline": "#00e5ff", "decoras": "#ff9800", "photutils": "#76ff03", "pybdsf": "#ff80ff"}
+TRUTH_COLOURS = {"true positive": "#00e676", "false positive": "#ff8a80", "missed": "#ffffff"}
 PRELIMINARY_COLOUR = "#ffffff"  # the pipeline's candidate boxes while it runs: white, seen on any colour map's noise
 # every box and circle is drawn over a wider dark line: a colour the map shares (yellow on inferno's
 # top, white on gray's) still has a dark edge, and the dark edge a bright line, on every map offered

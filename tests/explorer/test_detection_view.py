@@ -239,3 +239,31 @@ def test_candidates_so_far_are_drawn_while_the_pipeline_runs_and_go_with_its_end
     viewer.detector = "photutils"
     viewer.start()  # done: the final boxes replace them
     assert viewer.preliminary == [] and len(drawn()) == 0
+
+
+def _luminance(colour: str) -> float:
+    """WCAG relative luminance of "#rrggbb"."""
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_markers_stay_visible_on_every_colour_map():
+    """Issue 13, item 11: every box and circle colour, with its dark halo, stands out at 3:1 or more
+    (WCAG's contrast for graphics) against every colour of every map and stretch the viewer offers."""
+    from explorer.cube_view import STRETCHES, CubeViewer, stretched_palette
+    from explorer.detection_view import DETECTOR_COLOURS, HALO_COLOUR, PRELIMINARY_COLOUR
+
+    markers = {*TRUTH_COLOURS.values(), *DETECTOR_COLOURS.values(), PRELIMINARY_COLOUR}
+    for cmap in CubeViewer.param.cmap.objects:
+        for stretch in STRETCHES:
+            for background in set(stretched_palette(cmap, stretch, n=64)):
+                background = background[:7].lower()
+                for marker in markers:
+                    seen = max(_contrast(marker, background), _contrast(HALO_COLOUR, background))
+                    assert seen >= 3, (cmap, stretch, marker, background, seen)
