@@ -13,6 +13,7 @@ import holoviews.plotting.bokeh  # plot options need a backend, also outside a s
 import numpy as np
 import panel as pn
 import param
+from bokeh.models.widgets.tables import NumberFormatter
 
 from explorer.text import Alert, Text, TextTable
 from pipeline.errors import InputError
@@ -20,12 +21,16 @@ from pipeline.oneshot import atlas, search
 from pipeline.oneshot.stats import label_statistics
 
 GALLERY_N = 12
+# an image "activates" a feature when its activation (the map's mean) is at least this share of the
+# feature's highest on the set; a feature whose highest is below ``BARELY_FIRES`` barely fires at all
+ACTIVE_SHARE = 0.05
+BARELY_FIRES = 0.05
 
 
 class AtlasViewer(pn.viewable.Viewer):
     """The atlas over the store and prototype of a :class:`explorer.oneshot_view.OneShotViewer`."""
 
-    feature = param.Integer(default=835, bounds=(0, 1279), doc="Feature (channel) number")
+    feature = param.Integer(default=835, bounds=(0, None), doc="Feature (channel) number")
     n = param.Integer(default=GALLERY_N, bounds=(1, atlas.TOP_K), doc="Images shown")
     subset = param.Integer(default=20, bounds=(1, 1280), doc="How many of the best-separating features to search on")
     version = param.Integer(default=0)
@@ -42,8 +47,16 @@ class AtlasViewer(pn.viewable.Viewer):
                                                   css_classes=["subspace-search"])
         self._subspace_button.on_click(lambda _: self.compare_subspace())
         self._comparison = Text("", wrap=True, css_classes=["subspace-result"])
-        self._ranking_table = TextTable(disabled=True, show_index=False, pagination="local", page_size=10,
-                                        selectable=1, css_classes=["ranking-table"])
+        self._ranking_table = TextTable(
+            disabled=True, show_index=False, pagination="local", page_size=10, selectable=1,
+            css_classes=["ranking-table"], formatters={"feature": NumberFormatter(format="0")},  # 1226, not 1,226
+            widths={"feature": 64, "auroc": 62, "low": 56, "high": 56, "direction": 72},
+            sortable=False,  # ranked already; without the sort arrows every title fits the narrow column
+            stylesheets=[".tabulator, .tabulator .tabulator-col-title {font-size: 12px;}"])
+        # typed numbers are checked against the store, with a message, before they become the feature
+        self._feature_input = pn.widgets.IntInput(name="Feature", value=self.feature, css_classes=["feature-input"])
+        self._feature_input.param.watch(lambda e: self.show_feature(e.new), "value")
+        self.param.watch(lambda e: setattr(self._feature_input, "value", e.new), "feature")
         self._ranking_table.param.watch(self._on_rank_select, "selection")
         self._store_shown = None
         oneshot.param.watch(self._on_oneshot, "version")
@@ -53,7 +66,9 @@ class AtlasViewer(pn.viewable.Viewer):
         return self.oneshot.store
 
     def _on_oneshot(self, _):
-        """A new store in the one-shot tab (another set, or the first one opened): start over."""
+        """New results in the one-shot tab: the comparison was the old prototype's; a new store
+        (another set, or the first one opened): start over."""
+        self._comparison.object = ""
         if self.store is not self._store_shown:
             self._store_shown = self.store
             self.ranking, self._comparison.object = None, ""
@@ -62,6 +77,19 @@ class AtlasViewer(pn.viewable.Viewer):
 
     def show_error(self, text):
         self._error.object, self._error.visible = text, bool(text)
+
+    def show_feature(self, number) -> bool:
+        """Show feature ``number`` if the store has it; else say why and keep the current one."""
+        if number is None or number == self.feature:
+            return number is not None
+        try:
+            self.feature = atlas.check_feature(self.store, number) if self.store is not None else int(number)
+        except InputError as exc:
+            self.show_error(str(exc))
+            self._feature_input.value = self.feature
+            return False
+        self.show_error("")
+        return True
 
     # ---- actions --------------------------------------------------------------------------
     def rank(self):
@@ -114,31 +142,42 @@ class AtlasViewer(pn.viewable.Viewer):
         if self.store is None:
             return pn.pane.Markdown("Open a galaxy set in the one-shot tab first.")
         rows, values = self.store.top_activations()
-        chosen = rows[self.feature, :self.n]
+        top = float(values[self.feature, 0])
+        active = values[self.feature, :self.n] >= max(ACTIVE_SHARE * top, 1e-6)
+        chosen, shown_values = rows[self.feature, :self.n][active], values[self.feature, :self.n][active]
         try:
-            maps = atlas.feature_maps(self.store, self.feature, chosen)
+            maps = atlas.feature_maps(self.store, self.feature, chosen) if len(chosen) else np.zeros((0, 1, 1))
         except InputError as exc:
             return Alert(str(exc), alert_type="danger")
         vmax = float(maps.max()) if maps.size else 1.0
         cards = []
-        for r, value, fmap in zip(chosen, values[self.feature, :self.n], maps, strict=True):
+        for r, value, fmap in zip(chosen, shown_values, maps, strict=True):
             gid = str(self.store.catalog["id"][r])
             label = f" | {self.store.catalog[self.oneshot.label][r]}" if self.oneshot.label else ""
             use = pn.widgets.Button(label="search from it", color="light", width=130)
             use.on_click(lambda _, g=gid: self.use_as_prototype(g))
-            cards.append(pn.Column(pn.pane.PNG(atlas.overlay_png(self.store.galaxies.rgb(int(r)), fmap, vmax),
-                                               width=250),
-                                   Text(f"{gid}{label}\nactivation {value:.3f}"), use,
+            cards.append(pn.Column(pn.pane.PNG(atlas.overlay_png(self.store.galaxies.rgb(int(r)), fmap, vmax,
+                                                                 mark=float(value)), width=250),
+                                   Text(f"{gid}{label}\nactivation {value:.3f} (◄ on the bar)", wrap=True), use,
                                    width=260, css_classes=["atlas-card"]))
         rank = ""
         if self.ranking is not None:
             row = self.ranking[self.ranking["feature"] == self.feature][0]
             rank = (f" AUROC for {self.ranking.meta['column']} = {self.ranking.meta['positive']}: {row['auroc']:.3f} "
                     f"[{row['low']:.3f}, {row['high']:.3f}].")
-        return pn.Column(Text(
-            f"Feature {self.feature}: the {len(chosen)} images of {len(self.store.catalog):,} that activate it "
-            f"most, with its map (the last convolutional layer's channel {self.feature}, upsampled; colour bar from 0 "
-            f"to the largest value shown).{rank}", wrap=True, css_classes=["atlas-title"]), pn.FlexBox(*cards))
+        n_set = len(self.store.catalog)
+        if top < BARELY_FIRES:
+            shown = f"; the {len(chosen)} shown reach at least {ACTIVE_SHARE:.0%} of it" if len(chosen) else ""
+            what = (f"Feature {self.feature} barely fires on this set: its highest activation on the {n_set:,} "
+                    f"images is {top:.3f}{shown}. Its maps say little about these galaxies.")
+        else:
+            fewer = (f" (only {len(chosen)} of the {self.n} asked reach {ACTIVE_SHARE:.0%} of the highest activation)"
+                     if len(chosen) < self.n else "")
+            images = f"{len(chosen)} image" + "s" * (len(chosen) != 1)
+            what = (f"Feature {self.feature}: the {images} of {n_set:,} that activate it most{fewer}, with "
+                    f"its map (the last convolutional layer's channel {self.feature}, upsampled). The activation is "
+                    f"the map's mean; every colour bar runs from 0 to {vmax:.3g}, the highest map value shown.")
+        return pn.Column(Text(what + rank, wrap=True, css_classes=["atlas-title"]), pn.FlexBox(*cards))
 
     @param.depends("version")
     def contributions_plot(self):
@@ -156,7 +195,7 @@ class AtlasViewer(pn.viewable.Viewer):
 
     def __panel__(self):
         controls = pn.Column(
-            pn.widgets.IntInput.from_param(self.param.feature, name="Feature (0-1279)"),
+            self._feature_input,
             pn.widgets.IntSlider.from_param(self.param.n, name="Images"),
             self._rank_button, self._ranking_table,
             pn.widgets.IntSlider.from_param(self.param.subset, name="Best features to search on"),

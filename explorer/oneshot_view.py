@@ -79,8 +79,9 @@ class OneShotViewer(pn.viewable.Viewer):
         self._job_kind = ""
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["oneshot-error"])
         self._notice = Alert("", alert_type="info", visible=False, css_classes=["oneshot-notice"])
+        # restrict=False: an id that is not in the set reaches choose(), which says so
         self._id_input = pn.widgets.AutocompleteInput(label="Prototype by id", placeholder="type an id",
-                                                      min_characters=1, case_sensitive=False,
+                                                      min_characters=1, case_sensitive=False, restrict=False,
                                                       css_classes=["prototype-id"])
         self._id_input.param.watch(lambda e: e.new and self.choose(e.new), "value")
         self._upload = pn.widgets.FileInput(accept=",".join(UPLOAD_SUFFIXES), css_classes=["prototype-upload"])
@@ -105,6 +106,7 @@ class OneShotViewer(pn.viewable.Viewer):
         name, folder, model = self.galaxy_set, self._sets[self.galaxy_set], self.model
         self.store, self.result, self.iteration_stats = None, None, []
         self._upload_vector, self._upload_rgb = None, None
+        self.forget_feedback()
         self.prototype = ""  # ids belong to a set
         self.show_error("")
         self._loaded = True
@@ -166,9 +168,19 @@ class OneShotViewer(pn.viewable.Viewer):
         """Direct one-shot search from the prototype; feedback is forgotten."""
         if self.store is None:
             return
-        self.liked, self.disliked = set(), set()
+        self.forget_feedback()
         self.show_error("")
         self._set_result(search.one_shot(self.store, self.query(), self.n), "direct")
+
+    def forget_feedback(self):
+        self.liked, self.disliked = set(), set()
+        self._show_feedback()
+
+    def _show_feedback(self):
+        """The re-rank button says how many neighbours are marked, and waits for one."""
+        self._refine_button.disabled = not (self.liked or self.disliked)
+        self._refine_button.label = ("Re-rank with feedback" + (f" ({len(self.liked)} up, {len(self.disliked)} down)"
+                                                               if self.liked or self.disliked else ""))
 
     def refine(self):
         """Re-rank with the thumbs up/down given so far (relevance feedback)."""
@@ -197,13 +209,13 @@ class OneShotViewer(pn.viewable.Viewer):
         self.result, self.mode, self.iteration_stats = result, mode, stats or []
         self.status = f"{len(result)} galaxies ({mode} search, n = {self.n}" + (
             f", {self.iterations} iterations)" if mode == "recursive" else ")")
-        self._refine_button.disabled = True
         self.version += 1
 
     def _on_job_done(self, result):
         if self._job_kind == "load":
             self._set_loaded(result)
         else:
+            self.forget_feedback()  # marks were for the galaxies shown before
             self._set_result(result[0], "recursive", result[1])
 
     def _on_job_error(self, message):
@@ -230,7 +242,7 @@ class OneShotViewer(pn.viewable.Viewer):
         self._upload_name = name
         self._upload_vector, self._upload_rgb = vector, rgb
         self.prototype = ""
-        self.liked, self.disliked = set(), set()
+        self.forget_feedback()
         self.show_error("")
         self._set_result(search.one_shot(self.store, vector, self.n), "direct")
 
@@ -296,8 +308,7 @@ class OneShotViewer(pn.viewable.Viewer):
                 (down if liked else up).value = False
             else:
                 mine.discard(gid)
-            self._refine_button.disabled = not (self.liked or self.disliked)
-            self._refine_button.label = f"Re-rank with feedback ({len(self.liked)} up, {len(self.disliked)} down)"
+            self._show_feedback()
 
         up.param.watch(lambda e: mark(e, True), "value")
         down.param.watch(lambda e: mark(e, False), "value")

@@ -110,9 +110,10 @@ def inferno_lut() -> np.ndarray:
 
 
 def overlay_png(rgb: np.ndarray, feature_map: np.ndarray, vmax: float | None = None, px: int = 192,
-                alpha: float = 0.55) -> bytes:
+                alpha: float = 0.55, mark: float | None = None) -> bytes:
     """The cutout with a feature map upsampled (bilinear) over it in the inferno colour map, and
-    a colour bar from 0 to ``vmax`` (default the map's maximum) on the right; PNG bytes."""
+    a colour bar from 0 to ``vmax`` (default the map's maximum) on the right, with an arrow at
+    ``mark`` (e.g. the map's mean, the feature's activation); PNG bytes."""
     from PIL import Image, ImageDraw
 
     lut = inferno_lut()
@@ -130,6 +131,10 @@ def overlay_png(rgb: np.ndarray, feature_map: np.ndarray, vmax: float | None = N
     draw = ImageDraw.Draw(canvas)
     draw.text((px + bar_w + 6, 0), f"{top:.3g}", fill="black")
     draw.text((px + bar_w + 6, px - 12), "0", fill="black")
+    if mark is not None and np.isfinite(mark):
+        y = round((1 - min(max(mark / top, 0.0), 1.0)) * (px - 1))
+        draw.polygon([(px + bar_w + 4, y), (px + bar_w + 11, y - 5), (px + bar_w + 11, y + 5)], fill="black")
+        draw.line([(px + 4, y), (px + 3 + bar_w, y)], fill="white", width=2)
     buffer = io.BytesIO()
     canvas.save(buffer, "PNG")
     return buffer.getvalue()

@@ -1,5 +1,6 @@
 """The feature atlas tab without a browser, over the one-shot tab's small survey."""
 
+import numpy as np
 import pytest
 
 from explorer.atlas_view import AtlasViewer
@@ -43,7 +44,35 @@ def test_ranking_picks_the_best_feature_and_the_subspace_comparison(views):
 def test_contributions_and_search_from_an_image(views):
     oneshot, view, switched = views
     assert "sum over all" in view.contributions_plot().objects[0].object.opts.get().kwargs["title"]
+    _, values = oneshot.store.top_activations()
+    view.feature = int(np.argmax(values[:, 1]))  # one that fires on more than one image
     card = view.gallery().objects[1].objects[1]
     card.objects[2].clicks += 1
     gid = card.objects[1].object.split(" |")[0].split("\n")[0]
     assert oneshot.prototype == gid and switched == [True]
+
+
+def test_a_feature_that_barely_fires_says_so_and_shows_only_images_it_activates(views):
+    """Issue 13, item 14: no gallery of ties at zero; the stated activation is on the colour bar's scale."""
+    oneshot, view, _ = views
+    _, values = oneshot.store.top_activations()
+    quiet = int(np.argmin(values[:, 0]))
+    view.feature, view.n = quiet, 12
+    gallery = view.gallery()
+    title = gallery.objects[0].object
+    assert values[quiet, 0] < 0.05 and "barely fires" in title, title
+    assert len(gallery.objects[1].objects) == int((values[quiet, :12] >= max(0.05 * values[quiet, 0], 1e-6)).sum()) < 12
+    busy = int(np.argmax(values[:, 0]))
+    view.feature = busy
+    title = view.gallery().objects[0].object
+    assert "barely" not in title and "the map's mean" in title
+
+
+def test_a_feature_number_the_store_lacks_is_refused_with_a_message(views):
+    oneshot, view, _ = views
+    view.feature = 12
+    view._feature_input.value = 5000
+    assert view.feature == 12 and view._feature_input.value == 12
+    assert view._error.visible and "Feature 5000 does not exist" in view._error.object
+    view._feature_input.value = 40
+    assert view.feature == 40 and not view._error.visible

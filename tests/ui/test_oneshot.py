@@ -2,6 +2,8 @@
 
 from playwright.sync_api import expect
 
+from tests.ui.conftest import ROOT
+
 
 def _open_tab(page, url):
     page.goto(url, timeout=90_000)
@@ -21,17 +23,35 @@ def test_prototype_neighbours_statistics_feedback_and_a_bad_upload(page, served_
     cards.first.locator(".dislike button").click()
     refine = page.locator(".refine button")
     expect(refine).to_be_enabled()
+    expect(refine).to_have_text("Re-rank with feedback (0 up, 1 down)")
     refine.click()
     expect(page.locator(".oneshot-status")).to_contain_text("refined search")
     expect(page.locator(".neighbour-card pre", has_text=first_id)).to_have_count(0)
-    # another prototype from a neighbour's card
+    # another prototype from a neighbour's card: the marks were for the old one (issue 13, item 7)
     cards.nth(2).get_by_role("button", name="prototype").click()
     expect(page.locator(".oneshot-status")).to_contain_text("direct search")
-    # an upload that is not an image says so
+    expect(refine).to_have_text("Re-rank with feedback")
+    expect(refine).to_be_disabled()
+    # the caption is whole, however long (item 12)
+    caption = page.locator(".prototype-caption pre")
+    expect(caption).to_contain_text("bpt_class = ")
+    assert caption.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+    # bad input says what is wrong (item 9): an upload that is not an image, a radio cube, an unknown id
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
-    page.locator(".prototype-upload input[type=file]").set_input_files(str(bad))
-    expect(page.locator(".oneshot-error")).to_contain_text("upload PNG, JPEG or FITS")
+    upload = page.locator(".prototype-upload input[type=file]")
+    upload.set_input_files(str(bad))
+    error = page.locator(".oneshot-error")
+    expect(error).to_contain_text("upload PNG, JPEG or FITS")
+    upload.set_input_files(str(ROOT / "assets" / "cubes" / "NGC4324.co.fits"))
+    expect(error).to_contain_text("is a spectral cube (axis 3 is VELO-LSR, 21 channels), not a galaxy cutout")
+    shown = page.locator(".prototype-caption pre").inner_text()
+    box = page.locator(".prototype-id input")
+    box.fill("NO-SUCH-GALAXY")
+    box.press("Enter")
+    expect(error).to_contain_text("NO-SUCH-GALAXY")
+    expect(page.locator(".prototype-caption pre")).to_have_text(shown)  # the search shown stays
+    screenshot("unknown-id")
 
 
 def test_recursive_search_with_progress_and_provenance(page, served_app_with_stores, screenshot):
