@@ -9,6 +9,8 @@ WCS. Channels larger than ``RASTERIZE_ABOVE_PX`` go through Datashader's ``raste
 
 from __future__ import annotations
 
+import functools
+
 import holoviews as hv
 import holoviews.plotting.bokeh  # registers the backend the options below are for
 import numpy as np
@@ -60,6 +62,7 @@ def clip_limits(image: np.ndarray, clip_percent: float) -> tuple[float, float]:
     return (vmin, vmax) if vmax > vmin else (vmin, vmin + 1.0)
 
 
+@functools.lru_cache(maxsize=64)
 def stretched_palette(cmap: str, stretch: str, n: int = PALETTE_SIZE) -> list[str]:
     """The colour map resampled so that linear colour-mapping of data shows the stretch.
 
@@ -233,15 +236,19 @@ class CubeViewer(pn.viewable.Viewer):
             plot = plot * overlay
         return plot.opts(show_legend=False)  # the layers' names are for code; the page has its own legend
 
-    def spectrum_plot(self, pixel, aperture, spectral_axis, rest_frequency_ghz, channel):
+    def spectrum_plot(self, pixel, aperture, spectral_axis, rest_frequency_ghz):
         x, xlabel, values = self.spectrum()
         px, py = (int(v) for v in pixel)
         title = f"Spectrum at pixel ({px}, {py})" + (", mean over a beam-sized disc" if aperture == "beam" else "")
-        curve = hv.Curve((x, values), hv.Dimension("spectral", label=xlabel),
-                         hv.Dimension("flux", label=self.cube.unit)).opts(
+        return hv.Curve((x, values), hv.Dimension("spectral", label=xlabel),
+                        hv.Dimension("flux", label=self.cube.unit)).opts(
             interpolation="steps-mid", color="black", line_width=1.5, title=title,
             responsive=True, height=300, tools=["hover"], framewise=True)
-        return curve * hv.VLine(float(x[channel])).opts(color="red", line_dash="dashed")
+
+    def channel_line(self, channel, spectral_axis, rest_frequency_ghz):
+        """The current channel on the spectrum: its own layer, so a channel change redraws only it."""
+        x, _ = self._spectral_values()
+        return hv.VLine(float(x[channel])).opts(color="red", line_dash="dashed", apply_ranges=False)
 
     def pixel_text(self, pixel, channel) -> str:
         """The selected pixel, its sky position and its value in the current channel."""
@@ -298,9 +305,10 @@ class CubeViewer(pn.viewable.Viewer):
     def plots(self):
         """The image, then the spectrum and the cube's header in tabs: at any window width the image
         keeps its size and nothing covers it."""
+        p = self.param
         spectrum = pn.pane.HoloViews(
-            hv.DynamicMap(pn.bind(self.spectrum_plot, self.param.pixel, self.param.aperture,
-                                  self.param.spectral_axis, self.param.rest_frequency_ghz, self.param.channel)),
+            hv.DynamicMap(pn.bind(self.spectrum_plot, p.pixel, p.aperture, p.spectral_axis, p.rest_frequency_ghz))
+            * hv.DynamicMap(pn.bind(self.channel_line, p.channel, p.spectral_axis, p.rest_frequency_ghz)),
             sizing_mode="stretch_width", css_classes=["spectrum"])
         image = pn.pane.HoloViews(self.image_plot(), css_classes=["cube-image"])
         pixel = Text(pn.bind(self.pixel_text, self.param.pixel, self.param.channel), css_classes=["pixel-info"])

@@ -69,14 +69,18 @@ def _rectangles(rows) -> hv.Rectangles:
     return hv.Rectangles(data, kdims=list(names[:4]), vdims=list(names[4:]))
 
 
-def _haloed(rows, label: str, dash: str = "solid", width: float = LINE_WIDTH, hover: bool = True) -> hv.Overlay:
-    """Boxes in their colours (``colour`` column), each over a dark halo; the boxes are the
-    element ``Boxes.<label>`` of the overlay, their halo ``Halo.<label>``."""
-    boxes = _rectangles(rows)
-    return (boxes.relabel(group="Halo", label=label).opts(
-                fill_alpha=0, line_color=HALO_COLOUR, line_width=width + HALO_WIDTH - LINE_WIDTH, line_alpha=0.6)
-            * boxes.relabel(group="Boxes", label=label).opts(
-                fill_alpha=0, line_color="colour", line_width=width, line_dash=dash, tools=["hover"] if hover else []))
+def _boxes(rows, label: str, dash: str = "solid", width: float = LINE_WIDTH, hover: bool = True) -> hv.Rectangles:
+    """Boxes in their colours (``colour`` column): the element ``Boxes.<label>``."""
+    return _rectangles(rows).relabel(group="Boxes", label=label).opts(
+        fill_alpha=0, line_color="colour", line_width=width, line_dash=dash, tools=["hover"] if hover else [],
+        apply_ranges=False)
+
+
+def _halo(rows) -> hv.Rectangles:
+    """The dark halo under every box drawn (``Halo.Boxes``), one layer for all."""
+    return _rectangles(rows).relabel(group="Halo", label="Boxes").opts(
+        fill_alpha=0, line_color=HALO_COLOUR, line_width=SELECTED_WIDTH + HALO_WIDTH - LINE_WIDTH, line_alpha=0.5,
+        apply_ranges=False)
 
 
 def _circles(centres, radius: float) -> hv.Path:
@@ -119,6 +123,7 @@ class DetectionViewer(pn.viewable.Viewer):
                                              "(x0, y0, x1, y1, score): candidates before the spectral check")
     running = param.Boolean(default=False)
     version = param.Integer(default=0, doc="Bumped whenever the catalogue changes")
+    shown = param.Parameter(default=None, doc="What the boxes over the image show now (see _drawn_key)")
     pb_file = param.Selector(default=NO_COMPANION, objects=[NO_COMPANION],
                              doc="The cube's primary-beam cube: fluxes are divided by its response at each source")
     psf_file = param.Selector(default=NO_COMPANION, objects=[NO_COMPANION],
@@ -153,6 +158,8 @@ class DetectionViewer(pn.viewable.Viewer):
             logging.getLogger("explorer").warning("truth of %s not used: %s", self.cube.path.name, exc)
             self.truth = None
         self.outcome = None  # per-row "true positive"/"false positive", and the missed truth rows
+        self._drawable_of = None  # (version, what boxes() draws of that catalogue)
+        self._last_boxes = None  # (what was drawn, the overlay drawn): unchanged boxes are not made again
         self.job = BackgroundJob(self._on_done, self._on_error, self._on_status,
                                  lambda boxes: setattr(self, "preliminary", boxes))
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["detection-error"])
@@ -177,6 +184,8 @@ class DetectionViewer(pn.viewable.Viewer):
                                                            disabled=True, css_classes=["export"])
                            for suffix, label in EXPORTS.items()}
         cube_viewer.tap.add_subscriber(self._on_tap)
+        cube_viewer.param.watch(self._follow_view, ["channel", "view"])
+        self.param.watch(self._follow_view, ["all_channels", "version", "selected", "preliminary"])
         self.param.update({f"{kind}_file": chosen[kind] for kind in KINDS})
         for kind in KINDS:
             self._attach(kind, getattr(self, f"{kind}_file"))
@@ -363,36 +372,81 @@ class DetectionViewer(pn.viewable.Viewer):
         coloured by detector, or by outcome against the truth, the selected one thicker; missed true
         sources as dashed circles; while the pipeline runs, its candidate boxes so far
         (``preliminary``, every channel), dotted white. Every line has a dark halo. The layers:
-        ``Boxes.Solid``, ``Boxes.Sidelobes`` (dashed), ``Boxes.Selected`` and ``Boxes.Selected_sidelobe``,
-        ``Boxes.Candidates`` and ``Path.Missed``."""
-        every = all_channels or view == "moment 0"
-        solid, dashed, chosen, chosen_dashed = [], [], [], []
-        for i, row in enumerate(self.catalog if self.catalog is not None else []):
-            if every or row["z0"] <= channel < row["z1"]:
-                colour = (TRUTH_COLOURS[self.outcome["rows"][i]] if self.outcome is not None
-                          else DETECTOR_COLOURS.get(str(row["detector"]), "white"))
-                box = (row["x0"] - 0.5, row["y0"] - 0.5, row["x1"] - 0.5, row["y1"] - 0.5, colour, int(row["id"]))
-                picked = int(row["id"]) == selected
-                layer = (chosen_dashed if picked else dashed) if row["sidelobe"] else (chosen if picked else solid)
-                layer.append(box)
-        missed = []
-        if self.outcome is not None and self.catalog is not None:
-            missed = [(t["x"], t["y"]) for t in self.outcome["missed"] if every or abs(channel - t["z"]) <= t["fwhm_z"]]
+        ``Boxes.Solid``, ``Boxes.Sidelobes`` (dashed), ``Boxes.Selected`` (thick, whatever its kind: the
+        inspector says it), ``Boxes.Candidates`` and ``Path.Missed``; ``Halo.*`` under them."""
+        key = self._drawn_key(channel, all_channels, version, selected, view, preliminary)
+        if self._last_boxes is not None and self._last_boxes[0] == key:  # a channel change that changes no box
+            return self._last_boxes[1]
+        drawn = self._drawable()
+        emitting, near = np.zeros(len(drawn["id"]), bool), np.zeros(len(drawn["missed_z"]), bool)
+        emitting[list(key[0])], near[list(key[1])] = True, True
+        layers = {"Solid": [], "Sidelobes": [], "Selected": []}
+        for i in np.flatnonzero(emitting):
+            name = "Selected" if drawn["id"][i] == selected else "Sidelobes" if drawn["sidelobe"][i] else "Solid"
+            layers[name].append(drawn["boxes"][i])
         radius = MISSED_RADIUS_PX * max(self.cube.nx, self.cube.ny) / max(self.cube_viewer.frame_size)
-        circles = _circles(missed, radius)
+        circles = _circles(drawn["missed_xy"][near], radius)
         so_far = [(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5, PRELIMINARY_COLOUR, -1) for x0, y0, x1, y1, _ in preliminary]
-        return (_haloed(solid, "Solid") * _haloed(dashed, "Sidelobes", "dashed")
-                * _haloed(chosen, "Selected", width=SELECTED_WIDTH)
-                * _haloed(chosen_dashed, "Selected_sidelobe", "dashed", width=SELECTED_WIDTH)
-                * circles.relabel(group="Halo", label="Missed").opts(color=HALO_COLOUR, line_width=HALO_WIDTH,
-                                                                      alpha=0.6)
-                * circles.relabel(label="Missed").opts(color=TRUTH_COLOURS["missed"], line_width=2, line_dash="dashed")
-                * _haloed(so_far, "Candidates", "dotted", hover=False))
+        # few layers: every layer costs the server and the browser time on every channel change
+        overlay = (_halo([box for boxes in layers.values() for box in boxes] + so_far)
+                   * _boxes(layers["Solid"], "Solid") * _boxes(layers["Sidelobes"], "Sidelobes", "dashed")
+                   * _boxes(layers["Selected"], "Selected", width=SELECTED_WIDTH)
+                   * _boxes(so_far, "Candidates", "dotted", hover=False)
+                   * circles.relabel(group="Halo", label="Missed").opts(color=HALO_COLOUR, line_width=HALO_WIDTH,
+                                                                         alpha=0.5, apply_ranges=False)
+                   * circles.relabel(label="Missed").opts(color=TRUTH_COLOURS["missed"], line_width=2,
+                                                          line_dash="dashed", apply_ranges=False))
+        self._last_boxes = (key, overlay)
+        return overlay
+
+    def _drawn_key(self, channel, all_channels, version, selected, view, preliminary) -> tuple:
+        """What :meth:`boxes` draws: (rows whose boxes, missed sources whose circles, selected id,
+        catalogue version, candidate boxes)."""
+        every = all_channels or view == "moment 0"
+        drawn = self._drawable()
+        emitting = every | ((drawn["z0"] <= channel) & (channel < drawn["z1"]))
+        near = every | (np.abs(channel - drawn["missed_z"]) <= drawn["missed_dz"])
+        return (tuple(np.flatnonzero(emitting)), tuple(np.flatnonzero(near)), selected, version,
+                tuple(tuple(box) for box in preliminary))
+
+    def _follow_view(self, *_):
+        """Set ``shown`` from the image's channel and view and this panel's state: the boxes are
+        drawn again only when it changes (most channel changes change no box)."""
+        cv = self.cube_viewer
+        self.shown = self._drawn_key(cv.channel, self.all_channels, self.version, self.selected, cv.view,
+                                     self.preliminary)
+
+    def _drawable(self) -> dict:
+        """What :meth:`boxes` draws of the catalogue shown, as arrays (made once per catalogue):
+        each row's box (x0, y0, x1, y1 in plot coordinates, colour, id), channels, id, sidelobe flag;
+        the missed true sources' positions and channels."""
+        if self._drawable_of is not None and self._drawable_of[0] == self.version:
+            return self._drawable_of[1]
+        catalog = self.catalog if self.catalog is not None else []
+        boxes = []
+        for i, row in enumerate(catalog):
+            colour = (TRUTH_COLOURS[self.outcome["rows"][i]] if self.outcome is not None
+                      else DETECTOR_COLOURS.get(str(row["detector"]), "white"))
+            boxes.append((float(row["x0"]) - 0.5, float(row["y0"]) - 0.5, float(row["x1"]) - 0.5,
+                          float(row["y1"]) - 0.5, colour, int(row["id"])))
+        missed = self.outcome["missed"] if self.outcome is not None and len(catalog) else []
+        drawn = {"boxes": boxes, "id": np.array([b[5] for b in boxes], int),
+                 "z0": np.array([row["z0"] for row in catalog], float),
+                 "z1": np.array([row["z1"] for row in catalog], float),
+                 "sidelobe": np.array([bool(row["sidelobe"]) for row in catalog], bool),
+                 "missed_xy": np.array([(t["x"], t["y"]) for t in missed], float).reshape(-1, 2),
+                 "missed_z": np.array([t["z"] for t in missed], float),
+                 "missed_dz": np.array([t["fwhm_z"] for t in missed], float)}
+        self._drawable_of = (self.version, drawn)
+        return drawn
 
     def overlay(self):
-        cv = self.cube_viewer
-        return hv.DynamicMap(pn.bind(self.boxes, cv.param.channel, self.param.all_channels, self.param.version,
-                                     self.param.selected, cv.param.view, self.param.preliminary))
+        """The boxes and circles over the image, redrawn when what they show changes (``shown``)."""
+        def draw(shown):
+            cv = self.cube_viewer
+            return self.boxes(cv.channel, self.all_channels, self.version, self.selected, cv.view, self.preliminary)
+
+        return hv.DynamicMap(pn.bind(draw, self.param.shown))
 
     def source_panel(self, selected, version):
         """The selected source: spectra with emission ranges, focused image, parameters."""

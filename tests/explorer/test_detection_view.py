@@ -38,7 +38,7 @@ def drawn(overlay):
     import pandas as pd
 
     return pd.concat([overlay.get(("Boxes", name)).data
-                      for name in ("Solid", "Sidelobes", "Selected", "Selected_sidelobe")])
+                      for name in ("Solid", "Sidelobes", "Selected")])
 
 
 def test_run_photutils_boxes_truth_and_selection(panel_on_sim):
@@ -179,9 +179,9 @@ def test_probable_sidelobes_are_hidden_and_shown_dashed_on_request(panel_on_sim)
     assert "probable sidelobe of source 1 (p = 0.40)" in text and "PA undefined (round source)" in text
     z = int(row["z"])
     boxes = viewer.boxes(z, True, viewer.version, viewer.selected, "channel")
-    solid, dashed = boxes.Boxes.Solid, boxes.Boxes.Selected_sidelobe  # the sidelobe is the one selected
-    assert dashed.dimension_values("id").tolist() == [int(row["id"])] and 1 in solid.dimension_values("id")
-    assert dashed.opts.get().kwargs["line_dash"] == "dashed" and dashed.opts.get().kwargs["line_width"] == 3
+    solid, chosen = boxes.Boxes.Solid, boxes.Boxes.Selected  # the sidelobe is the one selected: thick
+    assert chosen.dimension_values("id").tolist() == [int(row["id"])] and 1 in solid.dimension_values("id")
+    assert chosen.opts.get().kwargs["line_width"] == 3
     viewer.selected = None
     unselected = viewer.boxes(z, True, viewer.version, None, "channel").Boxes.Sidelobes
     assert unselected.opts.get().kwargs["line_dash"] == "dashed"
