@@ -333,3 +333,38 @@ def test_the_cube_list_follows_cubes_opened_by_path(page, served_app, data_dir, 
     expect(page.locator(".cube-error")).to_contain_text("holiday.fits is not a FITS file")
     expect(page.get_by_text("Upload complete")).to_have_count(0)
     screenshot("refused-upload")
+
+
+# the right edge of what is drawn; Bokeh's glyph renderers keep empty placeholder boxes, not drawn
+OVERFLOW = """() => { let right = 0; const walk = root => root.querySelectorAll('*').forEach(e => {
+    const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
+    if (r.width > 0 && s.visibility !== 'hidden' && s.display !== 'none'
+        && !String(e.className).includes('bk-GlyphRenderer')) right = Math.max(right, r.right);
+    if (e.shadowRoot) walk(e.shadowRoot); }); walk(document); return right; }"""
+ON_TOP = """([x, y]) => { let e = document.elementFromPoint(x, y);
+    while (e && e.shadowRoot) { const inner = e.shadowRoot.elementFromPoint(x, y); if (!inner || inner === e) break; e = inner; }
+    for (let p = e; p; p = p.parentNode || p.host) { if (p.classList && p.classList.contains('cube-image')) return true; }
+    return false; }"""
+
+
+def test_every_tab_fits_1280x800_and_1920x1080(page, served_app_with_stores, screenshot):
+    """Issue 13, item 10: at both sizes nothing runs past the window's right edge, on any tab, and
+    nothing covers the cube image or its colour bar."""
+    try:
+        for width, height in ((1280, 800), (1920, 1080)):
+            page.set_viewport_size({"width": width, "height": height})
+            _open(page, served_app_with_stores)
+            box = page.locator(".cube-image canvas").first.bounding_box()
+            assert box["x"] + box["width"] <= width, box
+            for fx, fy in ((0.5, 0.5), (0.92, 0.3), (0.92, 0.7), (0.98, 0.5)):  # the frame, the colour bar
+                point = [box["x"] + fx * box["width"], box["y"] + fy * box["height"]]
+                assert page.evaluate(ON_TOP, point), (width, fx, fy)
+            assert page.evaluate(OVERFLOW) <= width + 1
+            screenshot(f"cube-{width}")
+            for tab, ready in (("One-shot search", ".oneshot-stats"), ("Feature atlas", ".atlas-card")):
+                page.get_by_text(tab, exact=True).click()
+                expect(page.locator(ready).first).to_be_visible(timeout=90_000)
+                assert page.evaluate(OVERFLOW) <= width + 1, (tab, width)
+                screenshot(f"{tab.split()[0].lower()}-{width}")
+    finally:
+        page.set_viewport_size({"width": 1600, "height": 1100})
