@@ -51,7 +51,7 @@ MISSED_RADIUS_PX = 8.0  # screen pixels of the circles round missed true sources
 # what fits beside the controls at 1280 px; the exports have every column, the inspector the rest
 TABLE_COLUMNS = ["id", "z", "ra", "dec", "freq", "fwhm_x", "fwhm_y", "pa", "flux", "snr"]
 COLUMN_WIDTHS = {"id": 55, "z": 50, "ra": 104, "dec": 104, "GHz": 88, "fwhm_x": 92, "fwhm_y": 92, "pa": 55,
-                 "Jy km/s": 88, "snr": 64, "truth": 100, "pb": 60, "sidelobe_p": 110, "p_false": 90}
+                 "Jy km/s": 88, "snr": 64, "truth": 112, "pb": 60, "sidelobe_p": 110, "p_false": 90}
 MEASURED_COLUMNS = ["pb", "sidelobe_p", "p_false"]  # shown when measured (sidelobe_p: when a sidelobe is shown)
 EXPORTS = {".csv": "CSV", ".vot": "VOTable", ".reg": "DS9 regions", ".crtf": "CRTF regions"}
 GRID_LIMIT = 48  # spectra in the grid of every source
@@ -480,7 +480,7 @@ class DetectionViewer(pn.viewable.Viewer):
             xaxis=None, yaxis=None)
         params = Text(
             f"RA {row['ra']:.6f} deg  Dec {row['dec']:.6f} deg\n"
-            f"frequency {row['freq'] / 1e9:.6f} GHz (channel {row['z']})\n"
+            f"frequency {row['freq'] / 1e9:.6f} GHz (channel {int(row['z'])})\n"
             + shape_text(row)
             + (f"probable sidelobe of source {row['sidelobe_of']} (p = {row['sidelobe_p']:.2f})\n"
                if row["sidelobe"] else "")
