@@ -23,6 +23,8 @@ from astropy.visualization import (
     PercentileInterval,
     SqrtStretch,
 )
+from bokeh.core.validation import silence
+from bokeh.core.validation.warnings import FIXED_SIZING_MODE
 from bokeh.models import CustomJSTickFormatter
 from holoviews.plotting.util import process_cmap
 
@@ -44,6 +46,9 @@ PALETTE_SIZE = 1024  # fine enough that even the log stretch's steep start shows
 SCAN_LIMIT_BYTES = 512 * 2**20
 FRAME_PX = 480  # the image frame's longer side on screen
 _HIDE_PLAYER_SLIDER = "input[type='range'] {display: none;}"  # the channel slider above serves
+# the image's size is fixed by its frame's (frame_width, frame_height), which Bokeh's check for a
+# "fixed" plot without width and height does not know: its warning W-1005 would be noise in the log
+silence(FIXED_SIZING_MODE, True)
 
 
 def clip_limits(image: np.ndarray, clip_percent: float) -> tuple[float, float]:
@@ -230,7 +235,7 @@ class CubeViewer(pn.viewable.Viewer):
             xformatter=_sexagesimal_formatter(ra, hours=True), yformatter=_sexagesimal_formatter(dec, hours=False),
             xlabel="RA (ICRS)" if "RA" in cw.wcs.ctype[0] else cw.wcs.ctype[0],
             ylabel="Dec (ICRS)" if "DEC" in cw.wcs.ctype[1] else cw.wcs.ctype[1],
-            aspect=self.cube.nx / self.cube.ny, frame_height=self.frame_size[1], toolbar="below",
+            frame_width=self.frame_size[0], frame_height=self.frame_size[1], toolbar="below",
         ) * beam * marker)
         for overlay in self.overlays:
             plot = plot * overlay
