@@ -54,7 +54,7 @@ class AtlasViewer(pn.viewable.Viewer):
             sortable=False,  # ranked already; without the sort arrows every title fits the narrow column
             stylesheets=[".tabulator, .tabulator .tabulator-col-title {font-size: 12px;}"])
         # typed numbers are checked against the store, with a message, before they become the feature
-        self._feature_input = pn.widgets.IntInput(name="Feature", value=self.feature, css_classes=["feature-input"])
+        self._feature_input = pn.widgets.IntInput(label="Feature", value=self.feature, css_classes=["feature-input"])
         self._feature_input.param.watch(lambda e: self.show_feature(e.new), "value")
         self.param.watch(lambda e: setattr(self._feature_input, "value", e.new), "feature")
         self._ranking_table.param.watch(self._on_rank_select, "selection")
