@@ -342,8 +342,10 @@ OVERFLOW = """() => { let right = 0; const walk = root => root.querySelectorAll(
         && !String(e.className).includes('bk-GlyphRenderer')) right = Math.max(right, r.right);
     if (e.shadowRoot) walk(e.shadowRoot); }); walk(document); return right; }"""
 ON_TOP = """([x, y]) => { let e = document.elementFromPoint(x, y);
-    while (e && e.shadowRoot) { const inner = e.shadowRoot.elementFromPoint(x, y); if (!inner || inner === e) break; e = inner; }
-    for (let p = e; p; p = p.parentNode || p.host) { if (p.classList && p.classList.contains('cube-image')) return true; }
+    while (e && e.shadowRoot) {
+      const inner = e.shadowRoot.elementFromPoint(x, y); if (!inner || inner === e) break; e = inner; }
+    for (let p = e; p; p = p.parentNode || p.host) {
+      if (p.classList && p.classList.contains('cube-image')) return true; }
     return false; }"""
 
 
