@@ -71,6 +71,8 @@ class AtlasViewer(pn.viewable.Viewer):
         self._comparison.object = ""
         if self.store is not self._store_shown:
             self._store_shown = self.store
+            if self.store is not None and self.feature >= self.store.features.shape[1]:  # a set of other features
+                self.feature = 0
             self.ranking, self._comparison.object = None, ""
             self._ranking_table.value = None
             self.version += 1
@@ -83,7 +85,9 @@ class AtlasViewer(pn.viewable.Viewer):
         if number is None or number == self.feature:
             return number is not None
         try:
-            self.feature = atlas.check_feature(self.store, number) if self.store is not None else int(number)
+            if self.store is None:
+                raise InputError("Open a galaxy set in the one-shot tab first: its features are what the atlas shows.")
+            self.feature = atlas.check_feature(self.store, number)
         except InputError as exc:
             self.show_error(str(exc))
             self._feature_input.value = self.feature

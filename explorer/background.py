@@ -18,6 +18,7 @@ import multiprocessing
 import queue
 import threading
 import time
+import weakref
 
 import panel as pn
 
@@ -26,7 +27,21 @@ from pipeline.errors import Cancelled, InputError
 CANCEL_GRACE_S = 1.0  # after Cancel, how long a worker may take to stop by itself before it is ended
 POLL_MS = 200
 _PROCESSES = multiprocessing.get_context("forkserver")
-_PROCESSES.set_forkserver_preload(["explorer.jobs"])
+_PROCESSES.set_forkserver_preload(["explorer.background", "explorer.jobs"])
+
+
+class _Flag:
+    """A cancel flag shared with a worker process without a lock (a byte of shared memory): a
+    worker ended while reading it can leave nothing locked (a multiprocessing Event could)."""
+
+    def __init__(self):
+        self._value = _PROCESSES.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
 
 
 def _served() -> bool:
@@ -94,8 +109,14 @@ class BackgroundJob:
         self._poll = None
         served = _served()
         self.processes = served if processes is None else processes
-        if served:
-            pn.state.on_session_destroyed(lambda ctx: self.stop())
+        if served:  # through a weak reference: the session must not keep every viewer it ever showed
+            job = weakref.ref(self)
+            pn.state.on_session_destroyed(lambda ctx: job() is not None and job().stop())
+
+    @property
+    def busy(self) -> bool:
+        """A job runs, or has ended and its result is not handed over yet."""
+        return self.running or self._poll is not None
 
     @property
     def running(self) -> bool:
@@ -106,13 +127,13 @@ class BackgroundJob:
     def start(self, work, what: str, in_process: bool = False) -> bool:
         """Start ``work`` unless a job is running (then False); in a worker process when
         ``in_process`` (``work`` picklable, see the module docstring)."""
-        if self.running:
+        if self.busy:
             return False
         self._state = {"text": what, "fraction": 0.0, "what": what}
         self.bar.visible, self.bar.value, self.cancel_button.disabled = True, 0, False
         self.on_status(what)
         if in_process and self.processes:
-            self.cancel = _PROCESSES.Event()
+            self.cancel = _Flag()
             self._messages = _PROCESSES.Queue()
             self._thread = None
             self._process = _PROCESSES.Process(target=_in_worker, args=(work, self._messages, self.cancel, what),
@@ -137,19 +158,32 @@ class BackgroundJob:
 
     def request_cancel(self) -> None:
         """Ask the work to stop; a worker process that has not stopped ``CANCEL_GRACE_S`` later is ended."""
-        if not self.cancel.is_set():
+        if "cancelled_at" not in self._state and self.running:
             self.cancel.set()
             self._state["cancelled_at"] = time.monotonic()
             self._state["text"] = f"cancelling {self._state.get('what', '')}".rstrip()
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the last job was asked to stop (Cancel, or its session ended)."""
+        return "cancelled_at" in self._state
+
     def stop(self) -> None:
-        """End the work now (the session is gone): a worker process is ended, a thread asked to stop."""
+        """End the work now (its session is gone, or its viewer closed): a worker process is
+        ended, a thread asked to stop; no result is handed over."""
+        self._state.setdefault("cancelled_at", time.monotonic())
         self.cancel.set()
         if self._process is not None and self._process.is_alive():
-            self._process.kill()
+            self._kill()
         if self._poll is not None:
             self._poll.stop()
             self._poll = None
+
+    def _kill(self) -> None:
+        """End the worker and never read its queue again (it may have died mid-message)."""
+        self._process.kill()
+        self._process.join(1)
+        self._state.setdefault("outcome", ("error", f"Cancelled ({self._state.get('what', 'the work').rstrip('. ')})."))
 
     def share(self, value) -> None:
         """Called by the work: ``value`` (a partial result) goes to ``on_partial`` at the next poll."""
@@ -199,8 +233,7 @@ class BackgroundJob:
         """End a worker that has not stopped ``CANCEL_GRACE_S`` after Cancel."""
         started = self._state.get("cancelled_at")
         if started is not None and self._process.is_alive() and time.monotonic() - started > CANCEL_GRACE_S:
-            self._process.kill()
-            self._process.join(5)
+            self._kill()
 
     def _follow(self) -> None:
         if self._process is not None:
@@ -218,7 +251,9 @@ class BackgroundJob:
             self._poll.stop()
             self._poll = None
         if self._process is not None:
-            self._process.join(5)
+            self._process.join(0.2)  # it has sent its outcome: it is exiting
+            if self._process.is_alive():
+                self._process.kill()
             self._messages.close()
         self.bar.visible, self.cancel_button.disabled = False, True
         kind, value = self._state["outcome"]

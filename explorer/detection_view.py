@@ -228,7 +228,9 @@ class DetectionViewer(pn.viewable.Viewer):
         return dict(self._companions)
 
     def close(self):
-        """Close the companion cubes this viewer opened (the cube is its cube viewer's)."""
+        """Stop this viewer's detection, if one runs, and close the companion cubes it opened (the
+        cube is its cube viewer's)."""
+        self.job.stop()
         for companion in self._opened.values():
             companion.close()
         self._opened.clear()
@@ -281,7 +283,7 @@ class DetectionViewer(pn.viewable.Viewer):
             kept = (f" The table still shows the previous catalogue ({len(self.catalog)} sources, "
                     f"{self._shown_detector}).")
         self.status = f"No new catalogue: {message}{kept}"
-        if not self.job.cancel.is_set():  # a Cancel is no error: the status line says it
+        if not self.job.cancelled:  # a Cancel is no error: the status line says it
             self.show_error(message)
 
     def set_catalog(self, catalog: Table):

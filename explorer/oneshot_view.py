@@ -77,6 +77,7 @@ class OneShotViewer(pn.viewable.Viewer):
         self._thumbs: dict[str, bytes] = {}
         self.job = BackgroundJob(self._on_job_done, self._on_job_error, lambda text: setattr(self, "status", text))
         self._job_kind = ""
+        self._opened_as = None  # (set, model) of the store shown or being opened
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["oneshot-error"])
         self._notice = Alert("", alert_type="info", visible=False, css_classes=["oneshot-notice"])
         # restrict=False: an id that is not in the set reaches choose(), which says so
@@ -102,7 +103,15 @@ class OneShotViewer(pn.viewable.Viewer):
     # ---- the galaxy set -------------------------------------------------------------------
     @param.depends("galaxy_set", "model", watch=True)
     def load(self):
-        """Open the chosen set's store, building it (images and features) the first time."""
+        """Open the chosen set's store, building it (images and features) the first time. While
+        another job runs the choice goes back to the set shown, with a message."""
+        if self.job.busy:
+            self.show_error("A search or a set is still being prepared: wait for it or press Cancel, then "
+                            "choose the set again.")
+            if self._opened_as is not None:
+                self.param.update(dict(zip(("galaxy_set", "model"), self._opened_as, strict=True)))
+            return
+        self._opened_as = (self.galaxy_set, self.model)
         name, folder, model = self.galaxy_set, self._sets[self.galaxy_set], self.model
         self.store, self.result, self.iteration_stats = None, None, []
         self._upload_vector, self._upload_rgb = None, None
@@ -190,7 +199,7 @@ class OneShotViewer(pn.viewable.Viewer):
                                        disliked=sorted(self.disliked)), "refined")
 
     def run_recursive(self):
-        if self.store is None:
+        if self.store is None or self.job.busy:
             return
         store, query, n, iterations = self.store, self.query(), self.n, self.iterations
         label, positive = self.label, self.positive

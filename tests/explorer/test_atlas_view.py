@@ -76,3 +76,11 @@ def test_a_feature_number_the_store_lacks_is_refused_with_a_message(views):
     assert view._error.visible and "Feature 5000 does not exist" in view._error.object
     view._feature_input.value = 40
     assert view.feature == 40 and not view._error.visible
+
+
+def test_a_feature_before_any_set_is_open_says_to_open_one(index_dir, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("EXPLORER_INDEX_DIRS", str(index_dir))
+    view = AtlasViewer(OneShotViewer())  # the one-shot tab never shown: no set open
+    view._feature_input.value = 3
+    assert view.feature == 835 and view._feature_input.value == 835
+    assert "Open a galaxy set" in view._error.object

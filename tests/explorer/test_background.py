@@ -80,3 +80,27 @@ def test_outside_a_server_the_work_stays_in_this_process_unless_asked():
     BackgroundJob(on_done=lambda result: seen.append(result), on_error=seen.append).start(
         functools.partial(counting, 2), "counting", in_process=True)
     assert seen == [os.getpid()]
+
+
+def test_no_second_job_while_a_result_waits_to_be_handed_over():
+    """A job that has ended but whose result the page's poll has not taken yet still counts:
+    a second start then would leave the first poll running for ever."""
+    job = BackgroundJob(on_done=lambda result: None, on_error=lambda message: None)
+    job._poll = object()  # as in a served page, between the work's end and the next poll
+    assert job.busy and not job.running
+    assert job.start(functools.partial(counting, 1), "counting") is False
+
+
+def test_stop_ends_a_worker_and_its_queue_is_not_read_again():
+    seen = []
+    job = _job(seen)
+    runner = threading.Thread(target=job.start, args=(stubborn, "running pybdsf...", True))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while job._process is None or not job._process.is_alive():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    job.stop()  # the viewer closed, or the session ended
+    runner.join(30)
+    assert not job._process.is_alive() and job.cancelled
+    assert seen == [("error", "Cancelled (running pybdsf).")]

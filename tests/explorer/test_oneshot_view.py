@@ -116,3 +116,15 @@ def test_switching_sets_forgets_the_prototype(viewer, index_dir, tmp_path, monke
     viewer.galaxy_set = "other (index)"
     assert viewer.store is not None and not viewer._error.visible, viewer._error.object
     assert viewer.prototype.startswith("X") and viewer.prototype_panel() is not None
+
+
+def test_choosing_another_set_while_a_job_runs_keeps_the_set_shown(index_dir, monkeypatch):
+    monkeypatch.setenv("EXPLORER_INDEX_DIRS", str(index_dir))
+    viewer = OneShotViewer()
+    viewer.activate()
+    shown, store = viewer.galaxy_set, viewer.store
+    other = next(name for name in viewer.param.galaxy_set.objects if name != shown)
+    viewer.job._poll = object()  # a recursive search still running, as in a served page
+    viewer.galaxy_set = other
+    assert viewer.galaxy_set == shown and viewer.store is store
+    assert "wait for it or press Cancel" in viewer._error.object
