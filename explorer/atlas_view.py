@@ -48,7 +48,7 @@ class AtlasViewer(pn.viewable.Viewer):
         self._subspace_button.on_click(lambda _: self.compare_subspace())
         self._comparison = Text("", wrap=True, css_classes=["subspace-result"])
         self._ranking_table = TextTable(
-            disabled=True, show_index=False, pagination="local", page_size=10, selectable=1,
+            disabled=True, show_index=False, pagination="local", page_size=10, selectable=1, visible=False,
             css_classes=["ranking-table"], formatters={"feature": NumberFormatter(format="0")},  # 1226, not 1,226
             widths={"feature": 64, "auroc": 62, "low": 56, "high": 56, "direction": 72},
             sortable=False,  # ranked already; without the sort arrows every title fits the narrow column
@@ -74,7 +74,7 @@ class AtlasViewer(pn.viewable.Viewer):
             if self.store is not None and self.feature >= self.store.features.shape[1]:  # a set of other features
                 self.feature = 0
             self.ranking, self._comparison.object = None, ""
-            self._ranking_table.value = None
+            self._ranking_table.value, self._ranking_table.visible = None, False
             self.version += 1
 
     def show_error(self, text):
@@ -109,6 +109,7 @@ class AtlasViewer(pn.viewable.Viewer):
         self.show_error("")
         frame = self.ranking[["feature", "auroc", "low", "high", "direction"]].to_pandas()
         self._ranking_table.value = frame.round({"auroc": 3, "low": 3, "high": 3})
+        self._ranking_table.visible = True
         self.feature = int(self.ranking["feature"][0])
         self.version += 1
 
