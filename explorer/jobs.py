@@ -1,7 +1,8 @@
 """The explorer's long work as it runs in a worker process (:mod:`explorer.background`): top-level
 functions of plain arguments (paths, names, numbers), so they pickle, each called as
-``work(progress, cancel, share)`` once bound with ``functools.partial``. They import only
-:mod:`pipeline`, which the worker server has imported already."""
+``work(progress, cancel, share)`` once bound with ``functools.partial``: source finding and the
+one-shot tab's recursive search. They import only :mod:`pipeline`, which the worker server has
+imported already."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pipeline.alma import detect as finder_module
 from pipeline.alma import reliability as reliability_check
 from pipeline.alma.companions import open_companion
 from pipeline.alma.cube import open_cube
+from pipeline.oneshot import search
+from pipeline.oneshot.store import FeatureStore
 
 
 def find_sources(cube_path, detector: str, companions: dict, models, reliability: bool, completeness: bool,
@@ -40,3 +43,14 @@ def find_sources(cube_path, detector: str, companions: dict, models, reliability
         for companion in opened.values():
             companion.close()
         cube.close()
+
+
+def recursive_search(store, query, n: int, iterations: int, label, positive, progress, cancel, share):
+    """ULISSE's recursive search from ``query`` (a galaxy id or a feature vector) in ``store`` (a
+    :class:`FeatureStore`, or the folder of one: opened here), and each iteration's count of
+    ``label == positive`` (none without a label): (result, statistics)."""
+    store = store if isinstance(store, FeatureStore) else FeatureStore.open(store)
+    result = search.recursive(store, query, n, iterations, cancel=cancel, progress=progress)
+    stats = (search.iteration_statistics(store, result, label, positive, prototype=query)
+             if label is not None else [])
+    return result, stats

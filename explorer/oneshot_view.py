@@ -8,6 +8,7 @@ stats); this module only lays it out.
 
 from __future__ import annotations
 
+import functools
 import io
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ import panel as pn
 import param
 from astropy.table import Table
 
-from explorer import uploads
+from explorer import jobs, uploads
 from explorer.background import BackgroundJob
 from explorer.files import check_store_images, index_folders
 from explorer.galaxy_browser import THUMB_PX, GalaxyBrowser, png_bytes
@@ -201,18 +202,13 @@ class OneShotViewer(pn.viewable.Viewer):
     def run_recursive(self):
         if self.store is None or self.job.busy:
             return
-        store, query, n, iterations = self.store, self.query(), self.n, self.iterations
-        label, positive = self.label, self.positive
-
-        def work(progress, cancel, share):
-            result = search.recursive(store, query, n, iterations, cancel=cancel, progress=progress)
-            stats = (search.iteration_statistics(store, result, label, positive, prototype=query)
-                     if label is not None else [])
-            return result, stats
-
+        # in a worker process (served), which opens the store from its folder: Cancel ends it at once
+        store = self.store.folder if self.job.processes else self.store
+        work = functools.partial(jobs.recursive_search, store, self.query(), self.n, self.iterations, self.label,
+                                 self.positive)
         self._job_kind = "recursive"
         self.show_error("")
-        self.job.start(work, "recursive search")
+        self.job.start(work, "recursive search", in_process=True)
 
     def _set_result(self, result: Table, mode: str, stats=None):
         self.result, self.mode, self.iteration_stats = result, mode, stats or []

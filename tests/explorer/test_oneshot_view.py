@@ -56,6 +56,16 @@ def test_recursive_search_gives_iterations_and_provenance(viewer):
     assert list(panel.objects[1].value.columns[:3]) == ["id", "iteration", "parent"]
 
 
+def test_the_recursive_search_in_a_worker_process_gives_the_same_galaxies(viewer):
+    """As in a served page: the work goes to a worker process, which opens the store itself."""
+    viewer.n, viewer.iterations = 3, 3
+    viewer.run_recursive()
+    here = list(viewer.result["id"])
+    viewer.job.processes = True
+    viewer.run_recursive()
+    assert viewer.mode == "recursive" and list(viewer.result["id"]) == here and viewer.job._process is not None
+
+
 def test_feedback_reranks(viewer):
     first = list(viewer.result["id"])
     cards = viewer.neighbours_panel().objects[1].objects
