@@ -121,7 +121,9 @@ class BackgroundJob:
     @property
     def running(self) -> bool:
         if self._process is not None:
-            return "outcome" not in self._state and (self._process.is_alive() or not self._drained_dead())
+            if "outcome" not in self._state and not self._process.is_alive():
+                self._settle()
+            return "outcome" not in self._state
         return self._thread is not None and self._thread.is_alive()
 
     def start(self, work, what: str, in_process: bool = False) -> bool:
@@ -183,7 +185,7 @@ class BackgroundJob:
         """End the worker and never read its queue again (it may have died mid-message)."""
         self._process.kill()
         self._process.join(1)
-        self._state.setdefault("outcome", ("error", f"Cancelled ({self._state.get('what', 'the work').rstrip('. ')})."))
+        self._state.setdefault("outcome", self._cancelled())
 
     def share(self, value) -> None:
         """Called by the work: ``value`` (a partial result) goes to ``on_partial`` at the next poll."""
@@ -206,19 +208,22 @@ class BackgroundJob:
             else:
                 self._state["outcome"] = message
 
-    def _drained_dead(self) -> bool:
-        """For a worker that has exited: its last messages taken; True (it ended) in any case."""
+    def _settle(self) -> None:
+        """For a worker that has exited: its last messages taken, and an outcome in any case."""
         self._drain()
-        if "outcome" not in self._state:
-            cancelled = "cancelled_at" in self._state
-            what = self._state.get("what", "the work").rstrip(". ")
-            self._state["outcome"] = ("error", f"Cancelled ({what})." if cancelled else
-                                      f"{what} stopped unexpectedly (the server may be short of memory); "
-                                      "try again, or on a smaller cube.")
-            if not cancelled:
-                logging.getLogger("explorer").error("%s: worker process ended with exit code %s", what,
-                                                    self._process.exitcode)
-        return True
+        if "outcome" in self._state:
+            return
+        if self.cancelled:
+            self._state["outcome"] = self._cancelled()
+            return
+        what = self._state.get("what", "the work").rstrip(". ")
+        self._state["outcome"] = ("error", f"{what} stopped unexpectedly (the server may be short of memory); "
+                                           "try again, or on a smaller cube.")
+        logging.getLogger("explorer").error("%s: worker process ended with exit code %s", what,
+                                            self._process.exitcode)
+
+    def _cancelled(self) -> tuple[str, str]:
+        return "error", f"Cancelled ({self._state.get('what', 'the work').rstrip('. ')})."
 
     def _wait(self) -> None:
         """Without a server: wait for the work to end."""

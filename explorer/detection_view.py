@@ -186,6 +186,7 @@ class DetectionViewer(pn.viewable.Viewer):
         cube_viewer.tap.add_subscriber(self._on_tap)
         cube_viewer.param.watch(self._follow_view, ["channel", "view"])
         self.param.watch(self._follow_view, ["all_channels", "version", "selected", "preliminary"])
+        self._follow_view()
         self.param.update({f"{kind}_file": chosen[kind] for kind in KINDS})
         for kind in KINDS:
             self._attach(kind, getattr(self, f"{kind}_file"))
@@ -376,18 +377,20 @@ class DetectionViewer(pn.viewable.Viewer):
         (``preliminary``, every channel), dotted white. Every line has a dark halo. The layers:
         ``Boxes.Solid``, ``Boxes.Sidelobes`` (dashed), ``Boxes.Selected`` (thick, whatever its kind: the
         inspector says it), ``Boxes.Candidates`` and ``Path.Missed``; ``Halo.*`` under them."""
-        key = self._drawn_key(channel, all_channels, version, selected, view, preliminary)
+        return self._draw(self._drawn_key(channel, all_channels, version, selected, view, preliminary))
+
+    def _draw(self, key: tuple):
+        """The overlay of :meth:`boxes` for ``key`` (:meth:`_drawn_key`), made again only when it changes."""
         if self._last_boxes is not None and self._last_boxes[0] == key:  # a channel change that changes no box
             return self._last_boxes[1]
+        emitting, near, selected, _, preliminary = key
         drawn = self._drawable()
-        emitting, near = np.zeros(len(drawn["id"]), bool), np.zeros(len(drawn["missed_z"]), bool)
-        emitting[list(key[0])], near[list(key[1])] = True, True
         layers = {"Solid": [], "Sidelobes": [], "Selected": []}
-        for i in np.flatnonzero(emitting):
+        for i in emitting:
             name = "Selected" if drawn["id"][i] == selected else "Sidelobes" if drawn["sidelobe"][i] else "Solid"
             layers[name].append(drawn["boxes"][i])
         radius = MISSED_RADIUS_PX * max(self.cube.nx, self.cube.ny) / max(self.cube_viewer.frame_size)
-        circles = _circles(drawn["missed_xy"][near], radius)
+        circles = _circles(drawn["missed_xy"][list(near)], radius)
         so_far = [(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5, PRELIMINARY_COLOUR, -1) for x0, y0, x1, y1, _ in preliminary]
         # few layers: every layer costs the server and the browser time on every channel change
         overlay = (_halo([box for boxes in layers.values() for box in boxes] + so_far)
@@ -444,11 +447,7 @@ class DetectionViewer(pn.viewable.Viewer):
 
     def overlay(self):
         """The boxes and circles over the image, redrawn when what they show changes (``shown``)."""
-        def draw(shown):
-            cv = self.cube_viewer
-            return self.boxes(cv.channel, self.all_channels, self.version, self.selected, cv.view, self.preliminary)
-
-        return hv.DynamicMap(pn.bind(draw, self.param.shown))
+        return hv.DynamicMap(pn.bind(self._draw, self.param.shown))
 
     def source_panel(self, selected, version):
         """The selected source: spectra with emission ranges, focused image, parameters."""

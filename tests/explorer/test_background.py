@@ -51,8 +51,9 @@ def test_a_refusal_in_the_worker_reaches_the_page_as_its_message():
     assert seen == [("error", "the cube has no spectral axis: use a cube")]
 
 
-def test_cancel_ends_work_that_never_checks_it():
-    seen = []
+def _stubborn_worker(seen):
+    """A job running ``stubborn`` in a worker process, started by a thread (``start`` waits for
+    the work outside a server); (job, that thread) once the worker is alive."""
     job = _job(seen)
     runner = threading.Thread(target=job.start, args=(stubborn, "running pybdsf...", True))
     runner.start()
@@ -60,6 +61,12 @@ def test_cancel_ends_work_that_never_checks_it():
     while job._process is None or not job._process.is_alive():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return job, runner
+
+
+def test_cancel_ends_work_that_never_checks_it():
+    seen = []
+    job, runner = _stubborn_worker(seen)
     asked = time.monotonic()
     job.request_cancel()
     runner.join(30)
@@ -93,13 +100,7 @@ def test_no_second_job_while_a_result_waits_to_be_handed_over():
 
 def test_stop_ends_a_worker_and_its_queue_is_not_read_again():
     seen = []
-    job = _job(seen)
-    runner = threading.Thread(target=job.start, args=(stubborn, "running pybdsf...", True))
-    runner.start()
-    deadline = time.monotonic() + 30
-    while job._process is None or not job._process.is_alive():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    job, runner = _stubborn_worker(seen)
     job.stop()  # the viewer closed, or the session ended
     runner.join(30)
     assert not job._process.is_alive() and job.cancelled
