@@ -3,8 +3,8 @@
 ``CubeViewer`` shows one open :class:`pipeline.alma.cube.Cube`; ``CubeExplorer`` is the tab around
 it, which opens bundled cubes, cubes by path (inside the allowed data folders) and uploads.
 Images are in pixel coordinates (so clicks map to pixels exactly) with RA/Dec tick labels from the
-WCS. Channels larger than ``RASTERIZE_ABOVE_PX`` go through Datashader's ``rasterize``, so a
-2048x2048 channel is sent at screen resolution; smaller ones are sent as they are.
+WCS. The image itself is an :class:`explorer.image_layer.ImageLayer`, changed in place on a new
+channel, view, clip, stretch or colour map (large channels are sent at screen resolution).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bokeh.models import CustomJSTickFormatter
 from holoviews.plotting.util import process_cmap
 from panel.io import hold
 
+from explorer.image_layer import ImageLayer
 from explorer.text import Text
 from pipeline.alma.cube import Cube
 from pipeline.alma.cube_summary import format_info
@@ -42,7 +43,6 @@ STRETCHES = {
     "log": LogStretch(a=1000),
     "asinh": AsinhStretch(a=0.1),
 }
-RASTERIZE_ABOVE_PX = 1024  # larger channels go through Datashader; one of 1024x1024 is 4 MB as it is
 PALETTE_SIZE = 1024  # fine enough that even the log stretch's steep start shows no banding
 SCAN_LIMIT_BYTES = 512 * 2**20
 FRAME_PX = 480  # the image frame's longer side on screen
@@ -135,16 +135,11 @@ class CubeViewer(pn.viewable.Viewer):
         super().__init__(**params)
         self._moment_cache = {}
         self.overlays = []  # more HoloViews layers on the image (e.g. detection boxes)
-        p = self.param
-        self._image_dmap = hv.DynamicMap(pn.bind(self._image, p.channel, p.view, p.moment_range,
-                                                 p.clip_percent, p.cmap, p.stretch))
-        if max(cube.nx, cube.ny) > RASTERIZE_ABOVE_PX:  # sent at screen resolution
-            from holoviews.operation.datashader import rasterize
-
-            self._raster = rasterize(self._image_dmap)
-        else:  # sent as it is: fewer bytes than at screen resolution, and no compiled kernels to wait for
-            self._raster = self._image_dmap
-        self.tap = hv.streams.Tap(source=self._raster, x=None, y=None)
+        self.image_layer = ImageLayer(cube.nx, cube.ny)
+        self._frame = self.image_layer.frame()
+        self.param.watch(self._show_image, ["channel", "view", "moment_range", "clip_percent", "cmap", "stretch"])
+        self._show_image()
+        self.tap = hv.streams.Tap(source=self._frame, x=None, y=None)
         self.tap.add_subscriber(self._on_tap)
 
     # ---- science through the pipeline ------------------------------------------------------
@@ -191,17 +186,14 @@ class CubeViewer(pn.viewable.Viewer):
         return " | ".join(parts)
 
     # ---- plots ------------------------------------------------------------------------------
-    def _image(self, channel, view, moment_range, clip_percent=99.5, cmap="inferno", stretch="linear"):
-        """The image in data units, with its colour limits, stretched palette and a title with the unit."""
-        data, unit = self.current_image(channel, view, moment_range)
-        ny, nx = data.shape
-        what = (f"moment 0 of channels {moment_range[0]}-{moment_range[1]}" if view == "moment 0"
-                else f"channel {channel}")
-        # hv.Image takes row 0 as the top; FITS row 0 (y = 0) is the bottom
-        return hv.Image(data[::-1], bounds=(-0.5, -0.5, nx - 0.5, ny - 0.5), kdims=["x", "y"],
-                        vdims=[hv.Dimension("value", label=unit)]).opts(
-            clim=clip_limits(data, float(clip_percent)), cmap=stretched_palette(cmap, stretch),
-            title=f"{what} ({unit})", clabel=" ")
+    def _show_image(self, *_):
+        """Show the current image in data units, with its colour limits, stretched palette and a title
+        with the unit."""
+        data, unit = self.current_image()
+        what = (f"moment 0 of channels {self.moment_range[0]}-{self.moment_range[1]}" if self.view == "moment 0"
+                else f"channel {self.channel}")
+        self.image_layer.show(data, clip_limits(data, float(self.clip_percent)),
+                              stretched_palette(self.cmap, self.stretch), f"{what} ({unit})", unit)
 
     def _beam_overlay(self, show_beam):
         beam, cube = self.cube.beam, self.cube
@@ -231,8 +223,8 @@ class CubeViewer(pn.viewable.Viewer):
         dec = cw.pixel_to_world_values(np.full_like(ys, self.cube.nx // 2), ys)[1]
         beam = hv.DynamicMap(pn.bind(self._beam_overlay, self.param.show_beam))
         marker = hv.DynamicMap(pn.bind(self._marker, self.param.pixel))
-        plot = (self._raster.opts(
-            colorbar=True, tools=["tap", "hover"], default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
+        plot = (self._frame.opts(
+            tools=["tap"], default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
             xformatter=_sexagesimal_formatter(ra, hours=True), yformatter=_sexagesimal_formatter(dec, hours=False),
             xlabel="RA (ICRS)" if "RA" in cw.wcs.ctype[0] else cw.wcs.ctype[0],
             ylabel="Dec (ICRS)" if "DEC" in cw.wcs.ctype[1] else cw.wcs.ctype[1],
@@ -276,7 +268,9 @@ class CubeViewer(pn.viewable.Viewer):
     def _drives(self, widget, name: str):
         """``widget`` shows parameter ``name`` and sets it, with the document's model graph frozen
         until every plot has redrawn: Bokeh then walks the graph once per change, not once per plot
-        (that walk was a third of a channel change's time on the server)."""
+        (that walk was a third of a channel change's time on the server). The change is handled as
+        soon as it arrives: Panel otherwise waits 50 ms for more (its switch for that, as Tabulator's)."""
+        widget._priority_changes = ["value"]
         widget.value = getattr(self, name)
         widget.param.watch(lambda event: self._set_frozen(name, event.new), "value")
         self.param.watch(lambda event: setattr(widget, "value", event.new), name)

@@ -1,7 +1,9 @@
 """The cube viewer's state and views, without a server (see tests/ui for the browser)."""
 
+import holoviews as hv
 import numpy as np
 import pytest
+from bokeh.models import HoverTool
 from holoviews.plotting.util import process_cmap
 
 from explorer import files
@@ -64,14 +66,18 @@ def test_channel_and_moment_images_come_from_the_cube(viewer):
     image, unit = viewer.current_image()
     assert unit == "Jy/beam km/s"
     np.testing.assert_allclose(image, viewer.cube.moment0(4, 8)[0])
-    element = viewer._image(6, "moment 0", (4, 8), 100.0, "gray", "sqrt")
-    assert element[10, 8] == pytest.approx(image[8, 10])  # pixel (x, y) shows data[y, x]: not flipped
-    assert element[3, 17] == pytest.approx(image[17, 3])
-    assert element.vdims[0].label == "Jy/beam km/s"
-    opts = element.opts.get().kwargs
-    assert opts["clim"] == pytest.approx((np.nanmin(image), np.nanmax(image)), rel=1e-5)
-    assert opts["title"] == "moment 0 of channels 4-8 (Jy/beam km/s)"
-    assert opts["cmap"] == stretched_palette("gray", "sqrt")
+    viewer.param.update(clip_percent=100.0, cmap="gray", stretch="sqrt")
+    sent, figure = _sent(viewer)
+    assert sent[8, 10] == pytest.approx(image[8, 10])  # pixel (x, y) shows data[y, x]: not flipped
+    assert sent[17, 3] == pytest.approx(image[17, 3])
+    mapper = figure.renderers[0].glyph.color_mapper
+    assert (mapper.low, mapper.high) == pytest.approx((np.nanmin(image), np.nanmax(image)), rel=1e-5)
+    assert list(mapper.palette) == stretched_palette("gray", "sqrt")
+    assert figure.title.text == "moment 0 of channels 4-8 (Jy/beam km/s)"
+    viewer.param.update(view="channel", channel=3)  # changed in place, in the figure already drawn
+    np.testing.assert_array_equal(_sent(viewer, figure)[0], cube_data()[3])
+    assert figure.title.text == "channel 3 (Jy/beam)"
+    assert figure.select_one({"type": HoverTool, "name": "image-hover"}).tooltips[-1] == ("Jy/beam", "@image")
 
 
 def test_tap_selects_the_pixel_and_its_spectrum(viewer):
@@ -161,18 +167,25 @@ def test_resolve_user_path_stays_inside_data_folders(tmp_path, monkeypatch):
         files.resolve_user_path("../" * 10 + "etc/hostname")
 
 
-def _sent_image(viewer):
-    """The image array the browser would be sent for the viewer's current channel."""
-    import holoviews as hv
-
-    plot = hv.renderer("bokeh").get_plot(viewer.image_plot())
-    images = [p.handles["source"].data["image"][0] for p in plot.traverse(lambda p: p)
-              if "source" in getattr(p, "handles", {}) and "image" in p.handles["source"].data]
-    return images[0]
+def _sent(viewer, figure=None):
+    """The image the browser is sent for the viewer's current channel, and the figure it is in
+    (drawn from the viewer's plot unless given)."""
+    if figure is None:
+        figure = hv.renderer("bokeh").get_plot(viewer.image_plot()).state
+    renderers = [r for r in figure.renderers if r.name == "cube-image"]
+    assert len(renderers) == 1 and figure.renderers[0] is renderers[0], "one image, under every other layer"
+    return renderers[0].data_source.data["image"][0], figure
 
 
 def test_small_channels_are_sent_as_they_are_and_large_ones_at_screen_resolution(make_cube):
     small = CubeViewer(open_cube(make_cube(layout="3d")))
-    np.testing.assert_array_equal(_sent_image(small), cube_data()[0])  # row 0 is y = 0, as in the cube
-    large = CubeViewer(open_cube(make_cube(layout="3d", nx=1200, ny=1100, nchan=2)))
-    assert max(_sent_image(large).shape) <= 800  # rasterized to the plot's size, not 1200 x 1100
+    np.testing.assert_array_equal(_sent(small)[0], cube_data()[0])  # row 0 is y = 0, as in the cube
+    large = CubeViewer(open_cube(make_cube(layout="3d", nx=1900, ny=1100, nchan=2)))
+    sent, figure = _sent(large)
+    assert sent.shape == (550, 950)  # block-averaged 2 x 2 to at most SCREEN_PX, not 1900 x 1100
+    channel = large.cube.channel(0)
+    assert sent[10, 20] == pytest.approx(channel[20:22, 40:42].mean(), rel=1e-5)
+    large.image_layer.zoom(x_range=(99.5, 299.5), y_range=(9.5, 109.5))  # zoomed in: the part in view, every pixel
+    data = figure.renderers[0].data_source.data
+    np.testing.assert_array_equal(data["image"][0], channel[10:110, 100:300])
+    assert (data["x"], data["y"], data["dw"], data["dh"]) == ([99.5], [9.5], [200], [100])
