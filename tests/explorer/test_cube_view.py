@@ -3,12 +3,13 @@
 import holoviews as hv
 import numpy as np
 import pytest
-from bokeh.models import HoverTool
+from bokeh.models import ColorBar, HoverTool
 from holoviews.plotting.util import process_cmap
 
 from explorer import files
 from explorer.cube_explorer import CubeExplorer
 from explorer.cube_view import PALETTE_SIZE, STRETCHES, CubeViewer, clip_limits, stretched_palette
+from explorer.image_layer import colour
 from pipeline.alma.cube import open_cube
 from tests.conftest import REST_HZ, cube_data
 
@@ -45,6 +46,15 @@ def test_stretched_palette_follows_the_stretch(stretch):
         assert levels[quarter] > int(base[64][1:3], 16), "faint data gets brighter colours"
 
 
+def test_colour_maps_values_linearly_onto_the_palette_as_bokeh_does():
+    palette = ["#000000", "#ff0000", "#00ff00", "#0000ff"]
+    image = np.array([[-5.0, 0.0, 0.24, 0.26], [0.5, 0.99, 1.0, np.nan]], np.float32)
+    rgba = colour(image, (0.0, 1.0), palette)
+    black, red, green, blue = 0xFF000000, 0xFF0000FF, 0xFF00FF00, 0xFFFF0000  # little-endian RGBA words
+    assert rgba.dtype == np.uint32 and rgba.shape == image.shape
+    assert rgba.tolist() == [[black, black, black, red], [green, blue, blue, 0]]  # NaN: transparent
+
+
 @pytest.fixture
 def viewer(make_cube):
     return CubeViewer(open_cube(make_cube(layout="3d")))
@@ -70,14 +80,16 @@ def test_channel_and_moment_images_come_from_the_cube(viewer):
     sent, figure = _sent(viewer)
     assert sent[8, 10] == pytest.approx(image[8, 10])  # pixel (x, y) shows data[y, x]: not flipped
     assert sent[17, 3] == pytest.approx(image[17, 3])
-    mapper = figure.renderers[0].glyph.color_mapper
+    mapper = figure.select_one({"type": ColorBar}).color_mapper
     assert (mapper.low, mapper.high) == pytest.approx((np.nanmin(image), np.nanmax(image)), rel=1e-5)
     assert list(mapper.palette) == stretched_palette("gray", "sqrt")
+    rgba = figure.renderers[0].data_source.data["image"][0]  # the pixels, coloured as the colour bar says
+    np.testing.assert_array_equal(rgba, colour(sent, (mapper.low, mapper.high), mapper.palette))
     assert figure.title.text == "moment 0 of channels 4-8 (Jy/beam km/s)"
     viewer.param.update(view="channel", channel=3)  # changed in place, in the figure already drawn
     np.testing.assert_array_equal(_sent(viewer, figure)[0], cube_data()[3])
     assert figure.title.text == "channel 3 (Jy/beam)"
-    assert figure.select_one({"type": HoverTool, "name": "image-hover"}).tooltips[-1] == ("Jy/beam", "@image")
+    assert figure.select_one({"type": HoverTool, "name": "image-hover"}).tooltips[-1] == ("Jy/beam", "@value")
 
 
 def test_tap_selects_the_pixel_and_its_spectrum(viewer):
@@ -174,7 +186,7 @@ def _sent(viewer, figure=None):
         figure = hv.renderer("bokeh").get_plot(viewer.image_plot()).state
     renderers = [r for r in figure.renderers if r.name == "cube-image"]
     assert len(renderers) == 1 and figure.renderers[0] is renderers[0], "one image, under every other layer"
-    return renderers[0].data_source.data["image"][0], figure
+    return renderers[0].data_source.data["value"][0], figure
 
 
 def test_small_channels_are_sent_as_they_are_and_large_ones_at_screen_resolution(make_cube):
@@ -187,5 +199,5 @@ def test_small_channels_are_sent_as_they_are_and_large_ones_at_screen_resolution
     assert sent[10, 20] == pytest.approx(channel[20:22, 40:42].mean(), rel=1e-5)
     large.image_layer.zoom(x_range=(99.5, 299.5), y_range=(9.5, 109.5))  # zoomed in: the part in view, every pixel
     data = figure.renderers[0].data_source.data
-    np.testing.assert_array_equal(data["image"][0], channel[10:110, 100:300])
+    np.testing.assert_array_equal(data["value"][0], channel[10:110, 100:300])
     assert (data["x"], data["y"], data["dw"], data["dh"]) == ([99.5], [9.5], [200], [100])
