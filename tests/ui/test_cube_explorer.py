@@ -4,6 +4,7 @@ import re
 from io import BytesIO
 
 import numpy as np
+import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
@@ -89,6 +90,17 @@ def test_slider_and_clicks_follow_the_cube(page, served_app, screenshot):
     value = float(re.search(r"\| ([-0-9.e]+) Jy/beam in channel 15", info.inner_text()).group(1))
     assert value > 0.01, info.inner_text()  # the source peaks near 0.03 Jy/beam; the noise is ~0.001
     screenshot("clicked")
+
+    # hovering there shows the same pixel and its value in the cube's unit (the image is sent as
+    # coloured pixels, with the values beside them for this)
+    page.mouse.move(spot["x"] + 1, spot["y"])
+    page.mouse.move(spot["x"], spot["y"])
+    tooltip = page.locator(".bk-tooltip-content").filter(has_text="Jy/beam")
+    expect(tooltip).to_be_visible()
+    shown = dict(re.findall(r"([\w/]+):\s*(\S+)", tooltip.inner_text()))
+    px, py = map(int, re.search(r"Pixel \((\d+), (\d+)\)", info.inner_text()).groups())
+    assert (int(shown["x"]), int(shown["y"])) == (px, py), (shown, info.inner_text())
+    assert float(shown["Jy/beam"]) == pytest.approx(value, rel=2e-3)
 
 
 def test_bad_paths_and_files_say_what_is_wrong(page, served_app, screenshot, tmp_path):
