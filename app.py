@@ -26,6 +26,8 @@ def _on_tab(event):
         if not galaxy_tabs[0].objects:  # the atlas draws from the one-shot tab's set: lay out both
             galaxy_tabs[0].objects, galaxy_tabs[1].objects = [oneshot], [atlas]
         oneshot.activate()
+    if event.new == 2:
+        atlas.activate()
 
 
 tabs.param.watch(_on_tab, "active")

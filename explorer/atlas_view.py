@@ -14,6 +14,7 @@ import numpy as np
 import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
+from panel.io import hold
 
 from explorer.text import Alert, Text, TextTable
 from pipeline.errors import InputError
@@ -59,7 +60,11 @@ class AtlasViewer(pn.viewable.Viewer):
         self.param.watch(lambda e: setattr(self._feature_input, "value", e.new), "feature")
         self._ranking_table.param.watch(self._on_rank_select, "selection")
         self._store_shown = None
+        self._cards, self._card_ids = [], []  # the gallery's cards, reused; the galaxy id on each one shown
+        self._gallery = pn.Column(Text("", wrap=True, css_classes=["atlas-title"]), pn.FlexBox())
+        self._active = False  # the tab has been shown (see activate)
         oneshot.param.watch(self._on_oneshot, "version")
+        self.param.watch(lambda _: self._active and self.gallery(), ["feature", "n", "version"])
 
     @property
     def store(self):
@@ -142,10 +147,20 @@ class AtlasViewer(pn.viewable.Viewer):
         self.on_prototype()
 
     # ---- views ----------------------------------------------------------------------------
-    @param.depends("feature", "n", "version")
-    def gallery(self):
+    def activate(self):
+        """The tab is shown: draw the gallery, and from now on follow every change (until then a new
+        set in the one-shot tab costs no feature maps)."""
+        self._active = True
+        self.gallery()
+
+    def gallery(self) -> pn.Column:
+        """The images that activate the feature most, with its map over each: the title and cards of
+        ``self._gallery`` are changed in place (new ones only when more are shown than ever before),
+        so that a new feature sends the browser images and text, not a new page part."""
+        title, flex = self._gallery.objects
         if self.store is None:
-            return pn.pane.Markdown("Open a galaxy set in the one-shot tab first.")
+            title.object, flex.objects = "Open a galaxy set in the one-shot tab first.", []
+            return self._gallery
         rows, values = self.store.top_activations()
         top = float(values[self.feature, 0])
         active = values[self.feature, :self.n] >= max(ACTIVE_SHARE * top, 1e-6)
@@ -153,18 +168,20 @@ class AtlasViewer(pn.viewable.Viewer):
         try:
             maps = atlas.feature_maps(self.store, self.feature, chosen) if len(chosen) else np.zeros((0, 1, 1))
         except InputError as exc:
-            return Alert(str(exc), alert_type="danger")
+            self.show_error(str(exc))
+            return self._gallery
         vmax = float(maps.max()) if maps.size else 1.0
-        cards = []
-        for r, value, fmap in zip(chosen, shown_values, maps, strict=True):
+        while len(self._cards) < len(chosen):
+            self._cards.append(self._new_card(len(self._cards)))
+        self._card_ids = []
+        for card, r, value, fmap in zip(self._cards, chosen, shown_values, maps, strict=False):
             gid = str(self.store.catalog["id"][r])
             label = f" | {self.store.catalog[self.oneshot.label][r]}" if self.oneshot.label else ""
-            use = pn.widgets.Button(label="search from it", color="light", width=130)
-            use.on_click(lambda _, g=gid: self.use_as_prototype(g))
-            cards.append(pn.Column(pn.pane.PNG(atlas.overlay_png(self.store.galaxies.rgb(int(r)), fmap, vmax,
-                                                                 mark=float(value)), width=250),
-                                   Text(f"{gid}{label}\nactivation {value:.3f} (◄ on the bar)", wrap=True), use,
-                                   width=260, css_classes=["atlas-card"]))
+            image, text, _ = card.objects
+            image.object = atlas.overlay(self.store.galaxies.rgb(int(r)), fmap, vmax, mark=float(value),
+                                         image_format="JPEG")
+            text.object = f"{gid}{label}\nactivation {value:.3f} (◄ on the bar)"
+            self._card_ids.append(gid)
         rank = ""
         if self.ranking is not None:
             row = self.ranking[self.ranking["feature"] == self.feature][0]
@@ -182,7 +199,16 @@ class AtlasViewer(pn.viewable.Viewer):
             what = (f"Feature {self.feature}: the {images} of {n_set:,} that activate it most{fewer}, with "
                     f"its map (the last convolutional layer's channel {self.feature}, upsampled). The activation is "
                     f"the map's mean; every colour bar runs from 0 to {vmax:.3g}, the highest map value shown.")
-        return pn.Column(Text(what + rank, wrap=True, css_classes=["atlas-title"]), pn.FlexBox(*cards))
+        with hold():
+            flex.objects = self._cards[:len(chosen)]
+            title.object = what + rank
+        return self._gallery
+
+    def _new_card(self, i: int) -> pn.Column:
+        """Card ``i`` of the gallery: the overlay, its caption, and a button searching from its galaxy."""
+        use = pn.widgets.Button(label="search from it", color="light", width=130)
+        use.on_click(lambda _: self.use_as_prototype(self._card_ids[i]))
+        return pn.Column(pn.pane.JPG(None, width=250), Text("", wrap=True), use, width=260, css_classes=["atlas-card"])
 
     @param.depends("version")
     def contributions_plot(self):
@@ -206,7 +232,7 @@ class AtlasViewer(pn.viewable.Viewer):
             pn.widgets.IntSlider.from_param(self.param.subset, name="Best features to search on"),
             self._subspace_button, self._comparison,
             width=330, sizing_mode="fixed")
-        return pn.Row(controls, pn.Column(self._error, self.gallery,
+        return pn.Row(controls, pn.Column(self._error, self._gallery,
                                           pn.bind(lambda *_: self.contributions_plot(), self.oneshot.param.version,
                                                   self.param.version),
                                           sizing_mode="stretch_width"), sizing_mode="stretch_width")

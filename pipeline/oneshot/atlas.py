@@ -4,7 +4,7 @@ label, and searching on the features that matter (ULISSE's interpretation step, 
 - Top activations: for every feature, the ``TOP_K`` images of a store with the largest value,
   computed once when the store is built (:func:`top_activations`), so browsing is a lookup.
 - Feature maps: that channel of the network's last convolutional layer (before pooling) for the
-  few images shown, upsampled and drawn over the cutout (:func:`overlay_png`); computed on demand
+  few images shown, upsampled and drawn over the cutout (:func:`overlay`); computed on demand
   and cached on disk. The pooled feature is the map's mean.
 - Ranking: AUROC of each feature for a label (positive vs the rest), with the Hanley & McNeil
   (1982) 95% interval (:func:`rank_features`).
@@ -109,11 +109,13 @@ def inferno_lut() -> np.ndarray:
     return np.frombuffer(bytes.fromhex("".join(INFERNO_HEX)), np.uint8).reshape(256, 3)
 
 
-def overlay_png(rgb: np.ndarray, feature_map: np.ndarray, vmax: float | None = None, px: int = 192,
-                alpha: float = 0.55, mark: float | None = None) -> bytes:
+def overlay(rgb: np.ndarray, feature_map: np.ndarray, vmax: float | None = None, px: int = 192,
+            alpha: float = 0.55, mark: float | None = None, image_format: str = "PNG") -> bytes:
     """The cutout with a feature map upsampled (bilinear) over it in the inferno colour map, and
     a colour bar from 0 to ``vmax`` (default the map's maximum) on the right, with an arrow at
-    ``mark`` (e.g. the map's mean, the feature's activation); PNG bytes."""
+    ``mark`` (e.g. the map's mean, the feature's activation); the bytes of an image file in
+    ``image_format``: "PNG" (lossless, for files) or "JPEG" (quality 90, a fifth of the bytes and
+    encoded four times faster, for the screen)."""
     from PIL import Image, ImageDraw
 
     lut = inferno_lut()
@@ -136,7 +138,7 @@ def overlay_png(rgb: np.ndarray, feature_map: np.ndarray, vmax: float | None = N
         draw.polygon([(px + bar_w + 4, y), (px + bar_w + 11, y - 5), (px + bar_w + 11, y + 5)], fill="black")
         draw.line([(px + 4, y), (px + 3 + bar_w, y)], fill="white", width=2)
     buffer = io.BytesIO()
-    canvas.save(buffer, "PNG")
+    canvas.save(buffer, image_format, **({"quality": 90} if image_format == "JPEG" else {}))
     return buffer.getvalue()
 
 
@@ -232,7 +234,7 @@ def write_top_activations(store, feature: int, n: int, out) -> Path:
     ids = [str(store.catalog["id"][r]) for r in chosen]
     for rank, (r, gid, m) in enumerate(zip(chosen, ids, maps, strict=True), start=1):
         with atomic_write(out / f"feature{feature:04d}_{rank:03d}_{_safe(gid)}.png") as tmp:
-            tmp.write_bytes(overlay_png(store.galaxies.rgb(int(r)), m, vmax))
+            tmp.write_bytes(overlay(store.galaxies.rgb(int(r)), m, vmax))
     table = Table({"rank": np.arange(1, n + 1), "id": ids, "activation": values[feature, :n]})
     table.meta["feature"] = feature
     with atomic_write(out / "top.csv") as tmp:

@@ -84,3 +84,21 @@ def test_a_feature_before_any_set_is_open_says_to_open_one(index_dir, monkeypatc
     view._feature_input.value = 3
     assert view.feature == 835 and view._feature_input.value == 835
     assert "Open a galaxy set" in view._error.object
+
+
+def test_the_gallery_follows_the_feature_once_shown_and_reuses_its_cards(views):
+    """Nothing is drawn (no feature maps made) until the tab is shown; then each new feature changes
+    the cards' images and captions in place."""
+    oneshot, view, _ = views
+    title, flex = view._gallery.objects
+    _, values = oneshot.store.top_activations()
+    busy = np.argsort(-values[:, 11])[:2]  # two features with 12 active images
+    view.feature = int(busy[0])
+    assert title.object == "" and not flex.objects
+    view.activate()
+    assert f"Feature {busy[0]}" in title.object and len(flex.objects) == 12
+    cards, images = list(flex.objects), [card.objects[0].object for card in flex.objects]
+    view.feature = int(busy[1])
+    assert f"Feature {busy[1]}" in title.object
+    assert all(a is b for a, b in zip(flex.objects, cards, strict=True))
+    assert [card.objects[0].object for card in flex.objects] != images

@@ -23,7 +23,7 @@ def shown_html(layout) -> str:
     """What the browser would put into the page (innerHTML) for every text pane of ``layout``."""
     parts = []
     for pane in layout.select(HTMLBasePane):
-        if isinstance(pane, (pn.pane.PNG, pn.pane.HoloViews)):
+        if isinstance(pane, (pn.pane.image.ImageBase, pn.pane.HoloViews)):  # pixels, not text
             continue
         parts.append(html.unescape(pane._transform_object(pane.object)["object"]))  # the browser decodes once
     return "\n".join(parts)

@@ -36,9 +36,13 @@ def test_a_channel_map_pools_to_the_stored_feature(store):
     np.testing.assert_allclose(maps.mean(axis=(1, 2)), np.asarray(store.features)[chosen, 541], rtol=2e-3, atol=2e-3)
     again = atlas.feature_maps(store, 11, chosen)  # from the disk cache: every channel was kept
     np.testing.assert_allclose(again.mean(axis=(1, 2)), np.asarray(store.features)[chosen, 11], rtol=2e-3, atol=2e-3)
-    png = atlas.overlay_png(store.galaxies.rgb(int(chosen[0])), maps[0])
+    png = atlas.overlay(store.galaxies.rgb(int(chosen[0])), maps[0])
     image = Image.open(__import__("io").BytesIO(png))
-    assert image.size[0] > image.size[1] == 192  # the cutout plus its colour bar
+    assert image.format == "PNG" and image.size[0] > image.size[1] == 192  # the cutout plus its colour bar
+    jpeg = Image.open(__import__("io").BytesIO(atlas.overlay(store.galaxies.rgb(int(chosen[0])), maps[0],
+                                                             image_format="JPEG")))
+    assert jpeg.format == "JPEG" and jpeg.size == image.size
+    assert np.abs(np.asarray(jpeg, float) - np.asarray(image.convert("RGB"), float)).mean() < 4  # the same picture
     with pytest.raises(InputError, match="numbered 0 to 1279"):
         atlas.feature_maps(store, 1280, chosen)
 

@@ -15,7 +15,7 @@ def test_atlas_gallery_ranking_and_link_to_search(page, served_app_with_stores, 
     said = re.search(r"the (\d+) (?:images? of|shown)", title)
     assert said, title
     said = int(said.group(1))
-    expect(page.locator(".atlas-card")).to_have_count(said)
+    expect(page.locator(".atlas-card:visible")).to_have_count(said)
     page.locator(".rank-features button").click()
     expect(page.locator(".atlas-title")).to_contain_text("AUROC for bpt_class = AGN", timeout=60_000)
     expect(page.locator(".ranking-table")).to_contain_text("higher")
