@@ -61,11 +61,13 @@ WATCH = """(canvases) => {
 }"""
 
 
-def serve(data: Path, port: int) -> subprocess.Popen:
+def serve(data: Path, port: int, log: Path) -> subprocess.Popen:
+    """``panel serve app.py`` on ``port`` with the data folder ``data``, its output into ``log``."""
     env = {**os.environ, "EXPLORER_DATA_DIRS": str(data)}
-    proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app.py", "--port", str(port),
-                             "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app.py", "--port", str(port),
+                                 "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}",
+                                 "--liveness"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -116,7 +118,8 @@ def main(argv=None):
         data.mkdir()
         write_cube(data / "noise512.fits", 512, 32, seed=1)
         write_cube(data / "noise2048.fits", 2048, 16, seed=2)
-        server = serve(data, args.port)
+        log = Path(tmp) / "server.log"
+        server = serve(data, args.port, log)
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=args.chromium,
@@ -197,6 +200,9 @@ def main(argv=None):
                     page.wait_for_timeout(500)
                 rows.append(summary("atlas feature change", times, TARGETS["atlas feature (ms)"]))
                 browser.close()
+        except Exception:
+            print("The server's log ends:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+            raise
         finally:
             server.terminate()
             server.wait(10)

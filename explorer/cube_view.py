@@ -191,10 +191,10 @@ class CubeViewer(pn.viewable.Viewer):
         return " | ".join(parts)
 
     # ---- plots ------------------------------------------------------------------------------
-    def _show_image(self, *_, **values):
+    def _show_image(self, *_, values_later=False, **values):
         """Show the image of the current parameters, or of ``values`` for some of them: in data units,
-        with its colour limits, stretched palette and a title with the unit. Nothing is done when it
-        is the image shown already."""
+        with its colour limits, stretched palette and a title with the unit (``values_later``: see
+        :meth:`ImageLayer.show`). Nothing is done when it is the image shown already."""
         state = {name: values.get(name, getattr(self, name)) for name in IMAGE_PARAMETERS}
         if self._shown == state:
             return
@@ -204,7 +204,8 @@ class CubeViewer(pn.viewable.Viewer):
         what = (f"moment 0 of channels {moment_range[0]}-{moment_range[1]}" if view == "moment 0"
                 else f"channel {channel}")
         self.image_layer.show(data, clip_limits(data, float(state["clip_percent"])),
-                              stretched_palette(state["cmap"], state["stretch"]), f"{what} ({unit})", unit)
+                              stretched_palette(state["cmap"], state["stretch"]), f"{what} ({unit})", unit,
+                              values_later=values_later)
 
     def _beam_overlay(self, show_beam):
         beam, cube = self.cube.beam, self.cube
@@ -287,21 +288,24 @@ class CubeViewer(pn.viewable.Viewer):
         return widget
 
     def _image_first(self, name: str, value) -> None:
-        """Set parameter ``name``, the new image first: it is sent to the browser at once, and the
-        parameter, with what follows from it (labels, spectrum, boxes), is set ``FOLLOW_MS`` later,
-        so that the image the eye waits for is not queued behind them."""
-        if name in IMAGE_PARAMETERS:
-            self._show_image(**{name: value})
+        """Set parameter ``name``, the new image first: its pixels are sent to the browser at once, and
+        the parameter, with what follows from it (labels, spectrum, boxes, the values for the hover),
+        is set ``FOLLOW_MS`` later, so that the image the eye waits for is not queued behind them."""
         doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
+        served = doc is not None and doc.session_context is not None
+        if name in IMAGE_PARAMETERS:
+            self._show_image(values_later=served, **{name: value})
+        if served:
             doc.add_timeout_callback(lambda: self._set_frozen(name, value), FOLLOW_MS)
         else:  # a notebook or a test: no messages to order
             setattr(self, name, value)
 
     def _set_frozen(self, name: str, value) -> None:
-        """Set ``name`` with the document's model graph frozen until every plot has redrawn: Bokeh
-        then walks the graph once, not once per plot (when boxes redraw, a third of the time)."""
+        """Set ``name`` and send the image's values for the hover, with the document's model graph
+        frozen until every plot has redrawn: Bokeh then walks the graph once, not once per plot
+        (when boxes redraw, a third of the time)."""
         with hold(freeze=True):
+            self.image_layer.send_values()
             setattr(self, name, value)
 
     def controls(self):

@@ -27,6 +27,7 @@ from astropy.nddata import block_reduce
 from bokeh.models import ColorBar, ColumnDataSource, HoverTool, LinearColorMapper
 from panel.io import hold
 
+_NOT_YET = np.full((1, 1), np.nan, np.float32)  # the hover's values until they are sent (see ImageLayer.show)
 SCREEN_PX = 960  # at most this many image pixels are sent per side: the frame's size on a 2x screen
 
 
@@ -44,12 +45,25 @@ class ImageLayer:
         self.window = (0, nx, 0, ny)  # the pixels in view: x0, x1, y0, y1 (end exclusive)
         self._plots = weakref.WeakKeyDictionary()  # Bokeh figure -> its (source, colour mapper)
         self.range = hv.streams.RangeXY()  # the plot's ranges, followed for large images
+        self._values, self._values_pending = self.image, False  # the values sent for the hover; held back
 
     # ---- what is shown ---------------------------------------------------------------------
-    def show(self, image: np.ndarray, clim: tuple[float, float], palette: list[str], title: str, unit: str):
-        """Show ``image`` (data units) between colour limits ``clim`` with ``palette``."""
+    def show(self, image: np.ndarray, clim: tuple[float, float], palette: list[str], title: str, unit: str,
+             values_later: bool = False):
+        """Show ``image`` (data units) between colour limits ``clim`` with ``palette``. With
+        ``values_later`` the values for the hover wait for :meth:`send_values`: they cost the browser
+        as much time again as the pixels, which the eye is waiting for."""
         self.image, self.clim, self.palette, self.title, self.unit = image, clim, palette, title, unit
+        self._values_pending = values_later
         self._push()
+
+    def send_values(self):
+        """Send the values for the hover that :meth:`show` held back."""
+        if self._values_pending:
+            self._values_pending = False
+            for figure, (source, _, _) in list(self._plots.items()):
+                with hold(figure.document):
+                    source.data["value"] = [self._values]
 
     def sent(self) -> dict:
         """What the browser is sent for the window in view: the image's values (block-averaged when
@@ -63,8 +77,9 @@ class ImageLayer:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 part = block_reduce(part, factor, func=np.nanmean if np.isnan(part).any() else np.mean)
         height, width = part.shape[0] * factor, part.shape[1] * factor  # block_reduce drops partial blocks
-        part = np.ascontiguousarray(part, dtype=np.float32)
-        return {"image": [colour(part, self.clim, self.palette)], "value": [part],
+        self._values = part = np.ascontiguousarray(part, dtype=np.float32)
+        values = _NOT_YET if self._values_pending else part
+        return {"image": [colour(part, self.clim, self.palette)], "value": [values],
                 "x": [x0 - 0.5], "y": [y0 - 0.5], "dw": [width], "dh": [height]}
 
     def zoom(self, x_range=None, y_range=None, **_):
