@@ -14,7 +14,8 @@ pixels; the time is taken from just before the key press until the frame in whic
 
 Targets (issue 13, an idle 2-core machine): channel change under 150 ms for a 512^2 channel and
 under 300 ms at 2048^2, any control change under 300 ms, atlas feature change under 1 s, page
-load under 4 s.
+load under 4 s. A last row times a fixed piece of Python work before and after (the machine's speed
+at the time: a shared VM's drifts by up to 2x).
 
 Usage: python benchmarks/browser.py [--repeats 15] [--chromium /usr/bin/chromium] [--port 5990]
 """
@@ -97,6 +98,19 @@ def open_cube(page, canvases, selector, name: str) -> None:
         page.wait_for_timeout(100)
 
 
+def cpu_reference_ms() -> float:
+    """Milliseconds for a fixed piece of Python work (3 million additions; median of 3): how fast the
+    machine was at the time. A shared VM's speed drifts (190-370 ms on the 2-core development
+    machine), and every figure here with it."""
+    times = []
+    for _ in range(3):
+        start, total = time.perf_counter(), 0
+        for i in range(3_000_000):
+            total += i
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
 def summary(name: str, values: list[float], target: float) -> dict:
     print(f"{name}: {', '.join(f'{v:.0f}' for v in values)} ms", flush=True)
     return {"measure": name, "n": len(values), "median_ms": round(statistics.median(values)),
@@ -113,6 +127,7 @@ def main(argv=None):
     from playwright.sync_api import sync_playwright
 
     rows = []
+    reference = [cpu_reference_ms()]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bench"
         data.mkdir()
@@ -206,6 +221,9 @@ def main(argv=None):
         finally:
             server.terminate()
             server.wait(10)
+    reference.append(cpu_reference_ms())
+    rows.append({"measure": "cpu reference, before and after", "n": 2, "median_ms": round(statistics.median(reference)),
+                 "min_ms": round(min(reference)), "max_ms": round(max(reference)), "target_ms": None, "met": None})
     report("browser", rows, targets=TARGETS)
 
 

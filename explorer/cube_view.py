@@ -43,6 +43,7 @@ STRETCHES = {
     "log": LogStretch(a=1000),
     "asinh": AsinhStretch(a=0.1),
 }
+CLIP_SAMPLE = 2**16  # pixels whose percentiles set the colour limits (see clip_limits)
 PALETTE_SIZE = 1024  # fine enough that even the log stretch's steep start shows no banding
 SCAN_LIMIT_BYTES = 512 * 2**20
 FRAME_PX = 480  # the image frame's longer side on screen
@@ -59,9 +60,11 @@ silence(FIXED_SIZING_MODE, True)
 def clip_limits(image: np.ndarray, clip_percent: float) -> tuple[float, float]:
     """Colour limits (data units) between the percentiles that keep ``clip_percent`` of the pixels.
 
-    Large images are sampled on a regular grid of about a million pixels: the same limits, faster.
+    Images of more than ``CLIP_SAMPLE`` pixels are sampled on a regular grid of about that many: the
+    limits of a display, to within a few hundredths of a percentile, in a quarter of the time of a
+    512 x 512 channel's (ds9's zscale samples 600 pixels).
     """
-    step = max(1, int(np.sqrt(image.size / 2**20)))
+    step = max(1, int(np.sqrt(image.size / CLIP_SAMPLE)))
     sample = image[::step, ::step]
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
