@@ -167,8 +167,8 @@ class AtlasViewer(pn.viewable.Viewer):
         chosen, shown_values = rows[self.feature, :self.n][active], values[self.feature, :self.n][active]
         try:
             maps = atlas.feature_maps(self.store, self.feature, chosen) if len(chosen) else np.zeros((0, 1, 1))
-        except InputError as exc:
-            self.show_error(str(exc))
+        except InputError as exc:  # e.g. a store whose network is not on this machine
+            title.object, flex.objects = str(exc), []
             return self._gallery
         vmax = float(maps.max()) if maps.size else 1.0
         while len(self._cards) < len(chosen):

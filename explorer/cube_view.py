@@ -143,11 +143,10 @@ class CubeViewer(pn.viewable.Viewer):
         self._moment_cache = {}
         self.overlays = []  # more HoloViews layers on the image (e.g. detection boxes)
         self.image_layer = ImageLayer(cube.nx, cube.ny)
-        self._frame = self.image_layer.frame()
         self._shown = None  # the parameters of the image shown (see _show_image)
         self.param.watch(self._show_image, list(IMAGE_PARAMETERS))
         self._show_image()
-        self.tap = hv.streams.Tap(source=self._frame, x=None, y=None)
+        self.tap = hv.streams.Tap(source=self.image_layer.frame, x=None, y=None)
         self.tap.add_subscriber(self._on_tap)
 
     # ---- science through the pipeline ------------------------------------------------------
@@ -238,7 +237,7 @@ class CubeViewer(pn.viewable.Viewer):
         dec = cw.pixel_to_world_values(np.full_like(ys, self.cube.nx // 2), ys)[1]
         beam = hv.DynamicMap(pn.bind(self._beam_overlay, self.param.show_beam))
         marker = hv.DynamicMap(pn.bind(self._marker, self.param.pixel))
-        plot = (self._frame.opts(
+        plot = (self.image_layer.frame.opts(
             tools=["tap"], default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
             xformatter=_sexagesimal_formatter(ra, hours=True), yformatter=_sexagesimal_formatter(dec, hours=False),
             xlabel="RA (ICRS)" if "RA" in cw.wcs.ctype[0] else cw.wcs.ctype[0],

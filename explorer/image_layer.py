@@ -27,13 +27,17 @@ from astropy.nddata import block_reduce
 from bokeh.models import ColorBar, ColumnDataSource, HoverTool, LinearColorMapper
 from panel.io import hold
 
-_NOT_YET = np.full((1, 1), np.nan, np.float32)  # the hover's values until they are sent (see ImageLayer.show)
 SCREEN_PX = 960  # at most this many image pixels are sent per side: the frame's size on a 2x screen
+_NOT_YET = np.full((1, 1), np.nan, np.float32)  # the hover's values until they are sent (see ImageLayer.show)
 
 
 class ImageLayer:
     """One image (``ny`` x ``nx`` pixels, x = column, y = row, row 0 at the bottom) drawn into every
-    plot made from :meth:`frame`, kept up to date by :meth:`show` and, for large images, by zooming."""
+    plot made from ``frame``, kept up to date by :meth:`show` and, for large images, by zooming.
+
+    ``frame`` is a transparent element over the image's extent: HoloViews draws the axes, takes
+    clicks and zooms over it, and :meth:`hook` puts the image under it. Its blank title keeps
+    HoloViews from writing one over the image's own."""
 
     def __init__(self, nx: int, ny: int):
         self.nx, self.ny = nx, ny
@@ -43,9 +47,11 @@ class ImageLayer:
         self.title = ""
         self.unit = ""
         self.window = (0, nx, 0, ny)  # the pixels in view: x0, x1, y0, y1 (end exclusive)
-        self._plots = weakref.WeakKeyDictionary()  # Bokeh figure -> its (source, colour mapper)
-        self.range = hv.streams.RangeXY()  # the plot's ranges, followed for large images
+        self._plots = weakref.WeakKeyDictionary()  # Bokeh figure -> its (source, colour bar's mapper, hover)
         self._values, self._values_pending = self.image, False  # the values sent for the hover; held back
+        self.frame = hv.Image(np.zeros((2, 2), np.float32), bounds=(-0.5, -0.5, nx - 0.5, ny - 0.5),
+                              kdims=["x", "y"]).opts(alpha=0, colorbar=False, hooks=[self.hook], title=" ")
+        hv.streams.RangeXY(source=self.frame).add_subscriber(self.zoom)  # large images follow zooms
 
     # ---- what is shown ---------------------------------------------------------------------
     def show(self, image: np.ndarray, clim: tuple[float, float], palette: list[str], title: str, unit: str,
@@ -107,15 +113,6 @@ class ImageLayer:
             _set(hover, tooltips=[("x", "$x{0}"), ("y", "$y{0}"), (self.unit or "value", "@value")])
 
     # ---- the plot ---------------------------------------------------------------------------
-    def frame(self) -> hv.Image:
-        """A transparent element over the image's extent: HoloViews draws the axes, takes clicks and
-        zooms over it, and :meth:`hook` puts the image under it."""
-        frame = hv.Image(np.zeros((2, 2), np.float32), bounds=(-0.5, -0.5, self.nx - 0.5, self.ny - 0.5),
-                         kdims=["x", "y"]).opts(alpha=0, colorbar=False, hooks=[self.hook], title=" ")
-        self.range.source = frame
-        self.range.add_subscriber(self.zoom)
-        return frame
-
     def hook(self, plot, element):
         """HoloViews hook of the frame: add the image glyph (under every other layer), its colour bar
         and hover to the plot's figure, once per figure."""
