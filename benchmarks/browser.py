@@ -94,7 +94,12 @@ def open_cube(page, canvases, selector, name: str) -> None:
     selector.select_option(f"bench/{name}")
     deadline = time.time() + 120
     while canvases.evaluate_all("cs => cs.length === 0 || cs.some(c => c.__old)"):
-        assert time.time() < deadline, f"the plot of {name} did not appear"
+        if time.time() > deadline:
+            shot = Path(tempfile.gettempdir()) / "browser-benchmark-failure.png"
+            page.screenshot(path=shot)
+            raise AssertionError(f"the plot of {name} did not appear; the page: {shot}; canvases (old?): "
+                                 f"{canvases.evaluate_all('cs => cs.map(c => !!c.__old)')}, "
+                                 f"cube list: {selector.input_value()}")
         page.wait_for_timeout(100)
 
 
