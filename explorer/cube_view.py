@@ -48,6 +48,9 @@ PALETTE_SIZE = 1024  # fine enough that even the log stretch's steep start shows
 SCAN_LIMIT_BYTES = 512 * 2**20
 FRAME_PX = 480  # the image frame's longer side on screen
 IMAGE_PARAMETERS = ("channel", "view", "moment_range", "clip_percent", "cmap", "stretch")  # what the image shows
+# what follows a new image (labels, spectrum, boxes) is made this much later: Bokeh writes one
+# message at a time, and the image's message must be on its way before they are made
+FOLLOW_MS = 30
 _HIDE_PLAYER_SLIDER = "input[type='range'] {display: none;}"  # the channel slider above serves
 # the image's size is fixed by its frame's (frame_width, frame_height), which Bokeh's check for a
 # "fixed" plot without width and height does not know: its warning W-1005 would be noise in the log
@@ -190,10 +193,11 @@ class CubeViewer(pn.viewable.Viewer):
         return " | ".join(parts)
 
     # ---- plots ------------------------------------------------------------------------------
-    def _show_image(self, *_):
-        """Show the image of the current parameters: in data units, with its colour limits, stretched
-        palette and a title with the unit. Nothing is done when it is the image shown already."""
-        state = {name: getattr(self, name) for name in IMAGE_PARAMETERS}
+    def _show_image(self, *_, values_later=False, **values):
+        """Show the image of the current parameters, or of ``values`` for some of them: in data units,
+        with its colour limits, stretched palette and a title with the unit (``values_later``: see
+        :meth:`ImageLayer.show`). Nothing is done when it is the image shown already."""
+        state = {name: values.get(name, getattr(self, name)) for name in IMAGE_PARAMETERS}
         if self._shown == state:
             return
         self._shown = state
@@ -202,7 +206,8 @@ class CubeViewer(pn.viewable.Viewer):
         what = (f"moment 0 of channels {moment_range[0]}-{moment_range[1]}" if view == "moment 0"
                 else f"channel {channel}")
         self.image_layer.show(data, clip_limits(data, float(state["clip_percent"])),
-                              stretched_palette(state["cmap"], state["stretch"]), f"{what} ({unit})", unit)
+                              stretched_palette(state["cmap"], state["stretch"]), f"{what} ({unit})", unit,
+                              values_later=values_later)
 
     def _beam_overlay(self, show_beam):
         beam, cube = self.cube.beam, self.cube
@@ -275,20 +280,36 @@ class CubeViewer(pn.viewable.Viewer):
 
     # ---- layout -----------------------------------------------------------------------------
     def _drives(self, widget, name: str):
-        """``widget`` shows parameter ``name`` and sets it, with the document's model graph frozen
-        until every plot has redrawn: Bokeh then walks the graph once per change, not once per plot.
+        """``widget`` shows parameter ``name`` and sets it through :meth:`_image_first`.
 
         Panel waits 50 ms for more changes before it handles one (its ``_debounce``). Handling them at
         once (``_debounce = 0`` or ``_priority_changes``) saved those 50 ms, but under bursts of key
         presses it sometimes left the page deaf to the next widget change (a cube chosen in the list
         never opened: 1 in 3 runs of benchmarks/browser.py), so it stays."""
         widget.value = getattr(self, name)
-        widget.param.watch(lambda event: self._set_frozen(name, event.new), "value")
+        widget.param.watch(lambda event: self._image_first(name, event.new), "value")
         self.param.watch(lambda event: setattr(widget, "value", event.new), name)
         return widget
 
+    def _image_first(self, name: str, value) -> None:
+        """Set parameter ``name``, the new image first: its pixels are sent to the browser at once, and
+        the parameter, with what follows from it (labels, spectrum, boxes, the values for the hover),
+        is set ``FOLLOW_MS`` later, so that the image the eye waits for is not queued behind them."""
+        doc = pn.state.curdoc
+        served = doc is not None and doc.session_context is not None
+        if name in IMAGE_PARAMETERS:
+            self._show_image(values_later=served, **{name: value})
+        if served:
+            doc.add_timeout_callback(lambda: self._set_frozen(name, value), FOLLOW_MS)
+        else:  # a notebook or a test: no messages to order
+            setattr(self, name, value)
+
     def _set_frozen(self, name: str, value) -> None:
+        """Set ``name`` and send the image's values for the hover, with the document's model graph
+        frozen until every plot has redrawn: Bokeh then walks the graph once, not once per plot
+        (when boxes redraw, a third of the time)."""
         with hold(freeze=True):
+            self.image_layer.send_values()
             setattr(self, name, value)
 
     def controls(self):

@@ -4,7 +4,8 @@ HoloViews draws the plot around the image (axes, RA/Dec ticks, the tap, the beam
 overlays) from a transparent frame element; :meth:`ImageLayer.hook` adds the image glyph, its
 colour bar and hover to that plot once. A new channel, stretch or colour map then replaces the
 glyph's pixels directly: no HoloViews element is built or compared, and the browser is sent the
-pixels and a few numbers (a channel change went from about 120 ms of server time to about 15 ms).
+pixels and a few numbers, ahead of the labels and the spectrum (a channel change went from about
+120 ms of server time to about 15 ms).
 
 The pixels are coloured here (:func:`colour`, as Bokeh's linear colour mapper would in the browser,
 where it took longer than everything else a channel change costs the page) and sent as RGBA, with
@@ -27,6 +28,7 @@ from bokeh.models import ColorBar, ColumnDataSource, HoverTool, LinearColorMappe
 from panel.io import hold
 
 SCREEN_PX = 960  # at most this many image pixels are sent per side: the frame's size on a 2x screen
+_NOT_YET = np.full((1, 1), np.nan, np.float32)  # the hover's values until they are sent (see ImageLayer.show)
 
 
 class ImageLayer:
@@ -46,15 +48,28 @@ class ImageLayer:
         self.unit = ""
         self.window = (0, nx, 0, ny)  # the pixels in view: x0, x1, y0, y1 (end exclusive)
         self._plots = weakref.WeakKeyDictionary()  # Bokeh figure -> its (source, colour bar's mapper, hover)
+        self._values, self._values_pending = self.image, False  # the values sent for the hover; held back
         self.frame = hv.Image(np.zeros((2, 2), np.float32), bounds=(-0.5, -0.5, nx - 0.5, ny - 0.5),
                               kdims=["x", "y"]).opts(alpha=0, colorbar=False, hooks=[self.hook], title=" ")
         hv.streams.RangeXY(source=self.frame).add_subscriber(self.zoom)  # large images follow zooms
 
     # ---- what is shown ---------------------------------------------------------------------
-    def show(self, image: np.ndarray, clim: tuple[float, float], palette: list[str], title: str, unit: str):
-        """Show ``image`` (data units) between colour limits ``clim`` with ``palette``."""
+    def show(self, image: np.ndarray, clim: tuple[float, float], palette: list[str], title: str, unit: str,
+             values_later: bool = False):
+        """Show ``image`` (data units) between colour limits ``clim`` with ``palette``. With
+        ``values_later`` the values for the hover wait for :meth:`send_values`: they cost the browser
+        as much time again as the pixels, which the eye is waiting for."""
         self.image, self.clim, self.palette, self.title, self.unit = image, clim, palette, title, unit
+        self._values_pending = values_later
         self._push()
+
+    def send_values(self):
+        """Send the values for the hover that :meth:`show` held back."""
+        if self._values_pending:
+            self._values_pending = False
+            for figure, (source, _, _) in list(self._plots.items()):
+                with hold(figure.document):
+                    source.data["value"] = [self._values]
 
     def sent(self) -> dict:
         """What the browser is sent for the window in view: the image's values (block-averaged when
@@ -68,8 +83,9 @@ class ImageLayer:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 part = block_reduce(part, factor, func=np.nanmean if np.isnan(part).any() else np.mean)
         height, width = part.shape[0] * factor, part.shape[1] * factor  # block_reduce drops partial blocks
-        part = np.ascontiguousarray(part, dtype=np.float32)
-        return {"image": [colour(part, self.clim, self.palette)], "value": [part],
+        self._values = part = np.ascontiguousarray(part, dtype=np.float32)
+        values = _NOT_YET if self._values_pending else part
+        return {"image": [colour(part, self.clim, self.palette)], "value": [values],
                 "x": [x0 - 0.5], "y": [y0 - 0.5], "dw": [width], "dh": [height]}
 
     def zoom(self, x_range=None, y_range=None, **_):

@@ -90,7 +90,12 @@ def test_channel_and_moment_images_come_from_the_cube(viewer):
     np.testing.assert_array_equal(_sent(viewer, figure)[0], cube_data()[3])
     assert figure.title.text == "channel 3 (Jy/beam)"
     assert figure.select_one({"type": HoverTool, "name": "image-hover"}).tooltips[-1] == ("Jy/beam", "@value")
-
+    # served, the values for the hover follow the pixels (see CubeViewer._image_first)
+    viewer._show_image(values_later=True, channel=4)
+    source = figure.renderers[0].data_source
+    assert np.isnan(source.data["value"][0]).all() and figure.title.text == "channel 4 (Jy/beam)"
+    viewer.image_layer.send_values()
+    np.testing.assert_array_equal(source.data["value"][0], cube_data()[4])
 
 
 def test_tap_selects_the_pixel_and_its_spectrum(viewer):
