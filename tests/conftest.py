@@ -160,17 +160,18 @@ def sim_with_companions(tmp_path):
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
-    """Tests never read or write the user's cache (pipeline.cache): one fresh folder per run."""
-    import os
-
+    """Tests never read or write the user's cache (pipeline.cache) or vetting database
+    (pipeline.vetting.store): one fresh folder per run."""
     path = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("ALMA_ULISSE_CACHE")
-    os.environ["ALMA_ULISSE_CACHE"] = str(path)
+    names = {"ALMA_ULISSE_CACHE": str(path), "ALMA_ULISSE_VETTING_DB": str(path / "vetting.sqlite")}
+    old = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
     yield path
-    if old is None:
-        os.environ.pop("ALMA_ULISSE_CACHE", None)
-    else:
-        os.environ["ALMA_ULISSE_CACHE"] = old
+    for name, value in old.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 # ---- the command line -----------------------------------------------------------------------------
