@@ -2,7 +2,8 @@
 
 Each subcommand is a thin layer over one module, declared beside the function that runs it: the
 ALMA cube commands in :mod:`pipeline.cli.alma`, the one-shot galaxy search in
-:mod:`pipeline.cli.oneshot`, the verdicts on candidates in :mod:`pipeline.cli.vetting`. Bad input ends with a one-line message on stderr and exit code 2;
+:mod:`pipeline.cli.oneshot`, the verdicts on candidates in :mod:`pipeline.cli.vetting`.
+Bad input ends with a one-line message on stderr and exit code 2;
 ``python -m pipeline SUBCOMMAND --help`` explains each. Reading the options imports no network
 library: a command imports what it needs when it runs.
 """

@@ -19,13 +19,13 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from pipeline.alma.catalog import CATALOG_COLUMNS, COLUMN_NAMES, empty_catalog, region_format, \
-    with_optional_columns
+from pipeline.alma.catalog import CATALOG_COLUMNS, COLUMN_NAMES, empty_catalog, region_format, with_optional_columns
 from pipeline.alma.cube import Cube
 from pipeline.alma.measure import emission_range
 from pipeline.errors import InputError, short_reason
 from pipeline.provenance import file_sha256
 from pipeline.tables import read_table
+from pipeline.vetting.export import split_notes
 from pipeline.vetting.store import VettingStore
 
 MATCH_CHANNELS = 2.0  # a stored source and a new candidate this many channels apart are one source
@@ -36,6 +36,7 @@ DEC_NAMES = ("dec", "dej2000", "decj2000", "de_icrs", "dec_deg", "_dej2000", "de
 FREQ_NAMES = ("freq", "frequency", "freq_hz")
 #: columns of a vetted catalogue that are read back with its candidates
 VERDICT_COLUMNS = ("verdict", "reviewer", "note")
+NOT_STORED = ("source", "detectors", *VERDICT_COLUMNS)  # columns a candidate's stored row leaves out
 SHOWN_ROWS = 8  # rows named in a message about skipped rows
 EDGE_SLACK_PX = 0.01  # a box edge this close to a pixel's edge is on it
 MIN_REGION_BOX_PX = 3  # a region narrower than this gets a box a beam across
@@ -71,7 +72,7 @@ def add_candidates(store: VettingStore, cube: Cube, catalog: Table, detector: st
         for row, key, (x, y, z) in zip(table, keys, xyz, strict=True):
             name = detector or str(row["detector"])
             store.put_source(db, collection, key, x, y, z, detectors=[name],
-                             row={c: row[c] for c in table.colnames if c not in ("source", "detectors", *VERDICT_COLUMNS)})
+                             row={c: row[c] for c in table.colnames if c not in NOT_STORED})
             found.append(db.execute("SELECT detectors FROM sources WHERE collection = ? AND source = ?",
                                     (collection, key)).fetchone()[0])
         return keys, found
@@ -135,12 +136,14 @@ def import_candidates(store: VettingStore, cube: Cube, path, reviewer: str | Non
                       detector: str = "imported") -> tuple[Table, Imported, int]:
     """:func:`read_candidates`, stored with :func:`add_candidates`; the verdicts of a vetted
     catalogue are cast too, as its ``reviewer`` column says or as ``reviewer``. Returns the stored
-    candidates, what was read, and the number of verdicts cast."""
+    candidates, what was read, and the number of verdicts cast (a reviewer's verdict already in
+    force, with the same note, is not cast again)."""
     imported = read_candidates(path, cube, detector)
     stored = add_candidates(store, cube, imported.table, detector)
     cast = 0
     if "verdict" in imported.table.colnames:
         collection = cube_collection(cube)
+        in_force = store.latest(collection)
         for row in stored:
             verdict = str(row["verdict"]).strip().lower()
             who = str(row["reviewer"]).strip() if "reviewer" in stored.colnames else ""
@@ -148,10 +151,12 @@ def import_candidates(store: VettingStore, cube: Cube, path, reviewer: str | Non
             if verdict in ("", "disputed", "--", "nan") or not who:
                 continue
             note = str(row["note"]) if "note" in stored.colnames else ""
-            for name in who.split(","):
-                if name.strip():
-                    cast += store.cast(collection, str(row["source"]), name.strip(), verdict,
-                                       "" if note in ("--", "nan") else note)
+            names = [n.strip() for n in who.split(",") if n.strip()]
+            notes = split_notes("" if note in ("--", "nan") else note, names)
+            for name in names:
+                now = in_force.get(str(row["source"]), {}).get(name, {})
+                if (now.get("verdict"), now.get("note")) != (verdict, notes[name]):  # a change, not a repeat
+                    cast += store.cast(collection, str(row["source"]), name, verdict, notes[name])
     return stored, imported, cast
 
 

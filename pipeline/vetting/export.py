@@ -28,6 +28,7 @@ VETTED_COLUMNS = (
     ("note", "the reviewers' notes, as 'reviewer: note', separated by ' | '"),
     ("vetted", "time of the latest verdict (UTC)"),
 )
+NOTE_SEPARATOR = " | "
 #: a region's colour by the verdict on it (DS9 and CASA both know these names)
 VERDICT_COLOURS = {"real": "green", "yes": "green", "spurious": "red", "no": "red", "unsure": "yellow",
                    "disputed": "magenta", "": "cyan"}
@@ -49,8 +50,7 @@ def vetted_catalog(table: Table, verdicts: dict[str, dict]) -> Table:
     out["n_spurious"] = np.array([v.get("spurious", 0) + v.get("no", 0) for v in votes], int)
     out["n_unsure"] = np.array([v.get("unsure", 0) for v in votes], int)
     out["reviewer"] = np.array([",".join(s["reviewers"]) for s in summaries], str)
-    out["note"] = np.array([" | ".join(f"{who}: {e[who]['note']}" for who in sorted(e) if e[who]["note"])
-                            for e in entries], str)
+    out["note"] = np.array([join_notes({who: e[who]["note"] for who in e}) for e in entries], str)
     out["vetted"] = np.array([max((e[who]["time"] for who in e), default="") for e in entries], str)
     for name, description in VETTED_COLUMNS:
         out[name].description = description
@@ -59,6 +59,26 @@ def vetted_catalog(table: Table, verdicts: dict[str, dict]) -> Table:
     out = out[order]
     out.meta[PROVENANCE] = provenance(what="vetted catalogue", reviewers=sorted({r for e in entries for r in e}))
     return out
+
+
+def join_notes(notes: dict[str, str]) -> str:
+    """The note column of a vetted catalogue: ``reviewer: note`` for each reviewer with a note,
+    separated by `` | ``; read back by :func:`split_notes`."""
+    return NOTE_SEPARATOR.join(f"{who}: {notes[who]}" for who in sorted(notes) if notes[who])
+
+
+def split_notes(text: str, reviewers) -> dict[str, str]:
+    """Each reviewer's note in a note column: the part after ``reviewer:`` when the column is
+    :func:`join_notes`'s, else the whole text for every reviewer (a note written by hand)."""
+    text = str(text or "").strip()
+    parts = {}
+    for part in text.split(NOTE_SEPARATOR):
+        who, _, note = part.partition(": ")
+        if who.strip() in reviewers and note:
+            parts[who.strip()] = note.strip()
+    if not parts:
+        return {who: text for who in reviewers}
+    return {who: parts.get(who, "") for who in reviewers}
 
 
 def write_vetted(table: Table, path) -> Path:

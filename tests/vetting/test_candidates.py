@@ -81,7 +81,8 @@ def test_positions_outside_the_cube_are_left_out_and_named(cube, tmp_path):
     assert read.skipped == ["2 of 3 rows lie outside the cube and were left out (id 2, 3)"]
     assert read.message == "1 candidate read; 2 of 3 rows lie outside the cube and were left out (id 2, 3)"
     Table({"x": [500.0], "y": [5.0]}).write(tmp_path / "far.csv")
-    with pytest.raises(InputError, match=r"None of the 1 positions in far.csv lies inside the cube cube.fits \(24 x 20 pixels, 12 channels\)"):
+    with pytest.raises(InputError, match=r"None of the 1 positions in far.csv lies inside the cube cube.fits "
+                                         r"\(24 x 20 pixels, 12 channels\)"):
         read_candidates(tmp_path / "far.csv", cube)
 
 
@@ -109,7 +110,8 @@ def test_regions_round_trip_to_candidates(cube, catalog, tmp_path):
         write_regions(table, cube, tmp_path / name)  # ellipses at the centroids
         read = read_candidates(tmp_path / name, cube)
         # CRTF keeps 6 decimals of a degree: 3.6 mas, 0.04 of these 0.1" pixels
-        assert np.allclose(read.table["x"], table["x"], atol=0.05) and np.allclose(read.table["y"], table["y"], atol=0.05)
+        assert np.allclose(read.table["x"], table["x"], atol=0.05)
+        assert np.allclose(read.table["y"], table["y"], atol=0.05)
         assert list(read.table["id"]) == [1, 2]
         write_regions(table, cube, tmp_path / name, shape="box")
         read = read_candidates(tmp_path / name, cube)
