@@ -12,21 +12,27 @@ pn.extension("filedropper", "tabulator", notifications=True, loading_indicator=T
 # software, and for an image and a few curves that made a page load cost about 15% more CPU
 hv.renderer("bokeh").webgl = False
 
+cubes = CubeExplorer()
 oneshot = OneShotViewer()
-atlas = AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", 1))
+atlas = AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", ONESHOT))
 # the galaxy tabs are laid out when first shown, and the galaxy sets opened (built, the first time)
 # then: a visitor who only looks at cubes pays for neither
 galaxy_tabs = (pn.Column(sizing_mode="stretch_both"), pn.Column(sizing_mode="stretch_both"))
-tabs = pn.Tabs(("Cube explorer", CubeExplorer()), ("One-shot search", galaxy_tabs[0]),
+tabs = pn.Tabs(("Cube explorer", cubes), ("Vet candidates", cubes.vetting_area), ("One-shot search", galaxy_tabs[0]),
                ("Feature atlas", galaxy_tabs[1]), dynamic=True, sizing_mode="stretch_both")
+VETTING, ONESHOT, ATLAS = 1, 2, 3
 
 
 def _on_tab(event):
-    if event.new in (1, 2):
+    if event.new == VETTING:
+        cubes.activate_vetting()
+    else:
+        cubes.deactivate_vetting()
+    if event.new in (ONESHOT, ATLAS):
         if not galaxy_tabs[0].objects:  # the atlas draws from the one-shot tab's set: lay out both
             galaxy_tabs[0].objects, galaxy_tabs[1].objects = [oneshot], [atlas]
         oneshot.activate()
-    if event.new == 2:
+    if event.new == ATLAS:
         atlas.activate()
 
 

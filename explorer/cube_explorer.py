@@ -14,6 +14,7 @@ from explorer.cube_view import CubeViewer
 from explorer.detection_view import DetectionViewer
 from explorer.files import BUNDLED_CUBES, list_cubes, resolve_user_path, shown_path
 from explorer.text import Alert
+from explorer.vetting_view import VettingViewer
 from pipeline.alma.cube import open_cube
 from pipeline.errors import InputError
 
@@ -34,6 +35,9 @@ class CubeExplorer(pn.viewable.Viewer):
         self._upload_dir = uploads.session_folder()
         self._controls_area = pn.Column(sizing_mode="stretch_width")
         self._plots_area = pn.Column(sizing_mode="stretch_width")
+        # the vetting tab's content: made for the cube open when that tab is first shown (see activate_vetting)
+        self.vetting_area = pn.Column(sizing_mode="stretch_width")
+        self.vetting: VettingViewer | None = None
         self.viewer: CubeViewer | None = None
         self._alert = Alert("", alert_type="danger", visible=False, css_classes=["cube-error"])
         self._upload_area = pn.Column(sizing_mode="stretch_width")
@@ -41,6 +45,7 @@ class CubeExplorer(pn.viewable.Viewer):
         self._open_button = pn.widgets.Button(label="Open path", color="primary")
         self._open_button.on_click(lambda _: self.open_path(self.path_text))
         self._quiet = False  # True while the Cube list follows a cube opened another way
+        self._vetting_shown = False
         self.param.watch(lambda e: self._quiet or self.open_file(self._cubes[e.new], label=e.new), "source")
         if self.source:
             self.open_file(self._cubes[self.source])
@@ -74,11 +79,30 @@ class CubeExplorer(pn.viewable.Viewer):
                                pn.pane.Markdown("### Source finding"), self.detection]
         self.show_error("")
         self._list_as_open(label or shown_path(path), path)
+        if self.vetting is not None:
+            self.vetting.close()
+            self.vetting = None
+            self.vetting_area[:] = []
+            if self._vetting_shown:
+                self.activate_vetting()
         if old is not None:
             old.cube.close()
         if old_detection is not None:
             old_detection.close()  # its primary-beam and PSF cubes
         return True
+
+    def activate_vetting(self) -> None:
+        """The vetting tab is shown: vet the open cube's candidates (made now, not at every cube
+        opened: the card loads the networks), the last run's included."""
+        self._vetting_shown = True
+        if self.vetting is None and self.viewer is not None:
+            self.vetting = VettingViewer(self.viewer, self.detection)
+            if self.detection.found is not None:
+                self.vetting.add_run(self.detection.found)
+            self.vetting_area[:] = [self.vetting]
+
+    def deactivate_vetting(self) -> None:
+        self._vetting_shown = False
 
     def _list_as_open(self, label: str, path: Path):
         """The Cube list shows the cube just opened (by path or upload too: added under its name),

@@ -123,6 +123,8 @@ class DetectionViewer(pn.viewable.Viewer):
                                              "(x0, y0, x1, y1, score): candidates before the spectral check")
     running = param.Boolean(default=False)
     version = param.Integer(default=0, doc="Bumped whenever the catalogue changes")
+    found = param.ClassSelector(class_=Table, default=None, allow_None=True,
+                                doc="Everything the last run found, its probable sidelobes flagged (set when it ends)")
     shown = param.Parameter(default=None, doc="What the boxes over the image show now (see _drawn_key)")
     pb_file = param.Selector(default=NO_COMPANION, objects=[NO_COMPANION],
                              doc="The cube's primary-beam cube: fluxes are divided by its response at each source")
@@ -151,7 +153,6 @@ class DetectionViewer(pn.viewable.Viewer):
         self._companions = {}  # kind -> the attached companion cube
         self._opened = {}  # (kind, path) -> every companion cube opened, closed with the viewer
         self.catalog: Table | None = None  # what is shown (and exported)
-        self._found_all: Table | None = None  # everything the finder gave, probable sidelobes flagged
         try:
             self.truth = truth_for_cube(self.cube.path)
         except InputError as exc:  # a damaged truth file: the cube is still shown, without the comparison
@@ -165,7 +166,7 @@ class DetectionViewer(pn.viewable.Viewer):
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["detection-error"])
         self._run = pn.widgets.Button(label="Find sources", color="primary", css_classes=["run-detection"])
         self._run.on_click(lambda _: self.start())
-        self.param.watch(lambda _: self._found_all is not None and self.set_catalog(self._found_all), "show_sidelobes")
+        self.param.watch(lambda _: self.found is not None and self.set_catalog(self.found), "show_sidelobes")
         decimals = {"x": 2, "y": 2, "z": 0, "ra": 6, "dec": 6, "GHz": 4, "fwhm_x": 2, "fwhm_y": 2, "pa": 1,
                     "fwhm_x_err": 2, "fwhm_y_err": 2, "pa_err": 1,
                     "Jy km/s": 4, "pb": 3, "snr": 1, "sidelobe_p": 2}
@@ -262,7 +263,7 @@ class DetectionViewer(pn.viewable.Viewer):
         texts = {"reliability": reliability_check.format_table, "completeness": completeness_check.format_table}
         self.statistics_text = "\n\n".join(texts[name](table) for name, table in self.quality.items())
         self.running, self._run.disabled = False, False
-        self._found_all = catalog
+        self.found = catalog
         self.set_catalog(catalog)
         self._show_brightest()
 

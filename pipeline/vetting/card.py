@@ -38,7 +38,7 @@ class Card:
     spectrum: np.ndarray  # the box's, summed, cube unit
     gru_spectrum: np.ndarray | None  # the Deep GRU's (0..1), when the networks are at hand
     ranges: list  # (peak, first, end) channels of the emission the Deep GRU (else the catalogue) finds
-    neighbours: Table  # id, source, x, y, z, snr, distance (beams), brighter (bool)
+    neighbours: Table  # id, source, x, y, z, x0, y0, x1, y1, snr, distance (beams), brighter (bool)
     brighter: Table  # the brightest candidates in the same channels anywhere, with distance (beams)
 
 
@@ -93,7 +93,7 @@ def _distances(candidates: Table, index: int, beam_px: float) -> tuple[np.ndarra
 def _listed(candidates: Table, rows: np.ndarray, distances: np.ndarray, snr: float) -> Table:
     rows = rows[np.argsort(distances[rows], kind="stable")] if len(rows) else rows
     out = Table()
-    for name in ("id", "source", "x", "y", "z", "snr"):
+    for name in ("id", "source", "x", "y", "z", "x0", "y0", "x1", "y1", "snr"):
         out[name] = np.asarray(candidates[name])[rows]
     out["distance"] = distances[rows]
     out["distance"].description = "distance in beams (major-axis FWHM)"

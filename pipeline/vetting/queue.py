@@ -70,7 +70,8 @@ class Review:
     and an undo of this pass's verdicts, newest first.
 
     ``verdicts`` is the team's state as last read (:meth:`refresh`), so the queue shows what the
-    others said within a poll.
+    others said within a poll. Without a ``reviewer`` (""), the queue can be looked through but a
+    verdict is refused, asking for a name.
     """
 
     store: VettingStore
@@ -86,7 +87,7 @@ class Review:
     _seen: int = 0  # the newest verdict row read
 
     def __post_init__(self):
-        self.reviewer = check_reviewer(self.reviewer)
+        self.reviewer = check_reviewer(self.reviewer) if str(self.reviewer or "").strip() else ""
         self.refresh(full=True)
         self.arrange()
 

@@ -164,7 +164,7 @@ def test_probable_sidelobes_are_hidden_and_shown_dashed_on_request(panel_on_sim)
     viewer.start()
     from astropy.table import vstack
 
-    found = vstack([viewer._found_all[:1], viewer._found_all[:1]])  # the source and a copy of it
+    found = vstack([viewer.found[:1], viewer.found[:1]])  # the source and a copy of it
     found["id"] = [1, 2]
     # as if the check had called the faintest detection a sidelobe of the brightest
     found["sidelobe"][-1], found["sidelobe_p"][-1], found["sidelobe_of"][-1] = True, 0.4, 1
@@ -197,7 +197,7 @@ def test_the_inspector_gives_size_errors_and_calls_unresolved_sizes_upper_limits
     viewer.selected = int(row["id"])
     text = viewer.source_panel(viewer.selected, viewer.version).objects[1].objects[1].object
     assert f"FWHM {row['fwhm_x']:.2f} ± {row['fwhm_x_err']:.2f}" in text
-    found = viewer._found_all.copy()
+    found = viewer.found.copy()
     found["resolved"][0] = False
     viewer._on_done((found, {}))
     first = viewer.catalog[0]

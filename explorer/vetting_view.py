@@ -1,0 +1,389 @@
+"""The vetting tab: a cube's candidates in a queue, the current one's card, verdicts that last and
+are shared by everyone vetting the same cube on this server.
+
+Everything goes through :mod:`pipeline.vetting`: the store (SQLite, see
+:mod:`pipeline.vetting.store`), the candidates of every run on the cube merged by position
+(:mod:`~pipeline.vetting.candidates`), the reviewer's pass with undo (:class:`~pipeline.vetting.queue.Review`)
+and the card (:mod:`~pipeline.vetting.card`). Others' verdicts are read every ``POLL_MS``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models.widgets.tables import NumberFormatter
+
+from explorer import uploads
+from explorer.shortcuts import Shortcuts
+from explorer.text import Alert, Text, TextTable
+from explorer.vetting_card import CardView
+from pipeline.alma.networks import SourceFinder
+from pipeline.errors import InputError
+from pipeline.vetting.candidates import add_candidates, cube_collection, import_candidates, stored_candidates
+from pipeline.vetting.card import NEIGHBOUR_BEAMS, candidate_card
+from pipeline.vetting.export import vetted_catalog, write_vetted, write_vetted_regions
+from pipeline.vetting.queue import FILTERS, ORDERS, Review
+from pipeline.vetting.store import CUBE_VERDICTS, VettingStore
+
+log = logging.getLogger("explorer")
+
+POLL_MS = 2000  # how often the others' verdicts are read
+PAGE_SIZE = 15  # queue rows per page
+ORDER_LABELS = dict(zip(("score, highest first", "SNR, highest first", "position, east to west"), ORDERS,
+                        strict=True))
+FILTER_LABELS = dict(zip(("every candidate", "only unvetted", "only disagreements", "only probable sidelobes"),
+                         FILTERS, strict=True))
+SCOPES = {"every run on this cube": "stored", "the last run only": "run"}
+#: keyboard shortcuts: key -> what it does
+KEYS = {"r": "real", "s": "spurious", "u": "unsure", "j": "next", "ArrowRight": "next", "k": "previous",
+        "ArrowLeft": "previous", "z": "undo"}
+EXPORTS = {".csv": "Vetted CSV", ".vot": "Vetted VOTable", ".reg": "DS9 regions by verdict"}
+CATALOGUE_SUFFIXES = (".csv", ".vot", ".xml", ".votable", ".reg", ".crtf")
+CATALOGUE_LIMIT_BYTES = 20 * 2**20
+
+
+def database_text(path: Path) -> str:
+    """Where verdicts are kept, as a visitor may see it: the file's name and how it is chosen, not
+    the server's folders."""
+    if os.environ.get("ALMA_ULISSE_VETTING_DB"):
+        return f"Verdicts are saved in {path.name} (set by ALMA_ULISSE_VETTING_DB), shared by everyone on this server."
+    return (f"Verdicts are saved in {path.name} in the server's data folder (~/.local/share/alma-ulisse; "
+            "ALMA_ULISSE_VETTING_DB sets another), shared by everyone on this server.")
+
+
+class VettingViewer(pn.viewable.Viewer):
+    """Vetting the candidates of the cube of a :class:`~explorer.cube_view.CubeViewer`, found by its
+    :class:`~explorer.detection_view.DetectionViewer` or imported."""
+
+    reviewer = param.String(default="", doc="Who is vetting: saved with each verdict")
+    order = param.Selector(default="score", objects=ORDER_LABELS, doc="The order of the queue")
+    show = param.Selector(default="all", objects=FILTER_LABELS, doc="Which candidates the queue keeps")
+    scope = param.Selector(default="stored", objects=SCOPES, doc="Candidates of every run on the cube, or the last")
+    note = param.String(default="", doc="The reviewer's note on the current candidate")
+    current = param.String(default="", doc="Source key of the candidate on show")
+    status = param.String(default="", doc="How far the vetting is")
+    message = param.String(default="", doc="The last problem to tell the user about")
+
+    def __init__(self, cube_viewer, detection, store: VettingStore | None = None, models=None, **params):
+        super().__init__(**params)
+        self.cube = cube_viewer.cube
+        self.detection = detection
+        self.models = models
+        self._alert = Alert("", alert_type="warning", visible=False, css_classes=["vetting-message"])
+        self.card_view = CardView(cube_viewer.cmap)
+        self._run_table = None  # the last run's candidates, with their source keys
+        self.review: Review | None = None
+        try:
+            self.store = store or VettingStore()
+        except InputError as exc:
+            self.store = None
+            self.tell(str(exc))
+        self._where = Text(database_text(self.store.path) if self.store else "", wrap=True,
+                           css_classes=["vetting-database"])
+        self._status = Text("", css_classes=["vetting-status"])
+        self._title = Text("", wrap=True, css_classes=["vetting-title"])
+        self._scores = Text("", wrap=True, css_classes=["vetting-scores"])
+        self._team = Text("", wrap=True, css_classes=["vetting-team"])
+        self._neighbours = Text("", wrap=True, css_classes=["vetting-neighbours"])
+        self._buttons = {}
+        for name, label, colour in (("real", "Real (r)", "success"), ("spurious", "Spurious (s)", "danger"),
+                                    ("unsure", "Unsure (u)", "warning"), ("previous", "◀ Previous (k)", "default"),
+                                    ("next", "Next (j) ▶", "default"), ("undo", "Undo (z)", "default")):
+            button = pn.widgets.Button(label=label, color=colour, css_classes=[f"vetting-{name}"], width=120)
+            button.on_click(functools.partial(lambda action, _: self.act(action), name))
+            self._buttons[name] = button
+        self._queue = TextTable(pagination="remote", page_size=PAGE_SIZE, disabled=True, show_index=False,
+                                selectable=1, sizing_mode="stretch_width", css_classes=["vetting-queue"],
+                                formatters={"snr": NumberFormatter(format="0.0"),
+                                            "score": NumberFormatter(format="0.00")})
+        self._queue.param.watch(self._on_queue_select, "selection")
+        self._upload = pn.widgets.FileInput(accept=",".join(CATALOGUE_SUFFIXES), css_classes=["vetting-import"])
+        self._upload.param.watch(self._on_upload, "value")
+        self._downloads = [pn.widgets.FileDownload(callback=functools.partial(self.export, suffix), label=label,
+                                                   filename=f"{self.cube.path.name.split('.')[0]}_vetted{suffix}",
+                                                   embed=False, css_classes=["vetting-export"])
+                           for suffix, label in EXPORTS.items()]
+        self.shortcuts = Shortcuts(self._on_key, keys=list(KEYS))
+        detection.param.watch(lambda e: e.new is not None and self.add_run(e.new), "found")
+        self.param.watch(lambda _: self.load(), ["reviewer", "scope"])
+        self.param.watch(lambda _: self.arrange(), ["order", "show"])
+        self.load()
+        self._poll = None
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            self._poll = pn.state.add_periodic_callback(self.refresh, period=POLL_MS)
+
+    # --- candidates ----------------------------------------------------------------------------
+
+    def add_run(self, catalog) -> None:
+        """A detector run's candidates (probable sidelobes included): stored, and queued."""
+        if self.store is None:
+            return
+        try:
+            self._run_table = add_candidates(self.store, self.cube, catalog,
+                                             catalog.meta.get("detector") or self.detection.detector)
+        except InputError as exc:
+            self.tell(str(exc))
+            return
+        self.load()
+
+    def load(self) -> None:
+        """(Re)start the reviewer's pass over the candidates in scope, on the current one if kept."""
+        if self.store is None:
+            return
+        try:
+            table = self._run_table if self.scope == "run" and self._run_table is not None else \
+                stored_candidates(self.store, self.cube)
+            self.review = Review(self.store, cube_collection(self.cube), table, self.reviewer, by=self.order,
+                                 only=self.show)
+        except InputError as exc:
+            self.tell(str(exc))
+            return
+        if self.current and self.current in self.review.sources:
+            self.review.go_to(self.current)
+        self.tell("")
+        self._show_queue()
+        self.show_card()
+
+    def arrange(self) -> None:
+        if self.review is not None:
+            self.review.arrange(self.order, self.show)
+            self._show_queue()
+            self.show_card()
+
+    # --- acting ----------------------------------------------------------------------------------
+
+    def act(self, action: str) -> None:
+        """A verdict (real, spurious, unsure) on the current candidate, then the next; or next,
+        previous, undo."""
+        review = self.review
+        if review is None or review.current is None:
+            self.tell("No candidates to vet yet: run a detector on the Cube explorer tab, or import a catalogue.")
+            return
+        before = review.current
+        try:
+            if action in CUBE_VERDICTS:
+                review.cast(action, self.note)
+            elif action == "undo":
+                if review.undo() is None:
+                    self.tell("Nothing to undo: no verdict given in this session yet.")
+                    return
+            else:
+                review.step(1 if action == "next" else -1)
+        except InputError as exc:
+            self.tell(str(exc))
+            return
+        self.tell("")
+        self._update_rows({before, review.current})
+        self.show_card()
+
+    def _on_key(self, key: str) -> None:
+        self.act(KEYS[key])
+
+    def _on_queue_select(self, event):
+        if event.new and self.review is not None and event.new[0] < len(self.review.queue):
+            source = self.review.sources[event.new[0]]
+            if source != self.review.current:
+                self.review.go_to(source)
+                self.show_card()
+
+    def refresh(self) -> None:
+        """Read the others' verdicts; show what changed."""
+        if self.review is None:
+            return
+        try:
+            changed = self.review.refresh()
+        except InputError as exc:  # locked for longer than the retries: the next poll tries again
+            log.warning("vetting poll: %s", exc)
+            return
+        if changed:
+            self._update_rows(changed)
+            if self.review.current in changed:
+                self._show_team()
+
+    # --- showing ---------------------------------------------------------------------------------
+
+    def tell(self, text: str, kind: str = "warning") -> None:
+        self.message = text
+        self._alert.alert_type = kind
+        self._alert.object = text
+        self._alert.visible = bool(text)
+
+    def _frame(self) -> pd.DataFrame:
+        review = self.review
+        table = review.table
+        rows = review.queue
+        frame = pd.DataFrame({
+            "id": np.asarray(table["id"])[rows] if len(rows) else [],
+            "detectors": np.asarray(table["detectors"]).astype(str)[rows] if len(rows) else [],
+            "snr": np.asarray(table["snr"], float)[rows] if len(rows) else [],
+            "score": np.asarray(table["score"], float)[rows] if len(rows) else []})
+        frame["team"] = [self._team_cell(s) for s in review.sources]
+        frame["you"] = [review.mine(s)["verdict"] for s in review.sources]
+        return frame
+
+    def _team_cell(self, source: str) -> str:
+        summary = self.review.summary(source)
+        if summary["disagree"]:
+            return "DISPUTED " + " / ".join(f"{n} {v}" for v, n in sorted(summary["votes"].items()))
+        return f"{summary['verdict']} x{sum(summary['votes'].values())}" if summary["votes"] else ""
+
+    def _show_queue(self) -> None:
+        self._queue.value = self._frame()
+        self._show_status()
+
+    def _update_rows(self, sources) -> None:
+        """The queue's verdict cells of ``sources`` (others' verdicts, or this reviewer's)."""
+        where = {s: i for i, s in enumerate(self.review.sources)}
+        rows = [(where[s], s) for s in sources if s in where]
+        if rows:
+            self._queue.patch({"team": [(i, self._team_cell(s)) for i, s in rows],
+                               "you": [(i, self.review.mine(s)["verdict"]) for i, s in rows]})
+        self._show_status()
+
+    def _show_status(self) -> None:
+        p = self.review.progress()
+        who = f"{p['mine']} by you, " if self.review.reviewer else ""
+        self.status = (f"{p['candidates']} candidates; {p['vetted']} vetted ({who}{p['disputed']} disputed); "
+                       + ", ".join(f"{v} {n}" for v, n in sorted(p["verdicts"].items())))
+        self._status.object = self.status
+
+    def show_card(self) -> None:
+        """The current candidate's card, its place in the queue selected."""
+        review = self.review
+        self.current = review.current or ""
+        enabled = bool(self.current)
+        for button in self._buttons.values():
+            button.disabled = not enabled
+        if not enabled:
+            self._title.object = ("No candidates in the queue. Run a detector on the Cube explorer tab, import a "
+                                  "catalogue, or show every candidate.")
+            self._scores.object = self._team.object = self._neighbours.object = ""
+            return
+        index = int(review.queue[review.position])
+        try:
+            card = candidate_card(self.cube, review.table, index, self._finder())
+        except InputError as exc:
+            self.tell(str(exc))
+            return
+        self.card_view.show(card)
+        row = card.row
+        self._title.object = (f"Candidate {review.position + 1} of {len(review.queue)}: id {row['id']} "
+                              f"({row['detectors']}), source {self.current}")
+        freq = f"{row['freq'] / 1e9:.6f} GHz, " if np.isfinite(row["freq"]) else ""
+        sidelobe = (f"; probable sidelobe of id {row['sidelobe_of']} (p = {row['sidelobe_p']:.2f})"
+                    if row["sidelobe"] else (f"; sidelobe p = {row['sidelobe_p']:.2f}"
+                                             if np.isfinite(row["sidelobe_p"]) else ""))
+        p_false = f"; p_false {row['p_false']:.2f}" if np.isfinite(row["p_false"]) else ""
+        self._scores.object = (f"RA {row['ra']:.6f} deg, Dec {row['dec']:.6f} deg; {freq}channel {int(row['z'])} "
+                               f"(line {int(row['z0'])}-{int(row['z1']) - 1})\n"
+                               f"SNR {row['snr']:.1f}, score {row['score']:.2f}, flux {row['flux']:.4g} Jy km/s"
+                               f"{sidelobe}{p_false}")
+        self._neighbours.object = self._neighbour_text(card)
+        self.note = review.mine()["note"]
+        self._show_team()
+        position = review.position
+        page = position // PAGE_SIZE + 1
+        if self._queue.page != page:
+            self._queue.page = page
+        if self._queue.selection != [position]:
+            self._queue.selection = [position]
+
+    def _show_team(self) -> None:
+        verdicts = self.review.verdicts.get(self.current, {})
+        summary = self.review.summary()
+        lines = [f"{who}: {v['verdict']}" + (f" ({v['note']})" if v["note"] else "") for who, v in
+                 sorted(verdicts.items())]
+        head = "Reviewers DISAGREE: " if summary["disagree"] else ("Verdicts: " if lines else "No verdict yet.")
+        self._team.object = head + ("; ".join(lines) if lines else "")
+
+    @staticmethod
+    def _neighbour_text(card) -> str:
+        def listed(table):
+            return ", ".join(f"id {r['id']} at {r['distance']:.1f} beams (SNR {r['snr']:.1f})" for r in table)
+        text = (f"In the same channels within {NEIGHBOUR_BEAMS:.0f} beams: {listed(card.neighbours)}"
+                if len(card.neighbours) else f"No other candidate in the same channels within {NEIGHBOUR_BEAMS:.0f} "
+                "beams.")
+        if len(card.brighter):
+            text += f"\nBrighter in the same channels (its sidelobes could fall here): {listed(card.brighter)}"
+        return text
+
+    def _finder(self):
+        """The pipeline's networks for the Deep GRU spectrum (loaded once per process); None when
+        they are missing: the card goes without it."""
+        try:
+            return SourceFinder.load(self.models)
+        except InputError as exc:
+            log.warning("vetting card without the Deep GRU: %s", exc)
+            return None
+
+    # --- in and out ------------------------------------------------------------------------------
+
+    def _on_upload(self, event):
+        if not event.new or self.store is None:
+            return
+        name = uploads.safe_name(self._upload.filename, default="catalogue.csv")
+        if Path(name).suffix.lower() not in CATALOGUE_SUFFIXES:
+            self.tell(f"{name}: import a catalogue as CSV, VOTable (.vot, .xml), DS9 (.reg) or CRTF (.crtf).")
+            return
+        try:
+            data = uploads.checked_bytes(event.new, CATALOGUE_LIMIT_BYTES, name)
+            path = uploads.session_folder() / name
+            path.write_bytes(data)
+            _, imported, cast = import_candidates(self.store, self.cube, path, reviewer=self.reviewer or None)
+        except InputError as exc:
+            self.tell(str(exc))
+            return
+        except Exception:  # a file no reader expected: the visitor gets a message, the log the details
+            log.exception("importing %s failed", name)
+            self.tell(f"{name} could not be read as a catalogue: check that it is a complete CSV, VOTable or "
+                      "regions file.")
+            return
+        self.scope = "stored"
+        self.load()
+        self.tell(f"Imported {name}: {imported.message}; {cast} verdicts cast.", "success")
+
+    def export(self, suffix: str) -> io.BytesIO:
+        """The vetted catalogue (every stored candidate) as .csv or .vot, or DS9 regions by verdict."""
+        table = vetted_catalog(stored_candidates(self.store, self.cube), self.store.latest(cube_collection(self.cube)))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"vetted{suffix}"
+            if suffix == ".reg":
+                write_vetted_regions(table, self.cube, path)
+            else:
+                write_vetted(table, path)
+            return io.BytesIO(path.read_bytes())
+
+    def close(self) -> None:
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+
+    def __panel__(self):
+        queue = pn.Column(
+            pn.Row(pn.widgets.TextInput.from_param(self.param.reviewer, name="Reviewer",
+                                                   placeholder="your name or initials",
+                                                   css_classes=["vetting-reviewer"]),
+                   pn.widgets.Select.from_param(self.param.scope, name="Candidates")),
+            pn.Row(pn.widgets.Select.from_param(self.param.order, name="Order"),
+                   pn.widgets.Select.from_param(self.param.show, name="Show")),
+            self._status, self._queue,
+            pn.pane.Markdown("Import a catalogue (CSV, VOTable, DS9 or CRTF regions; up to "
+                             f"{uploads.megabytes(CATALOGUE_LIMIT_BYTES)}):", margin=(10, 10, 0, 10)),
+            self._upload, pn.Row(*self._downloads), self._where, width=450)
+        verdicts = pn.Row(self._buttons["real"], self._buttons["spurious"], self._buttons["unsure"])
+        moves = pn.Row(self._buttons["previous"], self._buttons["next"], self._buttons["undo"])
+        card = pn.Column(self._title, self._scores, self.card_view.layout(), self._neighbours, self._team,
+                         pn.widgets.TextInput.from_param(self.param.note, name="Note (saved with your verdict)",
+                                                         css_classes=["vetting-note"]),
+                         verdicts, moves, sizing_mode="stretch_width", css_classes=["vetting-card"])
+        return pn.Column(self._alert, pn.Row(queue, card, sizing_mode="stretch_width"), self.shortcuts,
+                         sizing_mode="stretch_width")

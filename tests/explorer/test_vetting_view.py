@@ -1,0 +1,99 @@
+"""The vetting tab without a server: a run's candidates queued, verdicts by buttons and keys,
+undo, a second reviewer's verdicts and the disagreement, import, export."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from explorer.cube_view import CubeViewer
+from explorer.detection_view import DetectionViewer
+from explorer.vetting_view import KEYS, VettingViewer
+from pipeline.alma.cube import open_cube
+from pipeline.vetting.store import VettingStore
+
+
+SIM_CUBE = Path(__file__).resolve().parents[2] / "assets" / "cubes" / "sim_7_0000.fits"  # the pipeline finds 4
+
+
+@pytest.fixture
+def vetting(tmp_path):
+    """A pipeline run on the bundled simulated cube, and the vetting view of it."""
+    detection = DetectionViewer(CubeViewer(open_cube(SIM_CUBE)))
+    detection.detector = "pipeline"
+    viewer = VettingViewer(detection.cube_viewer, detection, store=VettingStore(tmp_path / "v.sqlite"))
+    detection.start()
+    return viewer
+
+
+def test_a_run_is_queued_and_a_name_is_asked_before_a_verdict(vetting):
+    assert vetting.review is not None and len(vetting.review.queue) == len(vetting.detection.found) >= 2
+    assert vetting.status.startswith(f"{len(vetting.detection.found)} candidates; 0 vetted")
+    assert vetting.current == vetting.review.sources[0]
+    assert vetting._title.object.startswith("Candidate 1 of")
+    assert "SNR" in vetting._scores.object and vetting.card_view.channel.image.data["dw"][0] > 0
+    assert np.isfinite(vetting.card_view.spectra.data["gru"]).all()  # the Deep GRU's spectrum, for any detector
+    vetting.act("real")
+    assert "Give a reviewer name" in vetting.message
+    assert vetting.current == vetting.review.sources[0]  # nothing happened
+
+
+def test_verdicts_keys_and_undo(vetting):
+    vetting.reviewer = "ann"
+    first, second = vetting.review.sources[:2]
+    vetting.note = "clean line"
+    vetting._on_key("r")
+    assert vetting.current == second and vetting.review.mine(first) == {"verdict": "real", "note": "clean line"}
+    assert vetting.note == ""  # the next candidate's own note
+    assert list(vetting._queue.value["you"][:2]) == ["real", ""]
+    vetting._on_key("s")
+    vetting._on_key("z")
+    assert vetting.current == second and vetting.review.mine(second)["verdict"] == ""
+    vetting._on_key("ArrowLeft")
+    assert vetting.current == first and vetting.note == "clean line"
+    assert set(KEYS.values()) == {"real", "spurious", "unsure", "next", "previous", "undo"}
+
+
+def test_another_reviewer_is_seen_and_a_disagreement_marked(vetting):
+    vetting.reviewer = "ann"
+    first = vetting.current
+    vetting.act("real")
+    other = VettingViewer(vetting.detection.cube_viewer, vetting.detection, store=VettingStore(vetting.store.path),
+                          reviewer="bob")
+    assert other.review.summary(first)["votes"] == {"real": 1}  # bob sees ann's verdict at once
+    other.review.go_to(first)
+    other.show_card()
+    other.act("spurious")
+    vetting.refresh()
+    assert vetting._queue.value["team"][0].startswith("DISPUTED")
+    vetting.act("previous")
+    assert vetting._team.object.startswith("Reviewers DISAGREE: ann: real; bob: spurious")
+    vetting.show = "disagreements"
+    assert vetting.review.sources == [first]
+
+
+def test_the_vetted_catalogue_downloads(vetting, tmp_path):
+    vetting.reviewer = "ann"
+    vetting.act("spurious")
+    (tmp_path / "v.vot").write_bytes(vetting.export(".vot").getvalue())
+    table = Table.read(tmp_path / "v.vot")
+    assert len(table) == len(vetting.review.table) and list(table["verdict"]).count("spurious") == 1
+    assert "color=red" in vetting.export(".reg").getvalue().decode()
+
+
+def test_an_imported_catalogue_joins_the_queue(vetting, tmp_path):
+    cube = vetting.cube
+    sky = cube.sky(5, 90)
+    Table({"RAJ2000": [sky.ra.deg], "DEJ2000": [sky.dec.deg]}).write(tmp_path / "mine.csv")
+    before = len(vetting.review.table)
+    vetting._upload.filename = "mine.csv"
+    vetting._upload.value = (tmp_path / "mine.csv").read_bytes()
+    assert vetting.message.startswith("Imported mine.csv: 1 candidate read; 0 verdicts cast")
+    assert len(vetting.review.table) == before + 1
+    vetting._upload.filename = "notes.txt"
+    vetting._upload.value = b"hello"
+    assert "import a catalogue as CSV, VOTable" in vetting.message
+    vetting._upload.filename = "bad.csv"
+    vetting._upload.value = b"a,b\n1,2\n"
+    assert "has no positions" in vetting.message
