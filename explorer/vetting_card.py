@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import panel as pn
+from panel.io import hold
 from bokeh.models import ColumnDataSource, Range1d
 from bokeh.plotting import figure
 
@@ -19,7 +20,7 @@ from explorer.cube_view import clip_limits, stretched_palette
 from explorer.image_layer import colour
 from pipeline.vetting.card import Card
 
-IMAGE_PX = 290  # each image's frame on screen
+IMAGE_PX = 230  # each image's frame on screen
 CLIP_PERCENT = 99.5
 BOX_COLOUR, NEIGHBOUR_COLOUR, BRIGHTER_COLOUR, HALO_COLOUR = "#00e5ff", "#ffffff", "#ff9800", "#000000"
 RANGE_COLOUR = "orange"
@@ -45,9 +46,13 @@ class CardImage:
         self.image = ColumnDataSource(_empty_image())
         self.boxes = ColumnDataSource(_boxes([]))
         self.beam = ColumnDataSource({"x": [], "y": [], "width": [], "height": [], "angle": []})
-        fig = figure(width=IMAGE_PX, height=IMAGE_PX, match_aspect=True, title=title, tools="pan,wheel_zoom,reset",
-                     toolbar_location=None, x_axis_label="x (pixel)", y_axis_label="y (pixel)",
-                     name=css_class)
+        # a square frame (the borders take what the axes and title need) over a square window (see
+        # show): the cube's pixels stay square
+        fig = figure(width=IMAGE_PX + 55, height=IMAGE_PX + 75, min_border_left=50, min_border_right=5,
+                     min_border_top=5, min_border_bottom=45, x_range=Range1d(0, 1), y_range=Range1d(0, 1),
+                     title=title, tools="pan,wheel_zoom,reset", toolbar_location=None, x_axis_label="x (pixel)",
+                     y_axis_label="y (pixel)", name=css_class)
+        fig.title.text_font_size = "10pt"
         fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=self.image)
         for colour_, width in ((HALO_COLOUR, 4), ("colour", 1.6)):
             fig.quad(left="left", right="right", bottom="bottom", top="top", source=self.boxes, fill_alpha=0,
@@ -73,8 +78,9 @@ class CardImage:
             self.beam.data = {"x": [], "y": [], "width": [], "height": [], "angle": []}
         fig = self.figure
         fig.title.text = title
-        fig.x_range.start, fig.x_range.end = x0, x0 + nx
-        fig.y_range.start, fig.y_range.end = y0, y0 + ny
+        side = max(nx, ny)  # a cutout cut by the cube's edge is shown in a square window all the same
+        fig.x_range.update(start=x0 + nx / 2 - side / 2, end=x0 + nx / 2 + side / 2)
+        fig.y_range.update(start=y0 + ny / 2 - side / 2, end=y0 + ny / 2 + side / 2)
 
 
 class CardView:
@@ -86,7 +92,7 @@ class CardView:
         self.moment0 = CardImage("moment 0 over the line", "vetting-moment0")
         self.spectra = ColumnDataSource({"channel": [], "box": [], "gru": []})
         self.ranges = ColumnDataSource({"left": [], "right": []})
-        fig = figure(height=230, sizing_mode="stretch_width", title="box spectrum and Deep GRU spectrum",
+        fig = figure(height=230, sizing_mode="stretch_width",
                      x_axis_label="channel", y_axis_label="normalised flux", tools="pan,wheel_zoom,reset,hover",
                      toolbar_location=None, y_range=Range1d(-0.45, 1.15), name="vetting-spectrum")
         fig.quad(left="left", right="right", bottom=-10, top=10, source=self.ranges, fill_color=RANGE_COLOUR,
@@ -94,13 +100,18 @@ class CardView:
         fig.step(x="channel", y="box", source=self.spectra, mode="center", color="black", legend_label="box spectrum")
         self._gru = fig.line(x="channel", y="gru", source=self.spectra, color="#0072B5", line_width=2,
                              legend_label="Deep GRU")
-        fig.legend.location = "top_left"
         fig.legend.orientation = "horizontal"
-        fig.legend.background_fill_alpha = 0.6
+        fig.add_layout(fig.legend[0], "above")  # above the frame, not over the line it describes
         self.spectrum = pn.pane.Bokeh(fig, css_classes=["vetting-spectrum"], sizing_mode="stretch_width")
         self._spectrum_figure = fig
 
     def show(self, card: Card) -> None:
+        """Put ``card`` in the figures: every change in one message (Bokeh's models are changed
+        outside Panel's own, so under :func:`panel.io.hold` of their document)."""
+        with hold(self._spectrum_figure.document):
+            self._show(card)
+
+    def _show(self, card: Card) -> None:
         row = card.row
         z, z0, z1 = int(round(float(row["z"]))), int(row["z0"]), int(row["z1"])
         boxes = [(*(other[c] for c in ("x0", "y0", "x1", "y1")),
@@ -108,7 +119,7 @@ class CardView:
         boxes.append((*card.box, BOX_COLOUR))  # the candidate's on top
         self.channel.show(card.channel_map, card.origin, boxes, card.beam, self.palette, f"channel {z} (line peak)")
         self.moment0.show(card.moment0, card.origin, boxes, card.beam, self.palette,
-                          f"moment 0, channels {z0}-{z1 - 1} ({card.moment0_unit})")
+                          f"moment 0, ch {z0}-{z1 - 1} [{card.moment0_unit}]")
         spectrum = np.nan_to_num(np.asarray(card.spectrum, float))
         scale = float(np.max(np.abs(spectrum))) or 1.0
         channels = np.arange(len(spectrum))

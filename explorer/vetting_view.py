@@ -37,7 +37,8 @@ from pipeline.vetting.store import CUBE_VERDICTS, VettingStore
 log = logging.getLogger("explorer")
 
 POLL_MS = 2000  # how often the others' verdicts are read
-PAGE_SIZE = 15  # queue rows per page
+PAGE_SIZE = 10  # queue rows per page
+QUEUE_WIDTHS = {"id": 55, "found by": 100, "snr": 62, "score": 75, "team": 90, "you": 62}
 ORDER_LABELS = dict(zip(("score, highest first", "SNR, highest first", "position, east to west"), ORDERS,
                         strict=True))
 FILTER_LABELS = dict(zip(("every candidate", "only unvetted", "only disagreements", "only probable sidelobes"),
@@ -46,7 +47,7 @@ SCOPES = {"every run on this cube": "stored", "the last run only": "run"}
 #: keyboard shortcuts: key -> what it does
 KEYS = {"r": "real", "s": "spurious", "u": "unsure", "j": "next", "ArrowRight": "next", "k": "previous",
         "ArrowLeft": "previous", "z": "undo"}
-EXPORTS = {".csv": "Vetted CSV", ".vot": "Vetted VOTable", ".reg": "DS9 regions by verdict"}
+EXPORTS = {".csv": "Vetted CSV", ".vot": "Vetted VOTable", ".reg": "DS9 regions"}
 CATALOGUE_SUFFIXES = (".csv", ".vot", ".xml", ".votable", ".reg", ".crtf")
 CATALOGUE_LIMIT_BYTES = 20 * 2**20
 
@@ -98,11 +99,12 @@ class VettingViewer(pn.viewable.Viewer):
         for name, label, colour in (("real", "Real (r)", "success"), ("spurious", "Spurious (s)", "danger"),
                                     ("unsure", "Unsure (u)", "warning"), ("previous", "◀ Previous (k)", "default"),
                                     ("next", "Next (j) ▶", "default"), ("undo", "Undo (z)", "default")):
-            button = pn.widgets.Button(label=label, color=colour, css_classes=[f"vetting-{name}"], width=120)
+            button = pn.widgets.Button(label=label, color=colour, css_classes=[f"vetting-{name}"], width=112)
             button.on_click(functools.partial(lambda action, _: self.act(action), name))
             self._buttons[name] = button
         self._queue = TextTable(pagination="remote", page_size=PAGE_SIZE, disabled=True, show_index=False,
                                 selectable=1, sizing_mode="stretch_width", css_classes=["vetting-queue"],
+                                widths=QUEUE_WIDTHS, configuration={"columnDefaults": {"headerSort": False}},
                                 formatters={"snr": NumberFormatter(format="0.0"),
                                             "score": NumberFormatter(format="0.00")})
         self._queue.param.watch(self._on_queue_select, "selection")
@@ -223,7 +225,7 @@ class VettingViewer(pn.viewable.Viewer):
         rows = review.queue
         frame = pd.DataFrame({
             "id": np.asarray(table["id"])[rows] if len(rows) else [],
-            "detectors": np.asarray(table["detectors"]).astype(str)[rows] if len(rows) else [],
+            "found by": np.asarray(table["detectors"]).astype(str)[rows] if len(rows) else [],
             "snr": np.asarray(table["snr"], float)[rows] if len(rows) else [],
             "score": np.asarray(table["score"], float)[rows] if len(rows) else []})
         frame["team"] = [self._team_cell(s) for s in review.sources]
@@ -379,11 +381,12 @@ class VettingViewer(pn.viewable.Viewer):
             pn.pane.Markdown("Import a catalogue (CSV, VOTable, DS9 or CRTF regions; up to "
                              f"{uploads.megabytes(CATALOGUE_LIMIT_BYTES)}):", margin=(10, 10, 0, 10)),
             self._upload, pn.Row(*self._downloads), self._where, width=450)
-        verdicts = pn.Row(self._buttons["real"], self._buttons["spurious"], self._buttons["unsure"])
-        moves = pn.Row(self._buttons["previous"], self._buttons["next"], self._buttons["undo"])
-        card = pn.Column(self._title, self._scores, self.card_view.layout(), self._neighbours, self._team,
-                         pn.widgets.TextInput.from_param(self.param.note, name="Note (saved with your verdict)",
-                                                         css_classes=["vetting-note"]),
-                         verdicts, moves, sizing_mode="stretch_width", css_classes=["vetting-card"])
+        # the verdicts first: with a card's figures below them, they stay in view on a laptop's screen
+        buttons = pn.Row(*(self._buttons[name] for name in ("real", "spurious", "unsure", "previous", "next", "undo")),
+                         css_classes=["vetting-buttons"])
+        note = pn.widgets.TextInput.from_param(self.param.note, name="Note (saved with your next verdict on it)",
+                                               css_classes=["vetting-note"])
+        card = pn.Column(self._title, buttons, note, self._team, self._scores, self.card_view.layout(),
+                         self._neighbours, sizing_mode="stretch_width", css_classes=["vetting-card"])
         return pn.Column(self._alert, pn.Row(queue, card, sizing_mode="stretch_width"), self.shortcuts,
                          sizing_mode="stretch_width")
