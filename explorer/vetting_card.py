@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 import panel as pn
-from panel.io import hold
 from bokeh.models import ColumnDataSource, Range1d
 from bokeh.plotting import figure
+from panel.io import hold
 
 from explorer.cube_view import clip_limits, stretched_palette
 from explorer.image_layer import colour

@@ -13,7 +13,6 @@ from explorer.vetting_view import KEYS, VettingViewer
 from pipeline.alma.cube import open_cube
 from pipeline.vetting.store import VettingStore
 
-
 SIM_CUBE = Path(__file__).resolve().parents[2] / "assets" / "cubes" / "sim_7_0000.fits"  # the pipeline finds 4
 
 
