@@ -32,6 +32,7 @@ from pipeline.vetting.candidates import add_candidates, cube_collection, import_
 from pipeline.vetting.card import NEIGHBOUR_BEAMS, candidate_card
 from pipeline.vetting.export import vetted_catalog, write_vetted, write_vetted_regions
 from pipeline.vetting.queue import FILTERS, ORDERS, Review
+from pipeline.vetting.scoring import against_truth, format_against_truth
 from pipeline.vetting.store import CUBE_VERDICTS, VettingStore
 
 log = logging.getLogger("explorer")
@@ -72,6 +73,8 @@ class VettingViewer(pn.viewable.Viewer):
     note = param.String(default="", doc="The reviewer's note on the current candidate")
     current = param.String(default="", doc="Source key of the candidate on show")
     status = param.String(default="", doc="How far the vetting is")
+    show_truth = param.Boolean(default=False, doc="On a simulated cube: the verdicts against its truth, and the "
+                               "detector's precision before and after vetting (off by default: it gives the answers)")
     message = param.String(default="", doc="The last problem to tell the user about")
 
     def __init__(self, cube_viewer, detection, store: VettingStore | None = None, models=None, **params):
@@ -95,6 +98,7 @@ class VettingViewer(pn.viewable.Viewer):
         self._scores = Text("", wrap=True, css_classes=["vetting-scores"])
         self._team = Text("", wrap=True, css_classes=["vetting-team"])
         self._neighbours = Text("", wrap=True, css_classes=["vetting-neighbours"])
+        self._truth = Text("", css_classes=["vetting-truth"])
         self._buttons = {}
         for name, label, colour in (("real", "Real (r)", "success"), ("spurious", "Spurious (s)", "danger"),
                                     ("unsure", "Unsure (u)", "warning"), ("previous", "◀ Previous (k)", "default"),
@@ -118,6 +122,7 @@ class VettingViewer(pn.viewable.Viewer):
         detection.param.watch(lambda e: e.new is not None and self.add_run(e.new), "found")
         self.param.watch(lambda _: self.load(), ["reviewer", "scope"])
         self.param.watch(lambda _: self.arrange(), ["order", "show"])
+        self.param.watch(lambda _: self._show_truth(), "show_truth")
         self.load()
         self._poll = None
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
@@ -235,7 +240,7 @@ class VettingViewer(pn.viewable.Viewer):
     def _team_cell(self, source: str) -> str:
         summary = self.review.summary(source)
         if summary["disagree"]:
-            return "DISPUTED " + " / ".join(f"{n} {v}" for v, n in sorted(summary["votes"].items()))
+            return "DISPUTED"  # who said what: on the card
         return f"{summary['verdict']} x{sum(summary['votes'].values())}" if summary["votes"] else ""
 
     def _show_queue(self) -> None:
@@ -257,6 +262,17 @@ class VettingViewer(pn.viewable.Viewer):
         self.status = (f"{p['candidates']} candidates; {p['vetted']} vetted ({who}{p['disputed']} disputed); "
                        + ", ".join(f"{v} {n}" for v, n in sorted(p["verdicts"].items())))
         self._status.object = self.status
+        self._show_truth()
+
+    def _show_truth(self) -> None:
+        """The verdicts against the cube's truth, when it has one and it is asked for."""
+        truth = self.detection.truth
+        if not self.show_truth or truth is None or self.review is None:
+            self._truth.object = ""
+            return
+        score = against_truth(self.review.table, self.review.verdicts, truth, self.cube.path.name,
+                              max(self.cube.nx, self.cube.ny))
+        self._truth.object = "Against the truth of this simulated cube:\n" + format_against_truth(score)
 
     def show_card(self) -> None:
         """The current candidate's card, its place in the queue selected."""
@@ -369,6 +385,12 @@ class VettingViewer(pn.viewable.Viewer):
             self._poll.stop()
             self._poll = None
 
+    def _truth_controls(self) -> list:
+        if self.detection.truth is None:
+            return []
+        return [pn.widgets.Checkbox.from_param(self.param.show_truth, name="Compare with the truth (simulated cube)",
+                                               css_classes=["vetting-show-truth"]), self._truth]
+
     def __panel__(self):
         queue = pn.Column(
             pn.Row(pn.widgets.TextInput.from_param(self.param.reviewer, name="Reviewer",
@@ -380,7 +402,7 @@ class VettingViewer(pn.viewable.Viewer):
             self._status, self._queue,
             pn.pane.Markdown("Import a catalogue (CSV, VOTable, DS9 or CRTF regions; up to "
                              f"{uploads.megabytes(CATALOGUE_LIMIT_BYTES)}):", margin=(10, 10, 0, 10)),
-            self._upload, pn.Row(*self._downloads), self._where, width=450)
+            self._upload, pn.Row(*self._downloads), self._where, *self._truth_controls(), width=450)
         # the verdicts first: with a card's figures below them, they stay in view on a laptop's screen
         buttons = pn.Row(*(self._buttons[name] for name in ("real", "spurious", "unsure", "previous", "next", "undo")),
                          css_classes=["vetting-buttons"])

@@ -96,3 +96,13 @@ def test_an_imported_catalogue_joins_the_queue(vetting, tmp_path):
     vetting._upload.filename = "bad.csv"
     vetting._upload.value = b"a,b\n1,2\n"
     assert "has no positions" in vetting.message
+
+
+def test_the_truth_of_a_simulated_cube_on_request(vetting):
+    assert vetting.detection.truth is not None and vetting._truth.object == ""  # off: it gives the answers
+    vetting.reviewer = "ann"
+    vetting.act("spurious")
+    vetting.show_truth = True
+    text = vetting._truth.object
+    assert text.startswith("Against the truth of this simulated cube:\n4 candidates, ")
+    assert "Precision before vetting 1.00" in text and "1 true sources judged spurious" in text

@@ -111,3 +111,24 @@ def test_the_vetted_catalogue_and_its_regions(store, cube, candidates, tmp_path)
     assert "text={2 disputed}" in lines[1]
     empty = vetted_catalog(candidates[:0], {})
     assert len(empty) == 0 and "verdict" in empty.colnames
+
+
+def test_verdicts_against_the_truth(store, cube, candidates):
+    from pipeline.vetting.scoring import against_truth, format_against_truth
+
+    # the truth: the first two candidates are real sources (the same boxes), the others are not
+    truth = Table({"x": candidates["x"][:2], "y": candidates["y"][:2], "z": candidates["z"][:2],
+                   "fwhm_x": [3.0, 3.0], "fwhm_y": [3.0, 3.0], "pa": [0.0, 0.0], "fwhm_z": [2.0, 2.0]})
+    ann = review(store, cube, candidates, "ann")
+    s = list(candidates["source"])
+    ann.cast("real", source=s[0])
+    ann.cast("spurious", source=s[1])  # wrong: it is real
+    ann.cast("spurious", source=s[2])  # right
+    score = against_truth(candidates, store.latest(cube_collection(cube)), truth, cube.path.name, cube.nx)
+    assert list(score["true"]) == [True, True, False, False]
+    assert score["table"]["real"] == (1, 0) and score["table"]["spurious"] == (1, 1) and score["table"][""] == (0, 1)
+    assert score["precision_before"] == 0.5 and score["precision_after"] == 0.5  # kept: s0 (true) and s3 (false)
+    assert score["rejected_true"] == 1 and (score["correct"], score["judged"]) == (2, 3)
+    text = format_against_truth(score)
+    assert "Precision before vetting 0.50; after dropping the spurious 0.50" in text
+    assert "spurious         1      1" in text
