@@ -1,8 +1,8 @@
 """The explorer's long work as it runs in a worker process (:mod:`explorer.background`): top-level
-functions of plain arguments (paths, names, numbers), so they pickle, each called as
-``work(progress, cancel, share)`` once bound with ``functools.partial``: source finding and the
-one-shot tab's recursive search. They import only :mod:`pipeline`, which the worker server has
-imported already."""
+functions of plain arguments (paths, names, numbers, tables), so they pickle, each called as
+``work(progress, cancel, share)`` once bound with ``functools.partial``: source finding, the
+embedding of a cube's candidates for "find similar", and the one-shot tab's recursive search.
+They import only :mod:`pipeline`, which the worker server has imported already."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pipeline.alma.companions import open_companion
 from pipeline.alma.cube import open_cube
 from pipeline.oneshot import search
 from pipeline.oneshot.store import FeatureStore
+from pipeline.vetting import similar
 
 
 def find_sources(cube_path, detector: str, companions: dict, models, reliability: bool, completeness: bool,
@@ -54,3 +55,10 @@ def recursive_search(store, query, n: int, iterations: int, label, positive, pro
     stats = (search.iteration_statistics(store, result, label, positive, prototype=query)
              if label is not None else [])
     return result, stats
+
+
+def embed_candidates(cube_path, candidates, progress, cancel, share):
+    """The embeddings of ``candidates`` (a catalogue of the cube at ``cube_path``) for finding
+    similar candidates (:func:`pipeline.vetting.similar.embed_candidates`)."""
+    with open_cube(cube_path) as cube:
+        return similar.embed_candidates(cube, candidates, progress=progress, cancel=cancel)

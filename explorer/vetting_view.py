@@ -26,6 +26,7 @@ from explorer import uploads
 from explorer.shortcuts import Shortcuts
 from explorer.text import Alert, Text, TextTable
 from explorer.vetting_card import CardView
+from explorer.vetting_similar import SimilarPanel
 from pipeline.alma.networks import SourceFinder
 from pipeline.errors import InputError
 from pipeline.vetting.candidates import add_candidates, cube_collection, import_candidates, stored_candidates
@@ -47,7 +48,7 @@ FILTER_LABELS = dict(zip(("every candidate", "only unvetted", "only disagreement
 SCOPES = {"every run on this cube": "stored", "the last run only": "run"}
 #: keyboard shortcuts: key -> what it does
 KEYS = {"r": "real", "s": "spurious", "u": "unsure", "j": "next", "ArrowRight": "next", "k": "previous",
-        "ArrowLeft": "previous", "z": "undo"}
+        "ArrowLeft": "previous", "z": "undo", "f": "similar"}
 EXPORTS = {".csv": "Vetted CSV", ".vot": "Vetted VOTable", ".reg": "DS9 regions"}
 CATALOGUE_SUFFIXES = (".csv", ".vot", ".xml", ".votable", ".reg", ".crtf")
 CATALOGUE_LIMIT_BYTES = 20 * 2**20
@@ -102,7 +103,8 @@ class VettingViewer(pn.viewable.Viewer):
         self._buttons = {}
         for name, label, colour in (("real", "Real (r)", "success"), ("spurious", "Spurious (s)", "danger"),
                                     ("unsure", "Unsure (u)", "warning"), ("previous", "◀ Previous (k)", "default"),
-                                    ("next", "Next (j) ▶", "default"), ("undo", "Undo (z)", "default")):
+                                    ("next", "Next (j) ▶", "default"), ("undo", "Undo (z)", "default"),
+                                    ("similar", "Find similar (f)", "primary")):
             button = pn.widgets.Button(label=label, color=colour, css_classes=[f"vetting-{name}"], width=112)
             button.on_click(functools.partial(lambda action, _: self.act(action), name))
             self._buttons[name] = button
@@ -119,6 +121,7 @@ class VettingViewer(pn.viewable.Viewer):
                                                    embed=False, css_classes=["vetting-export"])
                            for suffix, label in EXPORTS.items()]
         self.shortcuts = Shortcuts(self._on_key, keys=list(KEYS))
+        self.similar = SimilarPanel(self)
         detection.param.watch(lambda e: e.new is not None and self.add_run(e.new), "found")
         self.param.watch(lambda _: self.load(), ["reviewer", "scope"])
         self.param.watch(lambda _: self.arrange(), ["order", "show"])
@@ -175,6 +178,9 @@ class VettingViewer(pn.viewable.Viewer):
         if review is None or review.current is None:
             self.tell("No candidates to vet yet: run a detector on the Cube explorer tab, or import a catalogue.")
             return
+        if action == "similar":
+            self.similar.find(review.current)
+            return
         before = review.current
         try:
             if action in CUBE_VERDICTS:
@@ -189,8 +195,14 @@ class VettingViewer(pn.viewable.Viewer):
             self.tell(str(exc))
             return
         self.tell("")
-        self._update_rows({before, review.current})
+        self.after_verdicts({before, review.current})
         self.show_card()
+
+    def after_verdicts(self, sources) -> None:
+        """Show the verdicts now in force on ``sources``: their queue rows, the status, the card's."""
+        self._update_rows(sources)
+        if self.review.current in sources:
+            self._show_team()
 
     def _on_key(self, key: str) -> None:
         self.act(KEYS[key])
@@ -381,6 +393,7 @@ class VettingViewer(pn.viewable.Viewer):
             return io.BytesIO(path.read_bytes())
 
     def close(self) -> None:
+        self.similar.job.stop()
         if self._poll is not None:
             self._poll.stop()
             self._poll = None
@@ -404,11 +417,10 @@ class VettingViewer(pn.viewable.Viewer):
                              f"{uploads.megabytes(CATALOGUE_LIMIT_BYTES)}):", margin=(10, 10, 0, 10)),
             self._upload, pn.Row(*self._downloads), self._where, *self._truth_controls(), width=450)
         # the verdicts first: with a card's figures below them, they stay in view on a laptop's screen
-        buttons = pn.Row(*(self._buttons[name] for name in ("real", "spurious", "unsure", "previous", "next", "undo")),
-                         css_classes=["vetting-buttons"])
+        buttons = pn.FlexBox(*self._buttons.values(), css_classes=["vetting-buttons"])
         note = pn.widgets.TextInput.from_param(self.param.note, name="Note (saved with your next verdict on it)",
                                                css_classes=["vetting-note"])
         card = pn.Column(self._title, buttons, note, self._team, self._scores, self.card_view.layout(),
-                         self._neighbours, sizing_mode="stretch_width", css_classes=["vetting-card"])
+                         self._neighbours, self.similar.area, sizing_mode="stretch_width", css_classes=["vetting-card"])
         return pn.Column(self._alert, pn.Row(queue, card, sizing_mode="stretch_width"), self.shortcuts,
                          sizing_mode="stretch_width")

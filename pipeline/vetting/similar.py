@@ -64,6 +64,9 @@ class SimilarCandidates:
         self.embeddings = np.asarray(embeddings, np.float32)
         self.index = FeatureIndex.build(self.embeddings, metric="cosine")
 
+    def embedding(self, source: str) -> np.ndarray:
+        return self.embeddings[self._row[source]]
+
     def like(self, source: str, k: int = 12) -> list[tuple[str, float]]:
         """The ``k`` candidates most like ``source`` (itself left out), nearest first, with their
         cosine similarity (1: the same)."""

@@ -51,7 +51,7 @@ def test_verdicts_keys_and_undo(vetting):
     assert vetting.current == second and vetting.review.mine(second)["verdict"] == ""
     vetting._on_key("ArrowLeft")
     assert vetting.current == first and vetting.note == "clean line"
-    assert set(KEYS.values()) == {"real", "spurious", "unsure", "next", "previous", "undo"}
+    assert set(KEYS.values()) == {"real", "spurious", "unsure", "next", "previous", "undo", "similar"}
 
 
 def test_another_reviewer_is_seen_and_a_disagreement_marked(vetting):
@@ -106,3 +106,19 @@ def test_the_truth_of_a_simulated_cube_on_request(vetting):
     text = vetting._truth.object
     assert text.startswith("Against the truth of this simulated cube:\n4 candidates, ")
     assert "Precision before vetting 1.00" in text and "1 true sources judged spurious" in text
+
+
+def test_find_similar_then_mark_the_ticked_in_one_step(vetting):
+    vetting.reviewer = "ann"
+    first = vetting.current
+    vetting._on_key("f")
+    panel = vetting.similar
+    assert panel.similar is not None and len(panel._shown) == 3  # the other three candidates, most alike first
+    assert len(panel._cards.objects) == 4 and "(this one)" in panel._cards.objects[0].objects[1].object
+    panel._ticks[panel._shown[0]].value = False  # shown, judged different: left out
+    assert panel.mark("spurious") == 2
+    marked = [s for s in panel._shown[1:]]
+    assert all(vetting.review.mine(s)["verdict"] == "spurious" for s in marked)
+    assert vetting.review.mine(panel._shown[0])["verdict"] == "" and vetting.current == first
+    vetting.act("undo")
+    assert sum(vetting.review.mine(s)["verdict"] == "spurious" for s in marked) == 1
