@@ -74,7 +74,7 @@ class SimilarPanel:
             return
         self._wanted = source
         if not self.job.busy:
-            self._built_for = sources
+            self.similar, self._built_for = None, sources  # the old queue's index answers no more
             self.job.cancel_button.visible = True
             self.job.start(functools.partial(jobs.embed_candidates, self.vetting.cube.path, review.table),
                            f"embedding {len(sources)} candidates to compare them", in_process=True)
