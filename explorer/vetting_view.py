@@ -10,10 +10,8 @@ and the card (:mod:`~pipeline.vetting.card`). Others' verdicts are read every ``
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +20,15 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from explorer import uploads
 from explorer.shortcuts import Shortcuts
 from explorer.text import Alert, Text, TextTable
 from explorer.vetting_card import CardView
+from explorer.vetting_exchange import ExchangePanel
 from explorer.vetting_similar import SimilarPanel
 from pipeline.alma.networks import SourceFinder
 from pipeline.errors import InputError
-from pipeline.vetting.candidates import add_candidates, cube_collection, import_candidates, stored_candidates
+from pipeline.vetting.candidates import add_candidates, cube_collection, stored_candidates
 from pipeline.vetting.card import NEIGHBOUR_BEAMS, candidate_card
-from pipeline.vetting.export import vetted_catalog, write_vetted, write_vetted_regions
 from pipeline.vetting.queue import FILTERS, ORDERS, Review
 from pipeline.vetting.scoring import against_truth, format_against_truth
 from pipeline.vetting.store import CUBE_VERDICTS, VettingStore
@@ -49,9 +46,6 @@ SCOPES = {"every run on this cube": "stored", "the last run only": "run"}
 #: keyboard shortcuts: key -> what it does
 KEYS = {"r": "real", "s": "spurious", "u": "unsure", "j": "next", "ArrowRight": "next", "k": "previous",
         "ArrowLeft": "previous", "z": "undo", "f": "similar"}
-EXPORTS = {".csv": "Vetted CSV", ".vot": "Vetted VOTable", ".reg": "DS9 regions"}
-CATALOGUE_SUFFIXES = (".csv", ".vot", ".xml", ".votable", ".reg", ".crtf")
-CATALOGUE_LIMIT_BYTES = 20 * 2**20
 
 
 def database_text(path: Path) -> str:
@@ -114,14 +108,9 @@ class VettingViewer(pn.viewable.Viewer):
                                 formatters={"snr": NumberFormatter(format="0.0"),
                                             "score": NumberFormatter(format="0.00")})
         self._queue.param.watch(self._on_queue_select, "selection")
-        self._upload = pn.widgets.FileInput(accept=",".join(CATALOGUE_SUFFIXES), css_classes=["vetting-import"])
-        self._upload.param.watch(self._on_upload, "value")
-        self._downloads = [pn.widgets.FileDownload(callback=functools.partial(self.export, suffix), label=label,
-                                                   filename=f"{self.cube.path.name.split('.')[0]}_vetted{suffix}",
-                                                   embed=False, css_classes=["vetting-export"])
-                           for suffix, label in EXPORTS.items()]
         self.shortcuts = Shortcuts(self._on_key, keys=list(KEYS))
         self.similar = SimilarPanel(self)
+        self.exchange = ExchangePanel(self)
         detection.param.watch(lambda e: e.new is not None and self.add_run(e.new), "found")
         self.param.watch(lambda _: self.load(), ["reviewer", "scope"])
         self.param.watch(lambda _: self.arrange(), ["order", "show"])
@@ -355,45 +344,9 @@ class VettingViewer(pn.viewable.Viewer):
             log.warning("vetting card without the Deep GRU: %s", exc)
             return None
 
-    # --- in and out ------------------------------------------------------------------------------
-
-    def _on_upload(self, event):
-        if not event.new or self.store is None:
-            return
-        name = uploads.safe_name(self._upload.filename, default="catalogue.csv")
-        if Path(name).suffix.lower() not in CATALOGUE_SUFFIXES:
-            self.tell(f"{name}: import a catalogue as CSV, VOTable (.vot, .xml), DS9 (.reg) or CRTF (.crtf).")
-            return
-        try:
-            data = uploads.checked_bytes(event.new, CATALOGUE_LIMIT_BYTES, name)
-            path = uploads.session_folder() / name
-            path.write_bytes(data)
-            _, imported, cast = import_candidates(self.store, self.cube, path, reviewer=self.reviewer or None)
-        except InputError as exc:
-            self.tell(str(exc))
-            return
-        except Exception:  # a file no reader expected: the visitor gets a message, the log the details
-            log.exception("importing %s failed", name)
-            self.tell(f"{name} could not be read as a catalogue: check that it is a complete CSV, VOTable or "
-                      "regions file.")
-            return
-        self.scope = "stored"
-        self.load()
-        self.tell(f"Imported {name}: {imported.message}; {cast} verdicts cast.", "success")
-
-    def export(self, suffix: str) -> io.BytesIO:
-        """The vetted catalogue (every stored candidate) as .csv or .vot, or DS9 regions by verdict."""
-        table = vetted_catalog(stored_candidates(self.store, self.cube), self.store.latest(cube_collection(self.cube)))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"vetted{suffix}"
-            if suffix == ".reg":
-                write_vetted_regions(table, self.cube, path)
-            else:
-                write_vetted(table, path)
-            return io.BytesIO(path.read_bytes())
-
     def close(self) -> None:
         self.similar.job.stop()
+        self.exchange.close()
         if self._poll is not None:
             self._poll.stop()
             self._poll = None
@@ -412,10 +365,7 @@ class VettingViewer(pn.viewable.Viewer):
                    pn.widgets.Select.from_param(self.param.scope, name="Candidates")),
             pn.Row(pn.widgets.Select.from_param(self.param.order, name="Order"),
                    pn.widgets.Select.from_param(self.param.show, name="Show")),
-            self._status, self._queue,
-            pn.pane.Markdown("Import a catalogue (CSV, VOTable, DS9 or CRTF regions; up to "
-                             f"{uploads.megabytes(CATALOGUE_LIMIT_BYTES)}):", margin=(10, 10, 0, 10)),
-            self._upload, pn.Row(*self._downloads), self._where, *self._truth_controls(), width=450)
+            self._status, self._queue, self.exchange.area, self._where, *self._truth_controls(), width=450)
         # the verdicts first: with a card's figures below them, they stay in view on a laptop's screen
         buttons = pn.FlexBox(*self._buttons.values(), css_classes=["vetting-buttons"])
         note = pn.widgets.TextInput.from_param(self.param.note, name="Note (saved with your next verdict on it)",

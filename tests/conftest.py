@@ -8,6 +8,7 @@ import gzip
 import io
 import os
 import shutil
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -286,3 +287,36 @@ def pytest_xdist_make_scheduler(config, log):
             return xdist_scope(nodeid)
 
     return SuiteScheduling(config, log)
+
+
+# ---- a SAMP hub on this machine, and a client standing in for TOPCAT ---------------------------------
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A SAMP hub of this test's own (its lock file where ``$SAMP_HUB`` says), as TOPCAT starts one."""
+    from pyvo.samp import SAMPHubServer
+
+    lockfile = tmp_path / "samp.lock"
+    monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{lockfile.as_uri()}")
+    server = SAMPHubServer(web_profile=False, mode="multiple", lockfile=str(lockfile))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def topcat(hub):
+    """A client like TOPCAT: takes tables (keeps the messages) and sends them."""
+    from pyvo.samp import SAMPIntegratedClient
+
+    client = SAMPIntegratedClient(name="topcat")
+    client.connect()
+    received, arrived = [], threading.Event()
+
+    def take(private_key, sender_id, mtype, params, extra):
+        received.append(params)
+        arrived.set()
+
+    client.bind_receive_notification("table.load.votable", take)
+    client.received, client.arrived = received, arrived
+    yield client
+    client.disconnect()

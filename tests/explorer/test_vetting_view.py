@@ -1,6 +1,7 @@
 """The vetting tab without a server: a run's candidates queued, verdicts by buttons and keys,
 undo, a second reviewer's verdicts and the disagreement, import, export."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,10 +76,10 @@ def test_another_reviewer_is_seen_and_a_disagreement_marked(vetting):
 def test_the_vetted_catalogue_downloads(vetting, tmp_path):
     vetting.reviewer = "ann"
     vetting.act("spurious")
-    (tmp_path / "v.vot").write_bytes(vetting.export(".vot").getvalue())
+    (tmp_path / "v.vot").write_bytes(vetting.exchange.export(".vot").getvalue())
     table = Table.read(tmp_path / "v.vot")
     assert len(table) == len(vetting.review.table) and list(table["verdict"]).count("spurious") == 1
-    assert "color=red" in vetting.export(".reg").getvalue().decode()
+    assert "color=red" in vetting.exchange.export(".reg").getvalue().decode()
 
 
 def test_an_imported_catalogue_joins_the_queue(vetting, tmp_path):
@@ -86,15 +87,15 @@ def test_an_imported_catalogue_joins_the_queue(vetting, tmp_path):
     sky = cube.sky(5, 90)
     Table({"RAJ2000": [sky.ra.deg], "DEJ2000": [sky.dec.deg]}).write(tmp_path / "mine.csv")
     before = len(vetting.review.table)
-    vetting._upload.filename = "mine.csv"
-    vetting._upload.value = (tmp_path / "mine.csv").read_bytes()
+    vetting.exchange._upload.filename = "mine.csv"
+    vetting.exchange._upload.value = (tmp_path / "mine.csv").read_bytes()
     assert vetting.message.startswith("Imported mine.csv: 1 candidate read; 0 verdicts cast")
     assert len(vetting.review.table) == before + 1
-    vetting._upload.filename = "notes.txt"
-    vetting._upload.value = b"hello"
+    vetting.exchange._upload.filename = "notes.txt"
+    vetting.exchange._upload.value = b"hello"
     assert "import a catalogue as CSV, VOTable" in vetting.message
-    vetting._upload.filename = "bad.csv"
-    vetting._upload.value = b"a,b\n1,2\n"
+    vetting.exchange._upload.filename = "bad.csv"
+    vetting.exchange._upload.value = b"a,b\n1,2\n"
     assert "has no positions" in vetting.message
 
 
@@ -122,3 +123,36 @@ def test_find_similar_then_mark_the_ticked_in_one_step(vetting):
     assert vetting.review.mine(panel._shown[0])["verdict"] == "" and vetting.current == first
     vetting.act("undo")
     assert sum(vetting.review.mine(s)["verdict"] == "spurious" for s in marked) == 1
+
+
+def test_samp_sends_the_vetted_catalogue_and_takes_a_table_from_topcat(vetting, topcat, tmp_path):
+    exchange = vetting.exchange
+    exchange.send()
+    assert vetting.message == "Sent 'sim_7_0000 vetted' to topcat."
+    assert topcat.arrived.wait(10)
+    sent = Table.read(topcat.received[0]["url"].removeprefix("file://"), format="votable")
+    assert len(sent) == len(vetting.review.table) and "verdict" in sent.colnames
+    exchange._receive.value = True
+    assert exchange.inbox is not None and exchange.inbox.listening
+    sky = vetting.cube.sky(100, 20)
+    Table({"RAJ2000": [sky.ra.deg], "DEJ2000": [sky.dec.deg]}).write(tmp_path / "t.vot", format="votable")
+    explorer = next(cid for cid in topcat.get_subscribed_clients("table.load.votable")
+                    if topcat.get_metadata(cid).get("samp.name") == "ALMA & ULISSE explorer")
+    before = len(vetting.review.table)
+    topcat.notify(explorer, {"samp.mtype": "table.load.votable",
+                             "samp.params": {"url": (tmp_path / "t.vot").as_uri(), "name": "from topcat"}})
+    deadline = time.time() + 10
+    while len(vetting.review.table) == before and time.time() < deadline:
+        time.sleep(0.1)
+    assert len(vetting.review.table) == before + 1
+    assert "Imported from topcat: 1 candidate read" in vetting.message
+    exchange._receive.value = False
+    assert exchange.inbox is None
+
+
+def test_samp_without_a_hub_says_so(vetting, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{(tmp_path / 'none.lock').as_uri()}")
+    vetting.exchange.send()
+    assert vetting.message.startswith("No SAMP hub is running on this machine")
+    vetting.exchange._receive.value = True
+    assert vetting.exchange._receive.value is False and "No SAMP hub" in vetting.message
