@@ -42,7 +42,7 @@ class GalaxyBrowser(pn.viewable.Viewer):
         o = self.oneshot
         only = self.only_positive if positive_only is None else positive_only
         if only and o.label is not None and o.positive is not None:
-            return [int(i) for i in np.flatnonzero(is_positive(o.store.catalog[o.label], o.positive))]
+            return [int(i) for i in np.flatnonzero(is_positive(o.labelled_catalog()[o.label], o.positive))]
         return list(range(len(o.store.catalog)))
 
     def panel(self):

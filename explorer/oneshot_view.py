@@ -24,6 +24,7 @@ from explorer.background import BackgroundJob
 from explorer.files import check_store_images, index_folders
 from explorer.galaxy_browser import THUMB_PX, GalaxyBrowser, png_bytes
 from explorer.oneshot_plots import iteration_chart, provenance_plot
+from explorer.oneshot_vetting import NeighbourVetting, is_vetted_label
 from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.errors import InputError
 from pipeline.oneshot import galaxy_sets, search, survey
@@ -99,6 +100,7 @@ class OneShotViewer(pn.viewable.Viewer):
                                                    filename=f"oneshot{suffix}", label=label, color="light")
                            for suffix, label in ((".csv", "CSV"), (".vot", "VOTable"))]
         self.browser = GalaxyBrowser(self)
+        self.vetting = NeighbourVetting(self)
         self._loaded = False
 
     # ---- the galaxy set -------------------------------------------------------------------
@@ -135,7 +137,8 @@ class OneShotViewer(pn.viewable.Viewer):
         self.store = store
         self._thumbs.clear()
         labels = store.galaxies.label_columns
-        self.param.label.objects = labels
+        self.param.label.objects = self._label_options()
+        self.vetting.refresh()
         preferred = next(((c, v) for c, v in PREFERRED_LABELS if c in labels), None)
         self.label = preferred[0] if preferred else (labels[0] if labels else None)
         self._update_positive_options(preferred[1] if preferred else None)
@@ -147,13 +150,37 @@ class OneShotViewer(pn.viewable.Viewer):
         counted = self.browser.rows(positive_only=True)
         self.choose(str(store.catalog["id"][counted[0] if counted else 0]))
 
+    def _label_options(self) -> list[str]:
+        """The set's label columns, and the team's verdicts for the vetting question."""
+        return list(self.store.galaxies.label_columns) + ([self.vetting.label_name] if self.vetting.label_name else [])
+
+    def labels_changed(self) -> None:
+        """The vetting question changed: its verdicts are a label that can be counted."""
+        if self.store is None:
+            return
+        options = self._label_options()
+        self.param.label.objects = options
+        if self.label not in options:
+            self.label = options[0] if options else None
+        self.version += 1
+
+    def labelled_catalog(self):
+        """The set's catalogue with the team's verdicts as a label column (the file is never changed)."""
+        return self.vetting.catalog(self.store.catalog)
+
     @param.depends("label", watch=True)
     def _update_positive_options(self, preferred=None):
         if self.store is None or self.label is None:
             self.param.positive.objects = []
             return
-        values = sorted({str(v) for v in self.store.catalog[self.label].tolist() if str(v).strip() not in ("", "--")})
+        values = sorted({str(v) for v in self.labelled_catalog()[self.label].tolist()
+                         if str(v).strip() not in ("", "--")})
+        if not values:  # a question no one has answered yet
+            self.param.positive.objects = []
+            self.positive = None
+            return
         self.param.positive.objects = values
+        preferred = preferred if preferred is not None else self.positive
         self.positive = preferred if preferred in values else values[0]
 
     # ---- searching ------------------------------------------------------------------------
@@ -196,15 +223,20 @@ class OneShotViewer(pn.viewable.Viewer):
         """Re-rank with the thumbs up/down given so far (relevance feedback)."""
         if self.store is None:
             return
-        self._set_result(search.refine(self.store, self.query(), self.n, liked=sorted(self.liked),
-                                       disliked=sorted(self.disliked)), "refined")
+        team_yes, team_no = self.vetting.feedback()  # the team's verdicts: good and bad examples too
+        liked = (self.liked | set(team_yes)) - self.disliked
+        disliked = (self.disliked | set(team_no)) - self.liked
+        self._set_result(search.refine(self.store, self.query(), self.n, liked=sorted(liked),
+                                       disliked=sorted(disliked)), "refined")
 
     def run_recursive(self):
         if self.store is None or self.job.busy:
             return
         # in a worker process (served), which opens the store from its folder: Cancel ends it at once
         store = self.store.folder if self.job.processes else self.store
-        work = functools.partial(jobs.recursive_search, store, self.query(), self.n, self.iterations, self.label,
+        # the worker counts the set's own labels; the team's verdicts are counted here, in the statistics
+        counted = None if is_vetted_label(self.label) else self.label
+        work = functools.partial(jobs.recursive_search, store, self.query(), self.n, self.iterations, counted,
                                  self.positive)
         self._job_kind = "recursive"
         self.show_error("")
@@ -259,8 +291,12 @@ class OneShotViewer(pn.viewable.Viewer):
         if self.result is None:
             raise InputError("Nothing to export yet: run a search first.")
         with tempfile.TemporaryDirectory() as tmp:
-            path = write_table(self.result, Path(tmp) / f"oneshot{suffix}")
+            path = write_table(self._with_labels(self.result), Path(tmp) / f"oneshot{suffix}")
             return io.BytesIO(path.read_bytes())
+
+    def _with_labels(self, result: Table) -> Table:
+        """``result`` with the team's verdicts on its galaxies, when there is a vetting question."""
+        return self.vetting.catalog(result) if self.vetting.label_name else result
 
     # ---- views ----------------------------------------------------------------------------
     def thumbnail(self, galaxy_id: str) -> bytes:
@@ -272,7 +308,7 @@ class OneShotViewer(pn.viewable.Viewer):
     def _label_of(self, galaxy_id) -> str:
         if self.label is None:
             return ""
-        return str(self.store.catalog[self.label][self.store.row_of(galaxy_id)])
+        return str(self.labelled_catalog()[self.label][self.store.row_of(galaxy_id)])
 
     @param.depends("version", "label", "positive")
     def prototype_panel(self):
@@ -324,7 +360,7 @@ class OneShotViewer(pn.viewable.Viewer):
             f"\niteration {row['iteration']}" if self.mode == "recursive" else "")
         hit = self.positive is not None and label == self.positive
         return pn.Column(pn.pane.PNG(self.thumbnail(gid), width=THUMB_PX), Text(text),
-                         pn.Row(up, down), use, width=THUMB_PX + 50,
+                         pn.Row(up, down), self.vetting.buttons(gid), use, width=THUMB_PX + 50,
                          styles={"border": f"2px solid {'#d62728' if hit else '#ddd'}", "padding": "4px",
                                  "border-radius": "4px"}, css_classes=["neighbour-card"])
 
@@ -333,7 +369,7 @@ class OneShotViewer(pn.viewable.Viewer):
         if self.store is None or self.result is None or self.label is None or self.positive is None:
             return pn.pane.Markdown("No label column to count in this set." if self.store is not None else "")
         rows = [self.store.row_of(i) for i in self.result["id"]]
-        s = label_statistics(self.store.catalog, rows, self.label, self.positive)
+        s = label_statistics(self.labelled_catalog(), rows, self.label, self.positive)
         if s["fraction"] is None:
             text = f"no galaxy found has a {self.label} value"
         else:
@@ -352,8 +388,8 @@ class OneShotViewer(pn.viewable.Viewer):
         plots = [iteration_chart(self.iteration_stats, self.label, self.positive)] if self.iteration_stats else []
         start = "" if self._upload_vector is not None else self.prototype
         plots.append(provenance_plot(self.result, start, self._label_of, self.positive))
-        table = self.result[["id", "iteration", "parent", "distance"]
-                            + ([self.label] if self.label else [])].to_pandas()
+        table = self._with_labels(self.result)[["id", "iteration", "parent", "distance"]
+                                               + ([self.label] if self.label else [])].to_pandas()
         return pn.Column(pn.Row(*plots), TextTable(table, disabled=True, show_index=False, max_height=260,
                                                                pagination=None, css_classes=["provenance-table"]))
 
@@ -392,6 +428,7 @@ class OneShotViewer(pn.viewable.Viewer):
             pn.widgets.Select.from_param(self.param.positive, name="Value"),
             self.statistics_panel,
             pn.Row(*self._downloads),
+            self.vetting.controls(),
             width=300, sizing_mode="fixed")
         results = pn.Column(
             self._notice, self._error, self.job.bar,

@@ -138,3 +138,31 @@ def test_choosing_another_set_while_a_job_runs_keeps_the_set_shown(index_dir, mo
     viewer.galaxy_set = other
     assert viewer.galaxy_set == shown and viewer.store is store
     assert "wait for it or press Cancel" in viewer._error.object
+
+
+def test_neighbours_vetted_for_a_question_are_a_label_and_feedback(viewer, index_dir, tmp_path):
+    from pipeline.vetting.store import VettingStore
+
+    files = {p: p.read_bytes() for p in index_dir.rglob("*") if p.is_file() and p.suffix in (".csv", ".vot")}
+    viewer.vetting.store = VettingStore(tmp_path / "v.sqlite")
+    shown = [str(i) for i in viewer.result["id"]]
+    viewer.vetting.cast(shown[0], "yes")
+    assert "Say what the neighbours are vetted for" in viewer.vetting.message
+    viewer.vetting.question = "spiral arms"
+    viewer.vetting.cast(shown[0], "yes")
+    assert "reviewer name" in viewer.vetting.message
+    viewer.vetting.reviewer = "ann"
+    viewer.vetting.cast(shown[0], "yes")
+    viewer.vetting.cast(shown[1], "no")
+    assert viewer.vetting.message == ""
+    assert "vetted_spiral_arms" in viewer.param.label.objects
+    viewer.label = "vetted_spiral_arms"
+    assert viewer.param.positive.objects == ["no", "yes"]
+    viewer.positive = "yes"
+    assert "vetted_spiral_arms = yes:\n1 of " in viewer.statistics_panel().object
+    exported = Table.read(io.BytesIO(viewer.export(".vot").getvalue()), format="votable")
+    said = dict(zip([str(i) for i in exported["id"]], [str(v) for v in exported["vetted_spiral_arms"]], strict=True))
+    assert said[shown[0]] == "yes" and said[shown[1]] == "no"
+    viewer.refine()  # the team's yes and no are feedback: the "no" galaxy never comes back
+    assert viewer.mode == "refined" and shown[1] not in [str(i) for i in viewer.result["id"]]
+    assert {p: p.read_bytes() for p in files} == files  # the set's own catalogue is never written to

@@ -1,0 +1,140 @@
+"""Vetting the neighbours of a one-shot search: each card gets yes / no / unsure for a question the
+reviewer names ("AGN candidate"), kept in the vetting store per galaxy set and question and shared
+with everyone on the server (:mod:`pipeline.vetting.labels`). The team's verdicts are a label the
+statistics can count and the export carries, and good and bad examples for re-ranking."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import panel as pn
+import param
+
+from explorer.text import Text
+from pipeline.errors import InputError
+from pipeline.vetting.labels import PREFIX, column_name, feedback, label_collection, with_verdict_column
+from pipeline.vetting.store import LABEL_VERDICTS, VettingStore, summarise
+
+log = logging.getLogger("explorer")
+POLL_MS = 2000
+COLOURS = {"yes": "success", "no": "danger", "unsure": "warning"}
+
+
+class NeighbourVetting(param.Parameterized):
+    """The vetting of a :class:`~explorer.oneshot_view.OneShotViewer`'s neighbours."""
+
+    reviewer = param.String(default="", doc="Who is vetting: saved with each verdict")
+    question = param.String(default="", doc="What the neighbours are vetted for, e.g. AGN candidate")
+    message = param.String(default="")
+
+    def __init__(self, viewer, store: VettingStore | None = None, **params):
+        super().__init__(**params)
+        self.viewer = viewer
+        self.verdicts: dict[str, dict] = {}
+        self._seen = 0
+        try:
+            self.store = store or VettingStore()
+        except InputError as exc:
+            self.store = None
+            self.message = str(exc)
+        self._message = Text("", wrap=True, css_classes=["neighbour-vetting-message"])
+        self.param.watch(lambda _: self._changed(), ["question"])
+        self._poll = None
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            self._poll = pn.state.add_periodic_callback(self.refresh, period=POLL_MS)
+
+    @property
+    def collection(self) -> str | None:
+        """The store's collection for the open set and the question (None: no question yet)."""
+        store = self.viewer.store
+        if store is None or not self.question.strip():
+            return None
+        return label_collection(store.meta["name"], self.question)
+
+    @property
+    def label_name(self) -> str | None:
+        return column_name(self.question) if self.question.strip() else None
+
+    def catalog(self, base):
+        """``base`` (the set's catalogue) with the team's verdicts as a label column, when there is a question."""
+        return with_verdict_column(base, self.verdicts, self.question) if self.question.strip() else base
+
+    def feedback(self) -> tuple[list[str], list[str]]:
+        return feedback(self.verdicts) if self.question.strip() else ([], [])
+
+    def refresh(self) -> None:
+        """Read the team's verdicts again when they changed; the cards and statistics follow."""
+        collection = self.collection
+        if collection is None or self.store is None:
+            return
+        try:
+            newest = self.store.last_id(collection)
+            if newest == self._seen:
+                return
+            self.verdicts, self._seen = self.store.latest(collection), newest
+        except InputError as exc:
+            log.warning("neighbour vetting poll: %s", exc)
+            return
+        if is_vetted_label(self.viewer.label):  # its values (yes, no, ...) may be new
+            self.viewer._update_positive_options()
+        self.viewer.version += 1
+
+    def _changed(self) -> None:
+        self.verdicts, self._seen = {}, 0
+        self.tell("")
+        self.viewer.labels_changed()
+        self.refresh()
+
+    def cast(self, galaxy_id: str, verdict: str) -> None:
+        try:
+            collection = self.collection
+            if collection is None:
+                raise InputError("Say what the neighbours are vetted for (e.g. AGN candidate) first.")
+            if self.store is None:
+                raise InputError(self.message)
+            self.store.cast(collection, galaxy_id, self.reviewer, verdict)
+            self.store.name_collection(collection, f"{self.viewer.store.meta['name']}: {self.question.strip()}")
+        except InputError as exc:
+            self.tell(str(exc))
+            return
+        self.tell("")
+        self.refresh()
+
+    def tell(self, text: str) -> None:
+        self.message = text
+        self._message.object = text
+
+    def buttons(self, galaxy_id: str):
+        """A card's verdict buttons and the team's verdict on it; nothing without a question."""
+        if not self.question.strip():
+            return pn.Spacer(height=0)
+        said = summarise(self.verdicts.get(galaxy_id, {}))
+        votes = ", ".join(f"{v} {n}" for v, n in sorted(said["votes"].items()))
+        row = []
+        for verdict in LABEL_VERDICTS:
+            button = pn.widgets.Button(label=verdict, color=COLOURS[verdict], width=52,
+                                       css_classes=[f"neighbour-{verdict}"])
+            button.on_click(functools.partial(lambda v, _: self.cast(galaxy_id, v), verdict))
+            row.append(button)
+        return pn.Column(pn.Row(*row), Text(f"{self.question.strip()}: " + (votes or "not vetted")
+                                            + (" (disputed)" if said["disagree"] else ""), wrap=True,
+                                            css_classes=["neighbour-verdicts"]))
+
+    def controls(self):
+        return pn.Column(
+            pn.pane.Markdown("**Vet the neighbours** (saved for everyone on this server):", margin=(10, 10, 0, 10)),
+            pn.widgets.TextInput.from_param(self.param.question, name="Vetted for", placeholder="e.g. AGN candidate",
+                                            css_classes=["neighbour-question"]),
+            pn.widgets.TextInput.from_param(self.param.reviewer, name="Reviewer", placeholder="your name or initials",
+                                            css_classes=["neighbour-reviewer"]),
+            self._message, sizing_mode="stretch_width")
+
+    def close(self) -> None:
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+
+
+def is_vetted_label(label) -> bool:
+    return isinstance(label, str) and label.startswith(PREFIX)
