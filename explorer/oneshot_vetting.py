@@ -5,12 +5,12 @@ statistics can count and the export carries, and good and bad examples for re-ra
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import panel as pn
 import param
 
+from explorer.galaxy_browser import THUMB_PX
 from explorer.text import Text
 from pipeline.errors import InputError
 from pipeline.vetting.labels import PREFIX, column_name, feedback, label_collection, with_verdict_column
@@ -18,7 +18,7 @@ from pipeline.vetting.store import LABEL_VERDICTS, VettingStore, summarise
 
 log = logging.getLogger("explorer")
 POLL_MS = 2000
-COLOURS = {"yes": "success", "no": "danger", "unsure": "warning"}
+CARD_WIDTH = THUMB_PX + 30  # the verdict list across a neighbour's card
 
 
 class NeighbourVetting(param.Parameterized):
@@ -111,13 +111,11 @@ class NeighbourVetting(param.Parameterized):
             return pn.Spacer(height=0)
         said = summarise(self.verdicts.get(galaxy_id, {}))
         votes = ", ".join(f"{v} {n}" for v, n in sorted(said["votes"].items()))
-        row = []
-        for verdict in LABEL_VERDICTS:
-            button = pn.widgets.Button(label=verdict, color=COLOURS[verdict], width=52,
-                                       css_classes=[f"neighbour-{verdict}"])
-            button.on_click(functools.partial(lambda v, _: self.cast(galaxy_id, v), verdict))
-            row.append(button)
-        return pn.Column(pn.Row(*row), Text(f"{self.question.strip()}: " + (votes or "not vetted")
+        mine = self.verdicts.get(galaxy_id, {}).get(" ".join(self.reviewer.split()), {}).get("verdict", "")
+        choice = pn.widgets.Select(options={"your verdict...": "", **{v: v for v in LABEL_VERDICTS}}, value=mine,
+                                   width=CARD_WIDTH, css_classes=["neighbour-verdict"])
+        choice.param.watch(lambda e: e.new != mine and self.cast(galaxy_id, e.new), "value")
+        return pn.Column(choice, Text(f"{self.question.strip()}: " + (votes or "not vetted")
                                             + (" (disputed)" if said["disagree"] else ""), wrap=True,
                                             css_classes=["neighbour-verdicts"]))
 
