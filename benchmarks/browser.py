@@ -10,7 +10,9 @@ pixels; the time is taken from just before the key press until the frame in whic
 - channel change: ArrowRight on the channel slider, ``--repeats`` times, on each cube;
 - moment 0: the "moment 0" button and back; stretch and colour map: a new choice in their lists;
 - atlas feature change: a new feature number typed into the atlas (its images are PNGs): until
-  the new gallery's images have loaded.
+  the new gallery's images have loaded;
+- vetting next card (issue 14): on the 512^2 cube with 300 stored candidates, the "j" key in the
+  vetting tab, until the next card's channel map is drawn.
 
 Targets (issue 13, an idle 2-core machine): channel change under 150 ms for a 512^2 channel and
 under 300 ms at 2048^2, any control change under 300 ms, atlas feature change under 1 s, page
@@ -40,7 +42,7 @@ from _report import report  # noqa: E402 -- after the paths above
 from cube_serving import write_cube  # noqa: E402
 
 TARGETS = {"channel 512^2 (ms)": 150, "channel 2048^2 (ms)": 300, "control (ms)": 300,
-           "atlas feature (ms)": 1000, "page load (ms)": 4000}
+           "atlas feature (ms)": 1000, "page load (ms)": 4000, "vetting next card (ms)": 300}
 
 # in the page: a signature of the canvases' pixels (a 64 x 64 block at the centre of each: reading
 # whole canvases on every frame took the page's only thread ~20 ms per change, slowing what it timed),
@@ -63,8 +65,9 @@ WATCH = """(canvases) => {
 
 
 def serve(data: Path, port: int, log: Path) -> subprocess.Popen:
-    """``panel serve app.py`` on ``port`` with the data folder ``data``, its output into ``log``."""
-    env = {**os.environ, "EXPLORER_DATA_DIRS": str(data)}
+    """``panel serve app.py`` on ``port`` with the data folder ``data`` (its vetting database in it),
+    its output into ``log``."""
+    env = {**os.environ, "EXPLORER_DATA_DIRS": str(data), "ALMA_ULISSE_VETTING_DB": str(data / "vetting.sqlite")}
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app.py", "--port", str(port),
                                  "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}",
@@ -103,6 +106,18 @@ def open_cube(page, canvases, selector, name: str) -> None:
         page.wait_for_timeout(100)
 
 
+def store_candidates(cube_path: Path, database: Path, n: int) -> None:
+    """``n`` random candidates of the cube at ``cube_path``, stored for vetting in ``database``."""
+    from vetting import candidates_on
+
+    from pipeline.alma.cube import open_cube as open_fits
+    from pipeline.vetting.candidates import add_candidates
+    from pipeline.vetting.store import VettingStore
+
+    with open_fits(cube_path) as cube:
+        add_candidates(VettingStore(database), cube, candidates_on(cube, n))
+
+
 def cpu_reference_ms() -> float:
     """Milliseconds for a fixed piece of Python work (3 million additions; median of 3): how fast the
     machine was at the time. A shared VM's speed drifts (190-370 ms on the 2-core development
@@ -138,6 +153,7 @@ def main(argv=None):
         data.mkdir()
         write_cube(data / "noise512.fits", 512, 32, seed=1)
         write_cube(data / "noise2048.fits", 2048, 16, seed=2)
+        store_candidates(data / "noise512.fits", data / "vetting.sqlite", 300)
         log = Path(tmp) / "server.log"
         server = serve(data, args.port, log)
         try:
@@ -219,6 +235,22 @@ def main(argv=None):
                     times.append(1000 * (time.perf_counter() - start))
                     page.wait_for_timeout(500)
                 rows.append(summary("atlas feature change", times, TARGETS["atlas feature (ms)"]))
+
+                page.get_by_text("Cube explorer", exact=True).click()
+                open_cube(page, canvas, cube, "noise512.fits")
+                page.get_by_text("Vet candidates", exact=True).click()
+                page.locator(".vetting-title pre").filter(has_text="Candidate 1 of 300").wait_for(timeout=120_000)
+                name = page.locator(".vetting-reviewer input")
+                name.fill("bench")
+                name.press("Enter")
+                page.locator(".vetting-title").click()  # out of the text field: keys are shortcuts
+                card = page.locator(".vetting-channel canvas")
+                page.wait_for_timeout(1000)
+                times = []
+                for _ in range(args.repeats):
+                    times.append(timed(page, card, functools.partial(page.keyboard.press, "j")))
+                    page.wait_for_timeout(300)
+                rows.append(summary("vetting next card", times, TARGETS["vetting next card (ms)"]))
                 browser.close()
         except Exception:
             print("The server's log ends:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))

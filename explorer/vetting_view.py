@@ -146,7 +146,7 @@ class VettingViewer(pn.viewable.Viewer):
         except InputError as exc:
             self.tell(str(exc))
             return
-        if self.current and self.current in self.review.sources:
+        if self.current and self.review.place(self.current) is not None:
             self.review.go_to(self.current)
         self.tell("")
         self._show_queue()
@@ -250,8 +250,7 @@ class VettingViewer(pn.viewable.Viewer):
 
     def _update_rows(self, sources) -> None:
         """The queue's verdict cells of ``sources`` (others' verdicts, or this reviewer's)."""
-        where = {s: i for i, s in enumerate(self.review.sources)}
-        rows = [(where[s], s) for s in sources if s in where]
+        rows = [(self.review.place(s), s) for s in sources if self.review.place(s) is not None]
         if rows:
             self._queue.patch({"team": [(i, self._team_cell(s)) for i, s in rows],
                                "you": [(i, self.review.mine(s)["verdict"]) for i, s in rows]})

