@@ -51,7 +51,7 @@ class CardImage:
         fig = figure(width=IMAGE_PX + 55, height=IMAGE_PX + 75, min_border_left=50, min_border_right=5,
                      min_border_top=5, min_border_bottom=45, x_range=Range1d(0, 1), y_range=Range1d(0, 1),
                      title=title, tools="pan,wheel_zoom,reset", toolbar_location=None, x_axis_label="x (pixel)",
-                     y_axis_label="y (pixel)", name=css_class)
+                     y_axis_label="y (pixel)", css_classes=[css_class])
         fig.title.text_font_size = "10pt"
         fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=self.image)
         for colour_, width in ((HALO_COLOUR, 4), ("colour", 1.6)):
@@ -61,7 +61,7 @@ class CardImage:
                     fill_color="white", fill_alpha=0.35, line_color="white")
         fig.grid.visible = False
         self.figure = fig
-        self.pane = pn.pane.Bokeh(fig, css_classes=[css_class], sizing_mode="fixed")
+        self.pane = pn.pane.Bokeh(fig, sizing_mode="fixed")  # the pane is the figure: its class is the figure's
 
     def show(self, image: np.ndarray, origin, boxes, beam, palette, title: str) -> None:
         ny, nx = image.shape
@@ -94,7 +94,7 @@ class CardView:
         self.ranges = ColumnDataSource({"left": [], "right": []})
         fig = figure(height=230, sizing_mode="stretch_width",
                      x_axis_label="channel", y_axis_label="normalised flux", tools="pan,wheel_zoom,reset,hover",
-                     toolbar_location=None, y_range=Range1d(-0.45, 1.15), name="vetting-spectrum")
+                     toolbar_location=None, y_range=Range1d(-0.45, 1.15), css_classes=["vetting-spectrum"])
         fig.quad(left="left", right="right", bottom=-10, top=10, source=self.ranges, fill_color=RANGE_COLOUR,
                  fill_alpha=0.2, line_alpha=0, legend_label="emission range")
         fig.step(x="channel", y="box", source=self.spectra, mode="center", color="black", legend_label="box spectrum")
@@ -102,7 +102,7 @@ class CardView:
                              legend_label="Deep GRU")
         fig.legend.orientation = "horizontal"
         fig.add_layout(fig.legend[0], "above")  # above the frame, not over the line it describes
-        self.spectrum = pn.pane.Bokeh(fig, css_classes=["vetting-spectrum"], sizing_mode="stretch_width")
+        self.spectrum = pn.pane.Bokeh(fig, sizing_mode="stretch_width")
         self._spectrum_figure = fig
 
     def show(self, card: Card) -> None:

@@ -61,6 +61,8 @@ class SimilarPanel:
         for button, verdict in zip(self._marks, ("real", "spurious", "unsure"), strict=True):
             button.on_click(functools.partial(lambda v, _: self.mark(v), verdict))
         self.job.cancel_button.visible = False  # shown while the embeddings are made
+        for button in self._marks:  # shown with a list to mark
+            button.visible = False
         self.area = pn.Column(self._status, pn.Row(self.job.bar, self.job.cancel_button), self._cards,
                               pn.Row(*self._marks), sizing_mode="stretch_width", css_classes=["similar-area"])
 
@@ -106,7 +108,7 @@ class SimilarPanel:
                        for s in self._shown}
         self._cards.objects = [self._card(source, None, reference=True)] + [self._card(s, c) for s, c in like]
         for button in self._marks:
-            button.disabled = not self._shown
+            button.disabled, button.visible = not self._shown, True
 
     def _card(self, source: str, cosine: float | None, reference: bool = False):
         review = self.vetting.review
