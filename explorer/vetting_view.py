@@ -53,8 +53,9 @@ def database_text(path: Path) -> str:
     the server's folders."""
     if os.environ.get("ALMA_ULISSE_VETTING_DB"):
         return f"Verdicts are saved in {path.name} (set by ALMA_ULISSE_VETTING_DB), shared by everyone on this server."
-    return (f"Verdicts are saved in {path.name} in the server's data folder (~/.local/share/alma-ulisse; "
-            "ALMA_ULISSE_VETTING_DB sets another), shared by everyone on this server.")
+    return (f"Verdicts are saved in {path.name} in the server's data folder ($XDG_DATA_HOME/alma-ulisse, by "
+            "default ~/.local/share/alma-ulisse; ALMA_ULISSE_VETTING_DB sets another file), shared by everyone on "
+            "this server.")
 
 
 class VettingViewer(pn.viewable.Viewer):
@@ -88,7 +89,7 @@ class VettingViewer(pn.viewable.Viewer):
             self.tell(str(exc))
         self._where = Text(database_text(self.store.path) if self.store else "", wrap=True,
                            css_classes=["vetting-database"])
-        self._status = Text("", css_classes=["vetting-status"])
+        self._status = Text("", wrap=True, css_classes=["vetting-status"])
         self._title = Text("", wrap=True, css_classes=["vetting-title"])
         self._scores = Text("", wrap=True, css_classes=["vetting-scores"])
         self._team = Text("", wrap=True, css_classes=["vetting-team"])
@@ -252,8 +253,14 @@ class VettingViewer(pn.viewable.Viewer):
         """The queue's verdict cells of ``sources`` (others' verdicts, or this reviewer's)."""
         rows = [(self.review.place(s), s) for s in sources if self.review.place(s) is not None]
         if rows:
-            self._queue.patch({"team": [(i, self._team_cell(s)) for i, s in rows],
-                               "you": [(i, self.review.mine(s)["verdict"]) for i, s in rows]})
+            # the frame changed in place, then sent again: with remote pagination that is its page alone.
+            # (Tabulator.patch sends a patch's rows by their place in the whole table, not in the page,
+            # which fails beyond the first page: Panel 1.9.)
+            frame = self._queue.value
+            for i, s in rows:
+                frame.iat[i, frame.columns.get_loc("team")] = self._team_cell(s)
+                frame.iat[i, frame.columns.get_loc("you")] = self.review.mine(s)["verdict"]
+            self._queue.param.trigger("value")
         self._show_status()
 
     def _show_status(self) -> None:

@@ -11,21 +11,17 @@ import re
 import numpy as np
 from astropy.table import Table
 
-from pipeline.errors import InputError
-from pipeline.vetting.store import LABEL_VERDICTS, summarise
+from pipeline.vetting.store import LABEL_VERDICTS, one_line, summarise
 
 PREFIX = "vetted_"  # the label column's name: PREFIX + the question as an identifier (TOPCAT's expressions use it)
 QUESTION_CHARS = 80
 
 
 def check_question(question: str) -> str:
-    """The question galaxies are vetted for, stripped: 1 to QUESTION_CHARS characters."""
-    question = " ".join(str(question or "").split())
-    if not question:
-        raise InputError("Say what the galaxies are vetted for (e.g. AGN candidate) before giving verdicts.")
-    if len(question) > QUESTION_CHARS:
-        raise InputError(f"A vetting question has at most {QUESTION_CHARS} characters; this one has {len(question)}.")
-    return question
+    """The question galaxies are vetted for: see :func:`~pipeline.vetting.store.one_line` (at most
+    QUESTION_CHARS characters)."""
+    return one_line(question, QUESTION_CHARS, "vetting question",
+                    "Say what the galaxies are vetted for (e.g. AGN candidate) before giving verdicts.")
 
 
 def label_collection(set_name: str, question: str) -> str:

@@ -97,14 +97,21 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
+def one_line(text, limit: int, what: str, missing: str) -> str:
+    """``text`` on one line (runs of spaces and line breaks made one space), stripped, of 1 to
+    ``limit`` characters; else InputError: ``missing`` when empty, else what is too long."""
+    text = " ".join(str(text or "").split())
+    if not text:
+        raise InputError(missing)
+    if len(text) > limit:
+        raise InputError(f"A {what} has at most {limit} characters; this one has {len(text)}.")
+    return text
+
+
 def check_reviewer(name: str) -> str:
-    """A reviewer's name, stripped: 1 to :data:`NAME_CHARS` characters, no line breaks."""
-    name = " ".join(str(name or "").split())
-    if not name:
-        raise InputError("Give a reviewer name (who cast this verdict), e.g. your initials.")
-    if len(name) > NAME_CHARS:
-        raise InputError(f"A reviewer name has at most {NAME_CHARS} characters; this one has {len(name)}.")
-    return name
+    """A reviewer's name: see :func:`one_line` (at most :data:`NAME_CHARS` characters)."""
+    return one_line(name, NAME_CHARS, "reviewer name", "Give a reviewer name (who cast this verdict), e.g. your "
+                    "initials.")
 
 
 class VettingStore:

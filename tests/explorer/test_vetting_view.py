@@ -156,3 +156,21 @@ def test_samp_without_a_hub_says_so(vetting, tmp_path, monkeypatch):
     assert vetting.message.startswith("No SAMP hub is running on this machine")
     vetting.exchange._receive.value = True
     assert vetting.exchange._receive.value is False and "No SAMP hub" in vetting.message
+
+
+def test_verdicts_beyond_the_first_page_of_the_queue(tmp_path, monkeypatch):
+    """The queue's cells change on any page (Tabulator.patch sent a row's place in the whole table to a
+    page of rows, which failed beyond the first: Panel 1.9); rendered as in a browser session."""
+    import explorer.vetting_view as vetting_view
+
+    monkeypatch.setattr(vetting_view, "PAGE_SIZE", 2)
+    detection = DetectionViewer(CubeViewer(open_cube(SIM_CUBE)))
+    detection.detector = "pipeline"
+    viewer = VettingViewer(detection.cube_viewer, detection, store=VettingStore(tmp_path / "v.sqlite"),
+                           reviewer="ann")
+    detection.start()
+    viewer.__panel__().get_root()  # the Bokeh models, as a served page has them
+    for _ in range(3):
+        viewer.act("real")
+    assert viewer._queue.page == 2 and list(viewer._queue.value["you"]) == ["real", "real", "real", ""]
+    assert viewer.message == ""
