@@ -72,7 +72,9 @@ class ExchangePanel:
         if vetting.store is None:
             return
         try:
-            _, imported, cast = import_candidates(vetting.store, vetting.cube, path, reviewer=vetting.reviewer or None)
+            # a file's reviewer names are the file's word: its verdicts are cast as "NAME via <who brought it>"
+            _, imported, cast = import_candidates(vetting.store, vetting.cube, path, reviewer=vetting.reviewer or None,
+                                                  via=vetting.reviewer or "an upload")
         except InputError as exc:
             vetting.tell(str(exc))
             return

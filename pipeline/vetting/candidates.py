@@ -26,7 +26,7 @@ from pipeline.errors import InputError, short_reason
 from pipeline.provenance import file_sha256
 from pipeline.tables import read_table
 from pipeline.vetting.export import split_notes
-from pipeline.vetting.store import VettingStore
+from pipeline.vetting.store import VERDICTS, VettingStore
 
 MATCH_CHANNELS = 2.0  # a stored source and a new candidate this many channels apart are one source
 MIN_MATCH_PX = 1.5  # ... and this many pixels apart at least, however small the beam
@@ -133,12 +133,16 @@ def read_candidates(path, cube: Cube, detector: str = "imported") -> Imported:
 
 
 def import_candidates(store: VettingStore, cube: Cube, path, reviewer: str | None = None,
-                      detector: str = "imported") -> tuple[Table, Imported, int]:
+                      detector: str = "imported", via: str | None = None) -> tuple[Table, Imported, int]:
     """:func:`read_candidates`, stored with :func:`add_candidates`; the verdicts of a vetted
-    catalogue are cast too, as its ``reviewer`` column says or as ``reviewer``. Returns the stored
-    candidates, what was read, and the number of verdicts cast (a reviewer's verdict already in
-    force, with the same note, is not cast again)."""
+    catalogue are cast too, as its ``reviewer`` column says or as ``reviewer``; with ``via`` (who
+    brought the file, when its names cannot be taken on trust: an upload) each name becomes
+    "NAME via VIA". Returns the stored candidates, what was read, and the number of verdicts cast (a
+    reviewer's verdict already in force, with the same note, is not cast again). A verdict column
+    with other words than verdicts is refused before anything is stored."""
     imported = read_candidates(path, cube, detector)
+    if "verdict" in imported.table.colnames:
+        _check_verdicts(imported.table["verdict"], Path(path).name)
     stored = add_candidates(store, cube, imported.table, detector)
     cast = 0
     if "verdict" in imported.table.colnames:
@@ -148,16 +152,28 @@ def import_candidates(store: VettingStore, cube: Cube, path, reviewer: str | Non
             verdict = str(row["verdict"]).strip().lower()
             who = str(row["reviewer"]).strip() if "reviewer" in stored.colnames else ""
             who = who or reviewer
-            if verdict in ("", "disputed", "--", "nan") or not who:
+            if verdict in NOT_A_VERDICT or not who:
                 continue
             note = str(row["note"]) if "note" in stored.colnames else ""
             names = [n.strip() for n in who.split(",") if n.strip()]
             notes = split_notes("" if note in ("--", "nan") else note, names)
             for name in names:
-                now = in_force.get(str(row["source"]), {}).get(name, {})
+                as_who = f"{name} via {via}" if via else name
+                now = in_force.get(str(row["source"]), {}).get(as_who, {})
                 if (now.get("verdict"), now.get("note")) != (verdict, notes[name]):  # a change, not a repeat
-                    cast += store.cast(collection, str(row["source"]), name, verdict, notes[name])
+                    cast += store.cast(collection, str(row["source"]), as_who, verdict, notes[name])
     return stored, imported, cast
+
+
+NOT_A_VERDICT = ("", "disputed", "--", "nan")  # verdict cells an import passes over
+
+
+def _check_verdicts(column, name: str) -> None:
+    words = np.char.lower(np.char.strip(np.asarray(column).astype(str)))
+    bad = sorted({str(w) for w in words if w not in VERDICTS and w not in NOT_A_VERDICT})
+    if bad:
+        raise InputError(f"The verdict column of {name} holds {', '.join(repr(w) for w in bad[:5])}: a verdict is "
+                         f"one of {', '.join(v for v in VERDICTS if v)} (or empty). Nothing was imported.")
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ SENT_KEPT_S = 24 * 3600  # a table sent stays on disk this long: the receiver re
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+
 class NoHub(InputError):
     """No SAMP hub answers on this machine."""
 
@@ -132,7 +133,11 @@ def fetch_table(url: str, folder) -> Path:
     a readable VOTable."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
-        opener = lambda: open(urllib.request.url2pathname(parsed.path), "rb")  # noqa: E731
+        local = Path(urllib.request.url2pathname(parsed.path)).resolve()
+        if not any(local.is_relative_to(root) for root in shared_folders()):
+            raise InputError("only files in the temporary folder or the home folder are taken (where TOPCAT "
+                             "writes the tables it sends)")
+        opener = lambda: open(local, "rb")  # noqa: E731
     elif parsed.scheme in ("http", "https") and parsed.hostname in LOCAL_HOSTS:
         opener = lambda: urllib.request.urlopen(url, timeout=10)  # noqa: E731 (local hosts only)
     else:
@@ -140,8 +145,8 @@ def fetch_table(url: str, folder) -> Path:
     try:
         with opener() as source:
             data = source.read(RECEIVE_LIMIT_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"it could not be read ({short_reason(exc)})") from exc
+    except OSError as exc:  # its reason names a path on the server: not for the page
+        raise InputError("it could not be read (it may have been removed: send it again)") from exc
     if len(data) > RECEIVE_LIMIT_BYTES:
         raise InputError(f"it is larger than {RECEIVE_LIMIT_BYTES // 2**20} MB: save it from TOPCAT and import "
                          "the file")
@@ -152,10 +157,16 @@ def fetch_table(url: str, folder) -> Path:
         out.write(data)
     try:
         Table.read(name, format="votable")
-    except Exception as exc:  # the VOTable parser's own errors: the table is not one
+    except Exception as exc:  # the VOTable parser's own errors (they may quote the file): not for the page
         os.remove(name)
-        raise InputError(f"it is not a VOTable ({short_reason(exc)})") from exc
+        raise InputError("it is not a VOTable") from exc
     return Path(name)
+
+
+def shared_folders() -> tuple[Path, ...]:
+    """The folders a table sent as a file may lie in: where desktop tools write the tables they
+    send (the temporary folder, the home folder)."""
+    return Path(tempfile.gettempdir()).resolve(), Path.home().resolve()
 
 
 def _sent_file(name: str) -> Path:

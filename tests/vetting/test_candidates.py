@@ -129,3 +129,13 @@ def test_a_vetted_catalogue_brings_its_verdicts(store, cube, tmp_path):
     assert latest[stored["source"][0]] == {"eve": {**latest[stored["source"][0]]["eve"], "verdict": "real",
                                                    "note": "clean"}}
     assert latest[stored["source"][1]]["eve"]["verdict"] == "spurious"
+    # brought by someone else (an upload): the names are the file's word, and say so
+    _, _, cast = import_candidates(store, cube, tmp_path / "vetted.vot", reviewer="eve", via="bob")
+    assert cast == 2 and set(store.latest(cube_collection(cube))[stored["source"][0]]) == {"eve", "eve via bob"}
+
+
+def test_a_verdict_column_of_other_words_is_refused_before_anything_is_stored(store, cube, tmp_path):
+    Table({"x": [10.0, 3.0], "y": [8.0, 15.0], "verdict": ["real", "maybe"]}).write(tmp_path / "v.csv")
+    with pytest.raises(InputError, match="The verdict column of v.csv holds 'maybe'.*Nothing was imported"):
+        import_candidates(store, cube, tmp_path / "v.csv", reviewer="eve")
+    assert len(stored_candidates(store, cube)) == 0
