@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.cli.checks import at_least, memory_size, never_over_inputs, positive_number, scheduler_name
+from pipeline.cli.checks import at_least, memory_size, never_over_inputs, positive_number, progress_bar, scheduler_name
 from pipeline.errors import InputError
 
 
@@ -236,7 +235,7 @@ def cmd_detect(args) -> int:
             load_networks(models_dir, tasks)  # a missing or unreadable network is reported before the run
             settings = dict(keep_sidelobes=args.keep_sidelobes, models=models_dir, memory=memory,
                             scheduler=args.scheduler, **options)
-            with _progress_bar(args.quiet, "stage") as progress:
+            with progress_bar(args.quiet, "stage") as progress:
                 # the search's maps wait beside the output, so that an interrupted run resumes
                 catalog = detect(cube, args.detector, progress=progress, parts=parts_folder(args.output), **settings)
             catalog = _statistics_from_the_cube(args, cube, catalog, settings)
@@ -266,7 +265,7 @@ def _statistics_from_the_cube(args, cube, catalog, settings):
     for option, wanted in (("reliability", args.reliability), ("completeness", args.completeness)):
         if not wanted:
             continue
-        with _progress_bar(args.quiet, "stage") as progress:
+        with progress_bar(args.quiet, "stage") as progress:
             if option == "reliability":
                 negatives = reliability.negative_detections(cube, args.detector, progress=progress, **settings)
                 catalog, table = reliability.with_reliability(catalog, negatives)
@@ -294,28 +293,12 @@ def _detect_many(args, cubes, models_dir, memory):
     done = sum(1 for _ in parts_folder(args.output).glob("*.csv")) if parts_folder(args.output).is_dir() else 0
     if done and not args.quiet:
         print(f"resuming: {done} cube(s) already searched in {parts_folder(args.output)}")
-    with _progress_bar(args.quiet, "cube") as progress:
+    with progress_bar(args.quiet, "cube") as progress:
         catalog = detect_cubes(cubes, args.output, args.detector, progress=progress, memory=memory,
                                scheduler=args.scheduler, models=models_dir, keep_sidelobes=args.keep_sidelobes)
     write_catalog(catalog, args.output)
     clear_parts(args.output)
     return catalog
-
-
-@contextmanager
-def _progress_bar(quiet: bool, unit: str):
-    """A tqdm bar on stderr, as a ``progress(done, total, stage)`` callback."""
-    from tqdm import tqdm
-
-    with tqdm(total=None, unit=unit, disable=quiet) as bar:
-        def progress(done, total, stage):
-            bar.total = total
-            bar.set_description(stage)
-            bar.update(done - bar.n)
-
-        yield progress
-        if bar.total is not None:
-            bar.update(bar.total - bar.n)
 
 
 def add_evaluate_parser(commands) -> None:

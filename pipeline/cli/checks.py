@@ -1,10 +1,11 @@
-"""Checks of command-line values shared by the commands: each raises InputError saying what is
-wrong and what to do, before any work starts."""
+"""What the commands share: checks of command-line values, each raising InputError saying what is
+wrong and what to do before any work starts; and the progress bar of long work."""
 
 from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import InputError
@@ -75,3 +76,19 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)  # hard links, or the same file under other names
     except OSError:
         return False
+
+
+@contextmanager
+def progress_bar(quiet: bool, unit: str):
+    """A tqdm bar on stderr, as a ``progress(done, total, stage)`` callback."""
+    from tqdm import tqdm
+
+    with tqdm(total=None, unit=unit, disable=quiet) as bar:
+        def progress(done, total, stage):
+            bar.total = total
+            bar.set_description(stage)
+            bar.update(done - bar.n)
+
+        yield progress
+        if bar.total is not None:
+            bar.update(bar.total - bar.n)

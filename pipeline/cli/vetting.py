@@ -1,5 +1,6 @@
 """The vetting commands: ``vetting import`` (a catalogue, and its verdicts, into the vetting
-database) and ``vetting export`` (the vetted catalogue out of it); ``vetting status`` sums it up.
+database), ``vetting export`` (the vetted catalogue out of it), ``vetting similar`` (the candidates
+most like one, across cubes); ``vetting status`` sums it up.
 
 The database is ``--db``, else ``$ALMA_ULISSE_VETTING_DB``, else the user's data folder (see
 :mod:`pipeline.vetting.store`): the one the explorer uses, so a team's verdicts cast in the browser
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
+
+import numpy as np
 
 from pipeline.cli.checks import never_over_inputs
 
@@ -46,6 +50,19 @@ def add_vetting_parser(commands) -> None:
                    "or the catalogue's detector column)")
     i.add_argument("--db", help=DB_HELP)
     i.set_defaults(func=cmd_vetting_import)
+
+    f = actions.add_parser("similar", help="the candidates most like one, across one or several cubes",
+                           description="List the candidates most like --like (a source key, as the explorer's "
+                           "card and the vetted catalogue give it) among the candidates stored for the CUBEs: "
+                           "the explorer's find similar, across cubes. The first CUBE holds --like unless it "
+                           "is given as CUBE_FILE_NAME:SOURCE.")
+    f.add_argument("cubes", nargs="+", metavar="CUBE", help="FITS cubes whose stored candidates are compared")
+    f.add_argument("--like", required=True, metavar="SOURCE", help="the candidate to compare with")
+    f.add_argument("-k", type=int, default=12, help="how many to list (default 12)")
+    f.add_argument("-o", "--output", help="also write the list: .csv, or .vot/.xml for VOTable")
+    f.add_argument("--db", help=DB_HELP)
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_vetting_similar)
 
     s = actions.add_parser("status", help="how far the vetting of a cube is",
                            description="Candidates, vetted, disputed and the verdicts in force for CUBE.")
@@ -119,4 +136,52 @@ def cmd_vetting_status(args) -> int:
     else:
         print(f"{status['cube']}: {len(table)} candidates; "
               + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) + f" (database {store.path})")
+    return 0
+
+
+def cmd_vetting_similar(args) -> int:
+    from astropy.table import Table
+
+    from pipeline.alma.cube import open_cube
+    from pipeline.cli.checks import at_least, progress_bar
+    from pipeline.errors import InputError
+    from pipeline.tables import check_output, write_table
+    from pipeline.vetting.candidates import cube_collection, stored_candidates
+    from pipeline.vetting.similar import SimilarCandidates, embed_candidates
+    from pipeline.vetting.store import VettingStore, summarise
+
+    at_least(args.k, 1, "-k")
+    if args.output:
+        check_output(args.output)
+        never_over_inputs("-o", args.output, [*args.cubes, args.db])
+    store = VettingStore(args.db)
+    keys, rows, parts = [], [], []
+    for path in args.cubes:
+        with open_cube(path, check_data=False) as cube, progress_bar(args.quiet, "candidate") as progress:
+            table = stored_candidates(store, cube)
+            if not len(table):
+                print(f"note: no candidates are stored for {cube.path.name}: left out")
+                continue
+            parts.append(embed_candidates(cube, table, progress=progress))
+            verdicts = store.latest(cube_collection(cube))
+            for row in table:
+                keys.append(f"{cube.path.name}:{row['source']}")
+                rows.append({"cube": cube.path.name, "id": int(row["id"]), "source": str(row["source"]),
+                             "snr": float(row["snr"]),
+                             "verdict": summarise(verdicts.get(str(row["source"]), {}))["verdict"]})
+    like = args.like if ":" in args.like else f"{Path(args.cubes[0]).name}:{args.like}"
+    if like not in keys:
+        raise InputError(f"No stored candidate {like}: give a source key of the first cube (e.g. x61-y49-z5, "
+                         "from the vetting card or the vetted catalogue), or CUBE_FILE_NAME:SOURCE.")
+    similar = SimilarCandidates(np.concatenate(parts), keys)
+    found = similar.like(like, args.k)
+    place = {key: i for i, key in enumerate(keys)}
+    out = Table(rows=[{**rows[place[key]], "similarity": round(cosine, 4)} for key, cosine in found],
+                names=["cube", "id", "source", "snr", "verdict", "similarity"])
+    print(f"the {len(out)} candidates most like {like} (cosine similarity):")
+    for r in out:
+        print(f"  {r['similarity']:.3f}  {r['cube']}  id {r['id']}  {r['source']}  SNR {r['snr']:.1f}  "
+              f"{r['verdict'] or 'unvetted'}")
+    if args.output:
+        write_table(out, args.output)
     return 0

@@ -59,3 +59,23 @@ def test_bad_input_is_one_line_and_never_overwrites(make_cube, tmp_path):
                                                                     tmp_path / "out.txt", "--db", db))
     empty = run_cli("vetting", "export", cube, "-o", tmp_path / "empty.csv", "--db", db)
     assert empty.returncode == 0 and "no candidates are stored for cube.fits" in empty.stdout
+
+
+def test_similar_across_cubes(make_cube, tmp_path):
+    """The candidates most like one, across two cubes: the same source's copy in the other cube first."""
+    one = make_cube("one.fits", layout="3d")
+    two = make_cube("two.fits", layout="3d", nchan=13)  # other bytes: a cube of its own
+    db = tmp_path / "team.sqlite"
+    # the line source of both cubes (x, y, z = 10, 8, 6) and two noise positions in each
+    Table({"x": [10.0, 3.0, 20.0], "y": [8.0, 15.0, 3.0], "z": [6.0, 2.0, 9.0]}).write(tmp_path / "c.csv")
+    for cube in (one, two):
+        assert run_cli("vetting", "import", cube, tmp_path / "c.csv", "--db", db).returncode == 0
+    out = tmp_path / "similar.csv"
+    result = run_cli("vetting", "similar", one, two, "--like", "x10-y8-z6", "-k", "3", "--db", db, "-o", out,
+                     "--quiet")
+    assert result.returncode == 0, result.stderr
+    listed = Table.read(out, format="ascii.csv", comment="#")
+    assert (listed["cube"][0], listed["source"][0]) == ("two.fits", "x10-y8-z6")
+    assert list(listed["similarity"]) == sorted(listed["similarity"], reverse=True)
+    assert "no stored candidate" in one_line_error(
+        run_cli("vetting", "similar", one, "--like", "x99-y99-z1", "--db", db, "--quiet")).lower()
