@@ -39,7 +39,7 @@ class ExchangePanel:
                            for suffix, label in EXPORTS.items()]
         self._send = pn.widgets.Button(label="Send to TOPCAT / Aladin (SAMP)", css_classes=["vetting-samp-send"])
         self._send.on_click(lambda _: self.send())
-        self._receive = pn.widgets.Checkbox(name="Take tables sent from TOPCAT (SAMP)",
+        self._receive = pn.widgets.Checkbox(label="Take tables sent from TOPCAT (SAMP)",
                                             css_classes=["vetting-samp-receive"])
         self._receive.param.watch(lambda e: self.listen(e.new), "value")
         self.inbox: samp.TableInbox | None = None

@@ -104,7 +104,7 @@ class SimilarPanel:
         self._status.object = (f"The {len(like)} candidates most like id {row['id']} ({source}), most alike first "
                                "(cosine similarity of focused image, spectrum and context). Untick those that "
                                "differ, then mark the rest.")
-        self._ticks = {s: pn.widgets.Checkbox(value=True, name="include", css_classes=["similar-tick"])
+        self._ticks = {s: pn.widgets.Checkbox(value=True, label="include", css_classes=["similar-tick"])
                        for s in self._shown}
         self._cards.objects = [self._card(source, None, reference=True)] + [self._card(s, c) for s, c in like]
         for button in self._marks:
