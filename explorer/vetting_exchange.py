@@ -13,6 +13,7 @@ from pathlib import Path
 import panel as pn
 
 from explorer import uploads
+from explorer.text import Alert
 from pipeline.errors import InputError
 from pipeline.vetting import samp
 from pipeline.vetting.candidates import cube_collection, import_candidates, stored_candidates
@@ -43,10 +44,19 @@ class ExchangePanel:
                                             css_classes=["vetting-samp-receive"])
         self._receive.param.watch(lambda e: self.listen(e.new), "value")
         self.inbox: samp.TableInbox | None = None
+        # what an import or a send did, or why not: beside these controls, where the eye is
+        self._alert = Alert("", alert_type="info", visible=False, css_classes=["exchange-message"])
         self.area = pn.Column(
             pn.pane.Markdown("Import a catalogue (CSV, VOTable, DS9 or CRTF regions; up to "
                              f"{uploads.megabytes(CATALOGUE_LIMIT_BYTES)}):", margin=(10, 10, 0, 10)),
-            self._upload, pn.Row(*self._downloads), pn.Row(self._send, self._receive), sizing_mode="stretch_width")
+            self._upload, pn.Row(*self._downloads), pn.Row(self._send, self._receive), self._alert,
+            sizing_mode="stretch_width")
+
+    def tell(self, text: str, kind: str = "warning") -> None:
+        self._alert.alert_type = kind
+        self._alert.object = text
+        self._alert.visible = bool(text)
+        self.vetting.message = text
 
     # --- in ------------------------------------------------------------------------------------
 
@@ -55,12 +65,12 @@ class ExchangePanel:
             return
         name = uploads.safe_name(self._upload.filename, default="catalogue.csv")
         if Path(name).suffix.lower() not in CATALOGUE_SUFFIXES:
-            self.vetting.tell(f"{name}: import a catalogue as CSV, VOTable (.vot, .xml), DS9 (.reg) or CRTF (.crtf).")
+            self.tell(f"{name}: import a catalogue as CSV, VOTable (.vot, .xml), DS9 (.reg) or CRTF (.crtf).")
             return
         try:
             data = uploads.checked_bytes(event.new, CATALOGUE_LIMIT_BYTES, name)
         except InputError as exc:
-            self.vetting.tell(str(exc))
+            self.tell(str(exc))
             return
         path = uploads.session_folder() / name
         path.write_bytes(data)
@@ -76,16 +86,16 @@ class ExchangePanel:
             _, imported, cast = import_candidates(vetting.store, vetting.cube, path, reviewer=vetting.reviewer or None,
                                                   via=vetting.reviewer or "an upload")
         except InputError as exc:
-            vetting.tell(str(exc))
+            self.tell(str(exc))
             return
         except Exception:  # a file no reader expected: the visitor gets a message, the log the details
             log.exception("importing %s failed", name)
-            vetting.tell(f"{name} could not be read as a catalogue: check that it is a complete CSV, VOTable or "
+            self.tell(f"{name} could not be read as a catalogue: check that it is a complete CSV, VOTable or "
                          "regions file.")
             return
         vetting.scope = "stored"
         vetting.load()
-        vetting.tell(f"Imported {name}: {imported.message}; {cast} verdicts cast.", "success")
+        self.tell(f"Imported {name}: {imported.message}; {cast} verdicts cast.", "success")
 
     def listen(self, on: bool) -> None:
         """Take tables sent from TOPCAT while ``on``; each is imported on this session's thread."""
@@ -97,15 +107,15 @@ class ExchangePanel:
             else (lambda work: work())
         self.inbox = samp.TableInbox(uploads.session_folder(),
                                      lambda path, name: schedule(lambda: self.take(path, name)),
-                                     lambda message: schedule(lambda: self.vetting.tell(message)))
+                                     lambda message: schedule(lambda: self.tell(message)))
         try:
             self.inbox.start()
         except InputError as exc:
             self.inbox = None
-            self.vetting.tell(str(exc))
+            self.tell(str(exc))
             self._receive.value = False
             return
-        self.vetting.tell(f"Listening: in TOPCAT, Interop > Send Table to > {samp.CLIENT_NAME}.", "success")
+        self.tell(f"Listening: in TOPCAT, Interop > Send Table to > {samp.CLIENT_NAME}.", "success")
 
     # --- out -----------------------------------------------------------------------------------
 
@@ -131,9 +141,9 @@ class ExchangePanel:
         try:
             sent_to = samp.send_table(self.vetted(), name)
         except InputError as exc:
-            self.vetting.tell(str(exc))
+            self.tell(str(exc))
             return
-        self.vetting.tell(f"Sent '{name}' to {', '.join(sent_to)}.", "success")
+        self.tell(f"Sent '{name}' to {', '.join(sent_to)}.", "success")
 
     def close(self) -> None:
         if self.inbox is not None:

@@ -37,7 +37,7 @@ log = logging.getLogger("explorer")
 
 POLL_MS = 2000  # how often the others' verdicts are read
 PAGE_SIZE = 10  # queue rows per page
-QUEUE_WIDTHS = {"id": 55, "found by": 100, "snr": 62, "score": 75, "team": 90, "you": 62}
+QUEUE_WIDTHS = {"id": 50, "found by": 88, "snr": 58, "score": 62, "team": 108, "you": 80}
 ORDER_LABELS = dict(zip(("score, highest first", "SNR, highest first", "position, east to west"), ORDERS,
                         strict=True))
 FILTER_LABELS = dict(zip(("every candidate", "only unvetted", "only disagreements", "only probable sidelobes"),
@@ -94,7 +94,7 @@ class VettingViewer(pn.viewable.Viewer):
         self._scores = Text("", wrap=True, css_classes=["vetting-scores"])
         self._team = Text("", wrap=True, css_classes=["vetting-team"])
         self._neighbours = Text("", wrap=True, css_classes=["vetting-neighbours"])
-        self._truth = Text("", css_classes=["vetting-truth"])
+        self._truth = Text("", wrap=True, css_classes=["vetting-truth"])
         self._buttons = {}
         for name, label, colour in (("real", "Real (r)", "success"), ("spurious", "Spurious (s)", "danger"),
                                     ("unsure", "Unsure (u)", "warning"), ("previous", "◀ Previous (k)", "default"),
@@ -371,7 +371,7 @@ class VettingViewer(pn.viewable.Viewer):
                    pn.widgets.Select.from_param(self.param.scope, name="Candidates")),
             pn.Row(pn.widgets.Select.from_param(self.param.order, name="Order"),
                    pn.widgets.Select.from_param(self.param.show, name="Show")),
-            self._status, self._queue, self.exchange.area, self._where, *self._truth_controls(), width=450)
+            self._status, self._queue, self.exchange.area, self._where, *self._truth_controls(), width=470)
         # the verdicts first: with a card's figures below them, they stay in view on a laptop's screen
         buttons = pn.FlexBox(*self._buttons.values(), css_classes=["vetting-buttons"])
         note = pn.widgets.TextInput.from_param(self.param.note, name="Note (saved with your next verdict on it)",
