@@ -37,7 +37,7 @@ log = logging.getLogger("explorer")
 
 POLL_MS = 2000  # how often the others' verdicts are read
 PAGE_SIZE = 10  # queue rows per page
-QUEUE_WIDTHS = {"id": 50, "found by": 88, "snr": 58, "score": 62, "team": 108, "you": 80}
+QUEUE_WIDTHS = {"id": 48, "found by": 96, "snr": 56, "score": 68, "team": 108, "you": 74}
 ORDER_LABELS = dict(zip(("score, highest first", "SNR, highest first", "position, east to west"), ORDERS,
                         strict=True))
 FILTER_LABELS = dict(zip(("every candidate", "only unvetted", "only disagreements", "only probable sidelobes"),

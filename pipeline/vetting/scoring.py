@@ -47,8 +47,8 @@ def format_against_truth(score: dict) -> str:
     lines = [f"{n} candidates, {int(score['true'].sum())} true, {n - int(score['true'].sum())} false; "
              f"{score['missed']} true sources not among them.",
              f"Precision before vetting {score['precision_before']:.2f}; after dropping the spurious "
-             f"{score['precision_after']:.2f} ({score['kept']} kept, {score['rejected_true']} true sources "
-             "judged spurious).",
+             f"{score['precision_after']:.2f} ({score['kept']} kept; true sources judged spurious: "
+             f"{score['rejected_true']}).",
              f"Verdicts that agree with the truth: {score['correct']} of {score['judged']} real or spurious.",
              "verdict       true  false"]
     for verdict, (t, f) in score["table"].items():

@@ -106,7 +106,7 @@ def test_the_truth_of_a_simulated_cube_on_request(vetting):
     vetting.show_truth = True
     text = vetting._truth.object
     assert text.startswith("Against the truth of this simulated cube:\n4 candidates, ")
-    assert "Precision before vetting 1.00" in text and "1 true sources judged spurious" in text
+    assert "Precision before vetting 1.00" in text and "true sources judged spurious: 1" in text
 
 
 def test_find_similar_then_mark_the_ticked_in_one_step(vetting):
