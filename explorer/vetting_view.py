@@ -185,7 +185,8 @@ class VettingViewer(pn.viewable.Viewer):
             self.tell(str(exc))
             return
         self.tell("")
-        self.after_verdicts({before, review.current})
+        if action in (*CUBE_VERDICTS, "undo"):
+            self.after_verdicts({before, review.current})
         self.show_card()
 
     def after_verdicts(self, sources) -> None:

@@ -65,6 +65,8 @@ def test_ten_reviewers_for_a_minute_lose_nothing(store, cube, catalog, tmp_path)
     history = store.history(collection)
     tokens = [h["token"] for h in history]
     cast = [c for r in results for c in r["cast"]]
+    print(f"{REVIEWERS} reviewers, {SECONDS:.0f} s: {len(cast)} verdicts and {sum(r['undone'] for r in results)} "
+          f"undos stored, {len(history)} rows")  # seen with pytest -s
     assert len(cast) > 100 * REVIEWERS * SECONDS / 60  # each cast at least 100 a minute
     assert len(set(tokens)) == len(tokens)  # nothing stored twice
     assert {c["token"] for c in cast} <= set(tokens)  # nothing lost
