@@ -174,3 +174,20 @@ def test_verdicts_beyond_the_first_page_of_the_queue(tmp_path, monkeypatch):
         viewer.act("real")
     assert viewer._queue.page == 2 and list(viewer._queue.value["you"]) == ["real", "real", "real", ""]
     assert viewer.message == ""
+
+
+def test_a_restarted_server_restores_the_verdicts(vetting):
+    """A new store on the same file and a newly opened cube (what a restarted server has) restore the
+    queue and the verdicts, the undo of the old session excepted."""
+    vetting.reviewer = "ann"
+    first = vetting.current
+    vetting.act("spurious")
+    path = vetting.store.path
+    cube = open_cube(SIM_CUBE)
+    again = VettingViewer(CubeViewer(cube), DetectionViewer(CubeViewer(cube)), store=VettingStore(path),
+                          reviewer="ann")
+    assert len(again.review.table) == len(vetting.review.table)
+    assert again.review.mine(first)["verdict"] == "spurious" and again.current == first
+    assert list(again._queue.value["you"])[0] == "spurious"
+    again.act("undo")
+    assert "Nothing to undo" in again.message

@@ -66,3 +66,25 @@ def test_recursive_search_with_progress_and_provenance(page, served_app_with_sto
         page.get_by_role("button", name="CSV").click()
     assert download.value.suggested_filename == "oneshot.csv"
 
+
+
+def test_neighbours_vetted_for_a_question_count_as_a_label(page, served_app_with_stores, screenshot):
+    """Issue 14: a neighbour vetted "yes" for a question shows the verdict on its card, and the
+    question becomes a label the statistics count."""
+    _open_tab(page, served_app_with_stores)
+    question = page.locator(".neighbour-question input")
+    question.fill("ring galaxy")
+    question.press("Enter")
+    reviewer = page.locator(".neighbour-reviewer input")
+    reviewer.fill("carol")
+    reviewer.press("Enter")
+    card = page.locator(".neighbour-card").first
+    expect(card.locator(".neighbour-verdicts")).to_contain_text("ring galaxy: not vetted")
+    card.locator(".neighbour-verdict select").select_option("yes")
+    expect(page.locator(".neighbour-card").first.locator(".neighbour-verdicts")).to_contain_text("ring galaxy: yes 1")
+    page.get_by_role("combobox", name="Count label").select_option("vetted_ring_galaxy")
+    expect(page.locator(".oneshot-stats")).to_contain_text("vetted_ring_galaxy = yes")
+    expect(page.locator(".oneshot-stats")).to_contain_text("1 of ")
+    expect(page.get_by_role("combobox", name="Value")).to_have_value("yes")
+    page.wait_for_load_state("networkidle")
+    screenshot("vetted")
