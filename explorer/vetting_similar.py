@@ -103,7 +103,8 @@ class SimilarPanel:
         row = review.row(source)
         self._status.object = (f"The {len(like)} candidates most like id {row['id']} ({source}), most alike first "
                                "(cosine similarity of focused image, spectrum and context). Untick those that "
-                               "differ, then mark the rest.")
+                               "differ, then mark the rest." if like else
+                               f"No other candidate in this queue to compare id {row['id']} with.")
         self._ticks = {s: pn.widgets.Checkbox(value=True, label="include", css_classes=["similar-tick"])
                        for s in self._shown}
         self._cards.objects = [self._card(source, None, reference=True)] + [self._card(s, c) for s, c in like]
