@@ -31,7 +31,7 @@ from pipeline.vetting.candidates import add_candidates, cube_collection, stored_
 from pipeline.vetting.card import NEIGHBOUR_BEAMS, candidate_card
 from pipeline.vetting.queue import FILTERS, ORDERS, Review
 from pipeline.vetting.scoring import against_truth, format_against_truth
-from pipeline.vetting.store import CUBE_VERDICTS, VettingStore
+from pipeline.vetting.store import CUBE_VERDICTS, VettingStore, check_reviewer
 
 log = logging.getLogger("explorer")
 
@@ -139,17 +139,22 @@ class VettingViewer(pn.viewable.Viewer):
         """(Re)start the reviewer's pass over the candidates in scope, on the current one if kept."""
         if self.store is None:
             return
+        refused = ""
         try:
             table = self._run_table if self.scope == "run" and self._run_table is not None else \
                 stored_candidates(self.store, self.cube)
-            self.review = Review(self.store, cube_collection(self.cube), table, self.reviewer, by=self.order,
-                                 only=self.show)
+            try:
+                check_reviewer(self.reviewer) if self.reviewer.strip() else None
+                name = self.reviewer
+            except InputError as exc:  # the queue stays, and takes no verdict until the name is mended
+                refused, name = str(exc), ""
+            self.review = Review(self.store, cube_collection(self.cube), table, name, by=self.order, only=self.show)
         except InputError as exc:
             self.tell(str(exc))
             return
         if self.current and self.review.place(self.current) is not None:
             self.review.go_to(self.current)
-        self.tell("")
+        self.tell(refused)
         self._show_queue()
         self.show_card()
 
@@ -299,6 +304,11 @@ class VettingViewer(pn.viewable.Viewer):
             card = candidate_card(self.cube, review.table, index, self._finder())
         except InputError as exc:
             self.tell(str(exc))
+            return
+        except Exception:  # a candidate no one foresaw: the card says so, the log has the details
+            log.exception("the card of %s could not be drawn", self.current)
+            self.tell(f"The card of {self.current} could not be drawn (the details are in the server log); its "
+                      "verdict buttons still work, and the next candidate's card may.")
             return
         self.card_view.show(card)
         row = card.row

@@ -26,7 +26,7 @@ from pipeline.errors import InputError, short_reason
 from pipeline.provenance import file_sha256
 from pipeline.tables import read_table
 from pipeline.vetting.export import split_notes
-from pipeline.vetting.store import VERDICTS, VettingStore
+from pipeline.vetting.store import CUBE_VERDICTS, VettingStore, check_reviewer, check_verdict
 
 MATCH_CHANNELS = 2.0  # a stored source and a new candidate this many channels apart are one source
 MIN_MATCH_PX = 1.5  # ... and this many pixels apart at least, however small the beam
@@ -35,7 +35,7 @@ RA_NAMES = ("ra", "raj2000", "ra_icrs", "ra_deg", "_raj2000", "alpha_j2000")
 DEC_NAMES = ("dec", "dej2000", "decj2000", "de_icrs", "dec_deg", "_dej2000", "delta_j2000")
 FREQ_NAMES = ("freq", "frequency", "freq_hz")
 #: columns of a vetted catalogue that are read back with its candidates
-VERDICT_COLUMNS = ("verdict", "reviewer", "note")
+VERDICT_COLUMNS = ("verdict", "verdicts", "reviewer", "note")
 NOT_STORED = ("source", "detectors", *VERDICT_COLUMNS)  # columns a candidate's stored row leaves out
 SHOWN_ROWS = 8  # rows named in a message about skipped rows
 EDGE_SLACK_PX = 0.01  # a box edge this close to a pixel's edge is on it
@@ -134,46 +134,64 @@ def read_candidates(path, cube: Cube, detector: str = "imported") -> Imported:
 
 def import_candidates(store: VettingStore, cube: Cube, path, reviewer: str | None = None,
                       detector: str = "imported", via: str | None = None) -> tuple[Table, Imported, int]:
-    """:func:`read_candidates`, stored with :func:`add_candidates`; the verdicts of a vetted
-    catalogue are cast too, as its ``reviewer`` column says or as ``reviewer``; with ``via`` (who
-    brought the file, when its names cannot be taken on trust: an upload) each name becomes
-    "NAME via VIA". Returns the stored candidates, what was read, and the number of verdicts cast (a
-    reviewer's verdict already in force, with the same note, is not cast again). A verdict column
-    with other words than verdicts is refused before anything is stored."""
+    """:func:`read_candidates`, stored with :func:`add_candidates`, and the verdicts of a vetted
+    catalogue cast: each reviewer's from its ``verdicts`` column (``ann=real; bob=spurious``, as
+    :func:`~pipeline.vetting.export.vetted_catalog` writes it), else its ``verdict`` column as its
+    ``reviewer`` column (or ``reviewer``) says. With ``via`` (who brought the file, when its names
+    cannot be taken on trust: an upload) another's name becomes "NAME via VIA".
+
+    Every verdict, name and note is checked before anything is stored, and the verdicts are cast
+    in one transaction. A verdict already in force (the same reviewer, verdict and note; for a name
+    brought ``via`` someone, its own as well) is not cast again, so a file imported twice changes
+    nothing. Returns the stored candidates, what was read, and the number of verdicts cast."""
     imported = read_candidates(path, cube, detector)
-    if "verdict" in imported.table.colnames:
-        _check_verdicts(imported.table["verdict"], Path(path).name)
+    wanted = _verdicts_in(imported.table, Path(path).name, reviewer, via)
+    collection = cube_collection(cube)
+    for _, name, verdict, note in wanted:
+        check_reviewer(name)
+        check_verdict(collection, verdict, note)
     stored = add_candidates(store, cube, imported.table, detector)
-    cast = 0
-    if "verdict" in imported.table.colnames:
-        collection = cube_collection(cube)
-        in_force = store.latest(collection)
-        for row in stored:
-            verdict = str(row["verdict"]).strip().lower()
-            who = str(row["reviewer"]).strip() if "reviewer" in stored.colnames else ""
-            who = who or reviewer
-            if verdict in NOT_A_VERDICT or not who:
-                continue
-            note = str(row["note"]) if "note" in stored.colnames else ""
-            names = [n.strip() for n in who.split(",") if n.strip()]
-            notes = split_notes("" if note in ("--", "nan") else note, names)
-            for name in names:
-                as_who = f"{name} via {via}" if via else name
-                now = in_force.get(str(row["source"]), {}).get(as_who, {})
-                if (now.get("verdict"), now.get("note")) != (verdict, notes[name]):  # a change, not a repeat
-                    cast += store.cast(collection, str(row["source"]), as_who, verdict, notes[name])
-    return stored, imported, cast
+    in_force = store.latest(collection)
+    casts = []
+    for row, name, verdict, note in wanted:
+        source = str(stored["source"][row])
+        said = in_force.get(source, {})
+        own = name.split(" via ")[0] if via else name
+        if any((said.get(who, {}).get("verdict"), said.get(who, {}).get("note")) == (verdict, note)
+               for who in (name, own)):
+            continue  # a repeat, not a change
+        casts.append((source, name, verdict, note, None))
+    return stored, imported, store.cast_many(collection, casts)
+
+
+def _verdicts_in(table: Table, name: str, reviewer: str | None, via: str | None) -> list[tuple]:
+    """(row, reviewer, verdict, note) of each verdict a catalogue holds."""
+    out = []
+    columns = table.colnames
+    if "verdicts" not in columns and "verdict" not in columns:
+        return out
+    for i, row in enumerate(table):
+        note = str(row["note"]) if "note" in columns else ""
+        note = "" if note in ("--", "nan") else note
+        if "verdicts" in columns and str(row["verdicts"]).strip() not in NOT_A_VERDICT:
+            pairs = [part.split("=", 1) for part in str(row["verdicts"]).split(";") if "=" in part]
+            said = {who.strip(): verdict.strip().lower() for who, verdict in pairs if who.strip()}
+        else:
+            verdict = str(row["verdict"]).strip().lower() if "verdict" in columns else ""
+            who = str(row["reviewer"]).strip() if "reviewer" in columns else ""
+            names = [n.strip() for n in (who if who not in NOT_A_VERDICT else reviewer or "").split(",") if n.strip()]
+            said = {} if verdict in NOT_A_VERDICT else dict.fromkeys(names, verdict)
+        bad = sorted({v for v in said.values() if v not in CUBE_VERDICTS})
+        if bad:
+            raise InputError(f"Row {i + 1} of {name} has the verdict {bad[0]!r}: a verdict is one of "
+                             f"{', '.join(CUBE_VERDICTS)} (or empty). Nothing was imported.")
+        notes = split_notes(note, list(said))
+        for who, verdict in said.items():
+            out.append((i, f"{who} via {via}" if via and who != via else who, verdict, notes[who]))
+    return out
 
 
 NOT_A_VERDICT = ("", "disputed", "--", "nan")  # verdict cells an import passes over
-
-
-def _check_verdicts(column, name: str) -> None:
-    words = np.char.lower(np.char.strip(np.asarray(column).astype(str)))
-    bad = sorted({str(w) for w in words if w not in VERDICTS and w not in NOT_A_VERDICT})
-    if bad:
-        raise InputError(f"The verdict column of {name} holds {', '.join(repr(w) for w in bad[:5])}: a verdict is "
-                         f"one of {', '.join(v for v in VERDICTS if v)} (or empty). Nothing was imported.")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -287,18 +305,29 @@ def _candidates(columns: dict, cube: Cube, name: str, detector: str) -> Imported
     xi, yi = np.round(x).astype(int), np.round(y).astype(int)
     beam_box = {"x0": np.clip(xi - half, 0, cube.nx), "x1": np.clip(xi + half + 1, 0, cube.nx),
                 "y0": np.clip(yi - half, 0, cube.ny), "y1": np.clip(yi + half + 1, 0, cube.ny)}
-    for key, drawn in beam_box.items():  # a box not given (NaN: a point region) is drawn a beam across
-        given = _numbers(columns[key], key, name) if key in columns else np.full(len(x), np.nan)
-        columns[key] = np.where(np.isfinite(given), given, drawn)
-    if missing_z.any() or not all(c in columns for c in ("z0", "z1")):
-        z0, z1 = np.zeros(len(x), int), np.full(len(x), cube.nchan)
-        for i in range(len(x)):
-            spectrum = cube.spectrum(int(round(x[i])), int(round(y[i])), max(1.0, cube.beam_radius_pixels()))
-            peak = None if missing_z[i] else int(round(z[i]))
-            z[i], z0[i], z1[i] = emission_range(spectrum, *((peak, peak) if peak is not None else (0, cube.nchan - 1)))
-        columns.setdefault("z0", z0)
-        columns.setdefault("z1", z1)
-    columns["z"] = z
+    # a box given is clipped to the cube; one not given (a point region), or empty once clipped, is
+    # drawn a beam across
+    given = {key: np.clip(_numbers(columns[key], key, name), 0, size) if key in columns else np.full(len(x), np.nan)
+             for key, size in (("x0", cube.nx), ("x1", cube.nx), ("y0", cube.ny), ("y1", cube.ny))}
+    usable = (np.isfinite(given["x0"]) & np.isfinite(given["x1"]) & np.isfinite(given["y0"]) & np.isfinite(given["y1"])
+              & (given["x0"] < given["x1"]) & (given["y0"] < given["y1"]))
+    for key, drawn in beam_box.items():
+        columns[key] = np.where(usable, np.floor(given[key]) if key.endswith("0") else np.ceil(given[key]), drawn)
+    # the channels of the line: as given (clipped) when they make a range, else found in the spectrum
+    z0, z1 = (np.clip(_numbers(columns[key], key, name), 0, cube.nchan) if key in columns
+              else np.full(len(x), np.nan) for key in ("z0", "z1"))
+    has_range = np.isfinite(z0) & np.isfinite(z1) & (np.floor(z0) < np.ceil(z1))
+    z0, z1 = np.where(has_range, np.floor(z0), 0), np.where(has_range, np.ceil(z1), cube.nchan)
+    z = np.where(np.isfinite(z), np.clip(z, 0, cube.nchan - 1), np.nan)
+    for i in np.flatnonzero(missing_z | ~has_range):
+        spectrum = cube.spectrum(int(round(x[i])), int(round(y[i])), max(1.0, cube.beam_radius_pixels()))
+        if not missing_z[i]:  # the line around the channel given
+            z[i], z0[i], z1[i] = emission_range(spectrum, int(round(z[i])), int(round(z[i])))
+        elif has_range[i]:  # the peak within the channels given
+            z[i] = emission_range(spectrum, int(z0[i]), int(z1[i]) - 1)[0]
+        else:
+            z[i], z0[i], z1[i] = emission_range(spectrum, 0, cube.nchan - 1)
+    columns["z"], columns["z0"], columns["z1"] = z, z0, z1
     columns["detector"] = np.asarray(columns["detector"]).astype(str) if "detector" in columns else \
         np.full(len(x), detector)
     columns["id"] = ids[inside] if np.issubdtype(np.asarray(ids).dtype, np.integer) else np.arange(1, len(x) + 1)

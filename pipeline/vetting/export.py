@@ -25,6 +25,7 @@ VETTED_COLUMNS = (
     ("n_spurious", "reviewers whose verdict is spurious (no)"),
     ("n_unsure", "reviewers whose verdict is unsure"),
     ("reviewer", "the reviewers with a verdict, comma-separated"),
+    ("verdicts", "each reviewer's verdict, as 'reviewer=verdict', separated by '; ' (what an import reads back)"),
     ("note", "the reviewers' notes, as 'reviewer: note', separated by ' | '"),
     ("vetted", "time of the latest verdict (UTC)"),
 )
@@ -50,6 +51,8 @@ def vetted_catalog(table: Table, verdicts: dict[str, dict]) -> Table:
     out["n_spurious"] = np.array([v.get("spurious", 0) + v.get("no", 0) for v in votes], int)
     out["n_unsure"] = np.array([v.get("unsure", 0) for v in votes], int)
     out["reviewer"] = np.array([",".join(s["reviewers"]) for s in summaries], str)
+    out["verdicts"] = np.array(["; ".join(f"{who}={e[who]['verdict']}" for who in sorted(e)) for e in entries],
+                               str)
     out["note"] = np.array([join_notes({who: e[who]["note"] for who in e}) for e in entries], str)
     out["vetted"] = np.array([max((e[who]["time"] for who in e), default="") for e in entries], str)
     for name, description in VETTED_COLUMNS:

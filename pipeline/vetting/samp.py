@@ -111,9 +111,13 @@ class TableInbox:
         return self.client is not None and self.client.is_connected
 
     def _called(self, private_key, sender_id, msg_id, mtype, params, extra):
-        ok = self._notified(private_key, sender_id, mtype, params, extra)
-        self.client.reply(msg_id, {"samp.status": "samp.ok" if ok else "samp.error", "samp.result": {},
-                                   **({} if ok else {"samp.error": {"samp.errortxt": "the table could not be read"}})})
+        ok = False
+        try:
+            ok = self._notified(private_key, sender_id, mtype, params, extra)
+        finally:  # the sender waits for an answer, whatever happened here
+            self.client.reply(msg_id, {"samp.status": "samp.ok" if ok else "samp.error", "samp.result": {},
+                                       **({} if ok else {"samp.error": {"samp.errortxt": "the table could not be "
+                                                                                         "read"}})})
 
     def _notified(self, private_key, sender_id, mtype, params, extra) -> bool:
         name = str(params.get("name") or "table from SAMP")

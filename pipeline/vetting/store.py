@@ -30,7 +30,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.errors import InputError, short_reason
@@ -40,10 +40,11 @@ SCHEMA_VERSION = 1
 CUBE_VERDICTS = ("real", "spurious", "unsure")
 LABEL_VERDICTS = ("yes", "no", "unsure")
 VERDICTS = (*CUBE_VERDICTS, "yes", "no", "")
-BUSY_TIMEOUT_S = 5.0  # SQLite waits this long for a lock ...
+BUSY_TIMEOUT_S = 2.0  # SQLite waits this long for a lock (a writer holds one for milliseconds) ...
 RETRIES = 3  # ... this many times, before StoreBusy
 NOTE_CHARS = 2000
 NAME_CHARS = 80
+NAME_SEPARATORS = (",", ";", "=", "|")
 
 _SCHEMA_1 = """
 CREATE TABLE sources (
@@ -109,9 +110,35 @@ def one_line(text, limit: int, what: str, missing: str) -> str:
 
 
 def check_reviewer(name: str) -> str:
-    """A reviewer's name: see :func:`one_line` (at most :data:`NAME_CHARS` characters)."""
-    return one_line(name, NAME_CHARS, "reviewer name", "Give a reviewer name (who cast this verdict), e.g. your "
+    """A reviewer's name: see :func:`one_line` (at most :data:`NAME_CHARS` characters), without the
+    characters that separate names and verdicts in a vetted catalogue (``NAME_SEPARATORS``)."""
+    name = one_line(name, NAME_CHARS, "reviewer name", "Give a reviewer name (who cast this verdict), e.g. your "
                     "initials.")
+    if any(c in name for c in NAME_SEPARATORS):
+        raise InputError(f"A reviewer name cannot hold {' '.join(NAME_SEPARATORS)} (they separate names in a "
+                         f"vetted catalogue): {name!r}.")
+    return name
+
+
+def allowed_verdicts(collection: str) -> tuple[str, ...]:
+    """What a verdict may say in ``collection``: real / spurious / unsure on a cube's candidates,
+    yes / no / unsure on a galaxy set's question (and "" everywhere: cleared)."""
+    if collection.startswith("cube:"):
+        return (*CUBE_VERDICTS, "")
+    if collection.startswith("galaxies:"):
+        return (*LABEL_VERDICTS, "")
+    return VERDICTS
+
+
+def check_verdict(collection: str, verdict: str, note: str = "") -> str:
+    """``note`` (checked: at most NOTE_CHARS characters) if ``verdict`` may be said in ``collection``."""
+    allowed = allowed_verdicts(collection)
+    if verdict not in allowed:
+        raise InputError(f"A verdict is one of {', '.join(repr(v) for v in allowed if v)}, not {verdict!r}.")
+    note = str(note or "")
+    if len(note) > NOTE_CHARS:
+        raise InputError(f"A note has at most {NOTE_CHARS} characters; this one has {len(note)}.")
+    return note
 
 
 class VettingStore:
@@ -126,7 +153,12 @@ class VettingStore:
         if self.path.is_dir():
             raise InputError(f"The vetting database {self.path} is a folder: give a file name "
                              "(set ALMA_ULISSE_VETTING_DB).")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"The folder of the vetting database {self.path.name} cannot be made "
+                             f"({short_reason(exc)}): set ALMA_ULISSE_VETTING_DB to a file in a folder this "
+                             "server may write to.") from exc
         self._retry(self._open_schema)
 
     # --- connections ---------------------------------------------------------------------------
@@ -167,6 +199,11 @@ class VettingStore:
             if version < SCHEMA_VERSION:
                 db.execute("BEGIN IMMEDIATE")
                 version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it
+                if version == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                    db.execute("ROLLBACK")
+                    raise InputError(f"{self.path.name} is another program's SQLite database (it holds tables this "
+                                     "tool did not make); it was left as it is. Point ALMA_ULISSE_VETTING_DB at "
+                                     "another file.")
                 for step in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS[step].split(";"):
                         if statement.strip():
@@ -176,11 +213,13 @@ class VettingStore:
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.execute("PRAGMA journal_mode = WAL")
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
-        """A connection for reads (WAL: never blocked by a writer)."""
-        with contextlib.closing(self._connect()) as db:
-            yield db
+    def reading(self, work):
+        """``work(db)`` on a connection for reads (WAL: never blocked by a writer), retried while
+        the file is locked (it is, briefly, while a crashed writer's journal is recovered)."""
+        def attempt():
+            with contextlib.closing(self._connect()) as db:
+                return work(db)
+        return self._retry(attempt)
 
     def writing(self, work):
         """Run ``work(db)`` in one write transaction (taken at once, so that what it reads stays
@@ -208,12 +247,11 @@ class VettingStore:
 
     def collections(self) -> list[dict]:
         """Every collection with its name, number of sources and of verdicts."""
-        with self.reading() as db:
-            rows = db.execute(
-                "SELECT c.collection, c.name, c.meta, "
-                "(SELECT COUNT(*) FROM sources s WHERE s.collection = c.collection) AS sources, "
-                "(SELECT COUNT(*) FROM verdicts v WHERE v.collection = c.collection) AS verdicts "
-                "FROM collections c ORDER BY c.name").fetchall()
+        rows = self.reading(lambda db: db.execute(
+            "SELECT c.collection, c.name, c.meta, "
+            "(SELECT COUNT(*) FROM sources s WHERE s.collection = c.collection) AS sources, "
+            "(SELECT COUNT(*) FROM verdicts v WHERE v.collection = c.collection) AS verdicts "
+            "FROM collections c ORDER BY c.name").fetchall())
         return [{**dict(r), "meta": json.loads(r["meta"])} for r in rows]
 
     def sources(self, collection: str, db: sqlite3.Connection | None = None) -> list[dict]:
@@ -225,26 +263,26 @@ class VettingStore:
             return [{"source": r["source"], "x": r["x"], "y": r["y"], "z": r["z"],
                      "detectors": [d for d in r["detectors"].split(",") if d], "row": json.loads(r["row"])}
                     for r in rows]
-        if db is not None:
-            return read(db)
-        with self.reading() as db:
-            return read(db)
+        return read(db) if db is not None else self.reading(read)
 
     @staticmethod
     def put_source(db: sqlite3.Connection, collection: str, source: str, x=None, y=None, z=None,
                    detectors: Iterable[str] = (), row: dict | None = None) -> None:
-        """Add a source, or add ``detectors`` to it and replace its row and position (inside
-        :meth:`writing`)."""
-        old = db.execute("SELECT detectors FROM sources WHERE collection = ? AND source = ?",
+        """Add a source; or, for one already stored, add ``detectors`` to it and merge ``row`` into
+        its row (a value given replaces the stored one, a blank never does: a catalogue of positions
+        only leaves a detector's measurements as they were). The position it was first stored at
+        stays: it is what later candidates are matched against. Inside :meth:`writing`."""
+        old = db.execute("SELECT detectors, row FROM sources WHERE collection = ? AND source = ?",
                          (collection, source)).fetchone()
         found = [d for d in (old["detectors"].split(",") if old else []) if d]
         found += [d for d in detectors if d and d not in found]
+        merged = json.loads(old["row"]) if old else {}
+        merged.update({k: v for k, v in _plain(row or {}).items() if v is not None and v != ""})
         db.execute("INSERT INTO sources (collection, source, x, y, z, detectors, row, added) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, source) DO UPDATE SET "
-                   "x = excluded.x, y = excluded.y, z = excluded.z, detectors = excluded.detectors, "
-                   "row = excluded.row",
+                   "detectors = excluded.detectors, row = excluded.row",
                    (collection, source, _real(x), _real(y), _real(z), ",".join(found),
-                    json.dumps(_plain(row or {}), allow_nan=False), now()))
+                    json.dumps(merged, allow_nan=False), now()))
 
     # --- verdicts ------------------------------------------------------------------------------
 
@@ -253,30 +291,37 @@ class VettingStore:
         """Record ``reviewer``'s ``verdict`` (one of :data:`VERDICTS`; "" clears it) and ``note``
         on a source. ``token``: the caller's unique id of this verdict (made if not given); a
         verdict whose token is already stored is not stored again. Returns whether it was stored."""
-        reviewer = check_reviewer(reviewer)
-        if verdict not in VERDICTS:
-            raise InputError(f"A verdict is one of {', '.join(repr(v) for v in VERDICTS if v)}, not {verdict!r}.")
-        note = str(note or "")
-        if len(note) > NOTE_CHARS:
-            raise InputError(f"A note has at most {NOTE_CHARS} characters; this one has {len(note)}.")
-        token = token or new_token()
-        return self.writing(lambda db: db.execute(
-            "INSERT OR IGNORE INTO verdicts (collection, source, reviewer, verdict, note, time, token) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", (collection, source, reviewer, verdict, note, now(), token)).rowcount == 1)
+        return self.cast_many(collection, [(source, reviewer, verdict, note, token or new_token())]) == 1
+
+    def cast_many(self, collection: str, verdicts) -> int:
+        """Record several verdicts, (source, reviewer, verdict, note, token) each, all or none (one
+        transaction; every one checked first). Returns how many were stored (a token stored before
+        is not stored again)."""
+        rows = [(collection, source, check_reviewer(reviewer), verdict, check_verdict(collection, verdict, note),
+                 token or new_token()) for source, reviewer, verdict, note, token in verdicts]
+
+        def work(db):
+            stamp = now()
+            return sum(db.execute("INSERT OR IGNORE INTO verdicts (collection, source, reviewer, verdict, note, time, "
+                                  "token) VALUES (?, ?, ?, ?, ?, ?, ?)", (*row[:5], stamp, row[5])).rowcount
+                       for row in rows)
+        return self.writing(work) if rows else 0
 
     def latest(self, collection: str, since_id: int = 0) -> dict[str, dict[str, dict]]:
         """Each source's verdicts in force, by reviewer: {source: {reviewer: {verdict, note, time, id}}}
         (cleared verdicts left out). ``since_id``: only sources with a verdict row after that id (for
         polling); their full state is returned."""
-        with self.reading() as db:
-            if since_id:
-                changed = [r[0] for r in db.execute("SELECT DISTINCT source FROM verdicts WHERE collection = ? "
-                                                    "AND id > ?", (collection, since_id))]
-                if not changed:
-                    return {}
-            rows = db.execute(
+        def read(db):
+            changed = [r[0] for r in db.execute("SELECT DISTINCT source FROM verdicts WHERE collection = ? "
+                                                "AND id > ?", (collection, since_id))] if since_id else None
+            if changed == []:
+                return [], []
+            return changed, db.execute(
                 "SELECT source, reviewer, verdict, note, time, MAX(id) AS id FROM verdicts "
                 "WHERE collection = ? GROUP BY source, reviewer", (collection,)).fetchall()
+        changed, rows = self.reading(read)
+        if since_id and not changed:
+            return {}
         out: dict[str, dict[str, dict]] = {}
         wanted = set(changed) if since_id else None
         for r in rows:
@@ -289,20 +334,18 @@ class VettingStore:
 
     def last_id(self, collection: str | None = None) -> int:
         """The id of the newest verdict row (of ``collection``): what a poll compares."""
-        with self.reading() as db:
-            if collection is None:
-                return db.execute("SELECT COALESCE(MAX(id), 0) FROM verdicts").fetchone()[0]
-            return db.execute("SELECT COALESCE(MAX(id), 0) FROM verdicts WHERE collection = ?",
-                              (collection,)).fetchone()[0]
+        if collection is None:
+            return self.reading(lambda db: db.execute("SELECT COALESCE(MAX(id), 0) FROM verdicts").fetchone()[0])
+        return self.reading(lambda db: db.execute("SELECT COALESCE(MAX(id), 0) FROM verdicts WHERE collection = ?",
+                                                  (collection,)).fetchone()[0])
 
     def history(self, collection: str, source: str | None = None) -> list[dict]:
         """Every verdict row of a collection (or of one source), oldest first."""
-        with self.reading() as db:
-            query = "SELECT id, source, reviewer, verdict, note, time, token FROM verdicts WHERE collection = ?"
-            args: tuple = (collection,)
-            if source is not None:
-                query, args = query + " AND source = ?", (collection, source)
-            return [dict(r) for r in db.execute(query + " ORDER BY id", args)]
+        query = "SELECT id, source, reviewer, verdict, note, time, token FROM verdicts WHERE collection = ?"
+        args: tuple = (collection,)
+        if source is not None:
+            query, args = query + " AND source = ?", (collection, source)
+        return self.reading(lambda db: [dict(r) for r in db.execute(query + " ORDER BY id", args)])
 
 
 def summarise(verdicts: dict[str, dict]) -> dict:

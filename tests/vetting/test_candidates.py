@@ -129,13 +129,61 @@ def test_a_vetted_catalogue_brings_its_verdicts(store, cube, tmp_path):
     assert latest[stored["source"][0]] == {"eve": {**latest[stored["source"][0]]["eve"], "verdict": "real",
                                                    "note": "clean"}}
     assert latest[stored["source"][1]]["eve"]["verdict"] == "spurious"
-    # brought by someone else (an upload): the names are the file's word, and say so
-    _, _, cast = import_candidates(store, cube, tmp_path / "vetted.vot", reviewer="eve", via="bob")
-    assert cast == 2 and set(store.latest(cube_collection(cube))[stored["source"][0]]) == {"eve", "eve via bob"}
+    # brought by someone else (an upload): the names are the file's word, and say so; a verdict that
+    # eve has in force already is not cast again under the other name
+    Table({"x": [10.0, 3.0], "y": [8.0, 15.0], "z": [6.0, 2.0], "verdict": ["real", "unsure"], "note": ["clean", ""]}
+          ).write(tmp_path / "again.vot", format="votable")
+    _, _, cast = import_candidates(store, cube, tmp_path / "again.vot", reviewer="eve", via="bob")
+    latest = store.latest(cube_collection(cube))
+    assert cast == 1 and set(latest[stored["source"][0]]) == {"eve"}
+    assert latest[stored["source"][1]]["eve via bob"]["verdict"] == "unsure"
+    # bob's own verdicts brought by bob keep his name
+    Table({"x": [5.0], "y": [5.0], "z": [3.0], "verdict": ["spurious"], "reviewer": ["bob"]}).write(
+        tmp_path / "bob.csv")
+    import_candidates(store, cube, tmp_path / "bob.csv", via="bob")
+    assert "bob" in store.latest(cube_collection(cube))[stored["source"][2]]
+
+
+def test_a_disputed_source_comes_back_with_each_reviewers_verdict(store, cube, tmp_path):
+    from pipeline.vetting.export import vetted_catalog, write_vetted
+    from pipeline.vetting.store import VettingStore
+
+    Table({"x": [10.0], "y": [8.0], "z": [6.0]}).write(tmp_path / "one.csv")
+    stored, _, _ = import_candidates(store, cube, tmp_path / "one.csv")
+    collection = cube_collection(cube)
+    store.cast(collection, stored["source"][0], "ann", "real", "a clean line")
+    store.cast(collection, stored["source"][0], "bob", "spurious", "a sidelobe")
+    write_vetted(vetted_catalog(stored_candidates(store, cube), store.latest(collection)), tmp_path / "v.csv")
+    other = VettingStore(tmp_path / "elsewhere.sqlite")  # another team's database
+    _, _, cast = import_candidates(other, cube, tmp_path / "v.csv")
+    said = other.latest(collection)[stored["source"][0]]
+    assert cast == 2 and {w: (v["verdict"], v["note"]) for w, v in said.items()} == {
+        "ann": ("real", "a clean line"), "bob": ("spurious", "a sidelobe")}
 
 
 def test_a_verdict_column_of_other_words_is_refused_before_anything_is_stored(store, cube, tmp_path):
     Table({"x": [10.0, 3.0], "y": [8.0, 15.0], "verdict": ["real", "maybe"]}).write(tmp_path / "v.csv")
-    with pytest.raises(InputError, match="The verdict column of v.csv holds 'maybe'.*Nothing was imported"):
+    with pytest.raises(InputError, match="Row 2 of v.csv has the verdict 'maybe'.*Nothing was imported"):
         import_candidates(store, cube, tmp_path / "v.csv", reviewer="eve")
     assert len(stored_candidates(store, cube)) == 0
+
+
+def test_boxes_and_channels_from_a_file_are_checked_against_the_cube(cube, tmp_path):
+    """A file's box or channels outside the cube are clipped; an empty or reversed range, or blanks,
+    are found again from the spectrum: every card can be drawn."""
+    from pipeline.vetting.card import candidate_card
+
+    Table({"x": [10.0, 10.0, 10.0, 10.0], "y": [8.0, 8.0, 8.0, 8.0], "z": [6.0, 6.0, np.nan, 6.0],
+           "x0": [-5.0, 12.0, 7.0, np.nan], "x1": [400.0, 9.0, 14.0, np.nan], "y0": [5.0, 5.0, 5.0, 5.0],
+           "y1": [12.0, 12.0, 12.0, 12.0], "z0": [-4.0, 6.0, 3.0, np.nan], "z1": [400.0, 6.0, 10.0, np.nan]}
+          ).write(tmp_path / "odd.csv")
+    table = read_candidates(tmp_path / "odd.csv", cube).table
+    assert list(table["x0"])[0] == 0 and list(table["x1"])[0] == cube.nx  # clipped
+    assert table["x0"][1] < table["x1"][1]  # a reversed box: drawn a beam across instead
+    assert (table["z0"][0], table["z1"][0]) == (0, cube.nchan)
+    assert table["z0"][1] < 6 < table["z1"][1]  # an empty range: the line around channel 6
+    assert table["z"][2] == 6 and (table["z0"][2], table["z1"][2]) == (3, 10)  # the peak within the range given
+    assert all(table["z0"] < table["z1"]) and all(table["x0"] < table["x1"])
+    table["source"] = [f"s{i}" for i in range(len(table))]
+    for i in range(len(table)):
+        assert candidate_card(cube, table, i).channel_map.size > 0

@@ -93,6 +93,13 @@ def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path):
     assert path.read_bytes() == before
     with pytest.raises(InputError, match="is a folder"):
         VettingStore(tmp_path)
+    other = tmp_path / "notes.sqlite"  # another program's database
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    before = other.read_bytes()
+    with pytest.raises(InputError, match="another program's SQLite database"):
+        VettingStore(other)
+    assert other.read_bytes() == before
 
 
 def test_a_locked_file_is_retried_then_reported(store, monkeypatch):
@@ -140,7 +147,11 @@ def test_sources_keep_their_detectors_and_rows(store):
     store.writing(add)
     (source,) = store.sources("c")
     assert source["detectors"] == ["pipeline", "photutils"]
-    assert source["row"] == {"snr": 7.5, "id": 4} and source["x"] == 1.5
+    assert source["row"] == {"snr": 7.5, "id": 4} and source["x"] == 1.0  # matched against where it was first
+    store.writing(lambda db: store.put_source(db, "c", "s1", 9.0, 9.0, 9.0, ["imported"],
+                                              {"snr": float("nan"), "id": 9, "note": ""}))
+    (source,) = store.sources("c")
+    assert source["row"] == {"snr": 7.5, "id": 9}  # a blank never replaces a measurement
     store.name_collection("c", "cube.fits", shape=[3, 4, 5])
     assert store.collections() == [{"collection": "c", "name": "cube.fits", "meta": {"shape": [3, 4, 5]},
                                      "sources": 1, "verdicts": 0}]
