@@ -13,7 +13,14 @@ import param
 from explorer.galaxy_browser import THUMB_PX
 from explorer.text import Text
 from pipeline.errors import InputError
-from pipeline.vetting.labels import PREFIX, column_name, feedback, label_collection, with_verdict_column
+from pipeline.vetting.labels import (
+    PREFIX,
+    check_question,
+    column_name,
+    feedback,
+    label_collection,
+    with_verdict_column,
+)
 from pipeline.vetting.store import LABEL_VERDICTS, VettingStore, summarise
 
 log = logging.getLogger("explorer")
@@ -33,6 +40,7 @@ class NeighbourVetting(param.Parameterized):
         self.viewer = viewer
         self.verdicts: dict[str, dict] = {}
         self._seen = 0
+        self._question = ""  # the question, checked ("" while there is none, or it is refused)
         try:
             self.store = store or VettingStore()
         except InputError as exc:
@@ -48,20 +56,20 @@ class NeighbourVetting(param.Parameterized):
     def collection(self) -> str | None:
         """The store's collection for the open set and the question (None: no question yet)."""
         store = self.viewer.store
-        if store is None or not self.question.strip():
+        if store is None or not self._question:
             return None
-        return label_collection(store.meta["name"], self.question)
+        return label_collection(store.meta["name"], self._question)
 
     @property
     def label_name(self) -> str | None:
-        return column_name(self.question) if self.question.strip() else None
+        return column_name(self._question) if self._question else None
 
     def catalog(self, base):
         """``base`` (the set's catalogue) with the team's verdicts as a label column, when there is a question."""
-        return with_verdict_column(base, self.verdicts, self.question) if self.question.strip() else base
+        return with_verdict_column(base, self.verdicts, self._question) if self._question else base
 
     def feedback(self) -> tuple[list[str], list[str]]:
-        return feedback(self.verdicts) if self.question.strip() else ([], [])
+        return feedback(self.verdicts) if self._question else ([], [])
 
     def refresh(self) -> None:
         """Read the team's verdicts again when they changed; the cards and statistics follow."""
@@ -83,6 +91,11 @@ class NeighbourVetting(param.Parameterized):
     def _changed(self) -> None:
         self.verdicts, self._seen = {}, 0
         self.tell("")
+        try:
+            self._question = check_question(self.question) if self.question.strip() else ""
+        except InputError as exc:  # too long: no question until it is mended
+            self._question = ""
+            self.tell(str(exc))
         self.viewer.labels_changed()
         self.refresh()
 
@@ -94,7 +107,7 @@ class NeighbourVetting(param.Parameterized):
             if self.store is None:
                 raise InputError(self.message)
             self.store.cast(collection, galaxy_id, self.reviewer, verdict)
-            self.store.name_collection(collection, f"{self.viewer.store.meta['name']}: {self.question.strip()}")
+            self.store.name_collection(collection, f"{self.viewer.store.meta['name']}: {self._question}")
         except InputError as exc:
             self.tell(str(exc))
             return
@@ -107,7 +120,7 @@ class NeighbourVetting(param.Parameterized):
 
     def buttons(self, galaxy_id: str):
         """A card's verdict buttons and the team's verdict on it; nothing without a question."""
-        if not self.question.strip():
+        if not self._question:
             return pn.Spacer(height=0)
         said = summarise(self.verdicts.get(galaxy_id, {}))
         votes = ", ".join(f"{v} {n}" for v, n in sorted(said["votes"].items()))
@@ -115,7 +128,7 @@ class NeighbourVetting(param.Parameterized):
         choice = pn.widgets.Select(options={"your verdict...": "", **{v: v for v in LABEL_VERDICTS}}, value=mine,
                                    width=CARD_WIDTH, css_classes=["neighbour-verdict"])
         choice.param.watch(lambda e: e.new != mine and self.cast(galaxy_id, e.new), "value")
-        return pn.Column(choice, Text(f"{self.question.strip()}: " + (votes or "not vetted")
+        return pn.Column(choice, Text(f"{self._question}: " + (votes or "not vetted")
                                             + (" (disputed)" if said["disagree"] else ""), wrap=True,
                                             css_classes=["neighbour-verdicts"]))
 

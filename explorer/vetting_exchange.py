@@ -26,6 +26,16 @@ CATALOGUE_SUFFIXES = (".csv", ".vot", ".xml", ".votable", ".reg", ".crtf")
 CATALOGUE_LIMIT_BYTES = 20 * 2**20
 
 
+LOCAL_ADDRESSES = ("127.0.0.1", "::1", "localhost")
+
+
+def visitor_is_local() -> bool:
+    """Whether the visitor's browser runs on the server's machine (outside a server: yes)."""
+    context = pn.state.curdoc.session_context if pn.state.curdoc is not None else None
+    request = getattr(context, "request", None)
+    return request is None or getattr(request, "remote_ip", None) in LOCAL_ADDRESSES
+
+
 class ExchangePanel:
     """The import, export and SAMP controls of a :class:`~explorer.vetting_view.VettingViewer`."""
 
@@ -46,11 +56,16 @@ class ExchangePanel:
         self.inbox: samp.TableInbox | None = None
         # what an import or a send did, or why not: beside these controls, where the eye is
         self._alert = Alert("", alert_type="info", visible=False, css_classes=["exchange-message"])
+        # SAMP joins programs on the server's machine: offered to a visitor on that machine only
+        samp_row = pn.Row(self._send, self._receive) if visitor_is_local() else pn.pane.Markdown(
+            "SAMP (TOPCAT, Aladin) works when the explorer runs on your own machine.", margin=(0, 10))
         self.area = pn.Column(
             pn.pane.Markdown("Import a catalogue (CSV, VOTable, DS9 or CRTF regions; up to "
                              f"{uploads.megabytes(CATALOGUE_LIMIT_BYTES)}):", margin=(10, 10, 0, 10)),
-            self._upload, pn.Row(*self._downloads), pn.Row(self._send, self._receive), self._alert,
-            sizing_mode="stretch_width")
+            self._upload, pn.Row(*self._downloads), samp_row, self._alert, sizing_mode="stretch_width")
+        if vetting.store is None:  # nothing to import into or export from: the page has said why
+            for widget in (self._upload, *self._downloads, self._send, self._receive):
+                widget.disabled = True
 
     def tell(self, text: str, kind: str = "warning") -> None:
         self._alert.alert_type = kind

@@ -20,7 +20,7 @@ from explorer import jobs
 from explorer.background import BackgroundJob
 from explorer.cube_view import stretched_palette
 from explorer.image_layer import colour
-from explorer.text import Text
+from explorer.text import Text, for_visitor
 from pipeline.errors import InputError
 from pipeline.vetting.similar import IMAGE_PX, SimilarCandidates
 
@@ -87,10 +87,16 @@ class SimilarPanel:
     def _on_error(self, message: str) -> None:
         self.job.bar.visible = self.job.cancel_button.visible = False
         self._built_for = None
-        self._status.object = f"No similar candidates: {message}"
+        self._status.object = f"No similar candidates: {for_visitor(message)}"
 
     def _on_embedded(self, embeddings) -> None:
         self.job.bar.visible = self.job.cancel_button.visible = False
+        queue = tuple(str(s) for s in self.vetting.review.table["source"])
+        if queue != self._built_for:  # the queue changed meanwhile (an import, another scope): again, for it
+            self.similar = self._built_for = None
+            if self._wanted in queue:
+                self.find(self._wanted)
+            return
         self.similar = SimilarCandidates(embeddings, self._built_for)
         if self._wanted is not None:
             self._show(self._wanted)

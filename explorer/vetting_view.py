@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,10 @@ class VettingViewer(pn.viewable.Viewer):
         self._poll = None
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             self._poll = pn.state.add_periodic_callback(self.refresh, period=POLL_MS)
+            # the poll, a SAMP listener and a find-similar worker end with the session, through a weak
+            # reference: the session must not keep every viewer it showed
+            viewer = weakref.ref(self)
+            pn.state.on_session_destroyed(lambda ctx: viewer() is not None and viewer().close())
 
     # --- candidates ----------------------------------------------------------------------------
 

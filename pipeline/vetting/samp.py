@@ -143,7 +143,8 @@ def fetch_table(url: str, folder) -> Path:
                              "writes the tables it sends)")
         opener = lambda: open(local, "rb")  # noqa: E731
     elif parsed.scheme in ("http", "https") and parsed.hostname in LOCAL_HOSTS:
-        opener = lambda: urllib.request.urlopen(url, timeout=10)  # noqa: E731 (local hosts only)
+        # no redirects: a local address must not lead the server elsewhere
+        opener = lambda: urllib.request.build_opener(_NoRedirect).open(url, timeout=10)  # noqa: E731
     else:
         raise InputError(f"only tables on this machine are taken (a file, or a local web address), not {url[:80]!r}")
     try:
@@ -165,6 +166,11 @@ def fetch_table(url: str, folder) -> Path:
         os.remove(name)
         raise InputError("it is not a VOTable") from exc
     return Path(name)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # the 3xx answer is then an HTTPError: "could not be read"
 
 
 def shared_folders() -> tuple[Path, ...]:

@@ -166,3 +166,16 @@ def test_neighbours_vetted_for_a_question_are_a_label_and_feedback(viewer, index
     viewer.refine()  # the team's yes and no are feedback: the "no" galaxy never comes back
     assert viewer.mode == "refined" and shown[1] not in [str(i) for i in viewer.result["id"]]
     assert {p: p.read_bytes() for p in files} == files  # the set's own catalogue is never written to
+
+
+def test_a_question_too_long_is_refused_and_breaks_nothing(viewer, tmp_path):
+    from pipeline.vetting.store import VettingStore
+
+    viewer.vetting.store = VettingStore(tmp_path / "v.sqlite")
+    viewer.vetting.question = "x" * 81
+    assert "at most 80 characters" in viewer.vetting.message
+    assert viewer.vetting.label_name is None and viewer.vetting.collection is None
+    viewer.vetting.refresh()  # the poll
+    assert not any(str(o).startswith("vetted_") for o in viewer.param.label.objects)
+    viewer.vetting.question = "bar"
+    assert viewer.vetting.message == "" and "vetted_bar" in viewer.param.label.objects

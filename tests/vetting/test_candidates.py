@@ -38,10 +38,15 @@ def test_two_sources_close_together_stay_two(store, cube, catalog):
     add_candidates(store, cube, catalog([source(10, 8, 6, 20)]))
     again = add_candidates(store, cube, catalog([source(11, 8, 6, 9), source(10.2, 8, 6, 20)]))
     assert list(again["source"]) == ["x11-y8-z6", "x10-y8-z6"]
-    # a new source whose rounded position names an existing key gets a key of its own
-    far_in_z = add_candidates(store, cube, catalog([source(10.4, 8, 6.4, 5)], "decoras"))
-    assert far_in_z["source"][0] == "x10-y8-z6"  # close: the same source
+    close = add_candidates(store, cube, catalog([source(10.4, 8, 6.4, 5)], "decoras"))
+    assert close["source"][0] == "x10-y8-z6"  # close: the same source
     assert len(stored_candidates(store, cube)) == 2
+    # a new source whose rounded position names a key already taken gets a key of its own: here a
+    # third candidate there when both stored sources nearby are claimed by nearer ones
+    three = add_candidates(store, cube, catalog([source(10.1, 8.1, 6.1, 20), source(10.9, 8, 6, 9),
+                                                 source(9.8, 7.9, 5.9, 3)]))
+    assert list(three["source"]) == ["x10-y8-z6", "x11-y8-z6", "x10-y8-z6-2"]
+    assert len(stored_candidates(store, cube)) == 3
 
 
 def test_the_collection_is_the_cubes_content(cube, make_cube, tmp_path):

@@ -34,8 +34,7 @@ def reviewer(path, collection, name, seconds, seed, out):
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if cast and rng.random() < 0.05:
-            review.undo()
-            undone += 1
+            undone += review.undo() is not None  # None: nothing left to undo, nothing stored
         else:
             target = rng.choice(review.sources)
             verdict, token = rng.choice(CUBE_VERDICTS), new_token()
