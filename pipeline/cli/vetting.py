@@ -40,8 +40,9 @@ def add_vetting_parser(commands) -> None:
     i = actions.add_parser("import", help="add a catalogue's sources (and verdicts) to a cube's candidates",
                            description="Add the sources of CATALOGUE to CUBE's candidates: a CSV or VOTable "
                            "with ra, dec (degrees) or x, y (pixels), optionally z or freq (Hz), or DS9 / CRTF "
-                           "regions. A vetted catalogue's verdict, reviewer and note columns are cast as "
-                           "verdicts. Sources already stored (same position) keep their key and verdicts.")
+                           "regions. A vetted catalogue's verdicts are cast (its verdicts column, else its verdict "
+                           "and reviewer columns; notes from its note column), all checked before anything is "
+                           "stored. Sources already stored (same position) keep their key and verdicts.")
     i.add_argument("cube", help="the FITS cube the catalogue describes")
     i.add_argument("catalogue", help="CSV, VOTable (.vot/.xml), DS9 (.reg) or CRTF (.crtf)")
     i.add_argument("--reviewer", help="whose verdicts they are, when the catalogue has verdicts but no "
