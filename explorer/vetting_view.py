@@ -81,6 +81,7 @@ class VettingViewer(pn.viewable.Viewer):
         self.models = models
         self._alert = Alert("", alert_type="warning", visible=False, css_classes=["vetting-message"])
         self.card_view = CardView(cube_viewer.cmap)
+        self._figures = self.card_view.layout()  # hidden while the queue is empty
         self._run_table = None  # the last run's candidates, with their source keys
         self.review: Review | None = None
         try:
@@ -277,8 +278,9 @@ class VettingViewer(pn.viewable.Viewer):
     def _show_status(self) -> None:
         p = self.review.progress()
         who = f"{p['mine']} by you, " if self.review.reviewer else ""
-        self.status = (f"{p['candidates']} candidates; {p['vetted']} vetted ({who}{p['disputed']} disputed); "
-                       + ", ".join(f"{v} {n}" for v, n in sorted(p["verdicts"].items())))
+        self.status = "; ".join([f"{p['candidates']} candidates", f"{p['vetted']} vetted ({who}{p['disputed']} "
+                                 "disputed)"] + ([", ".join(f"{v} {n}" for v, n in sorted(p["verdicts"].items()))]
+                                                 if p["verdicts"] else []))
         self._status.object = self.status
         self._show_truth()
 
@@ -299,6 +301,7 @@ class VettingViewer(pn.viewable.Viewer):
         enabled = bool(self.current)
         for button in self._buttons.values():
             button.disabled = not enabled
+        self._figures.visible = enabled
         if not enabled:
             self._title.object = ("No candidates in the queue. Run a detector on the Cube explorer tab, import a "
                                   "catalogue, or show every candidate.")
@@ -392,7 +395,7 @@ class VettingViewer(pn.viewable.Viewer):
         buttons = pn.FlexBox(*self._buttons.values(), css_classes=["vetting-buttons"])
         note = pn.widgets.TextInput.from_param(self.param.note, name="Note (saved with your next verdict on it)",
                                                css_classes=["vetting-note"])
-        card = pn.Column(self._title, buttons, note, self._team, self._scores, self.card_view.layout(),
+        card = pn.Column(self._title, buttons, note, self._team, self._scores, self._figures,
                          self._neighbours, self.similar.area, sizing_mode="stretch_width", css_classes=["vetting-card"])
         return pn.Column(self._alert, pn.Row(queue, card, sizing_mode="stretch_width"), self.shortcuts,
                          sizing_mode="stretch_width")

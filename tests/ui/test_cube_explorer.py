@@ -375,7 +375,8 @@ def test_every_tab_fits_1280x800_and_1920x1080(page, served_app_with_stores, scr
                 assert page.evaluate(ON_TOP, point), (width, fx, fy)
             assert page.evaluate(OVERFLOW) <= width + 1
             screenshot(f"cube-{width}")
-            for tab, ready in (("One-shot search", ".oneshot-stats"), ("Feature atlas", ".atlas-card")):
+            for tab, ready in (("Vet candidates", ".vetting-title"), ("One-shot search", ".oneshot-stats"),
+                               ("Feature atlas", ".atlas-card")):
                 page.get_by_text(tab, exact=True).click()
                 expect(page.locator(ready).first).to_be_visible(timeout=90_000)
                 assert page.evaluate(OVERFLOW) <= width + 1, (tab, width)
