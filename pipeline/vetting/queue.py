@@ -153,10 +153,10 @@ class Review:
         source = source or self.current
         if source is None:
             raise InputError("The queue is empty: nothing to give a verdict on.")
-        before = self.mine(source)
+        before = self.store.said(self.collection, source, self.reviewer) if self.reviewer else self.mine(source)
         note = before["note"] if note is None else note
         stored = self.store.cast(self.collection, source, self.reviewer, verdict, note, token or new_token())
-        self._undo.append((source, before))
+        self._undo.append((source, before, {"verdict": verdict, "note": note}))
         self._remember(source, verdict, note)
         if advance and source == self.current:
             self.step(1)
@@ -169,10 +169,18 @@ class Review:
 
     def undo(self) -> str | None:
         """Put back this reviewer's verdict from before their last one in this pass (history keeps
-        both) and show that candidate. Returns its source, None when there is nothing to undo."""
+        both) and show that candidate. Returns its source, None when there is nothing to undo. When
+        the verdict was changed since (by this reviewer in another window), nothing is undone and
+        InputError says so: undo never puts back what someone has changed since."""
         if not self._undo:
             return None
-        source, before = self._undo.pop()
+        source, before, cast = self._undo[-1]
+        now = self.store.said(self.collection, source, self.reviewer)
+        if now != cast:
+            self._undo.pop()
+            raise InputError(f"Your verdict on {source} was changed elsewhere since ({now['verdict'] or 'cleared'}); "
+                             "nothing was undone.")
+        self._undo.pop()
         self.store.cast(self.collection, source, self.reviewer, before["verdict"], before["note"])
         self._remember(source, before["verdict"], before["note"])
         if source in self._place:

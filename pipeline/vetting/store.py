@@ -332,6 +332,13 @@ class VettingStore:
                 entry[r["reviewer"]] = {"verdict": r["verdict"], "note": r["note"], "time": r["time"], "id": r["id"]}
         return out
 
+    def said(self, collection: str, source: str, reviewer: str) -> dict:
+        """``reviewer``'s verdict in force on ``source``, {verdict, note} ("" when none), read now."""
+        row = self.reading(lambda db: db.execute(
+            "SELECT verdict, note FROM verdicts WHERE collection = ? AND source = ? AND reviewer = ? ORDER BY id DESC "
+            "LIMIT 1", (collection, source, reviewer)).fetchone())
+        return {"verdict": row["verdict"], "note": row["note"]} if row else {"verdict": "", "note": ""}
+
     def last_id(self, collection: str | None = None) -> int:
         """The id of the newest verdict row (of ``collection``): what a poll compares."""
         if collection is None:

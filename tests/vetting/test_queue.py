@@ -132,3 +132,18 @@ def test_verdicts_against_the_truth(store, cube, candidates):
     text = format_against_truth(score)
     assert "Precision before vetting 0.50; after dropping the spurious 0.50" in text
     assert "spurious         1      1" in text
+
+
+def test_undo_never_puts_back_what_was_changed_elsewhere(store, cube, candidates):
+    """The same reviewer in two windows: the first window's undo would bring back a verdict the
+    second has changed since; it refuses and says so."""
+    first, second = review(store, cube, candidates, "ann"), review(store, cube, candidates, "ann")
+    target = candidates["source"][0]
+    first.cast("real", source=target)
+    second.cast("spurious", source=target)  # second has not polled: it read "real" from the store
+    assert second._undo[-1][1]["verdict"] == "real"
+    with pytest.raises(InputError, match=f"Your verdict on {target} was changed elsewhere since \\(spurious\\)"):
+        first.undo()
+    assert store.latest(cube_collection(cube))[target]["ann"]["verdict"] == "spurious"
+    assert second.undo() == target
+    assert store.latest(cube_collection(cube))[target]["ann"]["verdict"] == "real"
