@@ -97,8 +97,6 @@ class CubeExplorer(pn.viewable.Viewer):
         self._vetting_shown = True
         if self.vetting is None and self.viewer is not None:
             self.vetting = VettingViewer(self.viewer, self.detection)
-            if self.detection.found is not None:
-                self.vetting.add_run(self.detection.found)
             self.vetting_area[:] = [self.vetting]
 
     def deactivate_vetting(self) -> None:

@@ -41,6 +41,7 @@ class NeighbourVetting(param.Parameterized):
         self.verdicts: dict[str, dict] = {}
         self._seen = 0
         self._question = ""  # the question, checked ("" while there is none, or it is refused)
+        self._labelled = (None, None, None)  # (the table, (verdicts read, question), it with their column)
         try:
             self.store = store or VettingStore()
         except InputError as exc:
@@ -65,8 +66,16 @@ class NeighbourVetting(param.Parameterized):
         return column_name(self._question) if self._question else None
 
     def catalog(self, base):
-        """``base`` (the set's catalogue) with the team's verdicts as a label column, when there is a question."""
-        return with_verdict_column(base, self.verdicts, self._question) if self._question else base
+        """``base`` (the set's catalogue) with the team's verdicts as a label column, when there is a
+        question. Made once per table and state of the verdicts: each neighbour's card and each node of
+        the provenance plot asks for its label, and a set may hold a million galaxies."""
+        if not self._question:
+            return base
+        made_for, key, table = self._labelled
+        if made_for is not base or key != (self._seen, self._question):
+            table = with_verdict_column(base, self.verdicts, self._question)
+            self._labelled = (base, (self._seen, self._question), table)
+        return table
 
     def feedback(self) -> tuple[list[str], list[str]]:
         return feedback(self.verdicts) if self._question else ([], [])

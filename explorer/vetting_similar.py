@@ -10,15 +10,14 @@ milliseconds.
 from __future__ import annotations
 
 import functools
-import io
 
 import numpy as np
 import panel as pn
-from PIL import Image
 
 from explorer import jobs
 from explorer.background import BackgroundJob
 from explorer.cube_view import stretched_palette
+from explorer.galaxy_browser import png_bytes
 from explorer.image_layer import colour
 from explorer.text import Text, for_visitor
 from pipeline.errors import InputError
@@ -34,10 +33,7 @@ def thumbnail(embedding: np.ndarray, palette) -> bytes:
     image = np.asarray(embedding[:IMAGE_PX**2], np.float32).reshape(IMAGE_PX, IMAGE_PX)
     low, high = float(image.min()), float(image.max())
     rgba = colour(image[::-1], (low, high if high > low else low + 1), palette)
-    picture = Image.fromarray(rgba.view(np.uint8).reshape(IMAGE_PX, IMAGE_PX, 4), "RGBA")
-    buffer = io.BytesIO()
-    picture.resize((IMAGE_PX * THUMB_SCALE,) * 2, Image.NEAREST).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(rgba.view(np.uint8).reshape(IMAGE_PX, IMAGE_PX, 4), IMAGE_PX * THUMB_SCALE)
 
 
 class SimilarPanel:

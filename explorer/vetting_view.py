@@ -118,7 +118,10 @@ class VettingViewer(pn.viewable.Viewer):
         self.param.watch(lambda _: self.load(), ["reviewer", "scope"])
         self.param.watch(lambda _: self.arrange(), ["order", "show"])
         self.param.watch(lambda _: self._show_truth(), "show_truth")
-        self.load()
+        if detection.found is not None:  # a run that ended before the tab was opened: stored and queued
+            self.add_run(detection.found)
+        else:
+            self.load()
         self._poll = None
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             self._poll = pn.state.add_periodic_callback(self.refresh, period=POLL_MS)
