@@ -133,9 +133,13 @@ class AtlasViewer(pn.viewable.Viewer):
         chosen = list(self.ranking["feature"][:self.subset])
         full = search.one_shot(self.store, query, n)
         sub = atlas.subspace_search(self.store, query, n, features=chosen)
+        dim = self.store.features.shape[1]
+        compared = [(f"all {dim} features", full)]
+        if self.store.head is not None:  # the subspace search compares the network's own features
+            compared = [("the search (through the invariance head)", full),
+                        (f"all {dim} features, without the head", atlas.subspace_search(self.store, query, n))]
         lines = [f"{o.label} = {o.positive} among the {n} nearest:"]
-        for name, found in ((f"all {self.store.features.shape[1]} features", full),
-                            (f"best {len(chosen)} features", sub)):
+        for name, found in (*compared, (f"best {len(chosen)} features", sub)):
             s = label_statistics(self.store.catalog, [self.store.row_of(i) for i in found["id"]], o.label, o.positive)
             lines.append(f"  {name}: {s['k']}/{s['n']} = {100 * (s['fraction'] or 0):.1f}% "
                          f"[{100 * s['low']:.1f}, {100 * s['high']:.1f}]")
@@ -178,7 +182,7 @@ class AtlasViewer(pn.viewable.Viewer):
             gid = str(self.store.catalog["id"][r])
             label = f" | {self.store.catalog[self.oneshot.label][r]}" if self.oneshot.label else ""
             image, text, _ = card.objects
-            image.object = atlas.overlay(self.store.galaxies.rgb(int(r)), fmap, vmax, mark=float(value),
+            image.object = atlas.overlay(self.store.view(int(r)), fmap, vmax, mark=float(value),
                                          image_format="JPEG")
             text.object = f"{gid}{label}\nactivation {value:.3f} (◄ on the bar)"
             self._card_ids.append(gid)
@@ -220,8 +224,10 @@ class AtlasViewer(pn.viewable.Viewer):
         bars = hv.Bars([(str(k), float(shares[k])) for k in top], "feature", "share of cosine similarity").opts(
             width=700, height=260, xrotation=90, tools=["hover"],
             title=f"Why {o.prototype or 'the upload'} is close to its {min(o.n, len(o.result))} neighbours: top 20 "
-            f"features (sum over all = {shares.sum():.3f})")
-        return pn.Column(bars, Text("Pick one by its number above to see what it responds to.",
+            f"features (sum over all = {shares.sum():.3f}, their cosine similarity)")
+        head = (" The search itself compares these features through the set's invariance head, so its "
+                "distances differ a little." if getattr(self.store, "head", None) is not None else "")
+        return pn.Column(bars, Text("Pick one by its number above to see what it responds to." + head,
                                            css_classes=["contributions-note"]))
 
     def __panel__(self):

@@ -55,6 +55,9 @@ class OneShotViewer(pn.viewable.Viewer):
     prototype = param.String(default="", doc="id of the prototype galaxy ('' for an uploaded image)")
     n = param.Integer(default=12, bounds=(1, 100), doc="Neighbours per query")
     iterations = param.Integer(default=5, bounds=(2, 10), doc="Iterations of the recursive search")
+    feedback = param.Selector(default=search.DEFAULT_FEEDBACK, objects=list(search.FEEDBACK_METHODS),
+                              doc="How feedback re-ranks: a linear classifier on the marked galaxies, or Rocchio's "
+                              "moving query")
     label = param.Selector(default=None, objects=[], allow_None=True, doc="Label column to count")
     positive = param.Selector(default=None, objects=[], allow_None=True, doc="The value that counts")
     status = param.String(default="")
@@ -220,14 +223,15 @@ class OneShotViewer(pn.viewable.Viewer):
                                                                if self.liked or self.disliked else ""))
 
     def refine(self):
-        """Re-rank with the thumbs up/down given so far (relevance feedback)."""
+        """Re-rank with the thumbs up/down given so far (relevance feedback): the galaxies marked
+        are not shown again, so each round shows new ones."""
         if self.store is None:
             return
         team_yes, team_no = self.vetting.feedback()  # the team's verdicts: good and bad examples too
         liked = (self.liked | set(team_yes)) - self.disliked
         disliked = (self.disliked | set(team_no)) - self.liked
         self._set_result(search.refine(self.store, self.query(), self.n, liked=sorted(liked),
-                                       disliked=sorted(disliked)), "refined")
+                                       disliked=sorted(disliked), method=self.feedback), "refined")
 
     def run_recursive(self):
         if self.store is None or self.job.busy:
@@ -424,6 +428,8 @@ class OneShotViewer(pn.viewable.Viewer):
             pn.widgets.IntSlider.from_param(self.param.iterations, name="Iterations"),
             pn.Row(self._recursive_button, self.job.cancel_button),
             self._refine_button,
+            pn.widgets.Select.from_param(self.param.feedback, name="Feedback re-ranks by",
+                                         options={"a linear classifier": "linear", "Rocchio's query": "rocchio"}),
             pn.widgets.Select.from_param(self.param.label, name="Count label"),
             pn.widgets.Select.from_param(self.param.positive, name="Value"),
             self.statistics_panel,

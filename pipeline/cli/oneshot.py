@@ -14,6 +14,7 @@ from pathlib import Path
 from pipeline.cli.checks import at_least, never_over_inputs, output_folder
 from pipeline.errors import InputError
 from pipeline.oneshot.backbones import BACKBONES, DEFAULT_BACKBONE
+from pipeline.oneshot.views import CROPS, DEFAULT_CROP, DEFAULT_INVARIANCE, INVARIANCES
 
 
 def add_index_parser(commands) -> None:
@@ -32,6 +33,13 @@ def add_index_parser(commands) -> None:
     p.add_argument("--kind", choices=["auto", "exact", "approximate"], default="auto",
                    help="faiss index kind (default auto: exact up to 100,000 images)")
     p.add_argument("--engine", choices=["onnx", "torch"], default="onnx", help="inference engine (default onnx)")
+    p.add_argument("--crop", choices=list(CROPS), default=DEFAULT_CROP,
+                   help="what the network sees: 'galaxy' (default: the central galaxy, cropped to the radius holding "
+                   "90%% of its light) or 'frame' (the whole cutout)")
+    p.add_argument("--invariance", choices=list(INVARIANCES), default=DEFAULT_INVARIANCE,
+                   help="rotations and flips: 'head' (default: a linear head learnt from the set's own rotated and "
+                   "flipped views, one network pass per image), 'dihedral' (features averaged over the 8 rotations "
+                   "and flips: 8 passes per image) or 'none'")
     p.add_argument("--scheduler", default="auto",
                    help="Dask: 'auto' (default: this process below 2,000 images, a local cluster from 2,000), "
                    "'synchronous' (this process), 'local' (a local cluster) or a scheduler address such as "
@@ -50,13 +58,18 @@ def cmd_index(args) -> int:
     galaxies = GalaxySet.open(args.catalog, images_dir=args.images_dir)
     for note in galaxies.notes:
         print(f"note: {note}", file=sys.stderr)
+    stages = [None]
     with tqdm(total=len(galaxies), unit="image", disable=args.quiet) as bar:
         def progress(done, total, stage):
+            if stage != stages[-1]:  # the features, then the head's sample
+                stages.append(stage)
+                bar.reset(total)
+                bar.set_description(stage)
             bar.update(done - bar.n)
 
         store = build_store(galaxies, args.out, backbone=args.model, weights=args.weights, size=args.size,
                             metric=args.metric, kind=args.kind, engine=args.engine, scheduler=args.scheduler,
-                            progress=progress)
+                            crop=args.crop, invariance=args.invariance, progress=progress)
     if not args.quiet:
         print(store.describe())
         print(f"-> {args.out}")

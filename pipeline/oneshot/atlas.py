@@ -59,7 +59,8 @@ def check_feature(store, feature) -> int:
 
 def feature_maps(store, feature: int, rows) -> np.ndarray:
     """Channel ``feature`` of the last convolutional layer for the images at ``rows``: (n, h, w),
-    made as the store's features were (model, input size); cached on disk per store."""
+    made as the store's features were (model, input size, the view of each galaxy:
+    :meth:`FeatureStore.view`, upright); cached on disk per store."""
     feature = check_feature(store, feature)
     rows = [int(r) for r in rows]
     key = hashlib.sha1(f"{store.folder.resolve()}|{store.meta.get('build', '')}".encode()).hexdigest()[:16]
@@ -75,7 +76,7 @@ def feature_maps(store, feature: int, rows) -> np.ndarray:
         from pipeline.oneshot import features as feat  # torch: only where a network runs
 
         model = feat.load_backbone(store.meta["backbone"], store.meta.get("weights") or None)
-        computed = feat.feature_maps(model, store.galaxies.rgb_batch(missing), size=store.meta["input_px"])
+        computed = feat.feature_maps(model, [store.view(r) for r in missing], size=store.meta["input_px"])
         for r, m in zip(missing, computed, strict=True):
             with atomic_write(folder / f"{r}.npy") as tmp:  # every channel: the next feature is free
                 with open(tmp, "wb") as f:
@@ -172,21 +173,22 @@ def contributions(store, prototype, neighbours) -> np.ndarray:
     """Per feature, its mean share of the cosine similarity between ``prototype`` (an id or a
     vector) and each of ``neighbours`` (ids): u_k v_k on unit vectors; (dim,), summing to the
     mean similarity."""
-    from pipeline.oneshot.search import query_vector
+    from pipeline.oneshot.search import features_of
 
     def unit(v):
         return v / max(float(np.linalg.norm(v)), 1e-12)
 
-    u = unit(query_vector(store, prototype))
+    u = unit(features_of(store, prototype))
     if not len(neighbours):
         return np.zeros_like(u)
-    v = np.stack([unit(query_vector(store, i)) for i in neighbours])
+    v = np.stack([unit(features_of(store, i)) for i in neighbours])
     return (u[None] * v).mean(axis=0)
 
 
 def subspace_search(store, prototype, n: int, features=None, weights=None) -> Table:
-    """One-shot search in the space of the chosen ``features`` (indices) or with per-feature
-    ``weights`` (dim,), cosine; the same columns as :func:`pipeline.oneshot.search.one_shot`."""
+    """One-shot search in the space of the network's chosen ``features`` (indices) or with
+    per-feature ``weights`` (dim,), cosine, without the store's invariance head (it mixes the
+    features); the same columns as :func:`pipeline.oneshot.search.one_shot`."""
     from pipeline.oneshot import search
 
     dim = store.features.shape[1]
@@ -217,6 +219,10 @@ class _Subspace:
         self.catalog, self.features, self.index, self.row_of = store.catalog, features, index, store.row_of
         self.meta = {**store.meta, "model_label": model_label}
 
+    @staticmethod
+    def search_space(features) -> np.ndarray:
+        return np.asarray(features, np.float32)  # the network's own features, weighted
+
 
 def write_top_activations(store, feature: int, n: int, out) -> Path:
     """PNG overlays of the ``n`` images that activate ``feature`` most, and ``top.csv`` (rank, id,
@@ -234,7 +240,7 @@ def write_top_activations(store, feature: int, n: int, out) -> Path:
     ids = [str(store.catalog["id"][r]) for r in chosen]
     for rank, (r, gid, m) in enumerate(zip(chosen, ids, maps, strict=True), start=1):
         with atomic_write(out / f"feature{feature:04d}_{rank:03d}_{_safe(gid)}.png") as tmp:
-            tmp.write_bytes(overlay(store.galaxies.rgb(int(r)), m, vmax))
+            tmp.write_bytes(overlay(store.view(int(r)), m, vmax))
     table = Table({"rank": np.arange(1, n + 1), "id": ids, "activation": values[feature, :n]})
     table.meta["feature"] = feature
     with atomic_write(out / "top.csv") as tmp:

@@ -11,19 +11,33 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.oneshot import views
 from pipeline.oneshot.galaxies import read_image, to_rgb
 from pipeline.scheduling import run_tasks
 
 LOCAL_CLUSTER_FROM = 2000  # images: "auto" extracts fewer in this process, more on a local cluster
 
 
-def chunk_features(files, size_px, backbone, weights, input_px, engine) -> np.ndarray:
-    """Features (len(files), dim) of image files: the unit of work a Dask worker runs."""
+def chunk_features(files, size_px, backbone, weights, input_px, engine, crop, invariance) -> np.ndarray:
+    """Features (len(files), dim) of image files, of the views ``crop`` and ``invariance`` make
+    (:func:`pipeline.oneshot.views.view_features`): the unit of work a Dask worker runs."""
     from pipeline.oneshot import features as feat
 
     model = feat.load_backbone(backbone, weights)
-    images = np.stack([to_rgb(read_image(f), size_px or None) for f in files])
-    return feat.extract(model, images, size=input_px, engine=engine)
+    images = [to_rgb(read_image(f), size_px or None) for f in files]
+    return views.view_features(model, images, crop, invariance, input_px, engine)
+
+
+def chunk_augmented(files, size_px, backbone, weights, input_px, engine, crop, seed) -> np.ndarray:
+    """Features (len(files), 8, dim) of eight augmented views of each image
+    (:func:`pipeline.oneshot.views.augmented_views`, random draws from ``seed``): what trains the
+    invariance head."""
+    from pipeline.oneshot import features as feat
+
+    model = feat.load_backbone(backbone, weights)
+    rng = np.random.default_rng(seed)
+    shown = [v for f in files for v in views.augmented_views(to_rgb(read_image(f), size_px or None), crop, rng)]
+    return feat.extract(model, shown, size=input_px, engine=engine).reshape(len(files), 8, -1)
 
 
 def pick_scheduler(scheduler: str, n_images: int) -> str:
@@ -35,11 +49,12 @@ def pick_scheduler(scheduler: str, n_images: int) -> str:
     return "local" if n_images >= LOCAL_CLUSTER_FROM and (os.cpu_count() or 1) > 1 else "synchronous"
 
 
-def run_chunks(jobs: dict, scheduler: str, cancel):
-    """Yield (start, features) for each job as it finishes, in this process or on Dask
-    (:func:`pipeline.scheduling.run_tasks`)."""
+def run_chunks(jobs: dict, scheduler: str, cancel, function=None):
+    """Yield (start, features) for each job of ``function`` (:func:`chunk_features` or
+    :func:`chunk_augmented`) as it finishes, in this process or on Dask
+    (:func:`pipeline.scheduling.run_tasks`); :func:`chunk_features` by default."""
     scheduler = pick_scheduler(scheduler, sum(len(files) for files, *_ in jobs.values()))
-    yield from run_tasks(chunk_features, jobs, scheduler, cancel, "feature extraction",
+    yield from run_tasks(function or chunk_features, jobs, scheduler, cancel, "feature extraction",
                          then="finished chunks are kept for the next run")
 
 

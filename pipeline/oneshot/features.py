@@ -55,7 +55,7 @@ PREPROCESSING = (
     "is averaged over the image: one 1280-d feature vector per image."
 )
 
-def _as_image_list(images) -> list[np.ndarray]:
+def as_image_list(images) -> list[np.ndarray]:
     """Images as a list of (H, W, 3) uint8 arrays, with a message saying how to fix anything else."""
     if isinstance(images, np.ndarray):
         if images.ndim == 3 and images.shape[-1] in (3, 4):
@@ -113,14 +113,15 @@ def preprocess(images, size: int = 224, backbone: Backbone | None = None) -> tor
     """
     size = _check_size(size)
     mean, std = (backbone.mean, backbone.std) if backbone is not None else ((0.5,) * 3, (0.5,) * 3)
-    images = _as_image_list(images)
+    images = as_image_list(images)
     if len({image.shape for image in images}) == 1:
         groups = [np.stack(images)]
     else:
         groups = [image[np.newaxis] for image in images]
     resized = []
     for group in groups:
-        x = torch.from_numpy(np.ascontiguousarray(group)).permute(0, 3, 1, 2).float()
+        group = np.ascontiguousarray(group) if group.flags.writeable else group.copy()  # torch wants writable
+        x = torch.from_numpy(group).permute(0, 3, 1, 2).float()
         if x.shape[-2:] != (size, size):
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                                 antialias=True)
@@ -161,7 +162,7 @@ def extract(backbone: Backbone, images, size: int = 224, batch_size: int = 32, e
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch_size must be a positive whole number; got {batch_size!r}")
     size = _check_size(size)
-    images = _as_image_list(images)
+    images = as_image_list(images)
     if engine == "onnx":
         session = onnx_session(backbone, size)
 

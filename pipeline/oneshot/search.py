@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 class Store(Protocol):
     """What a search needs of a feature store (:class:`~pipeline.oneshot.store.FeatureStore` is one):
     the galaxies' catalogue (an ``id`` column first), their features (n, dim), a faiss index over
-    them, the row of an id, and ``meta`` with the set's ``name`` and the ``model_label``."""
+    them in the search space (``search_space`` maps features there), the row of an id, and
+    ``meta`` with the set's ``name`` and the ``model_label``."""
 
     catalog: Table
     features: np.ndarray
@@ -35,17 +36,25 @@ class Store(Protocol):
 
     def row_of(self, galaxy_id) -> int: ...
 
+    def search_space(self, features) -> np.ndarray: ...
+
 
 MAX_N = 10_000  # neighbours per query: beyond this a search is a catalogue dump, not a query
 MAX_ITERATIONS = 20  # recursive iterations: the found set stops growing long before
 
 
-def query_vector(store: Store, prototype) -> np.ndarray:
-    """The feature vector of ``prototype``: an id in the store, or a vector (dim,) (e.g. the
-    features of an uploaded image)."""
+def features_of(store: Store, prototype) -> np.ndarray:
+    """The network's features of ``prototype``: an id in the store, or a vector (dim,) (e.g. the
+    features of an uploaded image, :func:`pipeline.oneshot.store.image_features`)."""
     if isinstance(prototype, np.ndarray) and prototype.ndim == 1:
         return prototype.astype(np.float32)
     return np.asarray(store.features[store.row_of(prototype)], np.float32)
+
+
+def query_vector(store: Store, prototype) -> np.ndarray:
+    """The vector the index is searched with for ``prototype`` (an id or features, as for
+    :func:`features_of`): its features in the store's search space (through the head, if any)."""
+    return store.search_space(features_of(store, prototype))
 
 
 def available_neighbours(store: Store, prototype) -> int:
@@ -104,36 +113,94 @@ def recursive(store: Store, prototype, n: int, iterations: int, progress=None,
         report(progress, iteration, int(iterations), f"recursive search: iteration {iteration} of {int(iterations)}")
         if not new:
             break
-        frontier_vectors = np.asarray(store.features[[r for _, r, _ in new]], np.float32)
+        frontier_vectors = store.search_space(store.features[[r for _, r, _ in new]])
         frontier_ids = [str(store.catalog["id"][r]) for _, r, _ in new]
     return _result(store, rows, distances, levels, parents, mode="recursive", prototype=_name(store, prototype),
                    n=n, iterations=int(iterations))
 
 
-def refine(store: Store, prototype, n: int, liked=(), disliked=(), alpha: float = 1.0, beta: float = 0.75,
-           gamma: float = 0.25) -> Table:
-    """Relevance feedback over the frozen features (Rocchio 1971): the query moves towards the
-    galaxies marked as good and away from the bad ones, ``alpha q + beta mean(liked) - gamma
-    mean(disliked)`` on unit vectors; then a one-shot search with it. Disliked galaxies never
-    come back. ``liked``, ``disliked``: ids."""
-    def unit(v):
-        return v / max(float(np.linalg.norm(v)), 1e-12)
+FEEDBACK_METHODS = ("linear", "rocchio")
+DEFAULT_FEEDBACK = "linear"
+FEEDBACK_C = 10.0  # inverse L2 penalty of the logistic regression, on unit vectors
+BACKGROUND = 200  # unmarked galaxies drawn at random as weak negatives: a sought class is rare
+BACKGROUND_WEIGHT = 0.05  # each, against 1 for a galaxy marked bad
 
-    q = alpha * unit(query_vector(store, prototype))
-    if len(liked):
-        q = q + beta * np.mean([unit(query_vector(store, i)) for i in liked], axis=0)
-    if len(disliked):
-        q = q - gamma * np.mean([unit(query_vector(store, i)) for i in disliked], axis=0)
-    own = _own_row(store, prototype)
-    drop = {store.row_of(i) for i in disliked} | ({own} if own is not None else set())
+
+def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str = DEFAULT_FEEDBACK,
+           alpha: float = 1.0, beta: float = 0.75, gamma: float = 0.25, seed: int = 0) -> Table:
+    """Relevance feedback: the ``n`` best galaxies for the prototype (an id or features) and the
+    galaxies marked good (``liked``) and bad (``disliked``), ids; the marked ones and the
+    prototype are not shown again, so each round shows what is new.
+
+    ``method`` "linear" (default): a logistic regression on the search vectors (unit length; the
+    prototype and the good ones against the bad ones and ``BACKGROUND`` other galaxies drawn at
+    random with weight ``BACKGROUND_WEIGHT``, as a sought class is rare; classes balanced, C =
+    ``FEEDBACK_C``); its weight vector is the query, so the ranking by the classifier's score is
+    an inner-product search of the index (a cosine index; brute force for an l2 one). Without
+    any bad one the background alone stands against the good ones. "rocchio" (Rocchio 1971): the
+    query moves towards the good ones and away from the bad ones, ``alpha q + beta mean(liked) -
+    gamma mean(disliked)`` on unit vectors. Measured on real sets in ``benchmarks/oneshot_real.py``:
+    the linear classifier reaches 3-4x the base rate after three rounds where Rocchio stays
+    below 2x."""
+    if method not in FEEDBACK_METHODS:
+        raise InputError(f"feedback method must be one of {', '.join(FEEDBACK_METHODS)}; got {method!r}.")
     n = _check_n(n, len(store.catalog))
-    distances, rows = store.index.search(q.astype(np.float32), n + len(drop))
-    keep = [(d, r) for d, r in zip(distances[0], rows[0], strict=True) if r >= 0 and r not in drop][:n]
+    own = _own_row(store, prototype)
+    good = [store.row_of(i) for i in liked]
+    bad = [store.row_of(i) for i in disliked]
+    drop = set(good) | set(bad) | ({own} if own is not None else set())
+    q = unit_rows(query_vector(store, prototype)[None])[0]
+    settings = {"method": method}
+    if method == "rocchio":
+        if good:
+            q = alpha * q + beta * unit_rows(store.search_space(store.features[sorted(good)])).mean(axis=0)
+        if bad:
+            q = q - gamma * unit_rows(store.search_space(store.features[sorted(bad)])).mean(axis=0)
+        settings.update(alpha=alpha, beta=beta, gamma=gamma)
+    else:
+        q = _classifier_query(store, q, sorted(good), sorted(bad), drop, seed)
+        settings.update(C=FEEDBACK_C, background=BACKGROUND, background_weight=BACKGROUND_WEIGHT, seed=seed)
+    if store.index.info.metric == "cosine":
+        distances, rows = store.index.search(q.astype(np.float32), n + len(drop))
+        keep = [(d, r) for d, r in zip(distances[0], rows[0], strict=True) if r >= 0 and r not in drop][:n]
+    else:  # l2 index: score every galaxy by the query direction
+        scores = unit_rows(store.search_space(store.features)) @ unit_rows(q[None])[0]
+        scores[list(drop)] = -np.inf
+        best = np.argsort(-scores, kind="stable")[:n]
+        keep = [(1.0 - float(scores[r]), int(r)) for r in best if np.isfinite(scores[r])]
     parent = "" if own is None else str(store.catalog["id"][own])
+    label = {"linear": "feedback (linear classifier)", "rocchio": "feedback (Rocchio)"}[method]
     return _result(store, [r for _, r in keep], [d for d, _ in keep], [1] * len(keep), [parent] * len(keep),
-                   mode="feedback (Rocchio)", prototype=_name(store, prototype), n=n,
-                   feedback={"liked": sorted(map(str, liked)), "disliked": sorted(map(str, disliked)),
-                             "alpha": alpha, "beta": beta, "gamma": gamma})
+                   mode=label, prototype=_name(store, prototype), n=n,
+                   feedback={"liked": sorted(map(str, liked)), "disliked": sorted(map(str, disliked)), **settings})
+
+
+def _classifier_query(store: Store, prototype_vector: np.ndarray, good: list[int], bad: list[int], marked: set,
+                      seed: int) -> np.ndarray:
+    """The weight vector of the feedback's logistic regression (see :func:`refine`)."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    others = np.setdiff1d(np.arange(len(store.catalog)), np.fromiter(marked, int, len(marked)))
+    background = np.sort(rng.choice(others, min(BACKGROUND, len(others)), replace=False))
+    positives = np.vstack([prototype_vector[None], unit_rows(store.search_space(store.features[good]))]) if good \
+        else prototype_vector[None]
+    negatives = [unit_rows(store.search_space(store.features[rows])) for rows in (bad, background) if len(rows)]
+    if not negatives:  # a store of the prototype alone: nothing to stand against
+        return prototype_vector
+    x = np.vstack([positives, *negatives])
+    y = np.r_[np.ones(len(positives)), np.zeros(len(x) - len(positives))]
+    weight = np.r_[np.ones(len(positives) + len(bad)), np.full(len(background), BACKGROUND_WEIGHT)]
+    model = LogisticRegression(C=FEEDBACK_C, class_weight="balanced", max_iter=2000)
+    model.fit(x, y, sample_weight=weight)
+    return model.coef_[0].astype(np.float32)
+
+
+def unit_rows(x) -> np.ndarray:
+    """Rows of ``x`` (m, dim) scaled to unit length (zero rows stay zero), float32."""
+    x = np.asarray(x, np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
 
 
 def iteration_statistics(store: Store, result: Table, column: str, positive, prototype=None) -> list[dict]:

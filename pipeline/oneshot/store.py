@@ -3,8 +3,11 @@
 ``python -m pipeline index`` and the explorer build one per galaxy set and model::
 
     INDEX_DIR/catalog.csv    the set's catalogue (rows in feature order, ids as text)
-    INDEX_DIR/features.npy   (n, dim) float32 (1280 for the EfficientNets)
-    INDEX_DIR/index.faiss    the faiss index (+ index.json: metric, kind, measured recall, build id)
+    INDEX_DIR/features.npy   (n, dim) float32 (1280 for the EfficientNets): the network's features
+                             of each galaxy's view (:mod:`pipeline.oneshot.views`)
+    INDEX_DIR/head.npz       the invariance head, when the store has one (:mod:`pipeline.oneshot.head`)
+    INDEX_DIR/index.faiss    the faiss index of the search vectors (the features through the head,
+                             if any; + index.json: metric, kind, measured recall, build id)
     INDEX_DIR/top_*.npy      per feature, the images that activate it most (the feature atlas)
     INDEX_DIR/store.json     the model, input size and preprocessing, the images' folder, counts,
                              the build id, the ids' digest and a fingerprint of each .npy/.faiss file
@@ -17,7 +20,9 @@ out (its workers need this package installed and the images at the same path), o
 see benchmarks/cli.py) and more on a local cluster. Each finished chunk is written at once into
 ``.INDEX_DIR.parts/`` beside the store, named by its images' ids, paths, sizes and modification
 and change times: an interrupted build resumes where it stopped when run again with the same
-model and settings, and a chunk whose images changed is extracted again.
+model and settings, and a chunk whose images changed is extracted again. A store with an
+invariance head (the default) then describes augmented views of a sample of ``head.SAMPLE``
+galaxies, in chunks kept the same way, and fits the head on them.
 
 A build writes the whole store into a new hidden folder beside it (``.INDEX_DIR.build-<id>``)
 and swaps it in at the end (old store renamed away, new one in, old one deleted): readers see
@@ -50,7 +55,9 @@ from pipeline.atomic import atomic_write, replace_folder
 from pipeline.cache import cache_dir
 from pipeline.errors import InputError
 from pipeline.oneshot.backbones import DEFAULT_BACKBONE
+from pipeline.oneshot import views
 from pipeline.oneshot.extraction import (
+    chunk_augmented,
     chunk_key,
     part_done,
     run_chunks,
@@ -62,6 +69,7 @@ from pipeline.oneshot.galaxies import (
     read_image,
     to_rgb,
 )
+from pipeline.oneshot.head import SAMPLE, InvarianceHead, fit_head
 from pipeline.oneshot.index import BUILD_COMMAND, DEFAULT_METRIC, FeatureIndex
 from pipeline.progress import report
 
@@ -71,10 +79,10 @@ except ImportError:  # Windows has no fcntl: builds there are not locked against
     fcntl = None
 
 CHUNK = 128  # images per Dask task: big enough to amortise a task, small enough to resume often
-STORE_VERSION = 2  # 2: build id, ids digest and file fingerprints in store.json; parts beside the store
+STORE_VERSION = 3  # 2: build id, ids digest, fingerprints; parts beside the store. 3: views and head
 STORE_FILES = ("catalog.csv", "features.npy", "index.faiss", "index.json", "top_rows.npy", "top_values.npy",
-               "store.json")
-FINGERPRINTED = ("features.npy", "index.faiss", "top_rows.npy", "top_values.npy")
+               "head.npz", "store.json")
+FINGERPRINTED = ("features.npy", "index.faiss", "top_rows.npy", "top_values.npy")  # and head.npz if any
 FINGERPRINT_BYTES = 1 << 20  # hashed at each end of a file: cheap even for a 5 GB features.npy
 _CACHE_LOCK = threading.Lock()  # one build of a cached store at a time in this process (cached_store)
 
@@ -82,13 +90,15 @@ _CACHE_LOCK = threading.Lock()  # one build of a cached store at a time in this 
 @dataclass
 class FeatureStore:
     """A built store (see the module docstring): ``catalog``, ``features`` (n, dim) in the same
-    row order, the faiss ``index``, and ``meta`` (store.json)."""
+    row order, the faiss ``index`` of their search vectors, ``meta`` (store.json) and the
+    invariance ``head`` (None without one)."""
 
     folder: Path
     catalog: Table
     features: np.ndarray
     index: FeatureIndex
     meta: dict
+    head: InvarianceHead | None = None
 
     @classmethod
     def open(cls, folder) -> FeatureStore:
@@ -99,7 +109,7 @@ class FeatureStore:
             raise InputError(f"{folder} holds no complete feature store: build it with "
                              f"`{BUILD_COMMAND.format(folder=folder)}`.")
         meta = _read_meta(folder)
-        for name in FINGERPRINTED:
+        for name in _fingerprinted(meta["invariance"]):
             if not (folder / name).is_file():
                 raise _damaged(folder, name, "is missing")
             if _fingerprint(folder / name) != meta["files"].get(name):
@@ -117,11 +127,23 @@ class FeatureStore:
         index = FeatureIndex.load(folder)
         if index.info.build != meta["build"] or (index.info.n, index.info.dim) != features.shape:
             raise _damaged(folder, "index.json", "belongs to another build than store.json")
+        head = None
+        if meta["invariance"] == "head":
+            try:
+                head = InvarianceHead.load(folder / "head.npz")
+            except InputError as exc:
+                raise _damaged(folder, "head.npz", f"is unreadable ({exc})") from None
+            if len(head.mean) != meta["dim"]:
+                raise _damaged(folder, "head.npz", f"maps {len(head.mean)} features, not {meta['dim']}")
         _clean_leftovers(folder)
-        return cls(folder, catalog, features, index, meta)
+        return cls(folder, catalog, features, index, meta, head)
 
     def __post_init__(self):
         self._rows = {str(v): i for i, v in enumerate(self.catalog["id"])}
+
+    def search_space(self, features) -> np.ndarray:
+        """Feature vectors (n, dim) or (dim,) as the index holds them: through the head, if any."""
+        return self.head.apply(features) if self.head is not None else np.asarray(features, np.float32)
 
     def row_of(self, galaxy_id) -> int:
         try:
@@ -142,28 +164,38 @@ class FeatureStore:
 
     def describe(self) -> str:
         return (f"{self.meta['name']}: {len(self.catalog):,} galaxies; features of "
-                f"{self.meta['model_label']} at {self.meta['input_px']} px; {self.index.describe()}")
+                f"{self.meta['model_label']} at {self.meta['input_px']} px; {self.index.describe()}. "
+                f"{views.describe(self.meta['crop'], self.meta['invariance'])}")
+
+    def view(self, row: int) -> np.ndarray:
+        """The view of galaxy ``row`` the network was shown (RGB uint8): its cutout cropped as the
+        store's ``crop`` says (the feature atlas draws feature maps over it)."""
+        return views.view(self.galaxies.rgb(int(row)), self.meta["crop"])
 
 
 def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weights=None,
                 size: int = 224, metric: str = DEFAULT_METRIC, kind: str = "auto", engine: str = "onnx",
-                scheduler: str = "auto", chunk: int = CHUNK, progress=None,
+                scheduler: str = "auto", chunk: int = CHUNK, crop: str = views.DEFAULT_CROP,
+                invariance: str = views.DEFAULT_INVARIANCE, progress=None,
                 cancel: threading.Event | None = None) -> FeatureStore:
-    """Extract the features of every image of ``galaxies`` with ``backbone`` at ``size`` px,
-    index them and write the store to ``out``, replacing a store there as a whole (see the module
-    docstring). ``progress(done, total, stage)`` (:mod:`pipeline.progress`) counts images; ``cancel``
-    stops between chunks (finished chunks are kept for the next run; a store already in ``out`` is
-    left as it was)."""
+    """Extract the features of every image of ``galaxies`` with ``backbone`` at ``size`` px, of
+    the views ``crop`` and ``invariance`` make (:mod:`pipeline.oneshot.views`; with the "head",
+    fit it), index them and write the store to ``out``, replacing a store there as a whole (see
+    the module docstring). ``progress(done, total, stage)`` (:mod:`pipeline.progress`) counts
+    images; ``cancel`` stops between chunks (finished chunks are kept for the next run; a store
+    already in ``out`` is left as it was)."""
     from pipeline.oneshot import features as feat  # torch: only where a network runs
 
     out = Path(out).expanduser().resolve()  # the swap moves the real folder, never a link to it
+    views.check_options(crop, invariance)
     _check_out(galaxies, out)
     model = feat.load_backbone(backbone, weights)  # a wrong name or missing weights fail here
     n = len(galaxies)
     files = [str(galaxies.path(row)) for row in range(n)]
     with _build_lock(out) as parts:
         plan = {"version": STORE_VERSION, "backbone": backbone, "weights_sha256": model.digest,
-                "input_px": int(size), "size_px": int(galaxies.size), "engine": engine, "chunk": int(chunk)}
+                "input_px": int(size), "size_px": int(galaxies.size), "engine": engine, "chunk": int(chunk),
+                "crop": crop, "dihedral": invariance == "dihedral"}
         if _read_json(parts / "plan.json") != plan:  # another model or settings: start over
             for old in parts.iterdir():
                 if old.is_dir():
@@ -177,21 +209,27 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
         todo = [s for s in starts if not part_done(parts / names[s], min(chunk, n - s))]
         done_images = n - sum(min(chunk, n - s) for s in todo)
         report(progress, done_images, n, "describing the galaxies with the ImageNet network")
-        jobs = {s: (files[s:s + chunk], galaxies.size, backbone, str(weights) if weights else None, int(size), engine)
-                for s in todo}
+        jobs = {s: (files[s:s + chunk], galaxies.size, backbone, str(weights) if weights else None, int(size), engine,
+                    crop, invariance) for s in todo}
         for start, vectors in run_chunks(jobs, scheduler, cancel):
             with atomic_write(parts / names[start]) as tmp, open(tmp, "wb") as f:
                 np.save(f, vectors)
             done_images += len(vectors)
             report(progress, done_images, n, "describing the galaxies with the ImageNet network")
         features = np.concatenate([np.load(parts / names[s]) for s in starts]).astype(np.float32)
+        head = None
+        if invariance == "head":
+            settings = (galaxies.size, backbone, str(weights) if weights else None, int(size), engine, crop)
+            head = fit_head(_augmented_sample(galaxies, files, parts, settings, scheduler, chunk, progress, cancel))
         meta = {"version": STORE_VERSION, "name": galaxies.name, "images": str(galaxies.folder.resolve()),
                 "size_px": int(galaxies.size), "n": n, "backbone": backbone,
                 "model_label": model.label, "weights": str(weights or ""), "weights_file": model.weights,
                 "weights_sha256": model.digest, "input_px": int(size),
-                "preprocessing": f"{PREPROCESSING_NOTE} Then: {feat.PREPROCESSING}", "engine": engine,
+                "preprocessing": f"{PREPROCESSING_NOTE} {views.describe(crop, invariance)} Then: {feat.PREPROCESSING}",
+                "engine": engine, "crop": crop, "invariance": invariance,
                 "notes": galaxies.notes, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
-        _write_store(out, galaxies.catalog, features, FeatureIndex.build(features, metric=metric, kind=kind), meta)
+        searched = head.apply(features) if head is not None else features
+        _write_store(out, galaxies.catalog, features, FeatureIndex.build(searched, metric=metric, kind=kind), meta, head)
         shutil.rmtree(parts, ignore_errors=True)
     return FeatureStore.open(out)
 
@@ -215,16 +253,48 @@ def cached_store(galaxies: GalaxySet, backbone: str = DEFAULT_BACKBONE, size: in
 
 def image_features(store: FeatureStore, image) -> np.ndarray:
     """Features (dim,) of one image (a file path, or an RGB uint8 array) made as the store's were:
-    same model, input size and preprocessing; e.g. an uploaded prototype."""
+    same model, input size, preprocessing and views; e.g. an uploaded prototype (a search takes
+    it through the store's head: :meth:`FeatureStore.search_space`)."""
     from pipeline.oneshot import features as feat
 
     rgb = image if isinstance(image, np.ndarray) else to_rgb(read_image(image))
     rgb = to_rgb(rgb, store.meta["size_px"] or None)
     model = feat.load_backbone(store.meta["backbone"], store.meta["weights"] or None)
-    return feat.extract(model, rgb[None], size=store.meta["input_px"], engine=store.meta["engine"])[0]
+    return views.view_features(model, [rgb], store.meta["crop"], store.meta["invariance"], store.meta["input_px"],
+                               store.meta["engine"])[0]
 
 
-def _write_store(out: Path, catalog: Table, features: np.ndarray, index: FeatureIndex, meta: dict) -> None:
+def _augmented_sample(galaxies: GalaxySet, files: list[str], parts: Path, settings: tuple, scheduler: str,
+                      chunk: int, progress, cancel) -> np.ndarray:
+    """Features (m, 8, dim) of eight augmented views of each of ``head.SAMPLE`` galaxies drawn
+    at random (seed 0; all of a smaller set): extracted in chunks like the features, kept in
+    ``parts`` (named ``head-...``) so that an interrupted build resumes. ``settings``: the
+    arguments of :func:`~pipeline.oneshot.extraction.chunk_augmented` after the files."""
+    sample = np.sort(np.random.default_rng(0).permutation(len(files))[:SAMPLE])
+    step = max(1, chunk // 8)
+    starts = range(0, len(sample), step)
+    ids = [galaxies.ids[r] for r in sample]
+    chosen = [files[r] for r in sample]
+    names = {s: f"head-{s:09d}-{chunk_key(ids, chosen, s, step)}.npy" for s in starts}
+    todo = [s for s in starts if not part_done(parts / names[s], min(step, len(sample) - s))]
+    done = len(sample) - sum(min(step, len(sample) - s) for s in todo)
+    stage = "learning the invariance head from rotated and flipped views"
+    report(progress, done, len(sample), stage)
+    jobs = {s: (chosen[s:s + step], *settings, s) for s in todo}
+    for start, vectors in run_chunks(jobs, scheduler, cancel, function=chunk_augmented):
+        with atomic_write(parts / names[start]) as tmp, open(tmp, "wb") as f:
+            np.save(f, vectors)
+        done += len(vectors)
+        report(progress, done, len(sample), stage)
+    return np.concatenate([np.load(parts / names[s]) for s in starts])
+
+
+def _fingerprinted(invariance: str) -> tuple[str, ...]:
+    return FINGERPRINTED + (("head.npz",) if invariance == "head" else ())
+
+
+def _write_store(out: Path, catalog: Table, features: np.ndarray, index: FeatureIndex, meta: dict,
+                 head: InvarianceHead | None = None) -> None:
     """Write every file of a store into a new build folder beside ``out``, then swap it in."""
     from pipeline.oneshot.atlas import top_activations
 
@@ -233,6 +303,8 @@ def _write_store(out: Path, catalog: Table, features: np.ndarray, index: Feature
     staging.mkdir()
     try:
         np.save(staging / "features.npy", features)
+        if head is not None:
+            head.save(staging / "head.npz")
         catalog.write(staging / "catalog.csv", format="ascii.csv")
         index.info.build = build
         index.save(staging)
@@ -241,7 +313,7 @@ def _write_store(out: Path, catalog: Table, features: np.ndarray, index: Feature
         np.save(staging / "top_values.npy", values)
         meta = {**meta, "build": build, "dim": int(features.shape[1]), "top_k": int(rows.shape[1]),
                 "ids_sha1": _ids_digest(catalog["id"]),
-                "files": {name: _fingerprint(staging / name) for name in FINGERPRINTED}}
+                "files": {name: _fingerprint(staging / name) for name in _fingerprinted(meta["invariance"])}}
         (staging / "store.json").write_text(json.dumps(meta, indent=2))  # last: the build is complete
         try:
             replace_folder(staging, out)
@@ -350,8 +422,10 @@ def _read_meta(folder: Path) -> dict:
                          f"`{BUILD_COMMAND.format(folder=folder)}`.")
     needed = {"build": str, "n": int, "dim": int, "top_k": int, "ids_sha1": str, "files": dict, "images": str,
               "size_px": int, "name": str, "backbone": str, "weights": str, "input_px": int, "engine": str,
-              "model_label": str}
+              "model_label": str, "crop": str, "invariance": str}
     wrong = [key for key, kind in needed.items() if not isinstance(meta.get(key), kind)]
+    if not wrong and (meta["crop"] not in views.CROPS or meta["invariance"] not in views.INVARIANCES):
+        wrong = ["crop", "invariance"]
     if wrong:
         raise _damaged(folder, "store.json", f"lacks or garbles {', '.join(wrong)}")
     return meta

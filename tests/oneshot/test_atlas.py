@@ -62,17 +62,21 @@ def test_rank_features_by_auroc(store):
 
 
 def test_contributions_sum_to_the_similarity(store):
+    """Shares of the network's features' cosine similarity (the atlas explains those features; the
+    search itself runs through the invariance head)."""
     found = search.one_shot(store, store.catalog["id"][0], 5)
     shares = atlas.contributions(store, store.catalog["id"][0], list(found["id"]))
     assert shares.shape == (1280,)
-    assert shares.sum() == pytest.approx(1 - float(np.mean(found["distance"])), abs=1e-4)
+    unit = search.unit_rows(store.features[[store.row_of(i) for i in [store.catalog["id"][0], *found["id"]]]])
+    assert shares.sum() == pytest.approx(float(np.mean(unit[1:] @ unit[0])), abs=1e-4)
 
 
 def test_subspace_search(store):
     proto = store.catalog["id"][0]
-    full = search.one_shot(store, proto, 10)
-    same = atlas.subspace_search(store, proto, 10)  # all features, weight 1: the same search
-    assert list(same["id"]) == list(full["id"])
+    same = atlas.subspace_search(store, proto, 10)  # all features, weight 1: cosine on the network's features
+    unit = search.unit_rows(store.features)
+    similarity = unit @ unit[0]
+    assert list(same["id"]) == list(store.catalog["id"][np.argsort(-similarity)[1:11]])
     top20 = list(atlas.rank_features(store, "bpt_class", "AGN")["feature"][:20])
     sub = atlas.subspace_search(store, proto, 10, features=top20)
     assert len(sub) == 10 and proto not in list(sub["id"])

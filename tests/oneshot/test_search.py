@@ -23,7 +23,8 @@ def store():
                      "bpt_class": ["AGN"] * 40 + ["star-forming"] * 160})
     ids = {v: i for i, v in enumerate(catalog["id"])}
     return SimpleNamespace(catalog=catalog, features=features, index=FeatureIndex.build(features, metric="l2"),
-                           row_of=lambda i: ids[str(i)], meta={"name": "two clusters", "model_label": "test vectors"})
+                           row_of=lambda i: ids[str(i)], meta={"name": "two clusters", "model_label": "test vectors"},
+                           search_space=lambda x: np.asarray(x, np.float32))
 
 
 def test_one_shot_leaves_the_prototype_out_and_sorts(store):
@@ -64,13 +65,50 @@ def test_iteration_statistics_against_the_direct_query(store):
     assert stats[0]["base_rate"] == pytest.approx(0.2) and stats[0]["fraction"] == 1.0
 
 
-def test_feedback_moves_the_query_and_drops_disliked(store):
+@pytest.mark.parametrize("method", search.FEEDBACK_METHODS)
+def test_feedback_moves_the_query_and_shows_only_new_galaxies(store, method):
     plain = search.one_shot(store, "g000", 20)
     disliked = list(plain["id"][:5])
-    refined = search.refine(store, "g000", 20, liked=["g100", "g101"], disliked=disliked)
-    assert not set(disliked) & set(refined["id"]) and len(refined) == 20
+    liked = ["g100", "g101"]
+    refined = search.refine(store, "g000", 20, liked=liked, disliked=disliked, method=method)
+    assert not set(disliked + liked + ["g000"]) & set(refined["id"]) and len(refined) == 20
     # liking galaxies of the other cluster pulls some of them in
     assert (refined["bpt_class"] == "star-forming").sum() > (plain["bpt_class"] == "star-forming").sum()
+    assert refined.meta["provenance"]["mode"] == {"linear": "feedback (linear classifier)",
+                                                   "rocchio": "feedback (Rocchio)"}[method]
+
+
+def test_linear_feedback_learns_the_direction_the_marks_share():
+    """Two features tell the classes apart, many others are noise; the prototype's own noise
+    misleads a nearest-neighbour search, the classifier on a few marks sees through it."""
+    rng = np.random.default_rng(3)
+    n, noise = 400, 100
+    good = rng.random(n) < 0.1
+    x = np.hstack([np.where(good[:, None], [3.0, 0.0], [0.0, 3.0]) + rng.normal(0, 0.3, (n, 2)),
+                   rng.normal(0, 1.5, (n, noise))]).astype(np.float32) + 5.0
+    catalog = Table({"id": [f"s{i}" for i in range(n)], "good": good.astype(int)})
+    ids = {v: i for i, v in enumerate(catalog["id"])}
+    fake = SimpleNamespace(catalog=catalog, features=x, index=FeatureIndex.build(x), row_of=lambda i: ids[str(i)],
+                           meta={"name": "planted", "model_label": "test"}, search_space=lambda v: np.asarray(v))
+    proto = f"s{np.flatnonzero(good)[0]}"
+    shown = search.one_shot(fake, proto, 10)
+    marks = {True: [], False: []}
+    for gid in shown["id"]:
+        marks[bool(good[ids[gid]])].append(gid)
+    precision = {"direct": np.mean([good[ids[g]] for g in shown["id"]])}
+    for method in search.FEEDBACK_METHODS:
+        again = search.refine(fake, proto, 10, liked=marks[True], disliked=marks[False], method=method)
+        precision[method] = np.mean([good[ids[g]] for g in again["id"]])
+    assert precision["direct"] <= 0.3  # the noise hides the class from the prototype's neighbours
+    assert precision["linear"] >= 0.5 and precision["linear"] >= precision["rocchio"] + 0.3
+
+
+def test_feedback_without_bad_marks_and_unknown_methods(store):
+    only_good = search.refine(store, "g000", 5, liked=["g001"])  # the background stands for the bad ones
+    assert len(only_good) == 5 and not {"g000", "g001"} & set(only_good["id"])
+    assert set(only_good["bpt_class"]) == {"AGN"}
+    with pytest.raises(InputError, match="feedback method"):
+        search.refine(store, "g000", 5, liked=["g001"], method="svm")
 
 
 def test_bad_requests(store):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import Cancelled, InputError
-from pipeline.oneshot import extraction, search, store
+from pipeline.oneshot import extraction, search, store, views
 from pipeline.oneshot import features as feat
 
 
@@ -22,9 +22,14 @@ def test_build_open_and_search(tiny_set, tmp_path):
     assert again.features.shape == (9, feat.N_FEATURES) and list(again.catalog["id"]) == tiny_set.ids
     assert again.meta["model_label"] == feat.load_backbone().label and again.meta["input_px"] == 64
     assert "Lupton" in again.meta["preprocessing"] and "EfficientNet-Lite0" in again.describe()
-    # the stored features are those of the images
-    direct = feat.extract(feat.load_backbone(), tiny_set.rgb_batch([4]), size=64)
+    # the stored features are those of the galaxies' views; the index holds them through the head
+    assert (again.meta["crop"], again.meta["invariance"]) == ("galaxy", "head") and again.head is not None
+    assert "central galaxy" in again.describe() and "head" in again.meta["preprocessing"]
+    direct = views.view_features(feat.load_backbone(), tiny_set.rgb_batch([4]), "galaxy", "none", size=64)
     np.testing.assert_allclose(again.features[4], direct[0], atol=1e-4)
+    vectors = search.unit_rows(again.head.apply(again.features))
+    np.testing.assert_allclose(again.index.index.reconstruct_n(0, 9), vectors, atol=1e-5)
+    assert again.view(4).shape[0] < 32  # the disc, cropped to its light
     # a disc's nearest galaxies are discs
     found = search.one_shot(again, "G0", 2)
     assert list(found["kind"]) == ["disc", "disc"]

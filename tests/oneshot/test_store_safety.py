@@ -22,7 +22,8 @@ from pipeline.oneshot import store
 from pipeline.oneshot.galaxies import GalaxySet, image_size, read_image
 
 REBUILD = "python -m pipeline index"
-FAST = {"size": 32, "scheduler": "synchronous", "engine": "torch", "chunk": 2}  # 32 px input: fast, still real features
+# 32 px input, whole cutouts, no head: fast, still real features (views and head: test_views.py)
+FAST = {"size": 32, "scheduler": "synchronous", "engine": "torch", "chunk": 2, "crop": "frame", "invariance": "none"}
 STORE_FILES = ["features.npy", "catalog.csv", "index.faiss", "index.json", "top_rows.npy", "top_values.npy",
                "store.json"]
 
