@@ -26,7 +26,7 @@ from pipeline.atomic import atomic_write
 from pipeline.errors import InputError
 
 RIDGE = 0.1
-SAMPLE = 1000  # galaxies whose augmented views train the head (8 network passes each)
+SAMPLE = 300  # galaxies whose augmented views train the head (8 network passes each)
 
 
 @dataclass

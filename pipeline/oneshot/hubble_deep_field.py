@@ -74,10 +74,21 @@ def hubble_deep_field_set(folder, size: int = DEFAULT_SIZE, progress=None) -> Pa
 
 
 def detect_sources(light: np.ndarray):
-    """Sources in an image ``light`` (photutils): a 50 px mesh background, a Gaussian filter
-    (3 px FWHM), segments of >= 10 px above ``HDF_THRESHOLD_SIGMA``, deblended. Returns arrays
-    ``(x, y, area, flux, snr)``: centroid (px, 0-based; NaN where undefined), detected area (px),
-    background-subtracted segment flux and its signal-to-noise, flux / (rms sqrt(area))."""
+    """Sources in an image ``light`` (:func:`segment`). Returns arrays ``(x, y, area, flux,
+    snr)``: centroid (px, 0-based; NaN where undefined), detected area (px), background-subtracted
+    segment flux and its signal-to-noise, flux / (rms sqrt(area))."""
+    sources, background = segment(light)
+    x, y = sources.centroid.T
+    area = np.asarray(getattr(sources.area, "value", sources.area), float)
+    flux = np.asarray(sources.segment_flux, float)
+    snr = flux / (background.background_rms_median * np.sqrt(area))
+    return x, y, area, flux, snr
+
+
+def segment(light: np.ndarray):
+    """photutils' sources of an image ``light``: a 50 px mesh background, a Gaussian filter (3 px
+    FWHM), segments of >= 10 px above ``HDF_THRESHOLD_SIGMA``, deblended. Returns the
+    ``SourceCatalog`` (of the background-subtracted image) and the ``Background2D``."""
     from astropy.convolution import convolve
     from photutils.background import Background2D, MedianBackground
     from photutils.segmentation import (
@@ -91,9 +102,4 @@ def detect_sources(light: np.ndarray):
     smoothed = convolve(data, make_2dgaussian_kernel(3.0, size=5))
     segments = SourceFinder(10, deblend=True, progress_bar=False)(
         smoothed, HDF_THRESHOLD_SIGMA * background.background_rms)
-    sources = SourceCatalog(data, segments, convolved_data=smoothed)
-    x, y = sources.centroid.T
-    area = np.asarray(getattr(sources.area, "value", sources.area), float)
-    flux = np.asarray(sources.segment_flux, float)
-    snr = flux / (background.background_rms_median * np.sqrt(area))
-    return x, y, area, flux, snr
+    return SourceCatalog(data, segments, convolved_data=smoothed), background
