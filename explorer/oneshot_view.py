@@ -387,8 +387,9 @@ class OneShotViewer(pn.viewable.Viewer):
     @param.depends("version")
     def recursive_panel(self):
         if self.mode != "recursive" or self.result is None:
-            return pn.pane.Markdown("Run *Recursive search*: each iteration queries with every galaxy found in "
-                                    "the one before (n each), duplicates dropped, as ULISSE does.")
+            return pn.pane.Markdown("Run *Recursive search*: each iteration queries with the galaxies found in "
+                                    "the one before (n each), duplicates dropped, as ULISSE does; the "
+                                    f"{search.MAX_FRONTIER} nearest new finds query next.")
         plots = [iteration_chart(self.iteration_stats, self.label, self.positive)] if self.iteration_stats else []
         start = "" if self._upload_vector is not None else self.prototype
         plots.append(provenance_plot(self.result, start, self._label_of, self.positive))

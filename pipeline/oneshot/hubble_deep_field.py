@@ -77,7 +77,7 @@ def detect_sources(light: np.ndarray):
     """Sources in an image ``light`` (:func:`segment`). Returns arrays ``(x, y, area, flux,
     snr)``: centroid (px, 0-based; NaN where undefined), detected area (px), background-subtracted
     segment flux and its signal-to-noise, flux / (rms sqrt(area))."""
-    sources, background = segment(light)
+    sources, _, background = segment(light)
     x, y = sources.centroid.T
     area = np.asarray(getattr(sources.area, "value", sources.area), float)
     flux = np.asarray(sources.segment_flux, float)
@@ -88,7 +88,8 @@ def detect_sources(light: np.ndarray):
 def segment(light: np.ndarray):
     """photutils' sources of an image ``light``: a 50 px mesh background, a Gaussian filter (3 px
     FWHM), segments of >= 10 px above ``HDF_THRESHOLD_SIGMA``, deblended. Returns the
-    ``SourceCatalog`` (of the background-subtracted image) and the ``Background2D``."""
+    ``SourceCatalog`` (of the background-subtracted image), the ``SegmentationImage`` and the
+    ``Background2D``."""
     from astropy.convolution import convolve
     from photutils.background import Background2D, MedianBackground
     from photutils.segmentation import (
@@ -102,4 +103,4 @@ def segment(light: np.ndarray):
     smoothed = convolve(data, make_2dgaussian_kernel(3.0, size=5))
     segments = SourceFinder(10, deblend=True, progress_bar=False)(
         smoothed, HDF_THRESHOLD_SIGMA * background.background_rms)
-    return SourceCatalog(data, segments, convolved_data=smoothed), background
+    return SourceCatalog(data, segments, convolved_data=smoothed), segments, background

@@ -76,7 +76,12 @@ def test_feedback_reranks(viewer):
     assert viewer.liked == {first[1]} and viewer.disliked == set() and down.value is False
     cards[0].objects[2].objects[1].value = True
     viewer.refine()
-    assert viewer.mode == "refined" and first[0] not in list(viewer.result["id"])
+    shown = list(viewer.result["id"])
+    assert viewer.mode == "refined" and not {first[0], first[1]} & set(shown)  # marked: not shown again
+    assert viewer.result.meta["provenance"]["mode"] == "feedback (linear classifier)"
+    viewer.feedback = "rocchio"
+    viewer.refine()
+    assert viewer.result.meta["provenance"]["mode"] == "feedback (Rocchio)"
 
 
 def test_upload_as_prototype_and_bad_upload(viewer):

@@ -57,6 +57,20 @@ def test_recursive_search_provenance_and_no_duplicates(store):
     assert max(np.unique(result["parent"], return_counts=True)[1]) <= 3
 
 
+def test_the_recursive_frontier_is_capped_to_the_nearest_finds(store):
+    free = search.recursive(store, "g000", 5, 3, max_frontier=1000)
+    capped = search.recursive(store, "g000", 5, 3, max_frontier=2)
+    assert len(capped) < len(free) and set(capped["id"][capped["iteration"] == 1]) == set(
+        free["id"][free["iteration"] == 1])
+    for level in (2, 3):  # only the 2 nearest finds of the iteration before query
+        before = capped[capped["iteration"] == level - 1]
+        queried = set(capped["parent"][capped["iteration"] == level])
+        assert len(queried) <= 2 and queried <= set(before["id"][:2])
+    assert capped.meta["provenance"]["max_frontier"] == "2"
+    with pytest.raises(InputError, match="max_frontier"):
+        search.recursive(store, "g000", 5, 3, max_frontier=0)
+
+
 def test_iteration_statistics_against_the_direct_query(store):
     result = search.recursive(store, "g000", 3, 3)
     stats = search.iteration_statistics(store, result, "bpt_class", "AGN", prototype="g000")
