@@ -20,7 +20,8 @@ Two real sets, both read or made on this machine, neither shipped with the proje
     with ``build_store``: EfficientNet-Lite0, 224 px, onnx, exact cosine index): precision@10 of
     each minority-class prototype (the share of its 10 nearest galaxies, itself left out, in its
     class) over chance (the class's share of the other galaxies), averaged over prototypes (and
-    draws); ``se``: standard error over prototypes; ``build_s``: the store's build time.
+    draws); ``se``: standard error over prototypes; ``auroc_all_labels``: how well the class can
+    be told at all (:func:`separability`); ``build_s``: the store's build time.
 ``oneshot_real_feedback``
     Relevance feedback with the labels answering for a user, on the default views and on the
     whole frames without invariance: round 0 shows the prototype's 10 nearest galaxies; in each
@@ -129,6 +130,19 @@ def precision_at_k(store, labels, draws) -> tuple[float, float]:
     return float(every.mean()), float(per_prototype.std(ddof=1) / np.sqrt(len(per_prototype)))
 
 
+def separability(store, labels) -> float:
+    """How far the features can tell the class at all: the 5-fold cross-validated AUROC of a
+    logistic regression given every label (C as the feedback's), on the search vectors."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    from pipeline.oneshot.search import FEEDBACK_C, unit_rows
+
+    x = unit_rows(store.search_space(store.features))
+    model = LogisticRegression(C=FEEDBACK_C, class_weight="balanced", max_iter=2000)
+    return float(cross_val_score(model, x, labels, cv=5, scoring="roc_auc").mean())
+
+
 def feedback_rounds(store, labels, draws, method: str) -> list[float]:
     """Precision over chance of the galaxies newly shown in round 0 and each feedback round."""
     from pipeline.oneshot import search
@@ -232,6 +246,7 @@ def main(argv=None):
                     view_rows.append({"set": name, "question": question, "n": len(galaxies),
                                       "in_class": int(labels.sum()), "crop": crop, "invariance": invariance,
                                       "p10_over_chance": round(mean, 2), "se": round(se, 2),
+                                      "auroc_all_labels": round(separability(store, labels), 3),
                                       "build_s": round(build_s, 1), "images_per_s": round(len(galaxies) / build_s, 1)})
                     print(view_rows[-1], flush=True)
                 if (crop, invariance) not in compared:

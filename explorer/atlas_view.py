@@ -202,7 +202,8 @@ class AtlasViewer(pn.viewable.Viewer):
             images = f"{len(chosen)} image" + "s" * (len(chosen) != 1)
             what = (f"Feature {self.feature}: the {images} of {n_set:,} that activate it most{fewer}, with "
                     f"its map (the last convolutional layer's channel {self.feature}, upsampled). The activation is "
-                    f"the map's mean; every colour bar runs from 0 to {vmax:.3g}, the highest map value shown.")
+                    f"the map's mean; every colour bar runs from 0 to {vmax:.3g}, the highest map value shown."
+                    + _edge_note(maps))
         with hold():
             flex.objects = self._cards[:len(chosen)]
             title.object = what + rank
@@ -242,3 +243,20 @@ class AtlasViewer(pn.viewable.Viewer):
                                           pn.bind(lambda *_: self.contributions_plot(), self.oneshot.param.version,
                                                   self.param.version),
                                           sizing_mode="stretch_width"), sizing_mode="stretch_width")
+
+
+EDGE_WARNING = 0.75  # share of the activation on the maps' outer ring above which the atlas warns
+
+
+def _edge_note(maps: np.ndarray) -> str:
+    """What the gallery says of where the maps fire: on the image's edge, or inside it."""
+    if not len(maps) or maps.shape[1] < 3:
+        return ""
+    share = float(np.nanmean(atlas.edge_share(maps)))
+    even = atlas.edge_cells_share(*maps.shape[1:])
+    if not np.isfinite(share):
+        return ""
+    if share >= EDGE_WARNING:
+        return (f" Beware: {share:.0%} of its activation lies on the maps' outer ring ({even:.0%} if spread evenly): "
+                "it responds to the image's edge (the network's padding, a cutout's frame), not to the galaxy.")
+    return f" {share:.0%} of its activation lies on the maps' outer ring ({even:.0%} if spread evenly)."

@@ -12,6 +12,9 @@ label, and searching on the features that matter (ULISSE's interpretation step, 
   neighbours, u_k v_k on unit vectors, so the shares sum to the similarity (:func:`contributions`).
 - Sub-space search: the one-shot search on a subset (or a weighting) of the features
   (:func:`subspace_search`), to compare with the search on all of them.
+- Edge share: how much of a feature map's activation lies in its outermost ring of cells
+  (:func:`edge_share`), against that ring's share of the cells: a feature that fires on the image's
+  edge (the network's zero padding, an upsampled cutout's frame) rather than on the galaxy.
 """
 
 from __future__ import annotations
@@ -83,6 +86,23 @@ def feature_maps(store, feature: int, rows) -> np.ndarray:
                     np.save(f, m.astype(np.float16))
             maps[r] = m[feature]
     return np.stack([np.asarray(maps[r], np.float32) for r in rows])
+
+
+def edge_share(maps: np.ndarray) -> np.ndarray:
+    """Per map (n, h, w): the share of its activation in the outermost ring of cells (NaN for a
+    map that is all zero). Where the activation spreads evenly the share is the ring's share of
+    the cells, :func:`edge_cells_share` (24/49 at 7 x 7); near 1, the feature responds to the
+    image's edge, not to what is in it."""
+    maps = np.clip(np.asarray(maps, np.float64), 0, None)
+    total = maps.sum(axis=(1, 2))
+    inner = maps[:, 1:-1, 1:-1].sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1 - inner / total, np.nan)
+
+
+def edge_cells_share(h: int, w: int) -> float:
+    """The outermost ring's share of the cells of an h x w map."""
+    return 1 - max(h - 2, 0) * max(w - 2, 0) / (h * w)
 
 
 INFERNO_HEX = (  # matplotlib's inferno (CC0, van der Walt & Smith), 256 RGB colours

@@ -54,8 +54,8 @@ from astropy.table import Table
 from pipeline.atomic import atomic_write, replace_folder
 from pipeline.cache import cache_dir
 from pipeline.errors import InputError
-from pipeline.oneshot.backbones import DEFAULT_BACKBONE
 from pipeline.oneshot import views
+from pipeline.oneshot.backbones import DEFAULT_BACKBONE
 from pipeline.oneshot.extraction import (
     chunk_augmented,
     chunk_key,
@@ -228,8 +228,8 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
                 "preprocessing": f"{PREPROCESSING_NOTE} {views.describe(crop, invariance)} Then: {feat.PREPROCESSING}",
                 "engine": engine, "crop": crop, "invariance": invariance,
                 "notes": galaxies.notes, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
-        searched = head.apply(features) if head is not None else features
-        _write_store(out, galaxies.catalog, features, FeatureIndex.build(searched, metric=metric, kind=kind), meta, head)
+        index = FeatureIndex.build(head.apply(features) if head is not None else features, metric=metric, kind=kind)
+        _write_store(out, galaxies.catalog, features, index, meta, head)
         shutil.rmtree(parts, ignore_errors=True)
     return FeatureStore.open(out)
 

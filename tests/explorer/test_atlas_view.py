@@ -26,6 +26,7 @@ def test_gallery_shows_the_top_images_of_a_feature(views):
     assert len(cards) == 4
     assert cards[0].objects[1].object.startswith(str(oneshot.store.catalog["id"][rows[41, 0]]))
     assert "Feature 41" in gallery.objects[0].object
+    assert "outer ring" not in gallery.objects[0].object  # 64 px input: 2 x 2 maps are all edge
 
 
 def test_ranking_picks_the_best_feature_and_the_subspace_comparison(views):
@@ -102,3 +103,15 @@ def test_the_gallery_follows_the_feature_once_shown_and_reuses_its_cards(views):
     assert f"Feature {busy[1]}" in title.object
     assert all(a is b for a, b in zip(flex.objects, cards, strict=True))
     assert [card.objects[0].object for card in flex.objects] != images
+
+
+def test_a_feature_firing_on_the_edge_is_flagged():
+    from explorer.atlas_view import _edge_note
+
+    frame = np.ones((3, 7, 7))
+    frame[:, 1:-1, 1:-1] = 0.05
+    assert "Beware" in _edge_note(frame) and "responds to the image's edge" in _edge_note(frame)
+    inside = np.zeros((3, 7, 7))
+    inside[:, 2:5, 2:5] = 1
+    assert "Beware" not in _edge_note(inside) and "0% of its activation" in _edge_note(inside)
+    assert _edge_note(np.zeros((0, 7, 7))) == ""

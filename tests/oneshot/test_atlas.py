@@ -103,3 +103,13 @@ def test_cli_top_activations_and_rank_features(store, tmp_path):
     assert Table.read(tmp_path / "r.csv", format="ascii.csv").colnames[:4] == ["feature", "auroc", "low", "high"]
     result = run("top-activations", store.folder, "--feature", "5000", "--out", tmp_path / "g")
     assert result.returncode == 2 and "numbered 0 to 1279" in result.stderr
+
+
+def test_edge_share_tells_a_frame_from_a_galaxy():
+    ring = np.ones((7, 7))
+    ring[1:-1, 1:-1] = 0
+    centre = np.zeros((7, 7))
+    centre[3, 3] = 5
+    share = atlas.edge_share(np.stack([ring, centre, np.ones((7, 7)), np.zeros((7, 7))]))
+    assert share[:3] == pytest.approx([1.0, 0.0, 24 / 49]) and np.isnan(share[3])
+    assert atlas.edge_cells_share(7, 7) == pytest.approx(24 / 49) and atlas.edge_cells_share(2, 2) == 1.0
