@@ -188,6 +188,9 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
 
     out = Path(out).expanduser().resolve()  # the swap moves the real folder, never a link to it
     views.check_options(crop, invariance)
+    if invariance == "head" and len(galaxies) < 2:
+        raise InputError(f"The set holds {len(galaxies)} galaxy: an invariance head is learnt from several. Use "
+                         "--invariance dihedral (or none) for it.")
     _check_out(galaxies, out)
     model = feat.load_backbone(backbone, weights)  # a wrong name or missing weights fail here
     n = len(galaxies)

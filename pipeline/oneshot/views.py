@@ -8,9 +8,10 @@ it (``CROPS``, ``INVARIANCES``):
 
 - **crop** ``"galaxy"`` (default): the square centred on the central source's light-weighted
   centre, of half-side its radius enclosing 90% of its light (R90, from a segmentation of the
-  cutout: :func:`galaxy_extent`), at least ``MIN_HALF_FRACTION`` of the cutout's side; parts
-  beyond the cutout are filled by reflection (no constant frame for a feature to fire on). Every
-  galaxy then fills its view alike, whatever the survey's pixel scale or the galaxy's distance.
+  cutout: :func:`galaxy_extent`), at least ``MIN_HALF_FRACTION`` of the cutout's side and
+  ``MIN_HALF_PX`` pixels; parts beyond the cutout are filled by reflection (no constant frame for
+  a feature to fire on). Every galaxy then fills its view alike, whatever the survey's pixel
+  scale or the galaxy's distance.
   ``"frame"``: the whole cutout as it is.
 - **invariance** ``"head"`` (default): the features of one view mapped by a linear head fitted on
   the set's own images (no labels) so that the eight rotations and flips of a galaxy, with small
@@ -19,8 +20,10 @@ it (``CROPS``, ``INVARIANCES``):
   galaxy of the head's sample. ``"dihedral"``: features averaged over the eight rotations and
   flips (exact invariance, eight passes per galaxy). ``"none"``: one view as it is.
 
-Chosen by measurement on two real labelled sets (``benchmarks/oneshot_real.py``): DECaLS ring
-galaxies and the Hubble Deep Field's sources; see the README.
+Chosen by measurement on two real labelled sets (``benchmarks/oneshot_real.py``: DECaLS ring
+galaxies and the Hubble Deep Field's sources) and checked on the simulated survey's AGN
+(``benchmarks/oneshot.py``), where a crop down to the PSF's core (an 8 px floor) lost a tenth of
+the AGN found; see the README.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ INVARIANCES = ("head", "dihedral", "none")
 DEFAULT_INVARIANCE = "head"
 R90_FRACTION = 0.9  # of the central source's light inside the radius that sets the crop
 MIN_HALF_FRACTION = 1 / 8  # of the cutout's side: the crop's half-side never goes below it
+# nor below this many pixels: a few PSF widths of a Nyquist-sampled survey, so that a compact or
+# unresolved galaxy's view still holds its PSF wings and the sky around it (not the PSF's core
+# blown up), and the network's 224 px are under 10 times the view's pixels
+MIN_HALF_PX = 12
 DETECT_SIGMA = 2.0  # segmentation threshold above the sky, in the smoothed image's noise
 MAX_SEGMENTATION_PX = 128  # cutouts larger than this are block-averaged before segmentation
 JITTER_SHIFT = 0.05  # augmented views: centre moved up to this fraction of the crop's half-side
@@ -108,7 +115,7 @@ def crop_box(rgb: np.ndarray, crop: str) -> tuple[float, float, float]:
     if crop == "frame":
         return (w - 1) / 2, (h - 1) / 2, min(h, w) / 2
     x, y, r90 = galaxy_extent(rgb)
-    return x, y, float(np.clip(r90, MIN_HALF_FRACTION * min(h, w), min(h, w) / 2))
+    return x, y, float(np.clip(r90, max(MIN_HALF_FRACTION * min(h, w), MIN_HALF_PX), min(h, w) / 2))
 
 
 def cut(rgb: np.ndarray, x: float, y: float, half: float) -> np.ndarray:
