@@ -22,8 +22,8 @@ it (``CROPS``, ``INVARIANCES``):
 
 Chosen by measurement on two real labelled sets (``benchmarks/oneshot_real.py``: DECaLS ring
 galaxies and the Hubble Deep Field's sources) and checked on the simulated survey's AGN
-(``benchmarks/oneshot.py``), where a crop down to the PSF's core (an 8 px floor) lost a tenth of
-the AGN found; see the README.
+(``benchmarks/oneshot.py``), where a crop down to the PSF's core (an 8 px floor) found fewer;
+see the README.
 """
 
 from __future__ import annotations
