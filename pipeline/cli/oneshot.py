@@ -32,9 +32,7 @@ def add_index_parser(commands) -> None:
     p.add_argument("--metric", choices=["cosine", "l2"], default="cosine", help="distance (default cosine)")
     p.add_argument("--kind", choices=["auto", "exact", "approximate"], default="auto",
                    help="faiss index kind (default auto: exact up to 100,000 images)")
-    p.add_argument("--engine", choices=["onnx", "onnx-int8", "torch"], default="onnx",
-                   help="inference engine (default onnx; onnx-int8: the network quantised to 8-bit integers, "
-                   "faster, features within about 1%% of onnx's)")
+    p.add_argument("--engine", choices=["onnx", "torch"], default="onnx", help="inference engine (default onnx)")
     p.add_argument("--crop", choices=list(CROPS), default=DEFAULT_CROP,
                    help="what the network sees: 'galaxy' (default: the central galaxy, cropped to the radius holding "
                    "90%% of its light) or 'frame' (the whole cutout)")

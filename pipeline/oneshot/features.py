@@ -147,7 +147,7 @@ class _PooledFeatures(torch.nn.Module):
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
 
-ENGINES = ("torch", "onnx", "onnx-int8")
+ENGINES = ("torch", "onnx")
 
 
 def extract(backbone: Backbone, images, size: int = 224, batch_size: int = 32, engine: str = "torch",
@@ -155,8 +155,7 @@ def extract(backbone: Backbone, images, size: int = 224, batch_size: int = 32, e
     """ULISSE features: one 1280-d vector per image, float32 array (n, 1280).
 
     The last convolutional layer's maps averaged over the image (``forward_features`` then global
-    average pooling). ``engine``: "torch"; "onnx-int8" for the network quantised to 8-bit integers
-    (:func:`int8_session`); or "onnx" for onnxruntime on a network exported once per
+    average pooling). ``engine``: "torch", or "onnx" for onnxruntime on a network exported once per
     (backbone, size) (equal to torch within 1e-4; several times faster on the CPU).
     ``progress(done, total, stage)`` is called after each batch; ``cancel`` (a ``threading.Event``)
     is checked before each batch and raises ``Cancelled`` (:mod:`pipeline.progress`).
@@ -167,8 +166,8 @@ def extract(backbone: Backbone, images, size: int = 224, batch_size: int = 32, e
         raise InputError(f"batch_size must be a positive whole number; got {batch_size!r}")
     size = _check_size(size)
     images = as_image_list(images)
-    if engine.startswith("onnx"):
-        session = onnx_session(backbone, size) if engine == "onnx" else int8_session(backbone, size)
+    if engine == "onnx":
+        session = onnx_session(backbone, size)
 
         def run(x):
             return session.run(None, {"images": x.numpy()})[0]
@@ -250,57 +249,3 @@ def onnx_session(backbone: Backbone, size: int = 224):
 @functools.lru_cache(maxsize=8)
 def _session(backbone: Backbone, size: int, threads: int):
     return onnx_runtime.cached_session(onnx_path(backbone, size), lambda tmp: export_onnx(backbone, size, tmp), threads)
-
-
-# ---------------------------------------------------------------------------------------------
-# 8-bit integers
-
-INT8_CALIBRATION = 64  # tiles of real sky whose activations set the quantisation ranges
-INT8_TILE_PX = 96
-
-
-def int8_path(backbone: Backbone, size: int = 224) -> Path:
-    """Where the 8-bit network for (backbone, size) is cached (:func:`int8_session` writes it)."""
-    return cache_dir("onnx") / f"{backbone.key}-{_check_size(size)}px-int8.onnx"
-
-
-def quantise(backbone: Backbone, size: int, path: str | Path) -> Path:
-    """Write the network up to pooled features quantised to 8 bits (onnxruntime's static
-    quantisation: weights per channel, activations per tensor, QDQ format) to ``path``,
-    atomically. The activations' ranges come from ``INT8_CALIBRATION`` tiles of
-    ``INT8_TILE_PX`` px of the Hubble Deep Field image in scikit-image (real galaxies on real sky,
-    at positions drawn with seed 0: the same on every machine), not from the set being indexed,
-    so one quantised network serves every set."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from skimage.data import hubble_deep_field
-
-    sky = hubble_deep_field()
-    rng = np.random.default_rng(0)
-    corners = rng.integers(0, np.array(sky.shape[:2]) - INT8_TILE_PX, (INT8_CALIBRATION, 2))
-    tiles = np.stack([sky[y:y + INT8_TILE_PX, x:x + INT8_TILE_PX] for y, x in corners])
-    batches = [preprocess(tiles[i:i + 16], size, backbone).numpy() for i in range(0, len(tiles), 16)]
-
-    class Batches(CalibrationDataReader):
-        def __init__(self):
-            self._left = iter(batches)
-
-        def get_next(self):
-            batch = next(self._left, None)
-            return None if batch is None else {"images": batch}
-
-    onnx_session(backbone, size)  # the fp32 network, exported if it is not yet
-    with atomic_write(path) as tmp:
-        quantize_static(str(onnx_path(backbone, size)), str(tmp), Batches(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return Path(path)
-
-
-def int8_session(backbone: Backbone, size: int = 224):
-    """An onnxruntime session (CPU) on the 8-bit network for (backbone, size), quantised once
-    (:func:`quantise`) and cached; torch's thread count; one per process."""
-    return _int8_session(backbone, _check_size(size), torch.get_num_threads())
-
-
-@functools.lru_cache(maxsize=4)
-def _int8_session(backbone: Backbone, size: int, threads: int):
-    return onnx_runtime.cached_session(int8_path(backbone, size), lambda tmp: quantise(backbone, size, tmp), threads)

@@ -70,19 +70,17 @@ def describe(crop: str, invariance: str) -> str:
 def galaxy_extent(rgb: np.ndarray) -> tuple[float, float, float]:
     """The central source of a cutout (H, W, 3): its light-weighted centre x, y and R90 (px).
 
-    The sum of the bands, block-averaged to at most ``MAX_SEGMENTATION_PX`` a side, smoothed by a
-    1 px Gaussian; the sky is its median, the noise 1.4826 MAD; the source is the connected region
+    The luminance, block-averaged to at most ``MAX_SEGMENTATION_PX`` a side, smoothed by a 1 px
+    Gaussian; the sky is its median, the noise 1.4826 MAD; the source is the connected region
     above ``DETECT_SIGMA`` noise that holds the centre pixel, or else the one whose centre is
     nearest. Nothing detected: the cutout's centre and half its side."""
+    from PIL import Image
     from scipy import ndimage
 
-    image = np.asarray(rgb, np.float32)
-    light = image.sum(axis=2) if image.ndim == 3 else image
-    h, w = light.shape
+    h, w = rgb.shape[:2]
     block = max(1, int(np.ceil(max(h, w) / MAX_SEGMENTATION_PX)))
-    if block > 1:
-        hb, wb = h // block, w // block
-        light = light[:hb * block, :wb * block].reshape(hb, block, wb, block).mean(axis=(1, 3))
+    picture = Image.fromarray(np.ascontiguousarray(rgb)).convert("L")  # luminance, in C: a tenth of numpy's time
+    light = np.asarray(picture.reduce(block) if block > 1 else picture, np.float32)
     smooth = ndimage.gaussian_filter(light, 1.0)
     sky = float(np.median(smooth))
     noise = 1.4826 * float(np.median(np.abs(smooth - sky))) or float(smooth.std()) or 1.0

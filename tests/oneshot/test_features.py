@@ -58,20 +58,7 @@ def test_onnx_equals_torch(lite0, galaxies):
     assert F.onnx_path(lite0, 64).name == f"{lite0.key}-64px.onnx"
 
 
-def test_int8_features_stay_close_to_fp32(lite0, galaxies):
-    """The 8-bit network (quantised once, calibrated on real sky) keeps each image's features
-    pointing the same way (cosine), and keeps which image is nearest to which."""
-    from skimage.data import hubble_deep_field
-
-    sky = hubble_deep_field()
-    tiles = np.stack([sky[y:y + 64, x:x + 64] for y in range(100, 800, 140) for x in range(100, 900, 160)])
-    fp32 = F.extract(lite0, tiles, size=96, engine="onnx")
-    int8 = F.extract(lite0, tiles, size=96, engine="onnx-int8")
-    unit = [v / np.linalg.norm(v, axis=1, keepdims=True) for v in (fp32, int8)]
-    assert np.sum(unit[0] * unit[1], axis=1).min() > 0.97
-    nearest = [np.argsort(-(u @ u.T), axis=1)[:, 1] for u in unit]
-    assert np.mean(nearest[0] == nearest[1]) >= 0.8
-    assert F.int8_path(lite0, 96).name == f"{lite0.key}-96px-int8.onnx" and F.int8_path(lite0, 96).is_file()
+def test_an_unknown_engine_is_refused(lite0, galaxies):
     with pytest.raises(InputError, match="unknown engine"):
         F.extract(lite0, galaxies[:1], size=96, engine="int4")
 
