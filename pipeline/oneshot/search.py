@@ -138,7 +138,8 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str =
            alpha: float = 1.0, beta: float = 0.75, gamma: float = 0.25, seed: int = 0) -> Table:
     """Relevance feedback: the ``n`` best galaxies for the prototype (an id or features) and the
     galaxies marked good (``liked``) and bad (``disliked``), ids; the marked ones and the
-    prototype are not shown again, so each round shows what is new.
+    prototype are not shown again, so each round shows what is new. They come in the feedback's
+    order; ``distance`` is to the prototype, as in a direct search.
 
     ``method`` "linear" (default): a logistic regression on the search vectors (unit length; the
     prototype and the good ones against the bad ones and ``BACKGROUND`` other galaxies drawn at
@@ -157,7 +158,8 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str =
     good = [store.row_of(i) for i in liked]
     bad = [store.row_of(i) for i in disliked]
     drop = set(good) | set(bad) | ({own} if own is not None else set())
-    q = unit_rows(query_vector(store, prototype)[None])[0]
+    start = query_vector(store, prototype)
+    q = unit_rows(start[None])[0]
     settings = {"method": method}
     if method == "rocchio":
         if good:
@@ -178,7 +180,13 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str =
         keep = [(1.0 - float(scores[r]), int(r)) for r in best if np.isfinite(scores[r])]
     parent = "" if own is None else str(store.catalog["id"][own])
     label = {"linear": "feedback (linear classifier)", "rocchio": "feedback (Rocchio)"}[method]
-    return _result(store, [r for _, r in keep], [d for d, _ in keep], [1] * len(keep), [parent] * len(keep),
+    rows = [r for _, r in keep]
+    found = store.search_space(store.features[rows]) if rows else np.zeros((0, len(start)), np.float32)
+    if store.index.info.metric == "cosine":  # ranked by the feedback, but the distance is to the prototype
+        distances = 1.0 - unit_rows(found) @ q
+    else:
+        distances = np.linalg.norm(found - start, axis=1)
+    return _result(store, rows, distances, [1] * len(keep), [parent] * len(keep),
                    mode=label, prototype=_name(store, prototype), n=n,
                    feedback={"liked": sorted(map(str, liked)), "disliked": sorted(map(str, disliked)), **settings})
 

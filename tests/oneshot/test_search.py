@@ -90,6 +90,9 @@ def test_feedback_moves_the_query_and_shows_only_new_galaxies(store, method):
     assert (refined["bpt_class"] == "star-forming").sum() > (plain["bpt_class"] == "star-forming").sum()
     assert refined.meta["provenance"]["mode"] == {"linear": "feedback (linear classifier)",
                                                    "rocchio": "feedback (Rocchio)"}[method]
+    rows = [store.row_of(i) for i in refined["id"]]  # distances to the prototype, as a direct search's
+    np.testing.assert_allclose(refined["distance"], np.linalg.norm(store.features[rows] - store.features[0], axis=1),
+                               rtol=1e-4)
 
 
 def test_linear_feedback_learns_the_direction_the_marks_share():
