@@ -75,5 +75,5 @@ def open_embedded(name: str, backbone: str = DEFAULT_BACKBONE, progress=None, ca
     report(progress, 0, 1, f"preparing the {name} (first time only)")
     catalog = default_sets(progress=lambda done, total, _: report(progress, done, total, f"rendering the {name}"))[name]
     return cached_store(GalaxySet.open(catalog, name=name), backbone=backbone, cancel=cancel,
-                        progress=lambda d, t, _: report(progress, d, t, f"describing {t:,} galaxies with the "
-                                                        f"ImageNet network (first time only): {d:,}/{t:,}"))
+                        progress=lambda d, t, stage: report(progress, d, t, f"{stage} (first time only): "
+                                                            f"{d:,}/{t:,} galaxies"))
