@@ -6,7 +6,8 @@ Two real sets, both read or made on this machine, neither shipped with the proje
     320 DECaLS colour cutouts (424 x 424 px JPEG) from ../shared/data/galaxies/zoobot_rings
     (GPL-3.0, for development only; ``--zoobot`` to point elsewhere), label ``ring`` (160 rings,
     160 others). A rare class is what a one-shot search is for, so it is measured at a ring rate
-    of 10%: all 160 non-rings with 18 rings drawn at random, ``DRAWS`` times.
+    of 10%: all 160 non-rings with 18 rings drawn at random, ``DRAWS`` times. (Classes under
+    ``COMMON_RATE``, as both of the HDF's, are searched as they are.)
 ``hdf``
     The 368 sources of the Hubble Deep Field that the explorer embeds (real HST galaxies, 64 px
     cutouts, made by :mod:`pipeline.oneshot.hubble_deep_field`). It has no labels, so two are
@@ -56,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ZOOBOT = ROOT.parent / "shared" / "data" / "galaxies" / "zoobot_rings"
 K = 10
 RARE_RATE = 0.10
+COMMON_RATE = 0.20  # a class at least this common is drawn down to RARE_RATE
 DRAWS = 20
 ROUNDS = 3
 VARIANTS = [("frame", "none"), ("frame", "dihedral"), ("frame", "head"),
@@ -104,12 +106,13 @@ class Subset:
 
 
 def subsets(labels: np.ndarray, draws: int, seed: int = 0) -> list[np.ndarray]:
-    """The rows searched: all of them when the class is rare already, else ``draws`` random sets
-    of every other galaxy and enough of the class for a ``RARE_RATE`` share."""
+    """The rows searched: all of them when the class is rare already (under ``COMMON_RATE``),
+    else ``draws`` random sets of every other galaxy and enough of the class for a ``RARE_RATE``
+    share."""
     positive, other = np.flatnonzero(labels), np.flatnonzero(~labels)
-    wanted = int(round(RARE_RATE * len(other) / (1 - RARE_RATE)))
-    if wanted >= len(positive):
+    if labels.mean() < COMMON_RATE:
         return [np.arange(len(labels))]
+    wanted = int(round(RARE_RATE * len(other) / (1 - RARE_RATE)))
     rng = np.random.default_rng(seed)
     return [np.sort(np.r_[rng.choice(positive, wanted, replace=False), other]) for _ in range(draws)]
 
@@ -187,7 +190,7 @@ def recursive_against_direct(store, labels, draws, n: int, iterations: int) -> d
             for key, found in (("recursive", deep), ("direct", direct)):
                 out[key].append(np.mean(good[[sub.row_of(i) for i in found["id"]]]) / chance)
             out["found"].append(len(deep))
-            out["queries"].append(1 + len(set(deep["parent"]) - {gid}))
+            out["queries"].append(int(deep.meta["provenance"]["queries"]))
     return {key: round(float(np.mean(v)), 3 if key == "seconds" else 2) for key, v in out.items()}
 
 

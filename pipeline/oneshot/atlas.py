@@ -79,13 +79,30 @@ def feature_maps(store, feature: int, rows) -> np.ndarray:
         from pipeline.oneshot import features as feat  # torch: only where a network runs
 
         model = feat.load_backbone(store.meta["backbone"], store.meta.get("weights") or None)
-        computed = feat.feature_maps(model, [store.view(r) for r in missing], size=store.meta["input_px"])
+        computed = _upright_maps(feat, model, [store.view(r) for r in missing], store.meta)
         for r, m in zip(missing, computed, strict=True):
             with atomic_write(folder / f"{r}.npy") as tmp:  # every channel: the next feature is free
                 with open(tmp, "wb") as f:
                     np.save(f, m.astype(np.float16))
             maps[r] = m[feature]
     return np.stack([np.asarray(maps[r], np.float32) for r in rows])
+
+
+def _upright_maps(feat, model, shown: list[np.ndarray], meta: dict) -> np.ndarray:
+    """Feature maps (n, C, h, w) of the views ``shown``: of each as it is, or, for a store whose
+    features average the eight rotations and flips, the maps of the eight turned back upright and
+    averaged (so that a map's mean is still the stored feature)."""
+    from pipeline.oneshot import views
+
+    size = meta["input_px"]
+    if meta.get("invariance") != "dihedral":
+        return feat.feature_maps(model, shown, size=size)
+    total = 0
+    for k in range(8):
+        turned = feat.feature_maps(model, [views.turn(v, k) for v in shown], size=size)
+        upright = turned[..., ::-1] if k % 2 else turned  # undo the mirror, then the quarter turns
+        total = total + np.rot90(upright, -(k // 2), axes=(2, 3))
+    return np.ascontiguousarray(total / 8)
 
 
 def edge_share(maps: np.ndarray) -> np.ndarray:

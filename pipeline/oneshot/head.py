@@ -17,6 +17,7 @@ for a 1280-d head; saved as plain arrays (``head.npz``, read without pickle).
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from pipeline.errors import InputError
 
 RIDGE = 0.1
 SAMPLE = 300  # galaxies whose augmented views train the head (8 network passes each)
+BLOCK = 65536  # rows mapped at a time
 
 
 @dataclass
@@ -37,24 +39,41 @@ class InvarianceHead:
     weights: np.ndarray
 
     def apply(self, features: np.ndarray) -> np.ndarray:
-        """Head of features (n, dim) or (dim,), float32."""
-        x = np.asarray(features, np.float32)
-        return ((x - self.mean) @ self.weights + self.mean).astype(np.float32)
+        """Head of features (n, dim) or (dim,), float32; ``BLOCK`` rows at a time, so that a
+        memory-mapped (n, dim) array is never copied whole more than once (the result)."""
+        x = np.asarray(features)
+        if x.ndim == 1:
+            return ((x.astype(np.float32) - self.mean) @ self.weights + self.mean).astype(np.float32)
+        out = np.empty(x.shape, np.float32)
+        for start in range(0, len(x), BLOCK):
+            block = np.asarray(x[start:start + BLOCK], np.float32) - self.mean
+            np.matmul(block, self.weights, out=out[start:start + BLOCK])
+            out[start:start + BLOCK] += self.mean
+        return out
 
     def save(self, path) -> None:
         with atomic_write(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, mean=self.mean.astype(np.float32), weights=self.weights.astype(np.float32))
 
     @classmethod
-    def load(cls, path) -> InvarianceHead:
-        """The head in ``path``; InputError when it is not one (never unpickles)."""
+    def load(cls, path, dim: int) -> InvarianceHead:
+        """The head of ``dim`` features in ``path``; InputError (without the path: the caller names
+        the file) when it is not one. Never unpickles; the archive's members are checked by name
+        and size before any is read, so a planted file cannot make it allocate more than a head."""
+        most = 4 * dim * dim + 4096  # bytes of the larger member, weights (dim, dim) float32, with its header
         try:
+            with zipfile.ZipFile(path) as archive:
+                sizes = {info.filename: info.file_size for info in archive.infolist()}
+            if set(sizes) != {"mean.npy", "weights.npy"} or max(sizes.values()) > most:
+                raise ValueError(f"members {sorted(sizes)[:4]} of {max(sizes.values(), default=0):,} bytes at most")
             with np.load(Path(path), allow_pickle=False) as data:
                 mean, weights = np.asarray(data["mean"], np.float32), np.asarray(data["weights"], np.float32)
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise InputError(f"{path} is not a readable invariance head ({type(exc).__name__}).") from None
-        if mean.ndim != 1 or weights.shape != (len(mean), len(mean)) or not np.isfinite(weights).all():
-            raise InputError(f"{path} holds a head of shape {weights.shape} for {mean.shape} features.")
+        except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as exc:
+            raise InputError(f"not a readable invariance head ({type(exc).__name__}: {str(exc)[:120]})") from None
+        if mean.shape != (dim,) or weights.shape != (dim, dim):
+            raise InputError(f"a head of shape {weights.shape} for {mean.shape} features, not {dim}")
+        if not (np.isfinite(weights).all() and np.isfinite(mean).all()):
+            raise InputError("a head with values that are not finite")
         return cls(mean, weights)
 
 
@@ -71,6 +90,7 @@ def fit_head(views: np.ndarray, ridge: float = RIDGE) -> InvarianceHead:
     mean = x.mean(axis=0)
     x, y = x - mean, y - mean
     gram = x.T @ x
-    penalty = ridge * len(x) * float(np.trace(gram)) / (len(x) * dim)
+    # views that do not differ at all (blank or repeated cutouts) leave gram at 0: the head is then 0
+    penalty = max(ridge * float(np.trace(gram)) / dim, 1e-12)
     weights = np.linalg.solve(gram + penalty * np.eye(dim), x.T @ y)
     return InvarianceHead(mean.astype(np.float32), weights.astype(np.float32))

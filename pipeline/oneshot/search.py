@@ -97,8 +97,10 @@ def recursive(store: Store, prototype, n: int, iterations: int, progress=None,
     frontier_vectors = query_vector(store, prototype)[None]
     frontier_ids = ["" if own is None else str(store.catalog["id"][own])]
     rows, distances, levels, parents = [], [], [], []
+    queries = 0
     for iteration in range(1, int(iterations) + 1):
         check_cancel(cancel, "search")
+        queries += len(frontier_vectors)
         found_d, found_r = store.index.search(frontier_vectors, n + 1)
         new = []
         for parent, ds, rs in zip(frontier_ids, found_d, found_r, strict=True):
@@ -124,7 +126,7 @@ def recursive(store: Store, prototype, n: int, iterations: int, progress=None,
         frontier_vectors = store.search_space(store.features[frontier])
         frontier_ids = [str(store.catalog["id"][r]) for r in frontier]
     return _result(store, rows, distances, levels, parents, mode="recursive", prototype=_name(store, prototype),
-                   n=n, iterations=int(iterations), max_frontier=int(max_frontier))
+                   n=n, iterations=int(iterations), max_frontier=int(max_frontier), queries=queries)
 
 
 FEEDBACK_METHODS = ("linear", "rocchio")
@@ -143,8 +145,8 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str =
 
     ``method`` "linear" (default): a logistic regression on the search vectors (unit length; the
     prototype and the good ones against the bad ones and ``BACKGROUND`` other galaxies drawn at
-    random with weight ``BACKGROUND_WEIGHT``, as a sought class is rare; classes balanced, C =
-    ``FEEDBACK_C``); its weight vector is the query, so the ranking by the classifier's score is
+    random with weight ``BACKGROUND_WEIGHT`` each, as a sought class is rare; class weights
+    balanced by counts before the background's weight applies; C = ``FEEDBACK_C``); its weight vector is the query, so the ranking by the classifier's score is
     an inner-product search of the index (a cosine index; brute force for an l2 one). Without
     any bad one the background alone stands against the good ones. "rocchio" (Rocchio 1971): the
     query moves towards the good ones and away from the bad ones, ``alpha q + beta mean(liked) -
@@ -174,7 +176,7 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str =
         distances, rows = store.index.search(q.astype(np.float32), n + len(drop))
         keep = [(d, r) for d, r in zip(distances[0], rows[0], strict=True) if r >= 0 and r not in drop][:n]
     else:  # l2 index: score every galaxy by the query direction
-        scores = unit_rows(store.search_space(store.features)) @ unit_rows(q[None])[0]
+        scores = _unit_search_vectors(store) @ unit_rows(q[None])[0]
         scores[list(drop)] = -np.inf
         best = np.argsort(-scores, kind="stable")[:n]
         keep = [(1.0 - float(scores[r]), int(r)) for r in best if np.isfinite(scores[r])]
@@ -183,7 +185,7 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str =
     rows = [r for _, r in keep]
     found = store.search_space(store.features[rows]) if rows else np.zeros((0, len(start)), np.float32)
     if store.index.info.metric == "cosine":  # ranked by the feedback, but the distance is to the prototype
-        distances = 1.0 - unit_rows(found) @ q
+        distances = 1.0 - unit_rows(found) @ unit_rows(start[None])[0]
     else:
         distances = np.linalg.norm(found - start, axis=1)
     return _result(store, rows, distances, [1] * len(keep), [parent] * len(keep),
@@ -210,6 +212,27 @@ def _classifier_query(store: Store, prototype_vector: np.ndarray, good: list[int
     model = LogisticRegression(C=FEEDBACK_C, class_weight="balanced", max_iter=2000)
     model.fit(x, y, sample_weight=weight)
     return model.coef_[0].astype(np.float32)
+
+
+_UNIT_VECTORS: dict = {}  # id(store) -> (store, its search vectors at unit length): l2 feedback only
+
+
+def _unit_search_vectors(store: Store) -> np.ndarray:
+    """The store's search vectors at unit length, computed once per store in this process (in
+    blocks: the head is applied to at most ``BLOCK`` rows at a time)."""
+    known = _UNIT_VECTORS.get(id(store))
+    if known is not None and known[0] is store:
+        return known[1]
+    n = len(store.catalog)
+    out = np.empty((n, store.features.shape[1]), np.float32)
+    for start in range(0, n, BLOCK):
+        out[start:start + BLOCK] = unit_rows(store.search_space(store.features[start:start + BLOCK]))
+    _UNIT_VECTORS.clear()  # one store at a time: the one being searched
+    _UNIT_VECTORS[id(store)] = (store, out)
+    return out
+
+
+BLOCK = 65536
 
 
 def unit_rows(x) -> np.ndarray:

@@ -130,11 +130,9 @@ class FeatureStore:
         head = None
         if meta["invariance"] == "head":
             try:
-                head = InvarianceHead.load(folder / "head.npz")
+                head = InvarianceHead.load(folder / "head.npz", meta["dim"])
             except InputError as exc:
-                raise _damaged(folder, "head.npz", f"is unreadable ({exc})") from None
-            if len(head.mean) != meta["dim"]:
-                raise _damaged(folder, "head.npz", f"maps {len(head.mean)} features, not {meta['dim']}")
+                raise _damaged(folder, "head.npz", f"is {exc}") from None
         _clean_leftovers(folder)
         return cls(folder, catalog, features, index, meta, head)
 
@@ -198,7 +196,7 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
     with _build_lock(out) as parts:
         plan = {"version": STORE_VERSION, "backbone": backbone, "weights_sha256": model.digest,
                 "input_px": int(size), "size_px": int(galaxies.size), "engine": engine, "chunk": int(chunk),
-                "crop": crop, "dihedral": invariance == "dihedral"}
+                "crop": crop, "dihedral": invariance == "dihedral", "views_version": views.VIEWS_VERSION}
         if _read_json(parts / "plan.json") != plan:  # another model or settings: start over
             for old in parts.iterdir():
                 if old.is_dir():
@@ -229,7 +227,7 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
                 "model_label": model.label, "weights": str(weights or ""), "weights_file": model.weights,
                 "weights_sha256": model.digest, "input_px": int(size),
                 "preprocessing": f"{PREPROCESSING_NOTE} {views.describe(crop, invariance)} Then: {feat.PREPROCESSING}",
-                "engine": engine, "crop": crop, "invariance": invariance,
+                "engine": engine, "crop": crop, "invariance": invariance, "views_version": views.VIEWS_VERSION,
                 "notes": galaxies.notes, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
         index = FeatureIndex.build(head.apply(features) if head is not None else features, metric=metric, kind=kind)
         _write_store(out, galaxies.catalog, features, index, meta, head)
@@ -419,9 +417,10 @@ def _read_meta(folder: Path) -> dict:
     meta = _read_json(folder / "store.json")
     if not isinstance(meta, dict):
         raise _damaged(folder, "store.json", "is not readable JSON")
-    if meta.get("version") != STORE_VERSION:
+    if meta.get("version") != STORE_VERSION or meta.get("views_version") != views.VIEWS_VERSION:
         raise InputError(f"{folder / 'store.json'}: this store was made by another version of the pipeline (store "
-                         f"version {meta.get('version')!r}, this one reads {STORE_VERSION}). Build it again with "
+                         f"version {meta.get('version')!r}, views version {meta.get('views_version')!r}; this one reads "
+                         f"{STORE_VERSION} and {views.VIEWS_VERSION}). Build it again with "
                          f"`{BUILD_COMMAND.format(folder=folder)}`.")
     needed = {"build": str, "n": int, "dim": int, "top_k": int, "ids_sha1": str, "files": dict, "images": str,
               "size_px": int, "name": str, "backbone": str, "weights": str, "input_px": int, "engine": str,

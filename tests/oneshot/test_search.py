@@ -120,6 +120,15 @@ def test_linear_feedback_learns_the_direction_the_marks_share():
     assert precision["linear"] >= 0.5 and precision["linear"] >= precision["rocchio"] + 0.3
 
 
+@pytest.mark.parametrize("method", search.FEEDBACK_METHODS)
+def test_feedback_distances_are_to_the_prototype_in_a_cosine_store(store, method):
+    cosine = SimpleNamespace(**{**vars(store), "index": FeatureIndex.build(store.features)})  # cosine by default
+    refined = search.refine(cosine, "g000", 8, liked=["g001", "g100"], disliked=["g002"], method=method)
+    unit = search.unit_rows(store.features)
+    expected = 1 - unit[[store.row_of(i) for i in refined["id"]]] @ unit[0]
+    np.testing.assert_allclose(refined["distance"], expected, atol=1e-5)
+
+
 def test_feedback_without_bad_marks_and_unknown_methods(store):
     only_good = search.refine(store, "g000", 5, liked=["g001"])  # the background stands for the bad ones
     assert len(only_good) == 5 and not {"g000", "g001"} & set(only_good["id"])

@@ -39,15 +39,17 @@ def test_crops_follow_the_galaxy_and_reflect_beyond_the_cutout():
     blank = np.full((40, 40, 3), 7, np.uint8)
     assert views.crop_box(blank, "galaxy") == (19.5, 19.5, 20)  # nothing found: the whole cutout
     edge = np.arange(10 * 10 * 3, dtype=np.uint8).reshape(10, 10, 3)
-    cut = views.cut(edge, 1.0, 4.5, 3.0)  # runs 2 px past the left edge: mirrored, no frame
+    cut = views.cut(edge, 0.5, 4.5, 3.0)  # columns -2..3: runs 2 px past the left edge, mirrored, no frame
     np.testing.assert_array_equal(cut[:, 0], edge[2:8, 2])
     np.testing.assert_array_equal(cut[:, 2:], edge[2:8, 0:4])
+    # a centre halfway between pixels rounds up, whichever way the cutout is turned
+    assert views.cut(edge, 4.0, 4.0, 3.0)[0, 0].tolist() == edge[2, 2].tolist()
 
 
 def test_the_eight_turns_are_the_dihedral_group():
     image = np.arange(5 * 5, dtype=np.uint8).reshape(5, 5)
     turns = views.dihedral(image)
-    assert len({t.tobytes() for t in turns}) == 8 and turns[0] is not image
+    assert len({t.tobytes() for t in turns}) == 8
     np.testing.assert_array_equal(turns[0], image)
     # the set of turns of a turned image is the same set: features averaged over it are invariant
     assert {t.tobytes() for t in views.dihedral(np.rot90(image))} == {t.tobytes() for t in turns}
@@ -97,17 +99,36 @@ def test_the_head_pulls_the_views_of_a_galaxy_together():
 def test_a_head_file_is_read_as_plain_arrays(tmp_path):
     head = fit_head(np.random.default_rng(1).normal(size=(5, 3, 4)))
     head.save(tmp_path / "head.npz")
-    back = InvarianceHead.load(tmp_path / "head.npz")
+    back = InvarianceHead.load(tmp_path / "head.npz", 4)
     np.testing.assert_array_equal(back.weights, head.weights)
+    with pytest.raises(InputError, match="shape"):
+        InvarianceHead.load(tmp_path / "head.npz", 5)  # a head for other features
     np.savez(tmp_path / "pickled.npz", mean=np.zeros(4), weights=np.array([object()] * 4, dtype=object))
     with pytest.raises(InputError, match="not a readable invariance head"):
-        InvarianceHead.load(tmp_path / "pickled.npz")  # an object array would need pickle: refused
-    np.savez(tmp_path / "wrong.npz", mean=np.zeros(4), weights=np.zeros((3, 4)))
-    with pytest.raises(InputError, match="shape"):
-        InvarianceHead.load(tmp_path / "wrong.npz")
+        InvarianceHead.load(tmp_path / "pickled.npz", 4)  # an object array would need pickle: refused
+    np.savez(tmp_path / "big.npz", mean=np.zeros(4), weights=np.zeros((400, 400)))
+    with pytest.raises(InputError, match="bytes at most"):
+        InvarianceHead.load(tmp_path / "big.npz", 4)  # refused before it is read
+    np.save(tmp_path / "plain.npy", np.zeros(4))
+    (tmp_path / "plain.npz").write_bytes((tmp_path / "plain.npy").read_bytes())
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(InputError, match="not a readable"):
-        InvarianceHead.load(tmp_path / "junk.npz")
+    damaged = bytearray((tmp_path / "head.npz").read_bytes())
+    damaged[len(damaged) // 3] ^= 0xFF  # a flipped byte inside a member: its CRC fails
+    (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
+    for name in ("plain.npz", "junk.npz", "damaged.npz"):
+        with pytest.raises(InputError, match="not a readable"):
+            InvarianceHead.load(tmp_path / name, 4)
+    nan = fit_head(np.random.default_rng(1).normal(size=(5, 3, 4)))
+    nan.mean[0] = np.nan
+    nan.save(tmp_path / "nan.npz")
+    with pytest.raises(InputError, match="not finite"):
+        InvarianceHead.load(tmp_path / "nan.npz", 4)
+
+
+def test_views_that_never_differ_give_a_head_not_an_error():
+    same = np.repeat(np.random.default_rng(2).normal(size=(1, 1, 6)), 4, axis=0).repeat(8, axis=1)
+    head = fit_head(same)  # blank or repeated cutouts: nothing to learn, nothing to fail
+    np.testing.assert_allclose(head.apply(same[:, 0]), same[:, 0], atol=1e-5)
 
 
 def test_a_store_with_a_head_brings_a_turned_galaxy_closer(tiny_set, tmp_path):
@@ -118,7 +139,7 @@ def test_a_store_with_a_head_brings_a_turned_galaxy_closer(tiny_set, tmp_path):
 
     built = build_store(tiny_set, tmp_path / "idx", size=64, scheduler="synchronous")
     backbone = feat.load_backbone()
-    rows = [0, 1, 3, 4, 6, 7]  # discs and rings: shapes a turn changes in the pixels
+    rows = [2, 5, 8]  # the noise cutouts: round discs and rings look the same turned
     ups, turned = [], []
     for r in rows:
         view = built.view(r)
@@ -130,3 +151,15 @@ def test_a_store_with_a_head_brings_a_turned_galaxy_closer(tiny_set, tmp_path):
         return float(np.mean(1 - np.sum(unit_rows(a) * unit_rows(b), axis=1)))
 
     assert distance(built.head.apply(ups), built.head.apply(turned)) < 0.7 * distance(ups, turned)
+
+
+def test_atlas_maps_of_a_dihedral_store_average_to_its_features(tiny_set, tmp_path):
+    from pipeline.oneshot import atlas
+    from pipeline.oneshot.store import build_store
+
+    built = build_store(tiny_set, tmp_path / "idx", size=64, scheduler="synchronous", crop="frame",
+                        invariance="dihedral")
+    rows = [0, 2, 4]
+    for feature in (5, 700):
+        maps = atlas.feature_maps(built, feature, rows)
+        np.testing.assert_allclose(maps.mean(axis=(1, 2)), built.features[rows, feature], atol=2e-3)
