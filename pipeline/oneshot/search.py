@@ -146,8 +146,9 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str =
     ``method`` "linear" (default): a logistic regression on the search vectors (unit length; the
     prototype and the good ones against the bad ones and ``BACKGROUND`` other galaxies drawn at
     random with weight ``BACKGROUND_WEIGHT`` each, as a sought class is rare; class weights
-    balanced by counts before the background's weight applies; C = ``FEEDBACK_C``); its weight vector is the query, so the ranking by the classifier's score is
-    an inner-product search of the index (a cosine index; brute force for an l2 one). Without
+    balanced by counts before the background's weight applies; C = ``FEEDBACK_C``); its weight
+    vector is the query, so the ranking by the classifier's score is an inner-product search of
+    the index (a cosine index; brute force for an l2 one). Without
     any bad one the background alone stands against the good ones. "rocchio" (Rocchio 1971): the
     query moves towards the good ones and away from the bad ones, ``alpha q + beta mean(liked) -
     gamma mean(disliked)`` on unit vectors. Measured on real sets in ``benchmarks/oneshot_real.py``:

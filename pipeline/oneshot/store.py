@@ -419,8 +419,8 @@ def _read_meta(folder: Path) -> dict:
         raise _damaged(folder, "store.json", "is not readable JSON")
     if meta.get("version") != STORE_VERSION or meta.get("views_version") != views.VIEWS_VERSION:
         raise InputError(f"{folder / 'store.json'}: this store was made by another version of the pipeline (store "
-                         f"version {meta.get('version')!r}, views version {meta.get('views_version')!r}; this one reads "
-                         f"{STORE_VERSION} and {views.VIEWS_VERSION}). Build it again with "
+                         f"version {meta.get('version')!r}, views version {meta.get('views_version')!r}; this one "
+                         f"reads {STORE_VERSION} and {views.VIEWS_VERSION}). Build it again with "
                          f"`{BUILD_COMMAND.format(folder=folder)}`.")
     needed = {"build": str, "n": int, "dim": int, "top_k": int, "ids_sha1": str, "files": dict, "images": str,
               "size_px": int, "name": str, "backbone": str, "weights": str, "input_px": int, "engine": str,
