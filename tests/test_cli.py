@@ -152,6 +152,21 @@ def test_index_and_search(tiny_set, tmp_path):
     assert "No galaxy catalogue" in one_line_error(result)
 
 
+def test_search_with_feedback(tiny_index, tmp_path):
+    out = tmp_path / "fed.csv"
+    result = run_cli("search", tiny_index, "--prototype", "G0", "--n", "3", "--good", "G3", "--bad", "G1",
+                     "--feedback", "rocchio", "-o", out)
+    assert result.returncode == 0, result.stderr
+    found = Table.read(out, format="ascii.csv", comment="#")
+    assert not {"G0", "G1", "G3"} & set(found["id"]) and len(found) == 3
+    assert "feedback (Rocchio)" in out.read_text()
+    for args, message in [(("--good", "G3", "--bad", "G3"), "marked both --good and --bad"),
+                          (("--good", "G3", "--iterations", "2"), "re-rank a direct search"),
+                          (("--good", "nope"), "No galaxy with id 'nope'")]:
+        assert message in one_line_error(run_cli("search", tiny_index, "--prototype", "G0", "--n", "3", *args,
+                                                 "-o", tmp_path / "x.csv"))
+
+
 def test_index_help_says_when_auto_starts_a_cluster():
     from pipeline.oneshot.extraction import LOCAL_CLUSTER_FROM
 

@@ -96,6 +96,11 @@ def add_search_parser(commands) -> None:
                    "are skipped")
     p.add_argument("--n", type=int, default=10, help="neighbours per query (default 10)")
     p.add_argument("--iterations", type=int, default=1, help="recursive iterations (default 1: direct)")
+    p.add_argument("--good", nargs="+", metavar="ID", default=[],
+                   help="relevance feedback: ids of galaxies marked good (re-ranks; they are not listed again)")
+    p.add_argument("--bad", nargs="+", metavar="ID", default=[], help="ids of galaxies marked bad (never listed)")
+    p.add_argument("--feedback", choices=["linear", "rocchio"], default="linear",
+                   help="how --good/--bad re-rank: a linear classifier (default) or Rocchio's query update")
     p.add_argument("--label", help="label column to count, e.g. bpt_class")
     p.add_argument("--positive", help="the value that counts, e.g. AGN")
     p.add_argument("-o", "--output", required=True, help="result file: .csv, or .vot/.xml for VOTable")
@@ -132,6 +137,8 @@ def cmd_search(args) -> int:
         query = prototype if isinstance(prototype, str) else image_features(store, prototype)
         if args.iterations > 1:
             result = search.recursive(store, query, args.n, args.iterations)
+        elif args.good or args.bad:
+            result = search.refine(store, query, args.n, liked=args.good, disliked=args.bad, method=args.feedback)
         else:
             result = search.one_shot(store, query, args.n)
         result.add_column([name] * len(result), name="prototype", index=0)
@@ -164,6 +171,11 @@ def _check_search_options(args) -> None:
     if not 1 <= args.iterations <= search.MAX_ITERATIONS:
         raise InputError(f"--iterations must be between 1 (a direct search) and {search.MAX_ITERATIONS}; "
                          f"got {args.iterations}.")
+    if (args.good or args.bad) and args.iterations > 1:
+        raise InputError("--good/--bad re-rank a direct search: leave out --iterations, or the marks.")
+    both = sorted(set(args.good) & set(args.bad))
+    if both:
+        raise InputError(f"{both[0]!r} is marked both --good and --bad: mark each galaxy once.")
 
 
 def _prototypes(args, store) -> list[tuple]:
