@@ -141,8 +141,9 @@ def test_samp_sends_the_vetted_catalogue_and_takes_a_table_from_topcat(vetting, 
     before = len(vetting.review.table)
     topcat.notify(explorer, {"samp.mtype": "table.load.votable",
                              "samp.params": {"url": (tmp_path / "t.vot").as_uri(), "name": "from topcat"}})
-    deadline = time.time() + 10
-    while len(vetting.review.table) == before and time.time() < deadline:
+    deadline = time.time() + 10  # the queue grows, then the message is set: wait for both
+    while ((len(vetting.review.table) == before or "Imported from" not in vetting.message)
+           and time.time() < deadline):
         time.sleep(0.1)
     assert len(vetting.review.table) == before + 1
     assert "Imported from topcat: 1 candidate read" in vetting.message
