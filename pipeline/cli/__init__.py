@@ -18,7 +18,7 @@ from pipeline.errors import InputError
 
 #: The subcommands in the order --help lists them.
 COMMANDS = (alma.add_cube_info_parser, alma.add_simulate_parser, alma.add_train_parser, alma.add_detect_parser,
-            alma.add_evaluate_parser, oneshot.add_index_parser, oneshot.add_search_parser,
+            alma.add_evaluate_parser, oneshot.add_index_parser, oneshot.add_search_parser, oneshot.add_map_parser,
             oneshot.add_top_activations_parser, oneshot.add_rank_features_parser,
             vetting.add_vetting_parser)
 

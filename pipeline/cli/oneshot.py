@@ -245,6 +245,41 @@ def _statistics_lines(store, result, query, args) -> list[str]:
     return lines
 
 
+def add_map_parser(commands) -> None:
+    p = commands.add_parser("map", help="a 2-D map of an index's galaxies (PCA then t-SNE), as a table",
+                            description="Place every galaxy of an index in 2-D so that neighbours in the search "
+                            "space stay near each other (PCA to 50 dimensions, then t-SNE; above 20,000 galaxies "
+                            "a sample is laid out and the rest placed by their neighbours). Writes id, map_x, "
+                            "map_y and the catalogue's columns: plot it in TOPCAT, coloured by a label. Made once "
+                            "per index build and kept in the cache.")
+    p.add_argument("index", help="index folder from `index`")
+    p.add_argument("-o", "--output", required=True, help="result file: .csv, or .vot/.xml for VOTable")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_map)
+
+
+def cmd_map(args) -> int:
+    from pipeline.oneshot.feature_map import layout
+    from pipeline.oneshot.store import FeatureStore
+    from pipeline.provenance import PROVENANCE, provenance
+    from pipeline.tables import check_output, write_table
+
+    check_output(args.output)
+    never_over_inputs("-o", args.output, folders=[(args.index, "index folder")])
+    store = FeatureStore.open(args.index)
+    positions = layout(store)
+    table = store.catalog.copy()
+    table.add_column(positions[:, 0], name="map_x", index=1)
+    table.add_column(positions[:, 1], name="map_y", index=2)
+    table.meta[PROVENANCE] = provenance(set=store.meta["name"], model=store.meta["model_label"],
+                                        map="PCA to 50 dimensions, then t-SNE (perplexity 30, seed 0) of the "
+                                        "search vectors")
+    write_table(table, args.output)
+    if not args.quiet:
+        print(f"{len(table)} galaxies -> {args.output}")
+    return 0
+
+
 def add_top_activations_parser(commands) -> None:
     p = commands.add_parser("top-activations", help="the images that activate one feature most, with its maps",
                             description="Write PNG overlays of the N images of an index that activate feature K "
