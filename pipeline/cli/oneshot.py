@@ -260,13 +260,10 @@ def add_map_parser(commands) -> None:
 
 def cmd_map(args) -> int:
     from pipeline.oneshot.feature_map import layout
-    from pipeline.oneshot.store import FeatureStore
     from pipeline.provenance import PROVENANCE, provenance
-    from pipeline.tables import check_output, write_table
+    from pipeline.tables import write_table
 
-    check_output(args.output)
-    never_over_inputs("-o", args.output, folders=[(args.index, "index folder")])
-    store = FeatureStore.open(args.index)
+    store = _index_for_table(args)
     positions = layout(store)
     table = store.catalog.copy()
     table.add_column(positions[:, 0], name="map_x", index=1)
@@ -327,12 +324,9 @@ def add_rank_features_parser(commands) -> None:
 def cmd_rank_features(args) -> int:
     from pipeline.oneshot.atlas import rank_features
     from pipeline.oneshot.stats import check_label
-    from pipeline.oneshot.store import FeatureStore
-    from pipeline.tables import check_output, write_table
+    from pipeline.tables import write_table
 
-    check_output(args.output)
-    never_over_inputs("-o", args.output, folders=[(args.index, "index folder")])
-    store = FeatureStore.open(args.index)
+    store = _index_for_table(args)
     check_label(store.catalog, args.label, args.positive)
     ranking = rank_features(store, args.label, args.positive)
     write_table(ranking, args.output)
@@ -344,3 +338,14 @@ def cmd_rank_features(args) -> int:
                   f"({row['direction']} in {args.positive})")
         print(f"-> {args.output}")
     return 0
+
+
+def _index_for_table(args):
+    """The store of ``args.index``, once ``args.output`` is checked: a table file that is not the
+    index's (nor inside it)."""
+    from pipeline.oneshot.store import FeatureStore
+    from pipeline.tables import check_output
+
+    check_output(args.output)
+    never_over_inputs("-o", args.output, folders=[(args.index, "index folder")])
+    return FeatureStore.open(args.index)
