@@ -148,12 +148,12 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str =
     random with weight ``BACKGROUND_WEIGHT`` each, as a sought class is rare; class weights
     balanced by counts before the background's weight applies; C = ``FEEDBACK_C``); its weight
     vector is the query, so the ranking by the classifier's score is an inner-product search of
-    the index (a cosine index; brute force for an l2 one). Without
-    any bad one the background alone stands against the good ones. "rocchio" (Rocchio 1971): the
-    query moves towards the good ones and away from the bad ones, ``alpha q + beta mean(liked) -
-    gamma mean(disliked)`` on unit vectors. Measured on real sets in ``benchmarks/oneshot_real.py``:
-    the linear classifier reaches 3-4x the base rate after three rounds where Rocchio stays
-    below 2x."""
+    the index (a cosine index; brute force for an l2 one). Without any bad one the background
+    alone stands against the good ones. "rocchio" (Rocchio 1971): the query moves towards the
+    good ones and away from the bad ones, ``alpha q + beta mean(liked) - gamma mean(disliked)`` on
+    unit vectors. Measured on real sets (``benchmarks/oneshot_real.py``, the Hubble Deep Field's
+    questions): the galaxies newly shown in rounds 1-3 hold 2.4-4.7 times the base rate with the
+    linear classifier, 1.0-2.1 times with Rocchio."""
     if method not in FEEDBACK_METHODS:
         raise InputError(f"feedback method must be one of {', '.join(FEEDBACK_METHODS)}; got {method!r}.")
     n = _check_n(n, len(store.catalog))
