@@ -210,15 +210,12 @@ def contributions(store, prototype, neighbours) -> np.ndarray:
     """Per feature, its mean share of the cosine similarity between ``prototype`` (an id or a
     vector) and each of ``neighbours`` (ids): u_k v_k on unit vectors; (dim,), summing to the
     mean similarity."""
-    from pipeline.oneshot.search import features_of
+    from pipeline.oneshot.search import features_of, unit_rows
 
-    def unit(v):
-        return v / max(float(np.linalg.norm(v)), 1e-12)
-
-    u = unit(features_of(store, prototype))
+    u = unit_rows(features_of(store, prototype)[None])[0]
     if not len(neighbours):
         return np.zeros_like(u)
-    v = np.stack([unit(features_of(store, i)) for i in neighbours])
+    v = unit_rows(np.stack([features_of(store, i) for i in neighbours]))
     return (u[None] * v).mean(axis=0)
 
 

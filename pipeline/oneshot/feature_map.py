@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_write
 from pipeline.cache import cache_dir
+from pipeline.oneshot.head import BLOCK
 from pipeline.progress import check_cancel, report
 
 MAP_VERSION = 1  # bump when the layout's recipe changes: cached maps are made again
@@ -42,14 +43,10 @@ def layout(store, progress=None, cancel=None) -> np.ndarray:
                 return cached
         except (OSError, ValueError, EOFError):
             pass  # damaged: made again below
-    from pipeline.oneshot.search import unit_rows
+    from pipeline.oneshot.search import unit_search_vectors
 
     report(progress, 0, 3, "mapping the feature space: the search vectors")
-    vectors = np.empty((n, store.features.shape[1]), np.float32)
-    for start in range(0, n, 65536):
-        check_cancel(cancel, "the map")
-        vectors[start:start + 65536] = unit_rows(store.search_space(store.features[start:start + 65536]))
-    positions = compute_layout(vectors, progress=progress, cancel=cancel)
+    positions = compute_layout(unit_search_vectors(store, cancel), progress=progress, cancel=cancel)
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
         np.save(f, positions)
     return positions
@@ -84,8 +81,8 @@ def compute_layout(vectors: np.ndarray, seed: int = 0, progress=None, cancel=Non
         known = unit_rows(reduced[sample])
         index = faiss.IndexFlatIP(known.shape[1])
         index.add(known)
-        for start in range(0, len(rest), 65536):
-            rows = rest[start:start + 65536]
+        for start in range(0, len(rest), BLOCK):
+            rows = rest[start:start + BLOCK]
             _, nearest = index.search(unit_rows(reduced[rows]), PLACE_NEIGHBOURS)
             positions[rows] = placed[nearest].mean(axis=1)
     report(progress, 3, 3, "mapping the feature space: done")

@@ -16,6 +16,7 @@ import numpy as np
 from astropy.table import Table
 
 from pipeline.errors import InputError
+from pipeline.oneshot.head import BLOCK
 from pipeline.oneshot.stats import label_statistics
 from pipeline.progress import check_cancel, report
 from pipeline.provenance import PROVENANCE, provenance
@@ -215,25 +216,29 @@ def _classifier_query(store: Store, prototype_vector: np.ndarray, good: list[int
     return model.coef_[0].astype(np.float32)
 
 
-_UNIT_VECTORS: dict = {}  # id(store) -> (store, its search vectors at unit length): l2 feedback only
+_UNIT_VECTORS: dict = {}  # id(store) -> (store, unit_search_vectors(store)): l2 feedback only
 
 
 def _unit_search_vectors(store: Store) -> np.ndarray:
-    """The store's search vectors at unit length, computed once per store in this process (in
-    blocks: the head is applied to at most ``BLOCK`` rows at a time)."""
+    """:func:`unit_search_vectors` of ``store``, computed once per store in this process."""
     known = _UNIT_VECTORS.get(id(store))
     if known is not None and known[0] is store:
         return known[1]
-    n = len(store.catalog)
-    out = np.empty((n, store.features.shape[1]), np.float32)
-    for start in range(0, n, BLOCK):
-        out[start:start + BLOCK] = unit_rows(store.search_space(store.features[start:start + BLOCK]))
+    out = unit_search_vectors(store)
     _UNIT_VECTORS.clear()  # one store at a time: the one being searched
     _UNIT_VECTORS[id(store)] = (store, out)
     return out
 
 
-BLOCK = 65536
+def unit_search_vectors(store: Store, cancel: threading.Event | None = None) -> np.ndarray:
+    """Every galaxy's search vector at unit length, float32 (n, dim): the features through the
+    store's head, ``head.BLOCK`` rows at a time; ``cancel`` is checked between blocks."""
+    n = len(store.catalog)
+    out = np.empty((n, store.features.shape[1]), np.float32)
+    for start in range(0, n, BLOCK):
+        check_cancel(cancel, "the search vectors")
+        out[start:start + BLOCK] = unit_rows(store.search_space(store.features[start:start + BLOCK]))
+    return out
 
 
 def unit_rows(x) -> np.ndarray:

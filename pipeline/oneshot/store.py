@@ -54,10 +54,9 @@ from astropy.table import Table
 from pipeline.atomic import atomic_write, replace_folder
 from pipeline.cache import cache_dir
 from pipeline.errors import InputError
-from pipeline.oneshot import views
+from pipeline.oneshot import extraction, views
 from pipeline.oneshot.backbones import DEFAULT_BACKBONE
 from pipeline.oneshot.extraction import (
-    chunk_augmented,
     chunk_key,
     part_done,
     run_chunks,
@@ -205,22 +204,13 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
                     old.unlink()
             with atomic_write(parts / "plan.json") as tmp:
                 tmp.write_text(json.dumps(plan))
-        starts = range(0, n, chunk)
-        names = {s: f"{s:09d}-{chunk_key(galaxies.ids, files, s, chunk)}.npy" for s in starts}
-        todo = [s for s in starts if not part_done(parts / names[s], min(chunk, n - s))]
-        done_images = n - sum(min(chunk, n - s) for s in todo)
-        report(progress, done_images, n, "describing the galaxies with the ImageNet network")
-        jobs = {s: (files[s:s + chunk], galaxies.size, backbone, str(weights) if weights else None, int(size), engine,
-                    crop, invariance) for s in todo}
-        for start, vectors in run_chunks(jobs, scheduler, cancel):
-            with atomic_write(parts / names[start]) as tmp, open(tmp, "wb") as f:
-                np.save(f, vectors)
-            done_images += len(vectors)
-            report(progress, done_images, n, "describing the galaxies with the ImageNet network")
-        features = np.concatenate([np.load(parts / names[s]) for s in starts]).astype(np.float32)
+        settings = (galaxies.size, backbone, str(weights) if weights else None, int(size), engine, crop)
+        features = _extract_in_parts(parts, "", galaxies.ids, files, chunk,
+                                     lambda start, chunk_files: (chunk_files, *settings, invariance),
+                                     extraction.chunk_features, scheduler, progress, cancel,
+                                     "describing the galaxies with the ImageNet network").astype(np.float32)
         head = None
         if invariance == "head":
-            settings = (galaxies.size, backbone, str(weights) if weights else None, int(size), engine, crop)
             head = fit_head(_augmented_sample(galaxies, files, parts, settings, scheduler, chunk, progress, cancel))
         meta = {"version": STORE_VERSION, "name": galaxies.name, "images": str(galaxies.folder.resolve()),
                 "size_px": int(galaxies.size), "n": n, "backbone": backbone,
@@ -272,21 +262,30 @@ def _augmented_sample(galaxies: GalaxySet, files: list[str], parts: Path, settin
     ``parts`` (named ``head-...``) so that an interrupted build resumes. ``settings``: the
     arguments of :func:`~pipeline.oneshot.extraction.chunk_augmented` after the files."""
     sample = np.sort(np.random.default_rng(0).permutation(len(files))[:SAMPLE])
-    step = max(1, chunk // 8)
-    starts = range(0, len(sample), step)
-    ids = [galaxies.ids[r] for r in sample]
-    chosen = [files[r] for r in sample]
-    names = {s: f"head-{s:09d}-{chunk_key(ids, chosen, s, step)}.npy" for s in starts}
-    todo = [s for s in starts if not part_done(parts / names[s], min(step, len(sample) - s))]
-    done = len(sample) - sum(min(step, len(sample) - s) for s in todo)
-    stage = "learning the invariance head from rotated and flipped views"
-    report(progress, done, len(sample), stage)
-    jobs = {s: (chosen[s:s + step], *settings, s) for s in todo}
-    for start, vectors in run_chunks(jobs, scheduler, cancel, function=chunk_augmented):
+    return _extract_in_parts(parts, "head-", [galaxies.ids[r] for r in sample], [files[r] for r in sample],
+                             max(1, chunk // 8), lambda start, chunk_files: (chunk_files, *settings, start),
+                             extraction.chunk_augmented, scheduler, progress, cancel,
+                             "learning the invariance head from rotated and flipped views")
+
+
+def _extract_in_parts(parts: Path, prefix: str, ids: list[str], files: list[str], step: int, job, function,
+                      scheduler: str, progress, cancel, stage: str) -> np.ndarray:
+    """``function``'s output for ``files`` in chunks of ``step``, concatenated: each chunk's
+    arguments are ``job(start, its files)``; each finished chunk is saved at once in ``parts``
+    (named ``prefix``, its start and :func:`chunk_key`) and a chunk saved whole before is not
+    run again. ``progress`` counts files under ``stage``."""
+    n = len(files)
+    starts = range(0, n, step)
+    names = {s: f"{prefix}{s:09d}-{chunk_key(ids, files, s, step)}.npy" for s in starts}
+    todo = [s for s in starts if not part_done(parts / names[s], min(step, n - s))]
+    done = n - sum(min(step, n - s) for s in todo)
+    report(progress, done, n, stage)
+    jobs = {s: job(s, files[s:s + step]) for s in todo}
+    for start, vectors in run_chunks(jobs, scheduler, cancel, function=function):
         with atomic_write(parts / names[start]) as tmp, open(tmp, "wb") as f:
             np.save(f, vectors)
         done += len(vectors)
-        report(progress, done, len(sample), stage)
+        report(progress, done, n, stage)
     return np.concatenate([np.load(parts / names[s]) for s in starts])
 
 
