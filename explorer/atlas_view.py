@@ -225,7 +225,7 @@ class AtlasViewer(pn.viewable.Viewer):
         bars = hv.Bars([(str(k), float(shares[k])) for k in top], "feature", "share of cosine similarity").opts(
             width=700, height=260, xrotation=90, tools=["hover"],
             title=f"Why {o.prototype or 'the upload'} is close to its {min(o.n, len(o.result))} neighbours: top 20 "
-            f"features (sum over all = {shares.sum():.3f}, their cosine similarity)")
+            f"features (sum over all = {shares.sum():.3f})")
         head = (" The search itself compares these features through the set's invariance head, so its "
                 "distances differ a little." if getattr(self.store, "head", None) is not None else "")
         return pn.Column(bars, Text("Pick one by its number above to see what it responds to." + head,
