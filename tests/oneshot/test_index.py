@@ -53,7 +53,7 @@ def test_large_sets_get_an_approximate_index_with_measured_recall(monkeypatch, t
     assert np.mean([len(np.intersect1d(p, q)) / 100 for p, q in zip(a, b, strict=True)]) >= 0.9
     index.save(tmp_path)
     again = ix.FeatureIndex.load(tmp_path)
-    assert again.info == info and again.index.nprobe == info.nprobe
+    assert again.info == info
     np.testing.assert_array_equal(again.search(queries, 10)[1], index.search(queries, 10)[1])
     assert "approximate cosine index of 8,000" in again.describe() and "recall@100" in again.describe()
 
@@ -70,3 +70,42 @@ def test_more_neighbours_than_vectors_and_bad_input(tmp_path):
         ix.FeatureIndex.build(np.full((3, 4), np.nan))
     with pytest.raises(InputError, match="python -m pipeline index"):
         ix.FeatureIndex.load(tmp_path)
+
+
+@pytest.mark.parametrize("metric", ix.METRICS)
+def test_compressed_index_reranks_on_vectors_on_disk(monkeypatch, tmp_path, metric):
+    monkeypatch.setattr(ix, "BUILD_CHUNK", 1500)  # several chunks
+    x = clustered(6000, seed=2)
+    with pytest.raises(InputError, match="folder"):
+        ix.FeatureIndex.build(x, kind="compressed", metric=metric)
+    memmapped = tmp_path / "features.npy"
+    np.save(memmapped, x)
+    index = ix.FeatureIndex.build(np.load(memmapped, mmap_mode="r"), kind="compressed", metric=metric,
+                                  folder=tmp_path / "built", transform=lambda block: 2 * block)
+    info = index.info
+    assert info.code_bytes == 8 and info.rerank in ix.RERANK_FACTORS and info.recall >= ix.RECALL_TARGET
+    assert isinstance(index.vectors, np.memmap) and index.vectors.dtype == np.float16
+    exact = ix.FeatureIndex.build(2 * x, kind="exact", metric=metric)
+    queries = x[::120] + np.random.default_rng(9).normal(size=(50, 64)).astype(np.float32)
+    d, a = index.search(2 * queries, 100)
+    de, b = exact.search(2 * queries, 100)
+    assert np.mean([len(np.intersect1d(p, q)) / 100 for p, q in zip(a, b, strict=True)]) >= 0.9
+    # distances are the exact ones of the rows found (float16 vectors), nearest first
+    assert (np.diff(d, axis=1) >= 0).all()
+    np.testing.assert_allclose(d[:, 0], de[:, 0], rtol=2e-2, atol=1e-3)
+    index.save(tmp_path / "saved")  # elsewhere: the vectors go with it
+    again = ix.FeatureIndex.load(tmp_path / "saved")
+    assert again.info == info
+    np.testing.assert_array_equal(again.search(queries[:5], 10)[1], index.search(queries[:5], 10)[1])
+    assert "compressed" in again.describe() and "8-byte codes" in again.describe()
+    np.save(tmp_path / "saved" / "vectors.npy", np.zeros((3, 64), np.float16))
+    with pytest.raises(InputError, match="vectors.npy is missing or damaged"):
+        ix.FeatureIndex.load(tmp_path / "saved")
+
+
+def test_auto_compresses_above_the_limit(monkeypatch, tmp_path):
+    monkeypatch.setattr(ix, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(ix, "COMPRESSED_FROM", 1000)
+    assert ix.FeatureIndex.build(clustered(800)).info.kind == "approximate"
+    assert ix.FeatureIndex.build(clustered(2000), folder=tmp_path).info.kind == "compressed"
+    assert ix._code_bytes(1280) == 160 and ix._code_bytes(100) == 10 and ix._code_bytes(7) == 1
