@@ -6,6 +6,7 @@ Feature extraction (:mod:`pipeline.oneshot.extraction`) and source finding on ma
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 from pipeline.errors import InputError
 from pipeline.progress import check_cancel
@@ -26,7 +27,21 @@ def run_tasks(function, jobs: dict, scheduler: str, cancel=None, what: str = "th
             check_cancel(cancel, what, then=then)
             yield key, function(*args)
         return
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
+
+    with dask_client(scheduler, min(len(jobs), os.cpu_count() or 1)) as client:
+        futures = {client.submit(function, *args, pure=False): key for key, args in jobs.items()}
+        for future in as_completed(futures):
+            check_cancel(cancel, what, then=then)
+            yield futures[future], future.result()
+
+
+@contextmanager
+def dask_client(scheduler: str, workers: int | None = None):
+    """A Dask client of a new local cluster of ``workers`` worker processes (default one per
+    core), one thread each and no dashboard (``scheduler="local"``), or of the running scheduler
+    at ``scheduler`` (``tcp://host:8786``); closed (and the local cluster stopped) on leaving."""
+    from dask.distributed import Client, LocalCluster
 
     if scheduler == "local":
         import dask
@@ -35,7 +50,7 @@ def run_tasks(function, jobs: dict, scheduler: str, cancel=None, what: str = "th
         # pages, metrics, a proxy to the workers) and dashboard_address=None puts it on :8787;
         # so: no bokeh dashboard, no pages on any server, and the scheduler's on a free local port.
         with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
-            cluster = LocalCluster(n_workers=max(1, min(len(jobs), os.cpu_count() or 1)), threads_per_worker=1,
+            cluster = LocalCluster(n_workers=max(1, workers or os.cpu_count() or 1), threads_per_worker=1,
                                    processes=True, dashboard_address=None,
                                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         client = Client(cluster)
@@ -46,10 +61,7 @@ def run_tasks(function, jobs: dict, scheduler: str, cancel=None, what: str = "th
             raise InputError(f"Cannot reach the Dask scheduler at {scheduler} ({exc}). Start it "
                              "(`dask scheduler`) or use --scheduler local.") from None
     try:
-        futures = {client.submit(function, *args, pure=False): key for key, args in jobs.items()}
-        for future in as_completed(futures):
-            check_cancel(cancel, what, then=then)
-            yield futures[future], future.result()
+        yield client
     finally:
         client.close()
         if cluster is not None:

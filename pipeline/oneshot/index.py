@@ -239,15 +239,7 @@ class FeatureIndex:
 
     def describe(self) -> str:
         """One line for the UI and the CLI."""
-        text = f"{self.info.kind} {self.info.metric} index of {self.info.n:,} vectors ({self.info.dim}-d)"
-        if self.info.kind != "exact":
-            text += f", IVF {self.info.nlist} cells, {self.info.nprobe} searched"
-        if self.info.kind == "compressed":
-            text += (f", {self.info.code_bytes}-byte codes, the best {self.info.rerank} x k re-ranked on float16 "
-                     "vectors on disk")
-        if self.info.kind != "exact":
-            text += f", measured recall@{self.info.recall_k} {self.info.recall:.3f}"
-        return text
+        return describe(self.info)
 
 
 def train_compressed(features, metric: str = DEFAULT_METRIC, seed: int = 0, transform=None) -> FeatureIndex:
@@ -277,6 +269,18 @@ def prepared_rows(features, rows, metric: str, transform=None) -> np.ndarray:
     float32 through ``transform``, prepared for ``metric`` (:func:`_prepared`)."""
     block = np.asarray(features[rows], np.float32)
     return _prepared(transform(block) if transform else block, metric)
+
+
+def describe(info: IndexInfo) -> str:
+    """One line for the UI and the CLI about an index described by ``info``."""
+    text = f"{info.kind} {info.metric} index of {info.n:,} vectors ({info.dim}-d)"
+    if info.kind != "exact":
+        text += f", IVF {info.nlist} cells, {info.nprobe} searched"
+    if info.kind == "compressed":
+        text += f", {info.code_bytes}-byte codes, the best {info.rerank} x k re-ranked on float16 vectors on disk"
+    if info.kind != "exact":
+        text += f", measured recall@{info.recall_k} {info.recall:.3f}"
+    return text
 
 
 def checked(info: IndexInfo, queries: np.ndarray, k: int) -> tuple[np.ndarray, int]:
