@@ -152,6 +152,22 @@ def test_index_and_search(tiny_set, tmp_path):
     assert "No galaxy catalogue" in one_line_error(result)
 
 
+def test_sharded_index_on_a_local_cluster(tiny_set, tmp_path):
+    out = tmp_path / "sharded"
+    result = run_cli("index", tiny_set.folder, "--catalog", tiny_set.folder / "catalog.csv", "--out", out,
+                     "--size", "64", "--scheduler", "synchronous", "--shards", "2")
+    assert result.returncode == 0, result.stderr
+    assert "compressed cosine index of 9 vectors" in result.stdout and "in 2 shards" in result.stdout
+    result = run_cli("search", out, "--prototype", "G0", "--n", "2", "--label", "kind", "--positive", "disc",
+                     "-o", tmp_path / "r.csv", "--scheduler", "local")
+    assert result.returncode == 0, result.stderr
+    assert "kind = disc: 2/2" in result.stdout and "in 2 shards" in result.stdout
+    assert "--scheduler must be" in one_line_error(run_cli("search", out, "--prototype", "G0", "-o",
+                                                           tmp_path / "x.csv", "--scheduler", "nowhere"))
+    assert "--shards must be at least 1" in one_line_error(run_cli(
+        "index", tiny_set.folder, "--catalog", tiny_set.folder / "catalog.csv", "--out", out, "--shards", "0"))
+
+
 def test_search_with_feedback(tiny_index, tmp_path):
     out = tmp_path / "fed.csv"
     result = run_cli("search", tiny_index, "--prototype", "G0", "--n", "3", "--good", "G3", "--bad", "G1",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline.cli.checks import at_least, never_over_inputs, output_folder
+from pipeline.cli.checks import at_least, never_over_inputs, output_folder, scheduler_name
 from pipeline.errors import InputError
 from pipeline.oneshot.backbones import BACKBONES, DEFAULT_BACKBONE
 from pipeline.oneshot.views import CROPS, DEFAULT_CROP, DEFAULT_INVARIANCE, INVARIANCES
@@ -30,8 +30,12 @@ def add_index_parser(commands) -> None:
     p.add_argument("--weights", help="weights file for the model (default: the shipped/cached ones)")
     p.add_argument("--size", type=int, default=224, help="network input size in pixels (default 224)")
     p.add_argument("--metric", choices=["cosine", "l2"], default="cosine", help="distance (default cosine)")
-    p.add_argument("--kind", choices=["auto", "exact", "approximate"], default="auto",
-                   help="faiss index kind (default auto: exact up to 100,000 images)")
+    p.add_argument("--kind", choices=["auto", "exact", "approximate", "compressed"], default="auto",
+                   help="faiss index kind (default auto: exact up to 100,000 images, approximate up to 10^6, "
+                   "compressed above: product-quantised codes in memory, float16 vectors on disk for re-ranking)")
+    p.add_argument("--shards", type=int, default=1,
+                   help="split a compressed index into this many shards, built and served by the workers of "
+                   "--scheduler (default 1: not split)")
     p.add_argument("--engine", choices=["onnx", "torch"], default="onnx", help="inference engine (default onnx)")
     p.add_argument("--crop", choices=list(CROPS), default=DEFAULT_CROP,
                    help="what the network sees: 'galaxy' (default: the central galaxy, cropped to the radius holding "
@@ -43,7 +47,8 @@ def add_index_parser(commands) -> None:
     p.add_argument("--scheduler", default="auto",
                    help="Dask: 'auto' (default: this process below 2,000 images, a local cluster from 2,000), "
                    "'synchronous' (this process), 'local' (a local cluster) or a scheduler address such as "
-                   "tcp://host:8786")
+                   "tcp://host:8786; its workers need the images, and for --shards the index folder, at the same "
+                   "paths")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
@@ -55,6 +60,7 @@ def cmd_index(args) -> int:
     from pipeline.oneshot.store import build_store
 
     at_least(args.size, 32, "--size")  # the network's last feature maps are size / 32 pixels
+    at_least(args.shards, 1, "--shards")
     galaxies = GalaxySet.open(args.catalog, images_dir=args.images_dir)
     for note in galaxies.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -69,7 +75,8 @@ def cmd_index(args) -> int:
 
         store = build_store(galaxies, args.out, backbone=args.model, weights=args.weights, size=args.size,
                             metric=args.metric, kind=args.kind, engine=args.engine, scheduler=args.scheduler,
-                            crop=args.crop, invariance=args.invariance, progress=progress)
+                            crop=args.crop, invariance=args.invariance, shards=args.shards, progress=progress)
+    store.close()
     if not args.quiet:
         print(store.describe())
         print(f"-> {args.out}")
@@ -104,24 +111,39 @@ def add_search_parser(commands) -> None:
     p.add_argument("--label", help="label column to count, e.g. bpt_class")
     p.add_argument("--positive", help="the value that counts, e.g. AGN")
     p.add_argument("-o", "--output", required=True, help="result file: .csv, or .vot/.xml for VOTable")
+    p.add_argument("--scheduler", default="local",
+                   help="for an index built with --shards: the Dask workers that serve its shards, 'local' "
+                   "(default: a local cluster of one worker per shard) or a running scheduler's address such as "
+                   "tcp://host:8786 (its workers need the index folder at the same path)")
     p.add_argument("--quiet", action="store_true", help="print only the statistics")
     p.set_defaults(func=cmd_search)
 
 
 def cmd_search(args) -> int:
-    from astropy.table import vstack
-
-    from pipeline.oneshot import search
-    from pipeline.oneshot.stats import check_label
-    from pipeline.oneshot.store import FeatureStore, image_features
-    from pipeline.provenance import PROVENANCE
-    from pipeline.tables import check_output, write_table
+    from pipeline.oneshot.store import FeatureStore
+    from pipeline.tables import check_output
 
     _check_search_options(args)
     check_output(args.output)
     never_over_inputs("-o", args.output, inputs=[*(args.prototype_image or ()), args.prototypes],
                       folders=[(args.index, "index folder")])
-    store = FeatureStore.open(args.index)
+    scheduler_name(args.scheduler)
+    store = FeatureStore.open(args.index, scheduler=args.scheduler)
+    try:
+        return _search(args, store)
+    finally:
+        store.close()
+
+
+def _search(args, store) -> int:
+    from astropy.table import vstack
+
+    from pipeline.oneshot import search
+    from pipeline.oneshot.stats import check_label
+    from pipeline.oneshot.store import image_features
+    from pipeline.provenance import PROVENANCE
+    from pipeline.tables import write_table
+
     if args.label:
         check_label(store.catalog, args.label, args.positive)
     prototypes = _prototypes(args, store)

@@ -244,7 +244,7 @@ class FeatureIndex:
 
 def train_compressed(features, metric: str = DEFAULT_METRIC, seed: int = 0, transform=None) -> FeatureIndex:
     """An empty compressed index (``IndexIVFPQ``) of ``_cells(len(features))`` cells and
-    ``_code_bytes(dim)``-byte codes, trained on ``TRAIN_SAMPLE`` rows of ``features`` (at least
+    ``_code_bytes(dim)``-byte codes (fewer bits for a set under 256 vectors), trained on ``TRAIN_SAMPLE`` rows of ``features`` (at least
     40 per cell) drawn with ``seed``: :meth:`FeatureIndex.filled` adds rows to copies of it."""
     import faiss
 
@@ -256,12 +256,13 @@ def train_compressed(features, metric: str = DEFAULT_METRIC, seed: int = 0, tran
     sample = prepared_rows(features, np.sort(rng.choice(n, size=min(n, max(TRAIN_SAMPLE, 40 * nlist)), replace=False)),
                            metric, transform)
     dim = sample.shape[1]
-    codes = _code_bytes(dim)
-    index = faiss.IndexIVFPQ(_quantizer(metric, dim), dim, nlist, codes, 8, _faiss_metric(metric))
+    parts = _code_bytes(dim)
+    bits = 8 if len(sample) >= 256 else max(1, int(math.log2(len(sample))))  # a tiny set: fewer codes per part
+    index = faiss.IndexIVFPQ(_quantizer(metric, dim), dim, nlist, parts, bits, _faiss_metric(metric))
     index.cp.seed = index.pq.cp.seed = seed
     index.train(sample)
     return FeatureIndex(index, IndexInfo(metric, "compressed", 0, dim, nlist=nlist, nprobe=1, rerank=RERANK_FACTORS[0],
-                                         code_bytes=codes))
+                                         code_bytes=index.code_size))
 
 
 def prepared_rows(features, rows, metric: str, transform=None) -> np.ndarray:

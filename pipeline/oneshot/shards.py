@@ -56,10 +56,11 @@ SHARDS_FILE = "shards.json"
 
 
 def build_shards(features_file, folder, shards: int, metric: str = DEFAULT_METRIC, scheduler: str = "local",
-                 seed: int = 0, transform=None, progress=None) -> None:
+                 seed: int = 0, transform=None, build: str = "", progress=None) -> None:
     """Split the rows of ``features_file`` (an .npy of (n, dim), through ``transform``) into
     ``shards`` compressed indexes in ``folder``, built by the workers of ``scheduler``; tune the
-    whole and write shards.json last (a folder without it is not an index)."""
+    whole and write shards.json last (a folder without it is not an index). ``build``: the id of
+    the feature store it belongs to."""
     import faiss
 
     features_file, folder = Path(features_file).resolve(), Path(folder).resolve()
@@ -79,7 +80,7 @@ def build_shards(features_file, folder, shards: int, metric: str = DEFAULT_METRI
     report(progress, 0, shards, "building the shards")
     for done, _ in enumerate(run_tasks(_fill_shard, jobs, scheduler, what="building the shards"), 1):
         report(progress, done, shards, "building the shards")
-    whole = IndexInfo(**{**info, "n": n})
+    whole = IndexInfo(**{**info, "n": n, "build": build})
     with ShardedIndex(folder, whole, parts, scheduler) as index:
         rng = np.random.default_rng(seed + 1)
         queries = prepared_rows(features, np.sort(rng.choice(n, size=min(RECALL_QUERIES, n), replace=False)),

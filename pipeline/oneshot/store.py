@@ -7,7 +7,10 @@
                              of each galaxy's view (:mod:`pipeline.oneshot.views`)
     INDEX_DIR/head.npz       the invariance head, when the store has one (:mod:`pipeline.oneshot.head`)
     INDEX_DIR/index.faiss    the faiss index of the search vectors (the features through the head,
-                             if any; + index.json: metric, kind, measured recall, build id)
+                             if any; + index.json: metric, kind, measured recall, build id; and for
+                             a compressed index vectors.npy, its float16 vectors)
+    INDEX_DIR/shards/        instead, when built with ``shards`` > 1: a compressed index split
+                             into shards served by Dask workers (:mod:`pipeline.oneshot.shards`)
     INDEX_DIR/top_*.npy      per feature, the images that activate it most (the feature atlas)
     INDEX_DIR/store.json     the model, input size and preprocessing, the images' folder, counts,
                              the build id, the ids' digest and a fingerprint of each .npy/.faiss file
@@ -70,6 +73,7 @@ from pipeline.oneshot.galaxies import (
 )
 from pipeline.oneshot.head import SAMPLE, InvarianceHead, fit_head
 from pipeline.oneshot.index import BUILD_COMMAND, DEFAULT_METRIC, FeatureIndex
+from pipeline.oneshot.shards import ShardedIndex, build_shards
 from pipeline.progress import report
 
 try:
@@ -79,8 +83,8 @@ except ImportError:  # Windows has no fcntl: builds there are not locked against
 
 CHUNK = 128  # images per Dask task: big enough to amortise a task, small enough to resume often
 STORE_VERSION = 3  # 2: build id, ids digest, fingerprints; parts beside the store. 3: views and head
-STORE_FILES = ("catalog.csv", "features.npy", "index.faiss", "index.json", "top_rows.npy", "top_values.npy",
-               "head.npz", "store.json")
+STORE_FILES = ("catalog.csv", "features.npy", "index.faiss", "index.json", "vectors.npy", "top_rows.npy",
+               "top_values.npy", "head.npz", "store.json", "shards")
 FINGERPRINTED = ("features.npy", "index.faiss", "top_rows.npy", "top_values.npy")  # and head.npz if any
 FINGERPRINT_BYTES = 1 << 20  # hashed at each end of a file: cheap even for a 5 GB features.npy
 _CACHE_LOCK = threading.Lock()  # one build of a cached store at a time in this process (cached_store)
@@ -100,15 +104,17 @@ class FeatureStore:
     head: InvarianceHead | None = None
 
     @classmethod
-    def open(cls, folder) -> FeatureStore:
+    def open(cls, folder, scheduler: str = "local") -> FeatureStore:
         """The store in ``folder``, every file checked against store.json; InputError naming the
-        file that is missing, damaged or from another build."""
+        file that is missing, damaged or from another build. A sharded index is served by the
+        workers of ``scheduler`` (a local cluster, or a running scheduler's address): :meth:`close`
+        the store when done."""
         folder = Path(folder)
         if not (folder / "store.json").is_file():
             raise InputError(f"{folder} holds no complete feature store: build it with "
                              f"`{BUILD_COMMAND.format(folder=folder)}`.")
         meta = _read_meta(folder)
-        for name in _fingerprinted(meta["invariance"]):
+        for name in _fingerprinted(meta):
             if not (folder / name).is_file():
                 raise _damaged(folder, name, "is missing")
             if _fingerprint(folder / name) != meta["files"].get(name):
@@ -123,7 +129,7 @@ class FeatureStore:
         features = _array(folder, "features.npy", (meta["n"], meta["dim"]), np.float32)
         for name, dtype in (("top_rows.npy", np.int32), ("top_values.npy", np.float32)):
             _array(folder, name, (meta["dim"], meta["top_k"]), dtype)
-        index = FeatureIndex.load(folder)
+        index = ShardedIndex.open(folder / "shards", scheduler) if meta["shards"] > 1 else FeatureIndex.load(folder)
         if index.info.build != meta["build"] or (index.info.n, index.info.dim) != features.shape:
             raise _damaged(folder, "index.json", "belongs to another build than store.json")
         head = None
@@ -134,6 +140,11 @@ class FeatureStore:
                 raise _damaged(folder, "head.npz", f"is {exc}") from None
         _clean_leftovers(folder)
         return cls(folder, catalog, features, index, meta, head)
+
+    def close(self) -> None:
+        """Stop serving a sharded index (nothing to do for the others)."""
+        if isinstance(self.index, ShardedIndex):
+            self.index.close()
 
     def __post_init__(self):
         self._rows = {str(v): i for i, v in enumerate(self.catalog["id"])}
@@ -173,18 +184,22 @@ class FeatureStore:
 def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weights=None,
                 size: int = 224, metric: str = DEFAULT_METRIC, kind: str = "auto", engine: str = "onnx",
                 scheduler: str = "auto", chunk: int = CHUNK, crop: str = views.DEFAULT_CROP,
-                invariance: str = views.DEFAULT_INVARIANCE, progress=None,
+                invariance: str = views.DEFAULT_INVARIANCE, shards: int = 1, progress=None,
                 cancel: threading.Event | None = None) -> FeatureStore:
     """Extract the features of every image of ``galaxies`` with ``backbone`` at ``size`` px, of
     the views ``crop`` and ``invariance`` make (:mod:`pipeline.oneshot.views`; with the "head",
-    fit it), index them and write the store to ``out``, replacing a store there as a whole (see
-    the module docstring). ``progress(done, total, stage)`` (:mod:`pipeline.progress`) counts
+    fit it), index them (with ``shards`` > 1 in a compressed index split into that many shards,
+    built and then served by the workers of ``scheduler``) and write the store to ``out``,
+    replacing a store there as a whole (see the module docstring). ``progress(done, total, stage)`` (:mod:`pipeline.progress`) counts
     images; ``cancel`` stops between chunks (finished chunks are kept for the next run; a store
     already in ``out`` is left as it was)."""
     from pipeline.oneshot import features as feat  # torch: only where a network runs
 
     out = Path(out).expanduser().resolve()  # the swap moves the real folder, never a link to it
     views.check_options(crop, invariance)
+    if shards < 1 or shards > 1 and kind not in ("auto", "compressed"):
+        raise InputError(f"Shards are parts of a compressed index: give at least 1 shard and kind compressed (or "
+                         f"auto); got {shards} shard(s) of kind {kind!r}.")
     if invariance == "head" and len(galaxies) < 2:
         raise InputError(f"The set holds {len(galaxies)} galaxy: an invariance head is learnt from several. Use "
                          "--invariance dihedral (or none) for it.")
@@ -218,9 +233,8 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
                 "weights_sha256": model.digest, "input_px": int(size),
                 "preprocessing": f"{PREPROCESSING_NOTE} {views.describe(crop, invariance)} Then: {feat.PREPROCESSING}",
                 "engine": engine, "crop": crop, "invariance": invariance, "views_version": views.VIEWS_VERSION,
-                "notes": galaxies.notes, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
-        index = FeatureIndex.build(head.apply(features) if head is not None else features, metric=metric, kind=kind)
-        _write_store(out, galaxies.catalog, features, index, meta, head)
+                "notes": galaxies.notes, "built": time.strftime("%Y-%m-%d %H:%M:%S"), "shards": int(shards)}
+        _write_store(out, galaxies.catalog, features, meta, head, metric, kind, scheduler)
         shutil.rmtree(parts, ignore_errors=True)
     return FeatureStore.open(out)
 
@@ -289,13 +303,19 @@ def _extract_in_parts(parts: Path, prefix: str, ids: list[str], files: list[str]
     return np.concatenate([np.load(parts / names[s]) for s in starts])
 
 
-def _fingerprinted(invariance: str) -> tuple[str, ...]:
-    return FINGERPRINTED + (("head.npz",) if invariance == "head" else ())
+def _fingerprinted(meta: dict) -> tuple[str, ...]:
+    """The files of a store whose fingerprints store.json keeps."""
+    if meta["shards"] > 1:
+        names = tuple(name for name in FINGERPRINTED if name != "index.faiss") + ("shards/shards.json",)
+    else:
+        names = FINGERPRINTED + (("vectors.npy",) if meta["index_kind"] == "compressed" else ())
+    return names + (("head.npz",) if meta["invariance"] == "head" else ())
 
 
-def _write_store(out: Path, catalog: Table, features: np.ndarray, index: FeatureIndex, meta: dict,
-                 head: InvarianceHead | None = None) -> None:
-    """Write every file of a store into a new build folder beside ``out``, then swap it in."""
+def _write_store(out: Path, catalog: Table, features: np.ndarray, meta: dict, head: InvarianceHead | None,
+                 metric: str, kind: str, scheduler: str) -> None:
+    """Write every file of a store into a new build folder beside ``out``, then swap it in; the
+    index (of ``metric`` and ``kind``, sharded when ``meta["shards"]`` > 1) is built there."""
     from pipeline.oneshot.atlas import top_activations
 
     build = uuid.uuid4().hex[:16]
@@ -306,14 +326,23 @@ def _write_store(out: Path, catalog: Table, features: np.ndarray, index: Feature
         if head is not None:
             head.save(staging / "head.npz")
         catalog.write(staging / "catalog.csv", format="ascii.csv")
-        index.info.build = build
-        index.save(staging)
+        transform = head.apply if head is not None else None
+        if meta["shards"] > 1:
+            build_shards(staging / "features.npy", staging / "shards", meta["shards"], metric,
+                         "local" if scheduler in ("auto", "synchronous") else scheduler, transform=transform,
+                         build=build)
+            kind = "compressed"
+        else:
+            index = FeatureIndex.build(np.load(staging / "features.npy", mmap_mode="r"), metric=metric, kind=kind,
+                                       folder=staging, transform=transform)
+            index.info.build, kind = build, index.info.kind
+            index.save(staging)
         rows, values = top_activations(features)
         np.save(staging / "top_rows.npy", rows)
         np.save(staging / "top_values.npy", values)
         meta = {**meta, "build": build, "dim": int(features.shape[1]), "top_k": int(rows.shape[1]),
-                "ids_sha1": _ids_digest(catalog["id"]),
-                "files": {name: _fingerprint(staging / name) for name in _fingerprinted(meta["invariance"])}}
+                "ids_sha1": _ids_digest(catalog["id"]), "index_kind": kind}
+        meta["files"] = {name: _fingerprint(staging / name) for name in _fingerprinted(meta)}
         (staging / "store.json").write_text(json.dumps(meta, indent=2))  # last: the build is complete
         try:
             replace_folder(staging, out)
@@ -421,9 +450,11 @@ def _read_meta(folder: Path) -> dict:
                          f"version {meta.get('version')!r}, views version {meta.get('views_version')!r}; this one "
                          f"reads {STORE_VERSION} and {views.VIEWS_VERSION}). Build it again with "
                          f"`{BUILD_COMMAND.format(folder=folder)}`.")
+    meta.setdefault("shards", 1)  # written since shards came: the stores before have one uncompressed index
+    meta.setdefault("index_kind", "exact")
     needed = {"build": str, "n": int, "dim": int, "top_k": int, "ids_sha1": str, "files": dict, "images": str,
               "size_px": int, "name": str, "backbone": str, "weights": str, "input_px": int, "engine": str,
-              "model_label": str, "crop": str, "invariance": str}
+              "model_label": str, "crop": str, "invariance": str, "shards": int, "index_kind": str}
     wrong = [key for key, kind in needed.items() if not isinstance(meta.get(key), kind)]
     if not wrong and (meta["crop"] not in views.CROPS or meta["invariance"] not in views.INVARIANCES):
         wrong = ["crop", "invariance"]

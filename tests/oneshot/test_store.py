@@ -96,3 +96,23 @@ def test_auto_scheduler_picks_a_local_cluster_for_a_large_set(monkeypatch):
         assert extraction.pick_scheduler(given, 10) == extraction.pick_scheduler(given, 10_000) == given
     monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one core: no cluster can help
     assert extraction.pick_scheduler("auto", 10_000) == "synchronous"
+
+
+def test_compressed_and_sharded_stores(tiny_set, tmp_path):
+    compressed = store.build_store(tiny_set, tmp_path / "c", size=64, scheduler="synchronous", kind="compressed",
+                                   invariance="none")
+    assert compressed.index.info.kind == "compressed" and compressed.meta["index_kind"] == "compressed"
+    assert list(search.one_shot(compressed, "G0", 2)["kind"]) == ["disc", "disc"]
+    with pytest.raises(InputError, match="kind compressed"):
+        store.build_store(tiny_set, tmp_path / "bad", size=64, kind="exact", shards=2)
+    sharded = store.build_store(tiny_set, tmp_path / "s", size=64, scheduler="synchronous", shards=2)
+    try:
+        assert "in 2 shards" in sharded.describe() and sharded.index.info.build == sharded.meta["build"]
+        assert list(search.one_shot(sharded, "G0", 2)["kind"]) == ["disc", "disc"]
+    finally:
+        sharded.close()
+    with open(tmp_path / "c" / "vectors.npy", "r+b") as f:
+        f.seek(-8, os.SEEK_END)
+        f.write(b"garbled!")
+    with pytest.raises(InputError, match="vectors.npy does not match"):
+        store.FeatureStore.open(tmp_path / "c")
