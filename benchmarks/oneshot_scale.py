@@ -184,6 +184,41 @@ def scale_table(work: Path, real: np.ndarray, sizes) -> list[dict]:
     return rows
 
 
+def shards_table(work: Path, real: np.ndarray, n: int, shards: int) -> list[dict]:
+    import faiss
+
+    from pipeline.oneshot.index import FeatureIndex, IndexInfo
+    from pipeline.oneshot.shards import ShardedIndex, build_shards
+
+    path, queries, truth, described = vectors_file(work, real, n)
+    folder = work / f"shards-{n}"
+    t0 = time.perf_counter()
+    build_shards(path, folder, shards, scheduler="local")
+    build_s = time.perf_counter() - t0
+    with ShardedIndex.open(folder, "local") as sharded:
+        info = sharded.info
+        _timed(sharded.search, queries[:10])  # the actors' first calls
+        ms, found = _timed(sharded.search, queries)
+        distances = np.array([sharded.search(q[None], K)[0][0] for q in queries])
+    one_folder = work / f"one-{n}"
+    one_folder.mkdir(exist_ok=True)
+    trained = FeatureIndex(faiss.read_index(str(folder / "trained.faiss")), IndexInfo(**{**vars(info), "n": 0}))
+    t0 = time.perf_counter()
+    one = trained.filled(np.load(path, mmap_mode="r"), 0, n, one_folder)
+    one_s = time.perf_counter() - t0
+    one.info.nprobe, one.info.rerank = info.nprobe, info.rerank
+    one_ms, one_found = _timed(one.search, queries)
+    one_distances = np.array([one.search(q[None], K)[0][0] for q in queries])
+    return [{"n": n, "shards": shards, "nlist": info.nlist, "nprobe": info.nprobe, "rerank": info.rerank,
+             "build_s": build_s, "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+             f"recall@{K}": _recall(found, truth), "tuned_recall": info.recall,
+             "same_rows": float(np.mean(found == one_found)),
+             "max_distance_difference": float(np.abs(distances - one_distances).max()),
+             "one_index_fill_s": one_s, "one_index_p50_ms": float(np.percentile(one_ms, 50)),
+             "one_index_p95_ms": float(np.percentile(one_ms, 95)), f"one_index_recall@{K}": _recall(one_found, truth),
+             "noise_s": described["noise_s"]}]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000000", help="compressed index sizes (vectors)")
@@ -206,7 +241,10 @@ def main(argv=None):
             "n = 10^7": "p95 < 10 ms, recall@100 >= 0.95, index in RAM < 2 GB, build peak < 8 GB",
             "load_1min": os.getloadavg()[0]})
     if "shards" in tables:
-        from shards_bench import shard_table  # noqa: F401  (written with the sharded index)
+        rows = shards_table(args.work, real, args.shard_n, args.shards)
+        report("oneshot_shards", rows, targets={
+            f"{args.shards} local workers, {args.shard_n:,} vectors": "the same answers as one index",
+            "load_1min": os.getloadavg()[0]})
 
 
 if __name__ == "__main__":

@@ -166,17 +166,17 @@ class FeatureIndex:
 
     def candidates(self, q: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """faiss's scores and rows of the ``count`` nearest of each prepared query (by the codes
-        for a compressed index); a query whose IVF cells searched held fewer (small cells) is
-        searched again with twice the cells until it has them all."""
+        for a compressed index), :func:`filling` the list from more cells when it must."""
+        if self.info.kind == "exact":
+            return self.index.search(q, count)
+        return filling(self.in_cells, q, count, self.info.nprobe, self.info.nlist)
+
+    def in_cells(self, q: np.ndarray, count: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's scores and rows of the ``count`` nearest of each prepared query among the
+        vectors of its ``nprobe`` nearest IVF cells (rows of -1 when they hold fewer)."""
         import faiss
 
-        nprobe = self.info.nprobe if self.info.kind != "exact" else 0
-        scores, rows = self.index.search(q, count, params=faiss.SearchParametersIVF(nprobe=nprobe) if nprobe else None)
-        while nprobe and nprobe < self.info.nlist and (short := rows[:, -1] < 0).any():
-            nprobe = min(2 * nprobe, self.info.nlist)
-            scores[short], rows[short] = self.index.search(q[short], count,
-                                                           params=faiss.SearchParametersIVF(nprobe=nprobe))
-        return scores, rows
+        return self.index.search(q, count, params=faiss.SearchParametersIVF(nprobe=nprobe))
 
     def rescore(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact scores (inner products for cosine, squared distances for l2) of each prepared
@@ -334,6 +334,16 @@ def tune(index, queries: np.ndarray, truth: np.ndarray) -> None:
         if measured[nprobe][1] >= RECALL_TARGET:
             break
     info.nprobe, info.recall, info.recall_k = nprobe, measured[nprobe][0], k
+
+
+def filling(in_cells, q: np.ndarray, count: int, nprobe: int, nlist: int) -> tuple[np.ndarray, np.ndarray]:
+    """``in_cells(q, count, nprobe)``'s scores and rows; a query whose cells held fewer than
+    ``count`` (small cells) is asked again with twice the cells until it has them all."""
+    scores, rows = in_cells(q, count, nprobe)
+    while nprobe < nlist and (short := rows[:, -1] < 0).any():
+        nprobe = min(2 * nprobe, nlist)
+        scores[short], rows[short] = in_cells(q[short], count, nprobe)
+    return scores, rows
 
 
 def distances(scores: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:

@@ -8,14 +8,15 @@ its vectors (:mod:`pipeline.oneshot.index`, kind ``compressed``). A sharded inde
                          tuned cells searched and re-ranking factor, measured recall) and each
                          shard's folder and rows
     FOLDER/shard-000/    a compressed index (index.faiss, index.json, vectors.npy) of its rows
+    FOLDER/trained.faiss the trained, empty index every shard is a copy of
 
 Every shard is a copy of one trained index (the same IVF cells and codebooks, trained once on a
 sample of the whole set) holding its own rows. A search fans out twice: each shard returns its
 ``pool`` best candidates by their codes; of all of them, the ``pool`` best - those one index of
 every row would re-rank - are scored on their vectors by the shards that hold them, and the
 best k kept. The answer is that of one compressed index of all the rows with the same training
-(the benchmark checks it), as long as the cells a shard searches hold the candidates asked
-(otherwise that shard searches more cells, as one index does).
+(the benchmark checks it): where the cells searched hold fewer candidates than asked, every
+shard searches more cells, as one index does.
 
 The shards are built and served by the workers of ``scheduler`` ("local": a local cluster of
 one worker per shard; or a running scheduler's address, ``tcp://host:8786``). Workers read the
@@ -44,6 +45,7 @@ from pipeline.oneshot.index import (
     describe,
     distances,
     exact,
+    filling,
     pool,
     prepared_rows,
     train_compressed,
@@ -72,6 +74,8 @@ def build_shards(features_file, folder, shards: int, metric: str = DEFAULT_METRI
     (folder / SHARDS_FILE).unlink(missing_ok=True)
     trained = train_compressed(features, metric, seed, transform)
     blob, info = faiss.serialize_index(trained.index), asdict(trained.info)
+    with atomic_write(folder / "trained.faiss") as tmp:
+        faiss.write_index(trained.index, str(tmp))
     bounds = np.linspace(0, n, shards + 1).astype(int)
     parts = [{"folder": f"shard-{i:03d}", "start": int(a), "stop": int(b)}
              for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
@@ -110,9 +114,8 @@ class ShardServer:
         faiss.omp_set_num_threads(1)  # one thread per worker
         self.index, self.start = FeatureIndex.load(folder), start
 
-    def candidates(self, q: np.ndarray, count: int, nprobe: int):
-        self.index.info.nprobe = nprobe
-        scores, rows = self.index.candidates(q, min(count, self.index.info.n))
+    def in_cells(self, q: np.ndarray, count: int, nprobe: int):
+        scores, rows = self.index.in_cells(q, count, nprobe)
         return scores, np.where(rows >= 0, rows + self.start, -1)
 
     def rescore(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -160,14 +163,19 @@ class ShardedIndex:
         """As :meth:`FeatureIndex.search`: (distances, rows), each (m, k), nearest first."""
         q, k = checked(self.info, queries, k)
         count, metric = pool(self.info, k), self.info.metric
-        found = self._each("candidates", q, count, self.info.nprobe)
-        scores, rows = np.concatenate([s for s, _ in found], 1), np.concatenate([r for _, r in found], 1)
-        scores[rows < 0] = -np.inf if metric == "cosine" else np.inf
-        _, rows = best(scores, rows, count, metric)  # the candidates one index would re-rank
+        _, rows = filling(self._in_cells, q, count, self.info.nprobe, self.info.nlist)  # those one index re-ranks
         rescored = np.stack(self._each("rescore", q, rows))  # each shard scores its own rows
         scores = rescored.max(0) if metric == "cosine" else rescored.min(0)
         scores, rows = best(scores, rows, k, metric)
         return distances(scores, rows, metric), rows.astype(np.int64)
+
+    def _in_cells(self, q: np.ndarray, count: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``count`` best by the codes in the ``nprobe`` nearest cells, over every shard (rows of
+        -1 when those cells hold fewer): what one index's :meth:`FeatureIndex.in_cells` gives."""
+        found = self._each("in_cells", q, count, nprobe)
+        scores, rows = np.concatenate([s for s, _ in found], 1), np.concatenate([r for _, r in found], 1)
+        scores[rows < 0] = -np.inf if self.info.metric == "cosine" else np.inf
+        return best(scores, rows, count, self.info.metric)
 
     def exact(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Brute-force scores and rows (m, k) of prepared queries over every shard's vectors."""
