@@ -1,8 +1,8 @@
 """The explorer's long work as it runs in a worker process (:mod:`explorer.background`): top-level
 functions of plain arguments (paths, names, numbers, tables), so they pickle, each called as
 ``work(progress, cancel, share)`` once bound with ``functools.partial``: source finding, the
-embedding of a cube's candidates for "find similar", and the one-shot tab's recursive search.
-They import only :mod:`pipeline`, which the worker server has imported already."""
+embedding of a cube's candidates for "find similar", and the one-shot tab's recursive search and
+map. They import only :mod:`pipeline`, which the worker server has imported already."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pipeline.alma import reliability as reliability_check
 from pipeline.alma.companions import open_companion
 from pipeline.alma.cube import open_cube
 from pipeline.oneshot import search
+from pipeline.oneshot.feature_map import layout
 from pipeline.oneshot.store import FeatureStore
 from pipeline.vetting import similar
 
@@ -62,3 +63,10 @@ def embed_candidates(cube_path, candidates, progress, cancel, share):
     similar candidates (:func:`pipeline.vetting.similar.embed_candidates`)."""
     with open_cube(cube_path) as cube:
         return similar.embed_candidates(cube, candidates, progress=progress, cancel=cancel)
+
+
+def feature_map(store, progress, cancel, share):
+    """The 2-D map of ``store`` (a :class:`FeatureStore`, or its folder: opened here): positions
+    (n, 2), from the cache when made before (:func:`pipeline.oneshot.feature_map.layout`)."""
+    store = store if isinstance(store, FeatureStore) else FeatureStore.open(store)
+    return layout(store, progress=progress, cancel=cancel)

@@ -21,6 +21,7 @@ from astropy.table import Table
 
 from explorer import jobs, uploads
 from explorer.background import BackgroundJob
+from explorer.feature_map_view import FeatureMapView
 from explorer.files import check_store_images, index_folders
 from explorer.galaxy_browser import THUMB_PX, GalaxyBrowser, png_bytes
 from explorer.oneshot_plots import iteration_chart, provenance_plot
@@ -77,7 +78,7 @@ class OneShotViewer(pn.viewable.Viewer):
         self.disliked: set[str] = set()
         self._upload_vector = None
         self._upload_rgb = None
-        self._upload_name = ""
+        self._upload_caption = ""
         self._upload_dir = uploads.session_folder()
         self._thumbs: dict[str, bytes] = {}
         self.job = BackgroundJob(self._on_job_done, self._on_job_error, lambda text: setattr(self, "status", text))
@@ -104,6 +105,10 @@ class OneShotViewer(pn.viewable.Viewer):
                            for suffix, label in ((".csv", "CSV"), (".vot", "VOTable"))]
         self.browser = GalaxyBrowser(self)
         self.vetting = NeighbourVetting(self)
+        self.feature_map = FeatureMapView(self)
+        self._tabs = pn.Tabs(("Recursive search", self.recursive_panel), ("Browse prototypes", self.browser),
+                             ("Feature map", self.feature_map), dynamic=True, css_classes=["oneshot-tabs"])
+        self._tabs.param.watch(lambda e: e.new == 2 and self.feature_map.activate(), "active")
         self._loaded = False
 
     # ---- the galaxy set -------------------------------------------------------------------
@@ -149,6 +154,7 @@ class OneShotViewer(pn.viewable.Viewer):
         simulated = "simulated" in store.catalog.colnames and bool(np.any(store.catalog["simulated"]))
         self._notice.object, self._notice.visible = (survey.SIMULATED_NOTE, simulated)
         self.browser.page = 0
+        self.feature_map.refresh()
         # start from a galaxy with the counted label, so the first view already shows the idea
         counted = self.browser.rows(positive_only=True)
         self.choose(str(store.catalog["id"][counted[0] if counted else 0]))
@@ -280,12 +286,25 @@ class OneShotViewer(pn.viewable.Viewer):
             return
         finally:
             path.unlink(missing_ok=True)
-        self._upload_name = name
+        self.search_from_vector(vector, rgb, f"uploaded: {name}")
+
+    def search_from_vector(self, vector: np.ndarray, rgb: np.ndarray, caption: str):
+        """Search from a feature vector of the store's model (an uploaded image's, or the mean of
+        galaxies selected on the map), shown as ``rgb`` with ``caption``; feedback is forgotten."""
+        self._upload_caption = caption
         self._upload_vector, self._upload_rgb = vector, rgb
         self.prototype = ""
         self.forget_feedback()
         self.show_error("")
         self._set_result(search.one_shot(self.store, vector, self.n), "direct")
+
+    def mark(self, ids, good: bool):
+        """Mark the galaxies ``ids`` good (or bad) for the next re-ranking, as their cards' buttons do."""
+        mine, other = (self.liked, self.disliked) if good else (self.disliked, self.liked)
+        mine.update(ids)
+        other.difference_update(ids)
+        self._show_feedback()
+        self.version += 1
 
     def show_error(self, text):
         self._error.object, self._error.visible = text, bool(text)
@@ -319,7 +338,7 @@ class OneShotViewer(pn.viewable.Viewer):
         if self.store is None or (not self.prototype and self._upload_vector is None):
             return pn.pane.Markdown("")
         if self._upload_vector is not None:
-            image, caption = png_bytes(self._upload_rgb, 2 * THUMB_PX), f"uploaded: {self._upload_name}"
+            image, caption = png_bytes(self._upload_rgb, 2 * THUMB_PX), self._upload_caption
         else:
             image = png_bytes(self.store.galaxies.rgb(self.store.row_of(self.prototype)), 2 * THUMB_PX)
             caption = f"{self.prototype}" + (f" | {self.label} = {self._label_of(self.prototype)}"
@@ -442,9 +461,7 @@ class OneShotViewer(pn.viewable.Viewer):
             Text(self.param.status, wrap=True, css_classes=["oneshot-status"]),
             self.info_panel,
             pn.Row(self.prototype_panel, self.neighbours_panel),
-            pn.Tabs(("Recursive search", self.recursive_panel),
-                    ("Browse prototypes", self.browser),
-                    dynamic=True),
+            self._tabs,
             sizing_mode="stretch_width")
         return pn.Row(controls, results, sizing_mode="stretch_width")
 

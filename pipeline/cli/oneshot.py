@@ -281,18 +281,11 @@ def add_map_parser(commands) -> None:
 
 
 def cmd_map(args) -> int:
-    from pipeline.oneshot.feature_map import layout
-    from pipeline.provenance import PROVENANCE, provenance
+    from pipeline.oneshot.feature_map import layout, map_table
     from pipeline.tables import write_table
 
     store = _index_for_table(args)
-    positions = layout(store)
-    table = store.catalog.copy()
-    table.add_column(positions[:, 0], name="map_x", index=1)
-    table.add_column(positions[:, 1], name="map_y", index=2)
-    table.meta[PROVENANCE] = provenance(set=store.meta["name"], model=store.meta["model_label"],
-                                        map="PCA to 50 dimensions, then t-SNE (perplexity 30, seed 0) of the "
-                                        "search vectors")
+    table = map_table(store, layout(store))
     write_table(table, args.output)
     if not args.quiet:
         print(f"{len(table)} galaxies -> {args.output}")

@@ -52,6 +52,22 @@ def layout(store, progress=None, cancel=None) -> np.ndarray:
     return positions
 
 
+def map_table(store, positions: np.ndarray, rows=None):
+    """The catalogue of ``store`` (its ``rows``, default all) with the map's ``map_x`` and
+    ``map_y`` after the id, and the map's provenance: what ``python -m pipeline map`` and the
+    explorer's export of a selection write."""
+    from pipeline.provenance import PROVENANCE, provenance
+
+    rows = np.arange(len(store.catalog)) if rows is None else np.asarray(rows, int)
+    table = store.catalog[rows]
+    table.add_column(positions[rows, 0], name="map_x", index=1)
+    table.add_column(positions[rows, 1], name="map_y", index=2)
+    table.meta[PROVENANCE] = provenance(set=store.meta["name"], model=store.meta["model_label"],
+                                        map=f"PCA to {PCA_COMPONENTS} dimensions, then t-SNE (perplexity "
+                                        f"{PERPLEXITY:g}, seed 0) of the search vectors")
+    return table
+
+
 def compute_layout(vectors: np.ndarray, seed: int = 0, progress=None, cancel=None) -> np.ndarray:
     """2-D positions (n, 2) float32 of ``vectors`` (n, dim), as the module docstring says."""
     from sklearn.decomposition import PCA

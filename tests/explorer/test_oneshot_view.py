@@ -2,6 +2,8 @@
 
 import io
 
+import numpy as np
+
 import pytest
 from astropy.table import Table
 from PIL import Image
@@ -184,3 +186,46 @@ def test_a_question_too_long_is_refused_and_breaks_nothing(viewer, tmp_path):
     assert not any(str(o).startswith("vetted_") for o in viewer.param.label.objects)
     viewer.vetting.question = "bar"
     assert viewer.vetting.message == "" and "vetted_bar" in viewer.param.label.objects
+
+
+def test_feature_map_colours_hover_selection_and_export(viewer):
+    """Issue 15, item 5: the map of the feature space in the one-shot tab."""
+    from astropy.table import Table as T
+
+    view = viewer.feature_map
+    viewer._tabs.active = 2  # the map's tab: the map is made (in this thread, without a server)
+    assert view.positions is not None and view.positions.shape == (160, 2), view._error.object
+    assert "160 galaxies" in view._status.object
+    groups = view.groups()
+    agn = [str(v) == "AGN" for v in viewer.store.catalog["bpt_class"]]
+    assert list(groups == "counted value") == agn
+    view.colour = "search"
+    groups = view.groups()
+    assert groups[viewer.store.row_of(viewer.prototype)] == "prototype" and (groups == "found").sum() == viewer.n
+    # the pointer on a galaxy shows it; far from every galaxy, nothing
+    row = 7
+    view._on_pointer(*view.positions[row])
+    assert view.hovered == row and str(viewer.store.catalog["id"][row]) in view.hover_panel()[1].object
+    view._on_pointer(1e6, 1e6)
+    assert view.hovered == -1
+    # a lasso round a few galaxies selects exactly those
+    centre = view.positions[row]
+    near = np.flatnonzero(np.linalg.norm(view.positions - centre, axis=1) < 5)
+    view.select_polygon(centre + 5 * np.array([[np.cos(a), np.sin(a)] for a in np.linspace(0, 2 * np.pi, 64)]))
+    assert set(view.selected) == set(near) and row in view.selected
+    assert not view._buttons["good"].disabled and f"{len(near)} galaxies selected" in view.selection_panel().object
+    view.select_box((centre[0] - 1e-3, centre[1] - 1e-3, centre[0] + 1e-3, centre[1] + 1e-3))
+    assert list(view.selected) == [row]
+    view.select_polygon(centre + 5 * np.array([[np.cos(a), np.sin(a)] for a in np.linspace(0, 2 * np.pi, 64)]))
+    exported = T.read(io.BytesIO(view.export().getvalue()), format="ascii.csv", comment="#")
+    assert exported.colnames[:3] == ["id", "map_x", "map_y"] and len(exported) == len(near)
+    view.mark(False)
+    assert viewer.disliked == set(view.selected_ids()) and not viewer._refine_button.disabled
+    view.colour = "feedback"
+    assert (view.groups() == "marked bad").sum() == len(near)
+    view.search_from_selection()
+    assert viewer.prototype == "" and viewer._upload_vector is not None and viewer.mode == "direct"
+    assert "the mean of" in viewer.prototype_panel()[2].object and not viewer.disliked
+    # the figure is made (datashaded points under the marks)
+    import holoviews as hv
+    assert isinstance(view._plot.object, hv.core.spaces.DynamicMap | hv.Overlay)
