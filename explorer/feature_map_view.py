@@ -250,14 +250,7 @@ class FeatureMapView(pn.viewable.Viewer):
     def __panel__(self):
         return pn.Column(
             self._error, self.job.bar, self._status,
-            pn.Row(pn.widgets.Select.from_param(self.param.colour, name="Colour by", options=COLOURINGS, width=200),
-                   self.legend),
+            pn.widgets.Select.from_param(self.param.colour, name="Colour by", options=COLOURINGS, width=200),
             pn.Row(self._plot, pn.Column(self.hover_panel, self.selection_panel, *self._buttons.values(),
                                          self._export, self.job.cancel_button, width=2 * THUMB_PX + 30)),
             sizing_mode="stretch_width")
-
-    @param.depends("colour")
-    def legend(self):
-        """The colours of the groups (the explorer's own words, no text from a file)."""
-        return pn.pane.HTML(" ".join(f'<span style="color:{colour}">&#9679;</span> {name}'
-                                     for name, colour in GROUPS[self.colour].items()), css_classes=["map-legend"])

@@ -1,5 +1,7 @@
 """The one-shot search tab in real Chromium, against `panel serve app.py`."""
 
+import math
+
 from playwright.sync_api import expect
 
 from tests.ui.conftest import ROOT
@@ -88,3 +90,40 @@ def test_neighbours_vetted_for_a_question_count_as_a_label(page, served_app_with
     expect(page.get_by_role("combobox", name="Value")).to_have_value("yes")
     page.wait_for_load_state("networkidle")
     screenshot("vetted")
+
+
+def test_feature_map_hover_lasso_and_search_from_the_selection(page, served_app_with_stores, screenshot):
+    """Issue 15, item 5: the map of the feature space, hovered and lassoed with the mouse."""
+    _open_tab(page, served_app_with_stores)
+    page.locator(".oneshot-tabs").get_by_text("Feature map", exact=True).click()
+    expect(page.locator(".map-status")).to_contain_text("160 galaxies", timeout=60_000)
+    canvas = page.locator(".feature-map canvas").first
+    canvas.scroll_into_view_if_needed()
+    expect(canvas).to_be_visible()
+    box = canvas.bounding_box()
+    screenshot("feature-map")
+    # hover: sweep the pointer over the plot until a galaxy's cutout shows beside it
+    hovered = page.locator(".map-hovered")
+    for i in range(60):
+        page.mouse.move(box["x"] + box["width"] * (0.2 + 0.6 * (i % 10) / 9),
+                        box["y"] + box["height"] * (0.2 + 0.6 * (i // 10) / 5))
+        page.wait_for_timeout(400)
+        if hovered.count():
+            break
+    expect(hovered).to_be_visible()
+    # a lasso round the middle of the map (the lasso is the active drag tool)
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) / 3
+    page.mouse.move(cx + r, cy)
+    page.mouse.down()
+    for a in range(1, 41):
+        page.mouse.move(cx + r * math.cos(2 * math.pi * a / 40), cy + r * math.sin(2 * math.pi * a / 40))
+    page.mouse.up()
+    expect(page.locator(".map-selection")).to_contain_text("galaxies selected", timeout=20_000)
+    screenshot("feature-map-lasso")
+    with page.expect_download() as download:
+        page.locator(".map-export button").click()
+    assert download.value.suggested_filename == "map_selection.csv"
+    page.locator(".map-search button").click()
+    expect(page.locator(".prototype-caption")).to_contain_text("selected on the map")
+    expect(page.locator(".oneshot-status")).to_contain_text("direct search")
+    screenshot("feature-map-searched")
