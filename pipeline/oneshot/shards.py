@@ -129,20 +129,29 @@ class ShardServer:
 
 class ShardedIndex:
     """A sharded index served by Dask workers: :meth:`open` it (a context manager; ``close``
-    stops a local cluster). ``search`` and ``info`` are those of :class:`FeatureIndex`."""
+    stops a local cluster). ``search`` and ``info`` are those of :class:`FeatureIndex`; the
+    workers are reached (a local cluster started) at the first search."""
 
     def __init__(self, folder: Path, info: IndexInfo, parts: list[dict], scheduler: str):
-        self.folder, self.info, self.parts = Path(folder), info, parts
+        self.folder, self.info, self.parts, self.scheduler = Path(folder), info, parts, scheduler
         self._stack = ExitStack()
-        try:
-            client = self._stack.enter_context(dask_client(scheduler, len(parts)))
-            workers = sorted(client.scheduler_info()["workers"])
-            futures = [client.submit(ShardServer, str(self.folder / p["folder"]), p["start"], actor=True,
-                                     workers=[workers[i % len(workers)]], pure=False) for i, p in enumerate(parts)]
-            self.actors = [f.result() for f in futures]
-        except BaseException:
-            self._stack.close()
-            raise
+        self._actors = None
+
+    def _serve(self) -> list:
+        """The shards' actors, started on the workers at the first search: one per shard, spread
+        over the workers."""
+        if self._actors is None:
+            try:
+                client = self._stack.enter_context(dask_client(self.scheduler, len(self.parts)))
+                workers = sorted(client.scheduler_info()["workers"])
+                futures = [client.submit(ShardServer, str(self.folder / p["folder"]), p["start"], actor=True,
+                                         workers=[workers[i % len(workers)]], pure=False)
+                           for i, p in enumerate(self.parts)]
+                self._actors = [f.result() for f in futures]
+            except BaseException:
+                self._stack.close()
+                raise
+        return self._actors
 
     @classmethod
     def open(cls, folder, scheduler: str = "local") -> ShardedIndex:
@@ -187,11 +196,12 @@ class ShardedIndex:
         return f"{describe(self.info)}; in {len(self.parts)} shards on Dask workers"
 
     def _each(self, method: str, *args) -> list:
-        futures = [getattr(actor, method)(*args) for actor in self.actors]
+        futures = [getattr(actor, method)(*args) for actor in self._serve()]
         return [f.result() for f in futures]
 
     def close(self) -> None:
         self._stack.close()
+        self._actors = None
 
     def __enter__(self):
         return self

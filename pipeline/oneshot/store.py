@@ -236,7 +236,7 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
                 "notes": galaxies.notes, "built": time.strftime("%Y-%m-%d %H:%M:%S"), "shards": int(shards)}
         _write_store(out, galaxies.catalog, features, meta, head, metric, kind, scheduler)
         shutil.rmtree(parts, ignore_errors=True)
-    return FeatureStore.open(out)
+    return FeatureStore.open(out, scheduler=_shard_scheduler(scheduler))
 
 
 def cached_store(galaxies: GalaxySet, backbone: str = DEFAULT_BACKBONE, size: int = 224,
@@ -303,6 +303,12 @@ def _extract_in_parts(parts: Path, prefix: str, ids: list[str], files: list[str]
     return np.concatenate([np.load(parts / names[s]) for s in starts])
 
 
+def _shard_scheduler(scheduler: str) -> str:
+    """Where a build's shards are built and served: workers are needed, so a local cluster unless
+    a scheduler's address was given."""
+    return "local" if scheduler in ("auto", "synchronous", "local") else scheduler
+
+
 def _fingerprinted(meta: dict) -> tuple[str, ...]:
     """The files of a store whose fingerprints store.json keeps."""
     if meta["shards"] > 1:
@@ -329,8 +335,7 @@ def _write_store(out: Path, catalog: Table, features: np.ndarray, meta: dict, he
         transform = head.apply if head is not None else None
         if meta["shards"] > 1:
             build_shards(staging / "features.npy", staging / "shards", meta["shards"], metric,
-                         "local" if scheduler in ("auto", "synchronous") else scheduler, transform=transform,
-                         build=build)
+                         _shard_scheduler(scheduler), transform=transform, build=build)
             kind = "compressed"
         else:
             index = FeatureIndex.build(np.load(staging / "features.npy", mmap_mode="r"), metric=metric, kind=kind,
