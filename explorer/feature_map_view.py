@@ -36,6 +36,8 @@ GROUPS = {  # each colouring's groups, drawn in this order, and their colours
 }
 HOVER_REACH = 0.02  # a galaxy is hovered within this share of the map's width of the pointer
 MAP_PX = 560
+MEAN_OF_AT_MOST = 10_000  # a selection's mean features are those of a random sample of this many
+MARK_AT_MOST = 1_000  # galaxies marked good or bad at once: feedback learns from examples
 
 
 class FeatureMapView(pn.viewable.Viewer):
@@ -209,11 +211,14 @@ class FeatureMapView(pn.viewable.Viewer):
         return [str(self.oneshot.store.catalog["id"][r]) for r in self.selected]
 
     def search_from_selection(self) -> None:
-        """Search from the selection: the mean of its galaxies' features is the prototype."""
+        """Search from the selection: the mean of its galaxies' features (of a random
+        ``MEAN_OF_AT_MOST`` of them in a larger selection) is the prototype."""
         if not len(self.selected):
             return
         store = self.oneshot.store
-        vector = np.asarray(store.features[np.sort(self.selected)], np.float32).mean(axis=0)
+        rows = self.selected if len(self.selected) <= MEAN_OF_AT_MOST else \
+            np.random.default_rng(0).choice(self.selected, MEAN_OF_AT_MOST, replace=False)
+        vector = np.asarray(store.features[np.sort(rows)], np.float32).mean(axis=0)
         centre = self.positions[self.selected].mean(axis=0)
         nearest = self.selected[np.argmin(np.linalg.norm(self.positions[self.selected] - centre, axis=1))]
         self.oneshot.search_from_vector(vector, store.galaxies.rgb(int(nearest)),
@@ -221,6 +226,11 @@ class FeatureMapView(pn.viewable.Viewer):
 
     def mark(self, good: bool) -> None:
         """Mark the selected galaxies good (or bad) for the next re-ranking."""
+        if len(self.selected) > MARK_AT_MOST:
+            self._show_error(f"The selection holds {len(self.selected):,} galaxies: mark at most {MARK_AT_MOST:,} at "
+                             "once (feedback learns from examples; a few dozen are plenty). Select fewer.")
+            return
+        self._show_error("")
         self.oneshot.mark(self.selected_ids(), good)
 
     def export(self) -> io.BytesIO:

@@ -229,3 +229,15 @@ def test_feature_map_colours_hover_selection_and_export(viewer):
     # the figure is made (datashaded points under the marks)
     import holoviews as hv
     assert isinstance(view._plot.object, hv.core.spaces.DynamicMap | hv.Overlay)
+
+
+def test_feature_map_marks_at_most_a_limit(viewer, monkeypatch):
+    from explorer import feature_map_view
+
+    monkeypatch.setattr(feature_map_view, "MARK_AT_MOST", 3)
+    view = viewer.feature_map
+    view.activate()
+    view.select_box((-1e9, -1e9, 1e9, 1e9))
+    assert len(view.selected) == 160
+    view.mark(True)
+    assert not viewer.liked and "mark at most 3" in view._error.object
