@@ -181,9 +181,8 @@ class FeatureMapView(pn.viewable.Viewer):
             return
         reach = HOVER_REACH * float(np.ptp(self.positions[:, 0]) or 1.0)
         distance, row = self._tree.query([x, y])
-        row = int(row) if distance <= reach else -1
-        if row != self.hovered:
-            self.hovered = row
+        if distance <= reach and int(row) != self.hovered:  # between galaxies, the last one stays shown
+            self.hovered = int(row)
 
     def select_polygon(self, geometry) -> None:
         """Select the galaxies inside the lasso's polygon (map coordinates, (m, 2))."""

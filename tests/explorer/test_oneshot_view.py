@@ -202,12 +202,12 @@ def test_feature_map_colours_hover_selection_and_export(viewer):
     view.colour = "search"
     groups = view.groups()
     assert groups[viewer.store.row_of(viewer.prototype)] == "prototype" and (groups == "found").sum() == viewer.n
-    # the pointer on a galaxy shows it; far from every galaxy, nothing
+    # the pointer on a galaxy shows it; far from every galaxy, the last one stays
     row = 7
     view._on_pointer(*view.positions[row])
     assert view.hovered == row and str(viewer.store.catalog["id"][row]) in view.hover_panel()[1].object
     view._on_pointer(1e6, 1e6)
-    assert view.hovered == -1
+    assert view.hovered == row
     # a lasso round a few galaxies selects exactly those
     centre = view.positions[row]
     near = np.flatnonzero(np.linalg.norm(view.positions - centre, axis=1) < 5)
