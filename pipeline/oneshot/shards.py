@@ -73,13 +73,14 @@ def build_shards(features_file, folder, shards: int, metric: str = DEFAULT_METRI
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SHARDS_FILE).unlink(missing_ok=True)
     trained = train_compressed(features, metric, seed, transform)
-    blob, info = faiss.serialize_index(trained.index), asdict(trained.info)
-    with atomic_write(folder / "trained.faiss") as tmp:
+    info = asdict(trained.info)
+    with atomic_write(folder / "trained.faiss") as tmp:  # the workers read it: no copy in each task
         faiss.write_index(trained.index, str(tmp))
     bounds = np.linspace(0, n, shards + 1).astype(int)
     parts = [{"folder": f"shard-{i:03d}", "start": int(a), "stop": int(b)}
              for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
-    jobs = {i: (str(features_file), p["start"], p["stop"], blob, info, str(folder / p["folder"]), transform)
+    jobs = {i: (str(features_file), p["start"], p["stop"], str(folder / "trained.faiss"), info,
+                str(folder / p["folder"]), transform)
             for i, p in enumerate(parts)}
     report(progress, 0, shards, "building the shards")
     for done, _ in enumerate(run_tasks(_fill_shard, jobs, scheduler, what="building the shards"), 1):
@@ -94,12 +95,14 @@ def build_shards(features_file, folder, shards: int, metric: str = DEFAULT_METRI
         tmp.write_text(json.dumps({"info": asdict(whole), "shards": parts}, indent=2))
 
 
-def _fill_shard(features_file: str, start: int, stop: int, blob, info: dict, folder: str, transform) -> int:
-    """On a worker: the trained index ``blob`` filled with rows ``start:stop``, saved in ``folder``."""
+def _fill_shard(features_file: str, start: int, stop: int, trained_file: str, info: dict, folder: str,
+                transform) -> int:
+    """On a worker: the trained index in ``trained_file`` filled with rows ``start:stop``, saved in
+    ``folder``."""
     import faiss
 
     Path(folder).mkdir(parents=True, exist_ok=True)
-    trained = FeatureIndex(faiss.deserialize_index(blob), IndexInfo(**info))
+    trained = FeatureIndex(faiss.read_index(trained_file), IndexInfo(**info))
     shard = trained.filled(np.load(features_file, mmap_mode="r"), start, stop, folder, transform)
     shard.save(folder)
     return stop - start
