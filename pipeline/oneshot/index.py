@@ -64,8 +64,9 @@ BUILD_COMMAND = "python -m pipeline index IMAGES_DIR --catalog CATALOG.csv --out
 @dataclass
 class IndexInfo:
     """What an index is: ``metric``, ``kind``, vectors ``n`` of ``dim``, IVF ``nlist`` and
-    ``nprobe``, for ``compressed`` the re-ranking factor ``rerank`` and the bytes of a code, the ``recall`` at ``recall_k`` measured against the exact search (1.0 when exact),
-    and the ``build`` of the feature store it belongs to ("" outside a store)."""
+    ``nprobe``, for ``compressed`` the re-ranking factor ``rerank`` and the bytes of a code
+    (``code_bytes``), the ``recall`` at ``recall_k`` measured against the exact search (1.0 when
+    exact), and the ``build`` of the feature store it belongs to ("" outside a store)."""
 
     metric: str
     kind: str
@@ -245,8 +246,9 @@ class FeatureIndex:
 
 def train_compressed(features, metric: str = DEFAULT_METRIC, seed: int = 0, transform=None) -> FeatureIndex:
     """An empty compressed index (``IndexIVFPQ``) of ``_cells(len(features))`` cells and
-    ``_code_bytes(dim)``-byte codes (fewer bits for a set under 256 vectors), trained on ``TRAIN_SAMPLE`` rows of ``features`` (at least
-    40 per cell) drawn with ``seed``: :meth:`FeatureIndex.filled` adds rows to copies of it."""
+    ``_code_bytes(dim)``-byte codes (fewer bits for a set under 256 vectors), trained on
+    ``TRAIN_SAMPLE`` rows of ``features`` (at least 40 per cell) drawn with ``seed``:
+    :meth:`FeatureIndex.filled` adds rows to copies of it."""
     import faiss
 
     n = len(features)

@@ -190,9 +190,9 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
     the views ``crop`` and ``invariance`` make (:mod:`pipeline.oneshot.views`; with the "head",
     fit it), index them (with ``shards`` > 1 in a compressed index split into that many shards,
     built and then served by the workers of ``scheduler``) and write the store to ``out``,
-    replacing a store there as a whole (see the module docstring). ``progress(done, total, stage)`` (:mod:`pipeline.progress`) counts
-    images; ``cancel`` stops between chunks (finished chunks are kept for the next run; a store
-    already in ``out`` is left as it was)."""
+    replacing a store there as a whole (see the module docstring). ``progress(done, total,
+    stage)`` (:mod:`pipeline.progress`) counts images; ``cancel`` stops between chunks (finished
+    chunks are kept for the next run; a store already in ``out`` is left as it was)."""
     from pipeline.oneshot import features as feat  # torch: only where a network runs
 
     out = Path(out).expanduser().resolve()  # the swap moves the real folder, never a link to it

@@ -3,7 +3,6 @@
 import io
 
 import numpy as np
-
 import pytest
 from astropy.table import Table
 from PIL import Image
