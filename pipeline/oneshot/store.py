@@ -39,6 +39,7 @@ hold the images folder, an image or the catalogue, nor be a folder of other file
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -303,6 +304,16 @@ def _extract_in_parts(parts: Path, prefix: str, ids: list[str], files: list[str]
     return np.concatenate([np.load(parts / names[s]) for s in starts])
 
 
+@functools.lru_cache(maxsize=2)
+def _head_in(path: str, dim: int) -> InvarianceHead:
+    return InvarianceHead.load(path, dim)
+
+
+def _through_head(path: str, dim: int, block: np.ndarray) -> np.ndarray:
+    """``block`` through the invariance head saved at ``path`` (read once per process)."""
+    return _head_in(path, dim).apply(block)
+
+
 def _shard_scheduler(scheduler: str) -> str:
     """Where a build's shards are built and served: workers are needed, so a local cluster unless
     a scheduler's address was given."""
@@ -333,9 +344,11 @@ def _write_store(out: Path, catalog: Table, features: np.ndarray, meta: dict, he
             head.save(staging / "head.npz")
         catalog.write(staging / "catalog.csv", format="ascii.csv")
         transform = head.apply if head is not None else None
-        if meta["shards"] > 1:
+        if meta["shards"] > 1:  # the workers read the head from its file: no copy of it in every task
+            through_head = functools.partial(_through_head, str(staging / "head.npz"), int(features.shape[1]))
             build_shards(staging / "features.npy", staging / "shards", meta["shards"], metric,
-                         _shard_scheduler(scheduler), transform=transform, build=build)
+                         _shard_scheduler(scheduler), transform=through_head if head is not None else None,
+                         build=build)
             kind = "compressed"
         else:
             index = FeatureIndex.build(np.load(staging / "features.npy", mmap_mode="r"), metric=metric, kind=kind,
