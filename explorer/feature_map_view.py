@@ -53,7 +53,7 @@ class FeatureMapView(pn.viewable.Viewer):
         super().__init__(**params)
         self.oneshot = oneshot
         self.positions: np.ndarray | None = None
-        self._tree = None
+        self._tree, self._reach = None, 0.0
         self._shown = False
         self.job = BackgroundJob(self._on_layout, self._on_error, lambda text: setattr(self._status, "object", text))
         self._status = Text("", wrap=True, css_classes=["map-status"])
@@ -110,6 +110,7 @@ class FeatureMapView(pn.viewable.Viewer):
         if self.oneshot.store is None or len(positions) != len(self.oneshot.store.catalog):
             return  # made for a set no longer shown
         self.positions, self._tree = positions, cKDTree(positions)
+        self._reach = HOVER_REACH * float(np.ptp(positions[:, 0]) or 1.0)  # once: not on every pointer move
         self._status.object = (f"{len(positions):,} galaxies: PCA then t-SNE of the search vectors; near on the "
                                "map is near in feature space, but distances between clusters mean little.")
         self._plot.object = self._figure()
@@ -133,14 +134,18 @@ class FeatureMapView(pn.viewable.Viewer):
                 out[np.isin(values, ("", "--", "None", "nan"))] = names[1]
                 out[values == str(oneshot.positive)] = names[2]
         elif self.colour == "search":
-            if oneshot.result is not None:
-                out[[store.row_of(i) for i in oneshot.result["id"]]] = names[1]
+            out[self._found_rows()] = names[1]
             if oneshot.prototype:
                 out[store.row_of(oneshot.prototype)] = names[2]
         else:
             for ids, name in ((oneshot.liked, names[1]), (oneshot.disliked, names[2])):
                 out[[store.row_of(i) for i in ids]] = name
         return out
+
+    def _found_rows(self) -> list[int]:
+        """Rows of the galaxies the current search shows (none before a search)."""
+        result = self.oneshot.result
+        return [] if result is None else [self.oneshot.store.row_of(i) for i in result["id"]]
 
     def _points(self, colour, version):
         frame = pd.DataFrame({"map_x": self.positions[:, 0], "map_y": self.positions[:, 1],
@@ -149,10 +154,7 @@ class FeatureMapView(pn.viewable.Viewer):
 
     def _marks(self, colour, version, selected):
         """The galaxies found, the prototype and the selection, drawn as points over the image."""
-        found = (self.oneshot.store.row_of(i) for i in self.oneshot.result["id"]) if self.oneshot.result is not None \
-            else ()
-        rows = np.fromiter(found, int)
-        layers = [hv.Points(self.positions[rows], ["map_x", "map_y"]).opts(
+        layers = [hv.Points(self.positions[self._found_rows()], ["map_x", "map_y"]).opts(
             color="#ff7f0e", fill_alpha=0, size=8, line_width=1.5)]
         if self.oneshot.prototype:
             layers.append(hv.Points(self.positions[[self.oneshot.store.row_of(self.oneshot.prototype)]],
@@ -179,9 +181,8 @@ class FeatureMapView(pn.viewable.Viewer):
     def _on_pointer(self, x=None, y=None) -> None:
         if self._tree is None or x is None or y is None:
             return
-        reach = HOVER_REACH * float(np.ptp(self.positions[:, 0]) or 1.0)
         distance, row = self._tree.query([x, y])
-        if distance <= reach and int(row) != self.hovered:  # between galaxies, the last one stays shown
+        if distance <= self._reach and int(row) != self.hovered:  # between galaxies, the last one stays shown
             self.hovered = int(row)
 
     def select_polygon(self, geometry) -> None:
