@@ -197,7 +197,7 @@ def scale_table(work: Path, real: np.ndarray, sizes) -> list[dict]:
                              capture_output=True, text=True, check=True)
         measured = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append({"n": n, "nlist": info.nlist, "nprobe": info.nprobe, "rerank": info.rerank,
-                     "code_bytes": info.code_bytes, "build_s": build_s,
+                     "code_bytes": info.code_bytes, "rotated": info.rotated, "build_s": build_s,
                      "build_peak_anon_mb": peak.peak,
                      "peak_rss_with_mapped_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                      "ram_mb": measured["ram_mb"], "mapped_mb": measured["mapped_mb"],

@@ -1,5 +1,6 @@
 """faiss indexes: exact results equal brute force, the approximate one keeps its recall."""
 
+import faiss
 import numpy as np
 import pytest
 
@@ -97,7 +98,8 @@ def test_compressed_index_reranks_on_vectors_on_disk(monkeypatch, tmp_path, metr
     again = ix.FeatureIndex.load(tmp_path / "saved")
     assert again.info == info
     np.testing.assert_array_equal(again.search(queries[:5], 10)[1], index.search(queries[:5], 10)[1])
-    assert "compressed" in again.describe() and "8-byte codes" in again.describe()
+    assert info.rotated and isinstance(index.index, faiss.IndexPreTransform)  # OPQ before the codes
+    assert "compressed" in again.describe() and "8-byte rotated codes" in again.describe()
     np.save(tmp_path / "saved" / "vectors.npy", np.zeros((3, 64), np.float16))
     with pytest.raises(InputError, match="vectors.npy is missing or damaged"):
         ix.FeatureIndex.load(tmp_path / "saved")
