@@ -15,9 +15,11 @@ One table, printed and written to ``benchmarks/results/cli.json``:
     torch or scipy.stats).
 
 ``index``
-    ``index`` of N real JPEG cutouts (``--sizes``) with ``--scheduler synchronous`` (this
-    process), ``local`` (a local Dask cluster) and ``auto`` (the default: which of the two it
-    picks is in the ``picked`` column), each into a new folder (nothing resumed). The 320 cutouts
+    ``index`` of N real JPEG cutouts (``--sizes``) with each ``--scheduler`` of
+    ``--schedulers`` (``synchronous``: this process; ``threads``: this process, a thread per
+    core; ``local``: a local Dask cluster; ``auto``, the default: which it picks is in the
+    ``picked`` column) and each ``--engine`` of ``--engines``, each into a new folder (nothing
+    resumed; removed after), with ``images_per_s`` = N / wall time, the head's sample included. The 320 cutouts
     of ``--images`` (default ../shared/data/galaxies/zoobot_rings, read in place and never
     copied) are listed again under new ids up to N: the same files, so the operating system's
     file cache serves repeats. A warm-up run exports the ONNX network once before any timing.
@@ -25,7 +27,8 @@ One table, printed and written to ``benchmarks/results/cli.json``:
 Each row records the machine's one-minute load average when it started: on a shared machine the
 figures move with it.
 
-Usage: python benchmarks/cli.py [--images DIR] [--sizes 320,1000] [--repeat 5] [--skip-index]
+Usage: python benchmarks/cli.py [--images DIR] [--sizes 320,1000] [--repeat 5] [--skip-index | --only-index]
+       [--schedulers synchronous,threads,local,auto] [--engines onnx,onnx-int8]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -66,7 +70,7 @@ def timed_row(what: str, repeat: int, *args) -> dict:
     load = os.getloadavg()[0]
     times = [wall(*args) for _ in range(repeat)]
     return {"what": what, "runs": repeat, "median_s": statistics.median(times), "best_s": min(times),
-            "load": load, "picked": ""}
+            "load": load, "picked": "", "images_per_s": None}
 
 
 def write_catalog(images: Path, n: int, path: Path) -> Path:
@@ -99,19 +103,25 @@ def search_rows(images: Path, work: Path, repeat: int) -> list[dict]:
             timed_row("search, 3 prototypes", repeat, "search", work / "index", "--prototype", *ids, *common)]
 
 
-def index_rows(images: Path, work: Path, sizes) -> list[dict]:
+def index_rows(images: Path, work: Path, sizes, schedulers, engines) -> list[dict]:
     from pipeline.oneshot.extraction import pick_scheduler
 
     warm = write_catalog(images, 8, work / "warm.csv")
-    wall("index", images, "--catalog", warm, "--out", work / "warm", "--scheduler", "synchronous", "--quiet")
+    for engine in engines:  # the networks are exported (and quantised) once, before any timing
+        wall("index", images, "--catalog", warm, "--out", work / f"warm-{engine}", "--scheduler", "synchronous",
+             "--engine", engine, "--quiet")
     rows = []
     for n in sizes:
         catalog = write_catalog(images, n, work / f"set{n}.csv")
-        for scheduler in ("synchronous", "local", "auto"):
-            row = timed_row(f"index {n} images, {scheduler}", 1, "index", images, "--catalog", catalog,
-                            "--out", work / f"index-{n}-{scheduler}", "--scheduler", scheduler, "--quiet")
-            row["picked"] = pick_scheduler(scheduler, n)
-            rows.append(row)
+        for engine in engines:
+            for scheduler in schedulers:
+                folder = work / f"index-{n}-{scheduler}-{engine}"
+                row = timed_row(f"index {n} images, {scheduler}, {engine}", 1, "index", images, "--catalog", catalog,
+                                "--out", folder, "--scheduler", scheduler, "--engine", engine, "--quiet")
+                row["picked"] = pick_scheduler(scheduler, n)
+                row["images_per_s"] = n / row["median_s"]
+                rows.append(row)
+                shutil.rmtree(folder)
     return rows
 
 
@@ -121,14 +131,19 @@ def main(argv=None):
     parser.add_argument("--sizes", default="320,1000", help="numbers of images to index (default 320,1000)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per --help and search figure (default 5)")
     parser.add_argument("--skip-index", action="store_true", help="time --help and search only")
+    parser.add_argument("--schedulers", default="synchronous,threads,local,auto",
+                        help="index: the --scheduler values timed (default synchronous,threads,local,auto)")
+    parser.add_argument("--engines", default="onnx", help="index: the --engine values timed (e.g. onnx,onnx-int8)")
+    parser.add_argument("--only-index", action="store_true", help="time index only")
     args = parser.parse_args(argv)
     if not (args.images / "catalog.csv").is_file():
         raise SystemExit(f"{args.images} holds no catalog.csv: give --images a galaxy set (see docs/DATA.md).")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        rows = help_rows(args.repeat) + search_rows(args.images, work, args.repeat)
+        rows = [] if args.only_index else help_rows(args.repeat) + search_rows(args.images, work, args.repeat)
         if not args.skip_index:
-            rows += index_rows(args.images, work, [int(s) for s in args.sizes.split(",")])
+            rows += index_rows(args.images, work, [int(s) for s in args.sizes.split(",")], args.schedulers.split(","),
+                               args.engines.split(","))
     report("cli", rows, targets=TARGETS)
 
 

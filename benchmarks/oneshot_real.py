@@ -35,8 +35,13 @@ Two real sets, both read or made on this machine, neither shipped with the proje
     ULISSE's recursive search (n = 3, 5 iterations, as ULISSE; and n = 10, 3 iterations) against
     the direct query of the same total size, from the same prototypes: precision over chance of
     each, galaxies found, queries made, seconds.
+``oneshot_real_engines``
+    The default views' store built with ``--engine onnx`` and ``onnx-int8`` (the network in 8 bits,
+    :mod:`pipeline.oneshot.quantised`): ``top10_overlap``, the share of every galaxy's 10 nearest
+    (cosine, in the search space) that the two stores have in common, averaged over galaxies; and
+    precision@10 over chance of each, per question. Target for int8 as a default: overlap >= 0.95.
 
-Usage: python benchmarks/oneshot_real.py [--quick] [--zoobot FOLDER]
+Usage: python benchmarks/oneshot_real.py [--quick] [--zoobot FOLDER] [--tables views,feedback,recursive,engines]
 """
 
 from __future__ import annotations
@@ -194,6 +199,32 @@ def recursive_against_direct(store, labels, draws, n: int, iterations: int) -> d
     return {key: round(float(np.mean(v)), 3 if key == "seconds" else 2) for key, v in out.items()}
 
 
+def nearest(store, k: int = K) -> np.ndarray:
+    """Rows (n, k) of every galaxy's k nearest by cosine in the store's search space, itself left out."""
+    x = store.search_space(store.features)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    similarity = x @ x.T
+    np.fill_diagonal(similarity, -np.inf)
+    return np.argsort(-similarity, axis=1)[:, :k]
+
+
+def engine_rows(name, galaxies, questions, folder: Path, draws: int) -> list[dict]:
+    """``oneshot_real_engines``: the float and the 8-bit network on one set (default views)."""
+    from pipeline.oneshot.store import build_store
+
+    stores = {engine: build_store(galaxies, folder / f"{name}-{engine}", engine=engine, scheduler="synchronous")
+              for engine in ("onnx", "onnx-int8")}
+    a, b = (nearest(store) for store in stores.values())
+    overlap = float(np.mean([len(np.intersect1d(p, q)) / K for p, q in zip(a, b, strict=True)]))
+    rows = []
+    for question, labels in questions.items():
+        p10 = {engine: precision_at_k(store, labels, draws)[0] for engine, store in stores.items()}
+        rows.append({"set": name, "question": question, "n": len(galaxies), "top10_overlap": round(overlap, 3),
+                     "p10_over_chance_fp32": round(p10["onnx"], 2), "p10_over_chance_int8": round(p10["onnx-int8"], 2)})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def real_sets(zoobot: Path, quick: bool):
     """[(set name, GalaxySet, {question: labels})]."""
     from pipeline.oneshot.galaxies import GalaxySet
@@ -236,9 +267,13 @@ def main(argv=None):
     compared = [("frame", "none"), ("galaxy", "head")]  # feedback and recursive: the default against plain
     variants = compared if args.quick or "views" not in tables else VARIANTS
     started = time.perf_counter()
-    view_rows, feedback_rows, recursive_rows = [], [], []
+    view_rows, feedback_rows, recursive_rows, engines = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, galaxies, questions in real_sets(args.zoobot, args.quick):
+            if "engines" in tables:
+                engines += engine_rows(name, galaxies, questions, Path(tmp), draws)
+            if not tables & {"views", "feedback", "recursive"}:
+                continue
             for crop, invariance in variants:
                 t0 = time.perf_counter()
                 store = build_store(galaxies, Path(tmp) / f"{name}-{crop}-{invariance}", crop=crop,
@@ -280,6 +315,8 @@ def main(argv=None):
         report("oneshot_real_recursive", recursive_rows, targets={
             "recursive vs direct at equal size": "ULISSE: 42.7% vs 25.8% AGN (n = 3, 5 iterations, 89 galaxies)",
             "frontier": "the 50 nearest new finds query in the next iteration (search.MAX_FRONTIER)"})
+    if engines:
+        report("oneshot_real_engines", engines, targets={"top-10 overlap, int8 against fp32": ">= 0.95 for a default"})
     print(f"total {time.perf_counter() - started:.0f} s")
 
 

@@ -36,7 +36,9 @@ def add_index_parser(commands) -> None:
     p.add_argument("--shards", type=int, default=1,
                    help="split a compressed index into this many shards, built and served by the workers of "
                    "--scheduler (default 1: not split)")
-    p.add_argument("--engine", choices=["onnx", "torch"], default="onnx", help="inference engine (default onnx)")
+    p.add_argument("--engine", choices=["onnx", "onnx-int8", "torch"], default="onnx",
+                   help="inference engine: 'onnx' (default), 'onnx-int8' (the network in 8-bit integers: about twice "
+                   "as fast, but the features move and so do the neighbours; see the README) or 'torch'")
     p.add_argument("--crop", choices=list(CROPS), default=DEFAULT_CROP,
                    help="what the network sees: 'galaxy' (default: the central galaxy, cropped to the radius holding "
                    "90%% of its light) or 'frame' (the whole cutout)")

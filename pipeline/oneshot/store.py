@@ -206,6 +206,8 @@ def build_store(galaxies: GalaxySet, out, backbone: str = DEFAULT_BACKBONE, weig
                          "--invariance dihedral (or none) for it.")
     _check_out(galaxies, out)
     model = feat.load_backbone(backbone, weights)  # a wrong name or missing weights fail here
+    if engine == "onnx-int8":
+        feat.onnx_session(model, size, int8=True)  # made here once (or refused), before any worker reads it
     n = len(galaxies)
     files = [str(galaxies.path(row)) for row in range(n)]
     with _build_lock(out) as parts:
@@ -317,7 +319,7 @@ def _through_head(path: str, dim: int, block: np.ndarray) -> np.ndarray:
 def _shard_scheduler(scheduler: str) -> str:
     """Where a build's shards are built and served: workers are needed, so a local cluster unless
     a scheduler's address was given."""
-    return "local" if scheduler in ("auto", "synchronous", "local") else scheduler
+    return "local" if scheduler in ("auto", "synchronous", "threads", "local") else scheduler
 
 
 def _fingerprinted(meta: dict) -> tuple[str, ...]:

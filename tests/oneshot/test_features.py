@@ -58,6 +58,26 @@ def test_onnx_equals_torch(lite0, galaxies):
     assert F.onnx_path(lite0, 64).name == f"{lite0.key}-64px.onnx"
 
 
+def test_int8_engine_is_the_network_in_8_bits(lite0):
+    from pipeline.oneshot import quantised, views
+    from pipeline.oneshot.galaxies import to_rgb
+    from pipeline.oneshot.population import draw_galaxies
+    from pipeline.oneshot.render import render_galaxies
+    from pipeline.oneshot.survey import assign_labels
+
+    rng = np.random.default_rng(7)  # not the calibration's galaxies
+    shown = [views.view(to_rgb(bands), "galaxy") for bands in render_galaxies(assign_labels(draw_galaxies(4, rng), rng))]
+    eight = F.extract(lite0, shown, engine="onnx-int8")
+    full = F.extract(lite0, shown, engine="onnx")
+    cos = (eight * full).sum(1) / np.linalg.norm(eight, axis=1) / np.linalg.norm(full, axis=1)
+    assert eight.shape == full.shape and (cos > 0.9).all() and np.abs(eight - full).max() > 1e-3  # near, not equal
+    path = quantised.int8_path(lite0, 224)
+    assert path.is_file() and path.stat().st_size < F.onnx_path(lite0, 224).stat().st_size / 2  # 8-bit weights
+    assert F.onnx_session(lite0, 224, int8=True) is F.onnx_session(lite0, 224, int8=True)
+    with pytest.raises(InputError, match="224 px only"):
+        F.extract(lite0, shown, size=64, engine="onnx-int8")
+
+
 def test_an_unknown_engine_is_refused(lite0, galaxies):
     with pytest.raises(InputError, match="unknown engine"):
         F.extract(lite0, galaxies[:1], size=96, engine="int4")

@@ -68,6 +68,25 @@ def test_local_dask_cluster_gives_the_same_features(tiny_set, tmp_path, monkeypa
     np.testing.assert_allclose(local.features, inproc.features, atol=1e-5)
 
 
+def test_a_pool_of_threads_gives_the_same_features_with_one_network_thread_each(tiny_set, tmp_path, monkeypatch):
+    from pipeline.oneshot import features
+
+    threads, real = [], features.onnx_session
+
+    def recording(backbone, size=224, int8=False):
+        session = real(backbone, size, int8)
+        threads.append((threading.current_thread().name, session.get_session_options().intra_op_num_threads))
+        return session
+
+    monkeypatch.setattr(features, "onnx_session", recording)
+    pooled = store.build_store(tiny_set, tmp_path / "threads", size=64, scheduler="threads", chunk=3)
+    inproc = store.build_store(tiny_set, tmp_path / "sync", size=64, scheduler="synchronous", chunk=3)
+    np.testing.assert_allclose(pooled.features, inproc.features, atol=1e-5)
+    pooled_runs = threads[:len(threads) // 2]
+    assert all(name.startswith("task") and count == 1 for name, count in pooled_runs)
+    assert all(name == "MainThread" for name, _ in threads[len(threads) // 2:])
+
+
 def test_unreachable_scheduler_says_so(tiny_set, tmp_path, monkeypatch):
     monkeypatch.setattr("pipeline.scheduling.SCHEDULER_TIMEOUT", "1s")
     with pytest.raises(InputError, match="Cannot reach the Dask scheduler"):
