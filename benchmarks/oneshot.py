@@ -114,8 +114,10 @@ def feature_speed(images_file: str, sizes, batches: int) -> list[dict]:
     backbone = feat.load_backbone()
     images = np.load(images_file)
     rows = []
-    for engine in ("torch", "onnx"):
+    for engine in ("torch", "onnx", "onnx-int8"):
         for size in sizes:
+            if engine == "onnx-int8" and size != 224:  # made at 224 px only (pipeline.oneshot.quantised)
+                continue
             export_s = None
             if engine == "onnx":
                 with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +125,7 @@ def feature_speed(images_file: str, sizes, batches: int) -> list[dict]:
                     feat.export_onnx(backbone, size, Path(tmp) / "features.onnx")
                     export_s = time.perf_counter() - t0
                 feat.onnx_session(backbone, size)  # the cached export the pipeline uses
-            feat.extract(backbone, images[:BATCH], size=size, batch_size=BATCH, engine=engine)  # warm-up
+            feat.extract(backbone, images[:BATCH], size=size, batch_size=BATCH, engine=engine)  # warm-up (int8: made)
             timed = images[BATCH:BATCH * (batches + 1)]
             done, t0 = 0, time.perf_counter()
             while done == 0 or time.perf_counter() - t0 < MIN_SECONDS:  # fast settings: several passes

@@ -29,7 +29,7 @@ another seed (new galaxies of the same survey). Recall is against brute force ov
 vectors, computed while they are written.
 
 Usage: python benchmarks/oneshot_scale.py [--sizes 10000000] [--shard-n 4000000] [--shards 4]
-       [--tables scale,shards] [--work benchmarks/work/scale]
+       [--tables scale,shards] [--work benchmarks/work/scale] [--reuse]
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def query_worker(folder: str, queries_file: str) -> dict:
             "found": found.tolist()}
 
 
-def scale_table(work: Path, real: np.ndarray, sizes) -> list[dict]:
+def scale_table(work: Path, real: np.ndarray, sizes, reuse: bool = False) -> list[dict]:
     from pipeline.oneshot.index import FeatureIndex
 
     rows = []
@@ -185,21 +185,24 @@ def scale_table(work: Path, real: np.ndarray, sizes) -> list[dict]:
         path, queries, truth, described = vectors_file(work, real, n)
         folder = work / f"index-{n}"
         folder.mkdir(exist_ok=True)
-        t0 = time.perf_counter()
-        with PeakAnon() as peak:
-            index = FeatureIndex.build(np.load(path, mmap_mode="r"), kind="compressed", folder=folder)
-        build_s = time.perf_counter() - t0
-        index.save(folder)
-        info = index.info
-        del index
+        if reuse and (folder / "build.json").is_file():  # built before: query it again
+            built = json.loads((folder / "build.json").read_text())
+        else:
+            t0 = time.perf_counter()
+            with PeakAnon() as peak:
+                index = FeatureIndex.build(np.load(path, mmap_mode="r"), kind="compressed", folder=folder)
+            built = {"build_s": time.perf_counter() - t0, "build_peak_anon_mb": peak.peak,
+                     "peak_rss_with_mapped_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            index.save(folder)
+            del index
+            (folder / "build.json").write_text(json.dumps(built))
+        info = FeatureIndex.load(folder).info
         np.save(work / "queries.npy", queries)
         out = subprocess.run([sys.executable, __file__, "--query-worker", str(folder), str(work / "queries.npy")],
                              capture_output=True, text=True, check=True)
         measured = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append({"n": n, "nlist": info.nlist, "nprobe": info.nprobe, "rerank": info.rerank,
-                     "code_bytes": info.code_bytes, "rotated": info.rotated, "build_s": build_s,
-                     "build_peak_anon_mb": peak.peak,
-                     "peak_rss_with_mapped_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                     "code_bytes": info.code_bytes, "rotated": info.rotated, **built,
                      "ram_mb": measured["ram_mb"], "mapped_mb": measured["mapped_mb"],
                      "vectors_gb": (folder / "vectors.npy").stat().st_size / 1e9,
                      "cache_dropped": measured["cache_dropped"],
@@ -254,6 +257,9 @@ def main(argv=None):
     parser.add_argument("--tables", default="scale,shards", help="which tables (default both)")
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "work" / "scale",
                         help="where the vectors and indexes go (about 2.6 GB per 10^6 vectors, twice)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="query an index this script built before in --work (its build figures kept) instead of "
+                        "building it again")
     parser.add_argument("--query-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.query_worker:
@@ -263,7 +269,7 @@ def main(argv=None):
     real = real_vectors()
     tables = set(args.tables.split(","))
     if "scale" in tables:
-        rows = scale_table(args.work, real, [int(s) for s in args.sizes.split(",")])
+        rows = scale_table(args.work, real, [int(s) for s in args.sizes.split(",")], args.reuse)
         report("oneshot_scale", rows, targets={
             "n = 10^7": "p95 < 10 ms, recall@100 >= 0.95, index in RAM < 2 GB, build peak < 8 GB",
             "load_1min": os.getloadavg()[0]})

@@ -39,6 +39,7 @@ import json
 import math
 import mmap
 import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -378,7 +379,9 @@ def _widened(vectors: np.ndarray) -> np.ndarray:
     (0.4 against 4 ms for 2,000 x 1280), the largest part of a compressed query."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(vectors)).float().numpy()
+    with warnings.catch_warnings():  # a memory map's rows are read-only: torch warns, though it only reads them
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.ascontiguousarray(vectors)).float().numpy()
 
 
 def _cells(n: int) -> int:
