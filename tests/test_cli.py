@@ -183,11 +183,9 @@ def test_search_with_feedback(tiny_index, tmp_path):
                                                  "-o", tmp_path / "x.csv"))
 
 
-def test_index_help_says_when_auto_starts_a_cluster():
-    from pipeline.oneshot.extraction import LOCAL_CLUSTER_FROM
-
+def test_index_help_says_what_auto_picks():
     text = " ".join(run_cli("index", "--help").stdout.split())
-    assert f"'auto' (default: this process below {LOCAL_CLUSTER_FROM:,} images, a local cluster from" in text
+    assert "'auto' (default: 'threads' on several cores)" in text and "'onnx-int8'" in text
 
 
 def _search(index, out, *args):

@@ -47,8 +47,9 @@ def add_index_parser(commands) -> None:
                    "flipped views, one network pass per image), 'dihedral' (features averaged over the 8 rotations "
                    "and flips: 8 passes per image) or 'none'")
     p.add_argument("--scheduler", default="auto",
-                   help="Dask: 'auto' (default: this process below 2,000 images, a local cluster from 2,000), "
-                   "'synchronous' (this process), 'local' (a local cluster) or a scheduler address such as "
+                   help="where the images are described: 'auto' (default: 'threads' on several cores), 'threads' "
+                   "(this process, a thread per core), 'synchronous' (this process, one chunk at a time), 'local' (a "
+                   "local Dask cluster) or a Dask scheduler's address such as "
                    "tcp://host:8786; its workers need the images, and for --shards the index folder, at the same "
                    "paths")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

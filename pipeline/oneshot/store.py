@@ -15,12 +15,12 @@
     INDEX_DIR/store.json     the model, input size and preprocessing, the images' folder, counts,
                              the build id, the ids' digest and a fingerprint of each .npy/.faiss file
 
-Extraction is split into chunks of images run on Dask: ``"local"`` (a local cluster, one worker
-process per core, one thread each, no dashboard), any running scheduler by its address to scale
-out (its workers need this package installed and the images at the same path), or
-``"synchronous"`` (in this process, no cluster). The default, ``"auto"``, extracts fewer than
-``LOCAL_CLUSTER_FROM`` images in this process (starting a cluster costs more than it saves there:
-see benchmarks/cli.py) and more on a local cluster. Each finished chunk is written at once into
+Extraction is split into chunks of images run in this process (``"synchronous"``: one after
+another; ``"threads"``: a thread per core, each chunk's network on one thread) or on Dask:
+``"local"`` (a local cluster, one worker process per core, one thread each, no dashboard) or any
+running scheduler by its address to scale out (its workers need this package installed and the
+images at the same path). The default, ``"auto"``, is ``"threads"`` on several cores (the fastest
+on one machine: see :func:`pipeline.oneshot.extraction.pick_scheduler`). Each finished chunk is written at once into
 ``.INDEX_DIR.parts/`` beside the store, named by its images' ids, paths, sizes and modification
 and change times: an interrupted build resumes where it stopped when run again with the same
 model and settings, and a chunk whose images changed is extracted again. A store with an

@@ -93,7 +93,7 @@ def test_unreachable_scheduler_says_so(tiny_set, tmp_path, monkeypatch):
         store.build_store(tiny_set, tmp_path / "x", size=64, scheduler="tcp://127.0.0.1:9", chunk=5)
 
 
-def test_auto_scheduler_extracts_a_small_set_in_this_process(tiny_set, tmp_path, monkeypatch):
+def test_auto_scheduler_extracts_in_this_process(tiny_set, tmp_path, monkeypatch):
     pids = []
     real = extraction.chunk_features
 
@@ -106,11 +106,10 @@ def test_auto_scheduler_extracts_a_small_set_in_this_process(tiny_set, tmp_path,
     assert pids == [os.getpid()] * 2
 
 
-def test_auto_scheduler_picks_a_local_cluster_for_a_large_set(monkeypatch):
-    monkeypatch.setattr(extraction, "LOCAL_CLUSTER_FROM", 100)
+def test_auto_scheduler_picks_a_thread_per_core(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert extraction.pick_scheduler("auto", 99) == "synchronous"
-    assert extraction.pick_scheduler("auto", 100) == "local"
+    assert extraction.pick_scheduler("auto", 1) == "synchronous"
+    assert extraction.pick_scheduler("auto", 100) == "threads"
     for given in ("synchronous", "local", "tcp://host:8786"):  # a scheduler given is the one used
         assert extraction.pick_scheduler(given, 10) == extraction.pick_scheduler(given, 10_000) == given
     monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one core: no cluster can help
