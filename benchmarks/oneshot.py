@@ -4,14 +4,16 @@ Three tables, each printed and written to ``benchmarks/results/<name>.json``:
 
 ``oneshot_features``
     Images per second of ``features.extract`` (EfficientNet-Lite0 ImageNet features, not the
-    paper's B0) at 64, 128 and 224 px input, engine torch and onnx, 2 threads, batches of 32
-    simulated survey cutouts (64 x 64 px RGB, resized by ``extract``), timed after one warm-up
-    batch over 6 batches (repeated until 3 s have passed); and the ONNX export time per input
-    size. Each setting runs in a fresh process, with ``OMP_WAIT_POLICY`` unset (torch's default:
-    idle OpenMP threads spin a while) and set to PASSIVE (they sleep) - it must be set before
-    torch is imported; the onnx engine is concerned too, as its images are resized in torch -
-    on the idle machine and beside one process that keeps one of the cores busy (another user,
-    another benchmark).
+    paper's B0) at 64, 128 and 224 px input, engine torch and onnx (and onnx-int8 at 224 px), 2
+    threads, batches of 32 simulated survey cutouts (64 x 64 px RGB, resized by ``extract``),
+    timed after one warm-up batch over 6 batches (repeated until 3 s have passed); and the ONNX
+    export time per input size. Rows "(a thread per core)": the onnx engines at 224 px as
+    ``index`` runs them, a batch per thread of ``run_tasks(..., "threads")``, each on one
+    network thread. Each setting runs in a fresh process, with ``OMP_WAIT_POLICY`` ACTIVE (idle
+    OpenMP threads spin a while: torch's own default) and PASSIVE (they sleep: the package's
+    default since it sets it on import) - it must be set before torch is imported; the onnx
+    engine is concerned too, as its images are resized in torch - on the idle machine and beside
+    one process that keeps one of the cores busy (another user, another benchmark).
 
 ``oneshot_index``
     For n vectors of 1280-d (``--sizes``): the exact (flat) and the approximate index as
@@ -134,7 +136,28 @@ def feature_speed(images_file: str, sizes, batches: int) -> list[dict]:
             seconds = time.perf_counter() - t0
             rows.append({"engine": engine, "size_px": size, "images_per_s": done / seconds,
                          "s_per_batch": seconds / (done / BATCH), "images": done, "onnx_export_s": export_s})
+    for engine in ("onnx", "onnx-int8"):
+        rows.append(pooled_speed(backbone, images[BATCH:BATCH * (batches + 1)], engine))
     return rows
+
+
+def pooled_speed(backbone, images: np.ndarray, engine: str) -> dict:
+    """Images/s of ``engine`` at 224 px as ``index`` runs it: a batch per thread of a pool of one
+    thread per core (``run_tasks(..., "threads")``), each batch's network on one thread."""
+    from pipeline.oneshot import features as feat
+    from pipeline.scheduling import run_tasks
+
+    def batch(rows):
+        return feat.extract(backbone, rows, size=224, batch_size=BATCH, engine=engine)
+
+    jobs = {i: (images[i % len(images):i % len(images) + BATCH],) for i in range(0, 2 * THREADS * BATCH, BATCH)}
+    list(run_tasks(batch, jobs, "threads"))  # warm-up
+    done, t0 = 0, time.perf_counter()
+    while done == 0 or time.perf_counter() - t0 < MIN_SECONDS:
+        done += sum(len(out) for _, out in run_tasks(batch, jobs, "threads"))
+    seconds = time.perf_counter() - t0
+    return {"engine": f"{engine} (a thread per core)", "size_px": 224, "images_per_s": done / seconds,
+            "s_per_batch": seconds / (done / BATCH), "images": done, "onnx_export_s": None}
 
 
 def feature_table(images_file: Path, sizes, batches: int, settings) -> list[dict]:
@@ -142,8 +165,7 @@ def feature_table(images_file: Path, sizes, batches: int, settings) -> list[dict
     rows = []
     for policy, busy in settings:
         env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        if policy != "default":
-            env["OMP_WAIT_POLICY"] = policy
+        env["OMP_WAIT_POLICY"] = policy
         neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
         try:
             out = subprocess.run([sys.executable, __file__, "--features-worker", str(images_file),
@@ -419,10 +441,10 @@ def main(argv=None):
     torch.set_num_threads(THREADS)
     sizes = [int(s) for s in args.sizes.split(",")]
     survey_n, batches, n_prototypes = args.survey_n, 6, len(PROTOTYPES)
-    settings = [(p, busy) for busy in (False, True) for p in ("default", "PASSIVE")]
+    settings = [(p, busy) for busy in (False, True) for p in ("ACTIVE", "PASSIVE")]
     if args.quick:
         sizes, survey_n, batches, n_prototypes = [2000, 20000], 300, 1, 2
-        settings = [("default", False), ("PASSIVE", False)]
+        settings = [("ACTIVE", False), ("PASSIVE", False)]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -47,3 +47,16 @@ def test_ci_runs_the_readme_test_command():
     install_and_serve, install_and_test = commands
     assert "panel serve app.py" in install_and_serve
     assert install_and_test in ci.splitlines(), ".ci/run must run the README's test command exactly"
+
+
+def test_importing_the_pipeline_puts_idle_openmp_threads_to_sleep_unless_told_otherwise():
+    import os
+    import subprocess
+    import sys
+
+    script = "import os, pipeline; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = [sys.executable, "-c", script]
+    assert subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout.strip() == "PASSIVE"
+    mine = subprocess.run(run, env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True, check=True)
+    assert mine.stdout.strip() == "ACTIVE"
