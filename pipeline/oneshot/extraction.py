@@ -1,6 +1,6 @@
-"""Extracting a galaxy set's features in chunks: in this process or on Dask (a local cluster or a
-running scheduler), each chunk named by what its features depend on so an interrupted build
-resumes (see :mod:`pipeline.oneshot.store`)."""
+"""Extracting a galaxy set's features in chunks: in this process (in turn, or a thread per core) or on
+Dask (a local cluster or a running scheduler), each chunk named by what its features depend on so an
+interrupted build resumes (see :mod:`pipeline.oneshot.store`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from pipeline.errors import InputError
 from pipeline.oneshot import views
 from pipeline.oneshot.galaxies import read_image, to_rgb
 from pipeline.scheduling import run_tasks
-
 
 
 def chunk_features(files, size_px, backbone, weights, input_px, engine, crop, invariance) -> np.ndarray:

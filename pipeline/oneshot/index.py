@@ -16,11 +16,11 @@ Kind (``auto`` picks by size):
   one byte per ``PQ_DIMS`` features: 160 bytes for 1280, 1.7 GB for 10^7 vectors with their ids),
   the only part in memory. A learned rotation (faiss ``OPQMatrix``) first spreads the features'
   variance evenly over the code's parts, so that the codes rank well enough for a few hundred
-  candidates, not thousands, to hold the true neighbours. The vectors themselves are kept as float16 in ``vectors.npy`` beside
-  the index and memory-mapped: a query takes the ``rerank`` x max(k, ``RECALL_K``) nearest codes
-  and ranks those candidates by their distance on these vectors, so the order and distances
-  returned are exact for the candidates. The build streams the vectors in chunks, so the
-  features may be a memory-mapped array larger than memory.
+  candidates, not thousands, to hold the true neighbours. The vectors themselves are kept as float16
+  in ``vectors.npy`` beside the index and memory-mapped: a query takes the ``rerank`` x max(k,
+  ``RECALL_K``) nearest codes and ranks those candidates by their distance on these vectors, so the
+  order and distances returned are exact for the candidates. The build streams the vectors in
+  chunks, so the features may be a memory-mapped array larger than memory.
 
 The IVF kinds are tuned on sample queries (vectors of the set) against the exact search: the
 number of cells searched per query (``nprobe``), and for ``compressed`` the re-ranking factor,
@@ -66,10 +66,11 @@ BUILD_COMMAND = "python -m pipeline index IMAGES_DIR --catalog CATALOG.csv --out
 
 @dataclass
 class IndexInfo:
-    """What an index is: ``metric``, ``kind``, vectors ``n`` of ``dim``, IVF ``nlist`` and
-    ``nprobe``, for ``compressed`` the re-ranking factor ``rerank`` and the bytes of a code
-    (``code_bytes``) and whether a learned rotation precedes the codes (``rotated``), the ``recall`` at ``recall_k`` measured against the exact search (1.0 when
-    exact), and the ``build`` of the feature store it belongs to ("" outside a store)."""
+    """What an index is: ``metric``, ``kind``, vectors ``n`` of ``dim``, IVF ``nlist`` and ``nprobe``,
+    for ``compressed`` the re-ranking factor ``rerank`` and the bytes of a code (``code_bytes``) and
+    whether a learned rotation precedes the codes (``rotated``), the ``recall`` at ``recall_k``
+    measured against the exact search (1.0 when exact), and the ``build`` of the feature store it
+    belongs to ("" outside a store)."""
 
     metric: str
     kind: str
@@ -289,7 +290,9 @@ def describe(info: IndexInfo) -> str:
     if info.kind != "exact":
         text += f", IVF {info.nlist} cells, {info.nprobe} searched"
     if info.kind == "compressed":
-        text += f", {info.code_bytes}-byte {'rotated ' if info.rotated else ''}codes, the best {info.rerank} x k re-ranked on float16 vectors on disk"
+        rotated = "rotated " if info.rotated else ""
+        text += (f", {info.code_bytes}-byte {rotated}codes, the best {info.rerank} x k re-ranked on float16 vectors "
+                 "on disk")
     if info.kind != "exact":
         text += f", measured recall@{info.recall_k} {info.recall:.3f}"
     return text

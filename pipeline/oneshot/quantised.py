@@ -1,11 +1,11 @@
 """The feature network in 8-bit integers: engine ``"onnx-int8"`` of
 :func:`pipeline.oneshot.features.extract`.
 
-onnxruntime's static quantisation (weights int8 per output channel, activations uint8, QDQ
-format) of the exported float network, its activations' ranges calibrated (the
-``CALIBRATION_PERCENTILE`` of each, not its extremes) on ``CALIBRATION_GALAXIES`` galaxies drawn
-and rendered by the project's own survey simulator (:mod:`pipeline.oneshot.survey`), seen as the network sees a set's (the galaxy crop,
-:func:`pipeline.oneshot.views.view`). No real set is used, so the result is the same for every
+onnxruntime's static quantisation (weights int8 per output channel, activations uint8, QDQ format)
+of the exported float network, its activations' ranges calibrated (the ``CALIBRATION_PERCENTILE`` of
+each, not its extremes) on ``CALIBRATION_GALAXIES`` galaxies drawn and rendered by the project's own
+survey simulator (:mod:`pipeline.oneshot.survey`), seen as the network sees a set's (the galaxy
+crop, :func:`pipeline.oneshot.views.view`). No real set is used, so the result is the same for every
 user; it is written once per backbone into ``pipeline.cache.cache_dir("onnx")``, at 224 px only
 (``SIZE_PX``: at 64 px the quantised features were unrelated to the float ones).
 
@@ -58,8 +58,13 @@ def calibration_inputs(backbone, size: int) -> np.ndarray:
 def quantise(backbone, size: int, target) -> Path:
     """Write the 8-bit network of (backbone, size) to ``target`` (see the module docstring), from
     the float network's cached export (which must exist: :func:`int8_session` makes it first)."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
-        quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from pipeline.oneshot import features as feat

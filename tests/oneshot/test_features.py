@@ -66,7 +66,8 @@ def test_int8_engine_is_the_network_in_8_bits(lite0):
     from pipeline.oneshot.survey import assign_labels
 
     rng = np.random.default_rng(7)  # not the calibration's galaxies
-    shown = [views.view(to_rgb(bands), "galaxy") for bands in render_galaxies(assign_labels(draw_galaxies(4, rng), rng))]
+    galaxies = assign_labels(draw_galaxies(4, rng), rng)
+    shown = [views.view(to_rgb(bands), "galaxy") for bands in render_galaxies(galaxies)]
     eight = F.extract(lite0, shown, engine="onnx-int8")
     full = F.extract(lite0, shown, engine="onnx")
     cos = (eight * full).sum(1) / np.linalg.norm(eight, axis=1) / np.linalg.norm(full, axis=1)
