@@ -172,8 +172,9 @@ class FeatureStore:
         return np.load(self.folder / "top_rows.npy"), np.load(self.folder / "top_values.npy")
 
     def describe(self) -> str:
+        bits = " in 8-bit integers (not the float network's features)" if self.meta["engine"] == "onnx-int8" else ""
         return (f"{self.meta['name']}: {len(self.catalog):,} galaxies; features of "
-                f"{self.meta['model_label']} at {self.meta['input_px']} px; {self.index.describe()}. "
+                f"{self.meta['model_label']}{bits} at {self.meta['input_px']} px; {self.index.describe()}. "
                 f"{views.describe(self.meta['crop'], self.meta['invariance'])}")
 
     def view(self, row: int) -> np.ndarray:

@@ -79,6 +79,18 @@ def test_int8_engine_is_the_network_in_8_bits(lite0):
         F.extract(lite0, shown, size=64, engine="onnx-int8")
 
 
+def test_an_8_bit_store_says_so_and_describes_uploads_with_the_same_network(tiny_set, tmp_path):
+    from pipeline.oneshot import store as st
+
+    built = st.build_store(tiny_set, tmp_path / "int8", engine="onnx-int8", invariance="none", scheduler="threads")
+    assert "8-bit integers" in built.describe() and built.meta["engine"] == "onnx-int8"
+    again = st.image_features(built, tiny_set.path(0))  # an upload goes through the 8-bit network too
+    np.testing.assert_allclose(again, built.features[0], atol=1e-4)
+    with pytest.raises(InputError, match="224 px only"):
+        st.build_store(tiny_set, tmp_path / "small", size=64, engine="onnx-int8", invariance="none")
+    assert not (tmp_path / "small").exists()
+
+
 def test_an_unknown_engine_is_refused(lite0, galaxies):
     with pytest.raises(InputError, match="unknown engine"):
         F.extract(lite0, galaxies[:1], size=96, engine="int4")
