@@ -423,7 +423,7 @@ class OneShotViewer(pn.viewable.Viewer):
             return pn.pane.Markdown("")
         m = self.store.meta
         return Prose(
-            f"{m['name']}: {len(self.store.catalog):,} galaxies. Features: {m['model_label']}, "
+            f"{m['name']}: {len(self.store.catalog):,} galaxies. Features: {self.store.network()}, "
             f"{m['input_px']} px input, penultimate layer after global pooling ({self.store.features.shape[1]}-d). "
             f"Index: {self.store.index.describe()}." + "".join(f" Note: {n}" for n in m.get("notes", []))
             + f"\nPreprocessing: {m['preprocessing']}",

@@ -361,9 +361,9 @@ def filling(in_cells, q: np.ndarray, count: int, nprobe: int, nlist: int) -> tup
 
 
 def distances(scores: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
-    """Distances (float32) from faiss's ``scores``: 1 - cosine, or the Euclidean distance; inf
-    where ``rows`` is -1 (no vector)."""
-    out = 1.0 - scores if metric == "cosine" else np.sqrt(np.clip(scores, 0, None))
+    """Distances (float32) from faiss's ``scores``: 1 - cosine (in [0, 2]: rounding can take a
+    cosine past 1), or the Euclidean distance; inf where ``rows`` is -1 (no vector)."""
+    out = np.clip(1.0 - scores, 0, 2) if metric == "cosine" else np.sqrt(np.clip(scores, 0, None))
     out[rows < 0] = np.inf
     return out.astype(np.float32)
 

@@ -187,7 +187,7 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str =
     rows = [r for _, r in keep]
     found = store.search_space(store.features[rows]) if rows else np.zeros((0, len(start)), np.float32)
     if store.index.info.metric == "cosine":  # ranked by the feedback, but the distance is to the prototype
-        distances = 1.0 - unit_rows(found) @ unit_rows(start[None])[0]
+        distances = np.clip(1.0 - unit_rows(found) @ unit_rows(start[None])[0], 0, 2)
     else:
         distances = np.linalg.norm(found - start, axis=1)
     return _result(store, rows, distances, [1] * len(keep), [parent] * len(keep),

@@ -171,10 +171,15 @@ class FeatureStore:
         :func:`pipeline.oneshot.atlas.top_activations`), made when the store was built."""
         return np.load(self.folder / "top_rows.npy"), np.load(self.folder / "top_values.npy")
 
-    def describe(self) -> str:
+    def network(self) -> str:
+        """The network that made the features, as the UI and the command line name it (an 8-bit
+        one says so)."""
         bits = " in 8-bit integers (not the float network's features)" if self.meta["engine"] == "onnx-int8" else ""
+        return f"{self.meta['model_label']}{bits}"
+
+    def describe(self) -> str:
         return (f"{self.meta['name']}: {len(self.catalog):,} galaxies; features of "
-                f"{self.meta['model_label']}{bits} at {self.meta['input_px']} px; {self.index.describe()}. "
+                f"{self.network()} at {self.meta['input_px']} px; {self.index.describe()}. "
                 f"{views.describe(self.meta['crop'], self.meta['invariance'])}")
 
     def view(self, row: int) -> np.ndarray:

@@ -111,3 +111,9 @@ def test_auto_compresses_above_the_limit(monkeypatch, tmp_path):
     assert ix.FeatureIndex.build(clustered(800)).info.kind == "approximate"
     assert ix.FeatureIndex.build(clustered(2000), folder=tmp_path).info.kind == "compressed"
     assert ix._code_bytes(1280) == 160 and ix._code_bytes(100) == 10 and ix._code_bytes(7) == 1
+
+
+def test_a_cosine_distance_is_never_below_zero():
+    """An image searched for itself can score a cosine a rounding above 1: it shows as 0, not -0.000."""
+    d = ix.distances(np.array([[1.0000001, 0.5, 0.0]], np.float32), np.array([[0, 1, -1]]), "cosine")
+    assert d[0, 0] == 0 and d[0, 1] == np.float32(0.5) and np.isinf(d[0, 2])
