@@ -49,7 +49,7 @@ class AtlasViewer(pn.viewable.Viewer):
         self._subspace_button.on_click(lambda _: self.compare_subspace())
         self._comparison = Text("", wrap=True, css_classes=["subspace-result"])
         self._ranking_table = TextTable(
-            disabled=True, show_index=False, pagination="local", page_size=10, selectable=1, visible=False,
+            disabled=True, show_index=False, pagination="local", page_size=10, selectable=1,
             css_classes=["ranking-table"], formatters={"feature": NumberFormatter(format="0")},  # 1226, not 1,226
             widths={"feature": 64, "auroc": 62, "low": 56, "high": 56, "direction": 72},
             sortable=False,  # ranked already; without the sort arrows every title fits the narrow column
@@ -59,6 +59,9 @@ class AtlasViewer(pn.viewable.Viewer):
         self._feature_input.param.watch(lambda e: self.show_feature(e.new), "value")
         self.param.watch(lambda e: setattr(self._feature_input, "value", e.new), "feature")
         self._ranking_table.param.watch(self._on_rank_select, "selection")
+        # the table enters the page with its rows: Tabulator cannot lay out rows given to it while
+        # hidden, and toggling ``visible`` left it empty on a slow machine (CI)
+        self._ranking_slot = pn.Column(sizing_mode="stretch_width")
         self._store_shown = None
         self._cards, self._card_ids = [], []  # the gallery's cards, reused; the galaxy id on each one shown
         self._gallery = pn.Column(Text("", wrap=True, css_classes=["atlas-title"]), pn.FlexBox())
@@ -79,7 +82,8 @@ class AtlasViewer(pn.viewable.Viewer):
             if self.store is not None and self.feature >= self.store.features.shape[1]:  # a set of other features
                 self.feature = 0
             self.ranking, self._comparison.object = None, ""
-            self._ranking_table.value, self._ranking_table.visible = None, False
+            self._ranking_slot.clear()
+            self._ranking_table.value = None
             self.version += 1
 
     def show_error(self, text):
@@ -114,7 +118,8 @@ class AtlasViewer(pn.viewable.Viewer):
         self.show_error("")
         frame = self.ranking[["feature", "auroc", "low", "high", "direction"]].to_pandas()
         self._ranking_table.value = frame.round({"auroc": 3, "low": 3, "high": 3})
-        self._ranking_table.visible = True
+        if not self._ranking_slot.objects:
+            self._ranking_slot.append(self._ranking_table)
         self.feature = int(self.ranking["feature"][0])
         self.version += 1
 
@@ -235,7 +240,7 @@ class AtlasViewer(pn.viewable.Viewer):
         controls = pn.Column(
             self._feature_input,
             pn.widgets.IntSlider.from_param(self.param.n, name="Images"),
-            self._rank_button, self._ranking_table,
+            self._rank_button, self._ranking_slot,
             pn.widgets.IntSlider.from_param(self.param.subset, name="Best features to search on"),
             self._subspace_button, self._comparison,
             width=330, sizing_mode="fixed")

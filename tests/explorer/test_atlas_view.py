@@ -31,7 +31,9 @@ def test_gallery_shows_the_top_images_of_a_feature(views):
 
 def test_ranking_picks_the_best_feature_and_the_subspace_comparison(views):
     oneshot, view, _ = views
+    assert not view._ranking_slot.objects  # no empty table before a ranking
     view.rank()
+    assert view._ranking_slot.objects == [view._ranking_table]  # it enters the page with its rows
     assert view.ranking is not None and view.feature == int(view.ranking["feature"][0])
     assert "AUROC for bpt_class = AGN" in view.gallery().objects[0].object
     view._ranking_table.selection = [2]
