@@ -146,14 +146,17 @@ class GalaxySet:
 
     @property
     def label_columns(self) -> list[str]:
-        """Columns that can be counted as labels: text columns with 2-20 distinct values, or
-        boolean ones (not the id, file or coordinates)."""
+        """Columns that can be counted as labels (not the id, file or coordinates): text or
+        boolean columns with 2-20 distinct values, and integer ones whose 2-20 values are class
+        codes, each shared by two galaxies on average (a 0/1 flag such as Galaxy Zoo's ``ring``,
+        Galaxy10's class numbers; not a count that differs from galaxy to galaxy)."""
         labels = []
         for name in self.catalog.colnames:
             column = self.catalog[name]
-            if name in LABEL_EXCLUDED:
+            if name in LABEL_EXCLUDED or column.dtype.kind not in "USObiu":
                 continue
-            if column.dtype.kind in "USOb" and 2 <= len(set(column.tolist())) <= 20:
+            distinct = len(set(column.tolist()))
+            if 2 <= distinct <= 20 and (column.dtype.kind not in "iu" or distinct <= len(column) / 2):
                 labels.append(name)
         return labels
 

@@ -34,7 +34,8 @@ def test_mixed_formats_become_rgb_of_one_size(tmp_path):
     rgb = (np.random.default_rng(0).uniform(0, 255, (32, 32, 3))).astype(np.uint8)
     images = {"a.png": rgb, "b.fits": galaxy(), "c.fits": galaxy(bands=1)[0], "d.png": rgb[:, :, 0],
               "e.jpg": np.zeros((48, 48, 3), np.uint8)}
-    rows = [{"id": k.split(".")[0], "file": f"img/{k}", "bpt_class": c} for k, c in zip(images, "ABABA", strict=True)]
+    rows = [{"id": k.split(".")[0], "file": f"img/{k}", "bpt_class": c, "ring": int(c == "A"), "n_pix": 100 + i}
+            for i, (k, c) in enumerate(zip(images, "ABABA", strict=True))]
     gs = GalaxySet.open(write_set(tmp_path, rows, images))
     assert len(gs) == 5 and gs.size == 32 and "1 of 5 cutouts" in gs.notes[0]
     batch = gs.rgb_batch(range(5))
@@ -43,7 +44,8 @@ def test_mixed_formats_become_rgb_of_one_size(tmp_path):
     assert (batch[2][..., 0] == batch[2][..., 1]).all()  # one band: grey
     # three bands: the reddest (last, brightest here) to red; the centre is bright, the sky dark
     assert batch[1][16, 16, 0] > batch[1][16, 16, 2] and batch[1][16, 16].max() > 200 and batch[1][0, 0].max() < 60
-    assert gs.label_columns == ["bpt_class"] and gs.row_of("c") == 2 and gs.ids[0] == "a"
+    # a 0/1 integer flag is a label; an integer that differs from galaxy to galaxy is not
+    assert gs.label_columns == ["bpt_class", "ring"] and gs.row_of("c") == 2 and gs.ids[0] == "a"
     with pytest.raises(InputError, match="No galaxy with id 'zz'"):
         gs.row_of("zz")
 
