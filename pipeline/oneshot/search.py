@@ -185,12 +185,13 @@ def refine(store: Store, prototype, n: int, liked=(), disliked=(), method: str =
     parent = "" if own is None else str(store.catalog["id"][own])
     label = {"linear": "feedback (linear classifier)", "rocchio": "feedback (Rocchio)"}[method]
     rows = [r for _, r in keep]
+    from pipeline.oneshot.index import distances  # faiss: only once a search runs
+
+    # ranked by the feedback, but the distance is to the prototype, as the index gives it
     found = store.search_space(store.features[rows]) if rows else np.zeros((0, len(start)), np.float32)
-    if store.index.info.metric == "cosine":  # ranked by the feedback, but the distance is to the prototype
-        distances = np.clip(1.0 - unit_rows(found) @ unit_rows(start[None])[0], 0, 2)
-    else:
-        distances = np.linalg.norm(found - start, axis=1)
-    return _result(store, rows, distances, [1] * len(keep), [parent] * len(keep),
+    metric = store.index.info.metric
+    scores = unit_rows(found) @ unit_rows(start[None])[0] if metric == "cosine" else ((found - start) ** 2).sum(1)
+    return _result(store, rows, distances(scores[None], np.zeros((1, len(rows))), metric)[0], [1] * len(keep), [parent] * len(keep),
                    mode=label, prototype=_name(store, prototype), n=n,
                    feedback={"liked": sorted(map(str, liked)), "disliked": sorted(map(str, disliked)), **settings})
 
