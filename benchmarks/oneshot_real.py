@@ -54,6 +54,7 @@ import argparse
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,8 @@ def separability(store, labels) -> float:
 def feedback_rounds(store, labels, draws, method: str) -> dict[str, float]:
     """Precision of the galaxies newly shown in round 0 and each feedback round: over chance
     (``round i``), and, from round 1, over the class's share among the galaxies not shown yet
-    (``left i``: what a round chooses from, which the rounds before it drain on a small set).
+    (``left i``: what a round chooses from, which the rounds before it drain on a small set;
+    searches with no member left are left out of it).
     ``method`` "ceiling": every class member not shown yet first (the best any feedback could
     show)."""
     from pipeline.oneshot import search
@@ -193,7 +195,9 @@ def feedback_rounds(store, labels, draws, method: str) -> dict[str, float]:
             over_left.append(left)
     rounds = {f"round {i}": float(v) for i, v in enumerate(np.mean(over_chance, axis=0))}
     rounds["rounds 1-3"] = float(np.mean(np.asarray(over_chance)[:, 1:]))
-    rounds.update({f"left {i + 1}": float(v) for i, v in enumerate(np.nanmean(over_left, axis=0))})
+    with warnings.catch_warnings():  # the ceiling's last rounds on a drained set: nothing left, no rate
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rounds.update({f"left {i + 1}": float(v) for i, v in enumerate(np.nanmean(over_left, axis=0))})
     return rounds
 
 
