@@ -5,6 +5,7 @@ import panel as pn
 
 from explorer.atlas_view import AtlasViewer
 from explorer.cube_explorer import CubeExplorer
+from explorer.learn_view import LearnViewer
 from explorer.oneshot_view import OneShotViewer
 
 pn.extension("filedropper", "tabulator", notifications=True, loading_indicator=True, sizing_mode="stretch_width")
@@ -18,9 +19,10 @@ atlas = AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", ONESHO
 # the galaxy tabs are laid out when first shown, and the galaxy sets opened (built, the first time)
 # then: a visitor who only looks at cubes pays for neither
 galaxy_tabs = (pn.Column(sizing_mode="stretch_both"), pn.Column(sizing_mode="stretch_both"))
+learn_tab = pn.Column(sizing_mode="stretch_both")  # the lessons, likewise made when first shown
 tabs = pn.Tabs(("Cube explorer", cubes), ("Vet candidates", cubes.vetting_area), ("One-shot search", galaxy_tabs[0]),
-               ("Feature atlas", galaxy_tabs[1]), dynamic=True, sizing_mode="stretch_both")
-VETTING, ONESHOT, ATLAS = 1, 2, 3
+               ("Feature atlas", galaxy_tabs[1]), ("Learn", learn_tab), dynamic=True, sizing_mode="stretch_both")
+VETTING, ONESHOT, ATLAS, LEARN = 1, 2, 3, 4
 
 
 def _on_tab(event):
@@ -34,6 +36,8 @@ def _on_tab(event):
         oneshot.activate()
     if event.new == ATLAS:
         atlas.activate()
+    if event.new == LEARN and not learn_tab.objects:
+        learn_tab.objects = [LearnViewer()]
 
 
 tabs.param.watch(_on_tab, "active")

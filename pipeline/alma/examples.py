@@ -152,11 +152,7 @@ def observe_image(instrument: Instrument, images, weights, noise_rms, rng) -> np
 
 def convolve_with_psf(instrument: Instrument, images) -> np.ndarray:
     """Each of ``images`` (n, size, size) Jy/pixel convolved with the dirty beam: Jy/beam, no noise."""
-    sampling = instrument.sampling
-    n, k = sampling.npix_grid, sampling.half_width
-    half_plane = interferometer.half_plane_from_image(images, n, k) * sampling.weight_grid[0]
-    scale = np.float32(n * n / sampling.weight_sum[0])
-    return interferometer.image_from_half_plane(half_plane, n, images.shape[-1]) * scale
+    return interferometer.dirty_image(instrument.sampling, images)
 
 
 @dataclass

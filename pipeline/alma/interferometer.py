@@ -37,8 +37,8 @@ from pipeline.errors import InputError
 __all__ = [
     "ALMA_LATITUDE_DEG", "ARCSEC_RAD", "CONFIG_DIR", "ELEVATION_LIMIT_DEG", "FWHM_PER_SIGMA",
     "SPEED_OF_LIGHT_M_S", "AntennaConfiguration", "UVSampling", "available_configurations",
-    "baselines_m", "fit_beam", "half_plane_from_image", "hour_angles_h", "image_from_half_plane",
-    "load_configuration", "psf", "psf_from_sampling", "uv_sampling", "uv_tracks", "uv_wavelengths",
+    "baselines_m", "dirty_image", "fit_beam", "half_plane_from_image", "hour_angles_h", "image_from_half_plane",
+    "largest_sidelobe", "load_configuration", "psf", "psf_from_sampling", "uv_sampling", "uv_tracks", "uv_wavelengths",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "assets" / "alma_configs"
@@ -226,6 +226,29 @@ def psf(uv_m, frequency_hz, npix, cell_arcsec, weighting="briggs", robust=0.5,
         raise InputError("psf takes one frequency; use uv_sampling + psf_from_sampling for many.")
     sampling = uv_sampling(uv_m, frequency_hz, npix, cell_arcsec, weighting, robust, padding)
     return psf_from_sampling(sampling, npix)[0]
+
+
+def dirty_image(sampling: UVSampling, images) -> np.ndarray:
+    """Each of ``images`` (n, npix, npix), Jy/pixel, seen through the first channel of
+    ``sampling`` (gridded for ``npix`` images): convolved with its dirty beam, in Jy/beam, no noise."""
+    n, k = sampling.npix_grid, sampling.half_width
+    half_plane = half_plane_from_image(images, n, k) * sampling.weight_grid[0]
+    scale = np.float32(n * n / sampling.weight_sum[0])
+    return image_from_half_plane(half_plane, n, np.shape(images)[-1]) * scale
+
+
+def largest_sidelobe(psf_image) -> tuple[float, tuple[int, int]]:
+    """The highest point of a PSF (peak 1) outside its main lobe, the connected region around the
+    peak down to the first null (PSF > 0): its level and its ``(row, col)``. (0, peak) when nothing
+    outside the main lobe rises above 0."""
+    image = np.asarray(psf_image, dtype=np.float64)
+    peak = np.unravel_index(np.argmax(image), image.shape)
+    labels, _ = scipy.ndimage.label(image > 0)
+    outside = np.where(labels == labels[peak], -np.inf, image)
+    where = np.unravel_index(np.argmax(outside), image.shape)
+    if not np.isfinite(outside[where]) or outside[where] <= 0:
+        return 0.0, (int(peak[0]), int(peak[1]))
+    return float(outside[where] / image[peak]), (int(where[0]), int(where[1]))
 
 
 # --- beam fitting -----------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""The "Learn" tab: lessons, each a few steps of text beside live widgets that go through the same
+pipeline calls as the rest of the explorer. A student goes back and forth (the buttons, or the
+arrow keys) and changes every parameter at every step."""
+
+from __future__ import annotations
+
+import panel as pn
+import param
+
+from explorer.lesson_interferometer import STEPS as INTERFEROMETER_STEPS
+from explorer.lesson_interferometer import InterferometerLesson
+from explorer.shortcuts import Shortcuts
+from explorer.text import Prose, Text
+
+#: lesson title -> (its steps: (heading, text) pairs, the class of its live part)
+LESSONS = {"How an interferometer sees": (INTERFEROMETER_STEPS, InterferometerLesson)}
+
+
+class LearnViewer(pn.viewable.Viewer):
+    lesson = param.Selector(default=next(iter(LESSONS)), objects=list(LESSONS), doc="Lesson")
+    step = param.Integer(default=0, bounds=(0, None), doc="Step (0-based)")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._live = {}  # lesson title -> its live part, made when first shown
+        self._back = pn.widgets.Button(name="◀ Back", width=90, css_classes=["lesson-back"])
+        self._next = pn.widgets.Button(name="Next ▶", width=90, button_type="primary", css_classes=["lesson-next"])
+        self._back.on_click(lambda _: self.go(-1))
+        self._next.on_click(lambda _: self.go(+1))
+        self._heading = Text("", wrap=True, css_classes=["lesson-heading"],
+                             stylesheets=["pre {font-size: 1.2em; font-weight: 600;}"])
+        self._text = Prose("", css_classes=["lesson-text"], sizing_mode="stretch_width")
+        self._keys = Shortcuts(lambda key: self.go(-1 if key == "ArrowLeft" else +1), keys=["ArrowLeft", "ArrowRight"])
+        self.param.watch(lambda _: setattr(self, "step", 0), "lesson")
+        self._show()
+        self.param.watch(lambda _: self._show(), ["lesson", "step"])
+
+    @property
+    def steps(self):
+        return LESSONS[self.lesson][0]
+
+    @property
+    def live(self):
+        """The current lesson's live part (made once per lesson and session)."""
+        if self.lesson not in self._live:
+            self._live[self.lesson] = LESSONS[self.lesson][1]()
+        return self._live[self.lesson]
+
+    def go(self, by: int) -> None:
+        """Move ``by`` steps, staying within the lesson."""
+        self.step = min(max(self.step + by, 0), len(self.steps) - 1)
+
+    def _show(self) -> None:
+        heading, text = self.steps[self.step]
+        self._heading.object = f"Step {self.step + 1} of {len(self.steps)}: {heading}"
+        self._text.object = text
+        self._back.disabled = self.step == 0
+        self._next.disabled = self.step == len(self.steps) - 1
+
+    def __panel__(self):
+        lesson = pn.widgets.Select.from_param(self.param.lesson, name="Lesson", width=300)
+        guide = pn.Column(lesson, self._heading, self._text, pn.Row(self._back, self._next), self._keys,
+                          pn.bind(lambda *_: self.live.controls(), self.param.lesson),
+                          width=340, sizing_mode="fixed", css_classes=["lesson-guide"])
+        return pn.Row(guide, pn.bind(lambda *_: self.live.panel(self.step), self.param.lesson, self.param.step),
+                      sizing_mode="stretch_width")
