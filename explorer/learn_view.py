@@ -23,8 +23,8 @@ class LearnViewer(pn.viewable.Viewer):
     def __init__(self, **params):
         super().__init__(**params)
         self._live = {}  # lesson title -> its live part, made when first shown
-        self._back = pn.widgets.Button(name="◀ Back", width=90, css_classes=["lesson-back"])
-        self._next = pn.widgets.Button(name="Next ▶", width=90, button_type="primary", css_classes=["lesson-next"])
+        self._back = pn.widgets.Button(label="◀ Back", width=90, css_classes=["lesson-back"])
+        self._next = pn.widgets.Button(label="Next ▶", width=90, color="primary", css_classes=["lesson-next"])
         self._back.on_click(lambda _: self.go(-1))
         self._next.on_click(lambda _: self.go(+1))
         self._heading = Text("", wrap=True, css_classes=["lesson-heading"],
@@ -33,7 +33,7 @@ class LearnViewer(pn.viewable.Viewer):
         self._keys = Shortcuts(lambda key: self.go(-1 if key == "ArrowLeft" else +1), keys=["ArrowLeft", "ArrowRight"])
         self.param.watch(lambda _: setattr(self, "step", 0), "lesson")
         self._show()
-        self.param.watch(lambda _: self._show(), ["lesson", "step"])
+        self.param.watch(lambda *_: self._show(), ["lesson", "step"])
 
     @property
     def steps(self):

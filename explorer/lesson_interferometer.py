@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import math
 
-import datashader as ds
 import holoviews as hv
+import holoviews.plotting.bokeh
 import numpy as np
 import panel as pn
 import param
 import scipy.ndimage
-from holoviews.operation.datashader import dynspread, rasterize
 
 from explorer import uploads
 from explorer.text import Alert, Text
@@ -21,6 +20,10 @@ from pipeline.oneshot.galaxies import read_image
 
 SKY_UPLOAD_SUFFIXES = (".png", ".jpg", ".jpeg", ".fits", ".fit", ".fits.gz")
 PLOT_PX = 340
+#: every plot: a square frame (equal scales on both axes, as the ranges given are square), its
+#: ranges set again for every new result
+SQUARE = {"frame_width": PLOT_PX - 70, "frame_height": PLOT_PX - 70, "framewise": True}
+UV_COLOURS = ["#c6dbef", "#6baed6", "#2171b5", "#08306b"]  # light to dark blue: few to many points
 POINT_PX = 5
 BEAM_FIELD_FRINGES = 12  # the dirty beam is drawn out to this many fringes (lambda / longest baseline)
 
@@ -67,11 +70,12 @@ class InterferometerLesson(pn.viewable.Viewer):
         super().__init__(**params)
         self._image = None  # an uploaded sky, 2-D brightness
         self._image_name = ""
+        self._panes = {}  # plot name -> its pane, made when first shown
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["lesson-error"])
         self._numbers = Text("", wrap=True, css_classes=["lesson-numbers"])
         self._upload = pn.widgets.FileInput(accept=",".join(SKY_UPLOAD_SUFFIXES), css_classes=["sky-upload"])
         self._upload.param.watch(self._on_upload, "value")
-        self.param.watch(lambda _: self.observe(),
+        self.param.watch(lambda *_: self.observe(),
                          ["config", "declination", "hour_angles", "frequency_ghz", "sky", "extent"])
         self.observe()
 
@@ -116,23 +120,38 @@ class InterferometerLesson(pn.viewable.Viewer):
             self.sky = "image"
 
     # ---- plots ----------------------------------------------------------------------------
-    def antennas_plot(self):
-        r = self.result
+    # Each plot is a DynamicMap over ``result``, made once: a change sends the new data to the plot
+    # already on the page instead of a new plot (see benchmarks/lessons.py).
+    def _pane(self, name: str):
+        if name not in self._panes:
+            plot = getattr(self, f"{name}_plot")
+            dynamic = hv.DynamicMap(lambda result: plot(result), streams=[hv.streams.Params(self, ["result"])])
+            self._panes[name] = pn.pane.HoloViews(dynamic, css_classes=[f"lesson-{name}"])
+        return self._panes[name]
+
+    @staticmethod
+    def antennas_plot(r):
+        reach = 1.1 * float(np.max(np.abs(r.antennas_m - r.antennas_m.mean(axis=0))))
+        (east, north) = r.antennas_m.mean(axis=0)
         points = hv.Points(r.antennas_m, ["east (m)", "north (m)"])
-        return points.opts(width=PLOT_PX, height=PLOT_PX, data_aspect=1, size=5, color="#1f77b4", tools=["hover"],
-                           title=f"{r.config}: {len(r.antennas_m)} antennas")
+        return points.opts(**SQUARE, size=5, color="#1f77b4", tools=["hover"], xlim=(east - reach, east + reach),
+                           ylim=(north - reach, north + reach), title=f"{r.config}: {len(r.antennas_m)} antennas")
 
-    def uv_plot(self):
-        r = self.result
-        points = hv.Points(r.uv_klambda, ["u (kilo-wavelengths)", "v (kilo-wavelengths)"])
-        shaded = dynspread(rasterize(points, aggregator=ds.count(), width=PLOT_PX, height=PLOT_PX), threshold=0.6)
-        return shaded.opts(width=PLOT_PX + 60, height=PLOT_PX, data_aspect=1, cmap="blues", cnorm="log",
-                           colorbar=False, title=f"uv coverage: {len(r.uv_klambda)} points")
+    @staticmethod
+    def uv_plot(r):
+        """The uv points counted in PLOT_PX x PLOT_PX cells (a million points stay one image)."""
+        reach = 1.05 * r.longest_baseline_klambda
+        counts, _, _ = np.histogram2d(r.uv_klambda[:, 1], r.uv_klambda[:, 0], bins=PLOT_PX,
+                                      range=[[-reach, reach], [-reach, reach]])
+        image = hv.Image(np.flipud(np.log10(1 + counts)), bounds=(-reach, -reach, reach, reach),
+                         kdims=["u (kilo-wavelengths)", "v (kilo-wavelengths)"], vdims=["log10(1 + points)"])
+        return image.opts(**SQUARE, cmap=["white", *UV_COLOURS], title=f"uv coverage: {len(r.uv_klambda)} points",
+                          tools=["hover"])
 
-    def beam_plot(self):
+    @staticmethod
+    def beam_plot(r):
         """The dirty beam's centre (out to BEAM_FIELD_FRINGES, or to its largest sidelobe), its
         colours saturated so that sidelobes show."""
-        r = self.result
         centre = synthesis.PSF_NPIX // 2
         row, col = r.sidelobe_px
         reach = max(BEAM_FIELD_FRINGES * synthesis.PSF_CELLS_PER_FRINGE, abs(row - centre), abs(col - centre)) + 4
@@ -145,26 +164,27 @@ class InterferometerLesson(pn.viewable.Viewer):
             marker="x", size=14, color="black", line_width=2)
         return image * beam_ellipse(r.beam, 0.0, 0.0) * mark
 
-    def images_plot(self):
-        r = self.result
-        half = synthesis.IMAGE_NPIX * r.cell_arcsec / 2
-        corner = -0.8 * half
-        if self.sky == "points":  # a point is one pixel: drawn wider, or it could not be seen
-            sky = sky_image(scipy.ndimage.maximum_filter(r.sky, size=POINT_PX), r.cell_arcsec,
-                            f"the sky (Jy/pixel; points drawn {POINT_PX} pixels wide)", cmap="inferno")
-        else:
-            sky = sky_image(r.sky, r.cell_arcsec, "the sky (Jy/pixel)", cmap="inferno")
+    @staticmethod
+    def sky_plot(r):
+        if r.sky_kind == "points":  # a point is one pixel: drawn wider, or it could not be seen
+            return sky_image(scipy.ndimage.maximum_filter(r.sky, size=POINT_PX), r.cell_arcsec,
+                             f"the sky (Jy/pixel; points drawn {POINT_PX} pixels wide)", cmap="inferno")
+        return sky_image(r.sky, r.cell_arcsec, "the sky (Jy/pixel)", cmap="inferno")
+
+    @staticmethod
+    def dirty_plot(r):
+        corner = 0.8 * synthesis.IMAGE_NPIX * r.cell_arcsec / 2
         dirty = sky_image(r.dirty, r.cell_arcsec, "the dirty image (Jy/beam)", cmap="inferno")
-        return pn.Row(sky, dirty * beam_ellipse(r.beam, -corner, corner, colour="white"))
+        return dirty * beam_ellipse(r.beam, corner, -corner, colour="white")
 
     def _step_plots(self, step: int):
-        return [pn.Row(self.antennas_plot()), pn.Row(self.antennas_plot(), self.uv_plot()),
-                pn.Row(self.uv_plot(), self.beam_plot()), self.images_plot()][step]
+        names = [("antennas",), ("antennas", "uv"), ("uv", "beam"), ("sky", "dirty")][step]
+        return pn.Row(*(self._pane(name) for name in names))
 
     def panel(self, step: int):
-        """What step ``step`` (0-based) shows beside its text: the plots, redrawn on every change,
+        """What step ``step`` (0-based) shows beside its text: its plots, updated on every change,
         and the measured numbers."""
-        return pn.Column(self._error, pn.bind(lambda _: self._step_plots(step), self.param.result), self._numbers)
+        return pn.Column(self._error, self._step_plots(step), self._numbers, sizing_mode="stretch_width")
 
     def controls(self):
         return pn.Column(
@@ -191,8 +211,7 @@ def sky_image(data: np.ndarray, cell_arcsec: float, title: str, cmap: str, clim=
     # x axis inverted, east is on the left
     shown = np.flipud(np.fliplr(data))
     image = hv.Image(shown, bounds=(-far, -near, near, far), kdims=["RA offset (arcsec)", "Dec offset (arcsec)"])
-    opts = dict(cmap=cmap, colorbar=True, width=PLOT_PX + 80, height=PLOT_PX, data_aspect=1, invert_xaxis=True,
-                title=title, tools=["hover"])
+    opts = dict(SQUARE, cmap=cmap, colorbar=True, cformatter="%.2g", invert_xaxis=True, title=title, tools=["hover"])
     if clim is not None:
         opts["clim"] = clim
     return image.opts(**opts)

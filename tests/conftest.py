@@ -257,7 +257,7 @@ def pytest_cmdline_main(config):
 
 
 BROWSER_GROUPS = {
-    "ten sessions": ("test_sessions.py",),
+    "ten sessions, lessons": ("test_sessions.py", "test_learn.py"),
     "served app": ("test_atlas.py", "test_cube_explorer.py", "test_untrusted_files.py", "test_oneshot.py",
                    "test_vetting.py"),
 }

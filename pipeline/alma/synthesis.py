@@ -39,9 +39,9 @@ class Synthesis:
     conjugates included; ``psf`` (PSF_NPIX, PSF_NPIX), peak 1 at the centre, pixels of
     ``psf_cell_arcsec``; ``beam`` (bmaj, bmin arcsec, bpa deg), the Gaussian fitted to its main
     lobe; ``sidelobe`` the largest sidelobe's level (fraction of the peak) at ``sidelobe_px``
-    (row, col) of ``psf``; ``sky`` (Jy/pixel, 1 Jy in all) and ``dirty`` (Jy/beam), IMAGE_NPIX
-    square with pixels of ``cell_arcsec``. Images are indexed [row, col] = [y, x], north up, east
-    to the left (x towards west), as on the sky."""
+    (row, col) of ``psf``; ``sky`` (Jy/pixel, 1 Jy in all; one of SKIES, ``sky_kind``) and
+    ``dirty`` (Jy/beam), IMAGE_NPIX square with pixels of ``cell_arcsec``. Images are indexed
+    [row, col] = [y, x], north up, east to the left (x towards west), as on the sky."""
 
     config: str
     declination_deg: float
@@ -57,6 +57,7 @@ class Synthesis:
     sky: np.ndarray
     dirty: np.ndarray
     cell_arcsec: float
+    sky_kind: str = "points"
 
     @property
     def sidelobe_offset_arcsec(self) -> float:
@@ -77,7 +78,7 @@ class Synthesis:
         bmaj, bmin, bpa = self.beam
         largest_scale = 0.6 * 206.265 / self.shortest_baseline_klambda  # arcsec: 0.6 lambda / B_min
         return "\n".join([
-            f"{len(self.antennas_m)} antennas, {len(self.uv_klambda) // 2} visibilities "
+            f"{self.config}: {len(self.antennas_m)} antennas, {len(self.uv_klambda) // 2} visibilities "
             f"({INTEGRATION_S:.0f} s integrations, with their conjugates: {len(self.uv_klambda)} uv points)",
             f"baselines {self.shortest_baseline_klambda:.1f} to {self.longest_baseline_klambda:.0f} "
             f"kilo-wavelengths at {self.frequency_hz / 1e9:.0f} GHz",
@@ -120,7 +121,8 @@ def observe(config: str = "alma.cycle9.3", declination_deg: float = -30.0, hour_
     return Synthesis(layout.name, float(declination_deg), (float(hour_angle_start_h), float(hour_angle_stop_h)),
                      float(frequency_hz), layout.xyz_m[:, :2].copy(),
                      interferometer.uv_wavelengths(uv_m, frequency_hz) / 1e3, psf, float(psf_cell),
-                     tuple(float(b) for b in beam), level, where, sky_image, dirty.astype(np.float32), float(cell))
+                     tuple(float(b) for b in beam), level, where, sky_image, dirty.astype(np.float32), float(cell),
+                     sky)
 
 
 def sky_image_of(sky: str, npix: int, extent_px: float, image=None) -> np.ndarray:

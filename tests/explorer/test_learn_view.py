@@ -1,0 +1,69 @@
+"""The Learn tab without a browser: steps, the interferometer lesson's widgets and its uploads."""
+
+import io
+
+import numpy as np
+import panel as pn
+from PIL import Image
+
+from explorer import uploads
+from explorer.learn_view import LearnViewer
+from explorer.lesson_interferometer import STEPS
+
+
+def test_steps_go_back_and_forth_within_the_lesson():
+    view = LearnViewer()
+    assert view.step == 0 and view._back.disabled and "Step 1 of 4: The array" in view._heading.object
+    for _ in range(10):
+        view.go(+1)
+    assert view.step == len(STEPS) - 1 and view._next.disabled and not view._back.disabled
+    assert view._text.object == STEPS[-1][1]
+    view._keys._handle_msg("ArrowLeft")
+    assert view.step == len(STEPS) - 2
+    view.go(-10)
+    assert view.step == 0
+
+
+def test_every_step_draws_and_every_widget_redraws():
+    view = LearnViewer()
+    lesson = view.live
+    for step in range(len(STEPS)):
+        pn.panel(lesson._step_plots(step)).get_root()  # renders, as the browser's page would get it
+    before = lesson.result
+    lesson.config = "alma.cycle11.10"
+    assert lesson.result is not before and lesson.result.beam[0] < 0.05 and "alma.cycle11.10" in lesson._numbers.object
+    lesson.frequency_ghz, lesson.sky, lesson.extent = 100.0, "galaxy", 2.0
+    assert lesson.result.frequency_hz == 100e9 and lesson.result.cell_arcsec == 2.0 * 2 / 256
+
+
+def test_a_setting_that_cannot_be_observed_is_explained_and_the_last_result_stays():
+    lesson = LearnViewer().live
+    good = lesson.result
+    lesson.hour_angles = (0.0, 0.001)
+    assert lesson._error.visible and "shorter than a minute" in lesson._error.object and lesson.result is good
+    lesson.hour_angles = (5.0, 6.0)
+    good = lesson.result
+    lesson.declination = 45.0  # from ALMA (latitude -23 deg) below the horizon five hours from transit
+    assert lesson._error.visible and "never above" in lesson._error.object and lesson.result is good
+    lesson.hour_angles = (-1.0, 1.0)
+    assert not lesson._error.visible and lesson.result is not good
+
+
+def test_an_uploaded_image_becomes_the_sky_and_bad_uploads_are_refused():
+    lesson = LearnViewer().live
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    rgb[15:25, 10:30] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "PNG")
+    lesson._upload.filename = "../my <b>sky.png"
+    lesson._upload.value = buffer.getvalue()
+    assert lesson.sky == "image" and not lesson._error.visible
+    assert lesson.result.sky.sum() > 0 and lesson.result.sky[128, 128] > 0
+    assert f"sky: {uploads.safe_name('my <b>sky.png')}" in lesson._numbers.object  # shown by Text, escaped
+    assert not any(uploads.session_folder().iterdir())  # read, then removed
+    lesson._upload.filename = "notes.txt"
+    lesson._upload.value = b"hello"
+    assert lesson._error.visible and "upload PNG, JPEG or FITS" in lesson._error.object
+    lesson._upload.filename = "big.png"
+    lesson._upload.value = b"\x89PNG" + b"\0" * (uploads.IMAGE_LIMIT_BYTES + 1)
+    assert "limited to" in lesson._error.object

@@ -1,0 +1,38 @@
+"""The Learn tab in real Chromium, against `panel serve app.py`: the interferometer lesson."""
+
+import pytest
+from playwright.sync_api import expect
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_interferometer_lesson_steps_widgets_and_layout(page, served_app, screenshot, size):
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    page.goto(served_app, timeout=90_000)
+    page.get_by_text("Learn", exact=True).click()
+    heading, numbers = page.locator(".lesson-heading"), page.locator(".lesson-numbers")
+    expect(heading).to_contain_text("Step 1 of 4: The array", timeout=60_000)
+    expect(numbers).to_contain_text("alma.cycle9.3: 43 antennas")
+    expect(page.locator(".lesson-back button")).to_be_disabled()
+    page.locator(".lesson-next button").click()
+    expect(heading).to_contain_text("Step 2 of 4")
+    expect(page.locator(".bk-Figure")).to_have_count(2)  # antennas and uv coverage, drawn
+    page.locator("body").click(position={"x": 5, "y": size[1] - 5})  # the page, not a widget, has the focus
+    page.keyboard.press("ArrowRight")
+    expect(heading).to_contain_text("Step 3 of 4: The dirty beam")
+    expect(numbers).to_contain_text("largest sidelobe")
+    beam = page.locator(".lesson-numbers pre").inner_text()
+    # a compact configuration: a larger beam, said in the numbers
+    page.locator(".lesson-controls select").first.select_option("alma.cycle11.1")
+    expect(numbers).to_contain_text("alma.cycle11.1: ")
+    assert page.locator(".lesson-numbers pre").inner_text() != beam
+    page.locator(".lesson-next button").click()
+    expect(heading).to_contain_text("Step 4 of 4: The dirty image")
+    expect(page.locator(".lesson-next button")).to_be_disabled()
+    figures = page.locator(".bk-Figure")
+    expect(figures).to_have_count(2)  # the sky and its dirty image
+    page.wait_for_timeout(500)  # the plots' last layout
+    # nothing runs out of the window sideways: the guide with the controls, both images, the page
+    for box in [page.locator(".lesson-guide").bounding_box(), *(f.bounding_box() for f in figures.all())]:
+        assert box["x"] >= 0 and box["x"] + box["width"] <= size[0], box
+    assert page.evaluate("document.documentElement.scrollWidth") <= size[0]
+    screenshot(f"dirty-image-{size[0]}")
