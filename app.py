@@ -37,7 +37,7 @@ def _on_tab(event):
     if event.new == ATLAS:
         atlas.activate()
     if event.new == LEARN and not learn_tab.objects:
-        learn_tab.objects = [LearnViewer()]
+        learn_tab.objects = [LearnViewer(oneshot)]
 
 
 tabs.param.watch(_on_tab, "active")

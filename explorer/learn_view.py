@@ -7,21 +7,28 @@ from __future__ import annotations
 import panel as pn
 import param
 
-from explorer.lesson_interferometer import STEPS as INTERFEROMETER_STEPS
-from explorer.lesson_interferometer import InterferometerLesson
+from explorer import lesson_interferometer, lesson_statistics
 from explorer.shortcuts import Shortcuts
 from explorer.text import Prose, Text
 
-#: lesson title -> (its steps: (heading, text) pairs, the class of its live part)
-LESSONS = {"How an interferometer sees": (INTERFEROMETER_STEPS, InterferometerLesson)}
+#: lesson title -> (its steps: (heading, text) pairs, a function of the LearnViewer making its live part)
+LESSONS = {
+    "How an interferometer sees": (lesson_interferometer.STEPS, lambda _: lesson_interferometer.InterferometerLesson()),
+    "One-shot search and statistics": (lesson_statistics.STEPS,
+                                       lambda learn: lesson_statistics.StatisticsLesson(learn.oneshot_viewer())),
+}
 
 
 class LearnViewer(pn.viewable.Viewer):
+    """The lessons; ``oneshot``: the app's one-shot tab (an OneShotViewer), whose set and counted
+    label the statistics lesson uses (one of its own when None, e.g. in a notebook)."""
+
     lesson = param.Selector(default=next(iter(LESSONS)), objects=list(LESSONS), doc="Lesson")
     step = param.Integer(default=0, bounds=(0, None), doc="Step (0-based)")
 
-    def __init__(self, **params):
+    def __init__(self, oneshot=None, **params):
         super().__init__(**params)
+        self._oneshot = oneshot
         self._live = {}  # lesson title -> its live part, made when first shown
         self._back = pn.widgets.Button(label="◀ Back", width=90, css_classes=["lesson-back"])
         self._next = pn.widgets.Button(label="Next ▶", width=90, color="primary", css_classes=["lesson-next"])
@@ -43,8 +50,15 @@ class LearnViewer(pn.viewable.Viewer):
     def live(self):
         """The current lesson's live part (made once per lesson and session)."""
         if self.lesson not in self._live:
-            self._live[self.lesson] = LESSONS[self.lesson][1]()
+            self._live[self.lesson] = LESSONS[self.lesson][1](self)
         return self._live[self.lesson]
+
+    def oneshot_viewer(self):
+        if self._oneshot is None:
+            from explorer.oneshot_view import OneShotViewer
+
+            self._oneshot = OneShotViewer()
+        return self._oneshot
 
     def go(self, by: int) -> None:
         """Move ``by`` steps, staying within the lesson."""

@@ -259,7 +259,7 @@ def pytest_cmdline_main(config):
 BROWSER_GROUPS = {
     "ten sessions, lessons": ("test_sessions.py", "test_learn.py"),
     "served app": ("test_atlas.py", "test_cube_explorer.py", "test_untrusted_files.py", "test_oneshot.py",
-                   "test_vetting.py"),
+                   "test_vetting.py", "test_learn_statistics.py"),
 }
 
 

@@ -50,6 +50,29 @@ def hypergeometric_tail(k: int, population: int, successes: int, draws: int) -> 
     return min(1.0, math.exp(largest) * math.fsum(math.exp(t - largest) for t in terms))
 
 
+def hypergeometric_pmf(population: int, successes: int, draws: int) -> np.ndarray:
+    """P(X = k) for k = 0..draws (see :func:`hypergeometric_tail`): what chance gives when
+    ``draws`` items are taken at random without replacement."""
+    log_total = _log_comb(population, draws)
+    out = np.zeros(draws + 1)
+    for k in range(max(0, draws - (population - successes)), min(successes, draws) + 1):
+        out[k] = math.exp(_log_comb(successes, k) + _log_comb(population - successes, draws - k) - log_total)
+    return out
+
+
+def chance_fractions(hit, n: int, draws: int, seed: int = 0) -> np.ndarray:
+    """The fraction of ``hit`` (a boolean mask over the labelled galaxies) among ``n`` galaxies
+    drawn at random without replacement, in each of ``draws`` draws: the histogram of what chance
+    gives, whose exact form is :func:`hypergeometric_pmf`. (draws,) float."""
+    hit = np.asarray(hit, bool)
+    if not 1 <= n <= len(hit):
+        raise InputError(f"Cannot draw {n} of {len(hit)} labelled galaxies.")
+    if not 1 <= draws <= 100_000:
+        raise InputError(f"draws must be between 1 and 100000; got {draws}.")
+    rng = np.random.default_rng(seed)
+    return np.array([hit[rng.choice(len(hit), n, replace=False)].mean() for _ in range(draws)])
+
+
 def _log_comb(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 

@@ -1,4 +1,5 @@
-"""The Learn tab without a browser: steps, the interferometer lesson's widgets and its uploads."""
+"""The Learn tab without a browser: steps, the interferometer lesson's widgets and its uploads, the
+statistics lesson over the one-shot tab's set."""
 
 import io
 
@@ -9,6 +10,7 @@ from PIL import Image
 from explorer import uploads
 from explorer.learn_view import LearnViewer
 from explorer.lesson_interferometer import STEPS
+from tests.explorer.test_oneshot_view import index_dir, viewer  # noqa: F401 -- the module's fixtures, by name
 
 
 def test_steps_go_back_and_forth_within_the_lesson():
@@ -67,3 +69,29 @@ def test_an_uploaded_image_becomes_the_sky_and_bad_uploads_are_refused():
     lesson._upload.filename = "big.png"
     lesson._upload.value = b"\x89PNG" + b"\0" * (uploads.IMAGE_LIMIT_BYTES + 1)
     assert "limited to" in lesson._error.object
+
+
+# ---- lesson 4: one-shot search and statistics, over the one-shot tab's set -------------------
+
+
+def test_statistics_lesson_steps_on_the_one_shot_tabs_set(viewer):  # noqa: F811
+    view = LearnViewer(viewer)
+    view.lesson = "One-shot search and statistics"
+    lesson = view.live
+    assert lesson.oneshot is viewer and lesson.prototype is not None
+    assert viewer._label_of(lesson.prototype) == "AGN"  # a galaxy of the counted label
+    for step in range(5):
+        pn.panel(lesson._step_plot(step)).get_root()
+        assert not lesson._error.visible, (step, lesson._error.object)
+    text = lesson._numbers.object
+    assert "bpt_class = AGN: base rate" in text and "95% Wilson interval" in text and "p-value" in text
+    s = lesson.found(lesson.n)
+    assert s["n"] == lesson.n and s["low"] <= s["fraction"] <= s["high"]
+    # chance: the draws' histogram agrees with the exact distribution
+    chance = lesson.chance()
+    assert len(chance) == lesson.draws and abs(chance.mean() - s["base_rate"]) < 0.03
+    before = lesson.version
+    lesson.n = 20
+    assert lesson.version > before and "of its 20 nearest" in lesson._numbers.object
+    viewer.positive = "star-forming"  # the one-shot tab counts another value: the lesson follows
+    assert viewer._label_of(lesson.prototype) == "star-forming" and "bpt_class = star-forming" in lesson._numbers.object
