@@ -7,6 +7,8 @@ from scipy import stats as sps
 
 from pipeline.errors import InputError
 from pipeline.oneshot.stats import (
+    chance_fractions,
+    hypergeometric_pmf,
     format_statistics,
     hypergeometric_tail,
     label_statistics,
@@ -64,3 +66,21 @@ def test_clear_messages():
 def test_hypergeometric_tail_is_scipys(k, population, successes, draws):
     expected = sps.hypergeom.sf(k - 1, population, successes, draws)
     assert hypergeometric_tail(k, population, successes, draws) == pytest.approx(expected, rel=1e-7, abs=1e-300)
+
+
+def test_chance_draws_follow_the_exact_distribution():
+    """The statistics lesson's histogram of random draws against scipy's hypergeometric pmf."""
+    hit = np.zeros(800, bool)
+    hit[::8] = True  # 100 of 800
+    exact = hypergeometric_pmf(800, 100, 12)
+    np.testing.assert_allclose(exact, sps.hypergeom.pmf(np.arange(13), 800, 100, 12), atol=1e-12)
+    assert exact.sum() == pytest.approx(1.0)
+    fractions = chance_fractions(hit, 12, 20_000, seed=1)
+    counts = np.bincount(np.rint(fractions * 12).astype(int), minlength=13) / len(fractions)
+    np.testing.assert_allclose(counts, exact, atol=0.01)
+    assert np.array_equal(fractions, chance_fractions(hit, 12, 20_000, seed=1))  # seeded: the same draws
+    assert hypergeometric_pmf(10, 9, 5)[:4].sum() == 0  # at least 4 of 5 must be hits when 9 of 10 are
+    with pytest.raises(InputError, match="Cannot draw 900"):
+        chance_fractions(hit, 900, 10)
+    with pytest.raises(InputError, match="draws"):
+        chance_fractions(hit, 12, 0)
