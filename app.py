@@ -6,6 +6,7 @@ import panel as pn
 from explorer.atlas_view import AtlasViewer
 from explorer.cube_explorer import CubeExplorer
 from explorer.learn_view import LearnViewer
+from explorer.links import Links
 from explorer.oneshot_view import OneShotViewer
 
 pn.extension("filedropper", "tabulator", notifications=True, loading_indicator=True, sizing_mode="stretch_width")
@@ -19,10 +20,10 @@ atlas = AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", ONESHO
 # the galaxy tabs are laid out when first shown, and the galaxy sets opened (built, the first time)
 # then: a visitor who only looks at cubes pays for neither
 galaxy_tabs = (pn.Column(sizing_mode="stretch_both"), pn.Column(sizing_mode="stretch_both"))
-learn_tab = pn.Column(sizing_mode="stretch_both")  # the lessons, likewise made when first shown
+learn = LearnViewer(oneshot)  # its lessons are made when first shown
 tabs = pn.Tabs(("Cube explorer", cubes), ("Vet candidates", cubes.vetting_area), ("One-shot search", galaxy_tabs[0]),
-               ("Feature atlas", galaxy_tabs[1]), ("Learn", learn_tab), dynamic=True, sizing_mode="stretch_both")
-VETTING, ONESHOT, ATLAS, LEARN = 1, 2, 3, 4
+               ("Feature atlas", galaxy_tabs[1]), ("Learn", learn), dynamic=True, sizing_mode="stretch_both")
+VETTING, ONESHOT, ATLAS = 1, 2, 3
 
 
 def _on_tab(event):
@@ -36,11 +37,11 @@ def _on_tab(event):
         oneshot.activate()
     if event.new == ATLAS:
         atlas.activate()
-    if event.new == LEARN and not learn_tab.objects:
-        learn_tab.objects = [LearnViewer(oneshot)]
 
 
 tabs.param.watch(_on_tab, "active")
+links = Links(tabs, cubes, learn)  # the address carries the tab, cube, channel, lesson and step
+pn.state.onload(links.restore)
 
 template = pn.template.BootstrapTemplate(title="ALMA & ULISSE explorer", main=[tabs])
 template.servable()

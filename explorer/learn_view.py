@@ -38,7 +38,8 @@ class LearnViewer(pn.viewable.Viewer):
                              stylesheets=["pre {font-size: 1.2em; font-weight: 600;}"])
         self._text = Prose("", css_classes=["lesson-text"], sizing_mode="stretch_width")
         self._keys = Shortcuts(lambda key: self.go(-1 if key == "ArrowLeft" else +1), keys=["ArrowLeft", "ArrowRight"])
-        self.param.watch(lambda _: setattr(self, "step", 0), "lesson")
+        self.param.step.bounds = (0, len(self.steps) - 1)
+        self.param.watch(self._on_lesson, "lesson")
         self._show()
         self.param.watch(lambda *_: self._show(), ["lesson", "step"])
 
@@ -59,6 +60,12 @@ class LearnViewer(pn.viewable.Viewer):
 
             self._oneshot = OneShotViewer()
         return self._oneshot
+
+    def _on_lesson(self, _) -> None:
+        """Another lesson starts at its first step."""
+        self.param.step.bounds = (0, None)
+        self.step = 0
+        self.param.step.bounds = (0, len(self.steps) - 1)
 
     def go(self, by: int) -> None:
         """Move ``by`` steps, staying within the lesson."""

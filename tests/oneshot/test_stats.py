@@ -8,8 +8,8 @@ from scipy import stats as sps
 from pipeline.errors import InputError
 from pipeline.oneshot.stats import (
     chance_fractions,
-    hypergeometric_pmf,
     format_statistics,
+    hypergeometric_pmf,
     hypergeometric_tail,
     label_statistics,
     wilson_interval,

@@ -36,3 +36,19 @@ def test_interferometer_lesson_steps_widgets_and_layout(page, served_app, screen
         assert box["x"] >= 0 and box["x"] + box["width"] <= size[0], box
     assert page.evaluate("document.documentElement.scrollWidth") <= size[0]
     screenshot(f"dirty-image-{size[0]}")
+
+
+def test_a_link_reopens_the_lesson_step_and_a_bad_one_says_so(page, served_app, screenshot):
+    page.goto(f"{served_app}?tab=learn&step=3&channel=5", timeout=90_000)
+    heading = page.locator(".lesson-heading")
+    expect(heading).to_contain_text("Step 3 of 4: The dirty beam", timeout=60_000)
+    page.locator(".lesson-next button").click()
+    expect(heading).to_contain_text("Step 4 of 4")
+    page.wait_for_function("() => window.location.search.includes('step=4')")
+    assert "tab=learn" in page.url and "channel=5" in page.url
+    page.goto(f"{served_app}?tab=learn&step=x&cube=nothing.fits", timeout=90_000)
+    toast = page.locator(".notyf__toast")
+    expect(toast).to_contain_text("step=x", timeout=60_000)
+    expect(toast).to_contain_text("cube=nothing.fits")
+    expect(heading).to_contain_text("Step 1 of 4")  # the rest of the link is shown
+    screenshot("bad-link")
