@@ -20,10 +20,11 @@ atlas = AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", ONESHO
 # the galaxy tabs are laid out when first shown, and the galaxy sets opened (built, the first time)
 # then: a visitor who only looks at cubes pays for neither
 galaxy_tabs = (pn.Column(sizing_mode="stretch_both"), pn.Column(sizing_mode="stretch_both"))
-learn = LearnViewer(oneshot)  # its lessons are made when first shown
+learn = LearnViewer(oneshot)  # laid out, and its lessons made, when the tab is first shown
+learn_tab = pn.Column(sizing_mode="stretch_both")
 tabs = pn.Tabs(("Cube explorer", cubes), ("Vet candidates", cubes.vetting_area), ("One-shot search", galaxy_tabs[0]),
-               ("Feature atlas", galaxy_tabs[1]), ("Learn", learn), dynamic=True, sizing_mode="stretch_both")
-VETTING, ONESHOT, ATLAS = 1, 2, 3
+               ("Feature atlas", galaxy_tabs[1]), ("Learn", learn_tab), dynamic=True, sizing_mode="stretch_both")
+VETTING, ONESHOT, ATLAS, LEARN = 1, 2, 3, 4
 
 
 def _on_tab(event):
@@ -37,6 +38,8 @@ def _on_tab(event):
         oneshot.activate()
     if event.new == ATLAS:
         atlas.activate()
+    if event.new == LEARN and not learn_tab.objects:
+        learn_tab.objects = [learn]
 
 
 tabs.param.watch(_on_tab, "active")
