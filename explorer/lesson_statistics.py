@@ -63,6 +63,7 @@ class StatisticsLesson(pn.viewable.Viewer):
         self.ranking = None  # the prototype's N_MAX nearest (a Table)
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["lesson-error"])
         self._numbers = Text("", wrap=True, css_classes=["lesson-numbers"])
+        self._question = None  # (store, label, value) the prototypes were chosen for
         oneshot.param.watch(lambda *_: self._refresh_set(), ["version", "label", "positive"])
         self.param.watch(lambda *_: self.search(), ["prototype"])
         self.param.watch(lambda *_: self._bump(), ["n", "draws", "recursive_n", "iterations"])
@@ -79,7 +80,12 @@ class StatisticsLesson(pn.viewable.Viewer):
             pn.state.execute(self.oneshot.activate, schedule=True)
 
     def _refresh_set(self) -> None:
-        """A set opened, or another label counted: the prototypes are its labelled galaxies."""
+        """A set opened, or another label counted: the prototypes are its labelled galaxies. (A new
+        search in the one-shot tab changes nothing here.)"""
+        question = (self.store, self.oneshot.label, self.oneshot.positive)
+        if question == self._question:
+            return
+        self._question = question
         if self.store is None or self.oneshot.label is None or self.oneshot.positive is None:
             self.param.prototype.objects, self.ranking = [], None
             self._bump()
