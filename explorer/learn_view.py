@@ -1,6 +1,7 @@
 """The "Learn" tab: lessons, each a few steps of text beside live widgets that go through the same
-pipeline calls as the rest of the explorer. A student goes back and forth (the buttons, or the
-arrow keys) and changes every parameter at every step."""
+pipeline calls as the rest of the explorer. A student goes back and forth (the buttons, the arrow
+keys or a clicker's page keys) and changes every parameter at every step; presenter mode makes text
+and plots larger for a lecture room."""
 
 from __future__ import annotations
 
@@ -19,12 +20,18 @@ LESSONS = {
 }
 
 
+BACK_KEYS, NEXT_KEYS = ("ArrowLeft", "PageUp"), ("ArrowRight", "PageDown")
+PRESENTER_SCALE = 1.5  # text and plots in presenter mode
+GUIDE_PX = 340  # the column of text and widgets
+
+
 class LearnViewer(pn.viewable.Viewer):
     """The lessons; ``oneshot``: the app's one-shot tab (an OneShotViewer), whose set and counted
     label the statistics lesson uses (one of its own when None, e.g. in a notebook)."""
 
     lesson = param.Selector(default=next(iter(LESSONS)), objects=list(LESSONS), doc="Lesson")
     step = param.Integer(default=0, bounds=(0, None), doc="Step (0-based)")
+    presenter = param.Boolean(default=False, doc="Presenter mode: large text and plots, for a lecture room")
 
     def __init__(self, oneshot=None, **params):
         super().__init__(**params)
@@ -37,7 +44,16 @@ class LearnViewer(pn.viewable.Viewer):
         self._heading = Text("", wrap=True, css_classes=["lesson-heading"],
                              stylesheets=["pre {font-size: 1.2em; font-weight: 600;}"])
         self._text = Prose("", css_classes=["lesson-text"], sizing_mode="stretch_width")
-        self._keys = Shortcuts(lambda key: self.go(-1 if key == "ArrowLeft" else +1), keys=["ArrowLeft", "ArrowRight"])
+        # a presentation clicker sends PageDown and PageUp
+        self._keys = Shortcuts(lambda key: self.go(-1 if key in BACK_KEYS else +1), keys=[*BACK_KEYS, *NEXT_KEYS])
+        self._picker = pn.widgets.Select.from_param(self.param.lesson, name="Lesson", width=300)
+        self._presenter_toggle = pn.widgets.Toggle.from_param(self.param.presenter, name="Presenter mode",
+                                                             css_classes=["presenter-toggle"], width=150)
+        self._guide = pn.Column(self._picker, self._heading, self._text, pn.Row(self._back, self._next),
+                                self._presenter_toggle, self._keys, sizing_mode="stretch_width")
+        self._frame = pn.Column(self._guide, pn.bind(lambda *_: self.live.controls(), self.param.lesson),
+                                width=GUIDE_PX, sizing_mode="fixed", css_classes=["lesson-guide"])
+        self.param.watch(lambda *_: self._present(), "presenter")
         self.param.step.bounds = (0, len(self.steps) - 1)
         self.param.watch(self._on_lesson, "lesson")
         self._show()
@@ -52,7 +68,18 @@ class LearnViewer(pn.viewable.Viewer):
         """The current lesson's live part (made once per lesson and session)."""
         if self.lesson not in self._live:
             self._live[self.lesson] = LESSONS[self.lesson][1](self)
+            self._live[self.lesson].scale = PRESENTER_SCALE if self.presenter else 1.0
         return self._live[self.lesson]
+
+    def _present(self) -> None:
+        """Presenter mode on or off: text and plots larger, the lesson picker out of the way."""
+        scale = PRESENTER_SCALE if self.presenter else 1.0
+        self._picker.visible = not self.presenter
+        self._frame.width = int(GUIDE_PX * scale)
+        self._heading.scale_font(scale)
+        self._text.scale_font(scale)
+        for lesson in self._live.values():
+            lesson.scale = scale
 
     def oneshot_viewer(self):
         if self._oneshot is None:
@@ -79,9 +106,5 @@ class LearnViewer(pn.viewable.Viewer):
         self._next.disabled = self.step == len(self.steps) - 1
 
     def __panel__(self):
-        lesson = pn.widgets.Select.from_param(self.param.lesson, name="Lesson", width=300)
-        guide = pn.Column(lesson, self._heading, self._text, pn.Row(self._back, self._next), self._keys,
-                          pn.bind(lambda *_: self.live.controls(), self.param.lesson),
-                          width=340, sizing_mode="fixed", css_classes=["lesson-guide"])
-        return pn.Row(guide, pn.bind(lambda *_: self.live.panel(self.step), self.param.lesson, self.param.step),
-                      sizing_mode="stretch_width")
+        return pn.Row(self._frame, pn.bind(lambda *_: self.live.panel(self.step), self.param.lesson, self.param.step,
+                                     self.param.presenter), sizing_mode="stretch_width")

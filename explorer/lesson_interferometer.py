@@ -65,6 +65,7 @@ class InterferometerLesson(pn.viewable.Viewer):
     sky = param.Selector(default="points", objects=list(synthesis.SKIES), doc="Sky")
     extent = param.Number(default=4.0, bounds=(0.1, 120.0), step=0.1, doc="Sky's extent (arcsec)")
     result = param.Parameter(default=None, doc="The last observation (synthesis.Synthesis)")
+    scale = param.Number(default=1.0, bounds=(0.5, 3.0), doc="Plot size, relative (presenter mode: larger)")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -75,9 +76,14 @@ class InterferometerLesson(pn.viewable.Viewer):
         self._numbers = Text("", wrap=True, css_classes=["lesson-numbers"])
         self._upload = pn.widgets.FileInput(accept=",".join(SKY_UPLOAD_SUFFIXES), css_classes=["sky-upload"])
         self._upload.param.watch(self._on_upload, "value")
+        self.param.watch(self._on_scale, "scale")
         self.param.watch(lambda *_: self.observe(),
                          ["config", "declination", "hour_angles", "frequency_ghz", "sky", "extent"])
         self.observe()
+
+    def _on_scale(self, event) -> None:
+        self._panes.clear()  # made again at the new size when next shown
+        self._numbers.scale_font(event.new)
 
     def observe(self) -> None:
         """Observe again with the widgets' values; a setting that cannot be observed is explained
@@ -125,8 +131,10 @@ class InterferometerLesson(pn.viewable.Viewer):
     def _pane(self, name: str):
         if name not in self._panes:
             plot = getattr(self, f"{name}_plot")
+            side = int(SQUARE["frame_width"] * self.scale)
             dynamic = hv.DynamicMap(lambda result: plot(result), streams=[hv.streams.Params(self, ["result"])])
-            self._panes[name] = pn.pane.HoloViews(dynamic, css_classes=[f"lesson-{name}"])
+            self._panes[name] = pn.pane.HoloViews(dynamic.opts(frame_width=side, frame_height=side),
+                                                  css_classes=[f"lesson-{name}"])
         return self._panes[name]
 
     @staticmethod

@@ -56,6 +56,7 @@ class StatisticsLesson(pn.viewable.Viewer):
     recursive_n = param.Integer(default=3, bounds=(1, 20), doc="Recursive: neighbours per query")
     iterations = param.Integer(default=5, bounds=(1, 10), doc="Recursive: iterations")
     version = param.Integer(default=0, doc="Bumped when the numbers change")
+    scale = param.Number(default=1.0, bounds=(0.5, 3.0), doc="Plot size, relative (presenter mode: larger)")
 
     def __init__(self, oneshot, **params):
         super().__init__(**params)
@@ -66,7 +67,8 @@ class StatisticsLesson(pn.viewable.Viewer):
         self._question = None  # (store, label, value) the prototypes were chosen for
         oneshot.param.watch(lambda *_: self._refresh_set(), ["version", "label", "positive"])
         self.param.watch(lambda *_: self.search(), ["prototype"])
-        self.param.watch(lambda *_: self._bump(), ["n", "draws", "recursive_n", "iterations"])
+        self.param.watch(lambda *_: self._bump(), ["n", "draws", "recursive_n", "iterations", "scale"])
+        self.param.watch(lambda e: self._numbers.scale_font(e.new), "scale")
         self._refresh_set()
 
     @property
@@ -147,7 +149,7 @@ class StatisticsLesson(pn.viewable.Viewer):
         order = np.argsort(-counts)[:12]
         bars = hv.Bars([(kinds[i], int(counts[i]), kinds[i] == str(self.oneshot.positive)) for i in order],
                        self.oneshot.label, ["galaxies", "counted"])
-        return bars.opts(width=WIDTH, height=HEIGHT, color="counted", cmap={True: HIT, False: MISS}, tools=["hover"],
+        return bars.opts(**self._size(), color="counted", cmap={True: HIT, False: MISS}, tools=["hover"],
                          title=f"{len(values)} labelled galaxies; counted: {self.oneshot.positive}", xrotation=30,
                          show_legend=False)
 
@@ -161,7 +163,7 @@ class StatisticsLesson(pn.viewable.Viewer):
                 * hv.Curve((sizes, fraction), "n", "fraction").opts(color=HIT, line_width=2)
                 * hv.HLine(base).opts(color="black", line_dash="dashed")
                 * hv.VLine(self.n).opts(color="grey")).opts(
-            width=WIDTH, height=HEIGHT, ylim=(0, 1), ylabel="fraction with the label",
+            **self._size(), ylim=(0, 1), ylabel="fraction with the label",
             title=f"fraction among the n nearest of {self.prototype}", show_legend=False)
 
     def chance_plot(self, tail: bool = False):
@@ -178,7 +180,7 @@ class StatisticsLesson(pn.viewable.Viewer):
             color=CHANCE, size=7)
         title = (f"p = {s['p_value']:.2g}: the red bars, at least {s['k']} of {self.n}" if tail
                  else f"{self.draws} random draws of {self.n}; the search found {s['k']} (red)")
-        return (bars.opts(color="c") * dots).opts(width=WIDTH, height=HEIGHT, title=title, show_legend=False)
+        return (bars.opts(color="c") * dots).opts(**self._size(), title=title, show_legend=False)
 
     def recursive_plot(self):
         result = search.recursive(self.store, self.prototype, self.recursive_n, self.iterations)
@@ -191,8 +193,11 @@ class StatisticsLesson(pn.viewable.Viewer):
         return (deep.opts(color=HIT, line_width=2) * hv.Scatter(deep).opts(color=HIT, size=7)
                 * direct.opts(color=CHANCE, line_width=2, line_dash="dotted")
                 * hv.HLine(steps[0]["base_rate"]).opts(color="black", line_dash="dashed")).opts(
-            width=WIDTH, height=HEIGHT, ylim=(0, 1), legend_position="top_right",
+            **self._size(), ylim=(0, 1), legend_position="top_right",
             title=f"recursive ({self.recursive_n} per query, {self.iterations} iterations) against direct")
+
+    def _size(self) -> dict:
+        return {"width": int(WIDTH * self.scale), "height": int(HEIGHT * self.scale)}
 
     def _step_plot(self, step: int):
         if self.ranking is None:  # the numbers say why

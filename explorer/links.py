@@ -1,11 +1,11 @@
 """Shareable links: the page's address carries what is shown, so that a link reopens it.
 
-``?tab=learn&lesson=...&step=2`` or ``?tab=cubes&cube=...&channel=40``: the tab (by name), the cube
-of the cube tab and its channel, the Learn tab's lesson and step. The address follows every change
-(Panel's ``pn.state.location``, without reloading the page); a visitor who opens such a link gets
-the same view. A value the page cannot show (an unknown tab or cube, a channel past the cube's end,
-a step the lesson does not have, text where a number belongs) is ignored, with a notice saying
-which, never an error page.
+``?tab=learn&lesson=...&step=2&present=1`` or ``?tab=cubes&cube=...&channel=40``: the tab (by
+name), the cube of the cube tab and its channel, the Learn tab's lesson, step and presenter mode.
+The address follows every change (Panel's ``pn.state.location``, without reloading the page); a
+visitor who opens such a link gets the same view. A value the page cannot show (an unknown tab or
+cube, a channel past the cube's end, a step the lesson does not have, text where a number belongs)
+is ignored, with a notice saying which, never an error page.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Links:
         apply("channel", self._set_channel)
         apply("lesson", lambda title: setattr(self.learn, "lesson", str(title)))
         apply("step", lambda step: setattr(self.learn, "step", self._number(step) - 1))
+        apply("present", lambda flag: setattr(self.learn, "presenter", {0: False, 1: True}[flag]))
         apply("tab", lambda name: setattr(self.tabs, "active", TABS.index(str(name))))
         if ignored:
             # the values are a visitor's text, and a notification renders HTML: escaped, and cut short
@@ -65,6 +66,7 @@ class Links:
         self.cubes.param.watch(lambda e: self._on_cube(), "source")
         self.learn.param.watch(lambda *_: self._write(lesson=self.learn.lesson, step=self.learn.step + 1),
                                ["lesson", "step"])
+        self.learn.param.watch(lambda e: self._write(present=int(e.new)), "presenter")
         self._on_cube()
 
     # ---- the cube and its channel ---------------------------------------------------------

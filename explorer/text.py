@@ -41,6 +41,12 @@ class Text(pn.pane.Str):
     def __init__(self, object=None, wrap: bool = False, **params):
         params["stylesheets"] = [self._STYLE, *([self._WRAP] if wrap else []), *params.get("stylesheets", [])]
         super().__init__(object, **params)
+        self._usual_stylesheets = list(self.stylesheets)
+
+    def scale_font(self, scale: float) -> None:
+        """Text ``scale`` times its usual size (presenter mode); 1 puts it back."""
+        larger = [f"pre {{font-size: {100 * scale:.0f}% !important;}}"] if scale != 1 else []
+        self.stylesheets = [*self._usual_stylesheets, *larger]
 
     def _transform_object(self, obj):
         if obj is None or (isinstance(obj, str) and obj == ""):

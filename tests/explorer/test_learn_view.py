@@ -95,3 +95,22 @@ def test_statistics_lesson_steps_on_the_one_shot_tabs_set(viewer):  # noqa: F811
     assert lesson.version > before and "of its 20 nearest" in lesson._numbers.object
     viewer.positive = "star-forming"  # the one-shot tab counts another value: the lesson follows
     assert viewer._label_of(lesson.prototype) == "star-forming" and "bpt_class = star-forming" in lesson._numbers.object
+
+
+def test_presenter_mode_makes_text_and_plots_larger_and_back():
+    from bokeh.models import Plot
+
+    view = LearnViewer()
+    lesson = view.live
+    pn.panel(view).get_root()
+    usual = [p.frame_width for p in pn.panel(lesson._step_plots(3)).get_root().select({"type": Plot})]
+    view.presenter = True
+    assert lesson.scale == 1.5 and not view._picker.visible and view._frame.width == 510
+    assert any("150%" in css for css in view._text.stylesheets if isinstance(css, str))
+    larger = [p.frame_width for p in pn.panel(lesson._step_plots(3)).get_root().select({"type": Plot})]
+    assert larger == [int(w * 1.5) for w in usual]
+    view.presenter = False
+    assert lesson.scale == 1.0 and view._picker.visible and not any(
+        "150%" in css for css in view._text.stylesheets if isinstance(css, str))
+    view._keys._handle_msg("PageDown")  # a clicker's key
+    assert view.step == 1

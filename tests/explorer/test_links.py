@@ -45,3 +45,11 @@ def test_a_links_values_are_shown_as_text():
     links = app("?cube=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E&lesson=" + "x" * 500)
     assert "&lt;img src=x onerror=alert(1)&gt;" in links.notice and "<img" not in links.notice
     assert len(links.notice) < 400  # a long value is cut short
+
+
+def test_presenter_mode_travels_in_the_link():
+    links = app("?tab=learn&present=1")
+    assert links.learn.presenter and links.notice == ""
+    links.learn.presenter = False
+    assert links.location.query_params["present"] == 0
+    assert "present=yes" in app("?present=yes").notice

@@ -52,3 +52,18 @@ def test_a_link_reopens_the_lesson_step_and_a_bad_one_says_so(page, served_app, 
     expect(toast).to_contain_text("cube=nothing.fits")
     expect(heading).to_contain_text("Step 1 of 4")  # the rest of the link is shown
     screenshot("bad-link")
+
+
+def test_presenter_mode_from_a_link(page, served_app, screenshot):
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.goto(f"{served_app}?tab=learn&step=4&present=1", timeout=90_000)
+    expect(page.locator(".lesson-heading")).to_contain_text("Step 4 of 4", timeout=60_000)
+    figures = page.locator(".bk-Figure")
+    expect(figures).to_have_count(2)
+    page.wait_for_timeout(500)
+    assert all(f.bounding_box()["width"] > 550 for f in figures.all())  # 1.5 times the usual plots
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1920
+    page.keyboard.press("PageUp")  # a presentation clicker's key
+    expect(page.locator(".lesson-heading")).to_contain_text("Step 3 of 4")
+    page.wait_for_timeout(1500)  # the step's plots drawn
+    screenshot("presenter-1920")
