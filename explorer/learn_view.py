@@ -5,8 +5,11 @@ and plots larger for a lecture room."""
 
 from __future__ import annotations
 
+import io
+
 import panel as pn
 import param
+from bokeh.resources import INLINE
 
 from explorer import lesson_interferometer, lesson_statistics
 from explorer.shortcuts import Shortcuts
@@ -49,8 +52,10 @@ class LearnViewer(pn.viewable.Viewer):
         self._picker = pn.widgets.Select.from_param(self.param.lesson, name="Lesson", width=300)
         self._presenter_toggle = pn.widgets.Toggle.from_param(self.param.presenter, name="Presenter mode",
                                                              css_classes=["presenter-toggle"], width=150)
+        self._save = pn.widgets.FileDownload(callback=self.handout, filename="lesson.html", embed=False,
+                                             label="Save this step (HTML)", css_classes=["lesson-save"])
         self._guide = pn.Column(self._picker, self._heading, self._text, pn.Row(self._back, self._next),
-                                self._presenter_toggle, self._keys, sizing_mode="stretch_width")
+                                pn.Row(self._presenter_toggle, self._save), self._keys, sizing_mode="stretch_width")
         self._frame = pn.Column(self._guide, pn.bind(lambda *_: self.live.controls(), self.param.lesson),
                                 width=GUIDE_PX, sizing_mode="fixed", css_classes=["lesson-guide"])
         self.param.watch(lambda *_: self._present(), "presenter")
@@ -98,8 +103,19 @@ class LearnViewer(pn.viewable.Viewer):
         """Move ``by`` steps, staying within the lesson."""
         self.step = min(max(self.step + by, 0), len(self.steps) - 1)
 
+    def handout(self) -> io.BytesIO:
+        """The step shown, as a standalone HTML page (text, plots as they are now, numbers; Bokeh's
+        scripts inline, so it opens without the server or a network)."""
+        heading, text = self.steps[self.step]
+        page = pn.Column(Text(f"{self.lesson}. {self._heading.object}", css_classes=["lesson-heading"]),
+                         Prose(text), *self.live.handout(self.step))
+        out = io.StringIO()
+        page.save(out, resources=INLINE, title=f"{self.lesson}, step {self.step + 1}: {heading}")
+        return io.BytesIO(out.getvalue().encode())
+
     def _show(self) -> None:
         heading, text = self.steps[self.step]
+        self._save.filename = f"{self.lesson.lower().replace(' ', '-')}-step-{self.step + 1}.html"
         self._heading.object = f"Step {self.step + 1} of {len(self.steps)}: {heading}"
         self._text.object = text
         self._back.disabled = self.step == 0

@@ -185,9 +185,17 @@ class InterferometerLesson(pn.viewable.Viewer):
         dirty = sky_image(r.dirty, r.cell_arcsec, "the dirty image (Jy/beam)", cmap="inferno")
         return dirty * beam_ellipse(r.beam, corner, -corner, colour="white")
 
+    @staticmethod
+    def _names(step: int) -> tuple[str, ...]:
+        return [("antennas",), ("antennas", "uv"), ("uv", "beam"), ("sky", "dirty")][step]
+
     def _step_plots(self, step: int):
-        names = [("antennas",), ("antennas", "uv"), ("uv", "beam"), ("sky", "dirty")][step]
-        return pn.Row(*(self._pane(name) for name in names))
+        return pn.Row(*(self._pane(name) for name in self._names(step)))
+
+    def handout(self, step: int) -> list:
+        """Step ``step``'s plots as they are now, and its numbers: for a page that keeps without a server."""
+        plots = [getattr(self, f"{name}_plot")(self.result) for name in self._names(step)]
+        return [pn.Row(*(pn.pane.HoloViews(plot) for plot in plots)), Text(self._numbers.object, wrap=True)]
 
     def panel(self, step: int):
         """What step ``step`` (0-based) shows beside its text: its plots, updated on every change,

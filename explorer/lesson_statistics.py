@@ -211,6 +211,10 @@ class StatisticsLesson(pn.viewable.Viewer):
         self._error.visible = False
         return pn.pane.HoloViews(plot, css_classes=["lesson-plot"])
 
+    def handout(self, step: int) -> list:
+        """Step ``step``'s plot as it is now, and its numbers: for a page that keeps without a server."""
+        return [self._step_plot(step), Text(self._numbers.object, wrap=True)]
+
     def panel(self, step: int):
         self.start()
         return pn.Column(self._error, pn.bind(lambda *_: self._step_plot(step), self.param.version), self._numbers,

@@ -114,3 +114,22 @@ def test_presenter_mode_makes_text_and_plots_larger_and_back():
         "150%" in css for css in view._text.stylesheets if isinstance(css, str))
     view._keys._handle_msg("PageDown")  # a clicker's key
     assert view.step == 1
+
+
+def test_a_step_saves_as_a_standalone_page():
+    view = LearnViewer()
+    view.live.param.update(config="alma.cycle11.1", sky="disc")
+    view.step = 3
+    html = view.handout().getvalue().decode()
+    assert view._save.filename == "how-an-interferometer-sees-step-4.html"
+    assert "Step 4 of 4: The dirty image" in html and "alma.cycle11.1: 43 antennas" in html
+    assert "cdn.bokeh.org" not in html and "Bokeh" in html  # the scripts inline: it opens offline
+    assert html.count('"type":"Figure"') + html.count('"name":"Figure"') >= 2  # the sky and its dirty image
+
+
+def test_the_statistics_step_saves_too(viewer):  # noqa: F811
+    view = LearnViewer(viewer)
+    view.lesson = "One-shot search and statistics"
+    view.step = 3
+    html = view.handout().getvalue().decode()
+    assert "The p-value" in html and "bpt_class = AGN: base rate" in html

@@ -67,3 +67,18 @@ def test_presenter_mode_from_a_link(page, served_app, screenshot):
     expect(page.locator(".lesson-heading")).to_contain_text("Step 3 of 4")
     page.wait_for_timeout(1500)  # the step's plots drawn
     screenshot("presenter-1920")
+
+
+def test_a_step_saved_as_html_opens_without_the_server(page, served_app, tmp_path, browser):
+    page.goto(f"{served_app}?tab=learn&step=2", timeout=90_000)
+    expect(page.locator(".lesson-heading")).to_contain_text("Step 2 of 4", timeout=60_000)
+    with page.expect_download(timeout=60_000) as download:
+        page.locator(".lesson-save button, .lesson-save a").first.click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "how-an-interferometer-sees-step-2.html"
+    offline = browser.new_context(offline=True).new_page()
+    offline.goto(saved.as_uri())
+    expect(offline.locator(".bk-Figure")).to_have_count(2, timeout=60_000)  # antennas and uv coverage, drawn
+    expect(offline.get_by_text("Earth rotation fills the uv plane").first).to_be_visible()
+    offline.context.close()
