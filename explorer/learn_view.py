@@ -56,8 +56,7 @@ class LearnViewer(pn.viewable.Viewer):
                                              label="Save this step (HTML)", css_classes=["lesson-save"])
         self._guide = pn.Column(self._picker, self._heading, self._text, pn.Row(self._back, self._next),
                                 pn.Row(self._presenter_toggle, self._save), self._keys, sizing_mode="stretch_width")
-        self._frame = pn.Column(self._guide, pn.bind(lambda *_: self.live.controls(), self.param.lesson),
-                                width=GUIDE_PX, sizing_mode="fixed", css_classes=["lesson-guide"])
+        self._frame = None  # the guide beside the lesson's widgets, made when the tab is first shown
         self.param.watch(lambda *_: self._present(), "presenter")
         self.param.step.bounds = (0, len(self.steps) - 1)
         self.param.watch(self._on_lesson, "lesson")
@@ -80,7 +79,8 @@ class LearnViewer(pn.viewable.Viewer):
         """Presenter mode on or off: text and plots larger, the lesson picker out of the way."""
         scale = PRESENTER_SCALE if self.presenter else 1.0
         self._picker.visible = not self.presenter
-        self._frame.width = int(GUIDE_PX * scale)
+        if self._frame is not None:
+            self._frame.width = int(GUIDE_PX * scale)
         self._heading.scale_font(scale)
         self._text.scale_font(scale)
         for lesson in self._live.values():
@@ -122,5 +122,10 @@ class LearnViewer(pn.viewable.Viewer):
         self._next.disabled = self.step == len(self.steps) - 1
 
     def __panel__(self):
+        """Laid out when first shown: making a lesson observes (the first one) or opens a galaxy set."""
+        if self._frame is None:
+            self._frame = pn.Column(self._guide, pn.bind(lambda *_: self.live.controls(), self.param.lesson),
+                                    width=int(GUIDE_PX * (PRESENTER_SCALE if self.presenter else 1.0)),
+                                    sizing_mode="fixed", css_classes=["lesson-guide"])
         return pn.Row(self._frame, pn.bind(lambda *_: self.live.panel(self.step), self.param.lesson, self.param.step,
                                      self.param.presenter), sizing_mode="stretch_width")
