@@ -44,9 +44,7 @@ class LearnViewer(pn.viewable.Viewer):
         self._next = pn.widgets.Button(label="Next ▶", width=90, color="primary", css_classes=["lesson-next"])
         self._back.on_click(lambda _: self.go(-1))
         self._next.on_click(lambda _: self.go(+1))
-        self._heading = Text("", wrap=True, css_classes=["lesson-heading"],
-                             stylesheets=["pre {font-size: 1.2em; font-weight: 600;}"])
-        self._text = Prose("", css_classes=["lesson-text"], sizing_mode="stretch_width")
+        self._heading, self._text = self._usual_texts = self._texts(1.0)
         # a presentation clicker sends PageDown and PageUp
         self._keys = Shortcuts(lambda key: self.go(-1 if key in BACK_KEYS else +1), keys=[*BACK_KEYS, *NEXT_KEYS])
         self._picker = pn.widgets.Select.from_param(self.param.lesson, name="Lesson", width=300)
@@ -81,10 +79,23 @@ class LearnViewer(pn.viewable.Viewer):
         self._picker.visible = not self.presenter
         if self._frame is not None:
             self._frame.width = int(GUIDE_PX * scale)
-        self._heading.scale_font(scale)
-        self._text.scale_font(scale)
+        # new panes: a text pane's stylesheets changed on a page already drawn are not applied
+        shown = self._heading.object, self._text.object
+        self._heading, self._text = self._texts(scale) if self.presenter else self._usual_texts
+        self._heading.object, self._text.object = shown
+        self._guide[1:3] = [self._heading, self._text]
         for lesson in self._live.values():
             lesson.scale = scale
+
+    @staticmethod
+    def _texts(scale: float) -> tuple[Text, Prose]:
+        """The step's heading and text, ``scale`` times the usual size."""
+        heading = Text("", wrap=True, css_classes=["lesson-heading"],
+                       stylesheets=["pre {font-size: 1.2em; font-weight: 600;}"])
+        text = Prose("", css_classes=["lesson-text"], sizing_mode="stretch_width")
+        heading.scale_font(scale)
+        text.scale_font(scale)
+        return heading, text
 
     def oneshot_viewer(self):
         if self._oneshot is None:

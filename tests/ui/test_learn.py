@@ -67,6 +67,15 @@ def test_presenter_mode_from_a_link(page, served_app, screenshot):
     expect(page.locator(".lesson-heading")).to_contain_text("Step 3 of 4")
     page.wait_for_timeout(1500)  # the step's plots drawn
     screenshot("presenter-1920")
+    size = "e => parseFloat(getComputedStyle(e).fontSize)"
+    large = page.locator(".lesson-text pre").evaluate(size)
+    page.locator(".presenter-toggle button").click()  # off, on a page already drawn
+    expect(page.locator(".lesson-guide select").first).to_be_visible()  # the lesson picker is back
+    for _ in range(50):  # while the new text's styles load
+        if page.locator(".lesson-text pre").evaluate(size) == pytest.approx(large / 1.5, abs=0.5):
+            break
+        page.wait_for_timeout(100)
+    assert page.locator(".lesson-text pre").evaluate(size) == pytest.approx(large / 1.5, abs=0.5)
 
 
 def test_a_step_saved_as_html_opens_without_the_server(page, served_app, tmp_path, browser):
