@@ -16,9 +16,7 @@ from explorer import uploads
 from explorer.text import Alert, Text
 from pipeline.alma import interferometer, synthesis
 from pipeline.errors import InputError
-from pipeline.oneshot.galaxies import read_image
 
-SKY_UPLOAD_SUFFIXES = (".png", ".jpg", ".jpeg", ".fits", ".fit", ".fits.gz")
 PLOT_PX = 340
 #: every plot: a square frame (equal scales on both axes, as the ranges given are square), its
 #: ranges set again for every new result
@@ -74,7 +72,7 @@ class InterferometerLesson(pn.viewable.Viewer):
         self._panes = {}  # plot name -> its pane, made when first shown
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["lesson-error"])
         self._numbers = Text("", wrap=True, css_classes=["lesson-numbers"])
-        self._upload = pn.widgets.FileInput(accept=",".join(SKY_UPLOAD_SUFFIXES), css_classes=["sky-upload"])
+        self._upload = pn.widgets.FileInput(accept=",".join(uploads.IMAGE_SUFFIXES), css_classes=["sky-upload"])
         self._upload.param.watch(self._on_upload, "value")
         self.param.watch(self._on_scale, "scale")
         self.param.watch(lambda *_: self.observe(),
@@ -104,19 +102,12 @@ class InterferometerLesson(pn.viewable.Viewer):
     def _on_upload(self, event) -> None:
         if not event.new:
             return
-        name = uploads.safe_name(self._upload.filename, default="sky.png")
-        if not name.lower().endswith(SKY_UPLOAD_SUFFIXES):
-            self._error.object, self._error.visible = f"{name} is not an image: upload PNG, JPEG or FITS.", True
-            return
-        path = uploads.session_folder() / name
         try:
-            path.write_bytes(uploads.checked_bytes(event.new, uploads.IMAGE_LIMIT_BYTES, name))
-            data = read_image(path)
+            name, data = uploads.read_uploaded_image(event.new, self._upload.filename, uploads.session_folder(),
+                                                     default="sky.png")
         except InputError as exc:
             self._error.object, self._error.visible = str(exc), True
             return
-        finally:
-            path.unlink(missing_ok=True)
         # FITS: (bands, ny, nx) float; PNG and JPEG: (ny, nx, 3) uint8; the sky is their brightness
         self._image = data.sum(axis=-1) if data.dtype == np.uint8 else data.sum(axis=0)
         self._image_name = name

@@ -62,6 +62,7 @@ class StatisticsLesson(pn.viewable.Viewer):
         super().__init__(**params)
         self.oneshot = oneshot
         self.ranking = None  # the prototype's N_MAX nearest (a Table)
+        self.drawn = None  # the fractions of the random draws (chance), made once per change
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["lesson-error"])
         self._numbers = Text("", wrap=True, css_classes=["lesson-numbers"])
         self._question = None  # (store, label, value) the prototypes were chosen for
@@ -92,7 +93,7 @@ class StatisticsLesson(pn.viewable.Viewer):
             self.param.prototype.objects, self.ranking = [], None
             self._bump()
             return
-        _, hit = stats.check_label(self.oneshot.labelled_catalog(), self.oneshot.label, self.oneshot.positive)
+        _, hit = self.masks()
         ids = [str(i) for i in np.asarray(self.store.catalog["id"])[hit]]
         self.param.prototype.objects = ids
         if self.prototype in ids:
@@ -108,6 +109,7 @@ class StatisticsLesson(pn.viewable.Viewer):
         self._bump()
 
     def _bump(self) -> None:
+        self.drawn = self.chance() if self.ranking is not None else None  # once, for the numbers and the plots
         self._numbers.object = self.numbers()
         self.version += 1
 
@@ -134,7 +136,7 @@ class StatisticsLesson(pn.viewable.Viewer):
             f"prototype {self.prototype}: {s['k']} of its {s['n']} nearest = {100 * (s['fraction'] or 0):.0f}%, "
             f"95% Wilson interval {100 * s['low']:.0f} to {100 * s['high']:.0f}%",
             f"p-value (at least {s['k']} of {s['n']} by chance): {s['p_value']:.2g}; in {self.draws} random draws: "
-            f"{np.mean(self.chance() >= s['k'] / s['n'] - 1e-9):.2g}",
+            f"{np.mean(self.drawn >= s['k'] / s['n'] - 1e-9):.2g}",
         ])
 
     def chance(self) -> np.ndarray:
@@ -154,11 +156,14 @@ class StatisticsLesson(pn.viewable.Viewer):
                          show_legend=False)
 
     def fraction_plot(self):
-        sizes = np.arange(1, len(self.ranking) + 1)
-        found = [self.found(int(k)) for k in sizes]
-        fraction = np.array([s["fraction"] or 0.0 for s in found])
-        band = hv.Area((sizes, [s["low"] for s in found], [s["high"] for s in found]), "n", ["low", "high"])
-        base = found[0]["base_rate"]
+        labelled, hit = self.masks()
+        rows = [self.store.row_of(i) for i in self.ranking["id"]]
+        sizes = np.arange(1, len(rows) + 1)
+        counted, k = np.cumsum(labelled[rows]), np.cumsum(hit[rows])  # among the n nearest, for every n
+        fraction = np.where(counted > 0, k / np.maximum(counted, 1), 0.0)
+        low, high = zip(*(stats.wilson_interval(int(a), int(b)) for a, b in zip(k, counted, strict=True)), strict=True)
+        band = hv.Area((sizes, low, high), "n", ["low", "high"])
+        base = hit.sum() / labelled.sum()
         return (band.opts(color=MISS, alpha=0.5, line_alpha=0)
                 * hv.Curve((sizes, fraction), "n", "fraction").opts(color=HIT, line_width=2)
                 * hv.HLine(base).opts(color="black", line_dash="dashed")
@@ -169,7 +174,7 @@ class StatisticsLesson(pn.viewable.Viewer):
     def chance_plot(self, tail: bool = False):
         s = self.found(self.n)
         labelled, hit = self.masks()
-        counts = np.bincount(np.rint(self.chance() * self.n).astype(int), minlength=self.n + 1)
+        counts = np.bincount(np.rint(self.drawn * self.n).astype(int), minlength=self.n + 1)
         share = counts / counts.sum()
         k = np.arange(self.n + 1)
         red = (k >= s["k"]) if tail else (k == s["k"])  # the tail, or the search's own count

@@ -30,13 +30,12 @@ from explorer.text import Alert, Prose, Text, TextTable
 from pipeline.errors import InputError
 from pipeline.oneshot import galaxy_sets, search, survey
 from pipeline.oneshot.backbones import DEFAULT_BACKBONE
-from pipeline.oneshot.galaxies import read_image, to_rgb
+from pipeline.oneshot.galaxies import to_rgb
 from pipeline.oneshot.stats import label_statistics
 from pipeline.oneshot.store import FeatureStore, image_features
 from pipeline.tables import write_table
 
 GALLERY_LIMIT = 24  # neighbour cards drawn; every galaxy found is in the tables and exports
-UPLOAD_SUFFIXES = (".png", ".jpg", ".jpeg", ".fits", ".fit", ".fits.gz")
 PREFERRED_LABELS = (("bpt_class", "AGN"), ("xray_class", "AGN"))
 
 
@@ -91,7 +90,7 @@ class OneShotViewer(pn.viewable.Viewer):
                                                       min_characters=1, case_sensitive=False, restrict=False,
                                                       css_classes=["prototype-id"])
         self._id_input.param.watch(lambda e: e.new and self.choose(e.new), "value")
-        self._upload = pn.widgets.FileInput(accept=",".join(UPLOAD_SUFFIXES), css_classes=["prototype-upload"])
+        self._upload = pn.widgets.FileInput(accept=",".join(uploads.IMAGE_SUFFIXES), css_classes=["prototype-upload"])
         self._upload.param.watch(self._on_upload, "value")
         self._recursive_button = pn.widgets.Button(label="Recursive search", color="primary",
                                                    css_classes=["run-recursive"])
@@ -272,20 +271,13 @@ class OneShotViewer(pn.viewable.Viewer):
     def _on_upload(self, event):
         if not event.new or self.store is None:
             return
-        name = uploads.safe_name(self._upload.filename, default="upload.png")
-        if not name.lower().endswith(UPLOAD_SUFFIXES):
-            self.show_error(f"{name} is not an image this search reads: upload PNG, JPEG or FITS.")
-            return
-        path = self._upload_dir / name
         try:
-            path.write_bytes(uploads.checked_bytes(event.new, uploads.IMAGE_LIMIT_BYTES, name))
-            rgb = to_rgb(read_image(path), self.store.meta["size_px"] or None)
+            name, image = uploads.read_uploaded_image(event.new, self._upload.filename, self._upload_dir)
+            rgb = to_rgb(image, self.store.meta["size_px"] or None)
             vector = image_features(self.store, rgb)
         except InputError as exc:
             self.show_error(str(exc))
             return
-        finally:
-            path.unlink(missing_ok=True)
         self.search_from_vector(vector, rgb, f"uploaded: {name}")
 
     def search_from_vector(self, vector: np.ndarray, rgb: np.ndarray, caption: str):

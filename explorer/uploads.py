@@ -90,6 +90,27 @@ def session_folder() -> Path:
     return folder
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".fits", ".fit", ".fits.gz")  # what read_uploaded_image reads
+
+
+def read_uploaded_image(content, filename, folder: Path, default: str = "upload.png"):
+    """An image uploaded through a ``FileInput`` (its bytes and file name): ``(safe name, image)``,
+    the image as :func:`pipeline.oneshot.galaxies.read_image` gives it. It is written to ``folder``
+    (a session's) only to be read, and removed at once. InputError for a name that is not an image,
+    a file over ``IMAGE_LIMIT_BYTES`` or one that cannot be read as an image."""
+    from pipeline.oneshot.galaxies import read_image
+
+    name = safe_name(filename, default=default)
+    if not name.lower().endswith(IMAGE_SUFFIXES):
+        raise InputError(f"{name} is not an image: upload PNG, JPEG or FITS.")
+    path = Path(folder) / name
+    try:
+        path.write_bytes(checked_bytes(content, IMAGE_LIMIT_BYTES, name))
+        return name, read_image(path)
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def checked_bytes(content, limit: int, name: str) -> bytes:
     """An upload's bytes, refused (InputError) when larger than ``limit`` or empty."""
     data = content if isinstance(content, bytes) else str(content or "").encode()
