@@ -61,7 +61,7 @@ class Links:
         self.follow()
 
     def follow(self) -> None:
-        """Write every change of tab, cube, channel, lesson and step into the address."""
+        """Write every change of tab, cube, channel, lesson, step and presenter mode into the address."""
         self.tabs.param.watch(lambda e: self._write(tab=TABS[e.new]), "active")
         self.cubes.param.watch(lambda e: self._on_cube(), "source")
         self.learn.param.watch(lambda *_: self._write(lesson=self.learn.lesson, step=self.learn.step + 1),

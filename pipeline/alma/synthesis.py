@@ -76,7 +76,8 @@ class Synthesis:
     def summary(self) -> str:
         """The measured numbers, one line each."""
         bmaj, bmin, bpa = self.beam
-        largest_scale = 0.6 * 206.265 / self.shortest_baseline_klambda  # arcsec: 0.6 lambda / B_min
+        # 0.6 lambda / B_min, in arcsec (B_min in wavelengths)
+        largest_scale = 0.6 / (self.shortest_baseline_klambda * 1e3) / interferometer.ARCSEC_RAD
         return "\n".join([
             f"{self.config}: {len(self.antennas_m)} antennas, {len(self.uv_klambda) // 2} visibilities "
             f"({INTEGRATION_S:.0f} s integrations, with their conjugates: {len(self.uv_klambda)} uv points)",
