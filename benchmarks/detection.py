@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _report import report
 
 from pipeline.alma import detect as det
-from pipeline.alma import interferometer, networks
+from pipeline.alma import networks
 from pipeline.alma.companions import open_companion
 from pipeline.alma.cube import open_cube
 from pipeline.alma.evaluate import evaluate
-from pipeline.alma.simulate import Observation, instrument_response, simulate_cube, write_cube
+from pipeline.alma.simulate import Observation, instrument_response, simulate_cube, write_cube, write_psf
 from pipeline.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,14 +55,13 @@ def simulated_set(folder: Path, n: int, config: str, size=256, channels=128, see
     # about 5-7 px per beam minor axis in both (cycle 9.3: 0.57"; cycle 11.5: 0.23")
     obs = Observation(config=config, cell_arcsec=0.1 if config == "alma.cycle9.3" else 0.05)
     response = instrument_response(obs, size, channels)
-    psf = interferometer.psf_from_sampling(response.sampling, size)
     paths, truths = [], []
     for i in range(n):
         name = f"{config}_{i:04d}.fits"
         sim = simulate_cube((seed, i), size, channels, obs, name=name, response=response)
         paths.append(write_cube(folder / name, sim.dirty_cube, sim.frequency_hz, obs, sim.beams, name=name))
         if i == 0:
-            first_psf = write_cube(folder / f"{config}_{i:04d}.psf.fits", psf, sim.frequency_hz, obs, bunit="")
+            first_psf = write_psf(folder / f"{config}_{i:04d}.psf.fits", response)
         else:
             os.link(first_psf, folder / f"{config}_{i:04d}.psf.fits")
         truths.append(sim.truth)

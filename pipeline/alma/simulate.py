@@ -19,6 +19,8 @@ Units and conventions:
 """
 
 import csv
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,6 +357,13 @@ def write_cube(path, cube, frequency_hz, observation=Observation(), beams=None, 
     return path
 
 
+def write_psf(path, response: InstrumentResponse) -> Path:
+    """The dirty beam of every channel of ``response`` as tclean's PSF cube exported to FITS
+    (the cubes' grid and channels, peak 1 at the centre pixel), written atomically."""
+    psf = interferometer.psf_from_sampling(response.sampling, response.size)
+    return write_cube(path, psf, response.frequency_hz, response.observation, bunit="")
+
+
 def write_truth(path, rows) -> Path:
     """Write truth rows (a Table or list of Tables) as CSV with ``TRUTH_COLUMNS``, atomically."""
     path = Path(path)
@@ -367,6 +376,13 @@ def write_truth(path, rows) -> Path:
                 writer.writerow([row["cube"], int(row["source"])]
                                 + [f"{float(row[c]):.6g}" for c in TRUTH_COLUMNS[2:]])
     return path
+
+
+def _link_or_copy(source: Path, path: Path) -> None:
+    try:
+        os.link(source, path)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, path)
 
 
 def check_output_folder(out_dir) -> Path:
@@ -384,11 +400,14 @@ def check_output_folder(out_dir) -> Path:
 
 
 def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3", progress=None,
-                 write_sky=True, observation=None, parameters: SkyParameters = PAPER_SKY) -> list[Path]:
+                 write_sky=True, observation=None, parameters: SkyParameters = PAPER_SKY,
+                 write_psfs=False) -> list[Path]:
     """Write ``n`` simulated cubes ``sim_{seed}_{i:04d}.fits`` into ``out_dir`` (cube i seeded by
     ``(seed, i)``, so any cube can be remade alone), their sky models ``*_sky.fits`` (Jy/pixel)
-    if ``write_sky``, and one ``truth.csv`` (``cube`` = file name), written last and atomically.
-    ``progress(done, total, stage)`` (:mod:`pipeline.progress`) is called after each cube. Returns the cube paths.
+    if ``write_sky``, their PSF cubes ``*.psf.fits`` if ``write_psfs`` (as tclean names them; one
+    file, hard-linked when it can be, since every cube has the same), and one ``truth.csv``
+    (``cube`` = file name), written last and atomically. ``progress(done, total, stage)``
+    (:mod:`pipeline.progress`) is called after each cube. Returns the cube paths.
 
     A folder that already holds a set (a ``truth.csv``) is refused before anything is simulated
     (:func:`check_output_folder`): nothing there is overwritten. Cubes larger than
@@ -402,6 +421,9 @@ def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3
         raise InputError(f"seed must be a whole number >= 0; got {seed!r}.")
     obs = observation or Observation(config=config)
     streamed = size * size * channels * 4 > IN_MEMORY_BYTES
+    if streamed and write_psfs:
+        raise InputError(f"A PSF cube is written only for cubes of up to {IN_MEMORY_BYTES / 1e9:g} GB; "
+                         f"these are {size * size * channels * 4 / 1e9:.1f} GB. Simulate without PSF cubes.")
     response = None if streamed else instrument_response(obs, size, channels)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths, truths = [], []
@@ -421,6 +443,12 @@ def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3
         if write_sky:
             write_cube(out_dir / name.replace(".fits", "_sky.fits"), sim.sky_model,
                        sim.frequency_hz, obs, bunit="Jy/pixel", name=name)
+        if write_psfs:
+            psf_path = out_dir / name.replace(".fits", ".psf.fits")
+            if i == 0:
+                first_psf = write_psf(psf_path, response)
+            else:
+                _link_or_copy(first_psf, psf_path)
         truths.append(sim.truth)
         report(progress, i + 1, n, f"cube {i + 1} of {n}")
     write_truth(out_dir / "truth.csv", truths)

@@ -231,6 +231,23 @@ def test_simulate_set_writes_casa_layout(tmp_path):
     assert np.array_equal(fits.getdata(paths[1])[0], again.dirty_cube)
 
 
+def test_simulate_set_writes_psf_cubes_that_open_as_the_cubes_companions(tmp_path):
+    from pipeline.alma.companions import companion_candidates, open_companion
+    from pipeline.alma.cube import open_cube
+
+    paths = sim.simulate_set(tmp_path, 2, seed=5, size=32, channels=4, observation=QUICK, write_sky=False,
+                             write_psfs=True)
+    for path in paths:
+        psf_path = companion_candidates(path, "psf")[0]
+        assert psf_path.name == path.name.replace(".fits", ".psf.fits") and psf_path.is_file()
+        with open_cube(path) as cube, open_companion(psf_path, cube, "psf") as psf:  # checked against the cube
+            assert psf.shape == cube.shape
+            assert np.asarray(psf.data[:, 16, 16]) == pytest.approx(1.0)
+    response = sim.instrument_response(QUICK, 32, 4)
+    expected = itf.psf_from_sampling(response.sampling, 32)
+    assert np.allclose(fits.getdata(tmp_path / "sim_5_0001.psf.fits")[0], expected)
+
+
 def test_unknown_configuration_fails_early(tmp_path):
     from pipeline.errors import InputError
     with pytest.raises(InputError):
