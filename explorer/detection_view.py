@@ -19,13 +19,12 @@ from pathlib import Path
 
 import holoviews as hv
 import numpy as np
-import pandas as pd
 import panel as pn
 import param
 from astropy.table import Table
 from bokeh.models.widgets.tables import NumberFormatter
 
-from explorer import jobs
+from explorer import jobs, overlays
 from explorer.background import BackgroundJob
 from explorer.files import find_companions, list_cubes, shown_path
 from explorer.text import Alert, Prose, Text, TextTable
@@ -58,36 +57,19 @@ GRID_LIMIT = 48  # spectra in the grid of every source
 NO_COMPANION = "none"
 
 
-def _rectangles(rows) -> hv.Rectangles:
-    """Boxes (x0, y0, x1, y1, colour, id) as typed columns, so that an empty set of boxes has the
-    same column types as a full one (a redraw from one to the other must not mix them)."""
-    columns = list(zip(*rows, strict=True)) if rows else [[]] * 6
-    names = ("x0", "y0", "x1", "y1", "colour", "id")
-    types = (float, float, float, float, str, int)
-    data = pd.DataFrame({name: np.asarray(values, dtype)
-                         for name, values, dtype in zip(names, columns, types, strict=True)})
-    return hv.Rectangles(data, kdims=list(names[:4]), vdims=list(names[4:]))
-
-
 def _boxes(rows, label: str, dash: str = "solid", width: float = LINE_WIDTH, hover: bool = True) -> hv.Rectangles:
     """Boxes in their colours (``colour`` column): the element ``Boxes.<label>``."""
-    return _rectangles(rows).relabel(group="Boxes", label=label).opts(
+    return overlays.rectangles(rows).relabel(group="Boxes", label=label).opts(
         fill_alpha=0, line_color="colour", line_width=width, line_dash=dash, tools=["hover"] if hover else [],
         apply_ranges=False)
 
 
 def _halo(rows) -> hv.Rectangles:
     """The dark halo under every box drawn (``Halo.Boxes``), one layer for all."""
-    return _rectangles(rows).relabel(group="Halo", label="Boxes").opts(
+    return overlays.rectangles(rows).relabel(group="Halo", label="Boxes").opts(
         fill_alpha=0, line_color=HALO_COLOUR, line_width=SELECTED_WIDTH + HALO_WIDTH - LINE_WIDTH, line_alpha=0.5,
         apply_ranges=False)
 
-
-def _circles(centres, radius: float) -> hv.Path:
-    """Circles of ``radius`` (pixels of the cube) round ``centres`` [(x, y)], as one path."""
-    angle = np.linspace(0, 2 * np.pi, 49)
-    return hv.Path([np.column_stack([x + radius * np.cos(angle), y + radius * np.sin(angle)]) for x, y in centres],
-                   kdims=["x", "y"])
 
 def shape_text(row) -> str:
     """A catalogue row's size and angle for the inspector, with their errors when the row has
@@ -391,7 +373,7 @@ class DetectionViewer(pn.viewable.Viewer):
             name = "Selected" if drawn["id"][i] == selected else "Sidelobes" if drawn["sidelobe"][i] else "Solid"
             layers[name].append(drawn["boxes"][i])
         radius = MISSED_RADIUS_PX * max(self.cube.nx, self.cube.ny) / max(self.cube_viewer.frame_size)
-        circles = _circles(drawn["missed_xy"][list(near)], radius)
+        circles = overlays.circles(drawn["missed_xy"][list(near)], radius)
         so_far = [(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5, PRELIMINARY_COLOUR, -1) for x0, y0, x1, y1, _ in preliminary]
         # few layers: every layer costs the server and the browser time on every channel change
         overlay = (_halo([box for boxes in layers.values() for box in boxes] + so_far)

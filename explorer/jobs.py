@@ -1,16 +1,18 @@
 """The explorer's long work as it runs in a worker process (:mod:`explorer.background`): top-level
 functions of plain arguments (paths, names, numbers, tables), so they pickle, each called as
 ``work(progress, cancel, share)`` once bound with ``functools.partial``: source finding, the
-embedding of a cube's candidates for "find similar", and the one-shot tab's recursive search and
-map. They import only :mod:`pipeline`, which the worker server has imported already."""
+embedding of a cube's candidates for "find similar", the one-shot tab's recursive search and
+map, and a lesson's simulated observation. They import only :mod:`pipeline`, which the worker
+server has imported already."""
 
 from __future__ import annotations
 
 from pipeline.alma import completeness as completeness_check
 from pipeline.alma import detect as finder_module
 from pipeline.alma import reliability as reliability_check
-from pipeline.alma.companions import open_companion
+from pipeline.alma.companions import companion_candidates, open_companion
 from pipeline.alma.cube import open_cube
+from pipeline.alma.simulate import simulate_set
 from pipeline.oneshot import search
 from pipeline.oneshot.feature_map import layout
 from pipeline.oneshot.store import FeatureStore
@@ -45,6 +47,21 @@ def find_sources(cube_path, detector: str, companions: dict, models, reliability
         for companion in opened.values():
             companion.close()
         cube.close()
+
+
+def observe_and_find(folder, seed, size: int, channels: int, observation, sky, detectors, progress, cancel, share):
+    """Simulate one cube (:func:`pipeline.alma.simulate.simulate_set`: ``observation``, ``sky``
+    parameters, ``seed``) into ``folder`` with its sky model, PSF cube and truth, and find its
+    sources with each of ``detectors``, the PSF attached and probable sidelobes kept and flagged:
+    (the cube's path, {detector: catalogue})."""
+    progress(0, 1 + len(detectors), "simulating the observation")
+    path, = simulate_set(folder, 1, seed, size, channels, observation=observation, parameters=sky, write_psfs=True)
+    found = {}
+    with open_cube(path) as cube, open_companion(companion_candidates(path, "psf")[0], cube, "psf") as psf:
+        for i, detector in enumerate(detectors, start=1):
+            progress(i, 1 + len(detectors), f"finding sources: {detector}")
+            found[detector] = finder_module.detect(cube, detector, cancel=cancel, psf=psf, keep_sidelobes=True)
+    return path, found
 
 
 def recursive_search(store, query, n: int, iterations: int, label, positive, progress, cancel, share):
