@@ -10,6 +10,7 @@ from __future__ import annotations
 from pipeline.alma import completeness as completeness_check
 from pipeline.alma import detect as finder_module
 from pipeline.alma import reliability as reliability_check
+from pipeline.alma import stages
 from pipeline.alma.companions import companion_candidates, open_companion
 from pipeline.alma.cube import open_cube
 from pipeline.alma.simulate import simulate_set
@@ -62,6 +63,13 @@ def observe_and_find(folder, seed, size: int, channels: int, observation, sky, d
             progress(i, 1 + len(detectors), f"finding sources: {detector}")
             found[detector] = finder_module.detect(cube, detector, cancel=cancel, psf=psf, keep_sidelobes=True)
     return path, found
+
+
+def pipeline_stages(cube_path, threshold: float, min_snr: float, source_map, progress, cancel, share):
+    """The pipeline's stages on the cube at ``cube_path`` (:func:`pipeline.alma.stages.stages`)."""
+    with open_cube(cube_path) as cube:
+        return stages.stages(cube, min_snr=min_snr, threshold=threshold, source_map=source_map, progress=progress,
+                             cancel=cancel)
 
 
 def recursive_search(store, query, n: int, iterations: int, label, positive, progress, cancel, share):

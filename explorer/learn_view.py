@@ -11,13 +11,15 @@ import panel as pn
 import param
 from bokeh.resources import INLINE
 
-from explorer import lesson_interferometer, lesson_statistics
+from explorer import lesson_dirty_cubes, lesson_interferometer, lesson_pipeline, lesson_statistics
 from explorer.shortcuts import Shortcuts
 from explorer.text import Prose, Text
 
 #: lesson title -> (its steps: (heading, text) pairs, a function of the LearnViewer making its live part)
 LESSONS = {
     "How an interferometer sees": (lesson_interferometer.STEPS, lambda _: lesson_interferometer.InterferometerLesson()),
+    "Why dirty cubes are hard": (lesson_dirty_cubes.STEPS, lambda _: lesson_dirty_cubes.DirtyCubesLesson()),
+    "Inside the pipeline": (lesson_pipeline.STEPS, lambda _: lesson_pipeline.PipelineLesson()),
     "One-shot search and statistics": (lesson_statistics.STEPS,
                                        lambda learn: lesson_statistics.StatisticsLesson(learn.oneshot_viewer())),
 }

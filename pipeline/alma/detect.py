@@ -209,7 +209,7 @@ class _Focusing:
                 self.psf, first, last, pre.FOCUS_SIZE, self.psf_centre)
             windows = line_windows(peak, first, last)
             images = focused_images(self.cube, box, windows)
-            row = _line_row(images, self.finder, beam, self.min_snr, self.kms)
+            row = line_row(images, self.finder, beam, self.min_snr, self.kms)
             if row is not None:
                 line = {"z": peak, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3], "z0": first, "z1": last,
                         "score": box[4], "blended": len(lines) > 1}
@@ -231,7 +231,7 @@ class _Focusing:
             if any(math.hypot(x - r["x"], y - r["y"]) < self.beam_major for r in rows):
                 continue
             ix, iy = int(round(x)), int(round(y))
-            other = _line_row(focused_images(self.cube, (ix - 2, iy - 2, ix + 3, iy + 3), windows), self.finder,
+            other = line_row(focused_images(self.cube, (ix - 2, iy - 2, ix + 3, iy + 3), windows), self.finder,
                               beam, self.min_snr, self.kms)
             if other is not None:
                 # its own peak's position: a centroid leans towards the brighter neighbour
@@ -244,7 +244,7 @@ class _Focusing:
 _LINE_KEYS = ("z", "x0", "y0", "x1", "y1", "z0", "z1", "score")  # what a blended neighbour shares with its line
 
 
-def _line_row(images, finder, beam, min_snr, kms) -> dict | None:
+def line_row(images, finder, beam, min_snr, kms) -> dict | None:
     """Position, significance and the ResNets' measurements of one line from its focused images
     (:func:`focused_images` over :func:`line_windows`), or None if it is not significant."""
     snrs = [focused_snr(image) for image, _, _ in images]

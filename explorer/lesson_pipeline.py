@@ -1,0 +1,411 @@
+"""Lesson 3, "Inside the pipeline": the bundled simulated cube taken through the pipeline of Delli
+Veneri et al. (2022) stage by stage (:func:`pipeline.alma.stages.stages`), with the numbers at each
+stage and the truth beside them."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # (plot options need a backend, also outside a served page)
+import numpy as np
+import panel as pn
+import param
+
+from explorer import jobs, overlays
+from explorer.background import BackgroundJob
+from explorer.detection_view import HALO_COLOUR, TRUTH_COLOURS
+from explorer.files import BUNDLED_CUBES
+from explorer.text import Alert, Text
+from pipeline.alma.cube import open_cube
+from pipeline.alma.detect import FOCUS_MIN_SNR
+from pipeline.alma.evaluate import ELONGATED_AXIS_RATIO
+from pipeline.alma.gaussian import major_minor
+from pipeline.alma.measure import kms_per_channel_factor
+from pipeline.alma.source_maps import BLOB_THRESHOLD
+from pipeline.alma.truth import truth_for_cube, truth_line_flux
+
+CUBE = BUNDLED_CUBES / "sim_7_0000.fits"
+FRAME_PX = 300
+SPECTRUM_SIZE = (450, 280)
+ZOOM_PX = 8  # the ResNets' step shows the source this far around it
+TRUE_COLOUR, FOUND_COLOUR, RANGE_COLOUR = "#00e676", "#1f77b4", "#ff7f0e"
+
+STEPS = (
+    ("The integrated image",
+     "The cube (a simulation shipped with the explorer, with its truth) has an image per channel. Summing "
+     "the channels gives the integrated image (moment 0): every source is in it, but a line a few channels "
+     "wide is summed with the noise of all the others, so faint ones barely show. Green crosses mark the "
+     "true sources."),
+    ("The Blobs Finder's map",
+     "The Blobs Finder, a convolutional network trained on simulated dirty images, turns integrated "
+     "images (of the whole band and of narrower windows of channels, the largest value kept) into a map "
+     "of how likely each pixel is to belong to a source, from 0 to 1. It learned what a source looks like "
+     "through the dirty beam; noise and sidelobes stay low."),
+    ("Boxes",
+     "The map is cut at a threshold (0.15 in the paper; try others): each connected region becomes a "
+     "box. Green boxes hold a true source, red ones none; white circles are true sources no box holds. "
+     "A low threshold gives more boxes, true and false; the next stages must sort them."),
+    ("Box spectra",
+     "Each box is summed over its pixels in every channel: its spectrum. A source is a line a few "
+     "channels wide (the green band is the true line: its centre plus and minus its width), buried in "
+     "noise. Pick a box: some lines stand out, some do not."),
+    ("The Deep GRU",
+     "A recurrent network (the Deep GRU) reads the spectrum channel by channel and returns it without "
+     "the noise (blue, scaled 0 to 1). Its peaks are the lines; each emission range (orange) is the peak "
+     "plus and minus its fitted width, as in the paper. Compare them with the true line (green)."),
+    ("Focusing",
+     "Summing only the line's channels (focusing) keeps the source's signal and leaves out the other "
+     "channels' noise, so the source stands out far more than in the integrated image (left: the whole "
+     "band; right: the emission range; both in units of their noise). A line is kept when its focused "
+     "image peaks above the significance level (5 times the noise, raised for large cubes)."),
+    ("The ResNets",
+     "Three residual networks measure the focused image: its size along two axes, its angle and its flux. "
+     "The ellipses are the measured source (blue) and the true one (green), at half their peak. The "
+     "numbers compare them: what the pipeline's catalogue says of this source."),
+)
+
+
+class PipelineLesson(pn.viewable.Viewer):
+    """Widgets for the pipeline's two cuts and for the box and line looked at; ``panel(step)`` the
+    step's plots and numbers. The stages run in the background: the Blobs Finder once, the rest again
+    when a cut changes (a second or two)."""
+
+    threshold = param.Number(default=BLOB_THRESHOLD, bounds=(0.02, 0.9), step=0.01, doc="Blobs Finder threshold")
+    min_snr = param.Number(default=FOCUS_MIN_SNR, bounds=(3.0, 10.0), step=0.1, doc="Significance (focused SNR)")
+    box = param.Integer(default=0, bounds=(0, None), doc="Box looked at")
+    line = param.Integer(default=0, bounds=(0, None), doc="Line of the box looked at")
+    result = param.Parameter(default=None, doc="The stages (pipeline.alma.stages.Stages)")
+    scale = param.Number(default=1.0, bounds=(0.5, 3.0), doc="Plot size, relative (presenter mode: larger)")
+
+    def __init__(self, cube_path=CUBE, **params):
+        super().__init__(**params)
+        self.cube_path = cube_path
+        with open_cube(cube_path) as cube:
+            self.nx, self.ny, self.nchan = cube.shape
+            self.kms = cube.channel_width()["kms"] or kms_per_channel_factor(cube)
+        self.truth = truth_for_cube(cube_path)
+        self._panes = {}
+        self._again = False
+        self._step = 0
+        self._error = Alert("", alert_type="danger", visible=False, css_classes=["lesson-error"])
+        self._status = Text("", wrap=True, css_classes=["lesson-status"])
+        self._numbers = Text("", wrap=True, css_classes=["lesson-numbers"])
+        self._box_picker = pn.widgets.Select(name="Box looked at", options={"(none yet)": 0}, width=300)
+        self._box_picker.link(self, value="box")
+        self._line_picker = pn.widgets.Select(name="Line of that box", options={"(none yet)": 0}, width=300)
+        self._line_picker.link(self, value="line")
+        self.job = BackgroundJob(self._on_done, self._on_error, lambda text: setattr(self._status, "object", text))
+        self.param.watch(lambda *_: self.run(), ["threshold", "min_snr"])
+        self.param.watch(lambda *_: self._on_box(), "box")
+        self.param.watch(lambda *_: self._show_numbers(), ["line", "result"])
+        self.param.watch(self._on_scale, "scale")
+
+    # ---- running --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.result is None and not self.job.busy:
+            self.run()
+
+    def run(self) -> None:
+        if self.job.busy:
+            self._again = True
+            return
+        self._error.visible = False
+        source_map = self.result.source_map if self.result is not None else None
+        work = functools.partial(jobs.pipeline_stages, self.cube_path, self.threshold, self.min_snr, source_map)
+        self.job.start(work, "Running the pipeline stage by stage", in_process=True)
+
+    def _on_done(self, stages) -> None:
+        self._status.object = ""
+        boxes = {self._box_label(i, b): i for i, b in enumerate(stages.boxes)} or {"(no box at this threshold)": 0}
+        # the first box that holds a true source, else the first
+        first = next((i for i, b in enumerate(stages.boxes) if self._true_in(b)), 0)
+        self.result = stages
+        self._box_picker.options = boxes
+        self._box_picker.value = first
+        self.box = first
+        self._on_box()
+        if self._again:
+            self._again = False
+            self.run()
+
+    def _on_error(self, message: str) -> None:
+        self._status.object = ""
+        self._error.object, self._error.visible = message, True
+        if self._again:
+            self._again = False
+            self.run()
+
+    def _on_box(self) -> None:
+        lines = self.selected_box.lines if self.selected_box is not None else []
+        options = {f"line {k + 1}: channels {ln.first}-{ln.last - 1}" + ("" if ln.significant else ", not significant"):
+                   k for k, ln in enumerate(lines)} or {"(no line)": 0}
+        self._line_picker.options = options
+        self._line_picker.value = 0
+        self.line = 0
+        self._show_numbers()
+        self.param.trigger("result")  # the plots of the box
+
+    def _on_scale(self, event) -> None:
+        self._panes.clear()
+        self._numbers.scale_font(event.new)
+
+    # ---- what is looked at ----------------------------------------------------------------
+    @property
+    def selected_box(self):
+        if self.result is None or not self.result.boxes:
+            return None
+        return self.result.boxes[min(self.box, len(self.result.boxes) - 1)]
+
+    @property
+    def selected_line(self):
+        box = self.selected_box
+        if box is None or not box.lines:
+            return None
+        return box.lines[min(self.line, len(box.lines) - 1)]
+
+    def _true_in(self, box) -> list[int]:
+        """Rows of the true sources ``box`` holds."""
+        return [i for i, t in enumerate(self.truth) if box.holds(float(t["x"]), float(t["y"]))]
+
+    def _box_label(self, i: int, box) -> str:
+        held = self._true_in(box)
+        sources = ", ".join(str(int(self.truth[j]["source"])) for j in held)
+        return (f"box {i + 1}: x {box.x0}-{box.x1 - 1}, y {box.y0}-{box.y1 - 1}, "
+                + (f"true source {sources}" if held else "no true source"))
+
+    # ---- plots ----------------------------------------------------------------------------
+    def _frame(self) -> dict:
+        side = int(FRAME_PX * self.scale)
+        return {"frame_width": side, "frame_height": side}
+
+    def _image(self, data, title: str, bounds=None, **opts):
+        ny, nx = np.shape(data)
+        bounds = bounds or (-0.5, -0.5, nx - 0.5, ny - 0.5)
+        image = hv.Image(np.flipud(np.asarray(data, float)), bounds=bounds, kdims=["x (pixel)", "y (pixel)"],
+                         vdims=["value"])
+        return image.opts(**{**self._frame(), "title": title, "tools": ["hover"], "colorbar": True, "cmap": "inferno",
+                             **opts})
+
+    def _truth_points(self):
+        return hv.Points((np.asarray(self.truth["x"], float), np.asarray(self.truth["y"], float)),
+                         ["x (pixel)", "y (pixel)"]).opts(marker="x", size=12, color=TRUE_COLOUR, line_width=2)
+
+    def integrated_plot(self, result):
+        if result is None:
+            return self._image(np.zeros((self.ny, self.nx)), "integrated image")
+        return self._image(result.integrated, f"integrated image ({result.integrated_unit})") * self._truth_points()
+
+    def map_plot(self, result):
+        if result is None:
+            return self._image(np.zeros((self.ny, self.nx)), "Blobs Finder map")
+        return self._image(result.source_map, "Blobs Finder map (0 to 1)", clim=(0.0, 1.0),
+                           cmap="viridis") * self._truth_points()
+
+    def boxes_plot(self, result):
+        plot = self.integrated_plot(result)
+        if result is None:
+            return plot
+        rows = [(b.x0 - 0.5, b.y0 - 0.5, b.x1 - 0.5, b.y1 - 0.5,
+                 TRUTH_COLOURS["true positive" if self._true_in(b) else "false positive"], i + 1)
+                for i, b in enumerate(result.boxes)]
+        held = {j for b in result.boxes for j in self._true_in(b)}
+        missed = [(float(t["x"]), float(t["y"])) for j, t in enumerate(self.truth) if j not in held]
+        halo = {"fill_alpha": 0, "line_color": HALO_COLOUR, "line_width": 5, "line_alpha": 0.6}
+        return (plot * overlays.rectangles(rows).opts(**halo)
+                * overlays.rectangles(rows).opts(fill_alpha=0, line_color="colour", line_width=2, tools=["hover"])
+                * overlays.circles(missed, 5.0).opts(color=TRUTH_COLOURS["missed"], line_width=2, line_dash="dotted"))
+
+    def _true_lines(self, box):
+        """The true lines of the sources ``box`` holds, as green bands (centre +- FWHM)."""
+        spans = [hv.VSpan(float(t["z"]) - float(t["fwhm_z"]), float(t["z"]) + float(t["fwhm_z"]))
+                 .opts(color=TRUE_COLOUR, alpha=0.25) for t in (self.truth[j] for j in self._true_in(box))]
+        return hv.Overlay(spans) if spans else None
+
+    def spectrum_plot(self, result, denoised: bool = False):
+        box = self.selected_box
+        width, height = (int(v * self.scale) for v in SPECTRUM_SIZE)
+        if box is None:
+            return hv.Curve([], "channel", "sum").opts(width=width, height=height, title="no box")
+        channels = np.arange(len(box.spectrum))
+        if denoised:
+            curve = hv.Curve((channels, box.denoised), "channel", "Deep GRU output (0 to 1)").opts(
+                color=FOUND_COLOUR, line_width=2)
+            for ln in box.lines:
+                curve = hv.VSpan(ln.first - 0.5, ln.last - 0.5).opts(color=RANGE_COLOUR, alpha=0.3) * curve
+            title = f"box {self.box + 1}: the Deep GRU, its ranges (orange)"
+        else:
+            curve = hv.Curve((channels, box.spectrum), "channel", "sum over the box").opts(color="black")
+            title = f"box {self.box + 1}: its spectrum"
+        truth = self._true_lines(box)
+        plot = truth * curve if truth is not None else curve
+        ylabel = "Deep GRU output (0 to 1)" if denoised else "sum over the box"
+        return plot.opts(width=width, height=height, title=title, show_legend=False, xlabel="channel", ylabel=ylabel)
+
+    def focus_plots(self, result):
+        line = self.selected_line
+        if line is None:
+            empty = self._image(np.zeros((2, 2)), "no line")
+            return empty, empty
+        box = self.selected_box
+        side = line.focused.shape[0]
+        cx, cy = (box.x0 + box.x1) // 2, (box.y0 + box.y1) // 2
+        bounds = (cx - side // 2 - 0.5, cy - side // 2 - 0.5, cx - side // 2 + side - 0.5, cy - side // 2 + side - 0.5)
+        whole = self.whole_band(box)
+        top = max(float(line.focused.max()), float(whole.max()), 1.0)
+        return (self._image(whole, f"whole band: peak {self._peak(whole):.1f} x noise", bounds, clim=(-3, top)),
+                self._image(line.focused, f"channels {line.first}-{line.last - 1}: peak {line.snrs[0]:.1f} x noise",
+                            bounds, clim=(-3, top)))
+
+    def whole_band(self, box):
+        """The box's focused image over every channel (units of its rms)."""
+        from pipeline.alma.focus import focused_images
+
+        with open_cube(self.cube_path) as cube:
+            return focused_images(cube, (box.x0, box.y0, box.x1, box.y1, box.score), [(0, cube.nchan)])[0][0]
+
+    @staticmethod
+    def _peak(image) -> float:
+        from pipeline.alma.focus import focused_snr
+
+        return focused_snr(image)
+
+    def resnet_plot(self, result):
+        line = self.selected_line
+        _, focused = self.focus_plots(result)
+        if line is None or line.row is None:
+            return focused.opts(title="not significant: not measured")
+        row = line.row
+        ellipses = _ellipse(row["x"], row["y"], row["fwhm_x"], row["fwhm_y"], row["pa"]).opts(color=FOUND_COLOUR,
+                                                                                              line_width=3)
+        true = self._matched_truth(row)
+        if true is not None:
+            ellipses = ellipses * _ellipse(true["x"], true["y"], true["fwhm_x"], true["fwhm_y"], true["pa"]).opts(
+                color=TRUE_COLOUR, line_width=2, line_dash="dashed")
+        x, y = float(row["x"]), float(row["y"])
+        return (focused * ellipses).opts(title="measured (blue) and true (green)", xlim=(x - ZOOM_PX, x + ZOOM_PX),
+                                         ylim=(y - ZOOM_PX, y + ZOOM_PX))
+
+    def _matched_truth(self, row):
+        """The true source nearest to a measured row, within 3 px, or None."""
+        if not len(self.truth):
+            return None
+        d = np.hypot(np.asarray(self.truth["x"], float) - row["x"], np.asarray(self.truth["y"], float) - row["y"])
+        return self.truth[int(np.argmin(d))] if d.min() <= 3.0 else None
+
+    def _plots(self, step: int) -> list:
+        """(name, function of the result) of step ``step``'s plots."""
+        return [
+            [("integrated", self.integrated_plot)],
+            [("integrated", self.integrated_plot), ("map", self.map_plot)],
+            [("map", self.map_plot), ("boxes", self.boxes_plot)],
+            [("spectrum", self.spectrum_plot)],
+            [("spectrum", self.spectrum_plot), ("denoised", functools.partial(self.spectrum_plot, denoised=True))],
+            [("whole", lambda r: self.focus_plots(r)[0]), ("focused", lambda r: self.focus_plots(r)[1])],
+            [("resnets", self.resnet_plot)],
+        ][step]
+
+    def _pane(self, name: str, plot):
+        if name not in self._panes:
+            dynamic = hv.DynamicMap(lambda result, line: plot(result),
+                                    streams=[hv.streams.Params(self, ["result", "line"])])
+            self._panes[name] = pn.pane.HoloViews(dynamic, css_classes=[f"lesson-{name}"])
+        return self._panes[name]
+
+    # ---- numbers --------------------------------------------------------------------------
+    def numbers(self, step: int) -> str:
+        r = self.result
+        if r is None:
+            return "Running the pipeline on the cube (a few seconds)..."
+        if step == 0:
+            lines = [f"{self.cube_path.name}: {self.nx} x {self.ny} pixels, {self.nchan} channels; "
+                     f"{len(self.truth)} true sources:"]
+            lines += [f"  source {int(t['source'])}: x {t['x']:.0f}, y {t['y']:.0f}, line at channel {t['z']:.0f} "
+                      f"± {t['fwhm_z']:.1f}, peak signal/noise {t['snr_peak']:.1f}" for t in self.truth]
+            return "\n".join(lines)
+        if step in (1, 2):
+            held = {j for b in r.boxes for j in self._true_in(b)}
+            false = sum(1 for b in r.boxes if not self._true_in(b))
+            return (f"threshold {r.threshold:.2f}: {len(r.boxes)} boxes, {len(r.boxes) - false} holding a true source "
+                    f"and {false} none; {len(self.truth) - len(held)} of {len(self.truth)} true sources in no box"
+                    + "".join(f"\n  source {int(self.truth[j]['source'])} (signal/noise "
+                              f"{self.truth[j]['snr_peak']:.1f}) in no box" for j in range(len(self.truth))
+                              if j not in held))
+        box = self.selected_box
+        if box is None:
+            return "No box at this threshold: lower it."
+        held = [self.truth[j] for j in self._true_in(box)]
+        truth = ("; ".join(f"true source {int(t['source'])}: line at channel {t['z']:.1f} ± {t['fwhm_z']:.1f}"
+                           for t in held) or "no true source in this box")
+        if step == 3:
+            return f"box {self.box + 1} (score {box.score:.2f}): {truth}"
+        if step == 4:
+            found = "; ".join(f"line {k + 1}: peak at channel {ln.peak}, range {ln.first}-{ln.last - 1}"
+                              for k, ln in enumerate(box.lines))
+            return f"Deep GRU: {found}\n{truth}"
+        line = self.selected_line
+        if step == 5:
+            verdict = "kept" if line.significant else "dropped (not significant)"
+            return (f"line {self.line + 1}, channels {line.first}-{line.last - 1}: focused signal/noise "
+                    f"{line.snrs[0]:.1f} over the range, up to {max(line.snrs):.1f} over narrower windows; whole band "
+                    f"{self._peak(self.whole_band(box)):.1f}. Level {r.level:.2f}: {verdict}")
+        return self._measured(line)
+
+    def _measured(self, line) -> str:
+        if line.row is None:
+            return "This line is not significant: the ResNets do not measure it (lower the significance)."
+        row, true = line.row, self._matched_truth(line.row)
+        major, minor, pa = (float(v) for v in major_minor(row["fwhm_x"], row["fwhm_y"], row["pa"]))
+        out = [f"{'':14}{'measured':>10}{'true':>10}"]
+        if true is None:
+            values = {"x (px)": row["x"], "y (px)": row["y"], "major (px)": major, "minor (px)": minor,
+                      "angle (deg)": pa % 180, "flux (Jy km/s)": row["flux"]}
+            values = {name: (value, None) for name, value in values.items()}
+        else:
+            t_major, t_minor, t_pa = (float(v) for v in major_minor(true["fwhm_x"], true["fwhm_y"], true["pa"]))
+            flux = float(truth_line_flux(self.truth[self.truth["source"] == true["source"]], self.kms)[0])
+            values = {"x (px)": (row["x"], true["x"]), "y (px)": (row["y"], true["y"]), "major (px)": (major, t_major),
+                      "minor (px)": (minor, t_minor), "angle (deg)": (pa % 180, t_pa % 180),
+                      "flux (Jy km/s)": (row["flux"], flux)}
+            if t_minor >= ELONGATED_AXIS_RATIO * t_major:
+                values["angle (deg)"] = (pa % 180, "round")
+        for name, (found, real) in values.items():
+            shown = "-" if real is None else real if isinstance(real, str) else f"{float(real):.2f}"
+            out.append(f"{name:14}{float(found):>10.2f}{shown:>10}")
+        out.append("(sizes: FWHM of the source itself, before the beam blurs it; angle of its major axis, "
+                   "counter-clockwise from +x; a round source has none)")
+        return "\n".join(out)
+
+    def _show_numbers(self) -> None:
+        self._numbers.object = self.numbers(self._step)
+
+    # ---- the lesson's parts ---------------------------------------------------------------
+    def handout(self, step: int) -> list:
+        plots = [plot(self.result) for _, plot in self._plots(step)]
+        return [pn.Row(*(pn.pane.HoloViews(p) for p in plots)), Text(self.numbers(step), wrap=True)]
+
+    def panel(self, step: int):
+        self._step = step
+        self._show_numbers()
+        self.start()
+        return pn.Column(self._error, pn.Row(self.job.bar, self.job.cancel_button), self._status,
+                         pn.Row(*(self._pane(name, plot) for name, plot in self._plots(step))), self._numbers,
+                         sizing_mode="stretch_width")
+
+    def controls(self):
+        return pn.Column(
+            pn.widgets.FloatSlider.from_param(self.param.threshold, name="Blobs Finder threshold"),
+            pn.widgets.FloatSlider.from_param(self.param.min_snr, name="Significance (focused signal / noise)"),
+            self._box_picker, self._line_picker,
+            Text(f"The cube: {self.cube_path.name}, shipped with the explorer, with its truth.", wrap=True),
+            sizing_mode="stretch_width", css_classes=["lesson-controls"])
+
+    def __panel__(self):
+        return pn.Row(self.controls(), self.panel(2))
+
+
+def _ellipse(x, y, fwhm_x, fwhm_y, pa_deg):
+    """The half-maximum ellipse of a Gaussian of FWHM ``fwhm_x`` along its own x axis, ``fwhm_y``
+    along its y, turned by ``pa_deg`` (the catalogue's convention: counter-clockwise from the x axis)."""
+    return hv.Ellipse(float(x), float(y), (float(fwhm_x), float(fwhm_y)), orientation=math.radians(float(pa_deg)))
