@@ -403,13 +403,11 @@ def edge_table(store, views: str, features: int = 10, images: int = 20) -> list[
     from pipeline.oneshot import atlas
 
     ranking = atlas.rank_features(store, "bpt_class", "AGN")
-    top_rows, _ = store.top_activations()
     rows = []
     for feature, auroc in zip(ranking["feature"][:features], ranking["auroc"][:features], strict=True):
-        maps = atlas.feature_maps(store, int(feature), top_rows[int(feature), :images])
+        share, even = atlas.feature_edge_share(store, int(feature), images)
         rows.append({"views": views, "feature": int(feature), "auroc": round(float(auroc), 3),
-                     "edge_share": round(float(np.nanmean(atlas.edge_share(maps))), 3),
-                     "edge_even": round(atlas.edge_cells_share(*maps.shape[1:]), 3)})
+                     "edge_share": round(share, 3), "edge_even": round(even, 3)})
     return rows
 
 

@@ -250,20 +250,18 @@ class AtlasViewer(pn.viewable.Viewer):
                                           sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
 
-EDGE_WARNING = 0.5  # the atlas warns when the outer ring holds this much of what it could hold beyond an even share
 
 
 def _edge_note(maps: np.ndarray) -> str:
     """What the gallery says of where the maps fire: on the image's edge, or inside it. It warns
-    when the share on the outer ring is at least ``EDGE_WARNING`` of the way from an even spread
-    to all of it (at 7 x 7 cells: 74%)."""
+    when the share on the outer ring says so (:func:`pipeline.oneshot.atlas.on_edge`)."""
     if not len(maps) or min(maps.shape[1:]) < 3:
         return ""
     share = float(np.nanmean(atlas.edge_share(maps)))
     even = atlas.edge_cells_share(*maps.shape[1:])
     if not np.isfinite(share):
         return ""
-    if (share - even) / (1 - even) >= EDGE_WARNING:
+    if atlas.on_edge(share, even):
         return (f" Beware: {share:.0%} of its activation lies on the maps' outer ring ({even:.0%} if spread evenly): "
                 "it responds to the image's edge (the network's padding, a cutout's frame), not to the galaxy.")
     return f" {share:.0%} of its activation lies on the maps' outer ring ({even:.0%} if spread evenly)."

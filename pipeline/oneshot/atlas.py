@@ -34,6 +34,8 @@ from pipeline.oneshot.index import FeatureIndex
 from pipeline.oneshot.stats import is_positive, labelled
 
 TOP_K = 100
+EDGE_IMAGES = 20  # a feature's edge share: over the maps of the galaxies that activate it most
+EDGE_WARNING = 0.5  # a feature fires on the edge when its ring holds this much of what it could beyond an even share
 
 
 def top_activations(features: np.ndarray, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +122,22 @@ def edge_share(maps: np.ndarray) -> np.ndarray:
 def edge_cells_share(h: int, w: int) -> float:
     """The outermost ring's share of the cells of an h x w map."""
     return 1 - max(h - 2, 0) * max(w - 2, 0) / (h * w)
+
+
+def on_edge(share: float, even: float) -> bool:
+    """Whether an edge share ``share`` (where an even spread gives ``even``) says the feature responds
+    to the image's edge: at least ``EDGE_WARNING`` of the way from an even spread to all of it (74%
+    at 7 x 7 cells)."""
+    return bool(np.isfinite(share) and (share - even) / (1 - even) >= EDGE_WARNING)
+
+
+def feature_edge_share(store, feature: int, images: int = EDGE_IMAGES) -> tuple[float, float]:
+    """(mean :func:`edge_share` of ``feature``'s maps over the ``images`` galaxies that activate it
+    most, the ring's share of the cells)."""
+    feature = check_feature(store, feature)
+    top_rows, _ = store.top_activations()
+    maps = feature_maps(store, feature, top_rows[feature, :images])
+    return float(np.nanmean(edge_share(maps))), edge_cells_share(*maps.shape[1:])
 
 
 INFERNO_HEX = (  # matplotlib's inferno (CC0, van der Walt & Smith), 256 RGB colours

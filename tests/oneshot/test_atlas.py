@@ -113,3 +113,20 @@ def test_edge_share_tells_a_frame_from_a_galaxy():
     share = atlas.edge_share(np.stack([ring, centre, np.ones((7, 7)), np.zeros((7, 7))]))
     assert share[:3] == pytest.approx([1.0, 0.0, 24 / 49]) and np.isnan(share[3])
     assert atlas.edge_cells_share(7, 7) == pytest.approx(24 / 49) and atlas.edge_cells_share(2, 2) == 1.0
+
+
+def test_on_edge_is_half_way_from_an_even_spread_to_all_on_the_ring():
+    even = atlas.edge_cells_share(7, 7)
+    assert not atlas.on_edge(even, even) and not atlas.on_edge(0.1, even)
+    assert atlas.on_edge(1.0, even) and atlas.on_edge(even + 0.5 * (1 - even), even)
+    assert not atlas.on_edge(even + 0.49 * (1 - even), even) and not atlas.on_edge(float("nan"), even)
+
+
+def test_feature_edge_share_is_the_mean_over_its_top_images(store):
+    rows, _ = store.top_activations()
+    share, even = atlas.feature_edge_share(store, 541, images=5)
+    maps = atlas.feature_maps(store, 541, rows[541, :5])
+    assert share == pytest.approx(float(np.nanmean(atlas.edge_share(maps))))
+    assert even == atlas.edge_cells_share(2, 2) == 1.0  # 2 x 2 maps are all ring
+    with pytest.raises(InputError, match="numbered 0 to 1279"):
+        atlas.feature_edge_share(store, -1)
