@@ -11,7 +11,13 @@ import panel as pn
 import param
 from bokeh.resources import INLINE
 
-from explorer import lesson_dirty_cubes, lesson_interferometer, lesson_pipeline, lesson_statistics
+from explorer import (
+    lesson_dirty_cubes,
+    lesson_features,
+    lesson_interferometer,
+    lesson_pipeline,
+    lesson_statistics,
+)
 from explorer.shortcuts import Shortcuts
 from explorer.text import Prose, Text
 
@@ -22,6 +28,8 @@ LESSONS = {
     "Inside the pipeline": (lesson_pipeline.STEPS, lambda _: lesson_pipeline.PipelineLesson()),
     "One-shot search and statistics": (lesson_statistics.STEPS,
                                        lambda learn: lesson_statistics.StatisticsLesson(learn.oneshot_viewer())),
+    "What does a feature see?": (lesson_features.STEPS,
+                                 lambda learn: lesson_features.FeaturesLesson(learn.oneshot_viewer())),
 }
 
 

@@ -63,18 +63,26 @@ def check_feature(store, feature) -> int:
 
 
 def feature_maps(store, feature: int, rows) -> np.ndarray:
-    """Channel ``feature`` of the last convolutional layer for the images at ``rows``: (n, h, w),
-    made as the store's features were (model, input size, the view of each galaxy:
-    :meth:`FeatureStore.view`, upright); cached on disk per store."""
+    """Channel ``feature`` of the last convolutional layer for the images at ``rows``: (n, h, w)
+    (:func:`channel_maps`)."""
     feature = check_feature(store, feature)
+    return channel_maps(store, rows, feature)
+
+
+def channel_maps(store, rows, channel=None) -> np.ndarray:
+    """Every channel of the last convolutional layer for the images at ``rows``, (n, C, h, w)
+    float32, or only ``channel``, (n, h, w); made as the store's features were (model, input size,
+    the view of each galaxy: :meth:`FeatureStore.view`, upright) and cached on disk per store, every
+    channel of an image at once."""
     rows = [int(r) for r in rows]
     key = hashlib.sha1(f"{store.folder.resolve()}|{store.meta.get('build', '')}".encode()).hexdigest()[:16]
     folder = cache_dir("feature-maps", key)
+    pick = slice(None) if channel is None else channel
     maps, missing = {}, []
     for r in rows:
         path = folder / f"{r}.npy"
         if path.is_file():
-            maps[r] = np.load(path, mmap_mode="r")[feature]
+            maps[r] = np.load(path, mmap_mode="r")[pick]
         else:
             missing.append(r)
     if missing:
@@ -86,7 +94,7 @@ def feature_maps(store, feature: int, rows) -> np.ndarray:
             with atomic_write(folder / f"{r}.npy") as tmp:  # every channel: the next feature is free
                 with open(tmp, "wb") as f:
                     np.save(f, m.astype(np.float16))
-            maps[r] = m[feature]
+            maps[r] = m[pick]
     return np.stack([np.asarray(maps[r], np.float32) for r in rows])
 
 
@@ -129,6 +137,18 @@ def on_edge(share: float, even: float) -> bool:
     to the image's edge: at least ``EDGE_WARNING`` of the way from an even spread to all of it (74%
     at 7 x 7 cells)."""
     return bool(np.isfinite(share) and (share - even) / (1 - even) >= EDGE_WARNING)
+
+
+def edge_shares(store, rows) -> tuple[np.ndarray, float]:
+    """Per feature, the share of its activation on the maps' outer ring, summed over the images at
+    ``rows`` (a sample of the set: a feature that answers to the frame does so on every image), NaN
+    for a feature that never fires on them; and the ring's share of the cells."""
+    maps = np.clip(channel_maps(store, rows), 0, None)  # (n, C, h, w)
+    total = maps.sum(axis=(0, 2, 3))
+    inner = maps[:, :, 1:-1, 1:-1].sum(axis=(0, 2, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, 1 - inner / total, np.nan)
+    return share, edge_cells_share(*maps.shape[2:])
 
 
 def feature_edge_share(store, feature: int, images: int = EDGE_IMAGES) -> tuple[float, float]:

@@ -131,3 +131,24 @@ def test_feature_edge_share_is_the_mean_over_its_top_images(store):
     assert even == atlas.edge_cells_share(2, 2) == 1.0  # 2 x 2 maps are all ring
     with pytest.raises(InputError, match="numbered 0 to 1279"):
         atlas.feature_edge_share(store, -1)
+
+
+def test_edge_shares_of_every_feature_are_each_features_own(store):
+    rows = [0, 5, 9]
+    shares, even = atlas.edge_shares(store, rows)
+    assert shares.shape == (1280,) and even == 1.0
+    every = atlas.channel_maps(store, rows)
+    assert every.shape == (3, 1280, 2, 2)
+    np.testing.assert_allclose(every[:, 541], atlas.feature_maps(store, 541, rows))
+    fires = np.clip(every, 0, None).sum(axis=(0, 2, 3)) > 0
+    assert np.all(np.isnan(shares[~fires])) and np.allclose(shares[fires], 1.0)  # 2 x 2 maps: all ring
+
+
+def test_edge_shares_sum_the_activation_over_the_images(monkeypatch):
+    maps = np.zeros((2, 3, 7, 7))
+    maps[:, 0, 0, :] = 1.0  # channel 0: the top row of every image, on the ring
+    maps[:, 1, 3, 3] = 2.0  # channel 1: the centre
+    maps[0, 2, 0, 0], maps[1, 2, 3, 3] = 1.0, 3.0  # channel 2: a corner in one image, the centre in the other
+    monkeypatch.setattr(atlas, "channel_maps", lambda store, rows: maps)
+    shares, even = atlas.edge_shares(None, [0, 1])
+    assert shares == pytest.approx([1.0, 0.0, 0.25]) and even == pytest.approx(24 / 49)

@@ -1,0 +1,351 @@
+"""Lesson 5, "What does a feature see?": the feature atlas as a lesson on the one-shot tab's set and
+counted label: one feature and the galaxies that activate it, the features that separate the label,
+where in the image each fires (a feature can answer to the image's edge, a cutout's padding frame,
+rather than the galaxy), and what that means for a search on the "best" features. Everything goes
+through :mod:`pipeline.oneshot.atlas`."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # (plot options need a backend, also outside a served page)
+import numpy as np
+import panel as pn
+import param
+
+from explorer.background import BackgroundJob
+from explorer.text import Alert, Text
+from pipeline.errors import InputError
+from pipeline.oneshot import atlas, search, stats
+
+EDGE_FEATURES = 40  # the best-separating features whose edge share is measured
+EDGE_IMAGES = 8  # ... each over the maps of the galaxies that activate it most
+SEARCH_N = 10  # neighbours of the searches compared
+CARD_PX = 170
+PLOT_SIZE = (520, 320)
+HIT, MISS, EDGE = "#d62728", "#9ecae1", "#ff7f0e"
+
+STEPS = (
+    ("One feature and what activates it",
+     "The network turns each galaxy into 1280 numbers, its features: each is the mean of one channel of "
+     "its last convolutional layer, a 7 x 7 map of where in the image that channel responds. These are the "
+     "galaxies of the set that activate the chosen feature most, with its map over each (bright: strong). "
+     "Type any feature's number, or pick one of the best-separating ones."),
+    ("Features that separate the label",
+     "How well does one feature alone tell the counted label (the One-shot search tab's) from the rest? "
+     "Its AUROC: the chance that a galaxy with the label has a larger value than one without (0.5: no "
+     "better than a coin; far from 0.5 either way: it separates). Left, the AUROC of all 1280 features; "
+     "right, the chosen feature's values for the two groups."),
+    ("Where in the image it fires",
+     "A feature's map says where it fires. If the activation lies on the image's edge (the outer ring of "
+     "the 7 x 7 cells) rather than on the galaxy, the feature answers to the frame: the network's zero "
+     "padding, or the border of a small cutout upsampled to the network's size. The share on the outer "
+     "ring is measured over the galaxies that activate it most; spread evenly it would be 49%."),
+    ("Features that answer to artefacts",
+     "Each point is one of the 40 best-separating features: how well it separates the label (AUROC) "
+     "against the share of its activation on the edge. Points above the orange line fire on the frame, "
+     "not the galaxy: if one separates the label, the label is tied to how the cutouts were made (their "
+     "size, padding, survey), not to what the galaxies look like. On another survey it would fail. Pick "
+     "such a feature, if there is one, and look at its maps."),
+    ("Interpretation before trust",
+     "A search on the best-separating features looks better on the label than one on all of them, but they "
+     "were chosen with the label on these same galaxies, so part of the gain is circular. And if some of "
+     "them fire on the frame, the gain is an artefact's. The bars: the label's share among the nearest "
+     "galaxies of the prototype with all features, with the best ones, and with the best that do not "
+     "fire on the edge. Interpret a feature before trusting it."),
+)
+
+
+class FeaturesLesson(pn.viewable.Viewer):
+    """The lesson over ``oneshot`` (an :class:`explorer.oneshot_view.OneShotViewer`): its set, label
+    and value; a feature, a prototype and a subset size of its own."""
+
+    feature = param.Integer(default=0, bounds=(0, None), doc="Feature (channel) number")
+    images = param.Integer(default=6, bounds=(1, 24), doc="Galaxies shown")
+    prototype = param.Selector(default=None, objects=[], allow_None=True, doc="Prototype (a galaxy with the label)")
+    subset = param.Integer(default=20, bounds=(1, EDGE_FEATURES), doc="Best features searched on")
+    version = param.Integer(default=0, doc="Bumped when the numbers change")
+    scale = param.Number(default=1.0, bounds=(0.5, 3.0), doc="Plot size, relative (presenter mode: larger)")
+
+    def __init__(self, oneshot, **params):
+        super().__init__(**params)
+        self.oneshot = oneshot
+        self.ranking = None  # atlas.rank_features for the label
+        self.edges = {}  # feature -> (edge share, even share), for the EDGE_FEATURES best-separating
+        self._question = None
+        self._step = 0
+        self._error = Alert("", alert_type="danger", visible=False, css_classes=["lesson-error"])
+        self._status = Text("", wrap=True, css_classes=["lesson-status"])
+        self._numbers = Text("", wrap=True, css_classes=["lesson-numbers"])
+        self._feature_input = pn.widgets.IntInput(name="Feature (0 to 1279)", value=self.feature, width=140)
+        self._feature_input.param.watch(lambda e: self.show_feature(e.new), "value")
+        self.param.watch(lambda e: setattr(self._feature_input, "value", e.new), "feature")
+        self._best = pn.widgets.Select(name="Best-separating features", options={"(ranking...)": None}, width=300)
+        self._best.param.watch(lambda e: e.new is not None and self.show_feature(e.new), "value")
+        self.job = BackgroundJob(self._on_ranked, self._on_error, lambda text: setattr(self._status, "object", text))
+        oneshot.param.watch(lambda *_: self._refresh_set(), ["version", "label", "positive"])
+        self.param.watch(lambda *_: self._bump(), ["feature", "images", "prototype", "subset", "scale"])
+        self.param.watch(lambda e: self._numbers.scale_font(e.new), "scale")
+
+    @property
+    def store(self):
+        return self.oneshot.store
+
+    def start(self) -> None:
+        """Open the one-shot tab's set if it is not open yet, after the page is drawn; rank its
+        features once it is."""
+        if self.store is None:
+            pn.state.execute(self.oneshot.activate, schedule=True)
+        else:
+            self._refresh_set()
+
+    # ---- the set, its ranking and the edge shares -------------------------------------------
+    def _refresh_set(self) -> None:
+        question = (self.store, self.oneshot.label, self.oneshot.positive)
+        if question == self._question or self.job.busy:
+            return
+        self._question = question
+        self.ranking, self.edges = None, {}
+        self.param.prototype.objects = []
+        if self.store is None or self.oneshot.label is None or self.oneshot.positive is None:
+            self._bump()
+            return
+        store, label, positive = question
+
+        def work(progress, cancel, share):
+            ranking = atlas.rank_features(store, label, positive)
+            edges = {}
+            for i, k in enumerate(ranking["feature"][:EDGE_FEATURES]):
+                progress(i, EDGE_FEATURES, f"where the best features fire: feature {int(k)}")
+                if cancel.is_set():
+                    break
+                edges[int(k)] = atlas.feature_edge_share(store, int(k), EDGE_IMAGES)
+            return question, ranking, edges
+
+        self.job.start(work, "Ranking the features and measuring where they fire")
+
+    def _on_ranked(self, value) -> None:
+        question, ranking, edges = value
+        self._status.object = ""
+        if question != (self.store, self.oneshot.label, self.oneshot.positive):  # the set changed meanwhile
+            self._question = None
+            self._refresh_set()
+            return
+        self.ranking, self.edges = ranking, edges
+        best = zip(ranking["feature"][:EDGE_FEATURES], ranking["auroc"][:EDGE_FEATURES], strict=True)
+        self._best.options = {f"{int(k)}: AUROC {a:.2f}" + (", on the edge" if self._fires_on_edge(int(k)) else ""):
+                              int(k) for k, a in best}
+        _, hit = stats.check_label(self.oneshot.labelled_catalog(), self.oneshot.label, self.oneshot.positive)
+        ids = [str(i) for i in np.asarray(self.store.catalog["id"])[hit]]
+        self.param.prototype.objects = ids
+        self.param.update(feature=int(ranking["feature"][0]), prototype=ids[0] if ids else None)
+        self._bump()
+
+    def _on_error(self, message: str) -> None:
+        self._status.object = ""
+        self._error.object, self._error.visible = message, True
+
+    def show_feature(self, number) -> bool:
+        if number is None:
+            return False
+        try:
+            if self.store is None:
+                raise InputError("Open a galaxy set in the one-shot tab first: its features are what this lesson "
+                                 "shows.")
+            self.feature = atlas.check_feature(self.store, number)
+        except InputError as exc:
+            self._error.object, self._error.visible = str(exc), True
+            self._feature_input.value = self.feature
+            return False
+        self._error.visible = False
+        return True
+
+    def _fires_on_edge(self, feature: int) -> bool:
+        return feature in self.edges and atlas.on_edge(*self.edges[feature])
+
+    def _bump(self) -> None:
+        self._numbers.object = self.numbers(self._step)
+        self.version += 1
+
+    # ---- the numbers ----------------------------------------------------------------------
+    def numbers(self, step: int) -> str:
+        if self.store is None:
+            return ("Opening the one-shot tab's galaxy set (the first time it is built: a minute or two; the "
+                    "One-shot search tab shows its progress).")
+        if self.ranking is None:
+            return "Ranking the features by the counted label (choose the label in the One-shot search tab)..."
+        row = self.ranking[self.ranking["feature"] == self.feature][0]
+        meta = self.ranking.meta
+        line = (f"feature {self.feature}: AUROC {row['auroc']:.3f} [{row['low']:.3f}, {row['high']:.3f}] for "
+                f"{meta['column']} = {meta['positive']} ({meta['n_positive']} against {meta['n_other']}); "
+                f"galaxies with the label have {row['direction']} values")
+        if step == 1:
+            best = [f"  {int(r['feature'])}: {r['auroc']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"
+                    for r in self.ranking[:5]]
+            return "\n".join([line, "the five best-separating features (AUROC, 95% interval):", *best])
+        if step == 2:
+            share, even = (self.edges.get(self.feature)
+                           or atlas.feature_edge_share(self.store, self.feature, EDGE_IMAGES))
+            verdict = "it fires on the edge, not on the galaxy" if atlas.on_edge(share, even) else "it fires inside"
+            return (f"{line}\n{share:.0%} of its activation lies on the maps' outer ring over the {EDGE_IMAGES} "
+                    f"galaxies that activate it most ({even:.0%} if spread evenly): {verdict}")
+        if step == 3:
+            edge = [k for k in self.edges if self._fires_on_edge(k)]
+            found = (f"{len(edge)} of the {len(self.edges)} best-separating features fire on the edge: "
+                     + ", ".join(str(k) for k in edge) if edge else
+                     f"none of the {len(self.edges)} best-separating features fires on the edge on this set: "
+                     "their activation is on the galaxies")
+            return f"{line}\n{found}"
+        if step == 4:
+            return self._search_numbers()
+        return line
+
+    def searches(self) -> list[tuple[str, list]]:
+        """(name, ids found) of the prototype's SEARCH_N nearest by all features and by subsets."""
+        best = [int(k) for k in self.ranking["feature"][:self.subset]]
+        inside = [k for k in best if not self._fires_on_edge(k)]
+        found = [("all features (the search)", list(search.one_shot(self.store, self.prototype, SEARCH_N)["id"])),
+                 (f"the best {len(best)}", list(atlas.subspace_search(self.store, self.prototype, SEARCH_N,
+                                                                      features=best)["id"]))]
+        if len(inside) < len(best):
+            found.append((f"the best {len(inside)} inside the galaxy",
+                          list(atlas.subspace_search(self.store, self.prototype, SEARCH_N, features=inside)["id"])
+                          if inside else []))
+        return found
+
+    def _found(self, ids) -> dict:
+        return stats.label_statistics(self.oneshot.labelled_catalog(), [self.store.row_of(i) for i in ids],
+                                      self.oneshot.label, self.oneshot.positive)
+
+    def _search_numbers(self) -> str:
+        if self.prototype is None:
+            return "No galaxy has the counted label: nothing to search from."
+        lines = [f"{self.oneshot.label} = {self.oneshot.positive} among the {SEARCH_N} nearest of {self.prototype}:"]
+        for name, ids in self.searches():
+            if not ids:
+                lines.append(f"  {name}: no feature left")
+                continue
+            s = self._found(ids)
+            lines.append(f"  {name}: {s['k']} of {s['n']} = {100 * (s['fraction'] or 0):.0f}% "
+                         f"[{100 * s['low']:.0f}, {100 * s['high']:.0f}]")
+        lines.append(f"  base rate {100 * s['base_rate']:.1f}%")
+        return "\n".join(lines)
+
+    # ---- plots ----------------------------------------------------------------------------
+    def _size(self) -> dict:
+        return {"width": int(PLOT_SIZE[0] * self.scale), "height": int(PLOT_SIZE[1] * self.scale)}
+
+    def gallery(self):
+        """The galaxies that activate the feature most, its map over each, and their captions."""
+        rows, values = self.store.top_activations()
+        chosen, shown = rows[self.feature, :self.images], values[self.feature, :self.images]
+        maps = atlas.feature_maps(self.store, self.feature, chosen)
+        top = max(float(maps.max()), 1e-12)
+        share = atlas.edge_share(maps)
+        label = self.oneshot.label
+        catalog = self.oneshot.labelled_catalog()
+        px = int(CARD_PX * self.scale)
+        cards = []
+        for r, value, fmap, ring in zip(chosen, shown, maps, share, strict=True):
+            png = atlas.overlay(self.store.view(int(r)), fmap, top, px=px, mark=float(value))
+            caption = (f"{self.store.catalog['id'][r]}" + (f" | {catalog[label][r]}" if label else "")
+                       + f"\nactivation {value:.3f}\non the edge {ring:.0%}")
+            cards.append(pn.Column(pn.pane.PNG(png, width=px + 60), Text(caption, wrap=True), width=px + 70))
+        return pn.FlexBox(*cards, css_classes=["lesson-gallery"])
+
+    def auroc_plot(self):
+        auroc = np.asarray(self.ranking["auroc"], float)
+        chosen = float(self.ranking["auroc"][self.ranking["feature"] == self.feature][0])
+        counts, edges = np.histogram(auroc, bins=40, range=(min(auroc.min(), 0.3), max(auroc.max(), 0.7)))
+        return (hv.Histogram((edges, counts), kdims=["AUROC"], vdims=["features"]).opts(color=MISS, line_color="white")
+                * hv.VLine(0.5).opts(color="black", line_dash="dashed")
+                * hv.VLine(chosen).opts(color=HIT, line_width=2)).opts(
+            **self._size(), title=f"AUROC of all {len(auroc)} features; feature {self.feature} in red")
+
+    def values_plot(self):
+        labelled, hit = stats.check_label(self.oneshot.labelled_catalog(), self.oneshot.label, self.oneshot.positive)
+        x = np.asarray(self.store.features[:, self.feature], float)
+        bins = np.histogram_bin_edges(x[labelled], bins=30)
+        parts = []
+        for mask, name, colour in ((labelled & ~hit, "others", MISS), (hit, str(self.oneshot.positive), HIT)):
+            counts, _ = np.histogram(x[mask], bins=bins)
+            share = counts / max(counts.sum(), 1)
+            parts.append(hv.Histogram((bins, share), kdims=[f"feature {self.feature}"], vdims=["share of the group"],
+                                      label=name).opts(color=colour, alpha=0.6, line_color=colour))
+        return hv.Overlay(parts).opts(**self._size(), legend_position="top_right",
+                                      title=f"feature {self.feature}: {self.oneshot.positive} against the others")
+
+    def edge_plot(self):
+        features = list(self.edges)
+        points = [(float(self.ranking["auroc"][self.ranking["feature"] == k][0]), self.edges[k][0], k,
+                   "on the edge" if self._fires_on_edge(k) else "inside") for k in features]
+        even = next(iter(self.edges.values()))[1] if self.edges else atlas.edge_cells_share(7, 7)
+        warn = even + atlas.EDGE_WARNING * (1 - even)
+        scatter = hv.Points(points, ["AUROC", "share on the edge"], ["feature", "where"]).opts(
+            color="where", cmap={"on the edge": EDGE, "inside": MISS}, size=9, tools=["hover"], line_color="black")
+        mine = [p for p in points if p[2] == self.feature]
+        marked = hv.Points(mine, ["AUROC", "share on the edge"], ["feature", "where"]).opts(
+            color=HIT, size=14, marker="circle", fill_alpha=0, line_width=2)
+        return (scatter * marked * hv.HLine(even).opts(color="grey", line_dash="dotted")
+                * hv.HLine(warn).opts(color=EDGE, line_dash="dashed")).opts(
+            **self._size(), ylim=(0, 1), show_legend=False,
+            title=f"the {len(points)} best-separating features (grey: an even spread)")
+
+    def search_plot(self):
+        bars = []
+        for name, ids in self.searches():
+            bars.append((name, (self._found(ids)["fraction"] or 0) if ids else 0.0))
+        base = self._found([self.prototype])["base_rate"]
+        return (hv.Bars(bars, "features searched on", "share with the label").opts(color=HIT)
+                * hv.HLine(base).opts(color="black", line_dash="dashed")).opts(
+            **self._size(), ylim=(0, 1), title=f"the {SEARCH_N} nearest of {self.prototype} (dashed: the base rate)")
+
+    def _step_view(self, step: int):
+        if self.store is None or self.ranking is None:
+            return pn.Column()
+        try:
+            if step in (0, 2):
+                return self.gallery()
+            if step == 1:
+                return pn.Row(pn.pane.HoloViews(self.auroc_plot()), pn.pane.HoloViews(self.values_plot()))
+            if step == 3:
+                return pn.Row(pn.pane.HoloViews(self.edge_plot()), self.gallery_of_one())
+            if self.prototype is None:
+                return pn.Column()
+            return pn.pane.HoloViews(self.search_plot())
+        except InputError as exc:
+            self._error.object, self._error.visible = str(exc), True
+            return pn.Column()
+
+    def gallery_of_one(self):
+        """The chosen feature's strongest map, beside the scatter."""
+        rows, values = self.store.top_activations()
+        r = int(rows[self.feature, 0])
+        fmap = atlas.feature_maps(self.store, self.feature, [r])[0]
+        px = int(CARD_PX * self.scale)
+        png = atlas.overlay(self.store.view(r), fmap, px=px, mark=float(values[self.feature, 0]))
+        return pn.Column(pn.pane.PNG(png, width=px + 60),
+                         Text(f"feature {self.feature} on {self.store.catalog['id'][r]}", wrap=True))
+
+    # ---- the lesson's parts ---------------------------------------------------------------
+    def handout(self, step: int) -> list:
+        return [self._step_view(step), Text(self.numbers(step), wrap=True)]
+
+    def panel(self, step: int):
+        self._step = step
+        self._numbers.object = self.numbers(step)
+        self.start()
+        return pn.Column(self._error, pn.Row(self.job.bar, self.job.cancel_button), self._status,
+                         pn.bind(lambda *_: self._step_view(step), self.param.version), self._numbers,
+                         sizing_mode="stretch_width")
+
+    def controls(self):
+        return pn.Column(
+            self._feature_input, self._best,
+            pn.widgets.IntSlider.from_param(self.param.images, name="Galaxies shown"),
+            pn.widgets.Select.from_param(self.param.prototype, name="Prototype (step 5)"),
+            pn.widgets.IntSlider.from_param(self.param.subset, name="Best features searched on (step 5)"),
+            Text("The set and the counted label are the One-shot search tab's.", wrap=True),
+            sizing_mode="stretch_width", css_classes=["lesson-controls"])
+
+    def __panel__(self):
+        return pn.Row(self.controls(), self.panel(0))
