@@ -17,8 +17,9 @@ from explorer.text import Alert, Text
 from pipeline.errors import InputError
 from pipeline.oneshot import atlas, search, stats
 
-EDGE_FEATURES = 40  # the best-separating features whose edge share is measured
-EDGE_IMAGES = 8  # ... each over the maps of the galaxies that activate it most
+BEST = 40  # the best-separating features offered
+EDGE_SAMPLE = 32  # galaxies of the set (drawn once, seeded) whose maps give every feature's edge share
+EDGE_IMAGES = 8  # the chosen feature's edge share: over the maps of the galaxies that activate it most
 SEARCH_N = 10  # neighbours of the searches compared
 CARD_PX = 170
 PLOT_SIZE = (520, 320)
@@ -41,11 +42,12 @@ STEPS = (
      "padding, or the border of a small cutout upsampled to the network's size. The share on the outer "
      "ring is measured over the galaxies that activate it most; spread evenly it would be 49%."),
     ("Features that answer to artefacts",
-     "Each point is one of the 40 best-separating features: how well it separates the label (AUROC) "
-     "against the share of its activation on the edge. Points above the orange line fire on the frame, "
-     "not the galaxy: if one separates the label, the label is tied to how the cutouts were made (their "
-     "size, padding, survey), not to what the galaxies look like. On another survey it would fail. Pick "
-     "such a feature, if there is one, and look at its maps."),
+     "Each point is one of the 1280 features: how well it separates the label (AUROC, 0.5 in the middle) "
+     "against the share of its activation on the edge, over a sample of the set's galaxies. Orange points, "
+     "above the dashed line, fire on the frame, not the galaxy (the network's padding answers on every "
+     "image). If such a feature separated the label, the label would be tied to how the cutouts were made "
+     "(their size, their padding, their survey), not to what the galaxies look like, and on another "
+     "survey it would fail. Type an orange one's number and look at its maps."),
     ("Interpretation before trust",
      "A search on the best-separating features looks better on the label than one on all of them, but they "
      "were chosen with the label on these same galaxies, so part of the gain is circular. And if some of "
@@ -62,7 +64,7 @@ class FeaturesLesson(pn.viewable.Viewer):
     feature = param.Integer(default=0, bounds=(0, None), doc="Feature (channel) number")
     images = param.Integer(default=6, bounds=(1, 24), doc="Galaxies shown")
     prototype = param.Selector(default=None, objects=[], allow_None=True, doc="Prototype (a galaxy with the label)")
-    subset = param.Integer(default=20, bounds=(1, EDGE_FEATURES), doc="Best features searched on")
+    subset = param.Integer(default=20, bounds=(1, BEST), doc="Best features searched on")
     version = param.Integer(default=0, doc="Bumped when the numbers change")
     scale = param.Number(default=1.0, bounds=(0.5, 3.0), doc="Plot size, relative (presenter mode: larger)")
 
@@ -70,7 +72,7 @@ class FeaturesLesson(pn.viewable.Viewer):
         super().__init__(**params)
         self.oneshot = oneshot
         self.ranking = None  # atlas.rank_features for the label
-        self.edges = {}  # feature -> (edge share, even share), for the EDGE_FEATURES best-separating
+        self.edges = None  # (every feature's share on the ring over EDGE_SAMPLE galaxies, an even spread's)
         self._question = None
         self._step = 0
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["lesson-error"])
@@ -104,7 +106,7 @@ class FeaturesLesson(pn.viewable.Viewer):
         if question == self._question or self.job.busy:
             return
         self._question = question
-        self.ranking, self.edges = None, {}
+        self.ranking, self.edges = None, None
         self.param.prototype.objects = []
         if self.store is None or self.oneshot.label is None or self.oneshot.positive is None:
             self._bump()
@@ -112,14 +114,12 @@ class FeaturesLesson(pn.viewable.Viewer):
         store, label, positive = question
 
         def work(progress, cancel, share):
+            progress(0, 2, "ranking the features by the label")
             ranking = atlas.rank_features(store, label, positive)
-            edges = {}
-            for i, k in enumerate(ranking["feature"][:EDGE_FEATURES]):
-                progress(i, EDGE_FEATURES, f"where the best features fire: feature {int(k)}")
-                if cancel.is_set():
-                    break
-                edges[int(k)] = atlas.feature_edge_share(store, int(k), EDGE_IMAGES)
-            return question, ranking, edges
+            progress(1, 2, f"where every feature fires, on {EDGE_SAMPLE} galaxies of the set")
+            sample = np.random.default_rng(0).choice(len(store.catalog), min(EDGE_SAMPLE, len(store.catalog)),
+                                                     replace=False)
+            return question, ranking, atlas.edge_shares(store, np.sort(sample))
 
         self.job.start(work, "Ranking the features and measuring where they fire")
 
@@ -131,7 +131,7 @@ class FeaturesLesson(pn.viewable.Viewer):
             self._refresh_set()
             return
         self.ranking, self.edges = ranking, edges
-        best = zip(ranking["feature"][:EDGE_FEATURES], ranking["auroc"][:EDGE_FEATURES], strict=True)
+        best = zip(ranking["feature"][:BEST], ranking["auroc"][:BEST], strict=True)
         self._best.options = {f"{int(k)}: AUROC {a:.2f}" + (", on the edge" if self._fires_on_edge(int(k)) else ""):
                               int(k) for k, a in best}
         _, hit = stats.check_label(self.oneshot.labelled_catalog(), self.oneshot.label, self.oneshot.positive)
@@ -160,7 +160,7 @@ class FeaturesLesson(pn.viewable.Viewer):
         return True
 
     def _fires_on_edge(self, feature: int) -> bool:
-        return feature in self.edges and atlas.on_edge(*self.edges[feature])
+        return self.edges is not None and atlas.on_edge(float(self.edges[0][feature]), self.edges[1])
 
     def _bump(self) -> None:
         self._numbers.object = self.numbers(self._step)
@@ -183,21 +183,28 @@ class FeaturesLesson(pn.viewable.Viewer):
                     for r in self.ranking[:5]]
             return "\n".join([line, "the five best-separating features (AUROC, 95% interval):", *best])
         if step == 2:
-            share, even = (self.edges.get(self.feature)
-                           or atlas.feature_edge_share(self.store, self.feature, EDGE_IMAGES))
+            share, even = atlas.feature_edge_share(self.store, self.feature, EDGE_IMAGES)
             verdict = "it fires on the edge, not on the galaxy" if atlas.on_edge(share, even) else "it fires inside"
             return (f"{line}\n{share:.0%} of its activation lies on the maps' outer ring over the {EDGE_IMAGES} "
                     f"galaxies that activate it most ({even:.0%} if spread evenly): {verdict}")
         if step == 3:
-            edge = [k for k in self.edges if self._fires_on_edge(k)]
-            found = (f"{len(edge)} of the {len(self.edges)} best-separating features fire on the edge: "
-                     + ", ".join(str(k) for k in edge) if edge else
-                     f"none of the {len(self.edges)} best-separating features fires on the edge on this set: "
-                     "their activation is on the galaxies")
-            return f"{line}\n{found}"
+            return f"{line}\n{self._edge_numbers()}"
         if step == 4:
             return self._search_numbers()
         return line
+
+    def _edge_numbers(self) -> str:
+        shares, even = self.edges
+        order = np.asarray(self.ranking["feature"], int)  # best-separating first
+        edge = [k for k in order if self._fires_on_edge(k)]
+        best = [k for k in order[:BEST] if self._fires_on_edge(k)]
+        auroc = dict(zip(order, np.asarray(self.ranking["auroc"], float), strict=True))
+        lines = [f"on {EDGE_SAMPLE} galaxies of the set, {len(edge)} of the {len(shares)} features fire mostly on "
+                 f"the edge (ring share at least {even + atlas.EDGE_WARNING * (1 - even):.0%}; {even:.0%} if even)"]
+        if edge:
+            lines.append("  the most separating of them: " + ", ".join(f"{k} (AUROC {auroc[k]:.2f})" for k in edge[:5]))
+        lines.append(f"  among the {BEST} best-separating: " + (", ".join(str(k) for k in best) if best else "none"))
+        return "\n".join(lines)
 
     def searches(self) -> list[tuple[str, list]]:
         """(name, ids found) of the prototype's SEARCH_N nearest by all features and by subsets."""
@@ -275,20 +282,24 @@ class FeaturesLesson(pn.viewable.Viewer):
                                       title=f"feature {self.feature}: {self.oneshot.positive} against the others")
 
     def edge_plot(self):
-        features = list(self.edges)
-        points = [(float(self.ranking["auroc"][self.ranking["feature"] == k][0]), self.edges[k][0], k,
-                   "on the edge" if self._fires_on_edge(k) else "inside") for k in features]
-        even = next(iter(self.edges.values()))[1] if self.edges else atlas.edge_cells_share(7, 7)
-        warn = even + atlas.EDGE_WARNING * (1 - even)
-        scatter = hv.Points(points, ["AUROC", "share on the edge"], ["feature", "where"]).opts(
-            color="where", cmap={"on the edge": EDGE, "inside": MISS}, size=9, tools=["hover"], line_color="black")
-        mine = [p for p in points if p[2] == self.feature]
-        marked = hv.Points(mine, ["AUROC", "share on the edge"], ["feature", "where"]).opts(
-            color=HIT, size=14, marker="circle", fill_alpha=0, line_width=2)
+        """Every feature: its AUROC against its share on the ring (over the sample); the chosen one ringed."""
+        shares, even = self.edges
+        features = np.asarray(self.ranking["feature"], int)
+        auroc = np.asarray(self.ranking["auroc"], float)
+        share = shares[features]
+        where = np.where([self._fires_on_edge(k) for k in features], "on the edge", "inside")
+        keep = np.isfinite(share)
+        scatter = hv.Points((auroc[keep], share[keep], features[keep], where[keep]),
+                            ["AUROC", "share on the edge"], ["feature", "where"]).opts(
+            color="where", cmap={"on the edge": EDGE, "inside": MISS}, size=6, tools=["hover"], line_color=None)
+        mine = features == self.feature
+        marked = hv.Points((auroc[mine], np.nan_to_num(share[mine])), ["AUROC", "share on the edge"]).opts(
+            color=HIT, size=16, fill_alpha=0, line_width=2)
         return (scatter * marked * hv.HLine(even).opts(color="grey", line_dash="dotted")
-                * hv.HLine(warn).opts(color=EDGE, line_dash="dashed")).opts(
+                * hv.HLine(even + atlas.EDGE_WARNING * (1 - even)).opts(color=EDGE, line_dash="dashed")
+                * hv.VLine(0.5).opts(color="black", line_dash="dotted")).opts(
             **self._size(), ylim=(0, 1), show_legend=False,
-            title=f"the {len(points)} best-separating features (grey: an even spread)")
+            title=f"all {int(keep.sum())} features that fire on the sample; feature {self.feature} ringed")
 
     def search_plot(self):
         bars = []
