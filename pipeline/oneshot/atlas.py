@@ -135,8 +135,8 @@ def edge_cells_share(h: int, w: int) -> float:
 def on_edge(share: float, even: float) -> bool:
     """Whether an edge share ``share`` (where an even spread gives ``even``) says the feature responds
     to the image's edge: at least ``EDGE_WARNING`` of the way from an even spread to all of it (74%
-    at 7 x 7 cells)."""
-    return bool(np.isfinite(share) and (share - even) / (1 - even) >= EDGE_WARNING)
+    at 7 x 7 cells). Never on maps too small to have an inside (``even`` 1: every cell is on the ring)."""
+    return bool(np.isfinite(share) and even < 1 and (share - even) / (1 - even) >= EDGE_WARNING)
 
 
 def edge_shares(store, rows) -> tuple[np.ndarray, float]:

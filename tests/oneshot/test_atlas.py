@@ -120,6 +120,7 @@ def test_on_edge_is_half_way_from_an_even_spread_to_all_on_the_ring():
     assert not atlas.on_edge(even, even) and not atlas.on_edge(0.1, even)
     assert atlas.on_edge(1.0, even) and atlas.on_edge(even + 0.5 * (1 - even), even)
     assert not atlas.on_edge(even + 0.49 * (1 - even), even) and not atlas.on_edge(float("nan"), even)
+    assert not atlas.on_edge(1.0, atlas.edge_cells_share(2, 2))  # no inside to tell the edge from
 
 
 def test_feature_edge_share_is_the_mean_over_its_top_images(store):
