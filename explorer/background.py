@@ -113,6 +113,12 @@ class BackgroundJob:
             job = weakref.ref(self)
             pn.state.on_session_destroyed(lambda ctx: job() is not None and job().stop())
 
+    def controls(self) -> pn.Row:
+        """The progress bar and the Cancel button, both shown only while a job runs (call once)."""
+        self.cancel_button.visible = self.bar.visible
+        self.bar.param.watch(lambda event: setattr(self.cancel_button, "visible", event.new), "visible")
+        return pn.Row(self.bar, self.cancel_button, sizing_mode="stretch_width")
+
     @property
     def busy(self) -> bool:
         """A job runs, or has ended and its result is not handed over yet."""

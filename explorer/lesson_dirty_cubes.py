@@ -149,6 +149,7 @@ class DirtyCubesLesson(pn.viewable.Viewer):
         self._status = Text("", wrap=True, css_classes=["lesson-status"])
         self._numbers = Text("", wrap=True, css_classes=["lesson-numbers"])
         self.job = BackgroundJob(self._on_done, self._on_error, lambda text: setattr(self._status, "object", text))
+        self._progress = self.job.controls()
         self.param.watch(lambda *_: self.run(), ["bright_snr", "minutes", "seed", "classic"])
         self.param.watch(self._on_scale, "scale")
         self._step = 0
@@ -208,12 +209,12 @@ class DirtyCubesLesson(pn.viewable.Viewer):
                          vdims=["value"])
         return image.opts(**self._frame(), title=title, tools=["hover"], colorbar=False, **opts)
 
+    # Every plot has the same layers whether or not there is a result yet (a DynamicMap must keep them).
     def sky_plot(self, result, channel):
-        if result is None:
-            return self._image(np.zeros((SIZE, SIZE)), "the sky")
-        data = np.asarray(result.sky.channel(channel), float)
-        return self._image(data, f"the true sky, channel {channel} (Jy/pixel)", cmap="inferno",
-                           clim=(0.0, max(float(data.max()), 1e-12))) * self._truth_marks(result, channel)
+        data = np.asarray(result.sky.channel(channel), float) if result is not None else np.zeros((SIZE, SIZE))
+        title = f"the true sky, channel {channel} (Jy/pixel)"
+        return (self._image(data, title, cmap="inferno", clim=(0.0, max(float(data.max()), 1e-12)))
+                * self._truth_marks(result, channel))
 
     def dirty_plot(self, result, channel, finder: str | None = None, beam: bool = False, flagged: bool = False):
         """The dirty channel (signal-to-noise), or with ``beam`` the bright source's dirty beam alone
@@ -222,8 +223,9 @@ class DirtyCubesLesson(pn.viewable.Viewer):
         title = (f"{finder or 'the dirty cube'}, channel {channel} (signal / noise)" if not beam
                  else f"{finder}: the bright source's beam, ch. {channel}")
         if result is None:
-            return self._image(np.zeros((SIZE, SIZE)), title)
-        shown = result.beam_map(channel) if beam else result.signal(channel)
+            shown = np.zeros((SIZE, SIZE))
+        else:
+            shown = result.beam_map(channel) if beam else result.signal(channel)
         plot = self._image(shown, title, cmap="inferno", clim=SIGNAL_RANGE)
         if finder is None:
             return plot * self._truth_marks(result, channel)
@@ -232,19 +234,23 @@ class DirtyCubesLesson(pn.viewable.Viewer):
     @staticmethod
     def _truth_marks(result, channel):
         """Crosses on the true sources emitting in ``channel`` (within their line's FWHM)."""
-        t = result.truth
-        near = np.abs(np.asarray(t["z"], float) - channel) <= np.asarray(t["fwhm_z"], float)
-        return hv.Points((np.asarray(t["x"], float)[near], np.asarray(t["y"], float)[near]),
-                         ["x (pixel)", "y (pixel)"]).opts(marker="x", size=12, color="#00e676", line_width=2)
+        xy = np.zeros((0, 2))
+        if result is not None:
+            t = result.truth
+            near = np.abs(np.asarray(t["z"], float) - channel) <= np.asarray(t["fwhm_z"], float)
+            xy = np.column_stack([np.asarray(t["x"], float)[near], np.asarray(t["y"], float)[near]])
+        return hv.Points(xy, ["x (pixel)", "y (pixel)"]).opts(marker="x", size=12, color="#00e676", line_width=2)
 
     def _candidates(self, result, finder: str, flagged: bool):
-        catalog, outcome = result.catalogs[finder], result.outcomes[finder]
-        sidelobe = np.asarray(catalog["sidelobe"], bool) if flagged else np.zeros(len(catalog), bool)
-        boxes = {False: [], True: []}
-        for i, row in enumerate(catalog):
-            boxes[bool(sidelobe[i])].append((float(row["x0"]) - 0.5, float(row["y0"]) - 0.5, float(row["x1"]) - 0.5,
-                                             float(row["y1"]) - 0.5, TRUTH_COLOURS[outcome["rows"][i]], int(row["id"])))
-        missed = [(float(t["x"]), float(t["y"])) for t in outcome["missed"]]
+        boxes, missed = {False: [], True: []}, []
+        if result is not None:
+            catalog, outcome = result.catalogs[finder], result.outcomes[finder]
+            sidelobe = np.asarray(catalog["sidelobe"], bool) if flagged else np.zeros(len(catalog), bool)
+            for i, row in enumerate(catalog):
+                boxes[bool(sidelobe[i])].append((float(row["x0"]) - 0.5, float(row["y0"]) - 0.5,
+                                                 float(row["x1"]) - 0.5, float(row["y1"]) - 0.5,
+                                                 TRUTH_COLOURS[outcome["rows"][i]], int(row["id"])))
+            missed = [(float(t["x"]), float(t["y"])) for t in outcome["missed"]]
         style = {"fill_alpha": 0, "line_color": "colour", "line_width": 2, "tools": ["hover"]}
         halo = {"fill_alpha": 0, "line_color": HALO_COLOUR, "line_width": 5, "line_alpha": 0.6}
         return (overlays.rectangles(boxes[False] + boxes[True]).opts(**halo)
@@ -339,7 +345,7 @@ class DirtyCubesLesson(pn.viewable.Viewer):
         self._step = step
         self._show_numbers()
         self.start()
-        return pn.Column(self._error, pn.Row(self.job.bar, self.job.cancel_button), self._status,
+        return pn.Column(self._error, self._progress, self._status,
                          pn.Row(*(self._pane(name, plot) for name, plot in self._plots(step))), self._numbers,
                          sizing_mode="stretch_width")
 

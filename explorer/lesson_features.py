@@ -84,6 +84,7 @@ class FeaturesLesson(pn.viewable.Viewer):
         self._best = pn.widgets.Select(label="Best-separating features", options={"(ranking...)": None}, width=300)
         self._best.param.watch(lambda e: e.new is not None and self.show_feature(e.new), "value")
         self.job = BackgroundJob(self._on_ranked, self._on_error, lambda text: setattr(self._status, "object", text))
+        self._progress = self.job.controls()
         oneshot.param.watch(lambda *_: self._refresh_set(), ["version", "label", "positive"])
         self.param.watch(lambda *_: self._bump(), ["feature", "images", "prototype", "subset", "scale"])
         self.param.watch(lambda e: self._numbers.scale_font(e.new), "scale")
@@ -345,7 +346,7 @@ class FeaturesLesson(pn.viewable.Viewer):
         self._step = step
         self._numbers.object = self.numbers(step)
         self.start()
-        return pn.Column(self._error, pn.Row(self.job.bar, self.job.cancel_button), self._status,
+        return pn.Column(self._error, self._progress, self._status,
                          pn.bind(lambda *_: self._step_view(step), self.param.version), self._numbers,
                          sizing_mode="stretch_width")
 

@@ -23,12 +23,13 @@ from pipeline.alma.detect import FOCUS_MIN_SNR
 from pipeline.alma.evaluate import ELONGATED_AXIS_RATIO
 from pipeline.alma.gaussian import major_minor
 from pipeline.alma.measure import kms_per_channel_factor
+from pipeline.alma.preprocess import FOCUS_SIZE
 from pipeline.alma.source_maps import BLOB_THRESHOLD
 from pipeline.alma.truth import truth_for_cube, truth_line_flux
 
 CUBE = BUNDLED_CUBES / "sim_7_0000.fits"
-FRAME_PX = 300
-SPECTRUM_SIZE = (450, 280)
+FRAME_PX = 280
+SPECTRUM_SIZE = (420, 280)
 ZOOM_PX = 8  # the ResNets' step shows the source this far around it
 TRUE_COLOUR, FOUND_COLOUR, RANGE_COLOUR = "#00e676", "#1f77b4", "#ff7f0e"
 
@@ -97,6 +98,7 @@ class PipelineLesson(pn.viewable.Viewer):
         self._line_picker = pn.widgets.Select(label="Line of that box", options={"(none yet)": 0}, width=300)
         self._line_picker.link(self, value="line")
         self.job = BackgroundJob(self._on_done, self._on_error, lambda text: setattr(self._status, "object", text))
+        self._progress = self.job.controls()
         self.param.watch(lambda *_: self.run(), ["threshold", "min_snr"])
         self.param.watch(lambda *_: self._on_box(), "box")
         self.param.watch(lambda *_: self._show_numbers(), ["line", "result"])
@@ -180,75 +182,68 @@ class PipelineLesson(pn.viewable.Viewer):
         side = int(FRAME_PX * self.scale)
         return {"frame_width": side, "frame_height": side}
 
+    # Every plot keeps its layers whatever is shown (a DynamicMap must): empty ones when there is nothing.
     def _image(self, data, title: str, bounds=None, **opts):
         ny, nx = np.shape(data)
         bounds = bounds or (-0.5, -0.5, nx - 0.5, ny - 0.5)
         image = hv.Image(np.flipud(np.asarray(data, float)), bounds=bounds, kdims=["x (pixel)", "y (pixel)"],
                          vdims=["value"])
         return image.opts(**{**self._frame(), "title": title, "tools": ["hover"], "colorbar": True, "cmap": "inferno",
-                             **opts})
+                             "framewise": True, **opts})
 
     def _truth_points(self):
         return hv.Points((np.asarray(self.truth["x"], float), np.asarray(self.truth["y"], float)),
                          ["x (pixel)", "y (pixel)"]).opts(marker="x", size=12, color=TRUE_COLOUR, line_width=2)
 
     def integrated_plot(self, result):
-        if result is None:
-            return self._image(np.zeros((self.ny, self.nx)), "integrated image")
-        return self._image(result.integrated, f"integrated image ({result.integrated_unit})") * self._truth_points()
+        data = result.integrated if result is not None else np.zeros((self.ny, self.nx))
+        unit = result.integrated_unit if result is not None else ""
+        return self._image(data, f"integrated image ({unit})") * self._truth_points()
 
     def map_plot(self, result):
-        if result is None:
-            return self._image(np.zeros((self.ny, self.nx)), "Blobs Finder map")
-        return self._image(result.source_map, "Blobs Finder map (0 to 1)", clim=(0.0, 1.0),
-                           cmap="viridis") * self._truth_points()
+        data = result.source_map if result is not None else np.zeros((self.ny, self.nx))
+        return self._image(data, "Blobs Finder map (0 to 1)", clim=(0.0, 1.0), cmap="viridis") * self._truth_points()
 
     def boxes_plot(self, result):
-        plot = self.integrated_plot(result)
-        if result is None:
-            return plot
+        boxes = result.boxes if result is not None else []
         rows = [(b.x0 - 0.5, b.y0 - 0.5, b.x1 - 0.5, b.y1 - 0.5,
                  TRUTH_COLOURS["true positive" if self._true_in(b) else "false positive"], i + 1)
-                for i, b in enumerate(result.boxes)]
-        held = {j for b in result.boxes for j in self._true_in(b)}
-        missed = [(float(t["x"]), float(t["y"])) for j, t in enumerate(self.truth) if j not in held]
+                for i, b in enumerate(boxes)]
+        held = {j for b in boxes for j in self._true_in(b)}
+        missed = [(float(t["x"]), float(t["y"])) for j, t in enumerate(self.truth) if j not in held and boxes]
         halo = {"fill_alpha": 0, "line_color": HALO_COLOUR, "line_width": 5, "line_alpha": 0.6}
-        return (plot * overlays.rectangles(rows).opts(**halo)
+        return (self.integrated_plot(result) * overlays.rectangles(rows).opts(**halo)
                 * overlays.rectangles(rows).opts(fill_alpha=0, line_color="colour", line_width=2, tools=["hover"])
                 * overlays.circles(missed, 5.0).opts(color=TRUTH_COLOURS["missed"], line_width=2, line_dash="dotted"))
 
-    def _true_lines(self, box):
-        """The true lines of the sources ``box`` holds, as green bands (centre +- FWHM)."""
-        spans = [hv.VSpan(float(t["z"]) - float(t["fwhm_z"]), float(t["z"]) + float(t["fwhm_z"]))
-                 .opts(color=TRUE_COLOUR, alpha=0.25) for t in (self.truth[j] for j in self._true_in(box))]
-        return hv.Overlay(spans) if spans else None
-
     def spectrum_plot(self, result, denoised: bool = False):
+        """The box's spectrum (or the Deep GRU's, with its emission ranges in orange), the true lines of
+        the sources it holds in green (centre +- FWHM)."""
         box = self.selected_box
         width, height = (int(v * self.scale) for v in SPECTRUM_SIZE)
-        if box is None:
-            return hv.Curve([], "channel", "sum").opts(width=width, height=height, title="no box")
-        channels = np.arange(len(box.spectrum))
-        if denoised:
-            curve = hv.Curve((channels, box.denoised), "channel", "Deep GRU output (0 to 1)").opts(
-                color=FOUND_COLOUR, line_width=2)
-            for ln in box.lines:
-                curve = hv.VSpan(ln.first - 0.5, ln.last - 0.5).opts(color=RANGE_COLOUR, alpha=0.3) * curve
-            title = f"box {self.box + 1}: the Deep GRU, its ranges (orange)"
-        else:
-            curve = hv.Curve((channels, box.spectrum), "channel", "sum over the box").opts(color="black")
-            title = f"box {self.box + 1}: its spectrum"
-        truth = self._true_lines(box)
-        plot = truth * curve if truth is not None else curve
-        ylabel = "Deep GRU output (0 to 1)" if denoised else "sum over the box"
-        return plot.opts(width=width, height=height, title=title, show_legend=False, xlabel="channel", ylabel=ylabel)
+        values = (box.denoised if denoised else box.spectrum) if box is not None else np.zeros(self.nchan)
+        low, high = float(np.min(values)), float(np.max(values))
+        low, high = low - 0.05 * (high - low + 1e-12), high + 0.05 * (high - low + 1e-12)
+        true = [(float(t["z"]) - float(t["fwhm_z"]), low, float(t["z"]) + float(t["fwhm_z"]), high)
+                for t in (self.truth[j] for j in (self._true_in(box) if box is not None else []))]
+        lines = box.lines if box is not None and denoised else []
+        ranges = [(ln.first - 0.5, low, ln.last - 0.5, high) for ln in lines]
+        name = "Deep GRU output (0 to 1)" if denoised else "sum over the box"
+        curve = hv.Curve((np.arange(len(values)), values), "channel", name).opts(
+            color=FOUND_COLOUR if denoised else "black", line_width=2 if denoised else 1)
+        title = f"box {self.box + 1}: " + ("the Deep GRU, its ranges (orange)" if denoised else "its spectrum")
+        return (hv.Rectangles(true, ["channel", name, "x1", "y1"]).opts(color=TRUE_COLOUR, alpha=0.25, line_alpha=0)
+                * hv.Rectangles(ranges, ["channel", name, "x1", "y1"]).opts(color=RANGE_COLOUR, alpha=0.3, line_alpha=0)
+                * curve).opts(width=width, height=height, title=title, show_legend=False, framewise=True,
+                              ylim=(low, high))
 
     def focus_plots(self, result):
-        line = self.selected_line
+        """The box's image over the whole band and over the line's emission range, both in units of
+        their noise, on the same colours."""
+        line, box = self.selected_line, self.selected_box
         if line is None:
-            empty = self._image(np.zeros((2, 2)), "no line")
-            return empty, empty
-        box = self.selected_box
+            blank = np.zeros((FOCUS_SIZE, FOCUS_SIZE))
+            return self._image(blank, "no line"), self._image(blank, "no line")
         side = line.focused.shape[0]
         cx, cy = (box.x0 + box.x1) // 2, (box.y0 + box.y1) // 2
         bounds = (cx - side // 2 - 0.5, cy - side // 2 - 0.5, cx - side // 2 + side - 0.5, cy - side // 2 + side - 0.5)
@@ -272,20 +267,21 @@ class PipelineLesson(pn.viewable.Viewer):
         return focused_snr(image)
 
     def resnet_plot(self, result):
+        """The focused image near the source, with the measured (blue) and the true (green) half-maximum
+        ellipses."""
         line = self.selected_line
         _, focused = self.focus_plots(result)
-        if line is None or line.row is None:
-            return focused.opts(title="not significant: not measured")
-        row = line.row
-        ellipses = _ellipse(row["x"], row["y"], row["fwhm_x"], row["fwhm_y"], row["pa"]).opts(color=FOUND_COLOUR,
-                                                                                              line_width=3)
-        true = self._matched_truth(row)
-        if true is not None:
-            ellipses = ellipses * _ellipse(true["x"], true["y"], true["fwhm_x"], true["fwhm_y"], true["pa"]).opts(
-                color=TRUE_COLOUR, line_width=2, line_dash="dashed")
+        row = line.row if line is not None else None
+        true = self._matched_truth(row) if row is not None else None
+        measured = _ellipse(row) if row is not None else []
+        real = _ellipse(true) if true is not None else []
+        plot = (focused * hv.Path(measured, ["x (pixel)", "y (pixel)"]).opts(color=FOUND_COLOUR, line_width=3)
+                * hv.Path(real, ["x (pixel)", "y (pixel)"]).opts(color=TRUE_COLOUR, line_width=2, line_dash="dashed"))
+        if row is None:
+            return plot.opts(title="not significant: not measured")
         x, y = float(row["x"]), float(row["y"])
-        return (focused * ellipses).opts(title="measured (blue) and true (green)", xlim=(x - ZOOM_PX, x + ZOOM_PX),
-                                         ylim=(y - ZOOM_PX, y + ZOOM_PX))
+        return plot.opts(title="measured (blue) and true (green)", xlim=(x - ZOOM_PX, x + ZOOM_PX),
+                         ylim=(y - ZOOM_PX, y + ZOOM_PX))
 
     def _matched_truth(self, row):
         """The true source nearest to a measured row, within 3 px, or None."""
@@ -389,7 +385,7 @@ class PipelineLesson(pn.viewable.Viewer):
         self._step = step
         self._show_numbers()
         self.start()
-        return pn.Column(self._error, pn.Row(self.job.bar, self.job.cancel_button), self._status,
+        return pn.Column(self._error, self._progress, self._status,
                          pn.Row(*(self._pane(name, plot) for name, plot in self._plots(step))), self._numbers,
                          sizing_mode="stretch_width")
 
@@ -405,7 +401,11 @@ class PipelineLesson(pn.viewable.Viewer):
         return pn.Row(self.controls(), self.panel(2))
 
 
-def _ellipse(x, y, fwhm_x, fwhm_y, pa_deg):
-    """The half-maximum ellipse of a Gaussian of FWHM ``fwhm_x`` along its own x axis, ``fwhm_y``
-    along its y, turned by ``pa_deg`` (the catalogue's convention: counter-clockwise from the x axis)."""
-    return hv.Ellipse(float(x), float(y), (float(fwhm_x), float(fwhm_y)), orientation=math.radians(float(pa_deg)))
+def _ellipse(source) -> list[np.ndarray]:
+    """The half-maximum ellipse of a source (x, y, fwhm_x along its own x axis, fwhm_y, pa: the
+    catalogue's convention, counter-clockwise from +x) as one closed path."""
+    t = np.linspace(0, 2 * np.pi, 65)
+    a, b, pa = float(source["fwhm_x"]) / 2, float(source["fwhm_y"]) / 2, math.radians(float(source["pa"]))
+    x, y = a * np.cos(t), b * np.sin(t)
+    return [np.column_stack([float(source["x"]) + x * math.cos(pa) - y * math.sin(pa),
+                             float(source["y"]) + x * math.sin(pa) + y * math.cos(pa)])]

@@ -70,6 +70,24 @@ def test_dirty_cube_lesson_draws_every_step_and_runs_again_on_a_change(dirty):
     assert long_track < short_track
 
 
+@pytest.mark.parametrize("kind", [DirtyCubesLesson, PipelineLesson])
+def test_plots_drawn_before_the_first_run_take_its_result(kind):
+    """A page shows a lesson's plots while its first run goes: each DynamicMap must take the result
+    (same layers) when it comes."""
+    lesson = kind()
+    panes = [lesson._pane(name, plot) for step in range(len(lesson_steps(kind))) for name, plot in lesson._plots(step)]
+    roots = [pane.get_root() for pane in panes]
+    lesson.start()
+    assert lesson.result is not None
+    for pane, root in zip(panes, roots, strict=True):
+        pane.object[()]  # the DynamicMap evaluated again with the result
+        assert root is not None
+
+
+def lesson_steps(kind):
+    return DIRTY_STEPS if kind is DirtyCubesLesson else PIPELINE_STEPS
+
+
 def test_pipeline_lesson_walks_the_stages_with_the_truth():
     lesson = PipelineLesson()
     lesson.start()
