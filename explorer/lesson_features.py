@@ -185,6 +185,8 @@ class FeaturesLesson(pn.viewable.Viewer):
             return "\n".join([line, "the five best-separating features (AUROC, 95% interval):", *best])
         if step == 2:
             share, even = atlas.feature_edge_share(self.store, self.feature, EDGE_IMAGES)
+            if even >= 1:
+                return f"{line}\n{self._edge_numbers()}"
             verdict = "it fires on the edge, not on the galaxy" if atlas.on_edge(share, even) else "it fires inside"
             return (f"{line}\n{share:.0%} of its activation lies on the maps' outer ring over the {EDGE_IMAGES} "
                     f"galaxies that activate it most ({even:.0%} if spread evenly): {verdict}")
@@ -196,6 +198,9 @@ class FeaturesLesson(pn.viewable.Viewer):
 
     def _edge_numbers(self) -> str:
         shares, even = self.edges
+        if even >= 1:
+            return ("this set's feature maps are too small to have an inside (every cell is on the edge): "
+                    "where a feature fires cannot be told here; build the set's features at 224 px")
         order = np.asarray(self.ranking["feature"], int)  # best-separating first
         edge = [k for k in order if self._fires_on_edge(k)]
         best = [k for k in order[:BEST] if self._fires_on_edge(k)]

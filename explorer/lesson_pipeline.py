@@ -28,7 +28,7 @@ from pipeline.alma.source_maps import BLOB_THRESHOLD
 from pipeline.alma.truth import truth_for_cube, truth_line_flux
 
 CUBE = BUNDLED_CUBES / "sim_7_0000.fits"
-FRAME_PX = 280
+FRAME_PX = 250
 SPECTRUM_SIZE = (420, 280)
 ZOOM_PX = 8  # the ResNets' step shows the source this far around it
 TRUE_COLOUR, FOUND_COLOUR, RANGE_COLOUR = "#00e676", "#1f77b4", "#ff7f0e"

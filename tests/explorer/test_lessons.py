@@ -121,7 +121,7 @@ def test_feature_lesson_ranks_features_and_measures_where_they_fire(viewer):  # 
     for step in range(len(FEATURE_STEPS)):
         pn.panel(lesson.panel(step)).get_root()
         assert "Opening" not in lesson.numbers(step) and "Ranking" not in lesson.numbers(step)
-    assert "fire mostly on the edge" in lesson.numbers(3)
+    assert "too small to have an inside" in lesson.numbers(3)  # 64 px images: 2 x 2 maps
     assert "among the 10 nearest" in lesson.numbers(4)
     assert not lesson.show_feature(5000) and "numbered 0 to 1279" in lesson._error.object
     assert lesson.show_feature(7) and lesson.feature == 7 and "feature 7:" in lesson.numbers(1)

@@ -123,6 +123,15 @@ def screenshot(page, request):
     return take
 
 
+def fits_the_window(page, width: int) -> None:
+    """Nothing runs out of the window sideways: a lesson's guide with its controls, every plot, the page."""
+    page.wait_for_timeout(500)  # the plots' last layout
+    plots = [figure.bounding_box() for figure in page.locator(".bk-Figure").all()]
+    for box in [page.locator(".lesson-guide").bounding_box(), *plots]:
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
 def wait_until(predicate, timeout=TIMEOUT_MS / 1000, message="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
