@@ -43,7 +43,7 @@ def _on_tab(event):
 
 
 tabs.param.watch(_on_tab, "active")
-links = Links(tabs, cubes, learn)  # the address carries the tab, cube, channel, lesson and step
+links = Links(tabs, cubes, learn, oneshot)  # the address carries the tab, cube, channel, source, set, prototype, lesson
 pn.state.onload(links.restore)
 
 template = pn.template.BootstrapTemplate(title="ALMA & ULISSE explorer", main=[tabs])

@@ -100,6 +100,8 @@ class DetectionViewer(pn.viewable.Viewer):
     statistics_text = param.String(default="", doc="The last run's reliability and completeness tables, as text")
     quality = param.Dict(default={}, doc="The last run's reliability and completeness tables (astropy), by name")
     selected = param.Integer(default=None, allow_None=True, doc="id of the selected source")
+    wanted = param.Integer(default=None, allow_None=True, doc="A source to select when the next run ends (a "
+                           "shared link's), instead of the brightest")
     status = param.String(default="", doc="What the detector is doing")
     preliminary = param.List(default=[], doc="While the pipeline runs, its Blobs Finder's boxes so far "
                                              "(x0, y0, x1, y1, score): candidates before the spectral check")
@@ -250,7 +252,14 @@ class DetectionViewer(pn.viewable.Viewer):
         self._show_brightest()
 
     def _show_brightest(self):
-        """After a run: select the source of highest SNR and show its peak channel, where its box is."""
+        """After a run: select the source of highest SNR and show its peak channel, where its box is;
+        or the source ``wanted``, the channel left as it is."""
+        wanted, self.wanted = self.wanted, None
+        if wanted is not None and self.catalog is not None and wanted in set(int(i) for i in self.catalog["id"]):
+            self.selected = wanted
+            return
+        if wanted is not None:
+            self.show_error(f"The link's source {wanted} is not in this catalogue: showing the brightest instead.")
         if self.catalog is None or not len(self.catalog):
             return
         snr = np.nan_to_num(np.asarray(self.catalog["snr"], float), nan=-np.inf)
@@ -265,7 +274,7 @@ class DetectionViewer(pn.viewable.Viewer):
         kept = ""
         if self.catalog is not None:
             kept = (f" The table still shows the previous catalogue ({len(self.catalog)} sources, "
-                    f"{self._shown_detector}).")
+                    f"{self.shown_detector}).")
         self.status = f"No new catalogue: {message}{kept}"
         if not self.job.cancelled:  # a Cancel is no error: the status line says it
             self.show_error(message)
@@ -297,7 +306,7 @@ class DetectionViewer(pn.viewable.Viewer):
                   + ("shown dashed" if self.show_sidelobes else "hidden") if sidelobes.any() else "")
         cut = catalog.meta.get("significance", "")
         cut = f"; {cut}" if "raised" in cut else ""  # a large cube's stricter cut is worth saying
-        detector = self._shown_detector = catalog.meta.get("detector", self.detector)
+        detector = self.shown_detector = catalog.meta.get("detector", self.detector)
         self.status = f"{len(catalog)} sources ({detector}){tp}{hidden}; {scale}{cut}"
         stem = self.cube.path.name.split(".")[0]
         for suffix, download in self._downloads.items():

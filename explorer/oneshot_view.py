@@ -62,6 +62,8 @@ class OneShotViewer(pn.viewable.Viewer):
     positive = param.Selector(default=None, objects=[], allow_None=True, doc="The value that counts")
     status = param.String(default="")
     version = param.Integer(default=0, doc="Bumped when the results change")
+    wanted = param.String(default="", doc="A galaxy to search from when the set opens (a shared link's), "
+                          "instead of the first with the counted label")
 
     def __init__(self, **params):
         sets = available_sets()
@@ -154,9 +156,15 @@ class OneShotViewer(pn.viewable.Viewer):
         self._notice.object, self._notice.visible = (survey.SIMULATED_NOTE, simulated)
         self.browser.page = 0
         self.feature_map.refresh()
+        wanted, self.wanted = self.wanted, ""
+        if wanted and wanted in set(str(i) for i in store.catalog["id"]):
+            self.choose(wanted)
+            return
         # start from a galaxy with the counted label, so the first view already shows the idea
         counted = self.browser.rows(positive_only=True)
         self.choose(str(store.catalog["id"][counted[0] if counted else 0]))
+        if wanted:
+            self.show_error(f"The link's prototype {wanted} is not in the {self.galaxy_set}: showing another galaxy.")
 
     def _label_options(self) -> list[str]:
         """The set's label columns, and the team's verdicts for the vetting question."""

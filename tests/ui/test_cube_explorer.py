@@ -409,3 +409,18 @@ def test_bursts_of_key_presses_leave_the_page_answering(page, served_app, data_d
         expect(label).to_contain_text("channel 6 /")
         cube.select_option(names[(round_ + 1) % 2])
         expect(label).to_contain_text("channel 0 / 31" if round_ % 2 == 0 else "channel 0 / 63", timeout=15_000)
+
+
+def test_a_link_reruns_the_finder_and_selects_its_source(page, served_app, screenshot):
+    page.goto(f"{served_app}?tab=cubes&cube=sim_7_0000.fits&channel=20&detector=photutils&source=2", timeout=90_000)
+    status = page.locator(".detection-status pre")
+    expect(status).to_contain_text("sources (photutils)", timeout=90_000)
+    rows = page.locator(".source-table .tabulator-row")
+    selected = page.locator(".source-table .tabulator-row.tabulator-selected")
+    expect(selected).to_have_count(1)
+    expect(selected.locator('[tabulator-field="id"]')).to_have_text("2")
+    expect(page.locator(".channel-label")).to_contain_text("channel 20 /")  # the link's channel stays
+    rows.first.click()  # another source: the address follows
+    page.wait_for_function("() => new URLSearchParams(window.location.search).get('source') === '1'")
+    assert "detector=photutils" in page.url
+    screenshot("linked-source")

@@ -127,3 +127,13 @@ def test_feature_map_hover_lasso_and_search_from_the_selection(page, served_app_
     expect(page.locator(".prototype-caption")).to_contain_text("selected on the map")
     expect(page.locator(".oneshot-status")).to_contain_text("direct search")
     screenshot("feature-map-searched")
+
+
+def test_a_link_opens_the_set_and_searches_from_its_prototype(page, served_app_with_stores):
+    page.goto(f"{served_app_with_stores}?tab=oneshot&prototype=SIM000021", timeout=90_000)
+    expect(page.locator(".prototype-caption")).to_contain_text("SIM000021", timeout=120_000)
+    expect(page.locator(".neighbour-card")).to_have_count(12)
+    page.wait_for_function("() => new URLSearchParams(window.location.search).get('prototype') === 'SIM000021'")
+    assert "set=" in page.url
+    page.goto(f"{served_app_with_stores}?tab=oneshot&prototype=NOT-A-GALAXY", timeout=90_000)
+    expect(page.locator(".oneshot-error")).to_contain_text("NOT-A-GALAXY is not in", timeout=120_000)
