@@ -9,9 +9,9 @@ import io
 
 import panel as pn
 import param
-from bokeh.resources import INLINE
 
 from explorer import (
+    handouts,
     lesson_dirty_cubes,
     lesson_features,
     lesson_interferometer,
@@ -128,11 +128,9 @@ class LearnViewer(pn.viewable.Viewer):
         """The step shown, as a standalone HTML page (text, plots as they are now, numbers; Bokeh's
         scripts inline, so it opens without the server or a network)."""
         heading, text = self.steps[self.step]
-        page = pn.Column(Text(f"{self.lesson}. {self._heading.object}", css_classes=["lesson-heading"]),
-                         Prose(text), *self.live.handout(self.step))
-        out = io.StringIO()
-        page.save(out, resources=INLINE, title=f"{self.lesson}, step {self.step + 1}: {heading}")
-        return io.BytesIO(out.getvalue().encode())
+        return handouts.html_page(f"{self.lesson}, step {self.step + 1}: {heading}",
+                                  Text(f"{self.lesson}. {self._heading.object}", css_classes=["lesson-heading"]),
+                                  Prose(text), *self.live.handout(self.step))
 
     def _show(self) -> None:
         heading, text = self.steps[self.step]

@@ -19,7 +19,7 @@ import panel as pn
 import param
 from astropy.table import Table
 
-from explorer import jobs, uploads
+from explorer import handouts, jobs, uploads
 from explorer.background import BackgroundJob
 from explorer.feature_map_view import FeatureMapView
 from explorer.files import check_store_images, index_folders
@@ -101,6 +101,14 @@ class OneShotViewer(pn.viewable.Viewer):
         self._refine_button.on_click(lambda _: self.refine())
         self._direct_button = pn.widgets.Button(label="Direct search", css_classes=["run-direct"])
         self._direct_button.on_click(lambda _: self.search())
+        self._gallery_downloads = {
+            kind: pn.widgets.FileDownload(callback=lambda kind=kind: self.gallery_handout(kind), embed=False,
+                                          filename=f"neighbours.{kind}", label=f"Gallery as {kind.upper()}",
+                                          css_classes=[f"gallery-save-{kind}"], width=140)
+            for kind in ("html", "png")}
+        # named after the prototype whose neighbours they hold
+        self.param.watch(lambda *_: [setattr(d, "filename", f"{self.prototype or 'upload'}-neighbours.{kind}")
+                                     for kind, d in self._gallery_downloads.items()], "version")
         self._downloads = [pn.widgets.FileDownload(callback=lambda s=suffix: self.export(s),
                                                    filename=f"oneshot{suffix}", label=label, color="light")
                            for suffix, label in ((".csv", "CSV"), (".vot", "VOTable"))]
@@ -321,6 +329,30 @@ class OneShotViewer(pn.viewable.Viewer):
         """``result`` with the team's verdicts on its galaxies, when there is a vetting question."""
         return self.vetting.catalog(result) if self.vetting.label_name else result
 
+    def gallery_handout(self, kind: str) -> io.BytesIO:
+        """The prototype and its neighbours as shown (the first ``GALLERY_LIMIT``), with their
+        captions and the label's statistics: a standalone HTML page (``kind`` "html") or a PNG sheet."""
+        if self.result is None:
+            raise InputError("Nothing to save yet: run a search first.")
+        found = list(self.result[:GALLERY_LIMIT])
+        title = (f"{self.store.meta['name']}: the {len(found)} nearest of "
+                 f"{self.prototype or 'the uploaded image'} ({self.mode} search, {self.store.network()})")
+        prototype = (png_bytes(self._upload_rgb, 2 * THUMB_PX) if self._upload_vector is not None
+                     else self.thumbnail(self.prototype))
+        tiles = [(prototype, f"prototype\n{self.prototype or self._upload_caption}", False)]
+        for row in found:
+            gid = str(row["id"])
+            label = self._label_of(gid)
+            tiles.append((self.thumbnail(gid), f"{gid}\nd = {row['distance']:.3f}" + (f"\n{label}" if label else ""),
+                          self.positive is not None and label == self.positive))
+        statistics = self.statistics_text()
+        if kind == "png":
+            return handouts.contact_sheet(title, tiles, statistics)
+        cards = [pn.Column(pn.pane.PNG(image, width=THUMB_PX), Text(caption), width=THUMB_PX + 50,
+                           styles={"border": f"2px solid {'#d62728' if hit else '#ddd'}", "padding": "4px"})
+                 for image, caption, hit in tiles]
+        return handouts.html_page(title, Text(title, wrap=True), pn.FlexBox(*cards), Text(statistics, wrap=True))
+
     # ---- views ----------------------------------------------------------------------------
     def thumbnail(self, galaxy_id: str) -> bytes:
         if galaxy_id not in self._thumbs:
@@ -391,6 +423,12 @@ class OneShotViewer(pn.viewable.Viewer):
     def statistics_panel(self):
         if self.store is None or self.result is None or self.label is None or self.positive is None:
             return pn.pane.Markdown("No label column to count in this set." if self.store is not None else "")
+        return Text(self.statistics_text(), css_classes=["oneshot-stats"])
+
+    def statistics_text(self) -> str:
+        """The counted label among the galaxies found, against the base rate ('' without a label)."""
+        if self.store is None or self.result is None or self.label is None or self.positive is None:
+            return ""
         rows = [self.store.row_of(i) for i in self.result["id"]]
         s = label_statistics(self.labelled_catalog(), rows, self.label, self.positive)
         if s["fraction"] is None:
@@ -400,8 +438,7 @@ class OneShotViewer(pn.viewable.Viewer):
                     f"95% Wilson: {100 * s['low']:.1f} to {100 * s['high']:.1f}%\n"
                     f"base rate {100 * s['base_rate']:.1f}% ({s['base_k']}/{s['base_n']})\n"
                     f"enrichment x{s['enrichment']:.2f}\np = {s['p_value']:.2g} (hypergeometric)")
-        return Text(f"{self.mode} search, {len(self.result)} galaxies\n{self.label} = {self.positive}:\n{text}",
-                           css_classes=["oneshot-stats"])
+        return f"{self.mode} search, {len(self.result)} galaxies\n{self.label} = {self.positive}:\n{text}"
 
     @param.depends("version")
     def recursive_panel(self):
@@ -454,6 +491,7 @@ class OneShotViewer(pn.viewable.Viewer):
             pn.widgets.Select.from_param(self.param.positive, name="Value"),
             self.statistics_panel,
             pn.Row(*self._downloads),
+            pn.Row(*self._gallery_downloads.values()),
             self.vetting.controls(),
             width=300, sizing_mode="fixed")
         results = pn.Column(

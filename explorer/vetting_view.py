@@ -10,6 +10,7 @@ and the card (:mod:`~pipeline.vetting.card`). Others' verdicts are read every ``
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 import weakref
@@ -21,6 +22,7 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
+from explorer import handouts
 from explorer.shortcuts import Shortcuts
 from explorer.text import Alert, Text, TextTable
 from explorer.vetting_card import CardView
@@ -82,6 +84,10 @@ class VettingViewer(pn.viewable.Viewer):
         self._alert = Alert("", alert_type="warning", visible=False, css_classes=["vetting-message"])
         self.card_view = CardView(cube_viewer.cmap)
         self._figures = self.card_view.layout()  # hidden while the queue is empty
+        self._card = None  # the card on show (pipeline.vetting.card.Card)
+        self._cmap = cube_viewer.cmap
+        self._save = pn.widgets.FileDownload(callback=self.card_handout, filename="card.html", embed=False,
+                                             label="Save this card (HTML)", css_classes=["vetting-save"], width=180)
         self._run_table = None  # the last run's candidates, with their source keys
         self.review: Review | None = None
         try:
@@ -297,6 +303,16 @@ class VettingViewer(pn.viewable.Viewer):
                               max(self.cube.nx, self.cube.ny))
         self._truth.object = "Against the truth of this simulated cube:\n" + format_against_truth(score)
 
+    def card_handout(self) -> io.BytesIO:
+        """The card on show as a standalone HTML page: its title, scores, the team's verdicts, the two
+        images and the spectra, the neighbours."""
+        if self._card is None or not self.current:
+            raise InputError("No candidate on show: nothing to save.")
+        view = CardView(self._cmap)  # figures of its own: the page's belong to this session's document
+        view.show(self._card)
+        texts = [Text(text.object, wrap=True) for text in (self._title, self._scores, self._team, self._neighbours)]
+        return handouts.html_page(self._title.object, *texts[:3], view.layout(), texts[3])
+
     def show_card(self) -> None:
         """The current candidate's card, its place in the queue selected."""
         review = self.review
@@ -322,6 +338,8 @@ class VettingViewer(pn.viewable.Viewer):
                       "verdict buttons still work, and the next candidate's card may.")
             return
         self.card_view.show(card)
+        self._card = card
+        self._save.filename = f"{self.cube.path.stem}-candidate-{card.row['id']}.html"
         row = card.row
         self._title.object = (f"Candidate {review.position + 1} of {len(review.queue)}: id {row['id']} "
                               f"({row['detectors']}), source {self.current}")
@@ -395,7 +413,7 @@ class VettingViewer(pn.viewable.Viewer):
                    pn.widgets.Select.from_param(self.param.show, name="Show")),
             self._status, self._queue, self.exchange.area, self._where, *self._truth_controls(), width=470)
         # the verdicts first: with a card's figures below them, they stay in view on a laptop's screen
-        buttons = pn.FlexBox(*self._buttons.values(), css_classes=["vetting-buttons"])
+        buttons = pn.FlexBox(*self._buttons.values(), self._save, css_classes=["vetting-buttons"])
         note = pn.widgets.TextInput.from_param(self.param.note, name="Note (saved with your next verdict on it)",
                                                css_classes=["vetting-note"])
         card = pn.Column(self._title, buttons, note, self._team, self._scores, self._figures,

@@ -240,3 +240,18 @@ def test_feature_map_marks_at_most_a_limit(viewer, monkeypatch):
     assert len(view.selected) == 160
     view.mark(True)
     assert not viewer.liked and "mark at most 3" in view._error.object
+
+
+def test_the_gallery_saves_as_a_page_and_as_a_sheet(viewer):
+    page = viewer.gallery_handout("html").getvalue().decode()
+    assert f"the 12 nearest of {viewer.prototype}" in page and "cdn.bokeh.org" not in page
+    for gid in viewer.result["id"][:12]:
+        assert str(gid) in page
+    sheet = Image.open(io.BytesIO(viewer.gallery_handout("png").getvalue()))
+    assert sheet.format == "PNG"
+    assert sheet.width >= 6 * 160 and sheet.height > 3 * 160  # the prototype and 12 neighbours, six a row
+    pixels = np.asarray(sheet.convert("RGB"))
+    counted = sum(1 for gid in viewer.result["id"][:12] if viewer._label_of(str(gid)) == viewer.positive)
+    red = np.all(pixels == (214, 39, 40), axis=-1).sum()
+    assert (red > 0) == (counted > 0)  # the galaxies with the counted label have their red border
+    assert viewer._gallery_downloads["png"].filename == f"{viewer.prototype}-neighbours.png"

@@ -192,3 +192,16 @@ def test_a_restarted_server_restores_the_verdicts(vetting):
     assert list(again._queue.value["you"])[0] == "spurious"
     again.act("undo")
     assert "Nothing to undo" in again.message
+
+
+def test_the_card_saves_as_a_standalone_page(vetting):
+    page = vetting.card_handout().getvalue().decode()
+    row = vetting._card.row
+    assert vetting._save.filename == f"sim_7_0000-candidate-{row['id']}.html"
+    assert "<script" in page and "cdn.bokeh.org" not in page  # Bokeh inline: it opens offline
+    assert f"id {row['id']}" in page and "SNR" in page
+    assert page.count('"name":"Figure"') == 3  # the two images and the spectra
+    vetting.review.queue = np.array([], int)
+    vetting.show_card()
+    with pytest.raises(Exception, match="nothing to save"):
+        vetting.card_handout()
