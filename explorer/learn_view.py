@@ -62,8 +62,14 @@ class LearnViewer(pn.viewable.Viewer):
                                                              css_classes=["presenter-toggle"], width=150)
         self._save = pn.widgets.FileDownload(callback=self.handout, filename="lesson.html", embed=False,
                                              label="Save this step (HTML)", css_classes=["lesson-save"])
-        self._guide = pn.Column(self._picker, self._heading, self._text, pn.Row(self._back, self._next),
-                                pn.Row(self._presenter_toggle, self._save), self._keys, sizing_mode="stretch_width")
+        # the buttons and the lesson's widgets are zoomed in presenter mode (their labels and inputs larger);
+        # the texts are swapped for larger ones instead, so that they wrap to the wider guide
+        self._buttons = pn.Column(pn.Row(self._back, self._next), pn.Row(self._presenter_toggle, self._save),
+                                  sizing_mode="stretch_width")
+        self._controls = pn.Column(pn.bind(lambda *_: self.live.controls(), self.param.lesson),
+                                   sizing_mode="stretch_width", css_classes=["lesson-widgets"])
+        self._guide = pn.Column(self._picker, self._heading, self._text, self._buttons, self._keys,
+                                sizing_mode="stretch_width")
         self._frame = None  # the guide beside the lesson's widgets, made when the tab is first shown
         self.param.watch(lambda *_: self._present(), "presenter")
         self.param.step.bounds = (0, len(self.steps) - 1)
@@ -94,6 +100,8 @@ class LearnViewer(pn.viewable.Viewer):
         self._heading, self._text = self._texts(scale) if self.presenter else self._usual_texts
         self._heading.object, self._text.object = shown
         self._guide[1:3] = [self._heading, self._text]
+        zoom = {"zoom": str(scale)}  # 1 when off: a style left out would stay as it was
+        self._buttons.styles, self._controls.styles = zoom, zoom
         for lesson in self._live.values():
             lesson.scale = scale
 
@@ -143,7 +151,7 @@ class LearnViewer(pn.viewable.Viewer):
     def __panel__(self):
         """Laid out when first shown: making a lesson observes (the first one) or opens a galaxy set."""
         if self._frame is None:
-            self._frame = pn.Column(self._guide, pn.bind(lambda *_: self.live.controls(), self.param.lesson),
+            self._frame = pn.Column(self._guide, self._controls,
                                     width=int(GUIDE_PX * (PRESENTER_SCALE if self.presenter else 1.0)),
                                     sizing_mode="fixed", css_classes=["lesson-guide"])
         return pn.Row(self._frame, pn.bind(lambda *_: self.live.panel(self.step), self.param.lesson, self.param.step,

@@ -69,6 +69,8 @@ def test_presenter_mode_from_a_link(page, served_app, screenshot):
     screenshot("presenter-1920")
     size = "e => parseFloat(getComputedStyle(e).fontSize)"
     large = page.locator(".lesson-text pre").evaluate(size)
+    select = page.locator(".lesson-controls select").first  # a lesson widget: zoomed, its label and input larger
+    zoomed = select.bounding_box()
     page.locator(".presenter-toggle button").click()  # off, on a page already drawn
     expect(page.locator(".lesson-guide select").first).to_be_visible()  # the lesson picker is back
     for _ in range(50):  # while the new text's styles load
@@ -76,6 +78,7 @@ def test_presenter_mode_from_a_link(page, served_app, screenshot):
             break
         page.wait_for_timeout(100)
     assert page.locator(".lesson-text pre").evaluate(size) == pytest.approx(large / 1.5, abs=0.5)
+    assert zoomed["height"] == pytest.approx(1.5 * select.bounding_box()["height"], rel=0.05)
 
 
 def test_a_step_saved_as_html_opens_without_the_server(page, served_app, tmp_path, browser):
