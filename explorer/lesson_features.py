@@ -19,7 +19,6 @@ from pipeline.oneshot import atlas, search, stats
 
 BEST = 40  # the best-separating features offered
 EDGE_SAMPLE = 32  # galaxies of the set (drawn once, seeded) whose maps give every feature's edge share
-EDGE_IMAGES = 8  # the chosen feature's edge share: over the maps of the galaxies that activate it most
 SEARCH_N = 10  # neighbours of the searches compared
 CARD_PX = 170
 PLOT_SIZE = (520, 320)
@@ -85,8 +84,13 @@ class FeaturesLesson(pn.viewable.Viewer):
         self._best.param.watch(lambda e: e.new is not None and self.show_feature(e.new), "value")
         self.job = BackgroundJob(self._on_ranked, self._on_error, lambda text: setattr(self._status, "object", text))
         self._progress = self.job.controls()
+        # a feature's maps are made by the network the first time (seconds): off the page's thread
+        self._maps = {}  # (feature, images) -> (rows, activations, maps) of the galaxies shown
+        self._maps_job = BackgroundJob(self._on_maps, self._on_error)
+        self._maps_wanted = None
         oneshot.param.watch(lambda *_: self._refresh_set(), ["version", "label", "positive"])
-        self.param.watch(lambda *_: self._bump(), ["feature", "images", "prototype", "subset", "scale"])
+        self.param.watch(lambda *_: self._bump(), ["prototype", "subset", "scale"])
+        self.param.watch(lambda *_: self._draw_maps(), ["feature", "images"])
         self.param.watch(lambda e: self._numbers.scale_font(e.new), "scale")
 
     @property
@@ -139,11 +143,38 @@ class FeaturesLesson(pn.viewable.Viewer):
         ids = [str(i) for i in np.asarray(self.store.catalog["id"])[hit]]
         self.param.prototype.objects = ids
         self.param.update(feature=int(ranking["feature"][0]), prototype=ids[0] if ids else None)
-        self._bump()
+        self._draw_maps()
 
     def _on_error(self, message: str) -> None:
         self._status.object = ""
         self._error.object, self._error.visible = message, True
+
+    def _draw_maps(self) -> None:
+        """The chosen feature's maps over the galaxies that activate it most, made in the background
+        the first time; the step is drawn again when they are there."""
+        wanted = (self.feature, self.images)
+        if self.store is None or wanted in self._maps:
+            self._bump()
+            return
+        self._maps_wanted = wanted
+        if self._maps_job.busy:
+            return  # the next one starts when this one ends
+        store, (feature, images) = self.store, wanted
+        rows, values = store.top_activations()
+        chosen, shown = rows[feature, :images], values[feature, :images]
+        self._status.object = f"drawing feature {feature}'s maps..."
+        self._maps_job.start(lambda progress, cancel, share: (wanted, chosen, shown,
+                                                              atlas.feature_maps(store, feature, chosen)),
+                             f"feature {feature}'s maps")
+
+    def _on_maps(self, value) -> None:
+        wanted, chosen, shown, maps = value
+        self._maps[wanted] = (chosen, shown, maps)
+        self._status.object = ""
+        if self._maps_wanted != wanted:  # another feature was asked for meanwhile
+            self._draw_maps()
+        else:
+            self._bump()
 
     def show_feature(self, number) -> bool:
         if number is None:
@@ -184,12 +215,15 @@ class FeaturesLesson(pn.viewable.Viewer):
                     for r in self.ranking[:5]]
             return "\n".join([line, "the five best-separating features (AUROC, 95% interval):", *best])
         if step == 2:
-            share, even = atlas.feature_edge_share(self.store, self.feature, EDGE_IMAGES)
+            if (self.feature, self.images) not in self._maps:
+                return f"{line}\ndrawing its maps..."
+            _, _, maps = self._maps[(self.feature, self.images)]
+            share, even = float(np.nanmean(atlas.edge_share(maps))), atlas.edge_cells_share(*maps.shape[1:])
             if even >= 1:
                 return f"{line}\n{self._edge_numbers()}"
             verdict = "it fires on the edge, not on the galaxy" if atlas.on_edge(share, even) else "it fires inside"
-            return (f"{line}\n{share:.0%} of its activation lies on the maps' outer ring over the {EDGE_IMAGES} "
-                    f"galaxies that activate it most ({even:.0%} if spread evenly): {verdict}")
+            return (f"{line}\n{share:.0%} of its activation lies on the maps' outer ring over the {len(maps)} "
+                    f"galaxies that activate it most, shown ({even:.0%} if spread evenly): {verdict}")
         if step == 3:
             return f"{line}\n{self._edge_numbers()}"
         if step == 4:
@@ -249,9 +283,9 @@ class FeaturesLesson(pn.viewable.Viewer):
 
     def gallery(self):
         """The galaxies that activate the feature most, its map over each, and their captions."""
-        rows, values = self.store.top_activations()
-        chosen, shown = rows[self.feature, :self.images], values[self.feature, :self.images]
-        maps = atlas.feature_maps(self.store, self.feature, chosen)
+        if (self.feature, self.images) not in self._maps:
+            return Text(f"Drawing feature {self.feature}'s maps (the network runs the first time)...")
+        chosen, shown, maps = self._maps[(self.feature, self.images)]
         top = max(float(maps.max()), 1e-12)
         share = atlas.edge_share(maps)
         label = self.oneshot.label
@@ -335,11 +369,12 @@ class FeaturesLesson(pn.viewable.Viewer):
 
     def gallery_of_one(self):
         """The chosen feature's strongest map, beside the scatter."""
-        rows, values = self.store.top_activations()
-        r = int(rows[self.feature, 0])
-        fmap = atlas.feature_maps(self.store, self.feature, [r])[0]
+        if (self.feature, self.images) not in self._maps:
+            return Text(f"Drawing feature {self.feature}'s maps...")
+        chosen, shown, maps = self._maps[(self.feature, self.images)]
+        r = int(chosen[0])
         px = int(CARD_PX * self.scale)
-        png = atlas.overlay(self.store.view(r), fmap, px=px, mark=float(values[self.feature, 0]))
+        png = atlas.overlay(self.store.view(r), maps[0], px=px, mark=float(shown[0]))
         return pn.Column(pn.pane.PNG(png, width=px + 60),
                          Text(f"feature {self.feature} on {self.store.catalog['id'][r]}", wrap=True))
 

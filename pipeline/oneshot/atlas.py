@@ -69,14 +69,19 @@ def feature_maps(store, feature: int, rows) -> np.ndarray:
     return channel_maps(store, rows, feature)
 
 
+def maps_folder(store) -> Path:
+    """Where the feature maps of ``store``'s images are cached (every channel of an image in one file)."""
+    key = hashlib.sha1(f"{store.folder.resolve()}|{store.meta.get('build', '')}".encode()).hexdigest()[:16]
+    return cache_dir("feature-maps", key)
+
+
 def channel_maps(store, rows, channel=None) -> np.ndarray:
     """Every channel of the last convolutional layer for the images at ``rows``, (n, C, h, w)
     float32, or only ``channel``, (n, h, w); made as the store's features were (model, input size,
     the view of each galaxy: :meth:`FeatureStore.view`, upright) and cached on disk per store, every
     channel of an image at once."""
     rows = [int(r) for r in rows]
-    key = hashlib.sha1(f"{store.folder.resolve()}|{store.meta.get('build', '')}".encode()).hexdigest()[:16]
-    folder = cache_dir("feature-maps", key)
+    folder = maps_folder(store)
     pick = slice(None) if channel is None else channel
     maps, missing = {}, []
     for r in rows:
