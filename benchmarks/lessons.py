@@ -67,7 +67,7 @@ def runs_table():
                  "s": timed(lambda: setattr(dirty, "minutes", 60))})
     rows.append({"lesson": 2, "change": "classic finder -> pybdsf (run again)",
                  "s": timed(lambda: setattr(dirty, "classic", "pybdsf"))})
-    panes = [dirty._pane(name, plot) for name, plot in dirty._plots(4)]
+    panes = [dirty._pane(name, plot) for name, plot in dirty.plots(4)]
     roots = [pane.get_root() for pane in panes]
     rows.append({"lesson": 2, "change": "another channel (both plots of step 5 redrawn)",
                  "s": timed(lambda: setattr(dirty, "channel", 20))})
@@ -75,7 +75,7 @@ def runs_table():
     rows.append({"lesson": 3, "change": "first run (every stage on the bundled cube)", "s": timed(stages.start)})
     rows.append({"lesson": 3, "change": "significance 5 -> 6 (the map reused)",
                  "s": timed(lambda: setattr(stages, "min_snr", 6.0))})
-    panes = [stages._pane(name, plot) for step in (3, 4, 5) for name, plot in stages._plots(step)]
+    panes = [stages._pane(name, plot) for step in (3, 4, 5) for name, plot in stages.plots(step)]
     roots += [pane.get_root() for pane in panes]
     rows.append({"lesson": 3, "change": "another box (spectra and focused images redrawn)",
                  "s": timed(lambda: setattr(stages, "box", 1))})

@@ -20,9 +20,8 @@ import panel as pn
 import param
 
 from explorer import jobs, overlays, uploads
-from explorer.background import BackgroundJob
 from explorer.detection_view import HALO_COLOUR, TRUTH_COLOURS
-from explorer.text import Alert, Text
+from explorer.lesson_runs import RunningLesson
 from pipeline.alma.classic import CLASSIC_DETECTORS
 from pipeline.alma.companions import companion_candidates, dirty_beam_image, open_companion
 from pipeline.alma.cube import open_cube
@@ -128,7 +127,7 @@ class Observed:
                 evaluate(self.truth, catalog[~np.asarray(catalog["sidelobe"], bool)])["overall"])
 
 
-class DirtyCubesLesson(pn.viewable.Viewer):
+class DirtyCubesLesson(RunningLesson):
     """Widgets for the sky and the observation; ``panel(step)`` the step's plots and numbers. A
     change simulates and searches again in the background (a few seconds)."""
 
@@ -138,66 +137,32 @@ class DirtyCubesLesson(pn.viewable.Viewer):
     seed = param.Integer(default=2, bounds=(0, 99_999), doc="Sky (random seed)")
     classic = param.Selector(default="photutils", objects=list(CLASSIC_DETECTORS), doc="Classic finder")
     channel = param.Integer(default=0, bounds=(0, CHANNELS - 1), doc="Channel shown")
-    result = param.Parameter(default=None, doc="The last run (Observed)")
-    scale = param.Number(default=1.0, bounds=(0.5, 3.0), doc="Plot size, relative (presenter mode: larger)")
+
+    redraw_on = ("channel",)
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._panes = {}
-        self._again = False  # a change came while a run was going: run again when it ends
-        self._error = Alert("", alert_type="danger", visible=False, css_classes=["lesson-error"])
-        self._status = Text("", wrap=True, css_classes=["lesson-status"])
-        self._numbers = Text("", wrap=True, css_classes=["lesson-numbers"])
-        self.job = BackgroundJob(self._on_done, self._on_error, lambda text: setattr(self._status, "object", text))
-        self._progress = self.job.controls()
-        self.param.watch(lambda *_: self.run(), ["bright_snr", "minutes", "seed", "classic"])
-        self.param.watch(self._on_scale, "scale")
-        self._step = 0
         self._folder = None  # the run going's
+        self.param.watch(lambda *_: self.run(), ["bright_snr", "minutes", "seed", "classic"])
 
     # ---- running --------------------------------------------------------------------------
-    def start(self) -> None:
-        """The first run, when the lesson is first shown."""
-        if self.result is None and not self.job.busy:
-            self.run()
-
-    def run(self) -> None:
-        """Simulate and search with the widgets' values (after the run going, if one is)."""
-        if self.job.busy:
-            self._again = True
-            return
-        self._error.visible = False
-        folder = Path(tempfile.mkdtemp(prefix="dirty-cube-", dir=uploads.session_folder()))
+    def work(self) -> tuple:
+        """Simulate the cube into a folder of this session's, and search it."""
+        self._folder = Path(tempfile.mkdtemp(prefix="dirty-cube-", dir=uploads.session_folder()))
         sky = SkyParameters(snr_central=(self.bright_snr, self.bright_snr), n_fainter=(FAINT, FAINT))
-        work = functools.partial(jobs.observe_and_find, folder / "cube", self.seed, SIZE, CHANNELS,
-                                 Observation(observation_s=60.0 * self.minutes), sky, (self.classic, "pipeline"))
-        self._folder = folder
-        self.job.start(work, "Observing and finding sources", in_process=True)
+        return (functools.partial(jobs.observe_and_find, self._folder / "cube", self.seed, SIZE, CHANNELS,
+                                  Observation(observation_s=60.0 * self.minutes), sky, (self.classic, "pipeline")),
+                "Observing and finding sources")
 
-    def _on_done(self, value) -> None:
+    def take(self, value) -> None:
         path, catalogs = value
         previous, observed = self.result, Observed.read(Path(path), catalogs)
         self.param.update(result=observed, channel=int(round(float(observed.bright["z"]))))  # one redraw
         if previous is not None:
             previous.close()
-        self._status.object = ""
-        self._show_numbers()
-        self._next_run()
 
-    def _on_error(self, message: str) -> None:
+    def failed(self) -> None:
         shutil.rmtree(self._folder, ignore_errors=True)
-        self._status.object = ""
-        self._error.object, self._error.visible = message, True
-        self._next_run()
-
-    def _next_run(self) -> None:
-        if self._again:
-            self._again = False
-            self.run()
-
-    def _on_scale(self, event) -> None:
-        self._panes.clear()
-        self._numbers.scale_font(event.new)
 
     # ---- plots ----------------------------------------------------------------------------
     def _frame(self) -> dict:
@@ -210,16 +175,18 @@ class DirtyCubesLesson(pn.viewable.Viewer):
         return image.opts(**self._frame(), title=title, tools=["hover"], colorbar=False, **opts)
 
     # Every plot has the same layers whether or not there is a result yet (a DynamicMap must keep them).
-    def sky_plot(self, result, channel):
+    def sky_plot(self, result):
+        channel = self.channel
         data = np.asarray(result.sky.channel(channel), float) if result is not None else np.zeros((SIZE, SIZE))
         title = f"the true sky, channel {channel} (Jy/pixel)"
         return (self._image(data, title, cmap="inferno", clim=(0.0, max(float(data.max()), 1e-12)))
                 * self._truth_marks(result, channel))
 
-    def dirty_plot(self, result, channel, finder: str | None = None, beam: bool = False, flagged: bool = False):
+    def dirty_plot(self, result, finder: str | None = None, beam: bool = False, flagged: bool = False):
         """The dirty channel (signal-to-noise), or with ``beam`` the bright source's dirty beam alone
         (what it puts at each place, same units and colours); with ``finder`` its candidates coloured
         by outcome (probable sidelobes dashed when ``flagged``) and the true sources it missed."""
+        channel = self.channel
         title = (f"{finder or 'the dirty cube'}, channel {channel} (signal / noise)" if not beam
                  else f"{finder}: the bright source's beam, ch. {channel}")
         if result is None:
@@ -259,8 +226,8 @@ class DirtyCubesLesson(pn.viewable.Viewer):
                 * overlays.circles(missed, MISSED_RADIUS_PX).opts(color=TRUTH_COLOURS["missed"], line_width=2,
                                                                  line_dash="dotted"))
 
-    def _plots(self, step: int) -> list[tuple[str, callable]]:
-        """(name, function of result and channel) of step ``step``'s plots."""
+    def plots(self, step: int) -> list:
+        """(name, function of the result) of step ``step``'s plots (at the channel shown)."""
         c = self.classic
         return [
             [("sky", self.sky_plot), ("dirty", self.dirty_plot)],
@@ -272,15 +239,6 @@ class DirtyCubesLesson(pn.viewable.Viewer):
             [(f"{c}-flagged", functools.partial(self.dirty_plot, finder=c, beam=True, flagged=True)),
              ("pipeline-flagged", functools.partial(self.dirty_plot, finder="pipeline", beam=True, flagged=True))],
         ][step]
-
-    # Each plot is a DynamicMap over the result and the channel, made once: a change sends new data
-    # to the plot already on the page.
-    def _pane(self, name: str, plot):
-        if name not in self._panes:
-            dynamic = hv.DynamicMap(lambda result, channel: plot(result, channel),
-                                    streams=[hv.streams.Params(self, ["result", "channel"])])
-            self._panes[name] = pn.pane.HoloViews(dynamic, css_classes=["lesson-cube-plot"])
-        return self._panes[name]
 
     # ---- numbers --------------------------------------------------------------------------
     def numbers(self, step: int) -> str:
@@ -331,23 +289,6 @@ class DirtyCubesLesson(pn.viewable.Viewer):
                              f"bright source, channel {z}; its dirty beam puts {expected:.1f} x the noise there, "
                              f"{r.signal(z)[y, x]:.1f} measured")
         return (["false candidates:"] + lines) if lines else ["no false candidates"]
-
-    def _show_numbers(self) -> None:
-        self._numbers.object = self.numbers(self._step)
-
-    # ---- the lesson's parts ---------------------------------------------------------------
-    def handout(self, step: int) -> list:
-        """Step ``step``'s plots as they are now, and its numbers: for a page that keeps without a server."""
-        plots = [plot(self.result, self.channel) for _, plot in self._plots(step)]
-        return [pn.Row(*(pn.pane.HoloViews(p) for p in plots)), Text(self.numbers(step), wrap=True)]
-
-    def panel(self, step: int):
-        self._step = step
-        self._show_numbers()
-        self.start()
-        return pn.Column(self._error, self._progress, self._status,
-                         pn.Row(*(self._pane(name, plot) for name, plot in self._plots(step))), self._numbers,
-                         sizing_mode="stretch_width")
 
     def controls(self):
         return pn.Column(

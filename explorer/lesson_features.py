@@ -85,9 +85,9 @@ class FeaturesLesson(pn.viewable.Viewer):
         self.job = BackgroundJob(self._on_ranked, self._on_error, lambda text: setattr(self._status, "object", text))
         self._progress = self.job.controls()
         # a feature's maps are made by the network the first time (seconds): off the page's thread
-        self._maps = {}  # (feature, images) -> (rows, activations, maps) of the galaxies shown
+        self._maps = {}  # (feature, images) -> (rows, activations, maps) of the galaxies shown, for _maps_of
+        self._maps_of = None  # the store they are of
         self._maps_job = BackgroundJob(self._on_maps, self._on_error)
-        self._maps_wanted = None
         oneshot.param.watch(lambda *_: self._refresh_set(), ["version", "label", "positive"])
         self.param.watch(lambda *_: self._bump(), ["prototype", "subset", "scale"])
         self.param.watch(lambda *_: self._draw_maps(), ["feature", "images"])
@@ -152,29 +152,32 @@ class FeaturesLesson(pn.viewable.Viewer):
     def _draw_maps(self) -> None:
         """The chosen feature's maps over the galaxies that activate it most, made in the background
         the first time; the step is drawn again when they are there."""
+        if self.store is not self._maps_of:  # another set: its own maps
+            self._maps, self._maps_of = {}, self.store
         wanted = (self.feature, self.images)
         if self.store is None or wanted in self._maps:
             self._bump()
             return
-        self._maps_wanted = wanted
         if self._maps_job.busy:
             return  # the next one starts when this one ends
         store, (feature, images) = self.store, wanted
         rows, values = store.top_activations()
         chosen, shown = rows[feature, :images], values[feature, :images]
         self._status.object = f"drawing feature {feature}'s maps..."
-        self._maps_job.start(lambda progress, cancel, share: (wanted, chosen, shown,
+        self._maps_job.start(lambda progress, cancel, share: (store, wanted, chosen, shown,
                                                               atlas.feature_maps(store, feature, chosen)),
                              f"feature {feature}'s maps")
 
+    def _shown_maps(self):
+        """(rows, activations, maps) of the galaxies shown for the chosen feature, or None (being made)."""
+        return self._maps.get((self.feature, self.images)) if self.store is self._maps_of else None
+
     def _on_maps(self, value) -> None:
-        wanted, chosen, shown, maps = value
-        self._maps[wanted] = (chosen, shown, maps)
+        store, wanted, chosen, shown, maps = value
+        if store is self._maps_of:  # not a set shown before
+            self._maps[wanted] = (chosen, shown, maps)
         self._status.object = ""
-        if self._maps_wanted != wanted:  # another feature was asked for meanwhile
-            self._draw_maps()
-        else:
-            self._bump()
+        self._draw_maps()  # those asked for now: shown if these are they, else made
 
     def show_feature(self, number) -> bool:
         if number is None:
@@ -215,9 +218,9 @@ class FeaturesLesson(pn.viewable.Viewer):
                     for r in self.ranking[:5]]
             return "\n".join([line, "the five best-separating features (AUROC, 95% interval):", *best])
         if step == 2:
-            if (self.feature, self.images) not in self._maps:
+            if self._shown_maps() is None:
                 return f"{line}\ndrawing its maps..."
-            _, _, maps = self._maps[(self.feature, self.images)]
+            _, _, maps = self._shown_maps()
             share, even = float(np.nanmean(atlas.edge_share(maps))), atlas.edge_cells_share(*maps.shape[1:])
             if even >= 1:
                 return f"{line}\n{self._edge_numbers()}"
@@ -283,9 +286,9 @@ class FeaturesLesson(pn.viewable.Viewer):
 
     def gallery(self):
         """The galaxies that activate the feature most, its map over each, and their captions."""
-        if (self.feature, self.images) not in self._maps:
+        if self._shown_maps() is None:
             return Text(f"Drawing feature {self.feature}'s maps (the network runs the first time)...")
-        chosen, shown, maps = self._maps[(self.feature, self.images)]
+        chosen, shown, maps = self._shown_maps()
         top = max(float(maps.max()), 1e-12)
         share = atlas.edge_share(maps)
         label = self.oneshot.label
@@ -369,9 +372,9 @@ class FeaturesLesson(pn.viewable.Viewer):
 
     def gallery_of_one(self):
         """The chosen feature's strongest map, beside the scatter."""
-        if (self.feature, self.images) not in self._maps:
+        if self._shown_maps() is None:
             return Text(f"Drawing feature {self.feature}'s maps...")
-        chosen, shown, maps = self._maps[(self.feature, self.images)]
+        chosen, shown, maps = self._shown_maps()
         r = int(chosen[0])
         px = int(CARD_PX * self.scale)
         png = atlas.overlay(self.store.view(r), maps[0], px=px, mark=float(shown[0]))

@@ -14,13 +14,14 @@ import panel as pn
 import param
 
 from explorer import jobs, overlays
-from explorer.background import BackgroundJob
 from explorer.detection_view import HALO_COLOUR, TRUTH_COLOURS
 from explorer.files import BUNDLED_CUBES
-from explorer.text import Alert, Text
+from explorer.lesson_runs import RunningLesson
+from explorer.text import Text
 from pipeline.alma.cube import open_cube
 from pipeline.alma.detect import FOCUS_MIN_SNR
 from pipeline.alma.evaluate import ELONGATED_AXIS_RATIO
+from pipeline.alma.focus import focused_images, focused_snr
 from pipeline.alma.gaussian import major_minor
 from pipeline.alma.measure import kms_per_channel_factor
 from pipeline.alma.preprocess import FOCUS_SIZE
@@ -68,7 +69,7 @@ STEPS = (
 )
 
 
-class PipelineLesson(pn.viewable.Viewer):
+class PipelineLesson(RunningLesson):
     """Widgets for the pipeline's two cuts and for the box and line looked at; ``panel(step)`` the
     step's plots and numbers. The stages run in the background: the Blobs Finder once, the rest again
     when a cut changes (a second or two)."""
@@ -77,8 +78,8 @@ class PipelineLesson(pn.viewable.Viewer):
     min_snr = param.Number(default=FOCUS_MIN_SNR, bounds=(3.0, 10.0), step=0.1, doc="Significance (focused SNR)")
     box = param.Integer(default=0, bounds=(0, None), doc="Box looked at")
     line = param.Integer(default=0, bounds=(0, None), doc="Line of the box looked at")
-    result = param.Parameter(default=None, doc="The stages (pipeline.alma.stages.Stages)")
-    scale = param.Number(default=1.0, bounds=(0.5, 3.0), doc="Plot size, relative (presenter mode: larger)")
+
+    redraw_on = ("line",)  # and the result: the stages (pipeline.alma.stages.Stages)
 
     def __init__(self, cube_path=CUBE, **params):
         super().__init__(**params)
@@ -87,39 +88,22 @@ class PipelineLesson(pn.viewable.Viewer):
             self.nx, self.ny, self.nchan = cube.shape
             self.kms = cube.channel_width()["kms"] or kms_per_channel_factor(cube)
         self.truth = truth_for_cube(cube_path)
-        self._panes = {}
-        self._again = False
-        self._step = 0
-        self._error = Alert("", alert_type="danger", visible=False, css_classes=["lesson-error"])
-        self._status = Text("", wrap=True, css_classes=["lesson-status"])
-        self._numbers = Text("", wrap=True, css_classes=["lesson-numbers"])
         self._box_picker = pn.widgets.Select(label="Box looked at", options={"(none yet)": 0}, width=300)
         self._box_picker.link(self, value="box")
         self._line_picker = pn.widgets.Select(label="Line of that box", options={"(none yet)": 0}, width=300)
         self._line_picker.link(self, value="line")
-        self.job = BackgroundJob(self._on_done, self._on_error, lambda text: setattr(self._status, "object", text))
-        self._progress = self.job.controls()
         self.param.watch(lambda *_: self.run(), ["threshold", "min_snr"])
         self.param.watch(lambda *_: self._on_box(), "box")
         self.param.watch(lambda *_: self._show_numbers(), ["line", "result"])
-        self.param.watch(self._on_scale, "scale")
 
     # ---- running --------------------------------------------------------------------------
-    def start(self) -> None:
-        if self.result is None and not self.job.busy:
-            self.run()
-
-    def run(self) -> None:
-        if self.job.busy:
-            self._again = True
-            return
-        self._error.visible = False
+    def work(self) -> tuple:
+        """The stages, the Blobs Finder's map of the last run reused (it does not depend on the cuts)."""
         source_map = self.result.source_map if self.result is not None else None
-        work = functools.partial(jobs.pipeline_stages, self.cube_path, self.threshold, self.min_snr, source_map)
-        self.job.start(work, "Running the pipeline stage by stage", in_process=True)
+        return (functools.partial(jobs.pipeline_stages, self.cube_path, self.threshold, self.min_snr, source_map),
+                "Running the pipeline stage by stage")
 
-    def _on_done(self, stages) -> None:
-        self._status.object = ""
+    def take(self, stages) -> None:
         boxes = {self._box_label(i, b): i for i, b in enumerate(stages.boxes)} or {"(no box at this threshold)": 0}
         # the first box that holds a true source, else the first
         first = next((i for i, b in enumerate(stages.boxes) if self._true_in(b)), 0)
@@ -128,16 +112,6 @@ class PipelineLesson(pn.viewable.Viewer):
         self._box_picker.value = first
         self.box = first
         self._on_box()
-        if self._again:
-            self._again = False
-            self.run()
-
-    def _on_error(self, message: str) -> None:
-        self._status.object = ""
-        self._error.object, self._error.visible = message, True
-        if self._again:
-            self._again = False
-            self.run()
 
     def _on_box(self) -> None:
         lines = self.selected_box.lines if self.selected_box is not None else []
@@ -148,10 +122,6 @@ class PipelineLesson(pn.viewable.Viewer):
         self.line = 0
         self._show_numbers()
         self.param.trigger("result")  # the plots of the box
-
-    def _on_scale(self, event) -> None:
-        self._panes.clear()
-        self._numbers.scale_font(event.new)
 
     # ---- what is looked at ----------------------------------------------------------------
     @property
@@ -249,22 +219,15 @@ class PipelineLesson(pn.viewable.Viewer):
         bounds = (cx - side // 2 - 0.5, cy - side // 2 - 0.5, cx - side // 2 + side - 0.5, cy - side // 2 + side - 0.5)
         whole = self.whole_band(box)
         top = max(float(line.focused.max()), float(whole.max()), 1.0)
-        return (self._image(whole, f"whole band: peak {self._peak(whole):.1f} x noise", bounds, clim=(-3, top)),
+        return (self._image(whole, f"whole band: peak {focused_snr(whole):.1f} x noise", bounds, clim=(-3, top)),
                 self._image(line.focused, f"channels {line.first}-{line.last - 1}: peak {line.snrs[0]:.1f} x noise",
                             bounds, clim=(-3, top)))
 
     def whole_band(self, box):
         """The box's focused image over every channel (units of its rms)."""
-        from pipeline.alma.focus import focused_images
-
         with open_cube(self.cube_path) as cube:
             return focused_images(cube, (box.x0, box.y0, box.x1, box.y1, box.score), [(0, cube.nchan)])[0][0]
 
-    @staticmethod
-    def _peak(image) -> float:
-        from pipeline.alma.focus import focused_snr
-
-        return focused_snr(image)
 
     def resnet_plot(self, result):
         """The focused image near the source, with the measured (blue) and the true (green) half-maximum
@@ -290,7 +253,7 @@ class PipelineLesson(pn.viewable.Viewer):
         d = np.hypot(np.asarray(self.truth["x"], float) - row["x"], np.asarray(self.truth["y"], float) - row["y"])
         return self.truth[int(np.argmin(d))] if d.min() <= 3.0 else None
 
-    def _plots(self, step: int) -> list:
+    def plots(self, step: int) -> list:
         """(name, function of the result) of step ``step``'s plots."""
         return [
             [("integrated", self.integrated_plot)],
@@ -301,13 +264,6 @@ class PipelineLesson(pn.viewable.Viewer):
             [("whole", lambda r: self.focus_plots(r)[0]), ("focused", lambda r: self.focus_plots(r)[1])],
             [("resnets", self.resnet_plot)],
         ][step]
-
-    def _pane(self, name: str, plot):
-        if name not in self._panes:
-            dynamic = hv.DynamicMap(lambda result, line: plot(result),
-                                    streams=[hv.streams.Params(self, ["result", "line"])])
-            self._panes[name] = pn.pane.HoloViews(dynamic, css_classes=[f"lesson-{name}"])
-        return self._panes[name]
 
     # ---- numbers --------------------------------------------------------------------------
     def numbers(self, step: int) -> str:
@@ -345,7 +301,7 @@ class PipelineLesson(pn.viewable.Viewer):
             verdict = "kept" if line.significant else "dropped (not significant)"
             return (f"line {self.line + 1}, channels {line.first}-{line.last - 1}: focused signal/noise "
                     f"{line.snrs[0]:.1f} over the range, up to {max(line.snrs):.1f} over narrower windows; whole band "
-                    f"{self._peak(self.whole_band(box)):.1f}. Level {r.level:.2f}: {verdict}")
+                    f"{focused_snr(self.whole_band(box)):.1f}. Level {r.level:.2f}: {verdict}")
         return self._measured(line)
 
     def _measured(self, line) -> str:
@@ -372,22 +328,6 @@ class PipelineLesson(pn.viewable.Viewer):
         out.append("(sizes: FWHM of the source itself, before the beam blurs it; angle of its major axis, "
                    "counter-clockwise from +x; a round source has none)")
         return "\n".join(out)
-
-    def _show_numbers(self) -> None:
-        self._numbers.object = self.numbers(self._step)
-
-    # ---- the lesson's parts ---------------------------------------------------------------
-    def handout(self, step: int) -> list:
-        plots = [plot(self.result) for _, plot in self._plots(step)]
-        return [pn.Row(*(pn.pane.HoloViews(p) for p in plots)), Text(self.numbers(step), wrap=True)]
-
-    def panel(self, step: int):
-        self._step = step
-        self._show_numbers()
-        self.start()
-        return pn.Column(self._error, self._progress, self._status,
-                         pn.Row(*(self._pane(name, plot) for name, plot in self._plots(step))), self._numbers,
-                         sizing_mode="stretch_width")
 
     def controls(self):
         return pn.Column(

@@ -104,11 +104,9 @@ class OneShotViewer(pn.viewable.Viewer):
         self._gallery_downloads = {
             kind: pn.widgets.FileDownload(callback=lambda kind=kind: self.gallery_handout(kind), embed=False,
                                           filename=f"neighbours.{kind}", label=f"Gallery as {kind.upper()}",
-                                          css_classes=[f"gallery-save-{kind}"], width=140)
+                                          css_classes=[f"gallery-save-{kind}"], width=140, disabled=True)
             for kind in ("html", "png")}
-        # named after the prototype whose neighbours they hold
-        self.param.watch(lambda *_: [setattr(d, "filename", f"{self.prototype or 'upload'}-neighbours.{kind}")
-                                     for kind, d in self._gallery_downloads.items()], "version")
+        self.param.watch(lambda *_: self._name_gallery_downloads(), "version")
         self._downloads = [pn.widgets.FileDownload(callback=lambda s=suffix: self.export(s),
                                                    filename=f"oneshot{suffix}", label=label, color="light")
                            for suffix, label in ((".csv", "CSV"), (".vot", "VOTable"))]
@@ -328,6 +326,12 @@ class OneShotViewer(pn.viewable.Viewer):
     def _with_labels(self, result: Table) -> Table:
         """``result`` with the team's verdicts on its galaxies, when there is a vetting question."""
         return self.vetting.catalog(result) if self.vetting.label_name else result
+
+    def _name_gallery_downloads(self) -> None:
+        """The gallery's downloads, named after the prototype whose neighbours they hold; off without a search."""
+        for kind, download in self._gallery_downloads.items():
+            download.param.update(filename=f"{self.prototype or 'upload'}-neighbours.{kind}",
+                                  disabled=self.result is None)
 
     def gallery_handout(self, kind: str) -> io.BytesIO:
         """The prototype and its neighbours as shown (the first ``GALLERY_LIMIT``), with their

@@ -318,7 +318,7 @@ class VettingViewer(pn.viewable.Viewer):
         review = self.review
         self.current = review.current or ""
         enabled = bool(self.current)
-        for button in self._buttons.values():
+        for button in (*self._buttons.values(), self._save):
             button.disabled = not enabled
         self._figures.visible = enabled
         if not enabled:

@@ -58,8 +58,8 @@ def test_dirty_cube_lesson_finds_sidelobes_where_the_bright_sources_beam_puts_th
 def test_dirty_cube_lesson_draws_every_step_and_runs_again_on_a_change(dirty):
     for step in range(len(DIRTY_STEPS)):
         pn.panel(dirty.panel(step)).get_root()
-        for _, plot in dirty._plots(step):
-            pn.panel(plot(dirty.result, dirty.channel)).get_root()
+        for _, plot in dirty.plots(step):
+            pn.panel(plot(dirty.result)).get_root()
     first = dirty.result
     folder = first.folder.parent
     dirty.minutes = 60  # a longer track: lower sidelobes
@@ -75,7 +75,7 @@ def test_plots_drawn_before_the_first_run_take_its_result(kind):
     """A page shows a lesson's plots while its first run goes: each DynamicMap must take the result
     (same layers) when it comes."""
     lesson = kind()
-    panes = [lesson._pane(name, plot) for step in range(len(lesson_steps(kind))) for name, plot in lesson._plots(step)]
+    panes = [lesson._pane(name, plot) for step in range(len(lesson_steps(kind))) for name, plot in lesson.plots(step)]
     roots = [pane.get_root() for pane in panes]
     lesson.start()
     assert lesson.result is not None
@@ -97,7 +97,7 @@ def test_pipeline_lesson_walks_the_stages_with_the_truth():
     for step in range(len(PIPELINE_STEPS)):
         lesson._step = step
         pn.panel(lesson.panel(step)).get_root()
-        for _, plot in lesson._plots(step):
+        for _, plot in lesson.plots(step):
             pn.panel(plot(r)).get_root()
     held = [i for i, b in enumerate(r.boxes) if lesson._true_in(b)]
     assert lesson.box == held[0]

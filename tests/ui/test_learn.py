@@ -114,6 +114,8 @@ def test_dirty_cube_lesson_compares_the_finders_and_explains_the_sidelobes(page,
     screenshot(f"sidelobes-{size[0]}")
     page.locator(".lesson-next button").click()
     expect(numbers).to_contain_text("flagged as sidelobes and dropped")
+    if size[0] > 1280:
+        return  # a widget's new run: once is enough
     before = page.locator(".lesson-numbers pre").inner_text()
     page.locator(".lesson-controls select").first.select_option("pybdsf")  # the other classic finder: a new run
     expect(numbers).to_contain_text("pybdsf:", timeout=90_000)
@@ -138,6 +140,8 @@ def test_pipeline_lesson_goes_stage_by_stage_with_the_truth(page, served_app, sc
             fits_the_window(page, size[0])
             screenshot(f"deep-gru-{size[0]}")
     expect(numbers).to_contain_text("measured")
+    if size[0] > 1280:
+        return  # another box: once is enough
     table = page.locator(".lesson-numbers pre").inner_text()
     page.locator(".lesson-controls select").first.select_option(index=1)  # another box
     expect(numbers).not_to_have_text(table)

@@ -9,7 +9,9 @@ from playwright.sync_api import expect
 from tests.ui.conftest import fits_the_window
 
 
-def test_statistics_lesson_follows_the_one_shot_tabs_set(page, served_app_with_stores, screenshot):
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_statistics_lesson_follows_the_one_shot_tabs_set(page, served_app_with_stores, screenshot, size):
+    page.set_viewport_size({"width": size[0], "height": size[1]})
     page.goto(served_app_with_stores, timeout=90_000)
     page.get_by_text("Learn", exact=True).click()
     page.locator(".lesson-guide select").first.select_option("One-shot search and statistics", timeout=60_000)
@@ -20,13 +22,15 @@ def test_statistics_lesson_follows_the_one_shot_tabs_set(page, served_app_with_s
         page.locator(".lesson-next button").click()
         expect(page.locator(".lesson-heading")).to_contain_text(f"Step {step} of 5")
     expect(page.locator(".lesson-plot")).to_be_visible()
-    screenshot("p-value")
+    fits_the_window(page, size[0])
+    screenshot(f"p-value-{size[0]}")
     page.locator(".lesson-controls .bk-input").nth(0).select_option(index=1)  # another prototype
     expect(numbers).not_to_contain_text("Opening")
     page.locator(".lesson-next button").click()
     expect(page.locator(".lesson-heading")).to_contain_text("Step 5 of 5: The recursive search")
     expect(page.locator(".lesson-plot")).to_be_visible()
-    screenshot("recursive")
+    fits_the_window(page, size[0])
+    screenshot(f"recursive-{size[0]}")
 
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
