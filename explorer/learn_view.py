@@ -66,8 +66,8 @@ class LearnViewer(pn.viewable.Viewer):
         # the texts are swapped for larger ones instead, so that they wrap to the wider guide
         self._buttons = pn.Column(pn.Row(self._back, self._next), pn.Row(self._presenter_toggle, self._save),
                                   sizing_mode="stretch_width")
-        self._controls = pn.Column(pn.bind(lambda *_: self.live.controls(), self.param.lesson),
-                                   sizing_mode="stretch_width", css_classes=["lesson-widgets"])
+        # the lesson's widgets, filled when the tab is first shown (a bound function is called when made)
+        self._controls = pn.Column(sizing_mode="stretch_width", css_classes=["lesson-widgets"])
         self._guide = pn.Column(self._picker, self._heading, self._text, self._buttons, self._keys,
                                 sizing_mode="stretch_width")
         self._frame = None  # the guide beside the lesson's widgets, made when the tab is first shown
@@ -151,6 +151,7 @@ class LearnViewer(pn.viewable.Viewer):
     def __panel__(self):
         """Laid out when first shown: making a lesson observes (the first one) or opens a galaxy set."""
         if self._frame is None:
+            self._controls.objects = [pn.bind(lambda *_: self.live.controls(), self.param.lesson)]
             self._frame = pn.Column(self._guide, self._controls,
                                     width=int(GUIDE_PX * (PRESENTER_SCALE if self.presenter else 1.0)),
                                     sizing_mode="fixed", css_classes=["lesson-guide"])

@@ -8,7 +8,7 @@ import panel as pn
 from PIL import Image
 
 from explorer import uploads
-from explorer.learn_view import LearnViewer
+from explorer.learn_view import LESSONS, LearnViewer
 from explorer.lesson_interferometer import STEPS
 from tests.explorer.test_oneshot_view import index_dir, viewer  # noqa: F401 -- the module's fixtures, by name
 
@@ -133,3 +133,13 @@ def test_the_statistics_step_saves_too(viewer):  # noqa: F811
     view.step = 3
     html = view.handout().getvalue().decode()
     assert "The p-value" in html and "bpt_class = AGN: base rate" in html
+
+
+def test_no_lesson_is_made_before_the_tab_is_shown():
+    """Every page's server script makes a LearnViewer: its lessons (an observation, arrays of
+    megabytes) must wait until the tab is shown."""
+    view = LearnViewer(presenter=True)
+    view.lesson = list(LESSONS)[1]
+    assert view._live == {}
+    pn.panel(view).get_root()  # the tab shown
+    assert list(view._live) == [list(LESSONS)[1]]

@@ -123,6 +123,15 @@ def screenshot(page, request):
     return take
 
 
+def open_lesson(page, url: str, lesson: str, size) -> tuple:
+    """Open the Learn tab's ``lesson`` by a link in a window of ``size``: (its heading, its numbers)."""
+    from urllib.parse import quote
+
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    page.goto(f"{url}?tab=learn&lesson={quote(lesson)}", timeout=90_000)
+    return page.locator(".lesson-heading"), page.locator(".lesson-numbers")
+
+
 def fits_the_window(page, width: int) -> None:
     """Nothing runs out of the window sideways: a lesson's guide with its controls, every plot, the page."""
     page.wait_for_timeout(500)  # the plots' last layout
@@ -258,7 +267,7 @@ class Server:
         # tornado logs a closed websocket when the browser leaves mid-message: not the app's error
         errors = [block for block in text.split("Traceback")[1:]
                   if "WebSocketClosedError" not in block and "StreamClosedError" not in block]
-        assert not errors, f"the server logged an exception:\n{text[-3000:]}"
+        assert not errors, "the server logged an exception:\nTraceback" + errors[0][-4000:]
 
 
 @pytest.fixture(scope="session")

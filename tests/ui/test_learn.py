@@ -1,12 +1,11 @@
 """The Learn tab in real Chromium, against `panel serve app.py`: the interferometer lesson, the dirty
 cube and the pipeline lessons, links, presenter mode and handouts."""
 
-from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.conftest import fits_the_window
+from tests.ui.conftest import fits_the_window, open_lesson
 
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
@@ -98,9 +97,7 @@ def test_a_step_saved_as_html_opens_without_the_server(page, served_app, tmp_pat
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
 def test_dirty_cube_lesson_compares_the_finders_and_explains_the_sidelobes(page, served_app, screenshot, size):
-    page.set_viewport_size({"width": size[0], "height": size[1]})
-    page.goto(f"{served_app}?tab=learn&lesson={quote('Why dirty cubes are hard')}", timeout=90_000)
-    heading, numbers = page.locator(".lesson-heading"), page.locator(".lesson-numbers")
+    heading, numbers = open_lesson(page, served_app, "Why dirty cubes are hard", size)
     expect(heading).to_contain_text("Step 1 of 5: A bright source and faint ones", timeout=60_000)
     expect(numbers).to_contain_text("5 true sources", timeout=90_000)  # simulated and searched in a worker
     expect(page.locator(".bk-Figure")).to_have_count(2)
@@ -125,9 +122,7 @@ def test_dirty_cube_lesson_compares_the_finders_and_explains_the_sidelobes(page,
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
 def test_pipeline_lesson_goes_stage_by_stage_with_the_truth(page, served_app, screenshot, size):
-    page.set_viewport_size({"width": size[0], "height": size[1]})
-    page.goto(f"{served_app}?tab=learn&lesson={quote('Inside the pipeline')}", timeout=90_000)
-    heading, numbers = page.locator(".lesson-heading"), page.locator(".lesson-numbers")
+    heading, numbers = open_lesson(page, served_app, "Inside the pipeline", size)
     expect(numbers).to_contain_text("6 true sources", timeout=90_000)
     titles = ["The Blobs Finder's map", "Boxes", "Box spectra", "The Deep GRU", "Focusing", "The ResNets"]
     for step, title in enumerate(titles, start=2):

@@ -1,12 +1,11 @@
 """The Learn tab's lessons on the one-shot tab's galaxy set (statistics, features) in real Chromium,
 on the served app's galaxy set."""
 
-from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.conftest import fits_the_window
+from tests.ui.conftest import fits_the_window, open_lesson
 
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
@@ -35,9 +34,7 @@ def test_statistics_lesson_follows_the_one_shot_tabs_set(page, served_app_with_s
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
 def test_feature_lesson_ranks_and_shows_where_features_fire(page, served_app_with_stores, screenshot, size):
-    page.set_viewport_size({"width": size[0], "height": size[1]})
-    page.goto(f"{served_app_with_stores}?tab=learn&lesson={quote('What does a feature see?')}", timeout=90_000)
-    heading, numbers = page.locator(".lesson-heading"), page.locator(".lesson-numbers")
+    heading, numbers = open_lesson(page, served_app_with_stores, "What does a feature see?", size)
     expect(numbers).to_contain_text("AUROC", timeout=120_000)
     expect(page.locator(".lesson-gallery img").first).to_be_visible()
     page.locator(".lesson-next button").click()
@@ -50,6 +47,7 @@ def test_feature_lesson_ranks_and_shows_where_features_fire(page, served_app_wit
         page.locator(".lesson-next button").click()
         expect(heading).to_contain_text(f"Step {step} of 5")
     expect(numbers).to_contain_text("too small to have an inside")  # the test set's 64 px images: 2 x 2 maps
+    expect(page.locator(".bk-Figure")).to_have_count(1)  # the chart of every feature
     fits_the_window(page, size[0])
     screenshot(f"edge-{size[0]}")
     page.locator(".lesson-next button").click()
