@@ -29,9 +29,9 @@ from pipeline.alma.evaluate import evaluate
 from pipeline.alma.matching import classify
 from pipeline.alma.measure import beam_on_grid
 from pipeline.alma.noise import noise_of
-from pipeline.alma.simulate import Observation
+from pipeline.alma.simulate import Observation, sky_model_path
 from pipeline.alma.sky import SkyParameters
-from pipeline.alma.truth import read_truth
+from pipeline.alma.truth import truth_for_cube
 
 SIZE, CHANNELS = 256, 64  # the cube: 25.6" at 0.1"/px (the paper's field), 64 channels of 10 MHz
 FAINT = 4  # faint sources besides the bright one
@@ -90,9 +90,9 @@ class Observed:
     @classmethod
     def read(cls, path: Path, catalogs: dict) -> Observed:
         cube = open_cube(path)
-        sky = open_cube(path.with_name(path.name.replace(".fits", "_sky.fits")))
+        sky = open_cube(sky_model_path(path))
         psf = open_companion(companion_candidates(path, "psf")[0], cube, "psf")
-        truth = read_truth(path.with_name("truth.csv"))
+        truth = truth_for_cube(path)
         outcomes = {name: classify(truth, catalog, path.name, SIZE) for name, catalog in catalogs.items()}
         noise = np.asarray(noise_of(cube).quiet, float)
         return cls(path.parent, cube, sky, psf, truth, catalogs, outcomes, noise)

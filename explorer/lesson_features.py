@@ -73,6 +73,7 @@ class FeaturesLesson(pn.viewable.Viewer):
         self.ranking = None  # atlas.rank_features for the label
         self.edges = None  # (every feature's share on the ring over EDGE_SAMPLE galaxies, an even spread's)
         self._question = None
+        self._searched = None  # ((ranking, edges, prototype, subset), their searches)
         self._step = 0
         self._error = Alert("", alert_type="danger", visible=False, css_classes=["lesson-error"])
         self._status = Text("", wrap=True, css_classes=["lesson-status"])
@@ -250,7 +251,15 @@ class FeaturesLesson(pn.viewable.Viewer):
         return "\n".join(lines)
 
     def searches(self) -> list[tuple[str, list]]:
-        """(name, ids found) of the prototype's SEARCH_N nearest by all features and by subsets."""
+        """(name, ids found) of the prototype's SEARCH_N nearest by all features and by subsets; made
+        once per question (the numbers and the plot both ask)."""
+        asked = self._searched[0] if self._searched is not None else None
+        if (asked is None or asked[0] is not self.ranking or asked[1] is not self.edges
+                or asked[2:] != (self.prototype, self.subset)):
+            self._searched = ((self.ranking, self.edges, self.prototype, self.subset), self._search())
+        return self._searched[1]
+
+    def _search(self) -> list[tuple[str, list]]:
         best = [int(k) for k in self.ranking["feature"][:self.subset]]
         inside = [k for k in best if not self._fires_on_edge(k)]
         found = [("all features (the search)", list(search.one_shot(self.store, self.prototype, SEARCH_N)["id"])),

@@ -88,6 +88,7 @@ class PipelineLesson(RunningLesson):
             self.nx, self.ny, self.nchan = cube.shape
             self.kms = cube.channel_width()["kms"] or kms_per_channel_factor(cube)
         self.truth = truth_for_cube(cube_path)
+        self._whole = {}  # box (x0, y0, x1, y1) -> its image over the whole band
         self._box_picker = pn.widgets.Select(label="Box looked at", options={"(none yet)": 0}, width=300)
         self._box_picker.link(self, value="box")
         self._line_picker = pn.widgets.Select(label="Line of that box", options={"(none yet)": 0}, width=300)
@@ -224,9 +225,12 @@ class PipelineLesson(RunningLesson):
                             bounds, clim=(-3, top)))
 
     def whole_band(self, box):
-        """The box's focused image over every channel (units of its rms)."""
-        with open_cube(self.cube_path) as cube:
-            return focused_images(cube, (box.x0, box.y0, box.x1, box.y1, box.score), [(0, cube.nchan)])[0][0]
+        """The box's focused image over every channel (units of its rms), made once per box."""
+        key = (box.x0, box.y0, box.x1, box.y1)
+        if key not in self._whole:
+            with open_cube(self.cube_path) as cube:
+                self._whole[key] = focused_images(cube, (*key, box.score), [(0, cube.nchan)])[0][0]
+        return self._whole[key]
 
 
     def resnet_plot(self, result):

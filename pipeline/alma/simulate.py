@@ -357,6 +357,12 @@ def write_cube(path, cube, frequency_hz, observation=Observation(), beams=None, 
     return path
 
 
+def sky_model_path(cube_path) -> Path:
+    """Where :func:`simulate_set` writes a cube's sky model: ``NAME_sky.fits`` beside ``NAME.fits``."""
+    cube_path = Path(cube_path)
+    return cube_path.with_name(cube_path.name.replace(".fits", "_sky.fits"))
+
+
 def write_psf(path, response: InstrumentResponse) -> Path:
     """The dirty beam of every channel of ``response`` as tclean's PSF cube exported to FITS
     (the cubes' grid and channels, peak 1 at the centre pixel), written atomically."""
@@ -441,7 +447,7 @@ def simulate_set(out_dir, n, seed, size=256, channels=128, config="alma.cycle9.3
         paths.append(write_cube(out_dir / name, sim.dirty_cube, sim.frequency_hz, obs,
                                 sim.beams, name=name))
         if write_sky:
-            write_cube(out_dir / name.replace(".fits", "_sky.fits"), sim.sky_model,
+            write_cube(sky_model_path(out_dir / name), sim.sky_model,
                        sim.frequency_hz, obs, bunit="Jy/pixel", name=name)
         if write_psfs:
             psf_path = out_dir / name.replace(".fits", ".psf.fits")
