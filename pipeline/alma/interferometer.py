@@ -1,6 +1,7 @@
 """An interferometer in a few functions: antenna configurations -> uv tracks -> dirty beam.
 
-Antenna positions (ALMA ``.cfg`` files from casadata, local tangent plane) become baselines,
+Antenna positions (CASA ``.cfg`` files from casadata: ALMA's in the local tangent plane, the
+VLBA's geocentric) become baselines,
 Earth rotation turns the baselines into uv tracks, and the tracks, gridded with natural or Briggs
 weights as CASA's ``tclean`` does, give the dirty beam (PSF) by FFT. ``fit_beam`` fits a Gaussian
 to its main lobe like CASA, which is the beam written into the BEAMS table of a cube. The
@@ -51,12 +52,21 @@ ARCSEC_RAD = scipy.constants.arcsec  # pi / (180 * 3600)
 @dataclass(frozen=True)
 class AntennaConfiguration:
     """An array layout: ``xyz_m`` (n, 3) local east, north, up positions in metres,
-    ``diameter_m`` (n,) dish diameters in metres, ``pads`` the pad names."""
+    ``diameter_m`` (n,) dish diameters in metres, ``pads`` the pad names.
+
+    A continental array (a geocentric ``coordsys=XYZ`` file, e.g. the VLBA) also knows where it is:
+    ``latitude_deg``, the geodetic latitude of the point its local axes are drawn at (the
+    stations' mean), and each station's own ``station_latitude_deg`` and
+    ``station_longitude_deg`` (east of that point), for each station's own horizon. None for a
+    local file, whose array sits at one site."""
 
     name: str
     xyz_m: np.ndarray
     diameter_m: np.ndarray
     pads: tuple[str, ...] = ()
+    latitude_deg: float | None = None
+    station_latitude_deg: np.ndarray | None = None
+    station_longitude_deg: np.ndarray | None = None
 
     @property
     def n_antennas(self) -> int:
@@ -78,7 +88,9 @@ def available_configurations() -> list[str]:
 
 
 def load_configuration(name_or_path) -> AntennaConfiguration:
-    """Read a CASA ``.cfg`` antenna file (columns x y z diam pad, local tangent plane, metres).
+    """Read a CASA ``.cfg`` antenna file (columns x y z diam pad, metres): positions in the local
+    tangent plane, or geocentric when its header says ``# coordsys=XYZ`` (turned into local east,
+    north, up at the stations' mean, see :func:`geocentric_to_local`).
 
     ``name_or_path`` is a shipped configuration name (``"alma.cycle9.3"``, with or without
     ``.cfg``) or the path of a ``.cfg`` file. An unknown name raises ``InputError``.
@@ -97,7 +109,9 @@ def load_configuration(name_or_path) -> AntennaConfiguration:
             f"{', '.join(available_configurations())}."
         )
     xyz, diameters, pads = [], [], []
-    for line in path.read_text().splitlines():
+    text = path.read_text()
+    geocentric = any(line.replace(" ", "").lower().startswith("#coordsys=xyz") for line in text.splitlines())
+    for line in text.splitlines():
         fields = line.split("#", 1)[0].split()
         if not fields:
             continue
@@ -108,9 +122,32 @@ def load_configuration(name_or_path) -> AntennaConfiguration:
         pads.append(fields[4] if len(fields) > 4 else f"A{len(pads):03d}")
     if len(xyz) < 2:
         raise InputError(f"{path}: an interferometer needs at least two antennas.")
+    if geocentric:
+        return geocentric_to_local(path.stem, np.array(xyz), np.array(diameters), tuple(pads))
     return AntennaConfiguration(
         name=path.stem, xyz_m=np.array(xyz), diameter_m=np.array(diameters), pads=tuple(pads)
     )
+
+
+def geocentric_to_local(name, xyz_m, diameter_m, pads=()) -> AntennaConfiguration:
+    """Stations at geocentric (ITRF) ``xyz_m`` -> an :class:`AntennaConfiguration` in local east,
+    north, up axes drawn at the geodetic position of the stations' mean (astropy's WGS84), by
+    rotation only: baselines keep their lengths and directions, so Earth-rotation synthesis at that
+    latitude gives the array's true uv tracks. Each station's own latitude and longitude are kept
+    for its horizon."""
+    from astropy import units as u
+    from astropy.coordinates import EarthLocation
+
+    centre = EarthLocation.from_geocentric(*np.mean(xyz_m, axis=0), unit=u.m)
+    lat, lon = np.radians(centre.lat.deg), np.radians(centre.lon.deg)
+    d = np.asarray(xyz_m, float) - np.mean(xyz_m, axis=0)
+    east = -np.sin(lon) * d[:, 0] + np.cos(lon) * d[:, 1]
+    north = -np.sin(lat) * np.cos(lon) * d[:, 0] - np.sin(lat) * np.sin(lon) * d[:, 1] + np.cos(lat) * d[:, 2]
+    up = np.cos(lat) * np.cos(lon) * d[:, 0] + np.cos(lat) * np.sin(lon) * d[:, 1] + np.sin(lat) * d[:, 2]
+    stations = EarthLocation.from_geocentric(*np.asarray(xyz_m, float).T, unit=u.m)
+    longitude = (stations.lon.deg - centre.lon.deg + 180.0) % 360.0 - 180.0
+    return AntennaConfiguration(name, np.stack([east, north, up], axis=1), np.asarray(diameter_m, float),
+                                tuple(pads), float(centre.lat.deg), np.asarray(stations.lat.deg), longitude)
 
 
 def baselines_m(config: AntennaConfiguration) -> np.ndarray:
@@ -134,7 +171,7 @@ def hour_angles_h(hour_angle_start_h, hour_angle_stop_h, integration_s) -> np.nd
 
 
 def uv_tracks(config, declination_deg, hour_angle_start_h, hour_angle_stop_h, integration_s,
-              latitude_deg=ALMA_LATITUDE_DEG, elevation_limit_deg=ELEVATION_LIMIT_DEG,
+              latitude_deg=None, elevation_limit_deg=ELEVATION_LIMIT_DEG,
               shadowing=True) -> np.ndarray:
     """Earth-rotation synthesis: the (u, v) coverage in metres, shape (2 * n_vis, 2).
 
@@ -145,8 +182,10 @@ def uv_tracks(config, declination_deg, hour_angle_start_h, hour_angle_stop_h, in
     visibilities (baseline-major, hour angle fastest), the second half their conjugates
     (-u, -v), so the coverage is symmetric as every imager makes it.
 
-    As CASA's simobserve does, integrations with the source below ``elevation_limit_deg`` are
-    left out and, with ``shadowing``, so is every baseline of a shadowed antenna: one that
+    ``latitude_deg``: the site's, by default the configuration's own (ALMA's for a local file).
+    Hour angles are the site's. As CASA's simobserve does, integrations with the source below
+    ``elevation_limit_deg`` are left out (for a continental array, a baseline's integrations
+    where either station has the source below its own horizon's limit) and, with ``shadowing``, so is every baseline of a shadowed antenna: one that
     another antenna, nearer the source, partly hides (closer in projection than the sum of
     their dish radii; CASA, measured with 12 m dishes: 11.8 m apart flagged, 12.0 m not).
     Compact configurations at low elevation lose many visibilities so: alma.cycle9.3 at
@@ -156,6 +195,8 @@ def uv_tracks(config, declination_deg, hour_angle_start_h, hour_angle_stop_h, in
     nothing raises ``InputError``.
     """
     config = load_configuration(config)
+    if latitude_deg is None:
+        latitude_deg = ALMA_LATITUDE_DEG if config.latitude_deg is None else config.latitude_deg
     east, north, up = baselines_m(config).T
     lat, dec = np.radians(latitude_deg), np.radians(declination_deg)
     x_eq = -np.sin(lat) * north + np.cos(lat) * up
@@ -168,9 +209,16 @@ def uv_tracks(config, declination_deg, hour_angle_start_h, hour_angle_stop_h, in
          + np.cos(dec) * z_eq[:, None])
     w = (np.cos(dec) * cos_h * x_eq[:, None] - np.cos(dec) * sin_h * y_eq[:, None]
          + np.sin(dec) * z_eq[:, None])
-    sin_elevation = np.sin(lat) * np.sin(dec) + np.cos(lat) * np.cos(dec) * np.cos(ha)
-    above = sin_elevation >= np.sin(np.radians(elevation_limit_deg))
-    keep = np.broadcast_to(above[None, :], u.shape)
+    limit = np.sin(np.radians(elevation_limit_deg))
+    if config.station_latitude_deg is None:
+        sin_elevation = np.sin(lat) * np.sin(dec) + np.cos(lat) * np.cos(dec) * np.cos(ha)
+        keep = np.broadcast_to((sin_elevation >= limit)[None, :], u.shape)
+    else:  # each station's own horizon: its latitude, and the hour angle shifted by its longitude
+        station_lat = np.radians(config.station_latitude_deg)[:, None]
+        station_ha = ha[None, :] + np.radians(config.station_longitude_deg)[:, None]
+        above = (np.sin(station_lat) * np.sin(dec) + np.cos(station_lat) * np.cos(dec) * np.cos(station_ha)) >= limit
+        i, j = np.triu_indices(config.n_antennas, k=1)
+        keep = above[i] & above[j]
     if shadowing:
         keep = keep & ~_shadowed_baselines(config, u, v, w)
     if not keep.any():

@@ -14,6 +14,8 @@ network family, as timm keeps them:
 - :mod:`.decoras` :class:`Decoras` / :class:`DecorasPair`: the DECORAS baseline (Rezaei et al.
   2022) as the ALMA paper re-implemented it: two small encoder-decoders, one trained with binary
   cross-entropy, one with the mean squared logarithmic error.
+- :mod:`.encoder_decoder` :class:`EncoderDecoder`: the DECORAS family, whose shape (depth, widths,
+  kernels, skips, normalisation) :mod:`pipeline.automl` searches.
 - :mod:`.losses`: the training losses; :mod:`.registry`: every kind by name;
   :mod:`.checkpoints`: weights saved and loaded.
 
@@ -29,13 +31,15 @@ from pipeline.alma.models.checkpoints import (
 )
 from pipeline.alma.models.decoras import DECORAS_LOSSES, Decoras, DecorasPair
 from pipeline.alma.models.deep_gru import DeepGRU
-from pipeline.alma.models.losses import bce_dice_loss, l1_ssim_loss, msle_loss, ssim
+from pipeline.alma.models.encoder_decoder import DECORAS_SHAPE, EncoderDecoder
+from pipeline.alma.models.losses import bce_dice_loss, dice_loss, focal_loss, l1_ssim_loss, msle_loss, ssim
 from pipeline.alma.models.registry import MODEL_REGISTRY, build_model, count_parameters
 from pipeline.alma.models.resnet import PARAMETERS, BasicBlock, ResNetRegressor
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "DECORAS_LOSSES",
+    "DECORAS_SHAPE",
     "MODEL_REGISTRY",
     "PARAMETERS",
     "BasicBlock",
@@ -44,10 +48,13 @@ __all__ = [
     "Decoras",
     "DecorasPair",
     "DeepGRU",
+    "EncoderDecoder",
     "ResNetRegressor",
     "UpBlock",
     "bce_dice_loss",
     "build_model",
+    "dice_loss",
+    "focal_loss",
     "count_parameters",
     "l1_ssim_loss",
     "load_checkpoint",

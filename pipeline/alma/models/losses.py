@@ -1,5 +1,6 @@
 """The training losses of the networks: SSIM and L1 + SSIM (Blobs Finder), binary cross-entropy +
-Dice for sparse maps, and the mean squared logarithmic error (DECORAS)."""
+Dice for sparse maps, the mean squared logarithmic error (DECORAS), and Dice and focal losses
+alone (choices of :mod:`pipeline.automl`'s search)."""
 
 from __future__ import annotations
 
@@ -64,10 +65,24 @@ def bce_dice_loss(prediction: torch.Tensor, target: torch.Tensor, smooth: float 
     in [0, 1]: the Dice term is relative to the target's own area, so a map that is almost all
     background cannot be matched by predicting background everywhere; ``smooth`` keeps it
     defined (and asking for an empty map) when the target is empty."""
-    bce = F.binary_cross_entropy(prediction, target)
+    return F.binary_cross_entropy(prediction, target) + dice_loss(prediction, target, smooth)
+
+
+def dice_loss(prediction: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice coefficient per image, averaged, for maps in [0, 1] (Milletari et al. 2016)."""
     p, t = prediction.flatten(1), target.flatten(1)
     dice = (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)
-    return bce + (1 - dice).mean()
+    return (1 - dice).mean()
+
+
+def focal_loss(prediction: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
+    """Focal loss (Lin et al. 2017) for probabilities in [0, 1] and 0/1 targets: cross-entropy
+    scaled by ``(1 - p_t) ** gamma``, so the many easy background pixels weigh little, and
+    weighted ``alpha`` for the positives, ``1 - alpha`` for the negatives."""
+    bce = F.binary_cross_entropy(prediction, target, reduction="none")
+    p_t = prediction * target + (1 - prediction) * (1 - target)
+    weight = alpha * target + (1 - alpha) * (1 - target)
+    return (weight * (1 - p_t) ** gamma * bce).mean()
 
 
 def msle_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

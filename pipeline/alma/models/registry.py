@@ -7,6 +7,7 @@ from torch import nn
 from pipeline.alma.models.blobs_finder import BlobsFinder
 from pipeline.alma.models.decoras import Decoras, DecorasPair
 from pipeline.alma.models.deep_gru import DeepGRU
+from pipeline.alma.models.encoder_decoder import EncoderDecoder
 from pipeline.alma.models.resnet import ResNetRegressor
 from pipeline.errors import InputError
 
@@ -16,6 +17,7 @@ MODEL_REGISTRY = {
     "resnet": ResNetRegressor,
     "decoras": Decoras,
     "decoras_pair": DecorasPair,
+    "encoder_decoder": EncoderDecoder,
 }
 
 
