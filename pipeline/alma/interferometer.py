@@ -216,7 +216,8 @@ def uv_tracks(config, declination_deg, hour_angle_start_h, hour_angle_stop_h, in
     else:  # each station's own horizon: its latitude, and the hour angle shifted by its longitude
         station_lat = np.radians(config.station_latitude_deg)[:, None]
         station_ha = ha[None, :] + np.radians(config.station_longitude_deg)[:, None]
-        above = (np.sin(station_lat) * np.sin(dec) + np.cos(station_lat) * np.cos(dec) * np.cos(station_ha)) >= limit
+        sin_elevation = np.sin(station_lat) * np.sin(dec) + np.cos(station_lat) * np.cos(dec) * np.cos(station_ha)
+        above = sin_elevation >= limit
         i, j = np.triu_indices(config.n_antennas, k=1)
         keep = above[i] & above[j]
     if shadowing:

@@ -59,12 +59,23 @@ def default_storage() -> str:
     return f"sqlite:///{cache_dir('automl') / 'studies.db'}"
 
 
+def quiet_optuna() -> None:
+    """Optuna's log at warnings only, and without its notes that heartbeats are experimental."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def storage(url: str | None = None):
     """Optuna's database storage at ``url`` (default :func:`default_storage`), with heartbeats so
     that trials of a dead process are found and retried. InputError for what is not a database URL."""
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+    quiet_optuna()
     url = url or default_storage()
     if "://" not in url:
         raise InputError(f"--storage takes a database URL, e.g. sqlite:///studies.db or "
@@ -74,11 +85,11 @@ def storage(url: str | None = None):
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
         return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     except (ImportError, ModuleNotFoundError) as exc:
         raise InputError(f"The storage {url.split('://')[0]} needs a database driver that is not installed "
                          f"({exc}); e.g. pip install psycopg2-binary for PostgreSQL, pymysql for MySQL.") from None
-    except optuna.exceptions.OptunaError as exc:  # noqa: BLE001 - no other way to learn the URL is bad
+    except optuna.exceptions.OptunaError as exc:
         raise InputError(f"Cannot open the storage {url}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for an unreachable database
         raise InputError(f"Cannot open the storage {url}: {str(exc).splitlines()[0]}") from None
@@ -90,7 +101,6 @@ def open_study(task: AutomlTask, study_name: str | None = None, url: str | None 
     InputError when a study of that name belongs to another task."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=study_name or task.name, storage=storage(url), load_if_exists=True, direction=task.direction,
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=8),
@@ -180,8 +190,9 @@ class Objective:
 def run(task_name: str, minutes: float, url: str | None = None, study_name: str | None = None, workers: int = 1,
         fidelity: Fidelity = Fidelity(), seed: int = 0, progress=None, cancel=None):
     """Search for ``minutes`` (wall clock) on ``workers`` processes; returns the study. Each worker
-    uses ``cores / workers`` threads. ``progress(done, total, stage)`` is called about every 10 s
-    with the seconds spent of the budget and the number of trials."""
+    uses ``cores / workers`` threads. ``progress(done, total, stage)`` is called with the seconds
+    spent of the budget and the number of trials: after each trial (one worker), or about every 10
+    s (several). ``cancel`` (one worker): the running trial stops at its next report, none follows."""
     task = get_task(task_name)
     if not (isinstance(minutes, (int, float)) and minutes > 0):
         raise InputError(f"--minutes must be a positive number of minutes; got {minutes!r}.")
@@ -193,7 +204,11 @@ def run(task_name: str, minutes: float, url: str | None = None, study_name: str 
     deadline = time.time() + budget
     threads = max(1, (os.cpu_count() or 1) // workers)
     if workers == 1:
-        _optimise(task_name, study.study_name, url, fidelity, seed, deadline, threads, cancel)
+        def after_trial(done_study, _trial):
+            report(progress, min(budget, budget - (deadline - time.time())), budget,
+                   f"{len(done_study.get_trials(deepcopy=False))} trials")
+
+        _optimise(task_name, study.study_name, url, fidelity, seed, deadline, threads, cancel, after_trial)
         return study
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_optimise, args=(task_name, study.study_name, url, fidelity,
@@ -218,13 +233,12 @@ def run(task_name: str, minutes: float, url: str | None = None, study_name: str 
     return study
 
 
-def _optimise(task_name, study_name, url, fidelity, seed, deadline, threads, cancel):
-    """One worker: trials of the study until the deadline."""
+def _optimise(task_name, study_name, url, fidelity, seed, deadline, threads, cancel, after_trial=None):
+    """One worker: trials of the study until the deadline (``after_trial(study, trial)`` after each)."""
     import optuna
     import torch
 
     torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     task = get_task(task_name)
     study = optuna.load_study(study_name=study_name, storage=storage(url),
                               sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=8),
@@ -235,14 +249,13 @@ def _optimise(task_name, study_name, url, fidelity, seed, deadline, threads, can
     if remaining <= 0:
         return
     objective = Objective(task, fidelity, deadline, seed, cancel)
-    study.optimize(objective, timeout=remaining, gc_after_trial=True)
+    study.optimize(objective, timeout=remaining, gc_after_trial=True, callbacks=[after_trial] if after_trial else None)
 
 
 def load(study_name: str, url: str | None = None):
     """The study ``study_name`` in the storage; InputError naming the studies there when missing."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     opened = storage(url)
     names = [s.study_name for s in optuna.get_all_study_summaries(opened, include_best_trial=False)]
     if study_name not in names:

@@ -78,12 +78,15 @@ class AutomlTask:
     notes: dict = field(default_factory=dict)
 
 
-def relative_objective(names):
-    """An objective for error scores (lower better): their mean ratio to the baseline's, so 1 is the
-    baseline and below 1 is better on average. A ratio is capped at 10 so one score cannot swamp
-    the others."""
+def relative_objective(errors=(), similarities=()):
+    """An objective for scores against the baseline's: the mean ratio of each error (lower better)
+    and of each similarity's distance from 1 (a score at most 1, higher better) to the baseline's,
+    so 1 is the baseline and below 1 is better on average. A ratio is capped at 10 so one score
+    cannot swamp the others."""
     def objective(scores: dict, baseline: dict) -> float:
-        return float(np.mean([min(scores[k] / max(baseline[k], 1e-9), 10.0) for k in names]))
+        ratios = [scores[k] / max(baseline[k], 1e-9) for k in errors]
+        ratios += [(1 - scores[k]) / max(1 - baseline[k], 1e-9) for k in similarities]
+        return float(np.mean(np.minimum(ratios, 10.0)))
 
     return objective
 

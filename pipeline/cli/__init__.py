@@ -2,7 +2,8 @@
 
 Each subcommand is a thin layer over one module, declared beside the function that runs it: the
 ALMA cube commands in :mod:`pipeline.cli.alma`, the one-shot galaxy search in
-:mod:`pipeline.cli.oneshot`, the verdicts on candidates in :mod:`pipeline.cli.vetting`.
+:mod:`pipeline.cli.oneshot`, the verdicts on candidates in :mod:`pipeline.cli.vetting`, the
+search over DECORAS-family networks in :mod:`pipeline.cli.automl`.
 Bad input ends with a one-line message on stderr and exit code 2;
 ``python -m pipeline SUBCOMMAND --help`` explains each. Reading the options imports no network
 library: a command imports what it needs when it runs.
@@ -13,14 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.cli import alma, oneshot, vetting
+from pipeline.cli import alma, automl, oneshot, vetting
 from pipeline.errors import InputError
 
 #: The subcommands in the order --help lists them.
 COMMANDS = (alma.add_cube_info_parser, alma.add_simulate_parser, alma.add_train_parser, alma.add_detect_parser,
             alma.add_evaluate_parser, oneshot.add_index_parser, oneshot.add_search_parser, oneshot.add_map_parser,
             oneshot.add_top_activations_parser, oneshot.add_rank_features_parser,
-            vetting.add_vetting_parser)
+            vetting.add_vetting_parser, automl.add_automl_parser)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -219,13 +219,13 @@ class _Frame:
     scale: float = 1.0 / PIXEL_SCALE_ARCSEC
 
     @classmethod
-    def of(cls, p: dict, size: int) -> _Frame:
+    def of(cls, p: dict, size: int, pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC) -> _Frame:
         ky, kx, k2, pixel = _frequency_grid(size)
         offset = centre = size // 2
         pa = np.radians(p["position_angle_deg"])
         cos_pa, sin_pa = np.cos(pa), np.sin(pa)
         return cls(size, ky, kx, k2, pixel, offset + centre + p["centre_dx_px"], offset + centre + p["centre_dy_px"],
-                   cos_pa, sin_pa, kx * cos_pa + ky * sin_pa, -kx * sin_pa + ky * cos_pa)
+                   cos_pa, sin_pa, kx * cos_pa + ky * sin_pa, -kx * sin_pa + ky * cos_pa, 1.0 / pixel_scale_arcsec)
 
     @property
     def n_pad(self) -> int:
@@ -236,12 +236,13 @@ class _Frame:
         return self.size // 2
 
 
-def _render_one(p: dict, fluxes: np.ndarray, size: int, noise: bool) -> np.ndarray:
+def _render_one(p: dict, fluxes: np.ndarray, size: int, noise: bool,
+                pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC) -> np.ndarray:
     """One galaxy (``p``: a row of :func:`~pipeline.oneshot.survey.draw_galaxies` +
     :func:`~pipeline.oneshot.survey.assign_labels` as a dict; ``fluxes``: its (3, 4)
     :func:`component_fluxes`): (3, size, size) float32 nanomaggies/px."""
     rng = np.random.default_rng(int(p["render_seed"]))
-    frame = _Frame.of(p, size)
+    frame = _Frame.of(p, size, pixel_scale_arcsec)
     model = _smooth_light(p, fluxes, frame, rng)
     if fluxes[1, 2] > 0:
         model = model + _knots(p, fluxes, frame, rng)
@@ -326,14 +327,17 @@ def _observed(model: np.ndarray, p: dict, frame: _Frame, noise: bool, rng) -> np
     return image.astype(np.float32)
 
 
-def render_galaxies(galaxies: Table, size: int = DEFAULT_SIZE, noise: bool = True):
+def render_galaxies(galaxies: Table, size: int = DEFAULT_SIZE, noise: bool = True,
+                    pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC):
     """Cutouts of ``galaxies`` (a table from :func:`~pipeline.oneshot.survey.draw_galaxies` and
     :func:`~pipeline.oneshot.survey.assign_labels`):
     a generator of (3, size, size) float32 arrays, bands g, r, i, in nanomaggies per pixel,
     sky-subtracted, the galaxy at pixel (size // 2, size // 2) within half a pixel. Each is
     determined by its row alone (its ``render_seed`` draws the knots, neighbours and noise);
-    ``noise=False`` gives the noiseless model."""
+    ``noise=False`` gives the noiseless model. ``pixel_scale_arcsec``: another camera's pixels
+    (the noise is SDSS's, per SDSS pixel: use ``noise=False`` and add the camera's own)."""
     columns = {name: np.asarray(galaxies[name]) for name in galaxies.colnames}
     fluxes = component_fluxes(galaxies)
     for i in range(len(galaxies)):
-        yield _render_one({name: col[i] for name, col in columns.items()}, fluxes[i], size, noise)
+        yield _render_one({name: col[i] for name, col in columns.items()}, fluxes[i], size, noise,
+                          pixel_scale_arcsec)
