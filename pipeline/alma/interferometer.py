@@ -187,7 +187,8 @@ def uv_tracks(config, declination_deg, hour_angle_start_h, hour_angle_stop_h, in
     ``elevation_limit_deg`` are left out (for a continental array, a baseline's integrations
     where either station has the source below its own horizon's limit) and, with ``shadowing``,
     so is every baseline of a shadowed antenna: one that another antenna, nearer the source,
-    partly hides (closer in projection than the sum of their dish radii; CASA, measured with 12 m dishes: 11.8 m apart flagged, 12.0 m not).
+    partly hides (closer in projection than the sum of their dish radii; CASA, measured with 12 m
+    dishes: 11.8 m apart flagged, 12.0 m not).
     Compact configurations at low elevation lose many visibilities so: alma.cycle9.3 at
     declination +20 deg 5-6 %, alma.cycle11.1 at -70 deg a third, as in CASA. CASA's simobserve
     drops the antenna in front instead (its uvw run from antenna 2 to antenna 1 while its shadow
