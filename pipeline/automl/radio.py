@@ -62,7 +62,9 @@ def restoring_beam(beam: tuple[float, float, float], npix: int) -> np.ndarray:
 
 def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """``image`` convolved with ``kernel`` (the same shape, centred at (n // 2, n // 2)), linearly
-    (zero-padded, no wrap)."""
+    (zero-padded, no wrap), on ``image``'s pixels."""
     import scipy.signal
 
-    return scipy.signal.fftconvolve(image, kernel, mode="same").astype(np.float32)
+    full = scipy.signal.fftconvolve(image, kernel, mode="full")
+    cy, cx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    return full[cy:cy + image.shape[0], cx:cx + image.shape[1]].astype(np.float32)

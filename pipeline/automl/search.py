@@ -174,7 +174,7 @@ class Objective:
             if self.cancel is not None and self.cancel.is_set():
                 trial.study.stop()
                 raise optuna.TrialPruned()
-            if time.time() > self.deadline:
+            if time.time() > self.deadline and step < self.fidelity.max_steps:
                 trial.set_user_attr("pruned_because", "the time budget ran out")
                 raise optuna.TrialPruned()
             if trial.should_prune():
@@ -245,10 +245,10 @@ def _optimise(task_name, study_name, url, fidelity, seed, deadline, threads, can
                               pruner=optuna.pruners.HyperbandPruner(min_resource=fidelity.min_reports,
                                                                     max_resource=fidelity.max_reports,
                                                                     reduction_factor=3))
-    remaining = deadline - time.time()
+    objective = Objective(task, fidelity, deadline, seed, cancel)
+    remaining = deadline - time.time()  # what is left once the examples are made
     if remaining <= 0:
         return
-    objective = Objective(task, fidelity, deadline, seed, cancel)
     study.optimize(objective, timeout=remaining, gc_after_trial=True, callbacks=[after_trial] if after_trial else None)
 
 

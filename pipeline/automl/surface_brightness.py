@@ -15,7 +15,7 @@ times a beam), with thermal noise of rms 1.
 
 The network learns the true sky convolved with the restoring beam (the Gaussian fitted to the
 dirty beam's main lobe): the finest image the data support, and what CLEAN restores to. The
-classic baseline is Hogbom CLEAN (:mod:`.clean`, gain 0.1, down to twice the noise) restored with
+classic baseline is Hogbom CLEAN (:mod:`.clean`, gain 0.1, down to 1.5 times the noise) restored with
 the same beam. Scored on each image: the flux recovered in each source (within where its own
 restored emission is above twice the noise and brighter than its neighbours'), as the mean
 fractional error; the rms of the residual (answer minus truth, in units of the noise); and SSIM.

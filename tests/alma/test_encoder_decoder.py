@@ -1,0 +1,49 @@
+"""The DECORAS family: the hand-designed DECORAS is one of its points, and every choice builds."""
+
+import pytest
+import torch
+
+from pipeline.alma.models import DECORAS_SHAPE, Decoras, EncoderDecoder, count_parameters, load_checkpoint, save_checkpoint
+from pipeline.errors import InputError
+
+
+def test_decoras_is_a_point_of_the_family():
+    family, hand = EncoderDecoder(**DECORAS_SHAPE), Decoras()
+    assert count_parameters(family) == count_parameters(hand) == 120_545
+    assert [tuple(p.shape) for p in family.parameters()] == [tuple(p.shape) for p in hand.parameters()]
+
+
+@pytest.mark.parametrize("skip,widths", [("none", [4, 6, 9]), ("add", [5, 5, 5]), ("concat", [3, 6, 12])])
+@pytest.mark.parametrize("norm", ["batch", "group", "instance", "none"])
+def test_every_choice_builds_and_keeps_the_image_size(skip, widths, norm):
+    net = EncoderDecoder(1, 2, widths, [5, 3, 3], convs=2, skip=skip, norm=norm, output="brightness")
+    out = net(torch.randn(2, 1, 32, 32))
+    assert out.shape == (2, 2, 32, 32) and (out >= 0).all()  # softplus
+
+
+def test_skips_change_what_the_decoder_sees():
+    torch.manual_seed(0)
+    plain = count_parameters(EncoderDecoder(widths=[8, 16], kernels=[3, 3], skip="none"))
+    joined = count_parameters(EncoderDecoder(widths=[8, 16], kernels=[3, 3], skip="concat"))
+    assert joined > plain  # the decoder's convolutions take the encoder's channels too
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(InputError, match="multiples of 8"):
+        EncoderDecoder(widths=[4, 4, 4], kernels=[3, 3, 3])(torch.zeros(1, 1, 36, 36))
+    with pytest.raises(InputError, match="odd kernel"):
+        EncoderDecoder(widths=[4, 8], kernels=[4, 3])
+    with pytest.raises(InputError, match="skip='add'"):
+        EncoderDecoder(widths=[4, 8], kernels=[3, 3], skip="add")
+    with pytest.raises(InputError, match="norm"):
+        EncoderDecoder(norm="layer")
+
+
+def test_a_searched_network_round_trips_through_a_checkpoint(tmp_path):
+    config = {"in_channels": 1, "out_channels": 1, "widths": [4, 8], "kernels": [5, 3], "convs": 1,
+              "skip": "concat", "norm": "group", "output": "probability"}
+    net = EncoderDecoder(**config).eval()
+    save_checkpoint(tmp_path / "m.pt", net, "encoder_decoder", config)
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    x = torch.randn(1, 1, 16, 16)
+    assert torch.equal(net(x), loaded(x))
