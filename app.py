@@ -7,6 +7,7 @@ from explorer.atlas_view import AtlasViewer
 from explorer.cube_explorer import CubeExplorer
 from explorer.learn_view import LearnViewer
 from explorer.links import Links
+from explorer.models_view import ModelsViewer
 from explorer.oneshot_view import OneShotViewer
 
 pn.extension("filedropper", "tabulator", notifications=True, loading_indicator=True, sizing_mode="stretch_width")
@@ -22,9 +23,11 @@ atlas = AtlasViewer(oneshot, on_prototype=lambda: setattr(tabs, "active", ONESHO
 galaxy_tabs = (pn.Column(sizing_mode="stretch_both"), pn.Column(sizing_mode="stretch_both"))
 learn = LearnViewer(oneshot)  # laid out, and its lessons made, when the tab is first shown
 learn_tab = pn.Column(sizing_mode="stretch_both")
+models = ModelsViewer()  # its studies read when the tab is first shown
 tabs = pn.Tabs(("Cube explorer", cubes), ("Vet candidates", cubes.vetting_area), ("One-shot search", galaxy_tabs[0]),
-               ("Feature atlas", galaxy_tabs[1]), ("Learn", learn_tab), dynamic=True, sizing_mode="stretch_both")
-VETTING, ONESHOT, ATLAS, LEARN = 1, 2, 3, 4
+               ("Feature atlas", galaxy_tabs[1]), ("Learn", learn_tab), ("Models", models), dynamic=True,
+               sizing_mode="stretch_both")
+VETTING, ONESHOT, ATLAS, LEARN, MODELS = 1, 2, 3, 4, 5
 
 
 def _on_tab(event):
@@ -40,6 +43,8 @@ def _on_tab(event):
         atlas.activate()
     if event.new == LEARN and not learn_tab.objects:
         learn_tab.objects = [learn]
+    if event.new == MODELS:
+        models.activate()
 
 
 tabs.param.watch(_on_tab, "active")

@@ -21,7 +21,7 @@ import panel as pn
 from explorer.text import escaped
 
 #: the tabs by the names links use, in the order of the app's tabs
-TABS = ("cubes", "vetting", "oneshot", "atlas", "learn")
+TABS = ("cubes", "vetting", "oneshot", "atlas", "learn", "models")
 
 
 class Links:

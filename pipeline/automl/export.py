@@ -1,7 +1,8 @@
 """A study's best configuration trained fully and written out: ``model.pt`` (weights, loaded with
-:func:`pipeline.alma.models.load_checkpoint`, kind ``encoder_decoder``), ``MODEL_CARD.md`` and
-``scores.json``. The card compares, on held-out simulations no search or training saw, the exported
-network, the hand-designed DECORAS trained the same way, and the classic baseline."""
+:func:`pipeline.alma.models.load_checkpoint`, kind ``encoder_decoder``), ``MODEL_CARD.md``,
+``scores.json`` and, when compared, ``hand_designed.pt``. The card compares, on held-out
+simulations no search or training saw, the exported network, the hand-designed DECORAS trained
+the same way, and the classic baseline."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from pipeline.automl.tasks import HELD_OUT_SEED, get_task
 from pipeline.errors import InputError
 from pipeline.progress import report
 
-EXPORT_STEPS = 4000
+EXPORT_STEPS = 3000
 HELD_OUT_N = 256
 MARKER = "scores.json"  # what says a folder is an export (and may be replaced by a new one)
+HAND_FILE = "hand_designed.pt"  # the hand-designed DECORAS trained alike, beside the model
 
 
 def check_out(out) -> Path:
@@ -64,6 +66,8 @@ def export(study, out, steps: int = EXPORT_STEPS, held_out_n: int = HELD_OUT_N, 
                                                                        f"hand-designed DECORAS, {s}"))
         result.update(hand_config=hand, hand_parameters=training.parameters(hand, task),
                       hand_scores=training.evaluate(hand_model, task, held_out))
+    else:
+        hand_model = None
     result["baseline"] = task.baseline_name
     result["baseline_scores"] = task.scores(task.baseline(held_out), held_out)
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -73,6 +77,10 @@ def export(study, out, steps: int = EXPORT_STEPS, held_out_n: int = HELD_OUT_N, 
         save_checkpoint(built / "model.pt", model, "encoder_decoder", space.network_config(chosen["config"], task),
                         extra={"automl": {k: v for k, v in result.items() if k != "hand_config"},
                                "code": code_version()})
+        if hand_model is not None:  # kept for comparisons (the explorer's Models tab shows both)
+            save_checkpoint(built / HAND_FILE, hand_model, "encoder_decoder",
+                            space.network_config(result["hand_config"], task),
+                            extra={"automl": {"task": task.name, "hand_designed": True}, "code": code_version()})
         (built / MARKER).write_text(json.dumps(result, indent=1))
         (built / "MODEL_CARD.md").write_text(model_card(result, task, chosen, command))
         replace_folder(built, out)

@@ -284,9 +284,43 @@ def best(study) -> dict:
             "trials": {s: states.count(s) for s in sorted(set(states))}}
 
 
+def best_text(found: dict) -> str:
+    """What :func:`best` found, as lines of text."""
+    trials = ", ".join(f"{n} {state}" for state, n in found["trials"].items())
+    return "\n".join([
+        f"study {found['study']} (task {found['task']}): best trial {found['trial']} of {trials}",
+        f"  objective {found['objective']:.4f} ({found['objective_note']})",
+        f"  {space.describe(found['config'])}",
+        f"  {found['parameters']:,} parameters, trained {found['steps']} steps in the search",
+        "  validation: " + ", ".join(f"{k} {v:.3f}" for k, v in found["scores"].items()),
+        f"  {found['baseline']}: " + ", ".join(f"{k} {v:.3f}" for k, v in found["baseline_scores"].items())])
+
+
 def held_out(task: AutomlTask, n: int) -> object:
     """``n`` held-out examples: seeds no search or training uses."""
     return task.examples(HELD_OUT_SEED, n)
+
+
+def importances(study) -> dict[str, float]:
+    """How much each parameter mattered to the objective among the finished trials (Optuna's
+    fANOVA), largest first; empty with fewer than two finished trials."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return {}
+    try:
+        return dict(optuna.importance.get_param_importances(study))
+    except (RuntimeError, ValueError):  # e.g. every finished trial with the same parameters
+        return {}
+
+
+def list_studies(url: str | None = None) -> list[tuple[str, str]]:
+    """(name, task) of every study in the storage at ``url``."""
+    import optuna
+
+    summaries = optuna.get_all_study_summaries(storage(url), include_best_trial=False)
+    return [(s.study_name, s.user_attrs.get("task", "?")) for s in summaries]
 
 
 def trials_table(study) -> list[dict]:

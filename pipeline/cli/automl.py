@@ -41,7 +41,7 @@ def add_automl_parser(commands) -> None:
     p.add_argument("--validation-examples", type=int, default=128,
                    help="search: simulated validation examples trials are ranked on (default 128)")
     p.add_argument("--out", help="export: the folder to write (new, empty, or an earlier export)")
-    p.add_argument("--steps", type=int, help="export: training steps (default 4000)")
+    p.add_argument("--steps", type=int, help="export: training steps (default 3000)")
     p.add_argument("--no-compare", action="store_true",
                    help="export: do not also train the hand-designed DECORAS for the model card")
     p.add_argument("--json", action="store_true", help="best: print JSON")
@@ -74,7 +74,7 @@ def cmd_automl(args) -> int:
     with progress_bar(args.quiet, "s") as progress:
         study = search.run(args.what, args.minutes, args.storage, args.study, args.workers, fidelity=fidelity,
                            seed=args.seed, progress=progress)
-    print(format_best(search.best(study)))
+    print(search.best_text(search.best(study)))
     return 0
 
 
@@ -82,7 +82,7 @@ def cmd_best(args) -> int:
     from pipeline.automl import search
 
     found = search.best(search.load(args.name, args.storage))
-    print(json.dumps(found, indent=1) if args.json else format_best(found))
+    print(json.dumps(found, indent=1) if args.json else search.best_text(found))
     return 0
 
 
@@ -104,16 +104,3 @@ def cmd_export(args) -> int:
         if key in result:
             print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in result[key].items()))
     return 0
-
-
-def format_best(found: dict) -> str:
-    from pipeline.automl.space import describe
-
-    trials = ", ".join(f"{n} {state}" for state, n in found["trials"].items())
-    lines = [f"study {found['study']} (task {found['task']}): best trial {found['trial']} of {trials}",
-             f"  objective {found['objective']:.4f} ({found['objective_note']})",
-             f"  {describe(found['config'])}",
-             f"  {found['parameters']:,} parameters, trained {found['steps']} steps in the search",
-             "  validation: " + ", ".join(f"{k} {v:.3f}" for k, v in found["scores"].items()),
-             f"  {found['baseline']}: " + ", ".join(f"{k} {v:.3f}" for k, v in found["baseline_scores"].items())]
-    return "\n".join(lines)

@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from pipeline.alma.models import DECORAS_SHAPE, Decoras, EncoderDecoder, count_parameters, load_checkpoint, save_checkpoint
+from pipeline.alma.models import (
+    DECORAS_SHAPE,
+    Decoras,
+    EncoderDecoder,
+    count_parameters,
+    load_checkpoint,
+    save_checkpoint,
+)
 from pipeline.errors import InputError
 
 
