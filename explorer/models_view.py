@@ -248,7 +248,7 @@ def _image(data, title, low, high):
 def example_plots(shown: dict) -> list:
     """Rows of images: input, truth, exported, hand-designed, baseline (one row per output channel;
     detection: the sources each finds marked on its map)."""
-    names = [("input", "dirty / observed image"), ("target", "truth"), ("searched", "exported model"),
+    names = [("input", "dirty / observed image"), ("target", "truth (what it learns)"), ("searched", "exported model"),
              ("hand", "hand-designed DECORAS"), ("baseline", "classic baseline")]
     rows = []
     channels = shown["target"].shape[0]
@@ -262,13 +262,15 @@ def example_plots(shown: dict) -> list:
                 continue
             image = data[0] if key == "input" or data.shape[0] == 1 else data[c]
             limits = (low, high)
-            if key == "input":  # the observed image on its own stretch: noise and sidelobes show
+            observed = key == "input" or (key == "baseline" and "baseline" in shown["found"])  # its sources on it
+            if observed:  # the observed image on its own stretch
                 limits = (float(np.percentile(image, 1)), float(np.percentile(image, 99.5)))
             element = _image(image, title if channels == 1 else f"{title} ({'central' if c == 0 else 'companion'})",
                              *limits)
             found = shown["found"].get(key)
             if found is not None and len(found):
-                element = element * hv.Points((found[:, 0], image.shape[0] - found[:, 1])).opts(
+                # pixel (x, y) is drawn over [x, x + 1] x [y, y + 1]
+                element = element * hv.Points((found[:, 0] + 0.5, found[:, 1] + 0.5)).opts(
                     marker="circle", size=14, fill_alpha=0, line_color="cyan", line_width=2)
             panels.append(element)
         rows.append(hv.Layout(panels).cols(len(panels)).opts(shared_axes=False))

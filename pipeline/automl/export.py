@@ -7,6 +7,7 @@ the same way, and the classic baseline."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +74,9 @@ def export(study, out, steps: int = EXPORT_STEPS, held_out_n: int = HELD_OUT_N, 
     result["seconds"] = round(time.perf_counter() - started, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     built = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(built, 0o777 & ~umask)  # a folder like any other, not mkdtemp's private one
     try:
         save_checkpoint(built / "model.pt", model, "encoder_decoder", space.network_config(chosen["config"], task),
                         extra={"automl": {k: v for k, v in result.items() if k != "hand_config"},
