@@ -21,7 +21,7 @@ from explorer.text import Alert, Text, for_visitor
 SHIPPED, LOCAL = "Shipped with the project", "This machine's (python -m pipeline automl)"
 HELD_OUT_SHOWN = 12  # held-out simulations offered one by one
 NEW_SEEDS = 10**7  # seeds of new simulations start here: above the held-out ones
-SIZE = 250
+SIZE = 220  # px per image: five side by side fit a 1280-px window
 COLOURS = {"complete": "#1f77b4", "pruned": "#bbbbbb", "fail": "#d62728", "running": "#2ca02c", "waiting": "#999999"}
 
 
@@ -71,12 +71,12 @@ class ModelsViewer(pn.viewable.Viewer):
         self._new_seed = None
         self._status = Text("", wrap=True)
         self._error = Alert("", alert_type="warning", visible=False)
-        self._best = Text("", wrap=True)
+        self._best = Text("", wrap=True, css_classes=["models-best"])
         self._trials = pn.pane.HoloViews(None, sizing_mode="fixed")
         self._importances = pn.pane.HoloViews(None, sizing_mode="fixed")
         self._images = pn.Column()
-        self._scores = Text("", wrap=True)
-        self._about = Text("", wrap=True)
+        self._scores = Text("", wrap=True, css_classes=["models-scores"])
+        self._about = Text("", wrap=True, css_classes=["models-about"])
         self._study_job = BackgroundJob(self._show_study, self._failed, lambda t: setattr(self._status, "object", t))
         self._example_job = BackgroundJob(self._show_example, self._failed,
                                           lambda t: setattr(self._status, "object", t))
