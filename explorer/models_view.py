@@ -217,9 +217,11 @@ def trials_plot(rows: list[dict], maximise: bool):
     minutes = np.array([r["minutes"] for r in rows], float)
     objective = np.array([r["objective"] for r in rows], float)
     states = [r["state"] for r in rows]
+    scores = sorted({k for r in rows for k in r["scores"]})
     points = hv.Scatter({"minutes": minutes, "objective": objective, "state": states,
-                         **{k: [r[k] for r in rows] for k in ("trial", "parameters", "steps")}},
-                        "minutes", ["objective", "state", "trial", "parameters", "steps"]).opts(
+                         **{k: [r[k] for r in rows] for k in ("trial", "parameters", "steps")},
+                         **{k: [r["scores"].get(k, np.nan) for r in rows] for k in scores}},
+                        "minutes", ["objective", "state", "trial", "parameters", "steps", *scores]).opts(
         color=hv.dim("state").categorize(COLOURS, default="#999999"), size=7, tools=["hover"])
     done = np.array([s == "complete" for s in states]) & np.isfinite(objective)
     order = np.argsort(minutes[done])

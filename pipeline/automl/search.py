@@ -324,15 +324,19 @@ def list_studies(url: str | None = None) -> list[tuple[str, str]]:
 
 
 def trials_table(study) -> list[dict]:
-    """Every trial: number, state, objective, seconds since the study's first trial, steps, parameters."""
+    """Every trial: number, state, objective (a pruned one's last report), minutes since the study's
+    first trial, steps trained, parameters and its last validation scores."""
     trials = study.get_trials(deepcopy=False)
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
     first = min(starts) if starts else None
     rows = []
     for t in trials:
         end = t.datetime_complete or t.datetime_start
+        objective = t.value if t.value is not None else (
+            t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
         rows.append({"trial": t.number, "state": t.state.name.lower(),
-                     "objective": np.nan if t.value is None else float(t.value),
+                     "objective": np.nan if objective is None else float(objective),
                      "minutes": np.nan if end is None or first is None else (end - first).total_seconds() / 60,
-                     "steps": t.user_attrs.get("steps", 0), "parameters": t.user_attrs.get("parameters", 0)})
+                     "steps": t.user_attrs.get("steps", 0), "parameters": t.user_attrs.get("parameters", 0),
+                     "scores": t.user_attrs.get("scores", {})})
     return rows

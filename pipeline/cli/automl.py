@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 
 from pipeline.cli.checks import at_least, output_folder, positive_number, progress_bar
 from pipeline.errors import InputError
@@ -71,9 +72,14 @@ def cmd_automl(args) -> int:
     search.storage(args.storage)  # a bad URL is said before any work
     fidelity = search.Fidelity(max_steps=args.max_steps, report_every=max(1, args.max_steps // 12),
                                n_train=args.examples, n_validation=args.validation_examples)
-    with progress_bar(args.quiet, "s") as progress:
-        study = search.run(args.what, args.minutes, args.storage, args.study, args.workers, fidelity=fidelity,
-                           seed=args.seed, progress=progress)
+    try:
+        with progress_bar(args.quiet, "s") as progress:
+            study = search.run(args.what, args.minutes, args.storage, args.study, args.workers, fidelity=fidelity,
+                               seed=args.seed, progress=progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the study {args.study or args.what!r} keeps its trials; run the same command to "
+              "continue it", file=sys.stderr)
+        return 130
     print(search.best_text(search.best(study)))
     return 0
 
