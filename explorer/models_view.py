@@ -69,6 +69,8 @@ class ModelsViewer(pn.viewable.Viewer):
         super().__init__(**params)
         self._activated = False
         self._new_seed = None
+        self._task = None  # the shown study's task
+        self._pending = set()  # jobs asked for while one of their kind was running: run when it ends
         self._status = Text("", wrap=True)
         self._error = Alert("", alert_type="warning", visible=False)
         self._best = Text("", wrap=True, css_classes=["models-best"])
@@ -77,8 +79,11 @@ class ModelsViewer(pn.viewable.Viewer):
         self._images = pn.Column()
         self._scores = Text("", wrap=True, css_classes=["models-scores"])
         self._about = Text("", wrap=True, css_classes=["models-about"])
-        self._study_job = BackgroundJob(self._show_study, self._failed, lambda t: setattr(self._status, "object", t))
-        self._example_job = BackgroundJob(self._show_example, self._failed,
+        self._study_job = BackgroundJob(lambda value: self._then(self._show_study, value, "study"),
+                                        lambda message: self._then(self._failed, message, "study"),
+                                        lambda t: setattr(self._status, "object", t))
+        self._example_job = BackgroundJob(lambda value: self._then(self._show_example, value, "example"),
+                                          lambda message: self._then(self._failed, message, "example"),
                                           lambda t: setattr(self._status, "object", t))
         self._new = pn.widgets.Button(label="New simulation", color="primary", width=140)
         self._new.on_click(lambda _: self._simulate())
@@ -123,7 +128,8 @@ class ModelsViewer(pn.viewable.Viewer):
             return
         import functools
 
-        self._study_job.start(functools.partial(_study_work, self.source, self.study), "reading the study")
+        if not self._study_job.start(functools.partial(_study_work, self.source, self.study), "reading the study"):
+            self._pending.add("study")
 
     def _show_study(self, summary: dict) -> None:
         self._status.object = ""
@@ -153,7 +159,7 @@ class ModelsViewer(pn.viewable.Viewer):
     def _run_example(self) -> None:
         from pipeline.automl.exported import shipped_exports
 
-        task = getattr(self, "_task", None)
+        task = self._task
         if task is None:
             return
         if task not in shipped_exports():
@@ -163,8 +169,9 @@ class ModelsViewer(pn.viewable.Viewer):
             return
         import functools
 
-        self._example_job.start(functools.partial(_example_work, task, self.example, self._new_seed),
-                                "answering the simulation three ways")
+        if not self._example_job.start(functools.partial(_example_work, task, self.example, self._new_seed),
+                                       "answering the simulation three ways"):
+            self._pending.add("example")
 
     def _show_example(self, shown: dict) -> None:
         self._status.object = ""
@@ -179,6 +186,16 @@ class ModelsViewer(pn.viewable.Viewer):
                                           for who, key in (("exported", "scores"), ("hand-designed", "hand_scores"),
                                                            (result["baseline"], "baseline_scores"))
                                           if key in result) + ".")
+
+    def _then(self, show, value, kind: str) -> None:
+        """Show a job's ``value``, then run the job of this kind asked for meanwhile, if any."""
+        show(value)
+        if kind in self._pending:
+            self._pending.discard(kind)
+            if kind == "study":
+                self._open_study()
+            else:
+                self._run_example()
 
     def _failed(self, message: str) -> None:
         self._status.object = ""
