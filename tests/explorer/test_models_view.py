@@ -4,7 +4,7 @@ shown, and an exported model answers held-out and new simulations beside DECORAS
 import pytest
 
 from explorer import models_view
-from pipeline.automl import exported, export, search
+from pipeline.automl import export, exported, search
 
 TINY = search.Fidelity(max_steps=4, report_every=2, min_reports=1, n_train=8, n_validation=4)
 
