@@ -188,7 +188,7 @@ class Objective:
 
 
 def run(task_name: str, minutes: float, url: str | None = None, study_name: str | None = None, workers: int = 1,
-        fidelity: Fidelity = Fidelity(), seed: int = 0, progress=None, cancel=None):
+        fidelity: Fidelity = Fidelity(), seed: int = 0, progress=None, cancel=None, trials: int | None = None):
     """Search for ``minutes`` (wall clock) on ``workers`` processes; returns the study. Each worker
     uses ``cores / workers`` threads. ``progress(done, total, stage)`` is called with the seconds
     spent of the budget and the number of trials: after each trial (one worker), or about every 10
@@ -208,11 +208,12 @@ def run(task_name: str, minutes: float, url: str | None = None, study_name: str 
             report(progress, min(budget, budget - (deadline - time.time())), budget,
                    f"{len(done_study.get_trials(deepcopy=False))} trials")
 
-        _optimise(task_name, study.study_name, url, fidelity, seed, deadline, threads, cancel, after_trial)
+        _optimise(task_name, study.study_name, url, fidelity, seed, deadline, threads, cancel, after_trial, trials)
         return study
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_optimise, args=(task_name, study.study_name, url, fidelity,
-                                                         seed + 1000 * i, deadline, threads, None), daemon=True)
+                                                         seed + 1000 * i, deadline, threads, None, None, trials),
+                                 daemon=True)
                  for i in range(workers)]
     for process in processes:
         process.start()
@@ -233,7 +234,7 @@ def run(task_name: str, minutes: float, url: str | None = None, study_name: str 
     return study
 
 
-def _optimise(task_name, study_name, url, fidelity, seed, deadline, threads, cancel, after_trial=None):
+def _optimise(task_name, study_name, url, fidelity, seed, deadline, threads, cancel, after_trial=None, trials=None):
     """One worker: trials of the study until the deadline (``after_trial(study, trial)`` after each)."""
     import optuna
     import torch
@@ -249,7 +250,8 @@ def _optimise(task_name, study_name, url, fidelity, seed, deadline, threads, can
     remaining = deadline - time.time()  # what is left once the examples are made
     if remaining <= 0:
         return
-    study.optimize(objective, timeout=remaining, gc_after_trial=True, callbacks=[after_trial] if after_trial else None)
+    study.optimize(objective, n_trials=trials, timeout=remaining, gc_after_trial=True,
+                   callbacks=[after_trial] if after_trial else None)
 
 
 def load(study_name: str, url: str | None = None):

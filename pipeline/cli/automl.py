@@ -36,6 +36,8 @@ def add_automl_parser(commands) -> None:
     p.add_argument("--study", help="study name (default: the task's name)")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--trials", type=int,
+                   help="search: each worker stops after this many trials (default: the budget decides)")
     p.add_argument("--max-steps", type=int, default=1200,
                    help="search: the most training steps a trial gets (default 1200; Hyperband's rungs are twelfths)")
     p.add_argument("--examples", type=int, default=4096, help="search: simulated training examples (default 4096)")
@@ -64,6 +66,7 @@ def cmd_automl(args) -> int:
     positive_number(args.minutes, "--minutes", "number of minutes")
     at_least(args.workers, 1, "--workers")
     at_least(args.seed, 0, "--seed")
+    at_least(args.trials, 1, "--trials")
     at_least(args.max_steps, 1, "--max-steps")
     at_least(args.examples, 1, "--examples")
     at_least(args.validation_examples, 1, "--validation-examples")
@@ -75,7 +78,7 @@ def cmd_automl(args) -> int:
     try:
         with progress_bar(args.quiet, "s") as progress:
             study = search.run(args.what, args.minutes, args.storage, args.study, args.workers, fidelity=fidelity,
-                               seed=args.seed, progress=progress)
+                               seed=args.seed, progress=progress, trials=args.trials)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the study {args.study or args.what!r} keeps its trials; run the same command to "
               "continue it", file=sys.stderr)

@@ -22,7 +22,7 @@ def storage_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lofar_study(storage_url):
-    return search.run("lofar", 0.3, storage_url, "tiny-lofar", fidelity=TINY)
+    return search.run("lofar", 3, storage_url, "tiny-lofar", fidelity=TINY, trials=3)
 
 
 def test_a_search_runs_trials_and_names_the_best(lofar_study):
@@ -39,7 +39,7 @@ def test_a_search_runs_trials_and_names_the_best(lofar_study):
 
 def test_a_study_resumes_where_it_stopped(lofar_study, storage_url):
     before = len(lofar_study.get_trials())
-    again = search.run("lofar", 0.05, storage_url, "tiny-lofar", fidelity=TINY)
+    again = search.run("lofar", 3, storage_url, "tiny-lofar", fidelity=TINY, trials=1)
     assert again.study_name == "tiny-lofar" and len(again.get_trials()) > before
     assert again.user_attrs["baseline_scores"] == lofar_study.user_attrs["baseline_scores"]  # computed once
 
@@ -51,7 +51,7 @@ def test_a_study_belongs_to_its_task(lofar_study, storage_url):
 
 def test_trials_over_the_parameter_limit_are_not_trained(storage_url):
     """VLBA's limit is half the hand-designed DECORAS's parameters: every trained trial is under it."""
-    study = search.run("vlba", 0.15, storage_url, "tiny-vlba", fidelity=TINY)
+    study = search.run("vlba", 3, storage_url, "tiny-vlba", fidelity=TINY, trials=4)
     limit = get_task("vlba").max_parameters
     for trial in study.get_trials():
         if trial.user_attrs.get("parameters", 0) > limit:
@@ -60,7 +60,7 @@ def test_trials_over_the_parameter_limit_are_not_trained(storage_url):
 
 
 def test_two_workers_share_one_study(storage_url):
-    study = search.run("vst", 0.6, storage_url, "tiny-vst", workers=2, fidelity=TINY)
+    study = search.run("vst", 3, storage_url, "tiny-vst", workers=2, fidelity=TINY, trials=2)
     trials = study.get_trials()
     assert len(trials) >= 2 and search.best(study)["task"] == "vst"
     # both processes ran trials at once: some trial started before another had ended
@@ -87,7 +87,7 @@ def test_export_writes_a_model_that_loads_and_a_card(lofar_study, tmp_path):
 
 
 def test_cli_search_best_and_export(storage_url, tmp_path):
-    result = run_cli("automl", "vst", "--minutes", "0.1", "--storage", storage_url, "--study", "cli-vst",
+    result = run_cli("automl", "vst", "--minutes", "3", "--trials", "2", "--storage", storage_url, "--study", "cli-vst",
                      "--max-steps", "4", "--examples", "8", "--validation-examples", "4", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "study cli-vst (task vst): best trial" in result.stdout and "photutils deblending" in result.stdout

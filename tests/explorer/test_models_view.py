@@ -14,7 +14,7 @@ def shipped(tmp_path_factory):
     """A study and an export in the places the project ships them."""
     root = tmp_path_factory.mktemp("shipped")
     studies = root / "automl" / "studies.db"
-    study = search.run("vlba", 0.3, f"sqlite:///{studies}", "vlba", fidelity=TINY)
+    study = search.run("vlba", 3, f"sqlite:///{studies}", "vlba", fidelity=TINY, trials=6)
     export.export(study, root / "models" / "automl_vlba", steps=2, held_out_n=4)
     return root, studies
 
