@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 def main(argv=None):
-    from pipeline.automl import export, search
+    from pipeline.automl import export, search, space
     from pipeline.automl.tasks import get_task
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -43,7 +43,7 @@ def main(argv=None):
     parser.add_argument("--export-only", action="store_true", help="no search: export the studies as they are")
     args = parser.parse_args(argv)
     command = "python benchmarks/automl.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    rows = []
+    rows, searches = [], []
     for name in args.tasks.split(","):
         task = get_task(name)
         started = time.perf_counter()
@@ -63,10 +63,11 @@ def main(argv=None):
                                     (result["baseline"], result["baseline_scores"], None)):
             rows.append({"task": name, "model": who, "parameters": params,
                          **{task.score_names[k].label: round(v, 4) for k, v in scores.items()}})
-        rows.append({"task": name, "model": "(search)", "parameters": None,
-                     "trials": ", ".join(f"{n} {s}" for s, n in found["trials"].items()),
-                     "search_min": round(searched / 60, 1), "export_min": round(exported / 60, 1),
-                     "best_trial": found["trial"], "validation_objective": round(found["objective"], 4)})
+        searches.append({"task": name, "trials": ", ".join(f"{n} {s}" for s, n in found["trials"].items()),
+                         "search_min": round(searched / 60, 1), "export_min": round(exported / 60, 1),
+                         "best_trial": found["trial"], "validation_objective": round(found["objective"], 4),
+                         "config": space.describe(found["config"])})
+    report("automl_search", searches)
     report("automl", rows, targets={
         "vlba": "F1 >= the hand-designed DECORAS's with at most half its parameters (60,272)",
         "lofar": "flux error, residual rms lower and SSIM higher than Hogbom CLEAN's",
