@@ -18,6 +18,8 @@ def test_models_tab_shows_the_study_and_answers_simulations_three_ways(page, ser
     expect(about).to_contain_text("new simulation (seed 10000000)", timeout=60_000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     screenshot("first-study")
+    page.get_by_role("button", name="Back to held-out").click()
+    expect(about).to_contain_text("held-out simulation 1 of", timeout=60_000)
     studies = page.locator("select").first
     for name in shipped_exports():
         studies.select_option(name)
