@@ -261,9 +261,11 @@ def load(study_name: str, url: str | None = None):
     opened = storage(url)
     names = [s.study_name for s in optuna.get_all_study_summaries(opened, include_best_trial=False)]
     if study_name not in names:
+        shipped = (" The project's own studies are in --storage sqlite:///assets/automl/studies.db (from the "
+                   "project's folder).") if url is None else ""
         raise InputError(f"No study {study_name!r} in {url or default_storage()}; "
                          + (f"the studies there: {', '.join(names)}." if names else
-                            "it holds none yet: run `python -m pipeline automl TASK` first."))
+                            "it holds none yet: run `python -m pipeline automl TASK` first.") + shipped)
     return optuna.load_study(study_name=study_name, storage=opened)
 
 
@@ -290,7 +292,8 @@ def best_text(found: dict) -> str:
     """What :func:`best` found, as lines of text."""
     trials = ", ".join(f"{n} {state}" for state, n in found["trials"].items())
     return "\n".join([
-        f"study {found['study']} (task {found['task']}): best trial {found['trial']} of {trials}",
+        f"study {found['study']} (task {found['task']}): best trial {found['trial']} "
+        f"(of {sum(found['trials'].values())}: {trials})",
         f"  objective {found['objective']:.4f} ({found['objective_note']})",
         f"  {space.describe(found['config'])}",
         f"  {found['parameters']:,} parameters, trained {found['steps']} steps in the search",
