@@ -17,6 +17,7 @@ import param
 
 from explorer.background import BackgroundJob
 from explorer.text import Alert, Text, for_visitor
+from pipeline.errors import InputError
 
 SHIPPED, LOCAL = "Shipped with the project", "This machine's (python -m pipeline automl)"
 HELD_OUT_SHOWN = 12  # held-out simulations offered one by one
@@ -39,7 +40,7 @@ def _summary(source: str, name: str) -> dict:
     study = search.load(name, _storage_url(source))
     try:
         best = search.best(study)
-    except Exception as exc:  # noqa: BLE001 - an InputError says there is no finished trial yet
+    except InputError as exc:  # no finished trial yet
         best = {"error": str(exc)}
     task = study.user_attrs.get("task")
     return {"name": name, "task": task, "trials": search.trials_table(study), "importances": search.importances(study),
