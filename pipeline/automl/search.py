@@ -83,16 +83,28 @@ def storage(url: str | None = None):
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    shown = _without_password(url)
     try:
         return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     except (ImportError, ModuleNotFoundError) as exc:
-        raise InputError(f"The storage {url.split('://')[0]} needs a database driver that is not installed "
+        raise InputError(f"The storage {shown.split('://')[0]} needs a database driver that is not installed "
                          f"({exc}); e.g. pip install psycopg2-binary for PostgreSQL, pymysql for MySQL.") from None
     except optuna.exceptions.OptunaError as exc:
-        raise InputError(f"Cannot open the storage {url}: {exc}") from None
+        raise InputError(f"Cannot open the storage {shown}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for an unreachable database
-        raise InputError(f"Cannot open the storage {url}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"Cannot open the storage {shown}: {str(exc).splitlines()[0]}") from None
+
+
+def _without_password(url: str) -> str:
+    """``url`` as it may be printed: a password in it replaced by ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("://")[0] + "://..."
 
 
 def open_study(task: AutomlTask, study_name: str | None = None, url: str | None = None,
