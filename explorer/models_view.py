@@ -9,6 +9,8 @@ side with each one's scores, and on new simulations made on demand.
 
 from __future__ import annotations
 
+import functools
+
 import holoviews as hv
 import holoviews.plotting.bokeh  # (plot options need a backend, also outside a served page)
 import numpy as np
@@ -47,13 +49,29 @@ def _summary(source: str, name: str) -> dict:
             "best": best, "maximise": get_task(task).direction == "maximize"}
 
 
+@functools.lru_cache(maxsize=6)
+def _loaded(folder):
+    """An export folder's models, loaded once per server (they are read-only)."""
+    from pipeline.automl.exported import load_export
+
+    return load_export(folder)
+
+
+@functools.lru_cache(maxsize=6)
+def _held_out(task_name: str, n: int):
+    """The held-out simulations the tab offers, made once per server and task."""
+    from pipeline.automl.search import held_out
+    from pipeline.automl.tasks import get_task
+
+    return held_out(get_task(task_name), n)
+
+
 def _example(task_name: str, index: int, seed: int | None) -> dict:
     """Held-out example ``index``, or a new simulation of ``seed``, answered three ways."""
-    from pipeline.automl.exported import answer_one, load_export, shipped_exports
-    from pipeline.automl.search import held_out
+    from pipeline.automl.exported import answer_one, shipped_exports
 
-    exported = load_export(shipped_exports()[task_name])
-    examples = held_out(exported.task, HELD_OUT_SHOWN) if seed is None else exported.task.examples(seed, 1)
+    exported = _loaded(shipped_exports()[task_name])
+    examples = _held_out(task_name, HELD_OUT_SHOWN) if seed is None else exported.task.examples(seed, 1)
     shown = answer_one(exported, examples, 0 if seed is None else index)
     return {**shown, "task": task_name, "what": f"new simulation (seed {seed})" if seed is not None
             else f"held-out simulation {index + 1} of {HELD_OUT_SHOWN}", "result": exported.result}
@@ -127,8 +145,6 @@ class ModelsViewer(pn.viewable.Viewer):
     def _open_study(self) -> None:
         if self.study is None:
             return
-        import functools
-
         if not self._study_job.start(functools.partial(_study_work, self.source, self.study), "reading the study"):
             self._pending.add("study")
 
@@ -168,8 +184,6 @@ class ModelsViewer(pn.viewable.Viewer):
             self._scores.object = (f"No exported model of task {task} ships with the project. Export one with "
                                    f"`python -m pipeline automl export {self.study} --out DIR`.")
             return
-        import functools
-
         if not self._example_job.start(functools.partial(_example_work, task, self.example, self._new_seed),
                                        "answering the simulation three ways"):
             self._pending.add("example")

@@ -210,17 +210,17 @@ def uv_tracks(config, declination_deg, hour_angle_start_h, hour_angle_stop_h, in
          + np.cos(dec) * z_eq[:, None])
     w = (np.cos(dec) * cos_h * x_eq[:, None] - np.cos(dec) * sin_h * y_eq[:, None]
          + np.sin(dec) * z_eq[:, None])
-    limit = np.sin(np.radians(elevation_limit_deg))
+    # each station's own horizon: its latitude, and the hour angle shifted by its longitude (an array
+    # at one site: the site's latitude for all, no shift)
     if config.station_latitude_deg is None:
-        sin_elevation = np.sin(lat) * np.sin(dec) + np.cos(lat) * np.cos(dec) * np.cos(ha)
-        keep = np.broadcast_to((sin_elevation >= limit)[None, :], u.shape)
-    else:  # each station's own horizon: its latitude, and the hour angle shifted by its longitude
+        station_lat, shift = np.full((config.n_antennas, 1), lat), np.zeros((config.n_antennas, 1))
+    else:
         station_lat = np.radians(config.station_latitude_deg)[:, None]
-        station_ha = ha[None, :] + np.radians(config.station_longitude_deg)[:, None]
-        sin_elevation = np.sin(station_lat) * np.sin(dec) + np.cos(station_lat) * np.cos(dec) * np.cos(station_ha)
-        above = sin_elevation >= limit
-        i, j = np.triu_indices(config.n_antennas, k=1)
-        keep = above[i] & above[j]
+        shift = np.radians(config.station_longitude_deg)[:, None]
+    sin_elevation = np.sin(station_lat) * np.sin(dec) + np.cos(station_lat) * np.cos(dec) * np.cos(ha[None, :] + shift)
+    above = sin_elevation >= np.sin(np.radians(elevation_limit_deg))
+    i, j = np.triu_indices(config.n_antennas, k=1)
+    keep = above[i] & above[j]
     if shadowing:
         keep = keep & ~_shadowed_baselines(config, u, v, w)
     if not keep.any():

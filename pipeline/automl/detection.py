@@ -78,10 +78,8 @@ def examples(seed: int, n: int) -> Examples:
         x, y = rng.uniform(MARGIN_PX, SIZE - 1 - MARGIN_PX, (2, k))
         flux = np.exp(rng.uniform(*np.log(FLUX_RANGE), k))
         fwhm = rng.uniform(*FWHM_RANGE_PX, k)
-        sky = np.zeros((SIZE, SIZE), np.float32)
-        for xs, ys, f, w in zip(x, y, flux, fwhm, strict=True):
-            blob = np.exp(-4 * np.log(2) * ((xx - xs) ** 2 + (yy - ys) ** 2) / w**2)
-            sky += (f * blob / blob.sum()).astype(np.float32)
+        sky = radio.gaussian_sky([{"x": xs, "y": ys, "fwhm_x": w, "fwhm_y": w, "pa": 0.0}
+                                  for xs, ys, w in zip(x, y, fwhm, strict=True)], flux, SIZE)
         inputs[i, 0] = radio.observe(sky, instrument, rng)
         snr = peak_snr(flux, fwhm, instrument.beam)
         for xs, ys in zip(x[snr >= TARGET_SNR], y[snr >= TARGET_SNR], strict=True):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -90,8 +91,6 @@ def export(study, out, steps: int = EXPORT_STEPS, held_out_n: int = HELD_OUT_N, 
         replace_folder(built, out)
     finally:
         if built.exists():
-            import shutil
-
             shutil.rmtree(built, ignore_errors=True)
     return result
 

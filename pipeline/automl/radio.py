@@ -44,6 +44,16 @@ def make_instrument(config, frequency_hz: float, npix: int, cell_arcsec: float, 
                       float(declination_deg), float(hours))
 
 
+def gaussian_sky(rows, fluxes, size: int) -> np.ndarray:
+    """Elliptical Gaussians (rows of x, y, fwhm_x, fwhm_y, pa, as :func:`gaussian_images` takes them)
+    of the given total ``fluxes``, summed: (size, size) float32 flux per pixel."""
+    if not len(rows):
+        return np.zeros((size, size), np.float32)
+    images = gaussian_images(rows, size)
+    sums = np.maximum(images.reshape(len(rows), -1).sum(1), 1e-12)
+    return np.tensordot(np.asarray(fluxes, np.float32) / sums, images, axes=1).astype(np.float32)
+
+
 def observe(sky: np.ndarray, instrument: Instrument, rng: np.random.Generator) -> np.ndarray:
     """The dirty image of ``sky`` (npix square, flux per pixel in units of the image noise) with
     thermal noise of rms 1: (npix, npix) float32, per beam."""

@@ -113,11 +113,8 @@ def open_study(task: AutomlTask, study_name: str | None = None, url: str | None 
     InputError when a study of that name belongs to another task."""
     import optuna
 
-    study = optuna.create_study(
-        study_name=study_name or task.name, storage=storage(url), load_if_exists=True, direction=task.direction,
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=8),
-        pruner=optuna.pruners.HyperbandPruner(min_resource=fidelity.min_reports, max_resource=fidelity.max_reports,
-                                              reduction_factor=3))
+    study = optuna.create_study(study_name=study_name or task.name, storage=storage(url), load_if_exists=True,
+                                direction=task.direction, **_sampler_and_pruner(fidelity, seed))
     attrs = study.user_attrs
     if attrs.get("task", task.name) != task.name:
         raise InputError(f"Study {study.study_name!r} is a search for task {attrs['task']!r}, not {task.name!r}: "
@@ -125,25 +122,20 @@ def open_study(task: AutomlTask, study_name: str | None = None, url: str | None 
     if "task" not in attrs:
         study.set_user_attr("task", task.name)
         study.set_user_attr("fidelity", dataclasses.asdict(fidelity))
-        hand = space.hand_designed(task)
-        if task.max_parameters is None or _parameters(hand, task) <= task.max_parameters:
-            study.enqueue_trial(_params_of_hand(hand), user_attrs={"hand_designed": True})
+        from pipeline.automl.training import parameters
+
+        if task.max_parameters is None or parameters(space.hand_designed(task), task) <= task.max_parameters:
+            study.enqueue_trial(space.hand_designed_params(task), user_attrs={"hand_designed": True})
     return study
 
 
-def _parameters(config, task):
-    from pipeline.automl.training import parameters
+def _sampler_and_pruner(fidelity: Fidelity, seed: int) -> dict:
+    """A study's TPE sampler (seeded) and Hyperband pruner over the fidelity's reports, as keywords."""
+    import optuna
 
-    return parameters(config, task)
-
-
-def _params_of_hand(config: dict) -> dict:
-    """The hand-designed configuration as the search's own parameters."""
-    widths = config["widths"]
-    return {"depth": len(widths), "base_width": widths[0], "skip": config["skip"], "growth": 2.0,
-            "kernel_first": config["kernels"][0], "kernel_deep": config["kernels"][1], "convs": config["convs"],
-            "norm": config["norm"], "loss": config["loss"], "lr": config["lr"], "batch_size": config["batch_size"],
-            "augmentation": config["augmentation"]}
+    return {"sampler": optuna.samplers.TPESampler(seed=seed, n_startup_trials=8),
+            "pruner": optuna.pruners.HyperbandPruner(min_resource=fidelity.min_reports,
+                                                     max_resource=fidelity.max_reports, reduction_factor=3)}
 
 
 class Objective:
@@ -253,11 +245,7 @@ def _optimise(task_name, study_name, url, fidelity, seed, deadline, threads, can
 
     torch.set_num_threads(threads)
     task = get_task(task_name)
-    study = optuna.load_study(study_name=study_name, storage=storage(url),
-                              sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=8),
-                              pruner=optuna.pruners.HyperbandPruner(min_resource=fidelity.min_reports,
-                                                                    max_resource=fidelity.max_reports,
-                                                                    reduction_factor=3))
+    study = optuna.load_study(study_name=study_name, storage=storage(url), **_sampler_and_pruner(fidelity, seed))
     objective = Objective(task, fidelity, deadline, seed, cancel)
     remaining = deadline - time.time()  # what is left once the examples are made
     if remaining <= 0:

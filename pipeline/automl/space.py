@@ -62,6 +62,16 @@ def hand_designed(task) -> dict:
     return {**DECORAS_SHAPE, "loss": task.hand_loss, "lr": 1e-3, "batch_size": 16, "augmentation": "dihedral"}
 
 
+def hand_designed_params(task) -> dict:
+    """:func:`hand_designed` as the search's own parameters (what :func:`from_params` turns back)."""
+    config = hand_designed(task)
+    widths = config["widths"]
+    return {"depth": len(widths), "base_width": widths[0], "skip": config["skip"], "growth": widths[1] / widths[0],
+            "kernel_first": config["kernels"][0], "kernel_deep": config["kernels"][1], "convs": config["convs"],
+            "norm": config["norm"], "loss": config["loss"], "lr": config["lr"], "batch_size": config["batch_size"],
+            "augmentation": config["augmentation"]}
+
+
 def network_config(config: dict, task) -> dict:
     """The :class:`~pipeline.alma.models.EncoderDecoder` arguments of ``config`` for ``task``."""
     return {"in_channels": 1, "out_channels": task.out_channels, "output": task.output,

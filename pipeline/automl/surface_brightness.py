@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.alma.gaussian import gaussian_area, gaussian_images
+from pipeline.alma.gaussian import gaussian_area
 from pipeline.alma.interferometer import AntennaConfiguration
 from pipeline.automl import radio
 from pipeline.automl.clean import clean_image
@@ -66,13 +66,6 @@ def instruments(rng, n=INSTRUMENTS_PER_SET) -> list[radio.Instrument]:
             for _ in range(n)]
 
 
-def _gaussians(rows, fluxes) -> np.ndarray:
-    """Gaussians of the given total fluxes, summed: (SIZE, SIZE) flux per pixel."""
-    images = gaussian_images(rows, SIZE)
-    sums = np.maximum(images.reshape(len(rows), -1).sum(1), 1e-12)
-    return np.tensordot(np.asarray(fluxes, np.float32) / sums, images, axes=1).astype(np.float32)
-
-
 def _double(rng, x, y, flux):
     length, theta = rng.uniform(15, 40), rng.uniform(0, 180)
     direction = np.array([np.cos(np.radians(theta)), np.sin(np.radians(theta))])
@@ -89,7 +82,7 @@ def _double(rng, x, y, flux):
         core = flux * rng.uniform(0.01, 0.1)
         fluxes = [f * (1 - core / flux) for f in fluxes] + [core]
         rows.append({"x": x, "y": y, "fwhm_x": 1.0, "fwhm_y": 1.0, "pa": 0.0})
-    return _gaussians(rows, fluxes)
+    return radio.gaussian_sky(rows, fluxes, SIZE)
 
 
 def _jet(rng, x, y, flux):
@@ -103,18 +96,18 @@ def _jet(rng, x, y, flux):
                          "fwhm_x": 1.5 + 0.5 * k, "fwhm_y": 1.5 + 0.4 * k, "pa": np.degrees(angle)})
             weights.append(np.exp(-k / knots))
     weights = np.array(weights) / np.sum(weights)
-    return _gaussians(rows, flux * weights)
+    return radio.gaussian_sky(rows, flux * weights, SIZE)
 
 
 def _halo(rng, x, y, flux):
     size = rng.uniform(15, 35)
-    return _gaussians([{"x": x, "y": y, "fwhm_x": size, "fwhm_y": size * rng.uniform(0.6, 1.0),
-                        "pa": rng.uniform(0, 180)}], [flux])
+    return radio.gaussian_sky([{"x": x, "y": y, "fwhm_x": size, "fwhm_y": size * rng.uniform(0.6, 1.0),
+                               "pa": rng.uniform(0, 180)}], [flux], SIZE)
 
 
 def _compact(rng, x, y, flux):
-    return _gaussians([{"x": x, "y": y, "fwhm_x": rng.uniform(0.5, 2), "fwhm_y": rng.uniform(0.5, 2), "pa": 0.0}],
-                      [flux])
+    return radio.gaussian_sky([{"x": x, "y": y, "fwhm_x": rng.uniform(0.5, 2), "fwhm_y": rng.uniform(0.5, 2),
+                               "pa": 0.0}], [flux], SIZE)
 
 
 KINDS = {"double": (_double, (10, 300)), "jet": (_jet, (10, 300)), "halo": (_halo, (30, 300)),
