@@ -72,7 +72,7 @@ def _example(task_name: str, index: int, seed: int | None) -> dict:
 
     exported = _loaded(shipped_exports()[task_name])
     examples = _held_out(task_name, HELD_OUT_SHOWN) if seed is None else exported.task.examples(seed, 1)
-    shown = answer_one(exported, examples, 0 if seed is None else index)
+    shown = answer_one(exported, examples, index if seed is None else 0)
     return {**shown, "task": task_name, "what": f"new simulation (seed {seed})" if seed is not None
             else f"held-out simulation {index + 1} of {HELD_OUT_SHOWN}", "result": exported.result}
 

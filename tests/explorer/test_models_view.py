@@ -46,6 +46,12 @@ def test_an_example_is_answered_three_ways(viewer):
     assert "new simulation (seed 10000000)" in viewer._about.object and not viewer._held.disabled
     viewer._back_to_held_out()
     assert "held-out simulation 1" in viewer._about.object and viewer._held.disabled
+    first = viewer._images.objects[0].object
+    viewer.example = 2  # the slider shows that simulation, not the first again
+    assert "held-out simulation 3 of 3" in viewer._about.object
+    shown = models_view._example("vlba", 2, None)
+    expected = models_view._held_out("vlba", 3).inputs[2]
+    assert (shown["input"] == expected).all() and viewer._images.objects[0].object is not first
 
 
 def test_a_task_without_an_export_says_how_to_make_one(viewer, monkeypatch):
