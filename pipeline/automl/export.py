@@ -17,7 +17,7 @@ from pipeline.alma.model_card import code_version
 from pipeline.alma.models import save_checkpoint
 from pipeline.atomic import replace_folder
 from pipeline.automl import space
-from pipeline.automl.search import Fidelity, best
+from pipeline.automl.search import Fidelity, best, held_out
 from pipeline.automl.tasks import HELD_OUT_SEED, get_task
 from pipeline.errors import InputError
 from pipeline.progress import report
@@ -53,25 +53,25 @@ def export(study, out, steps: int = EXPORT_STEPS, held_out_n: int = HELD_OUT_N, 
     total = steps * (2 if compare else 1)
     report(progress, 0, total, "simulating examples")
     train_set = task.examples(seed, fidelity.n_train)
-    held_out = task.examples(HELD_OUT_SEED, held_out_n)
+    held_out_set = held_out(task, held_out_n)
     started = time.perf_counter()
     model, log = training.train(chosen["config"], task, train_set, steps, seed=seed, cancel=cancel,
                                 progress=lambda d, n, s: report(progress, d, total, f"best configuration, {s}"))
     result = {"task": task.name, "study": chosen["study"], "trial": chosen["trial"], "steps": steps,
               "config": chosen["config"], "parameters": training.parameters(chosen["config"], task),
               "held_out": {"n": held_out_n, "seed": HELD_OUT_SEED},
-              "scores": training.evaluate(model, task, held_out), "train_seconds": round(log["seconds"], 1)}
+              "scores": training.evaluate(model, task, held_out_set), "train_seconds": round(log["seconds"], 1)}
     if compare:
         hand = space.hand_designed(task)
         hand_model, _ = training.train(hand, task, train_set, steps, seed=seed, cancel=cancel,
                                        progress=lambda d, n, s: report(progress, steps + d, total,
                                                                        f"hand-designed DECORAS, {s}"))
         result.update(hand_config=hand, hand_parameters=training.parameters(hand, task),
-                      hand_scores=training.evaluate(hand_model, task, held_out))
+                      hand_scores=training.evaluate(hand_model, task, held_out_set))
     else:
         hand_model = None
     result["baseline"] = task.baseline_name
-    result["baseline_scores"] = task.scores(task.baseline(held_out), held_out)
+    result["baseline_scores"] = task.scores(task.baseline(held_out_set), held_out_set)
     result["seconds"] = round(time.perf_counter() - started, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     built = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.automl import space
-from pipeline.automl.tasks import HELD_OUT_SEED, VALIDATION_SEED, AutomlTask, get_task
+from pipeline.automl.tasks import HELD_OUT_SEED, VALIDATION_SEED, AutomlTask, Examples, get_task
 from pipeline.cache import cache_dir
 from pipeline.errors import InputError
 from pipeline.progress import report
@@ -301,7 +301,7 @@ def best_text(found: dict) -> str:
         f"  {found['baseline']}: " + ", ".join(f"{k} {v:.3f}" for k, v in found["baseline_scores"].items())])
 
 
-def held_out(task: AutomlTask, n: int) -> object:
+def held_out(task: AutomlTask, n: int) -> Examples:
     """``n`` held-out examples: seeds no search or training uses."""
     return task.examples(HELD_OUT_SEED, n)
 
