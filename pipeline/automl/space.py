@@ -3,20 +3,23 @@ how it is trained, as one flat configuration.
 
 Network: depth (2-4 levels), width of the first level (4-24 channels) and its growth per level
 (x1, x1.5, x2; "add" skips keep widths equal), kernel sizes (the first level's 3/5/7 px, deeper
-levels' 3/5 px), convolutions per level (1-2), skips (none, add, concat) and normalisation
-(batch, group, instance, none). Training: loss (the task's: BCE, Dice or focal on masks; MSLE
-or L1 + SSIM on brightness), learning rate (1e-4 to 1e-2, log-uniform), batch size (8, 16, 32)
-and augmentation (none, or the eight rotations and flips).
+levels' 3/5 px), convolutions per level (1-2), skips (none, add, concat), normalisation
+(batch, group, instance, none) and input scaling (none, or each image divided by its peak and a
+brightness answer multiplied back: an answer that scales with the sky, as imaging is linear).
+Training: loss (the task's: BCE, Dice or focal on masks; MSLE or L1 + SSIM on brightness),
+learning rate (1e-4 to 1e-2, log-uniform), batch size (8, 16, 32) and augmentation (none, or the
+eight rotations and flips).
 """
 
 from __future__ import annotations
 
 from pipeline.alma.models import DECORAS_SHAPE
+from pipeline.alma.models.encoder_decoder import SCALES
 
 BASE_WIDTHS = (4, 6, 8, 12, 16, 24)
 GROWTHS = (1.0, 1.5, 2.0)
 AUGMENTATIONS = ("none", "dihedral")
-NETWORK_KEYS = ("widths", "kernels", "convs", "skip", "norm")
+NETWORK_KEYS = ("widths", "kernels", "convs", "skip", "norm", "scale")
 
 
 def suggest(trial, task) -> dict:
@@ -33,6 +36,7 @@ def suggest(trial, task) -> dict:
         "convs": trial.suggest_int("convs", 1, 2),
         "skip": skip,
         "norm": trial.suggest_categorical("norm", ("batch", "group", "instance", "none")),
+        "scale": trial.suggest_categorical("scale", SCALES),
         "loss": trial.suggest_categorical("loss", task.losses),
         "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
         "batch_size": trial.suggest_categorical("batch_size", (8, 16, 32)),
@@ -51,7 +55,9 @@ def from_params(params: dict, task) -> dict:
     growth = 1.0 if skip == "add" else float(params["growth"])
     return {"widths": widths(int(params["base_width"]), growth, depth),
             "kernels": [int(params["kernel_first"])] + [int(params["kernel_deep"])] * (depth - 1),
-            "convs": int(params["convs"]), "skip": skip, "norm": params["norm"], "loss": params["loss"],
+            "convs": int(params["convs"]), "skip": skip, "norm": params["norm"],
+            "scale": params.get("scale", "none"),  # studies from before the choice existed: none
+            "loss": params["loss"],
             "lr": float(params["lr"]), "batch_size": int(params["batch_size"]),
             "augmentation": params["augmentation"]}
 
@@ -68,20 +74,21 @@ def hand_designed_params(task) -> dict:
     widths = config["widths"]
     return {"depth": len(widths), "base_width": widths[0], "skip": config["skip"], "growth": widths[1] / widths[0],
             "kernel_first": config["kernels"][0], "kernel_deep": config["kernels"][1], "convs": config["convs"],
-            "norm": config["norm"], "loss": config["loss"], "lr": config["lr"], "batch_size": config["batch_size"],
-            "augmentation": config["augmentation"]}
+            "norm": config["norm"], "scale": config["scale"], "loss": config["loss"], "lr": config["lr"],
+            "batch_size": config["batch_size"], "augmentation": config["augmentation"]}
 
 
 def network_config(config: dict, task) -> dict:
     """The :class:`~pipeline.alma.models.EncoderDecoder` arguments of ``config`` for ``task``."""
     return {"in_channels": 1, "out_channels": task.out_channels, "output": task.output,
-            **{k: config[k] for k in NETWORK_KEYS}}
+            **{k: config[k] for k in NETWORK_KEYS if k != "scale"}, "scale": config.get("scale", "none")}
 
 
 def describe(config: dict) -> str:
     """One line: the network's shape and its training."""
     return (f"{len(config['widths'])} levels of {'/'.join(map(str, config['widths']))} channels, kernels "
             f"{'/'.join(map(str, config['kernels']))}, {config['convs']} conv/level, skips {config['skip']}, "
-            f"{config['norm']} norm; {config['loss']} loss, lr {config['lr']:.2g}, batch {config['batch_size']}, "
+            f"{config['norm']} norm{', peak-scaled' if config.get('scale') == 'peak' else ''}; {config['loss']} loss, "
+            f"lr {config['lr']:.2g}, batch {config['batch_size']}, "
             f"augmentation {config['augmentation']}")
 

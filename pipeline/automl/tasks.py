@@ -79,14 +79,14 @@ class AutomlTask:
 
 
 def relative_objective(errors=(), similarities=()):
-    """An objective for scores against the baseline's: the mean ratio of each error (lower better)
-    and of each similarity's distance from 1 (a score at most 1, higher better) to the baseline's,
-    so 1 is the baseline and below 1 is better on average. A ratio is capped at 10 so one score
-    cannot swamp the others."""
+    """An objective for scores against the baseline's: the worst ratio of an error (lower better)
+    or of a similarity's distance from 1 (a score at most 1, higher better) to the baseline's. 1
+    is the baseline; below 1 beats it on every score, which is the target (a mean would let one
+    score's gain hide another's loss). A ratio is capped at 10."""
     def objective(scores: dict, baseline: dict) -> float:
         ratios = [scores[k] / max(baseline[k], 1e-9) for k in errors]
         ratios += [(1 - scores[k]) / max(1 - baseline[k], 1e-9) for k in similarities]
-        return float(np.mean(np.minimum(ratios, 10.0)))
+        return float(np.max(np.minimum(ratios, 10.0)))
 
     return objective
 

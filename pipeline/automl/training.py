@@ -91,7 +91,10 @@ def train(config: dict, task: AutomlTask, examples: Examples, steps: int, seed: 
         x, y = inputs[index], targets[index]
         if config["augmentation"] == "dihedral":
             x, y = dihedral(x, y, rng)
-        loss = criterion(model(x), y)
+        # in the units the network answers in (its input's peak with scale="peak"), so that each
+        # image counts alike whatever its brightness
+        scale = model.input_scale(x) if model.output == "brightness" else 1.0
+        loss = criterion(model(x) / scale, y / scale)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

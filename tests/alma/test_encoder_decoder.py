@@ -54,3 +54,18 @@ def test_a_searched_network_round_trips_through_a_checkpoint(tmp_path):
     loaded, _ = load_checkpoint(tmp_path / "m.pt")
     x = torch.randn(1, 1, 16, 16)
     assert torch.equal(net(x), loaded(x))
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_a_peak_scaled_brightness_answer_scales_with_the_sky(norm):
+    torch.manual_seed(0)
+    scaled = EncoderDecoder(1, 2, [4, 4], [3, 3], skip="add", norm=norm, output="brightness", scale="peak").eval()
+    plain = EncoderDecoder(1, 2, [4, 4], [3, 3], skip="add", norm=norm, output="brightness").eval()
+    x = torch.rand(3, 1, 16, 16) + 0.1
+    with torch.no_grad():
+        assert torch.allclose(scaled(50 * x), 50 * scaled(x), rtol=1e-4)  # imaging is linear in flux
+        assert not torch.allclose(plain(50 * x), 50 * plain(x), rtol=1e-2)  # softplus of a net of 50 x: not so
+    assert torch.equal(plain.input_scale(x), torch.ones(3, 1, 1, 1))
+    assert torch.allclose(scaled.input_scale(-2 * x), 2 * x.amax(dim=(1, 2, 3), keepdim=True))
+    with pytest.raises(InputError, match="scale"):
+        EncoderDecoder(scale="mean")

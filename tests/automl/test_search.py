@@ -112,3 +112,16 @@ def test_cli_search_best_and_export(storage_url, tmp_path):
 def test_cli_bad_input_is_one_line(args, message, tmp_path):
     line = one_line_error(run_cli(*(a.format(tmp=tmp_path) for a in args)))
     assert message in line and "secret" not in line
+
+
+def test_the_hand_designed_point_round_trips_and_older_studies_read_unscaled():
+    from pipeline.automl import space
+
+    task = get_task("vst")
+    params = space.hand_designed_params(task)
+    assert space.from_params(params, task) == space.hand_designed(task)
+    assert space.hand_designed(task)["scale"] == "none"  # DECORAS as designed
+    older = {k: v for k, v in {**params, "scale": "peak"}.items() if k != "scale"}  # before the choice existed
+    assert space.from_params(older, task)["scale"] == "none"
+    assert space.network_config({k: v for k, v in space.hand_designed(task).items() if k != "scale"},
+                                task)["scale"] == "none"

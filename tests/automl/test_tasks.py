@@ -119,3 +119,15 @@ def test_vst_photutils_splits_a_wide_pair_and_its_scores_count_each_galaxy():
     nothing = deblending.scores(np.zeros_like(answer), examples)
     assert scores["flux_error"] < nothing["flux_error"] == pytest.approx(1.0)
     assert scores["centroid_error"] < nothing["centroid_error"]
+
+
+def test_relative_objective_is_the_worst_score_against_the_baseline():
+    from pipeline.automl.tasks import relative_objective
+
+    objective = relative_objective(("flux", "rms"), ("ssim",))
+    baseline = {"flux": 0.1, "rms": 2.0, "ssim": 0.9}
+    assert objective(baseline, baseline) == pytest.approx(1.0)
+    # far better on two scores cannot hide a worse third: below 1 only when every score beats it
+    assert objective({"flux": 0.01, "rms": 0.2, "ssim": 0.85}, baseline) == pytest.approx(1.5)
+    assert objective({"flux": 0.09, "rms": 1.0, "ssim": 0.95}, baseline) == pytest.approx(0.9)
+    assert objective({"flux": 5.0, "rms": 1.0, "ssim": 0.95}, baseline) == 10.0  # capped

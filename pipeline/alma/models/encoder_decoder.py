@@ -16,9 +16,11 @@ from pipeline.errors import InputError
 SKIPS = ("none", "add", "concat")
 NORMS = ("batch", "group", "instance", "none")
 OUTPUTS = ("probability", "brightness")  # sigmoid, softplus
+SCALES = ("none", "peak")
 
 #: the hand-designed DECORAS as a point of this family (same layers, same parameter count)
-DECORAS_SHAPE = {"widths": [16, 32, 64], "kernels": [3, 3, 3], "convs": 1, "skip": "none", "norm": "batch"}
+DECORAS_SHAPE = {"widths": [16, 32, 64], "kernels": [3, 3, 3], "convs": 1, "skip": "none", "norm": "batch",
+                 "scale": "none"}
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -48,19 +50,26 @@ class EncoderDecoder(nn.Module):
     features of that level joined when ``skip`` is "add" or "concat" (U-Net), then a block; a 1x1
     convolution and the ``output``: "probability" (sigmoid, a detection map) or "brightness"
     (softplus: non-negative, unbounded). H and W must be multiples of ``2 ** len(widths)``.
+
+    ``scale="peak"``: the network sees each image divided by its peak (:meth:`input_scale`), and a
+    brightness answer is multiplied back by it, so that the answer scales with the sky as an image
+    does (imaging is linear in flux): one network for sources over any range of brightness.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, widths=(16, 32, 64), kernels=(3, 3, 3),
-                 convs: int = 1, skip: str = "none", norm: str = "batch", output: str = "probability"):
+                 convs: int = 1, skip: str = "none", norm: str = "batch", output: str = "probability",
+                 scale: str = "none"):
         super().__init__()
         widths, kernels = [int(w) for w in widths], [int(k) for k in kernels]
         if not widths or len(kernels) != len(widths) or min(widths) < 1 or any(k % 2 == 0 for k in kernels):
             raise InputError(f"EncoderDecoder needs one odd kernel size per level; got widths {widths}, "
                              f"kernels {kernels}.")
-        for name, value, allowed in (("skip", skip, SKIPS), ("norm", norm, NORMS), ("output", output, OUTPUTS)):
+        for name, value, allowed in (("skip", skip, SKIPS), ("norm", norm, NORMS), ("output", output, OUTPUTS),
+                                     ("scale", scale, SCALES)):
             if value not in allowed:
                 raise InputError(f"EncoderDecoder {name} must be one of {', '.join(allowed)}; got {value!r}.")
         self.in_channels, self.skip, self.depth = in_channels, skip, len(widths)
+        self.output, self.scale = output, scale
         self.encoder = nn.ModuleList()
         channels = in_channels
         for width, kernel in zip(widths, kernels, strict=True):
@@ -80,13 +89,22 @@ class EncoderDecoder(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(channels, out_channels, 1),
                                   nn.Sigmoid() if output == "probability" else nn.Softplus())
 
+    def input_scale(self, image: torch.Tensor) -> torch.Tensor:
+        """What each image is divided by before the network sees it, ``[b, 1, 1, 1]``: its peak
+        absolute value over all channels with ``scale="peak"``, else 1. A brightness answer is in
+        these units times this."""
+        if self.scale == "none":
+            return torch.ones((len(image), 1, 1, 1), dtype=image.dtype, device=image.device)
+        return image.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=torch.finfo(image.dtype).tiny)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         check_images("EncoderDecoder", image, self.in_channels)
         multiple = 2 ** self.depth
         if image.shape[-2] % multiple or image.shape[-1] % multiple:
             raise InputError(f"This network has {self.depth} levels and takes images whose sides are multiples "
                              f"of {multiple} px; got {tuple(image.shape[-2:])}. Crop or pad the image.")
-        x, kept = image, []
+        scale = self.input_scale(image)
+        x, kept = image / scale, []
         for block in self.encoder:
             x = block(x)
             kept.append(x)
@@ -99,4 +117,4 @@ class EncoderDecoder(nn.Module):
             elif self.skip == "concat":
                 x = torch.cat([x, features], dim=1)
             x = block(x)
-        return self.head(x)
+        return self.head(x) * scale if self.output == "brightness" else self.head(x)
