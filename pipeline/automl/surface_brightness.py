@@ -189,6 +189,7 @@ TASK = AutomlTask(
                  "residual_rms": Score("residual rms", False, "noise"), "ssim": Score("SSIM", True)},
     examples=examples, answers=answers, baseline=clean_baseline, baseline_name="Hogbom CLEAN",
     scores=scores, objective=relative_objective(("flux_error", "residual_rms"), ("ssim",)), direction="minimize",
-    objective_note="the worst ratio of the flux error, the residual rms and 1 - SSIM to CLEAN's (below 1 beats it on all)",
+    objective_note="the worst ratio of the flux error, the residual rms and 1 - SSIM to CLEAN's "
+                   "(below 1 beats it on all)",
     max_parameters=400_000,
 )
