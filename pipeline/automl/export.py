@@ -116,7 +116,8 @@ def model_card(result: dict, task, chosen: dict, command: str) -> str:
     return "\n".join([
         f"# {task.title}: a searched DECORAS-family network",
         "",
-        f"- Task `{task.name}`: {task.instrument}. Input: one {task.size} x {task.size} image in units of its noise;"
+        f"- Task `{task.name}`: {task.instrument}. Input: "
+        f"{task.input_note or f'one {task.size} x {task.size} image in units of its noise'};"
         f" output: {task.out_channels} map(s), {task.output}.",
         f"- Found by the Optuna study `{chosen['study']}` (trial {chosen['trial']}; trials: {trials}), ranked on "
         f"{task.objective_note}.",
@@ -134,8 +135,8 @@ def model_card(result: dict, task, chosen: dict, command: str) -> str:
         "",
         f"Made from the project's own simulator alone (see `{task.examples.__module__}` for the"
         " physics). It has never seen real data: check it on images of your instrument with known answers"
-        " before you trust its numbers. Inputs must be scaled as in training (the image divided by its noise"
-        " rms) and their sides a multiple of 2 to the number of levels.",
+        " before you trust its numbers. Inputs must be made and scaled as in training (in units of the image"
+        " noise rms) and their sides a multiple of 2 to the number of levels.",
         "",
     ])
 

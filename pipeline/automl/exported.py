@@ -60,7 +60,7 @@ def answer_one(exported: Exported, examples: Examples, index: int) -> dict:
     if exported.hand is not None:
         outputs["hand"] = predict(exported.hand, one.inputs)
     baseline = task.baseline(one)
-    shown = {"input": one.inputs[0], "target": one.targets[0], "hand": None}
+    shown = {"input": one.observed_image(0)[None], "target": one.targets[0], "hand": None}
     scores, found = {}, {}
     for who, out in outputs.items():
         answer = task.answers(out, one)
@@ -71,7 +71,7 @@ def answer_one(exported: Exported, examples: Examples, index: int) -> dict:
     scores["baseline"] = task.scores(baseline, one)
     if task.output == "probability":  # the baseline's answer is its sources: shown as the input with them
         found["baseline"] = baseline[0]
-        shown["baseline"] = one.inputs[0]
+        shown["baseline"] = shown["input"]
         found["target"] = np.stack([one.truth[0]["x"], one.truth[0]["y"]], axis=1)
     else:
         shown["baseline"] = np.asarray(baseline)[0].reshape(shown["target"].shape)

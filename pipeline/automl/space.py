@@ -6,7 +6,7 @@ Network: depth (2-4 levels), width of the first level (4-24 channels) and its gr
 levels' 3/5 px), convolutions per level (1-2), skips (none, add, concat), normalisation
 (batch, group, instance, none) and input scaling (none, or each image divided by its peak and a
 brightness answer multiplied back: an answer that scales with the sky, as imaging is linear).
-Training: loss (the task's: BCE, Dice or focal on masks; MSLE or L1 + SSIM on brightness),
+Training: loss (the task's: BCE, Dice or focal on masks; MSLE, L1 + SSIM or MSE on brightness),
 learning rate (1e-4 to 1e-2, log-uniform), batch size (8, 16, 32) and augmentation (none, or the
 eight rotations and flips).
 """
@@ -80,7 +80,7 @@ def hand_designed_params(task) -> dict:
 
 def network_config(config: dict, task) -> dict:
     """The :class:`~pipeline.alma.models.EncoderDecoder` arguments of ``config`` for ``task``."""
-    return {"in_channels": 1, "out_channels": task.out_channels, "output": task.output,
+    return {"in_channels": task.in_channels, "out_channels": task.out_channels, "output": task.output,
             **{k: config[k] for k in NETWORK_KEYS if k != "scale"}, "scale": config.get("scale", "none")}
 
 

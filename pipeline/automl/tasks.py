@@ -21,19 +21,27 @@ HELD_OUT_SEED = 2 * 10**6
 
 @dataclass
 class Examples:
-    """``inputs`` (n, 1, size, size) float32 for the network, ``targets`` (n, out, size, size)
-    float32 that it learns, and ``truth``: per example, what the scores need (task-specific)."""
+    """``inputs`` (n, in, size, size) float32 for the network, ``targets`` (n, out, size, size)
+    float32 that it learns, and ``truth``: per example, what the scores need (task-specific).
+    ``observed`` (n, size, size): the images as the instrument gave them, where the network's input
+    is made from them (None: the input's first channel is the observed image)."""
 
     inputs: np.ndarray
     targets: np.ndarray
     truth: list
+    observed: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def subset(self, index) -> Examples:
         index = np.atleast_1d(np.arange(len(self))[index])
-        return Examples(self.inputs[index], self.targets[index], [self.truth[i] for i in index])
+        return Examples(self.inputs[index], self.targets[index], [self.truth[i] for i in index],
+                        None if self.observed is None else self.observed[index])
+
+    def observed_image(self, index: int) -> np.ndarray:
+        """Example ``index``'s image as observed: (size, size)."""
+        return self.inputs[index, 0] if self.observed is None else self.observed[index]
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,9 @@ class AutomlTask:
     examples)`` turns network outputs (n, out, size, size) into what is scored, the form the
     ``baseline(examples)`` gives too; ``scores(answers, examples)`` -> {name: value} for the names
     of ``score_names``. The search optimises ``objective(scores, baseline_scores)`` in ``direction``.
-    ``output``: "probability" (sigmoid maps, for ``losses`` on masks) or "brightness" (softplus).
+    ``output``: "probability" (sigmoid maps, for ``losses`` on masks), "brightness" (softplus) or
+    "refinement" (the input's first channel, the classic answer, corrected). ``in_channels``: the
+    input's channels, and ``input_note`` what they are (when they are not just the observed image).
     ``hand_loss``: the loss the hand-designed DECORAS is trained with on this task.
     ``max_parameters``: trials over it are not trained (None: no limit)."""
 
@@ -75,6 +85,8 @@ class AutomlTask:
     direction: str
     objective_note: str
     max_parameters: int | None = None
+    in_channels: int = 1
+    input_note: str = ""
     notes: dict = field(default_factory=dict)
 
 

@@ -29,6 +29,8 @@ def loss_function(name: str) -> Callable:
         return focal_loss
     if name == "msle":
         return msle_loss
+    if name == "mse":  # the rms of the answer's error, squared
+        return F.mse_loss
     if name == "l1_ssim":
         # SSIM's constants scale with the span of the values: the batch's own, as the targets are
         # in units of the image noise and span tens
@@ -93,7 +95,7 @@ def train(config: dict, task: AutomlTask, examples: Examples, steps: int, seed: 
             x, y = dihedral(x, y, rng)
         # in the units the network answers in (its input's peak with scale="peak"), so that each
         # image counts alike whatever its brightness
-        scale = model.input_scale(x) if model.output == "brightness" else 1.0
+        scale = model.input_scale(x) if model.output != "probability" else 1.0
         loss = criterion(model(x) / scale, y / scale)
         optimiser.zero_grad()
         loss.backward()

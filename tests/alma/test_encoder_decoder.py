@@ -69,3 +69,14 @@ def test_a_peak_scaled_brightness_answer_scales_with_the_sky(norm):
     assert torch.allclose(scaled.input_scale(-2 * x), 2 * x.amax(dim=(1, 2, 3), keepdim=True))
     with pytest.raises(InputError, match="scale"):
         EncoderDecoder(scale="mean")
+
+
+def test_a_refinement_starts_as_the_classic_answer_and_asinh_sees_bright_emission_compressed():
+    torch.manual_seed(0)
+    net = EncoderDecoder(2, 1, [4, 4], [3, 3], skip="add", norm="none", output="refinement", scale="asinh")
+    x = torch.rand(2, 2, 16, 16) * 1000
+    assert torch.equal(net(x), x[:, :1])  # the correction starts at zero
+    torch.nn.init.normal_(net.head[0].weight)
+    assert not torch.equal(net(x), x[:, :1]) and net(x).abs().max() < 1e4  # learnt: a correction of any sign
+    with pytest.raises(InputError, match="first 2 input channels"):
+        EncoderDecoder(1, 2, output="refinement")

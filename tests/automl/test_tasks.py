@@ -14,8 +14,8 @@ from pipeline.errors import InputError
 def test_examples_are_reproducible_and_the_truth_scores_perfectly(name):
     task = get_task(name)
     a, b = task.examples(7, 6), task.examples(7, 6)
-    assert a.inputs.shape == (6, 1, task.size, task.size) and a.targets.shape == (6, task.out_channels, task.size,
-                                                                                     task.size)
+    assert a.inputs.shape == (6, task.in_channels, task.size, task.size)
+    assert a.targets.shape == (6, task.out_channels, task.size, task.size)
     assert np.array_equal(a.inputs, b.inputs) and np.array_equal(a.targets, b.targets)
     assert not np.array_equal(a.inputs, task.examples(8, 6).inputs)
     perfect = task.scores(task.answers(a.targets, a), a)
@@ -95,10 +95,12 @@ def test_lofar_like_array_is_a_dense_core_with_remote_stations():
     assert np.array_equal(config.xyz_m, surface_brightness.lofar_like_configuration().xyz_m)
 
 
-def test_lofar_clean_beats_the_dirty_image():
+def test_lofar_clean_beats_the_dirty_image_and_its_two_channels_are_its_image():
     examples = surface_brightness.examples(5, 6)
     cleaned = surface_brightness.scores(surface_brightness.clean_baseline(examples), examples)
-    dirty = surface_brightness.scores(examples.inputs[:, 0], examples)
+    dirty = surface_brightness.scores(examples.observed, examples)
+    first, truth = examples.observed[0], examples.truth[0]
+    assert np.allclose(clean.clean_image(first, truth["psf"], truth["beam"]), examples.inputs[0].sum(0), atol=1e-4)
     assert cleaned["residual_rms"] < dirty["residual_rms"] / 5 and cleaned["ssim"] > dirty["ssim"]
     assert cleaned["flux_error"] < 0.2
 

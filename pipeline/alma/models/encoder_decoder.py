@@ -15,8 +15,8 @@ from pipeline.errors import InputError
 
 SKIPS = ("none", "add", "concat")
 NORMS = ("batch", "group", "instance", "none")
-OUTPUTS = ("probability", "brightness")  # sigmoid, softplus
-SCALES = ("none", "peak")
+OUTPUTS = ("probability", "brightness", "refinement")  # sigmoid, softplus, a correction added to the input
+SCALES = ("none", "peak", "asinh")
 
 #: the hand-designed DECORAS as a point of this family (same layers, same parameter count)
 DECORAS_SHAPE = {"widths": [16, 32, 64], "kernels": [3, 3, 3], "convs": 1, "skip": "none", "norm": "batch",
@@ -48,12 +48,16 @@ class EncoderDecoder(nn.Module):
     convolutions, each followed by the normalisation ``norm`` and ReLU, then a 2x2 max pool; a
     block at the bottom; per level of the decoder, back up: bilinear x2 upsampling, the encoder's
     features of that level joined when ``skip`` is "add" or "concat" (U-Net), then a block; a 1x1
-    convolution and the ``output``: "probability" (sigmoid, a detection map) or "brightness"
-    (softplus: non-negative, unbounded). H and W must be multiples of ``2 ** len(widths)``.
+    convolution and the ``output``: "probability" (sigmoid, a detection map), "brightness"
+    (softplus: non-negative, unbounded) or "refinement" (the input's first ``out_channels``
+    channels, a classic method's answer, plus a correction that starts at zero: the network learns
+    what the classic method gets wrong). H and W must be multiples of ``2 ** len(widths)``.
 
-    ``scale="peak"``: the network sees each image divided by its peak (:meth:`input_scale`), and a
-    brightness answer is multiplied back by it, so that the answer scales with the sky as an image
-    does (imaging is linear in flux): one network for sources over any range of brightness.
+    How the network sees its input, ``scale``: as it is ("none"); each image divided by its peak
+    ("peak", :meth:`input_scale`), a brightness answer or correction multiplied back by it, so that
+    the answer scales with the sky as an image does (imaging is linear in flux); or through arcsinh
+    ("asinh": linear within the noise, logarithmic for bright emission, as high-dynamic-range
+    radio images are shown), the answer unscaled.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, widths=(16, 32, 64), kernels=(3, 3, 3),
@@ -86,14 +90,20 @@ class EncoderDecoder(nn.Module):
                                  "use skip='concat' with widths that change.")
             self.decoder.append(_block(joined, width, kernel, convs, norm))
             channels = width
-        self.head = nn.Sequential(nn.Conv2d(channels, out_channels, 1),
-                                  nn.Sigmoid() if output == "probability" else nn.Softplus())
+        if output == "refinement" and in_channels < out_channels:
+            raise InputError(f"A refinement network adds its correction to its first {out_channels} input channels; "
+                             f"it has {in_channels}.")
+        activation = {"probability": nn.Sigmoid(), "brightness": nn.Softplus(), "refinement": nn.Identity()}[output]
+        self.head = nn.Sequential(nn.Conv2d(channels, out_channels, 1), activation)
+        if output == "refinement":  # starts as the classic answer
+            nn.init.zeros_(self.head[0].weight)
+            nn.init.zeros_(self.head[0].bias)
 
     def input_scale(self, image: torch.Tensor) -> torch.Tensor:
         """What each image is divided by before the network sees it, ``[b, 1, 1, 1]``: its peak
         absolute value over all channels with ``scale="peak"``, else 1. A brightness answer is in
         these units times this."""
-        if self.scale == "none":
+        if self.scale != "peak":
             return torch.ones((len(image), 1, 1, 1), dtype=image.dtype, device=image.device)
         return image.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=torch.finfo(image.dtype).tiny)
 
@@ -104,7 +114,7 @@ class EncoderDecoder(nn.Module):
             raise InputError(f"This network has {self.depth} levels and takes images whose sides are multiples "
                              f"of {multiple} px; got {tuple(image.shape[-2:])}. Crop or pad the image.")
         scale = self.input_scale(image)
-        x, kept = image / scale, []
+        x, kept = torch.asinh(image) if self.scale == "asinh" else image / scale, []
         for block in self.encoder:
             x = block(x)
             kept.append(x)
@@ -117,4 +127,7 @@ class EncoderDecoder(nn.Module):
             elif self.skip == "concat":
                 x = torch.cat([x, features], dim=1)
             x = block(x)
-        return self.head(x) * scale if self.output == "brightness" else self.head(x)
+        if self.output == "probability":
+            return self.head(x)
+        answer = self.head(x) * scale
+        return image[:, :answer.shape[1]] + answer if self.output == "refinement" else answer
