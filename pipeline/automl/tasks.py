@@ -62,7 +62,7 @@ class AutomlTask:
     ``baseline(examples)`` gives too; ``scores(answers, examples)`` -> {name: value} for the names
     of ``score_names``. The search optimises ``objective(scores, baseline_scores)`` in ``direction``.
     ``output``: "probability" (sigmoid maps, for ``losses`` on masks), "brightness" (softplus) or
-    "refinement" (the input's first channel, the classic answer, corrected). ``in_channels``: the
+    "refinement" (the input's first channel, a classic answer or part of it, corrected). ``in_channels``: the
     input's channels, and ``input_note`` what they are (when they are not just the observed image).
     ``hand_loss``: the loss the hand-designed DECORAS is trained with on this task.
     ``max_parameters``: trials over it are not trained (None: no limit)."""

@@ -50,8 +50,8 @@ class EncoderDecoder(nn.Module):
     features of that level joined when ``skip`` is "add" or "concat" (U-Net), then a block; a 1x1
     convolution and the ``output``: "probability" (sigmoid, a detection map), "brightness"
     (softplus: non-negative, unbounded) or "refinement" (the input's first ``out_channels``
-    channels, a classic method's answer, plus a correction that starts at zero: the network learns
-    what the classic method gets wrong). H and W must be multiples of ``2 ** len(widths)``.
+    channels, a classic method's answer or part of it, plus a correction that starts at zero: the
+    network learns what the classic method gets wrong). H and W must be multiples of ``2 ** len(widths)``.
 
     How the network sees its input, ``scale``: as it is ("none"); each image divided by its peak
     ("peak", :meth:`input_scale`), a brightness answer or correction multiplied back by it, so that
