@@ -4,8 +4,9 @@ how it is trained, as one flat configuration.
 Network: depth (2-4 levels), width of the first level (4-24 channels) and its growth per level
 (x1, x1.5, x2; "add" skips keep widths equal), kernel sizes (the first level's 3/5/7 px, deeper
 levels' 3/5 px), convolutions per level (1-2), skips (none, add, concat), normalisation
-(batch, group, instance, none) and input scaling (none, or each image divided by its peak and a
-brightness answer multiplied back: an answer that scales with the sky, as imaging is linear).
+(batch, group, instance, none) and input scaling (none; each image divided by its peak and a
+brightness answer multiplied back, an answer that scales with the sky as imaging is linear; or
+arcsinh, linear within the noise and logarithmic for bright emission).
 Training: loss (the task's: BCE, Dice or focal on masks; MSLE, L1 + SSIM or MSE on brightness),
 learning rate (1e-4 to 1e-2, log-uniform), batch size (8, 16, 32) and augmentation (none, or the
 eight rotations and flips).
@@ -20,6 +21,8 @@ BASE_WIDTHS = (4, 6, 8, 12, 16, 24)
 GROWTHS = (1.0, 1.5, 2.0)
 AUGMENTATIONS = ("none", "dihedral")
 NETWORK_KEYS = ("widths", "kernels", "convs", "skip", "norm", "scale")
+#: how :func:`describe` names each input scaling
+SCALE_NOTES = {"none": "", "peak": ", peak-scaled", "asinh": ", asinh-scaled"}
 
 
 def suggest(trial, task) -> dict:
@@ -81,14 +84,14 @@ def hand_designed_params(task) -> dict:
 def network_config(config: dict, task) -> dict:
     """The :class:`~pipeline.alma.models.EncoderDecoder` arguments of ``config`` for ``task``."""
     return {"in_channels": task.in_channels, "out_channels": task.out_channels, "output": task.output,
-            **{k: config[k] for k in NETWORK_KEYS if k != "scale"}, "scale": config.get("scale", "none")}
+            **{k: config[k] for k in NETWORK_KEYS}}
 
 
 def describe(config: dict) -> str:
     """One line: the network's shape and its training."""
     return (f"{len(config['widths'])} levels of {'/'.join(map(str, config['widths']))} channels, kernels "
             f"{'/'.join(map(str, config['kernels']))}, {config['convs']} conv/level, skips {config['skip']}, "
-            f"{config['norm']} norm{', peak-scaled' if config.get('scale') == 'peak' else ''}; {config['loss']} loss, "
+            f"{config['norm']} norm{SCALE_NOTES[config['scale']]}; {config['loss']} loss, "
             f"lr {config['lr']:.2g}, batch {config['batch_size']}, "
             f"augmentation {config['augmentation']}")
 
